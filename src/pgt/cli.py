@@ -1,0 +1,62 @@
+"""The `pgt` command line: `pgt COMMAND --help` shows each command with examples.
+
+Each area of the package registers its own commands; heavy imports (torch,
+transformers) happen inside the handlers so that `--help` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from pgt import __version__
+from pgt.errors import PgtError
+
+# Modules that define `register(subparsers)`, in the order their commands are listed.
+COMMAND_MODULES = (
+    "pgt.substrate.cli",  # substrate build|show, tokenize
+    "pgt.model.cli",  # info, init, generate
+    "pgt.compose.cli",  # merge
+    "pgt.data.cli",  # data prepare
+    "pgt.growth.cli",  # grow
+    "pgt.eval.cli",  # eval, report
+    "pgt.demo",  # demo
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pgt",
+        description="Build, grow, merge and evaluate Progressive Growth Transformers.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Run `pgt COMMAND --help` for a command's options and examples.",
+    )
+    parser.add_argument("--version", action="version", version=f"pgt {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:
+                raise
+            continue  # an area not built yet
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.handler(args) or 0)
+    except PgtError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,78 @@
+"""Shared test fixtures: real text from the installed fortune packages and real substrates.
+
+Expensive artefacts (a built substrate, a small trained model) are built once and cached
+under `.cache/test-fixtures/`, keyed by a hash of the code that builds them, so a second
+run (or the second xdist worker) reuses them; a lock keeps workers from building twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import torch
+from filelock import FileLock
+
+REPO = Path(__file__).resolve().parents[1]
+SRC = REPO / "src" / "pgt"
+SHARED_REFERENCE = REPO.parent / "shared" / "reference"
+CACHE = Path(os.environ.get("PGT_TEST_CACHE", REPO / ".cache" / "test-fixtures"))
+
+# Tests are small; one thread per xdist worker avoids oversubscribing 2 cores.
+torch.set_num_threads(1)
+
+
+def code_hash(*packages: str) -> str:
+    """Hash of the source files of the given pgt sub-packages (cache key for fixtures)."""
+    digest = hashlib.sha256()
+    for package in packages:
+        for path in sorted((SRC / package).rglob("*.py")) if (SRC / package).is_dir() else [SRC / package]:
+            digest.update(path.relative_to(SRC).as_posix().encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def cached_artifact(name: str, key: str, build: Callable[[Path], None]) -> Path:
+    """Return `CACHE/name-key`, calling `build(tmp_dir)` once to create it (atomically, under a lock)."""
+    CACHE.mkdir(parents=True, exist_ok=True)
+    target = CACHE / f"{name}-{key}"
+    with FileLock(str(CACHE / f"{name}.lock")):
+        if not target.exists():
+            for stale in CACHE.glob(f"{name}-*"):
+                shutil.rmtree(stale, ignore_errors=True)
+            tmp = CACHE / f".{name}-{key}.building"
+            shutil.rmtree(tmp, ignore_errors=True)
+            build(tmp)
+            os.replace(tmp, target)
+    return target
+
+
+@pytest.fixture(scope="session")
+def corpus_files() -> list[Path]:
+    """The embedded default corpus (Debian fortunes: en, ru, de)."""
+    from pgt.data.corpus import default_corpus_files
+
+    return default_corpus_files()
+
+
+@pytest.fixture(scope="session")
+def reference_dir() -> Path:
+    """../shared/reference: the reference's published data files (skips where absent)."""
+    if not SHARED_REFERENCE.is_dir():
+        pytest.skip("../shared/reference is not available")
+    return SHARED_REFERENCE
+
+
+@pytest.fixture(scope="session")
+def substrate_dir(corpus_files: list[Path]) -> Path:
+    """A real bvv241-2-3 substrate mined from the fortune corpus, at a small dimension (64)."""
+    from pgt.substrate.build import build_substrate
+
+    def build(out: Path) -> None:
+        build_substrate(out, family="bvv241-2-3", corpus=corpus_files, dim=64, progress=False)
+
+    return cached_artifact("substrate-2-3-d64", code_hash("substrate"), build)
