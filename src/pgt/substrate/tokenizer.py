@@ -1,0 +1,110 @@
+"""Hugging Face fast tokenizers for the bvv241 layout, and token texts of any tokenizer.
+
+A bvv241 tokenizer is a `tokenizers` BPE model over the layout's vocabulary with the
+reference's merges (DESIGN.md §2): for each n-gram in id order, every split point whose
+two halves are both in the vocabulary gives the merge (left, right), in that order.
+There is no normaliser and no pre-tokeniser, so a space is its own token and encoding
+is the reference's. Beyond the reference, `byte_fallback` spells every character outside
+the vocabulary as `<0xXX>` byte tokens and the decoder fuses them back, so encode ->
+decode is lossless for all of Unicode.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from pgt.errors import PgtError
+from pgt.substrate.layout import BOS, EOS, PAD, SPECIAL_RANGE, UNK, Layout
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase, PreTrainedTokenizerFast
+
+BYTE_TOKEN = re.compile(r"^<0x([0-9A-Fa-f]{2})>$")
+
+
+def reference_merges(ngrams: Iterable[str], vocab: dict[str, int]) -> list[tuple[str, str]]:
+    """Merges in the reference's order: per n-gram (in id order), each split into two vocab halves."""
+    return [
+        (ngram[:i], ngram[i:])
+        for ngram in ngrams
+        for i in range(1, len(ngram))
+        if ngram[:i] in vocab and ngram[i:] in vocab
+    ]
+
+
+def build_tokenizer(layout: Layout) -> PreTrainedTokenizerFast:
+    """The fast tokenizer of a bvv241 layout (bos `<s>`, eos `</s>`, unk `<unk>`, pad `<pad>`).
+
+    The 256 tokens of the special block are registered as special tokens, so their
+    literal text in the input encodes to their id; `<unused_N>` and byte tokens are
+    plain vocabulary entries that no input text produces directly.
+    """
+    from tokenizers import AddedToken, Tokenizer, decoders, models
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = layout.vocab
+    if len(vocab) != len(layout.tokens):
+        raise PgtError(f"layout of {layout.family.name} gives two ids the same string")
+    model = models.BPE(
+        vocab=vocab,
+        merges=reference_merges(layout.ngrams, vocab),
+        unk_token=UNK,
+        byte_fallback=True,
+    )
+    backend = Tokenizer(model)
+    backend.decoder = decoders.Sequence([decoders.ByteFallback(), decoders.Fuse()])
+    specials = layout.tokens[SPECIAL_RANGE[0] : SPECIAL_RANGE[1]]
+    backend.add_special_tokens([AddedToken(token, special=True, normalized=False) for token in specials])
+    return PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        bos_token=BOS,
+        eos_token=EOS,
+        unk_token=UNK,
+        pad_token=PAD,
+        clean_up_tokenization_spaces=False,
+    )
+
+
+def load_tokenizer(path: str | os.PathLike) -> PreTrainedTokenizerBase:
+    """An existing Hugging Face tokenizer directory, loaded offline; PgtError if it is not one."""
+    from transformers import AutoTokenizer
+
+    path = Path(path)
+    if not path.is_dir():
+        raise PgtError(f"tokenizer directory not found: {path}")
+    try:
+        return AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise PgtError(f"cannot load a tokenizer from {path}: {exc}") from None
+
+
+def token_texts(tokenizer: PreTrainedTokenizerBase) -> list[str]:
+    """The text each id stands for, in id order, for rendering its glyph.
+
+    Special tokens stay literal; a byte-fallback token `<0xXX>` becomes its byte's
+    character when that byte is printable ASCII (else it stays literal); any other
+    token is decoded on its own, so GPT-2 style byte-level `Ġthe` becomes " the" and
+    SentencePiece `▁the` becomes " the". A token that decodes to nothing or to an
+    incomplete UTF-8 sequence (U+FFFD) keeps its raw string.
+    """
+    special = set(tokenizer.all_special_ids)
+    vocab_size = len(tokenizer)
+    raw = tokenizer.convert_ids_to_tokens(list(range(vocab_size)))
+    texts: list[str] = []
+    for token_id, token in enumerate(raw):
+        if token is None:
+            raise PgtError(f"tokenizer has no token at id {token_id} (ids must be contiguous)")
+        byte = BYTE_TOKEN.match(token)
+        if token_id in special:
+            texts.append(token)
+        elif byte:
+            value = int(byte.group(1), 16)
+            texts.append(chr(value) if 0x20 <= value < 0x7F else token)
+        else:
+            text = tokenizer.decode([token_id], clean_up_tokenization_spaces=False)
+            texts.append(text if text and "\ufffd" not in text else token)
+    return texts
