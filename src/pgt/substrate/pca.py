@@ -1,0 +1,59 @@
+"""Deterministic PCA of 0/1 bit rows (DESIGN.md §3 step 6), memory- and order-safe.
+
+Why the result is the same bytes on every run: the bits are 0/1, so their Gram matrix
+XᵀX is accumulated exactly (float32 products of chunks of at most 2²⁴ rows are exact
+integers, summed in float64); centring (G − n·μμᵀ) and the eigendecomposition run in
+float64 on that exact input; each eigenvector's sign is fixed as scikit-learn's
+`svd_flip` does (its largest-magnitude entry positive); the projection runs in fixed
+row chunks, so no reduction order depends on anything but the data.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+GRAM_CHUNK_ROWS = 8192  # well below 2**24: float32 sums of 0/1 products stay exact
+PROJECT_CHUNK_ROWS = 8192
+
+
+def _gram(bits: np.ndarray) -> np.ndarray:
+    """Exact XᵀX of 0/1 rows, float64."""
+    columns = bits.shape[1]
+    gram = np.zeros((columns, columns), dtype=np.float64)
+    for start in range(0, len(bits), GRAM_CHUNK_ROWS):
+        chunk = bits[start : start + GRAM_CHUNK_ROWS].astype(np.float32)
+        gram += chunk.T @ chunk
+    return gram
+
+
+def principal_components(bits: np.ndarray, dim: int) -> tuple[np.ndarray, np.ndarray]:
+    """Mean (float64 [D]) and the top `dim` principal axes (float64 [D, dim], sign-fixed columns)."""
+    count = len(bits)
+    mean = bits.sum(axis=0, dtype=np.int64) / count
+    scatter = _gram(bits) - count * np.outer(mean, mean)
+    _, vectors = np.linalg.eigh(scatter)  # ascending eigenvalues
+    components = vectors[:, ::-1][:, :dim]
+    pivots = np.abs(components).argmax(axis=0)
+    components = components * np.sign(components[pivots, np.arange(components.shape[1])])
+    return mean, components
+
+
+def pca_unit_rows(bits: np.ndarray, dim: int, *, progress: bool = False) -> np.ndarray:
+    """Project mean-centred 0/1 rows onto their top `dim` principal axes; L2-normalise each row.
+
+    A row whose projection is exactly zero (it equals the mean in every kept direction,
+    e.g. when all rows are identical) stays the zero vector rather than becoming NaN.
+    Returns float32 [len(bits), dim].
+    """
+    from tqdm.auto import tqdm
+
+    mean, components = principal_components(bits, dim)
+    mean32 = mean.astype(np.float32)
+    axes32 = np.ascontiguousarray(components, dtype=np.float32)
+    out = np.empty((len(bits), dim), dtype=np.float32)
+    for start in tqdm(range(0, len(bits), PROJECT_CHUNK_ROWS), desc="pca", disable=not progress):
+        chunk = bits[start : start + PROJECT_CHUNK_ROWS].astype(np.float32) - mean32
+        out[start : start + len(chunk)] = chunk @ axes32
+    norms = np.sqrt(np.einsum("ij,ij->i", out, out, dtype=np.float64))
+    out /= np.where(norms > 0, norms, 1.0).astype(np.float32)[:, None]
+    return out
