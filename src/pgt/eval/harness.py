@@ -1,0 +1,114 @@
+"""A thin wrapper over EleutherAI's lm-evaluation-harness for a model already in memory.
+
+`pgt eval MODEL_DIR --harness TASKS` hands the loaded model and tokenizer to
+`lm_eval.models.huggingface.HFLM` and runs `lm_eval.simple_evaluate`; each task's
+figures are written as `MODEL_DIR/eval/harness-<task>.json` in the same shape as
+`pgt eval`'s own results (accuracies in percent), with the harness's raw numbers
+kept under `harness_metrics`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pgt.errors import PgtError
+from pgt.eval.protocol import Z_95
+from pgt.eval.results import model_fingerprint, results_path, write_results
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+# Preferred primary metric of a harness task, in order; fractions among them are shown in percent.
+PRIMARY_METRICS = ("acc", "acc_norm", "exact_match", "f1", "bleu", "word_perplexity", "perplexity")
+FRACTION_METRICS = {"acc", "acc_norm", "exact_match", "f1", "mcc"}
+
+
+def _harness_record(task: str, figures: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
+    """Our results shape for one task of `simple_evaluate`'s `results` section."""
+    # Harness keys look like "acc,none" and "acc_stderr,none" (metric, filter).
+    values = {key.split(",")[0]: value for key, value in figures.items() if "," in key and isinstance(value, int | float)}
+    names = [name for name in values if not name.endswith("_stderr")]
+    if not names:
+        raise PgtError(f"lm-evaluation-harness returned no metric for task {task}")
+    primary = next((name for name in PRIMARY_METRICS if name in values), names[0])
+    scale = 100.0 if primary in FRACTION_METRICS else 1.0
+    mean = values[primary] * scale
+    stderr = values.get(f"{primary}_stderr")
+    stderr = stderr * scale if isinstance(stderr, int | float) else None
+    return {
+        "task": f"harness-{task}",
+        "protocol": {
+            "kind": "lm-eval",
+            "harness_task": task,
+            "output_type": config.get("output_type"),
+            "num_fewshot": config.get("num_fewshot"),
+            "prompt_template": config.get("doc_to_text"),
+        },
+        "n_examples": figures.get("samples") or config.get("n_samples"),
+        "metric": primary,
+        "unit": "percent" if scale == 100.0 else primary,
+        "metrics": {
+            "mean": mean,
+            "stderr": stderr,
+            "ci95": Z_95 * stderr if stderr is not None else None,
+            "per_run": [mean],
+        },
+        "harness_metrics": values,
+        "runs": 1,
+        "runs_identical": True,
+    }
+
+
+def run_harness(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    model_dir: str | os.PathLike,
+    tasks: Sequence[str],
+    *,
+    include_path: str | os.PathLike | None = None,
+    limit: int | None = None,
+    batch_size: int = 8,
+    num_fewshot: int | None = None,
+    seed: int = 0,
+    out_dir: str | os.PathLike | None = None,
+) -> list[tuple[Path, dict[str, Any]]]:
+    """Run lm-evaluation-harness `tasks` on the model; write and return one result per task."""
+    try:
+        import lm_eval
+        from lm_eval.models.huggingface import HFLM
+        from lm_eval.tasks import TaskManager
+    except ImportError:
+        raise PgtError("lm-evaluation-harness is not installed: pip install 'pgt[eval]' (or lm-eval)") from None
+    if not tasks:
+        raise PgtError("--harness needs at least one task name")
+    if include_path is not None and not Path(include_path).is_dir():
+        raise PgtError(f"--include-path {include_path} is not a directory of task YAML files")
+    manager = TaskManager(include_path=str(include_path) if include_path else None)
+    unknown = [task for task in tasks if not manager.match_tasks([task])]
+    if unknown:
+        raise PgtError(f"unknown lm-evaluation-harness task(s): {', '.join(unknown)} (add --include-path for local YAMLs)")
+    lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size)
+    try:
+        output = lm_eval.simple_evaluate(
+            model=lm, tasks=list(tasks), num_fewshot=num_fewshot, limit=limit, task_manager=manager,
+            random_seed=seed, numpy_random_seed=seed, torch_random_seed=seed, fewshot_random_seed=seed,
+            log_samples=False, bootstrap_iters=1000,
+        )
+    except (FileNotFoundError, ConnectionError, ValueError) as exc:
+        raise PgtError(f"lm-evaluation-harness failed: {type(exc).__name__}: {str(exc).splitlines()[0]}") from None
+    if output is None:
+        raise PgtError("lm-evaluation-harness returned no results")
+    fingerprint = model_fingerprint(model_dir)
+    written = []
+    for task, figures in output["results"].items():
+        config = dict(output.get("configs", {}).get(task, {}))
+        config["n_samples"] = output.get("n-samples", {}).get(task, {}).get("effective")
+        record = _harness_record(task, figures, config)
+        record["model_fingerprint"] = fingerprint
+        record["model_dir"] = str(Path(model_dir).resolve())
+        record["protocol"]["lm_eval_version"] = getattr(lm_eval, "__version__", None)
+        written.append((write_results(results_path(model_dir, record["task"], out_dir), record), record))
+    return written
