@@ -1,0 +1,224 @@
+"""Growth configuration: one dataclass, loadable from YAML, every field also a CLI option.
+
+Precedence: command line > YAML file > dataclass defaults. The argparse options are
+generated from the fields, so a new key is automatically settable both ways.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import types
+import typing
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, Literal
+
+from pgt.errors import PgtError
+
+Init = Literal["random", "identity", "copy-top"]
+Baseline = Literal["none", "monolithic", "trainable-embeddings"]
+Autocast = Literal["auto", "off", "bf16"]
+
+# Keys that may differ between the run that wrote a checkpoint and the one resuming it:
+# they change where and how verbosely we run, never the numbers that come out.
+RESUME_NEUTRAL_KEYS = frozenset({"out", "progress", "log_every", "device", "compile"})
+
+
+@dataclass
+class GrowthConfig:
+    """Everything `pgt grow` needs. Field comments double as the CLI help."""
+
+    substrate: str | None = None  # substrate directory (tokenizer + frozen glyph matrix); sets d_model
+    data: str | None = None  # token data directory from `pgt data prepare`
+    out: str | None = None  # run directory (stage-K models, checkpoints, metrics)
+    stages: int = 3  # number of blocks to grow (= stages)
+    init: Init = "random"  # new-block initialisation: random (reference), identity, copy-top
+    tokens_per_stage: int = 1_000_000  # training-token budget of each stage
+    batch_size: int = 8  # sequences per micro-batch per process
+    grad_accum: int = 1  # micro-batches per optimizer step
+    seq_len: int = 256  # tokens per training sequence
+    lr: float = 1e-3  # peak learning rate of each stage
+    min_lr_ratio: float = 0.1  # cosine floor as a fraction of lr
+    warmup_steps: float = 0.05  # warmup steps per stage; below 1 it is a fraction of the stage's steps
+    weight_decay: float = 0.1  # AdamW decoupled weight decay (matrices only, not norms/biases)
+    grad_clip: float = 1.0  # clip the global gradient norm to this (0 = off)
+    betas: tuple[float, float] = (0.9, 0.95)  # AdamW betas
+    heads: int = 4  # attention heads (must divide the substrate's dim)
+    intermediate_multiple: int = 4  # MLP hidden size = multiple x d_model
+    context: int = 1024  # the saved models' maximum position (>= seq_len)
+    seed: int = 0  # seeds block initialisation and the data order
+    lora_from: int = 5  # from this stage on, older blocks train through LoRA adapters (0 = never)
+    lora_rank: int = 8  # LoRA rank
+    lora_alpha: float = 16.0  # LoRA scaling numerator (scale = alpha / rank)
+    train_head: bool = True  # the output head trains with the new block
+    train_norm: bool = True  # the final norm trains with the new block
+    eval_every: int = 100  # optimizer steps between validation evaluations (0 = stage ends only)
+    eval_batches: int = 8  # validation batches per evaluation
+    patience: int = 0  # end a stage after this many evaluations without improvement (0 = off)
+    checkpoint_every: int = 100  # optimizer steps between resumable checkpoints (0 = stage ends only)
+    log_every: int = 10  # optimizer steps between train-metric lines
+    baseline: Baseline = "none"  # none = progressive growth; monolithic / trainable-embeddings = one stage, all blocks
+    autocast: Autocast = "auto"  # auto = bfloat16 autocast on GPU, float32 on CPU
+    device: str = "auto"  # auto, cpu, cuda, cuda:1, ...
+    compile: bool = False  # torch.compile the model (GPU runs)
+    fsdp: bool = False  # shard with FSDP2 (fully_shard) instead of DDP under torchrun (GPU)
+    progress: bool = True  # tqdm progress bars (rank 0)
+
+    def __post_init__(self) -> None:
+        self.betas = tuple(float(b) for b in self.betas)  # YAML gives lists
+
+    @property
+    def kind(self) -> str:
+        """`growth`, or the baseline's name."""
+        return "growth" if self.baseline == "none" else self.baseline
+
+    def validate(self) -> None:
+        """Raise PgtError on a missing or inconsistent setting."""
+        for key in ("substrate", "data", "out"):
+            if not getattr(self, key):
+                raise PgtError(f"--{key} is required (on the command line or in the config file)")
+        positive = ("stages", "tokens_per_stage", "batch_size", "grad_accum", "seq_len", "heads",
+                    "intermediate_multiple", "eval_batches", "log_every", "lora_rank")
+        for key in positive:
+            if getattr(self, key) < 1:
+                raise PgtError(f"{key} must be at least 1 (got {getattr(self, key)})")
+        for key in ("eval_every", "checkpoint_every", "patience", "lora_from", "warmup_steps", "grad_clip",
+                    "weight_decay"):
+            if getattr(self, key) < 0:
+                raise PgtError(f"{key} must not be negative (got {getattr(self, key)})")
+        if not self.lr > 0:
+            raise PgtError(f"lr must be positive (got {self.lr})")
+        if not 0 <= self.min_lr_ratio <= 1:
+            raise PgtError(f"min_lr_ratio must be within [0, 1] (got {self.min_lr_ratio})")
+        if self.context < self.seq_len:
+            raise PgtError(f"context ({self.context}) must be at least seq_len ({self.seq_len})")
+        for name, value in zip(("init", "baseline", "autocast"), (self.init, self.baseline, self.autocast)):
+            allowed = typing.get_args(_field_types()[name])
+            if value not in allowed:
+                raise PgtError(f"{name} must be one of {', '.join(allowed)} (got {value!r})")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON/YAML-able values."""
+        data = dataclasses.asdict(self)
+        data["betas"] = list(self.betas)
+        return data
+
+
+def _field_types() -> dict[str, Any]:
+    return typing.get_type_hints(GrowthConfig)
+
+
+def _scalar_type(annotation: Any) -> Any:
+    """`int | None` -> int; `Literal[...]` stays; used to build argparse options."""
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        (annotation,) = [a for a in typing.get_args(annotation) if a is not type(None)]
+    return annotation
+
+
+def _coerce(name: str, value: Any, annotation: Any) -> Any:
+    """Check/convert one YAML value to the field's type, with a one-line error."""
+    annotation = _scalar_type(annotation)
+    if value is None:
+        return None
+    origin = typing.get_origin(annotation)
+    try:
+        if origin is Literal:
+            if value not in typing.get_args(annotation):
+                raise ValueError(f"expected one of {', '.join(typing.get_args(annotation))}")
+            return value
+        if origin is tuple:
+            items = list(value)
+            if len(items) != len(typing.get_args(annotation)):
+                raise ValueError(f"expected {len(typing.get_args(annotation))} numbers")
+            return tuple(float(v) for v in items)
+        if annotation is bool:
+            if not isinstance(value, bool):
+                raise ValueError("expected true or false")
+            return value
+        if annotation is int:
+            if isinstance(value, bool) or float(value) != int(float(value)):
+                raise ValueError("expected an integer")
+            return int(float(value))
+        if annotation is float:
+            return float(value)
+        return str(value)
+    except (TypeError, ValueError) as exc:
+        raise PgtError(f"config key {name}: bad value {value!r} ({exc})") from None
+
+
+def load_yaml(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a YAML config file into checked field values (unknown keys are an error)."""
+    import yaml
+
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except FileNotFoundError:
+        raise PgtError(f"config file not found: {path}") from None
+    except yaml.YAMLError as exc:
+        raise PgtError(f"config file {path} is not valid YAML: {' '.join(str(exc).split())}") from None
+    if not isinstance(raw, dict):
+        raise PgtError(f"config file {path} must hold a mapping of keys to values")
+    types_ = _field_types()
+    unknown = sorted(set(raw) - set(types_))
+    if unknown:
+        raise PgtError(f"config file {path}: unknown keys {', '.join(unknown)} (see `pgt grow --help`)")
+    return {name: _coerce(name, value, types_[name]) for name, value in raw.items()}
+
+
+def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    """One `--key` option per field; defaults are None so that only given options override."""
+    help_texts = _field_help()
+    for f in fields(GrowthConfig):
+        annotation = _scalar_type(_field_types()[f.name])
+        flag = "--" + f.name.replace("_", "-")
+        default = f.default if f.default is not dataclasses.MISSING else None
+        help_text = f"{help_texts.get(f.name, '')} (default: {default})"
+        kwargs: dict[str, Any] = {"dest": f.name, "default": None, "help": help_text}
+        if typing.get_origin(annotation) is Literal:
+            kwargs["choices"] = typing.get_args(annotation)
+        elif typing.get_origin(annotation) is tuple:
+            kwargs.update(type=float, nargs=len(typing.get_args(annotation)), metavar="X")
+        elif annotation is bool:
+            kwargs["action"] = argparse.BooleanOptionalAction
+        elif annotation in (int, float):
+            kwargs["type"] = annotation
+        parser.add_argument(flag, **kwargs)
+
+
+def _field_help() -> dict[str, str]:
+    """The trailing comments of the field definitions, used as option help."""
+    import inspect
+
+    helps: dict[str, str] = {}
+    for line in inspect.getsource(GrowthConfig).splitlines():
+        name, sep, rest = line.strip().partition(":")
+        if sep and "#" in rest and name.isidentifier():
+            helps[name] = rest.split("#", 1)[1].strip()
+    return helps
+
+
+def resolve_config(
+    yaml_path: str | os.PathLike | None = None, overrides: dict[str, Any] | None = None
+) -> GrowthConfig:
+    """Defaults, then the YAML file, then non-None `overrides` (e.g. parsed CLI options)."""
+    values: dict[str, Any] = load_yaml(yaml_path) if yaml_path else {}
+    types_ = _field_types()
+    for name, value in (overrides or {}).items():
+        if name in types_ and value is not None:
+            values[name] = _coerce(name, value, types_[name])
+    config = GrowthConfig(**values)
+    config.validate()
+    return config
+
+
+def config_differences(saved: dict[str, Any], current: GrowthConfig) -> list[str]:
+    """Keys whose values differ in a way that would change the training result."""
+    now = current.to_dict()
+    keys = (set(saved) | set(now)) - RESUME_NEUTRAL_KEYS
+    return sorted(k for k in keys if saved.get(k) != now.get(k))
+
+
+__all__ = ["GrowthConfig", "add_config_arguments", "config_differences", "load_yaml", "resolve_config"]

@@ -1,0 +1,191 @@
+"""torch.distributed plumbing: process group from torchrun's environment, DDP / FSDP2 wrapping,
+and full (rank-0, CPU) state dicts for checkpoints that do not depend on the world size.
+
+Under `torchrun --nproc_per_node K` every process runs the same `pgt grow` command; rank 0
+alone writes files. Without torchrun's variables the run is a single process and none of
+this initialises anything.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from pgt.errors import PgtError
+
+
+@dataclass
+class DistContext:
+    """Where this process sits: rank, world size, its device; `is_main` writes the files."""
+
+    rank: int
+    world_size: int
+    device: torch.device
+    distributed: bool
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def resolve_device(name: str, local_rank: int = 0) -> torch.device:
+    """`auto` -> this process's GPU if there is one, else CPU."""
+    if name == "auto":
+        return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
+    device = torch.device(name)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise PgtError(f"device {name} requested but CUDA is not available")
+        if device.index is None:
+            device = torch.device(f"cuda:{local_rank}")
+    return device
+
+
+def init_distributed(device_name: str) -> DistContext:
+    """Join torchrun's process group (gloo on CPU, nccl on GPU) or describe the single process."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    device = resolve_device(device_name, local_rank)
+    if world_size == 1:
+        return DistContext(0, 1, device, distributed=False)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo", device_id=device
+                                if device.type == "cuda" else None)
+    return DistContext(rank, world_size, device, distributed=True)
+
+
+def shutdown(ctx: DistContext) -> None:
+    if ctx.distributed and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def barrier(ctx: DistContext) -> None:
+    if ctx.distributed:
+        dist.barrier()
+
+
+def any_rank(ctx: DistContext, flag: bool) -> bool:
+    """True if `flag` is true on any rank (one all-reduce; used to stop every rank together)."""
+    if not ctx.distributed:
+        return flag
+    value = torch.tensor([1.0 if flag else 0.0], device=ctx.device)
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return bool(value.item())
+
+
+def broadcast_object(ctx: DistContext, obj: Any) -> Any:
+    """Rank 0's `obj` on every rank (e.g. a decision taken after reading files)."""
+    if not ctx.distributed:
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def wrap_model(model: nn.Module, ctx: DistContext, *, fsdp: bool, bf16: bool) -> nn.Module:
+    """DDP (or FSDP2 fully_shard per block, then the root) when distributed; the model itself otherwise."""
+    if fsdp:
+        if ctx.device.type != "cuda":
+            raise PgtError("--fsdp needs CUDA devices (use DDP, the default, on CPU)")
+        from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+
+        policy = MixedPrecisionPolicy(param_dtype=torch.bfloat16 if bf16 else None, reduce_dtype=torch.float32)
+        for block in _unwrap_layers(model):
+            fully_shard(block, mp_policy=policy)
+        fully_shard(model, mp_policy=policy)
+        return model
+    if not ctx.distributed:
+        return model
+    from torch.nn.parallel import DistributedDataParallel
+
+    return DistributedDataParallel(model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None)
+
+
+def _unwrap_layers(model: nn.Module) -> nn.ModuleList:
+    for name, module in model.named_modules():
+        if name.endswith("model.layers") and isinstance(module, nn.ModuleList):
+            return module
+    raise PgtError("model has no `model.layers` block list to shard")
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The module inside a DDP wrapper (FSDP2 shards in place, so it is its own module)."""
+    return model.module if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model
+
+
+def no_sync(model: nn.Module, skip: bool) -> contextlib.AbstractContextManager:
+    """DDP's no_sync for the micro-batches before the last of an accumulation (else a no-op)."""
+    if skip and isinstance(model, torch.nn.parallel.DistributedDataParallel):
+        return model.no_sync()
+    return contextlib.nullcontext()
+
+
+def _options(ctx: DistContext, **kwargs: Any):  # noqa: ANN202 - torch's StateDictOptions
+    from torch.distributed.checkpoint.state_dict import StateDictOptions
+
+    # full_state_dict gathers shards; it needs a process group, so only when distributed.
+    return StateDictOptions(full_state_dict=ctx.distributed, **kwargs)
+
+
+def trainable_state(model: nn.Module, ctx: DistContext) -> dict[str, torch.Tensor]:
+    """The trainable parameters as full CPU tensors, keyed by their unwrapped names (collective)."""
+    from torch.distributed.checkpoint.state_dict import get_model_state_dict
+
+    state = get_model_state_dict(model, options=_options(ctx, cpu_offload=True, ignore_frozen_params=True))
+    trainable = {name for name, p in unwrap(model).named_parameters() if p.requires_grad}
+    return {k: v for k, v in state.items() if k in trainable}
+
+
+def optimizer_state(model: nn.Module, optimizer: torch.optim.Optimizer, ctx: DistContext) -> dict[str, Any]:
+    """The optimizer state keyed by parameter names, full CPU tensors (collective)."""
+    from torch.distributed.checkpoint.state_dict import get_optimizer_state_dict
+
+    return get_optimizer_state_dict(model, optimizer, options=_options(ctx, cpu_offload=True))
+
+
+def load_training_state(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    trainable: dict[str, torch.Tensor],
+    optimizer_state_: dict[str, Any],
+    ctx: DistContext,
+) -> None:
+    """Load a checkpoint's trainable weights and optimizer state into the (wrapped) model."""
+    from torch.distributed.checkpoint.state_dict import set_model_state_dict, set_optimizer_state_dict
+
+    expected = {name for name, p in unwrap(model).named_parameters() if p.requires_grad}
+    if set(trainable) != expected:
+        missing, extra = sorted(expected - set(trainable)), sorted(set(trainable) - expected)
+        raise PgtError(
+            f"checkpoint does not match the model being trained (missing {missing[:3]}, unexpected {extra[:3]}); "
+            "pass --restart to start over"
+        )
+    set_model_state_dict(model, trainable, options=_options(ctx, strict=False))
+    set_optimizer_state_dict(model, optimizer, optimizer_state_, options=_options(ctx, strict=False))
+
+
+def full_model_state(model: nn.Module, ctx: DistContext) -> dict[str, torch.Tensor]:
+    """Every weight as a full CPU tensor (collective; used to save an FSDP-sharded stage)."""
+    from torch.distributed.checkpoint.state_dict import get_model_state_dict
+
+    return get_model_state_dict(model, options=_options(ctx, cpu_offload=True))
+
+
+@contextlib.contextmanager
+def autocast(device: torch.device, mode: str) -> Iterator[None]:
+    """bfloat16 autocast per `mode`; `auto` means bfloat16 on GPU, none on CPU."""
+    dtype = torch.bfloat16 if mode == "bf16" else None
+    if mode == "auto" and device.type == "cuda":
+        dtype = torch.bfloat16
+    with torch.autocast(device_type=device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+        yield

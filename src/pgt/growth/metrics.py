@@ -1,0 +1,123 @@
+"""Observability of a run: `metrics.jsonl`, TensorBoard under `tb/`, and `loss.png`.
+
+Every record is one JSON line with a `kind`:
+  train  stage, step, global_step, tokens, loss, lr, grad_norm, tokens_per_s
+  eval   stage, step, global_step, tokens, val_loss, val_bpb
+  event  stage, global_step, tokens, event (grow | stage_end | stop), details
+`tokens` counts training tokens since the start of the run (all stages), so growth
+steps line up on one axis. On resume the file is cut back to the length it had at
+the checkpoint, so records of the killed tail are not duplicated.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+METRICS_FILE = "metrics.jsonl"
+PLOT_FILE = "loss.png"
+TB_DIR = "tb"
+
+
+class MetricsLogger:
+    """Appends records to JSONL and mirrors the numeric ones to TensorBoard (rank 0 only)."""
+
+    def __init__(self, run_dir: Path, *, resume_offset: int | None, resume_step: int | None, enabled: bool = True):
+        self.run_dir = run_dir
+        self.path = run_dir / METRICS_FILE
+        self.enabled = enabled
+        self._file = None
+        self._tb = None
+        if not enabled:
+            return
+        if resume_offset is not None and self.path.exists():
+            with open(self.path, "r+b") as handle:
+                handle.truncate(resume_offset)
+        elif resume_offset is None and self.path.exists():
+            self.path.unlink()
+        self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
+        from torch.utils.tensorboard import SummaryWriter
+
+        # purge_step drops TensorBoard events the killed run wrote after the checkpoint.
+        self._tb = SummaryWriter(str(run_dir / TB_DIR), purge_step=resume_step)
+
+    def offset(self) -> int:
+        """Current length of metrics.jsonl in bytes (stored in checkpoints)."""
+        if not self.enabled or self._file is None:
+            return 0
+        self._file.flush()
+        return self._file.tell()
+
+    def log(self, kind: str, **record: Any) -> None:
+        if not self.enabled:
+            return
+        record = {"kind": kind, **record}
+        self._file.write(json.dumps(record, sort_keys=True) + "\n")
+        self._file.flush()
+        step = record.get("global_step", 0)
+        for key in ("loss", "lr", "grad_norm", "tokens_per_s", "val_loss", "val_bpb"):
+            if isinstance(record.get(key), (int, float)):
+                tag = f"{'eval' if kind == 'eval' else 'train'}/{key}"
+                self._tb.add_scalar(tag, record[key], step)
+        if kind == "event":
+            self._tb.add_text("events", json.dumps(record, sort_keys=True), step)
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        if self._tb is not None:
+            self._tb.close()
+            self._tb = None
+
+
+def read_metrics(run_dir: str | os.PathLike) -> list[dict[str, Any]]:
+    """All records of a run's metrics.jsonl (a torn last line from a kill is skipped)."""
+    path = Path(run_dir) / METRICS_FILE
+    records = []
+    if not path.exists():
+        return records
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return records
+
+
+def plot_loss(run_dir: str | os.PathLike, out: str | os.PathLike | None = None) -> Path:
+    """Draw train loss (and validation points) against tokens, a dashed line at every growth step."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from pgt.io import atomic_file
+
+    run_dir = Path(run_dir)
+    records = read_metrics(run_dir)
+    train = [r for r in records if r["kind"] == "train"]
+    evals = [r for r in records if r["kind"] == "eval"]
+    grows = [r for r in records if r["kind"] == "event" and r.get("event") == "grow"]
+    fig, ax = plt.subplots(figsize=(9, 4.8), dpi=110)
+    ax.plot([r["tokens"] for r in train], [r["loss"] for r in train], lw=1, color="tab:blue", label="train loss")
+    ax.plot([r["tokens"] for r in evals], [r["val_loss"] for r in evals], "o", ms=4, color="tab:orange",
+            label="validation loss")
+    for i, event in enumerate(grows):
+        if event["stage"] > 1:
+            ax.axvline(event["tokens"], ls="--", lw=0.8, color="gray", label="growth step" if i <= 1 else None)
+        ax.annotate(f"{event['stage']}", (event["tokens"], 1), xycoords=("data", "axes fraction"),
+                    xytext=(3, -12), textcoords="offset points", fontsize=8, color="gray")
+    ax.set_xlabel("training tokens")
+    ax.set_ylabel("cross-entropy (nats / token)")
+    ax.set_title(f"{run_dir.name}: loss by stage (numbers = blocks)")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper right")
+    fig.tight_layout()
+    out = Path(out) if out else run_dir / PLOT_FILE
+    with atomic_file(out, "wb") as handle:
+        fig.savefig(handle, format="png")
+    plt.close(fig)
+    return out
