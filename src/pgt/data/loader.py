@@ -1,0 +1,172 @@
+"""Reading a token data directory for training and evaluation.
+
+`TokenData(path)` checks the manifest against the shards and memory-maps them, so a corpus of
+any size costs no memory. Training batches are a pure function of (step, seed, rank,
+world_size): a resumed run, or the same run on another number of processes, sees exactly the
+same windows. Validation batches are fixed contiguous windows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from pgt.data.prepare import DTYPE, FORMAT, FORMAT_VERSION, MANIFEST_FILE, SPLITS
+from pgt.errors import PgtError
+from pgt.io import read_json
+
+if TYPE_CHECKING:
+    import torch
+
+
+class TokenSplit:
+    """One split's shards as a single virtual array of token ids."""
+
+    def __init__(self, directory: Path, name: str, description: dict[str, Any], *, verify: bool) -> None:
+        self.name = name
+        self.bytes = int(description["bytes"])
+        self.documents = int(description["documents"])
+        self._shards: list[np.ndarray] = []
+        for shard in description["shards"]:
+            path = directory / shard["file"]
+            expected = int(shard["tokens"]) * DTYPE.itemsize
+            if not path.is_file():
+                raise PgtError(f"token data {directory}: shard {shard['file']} is missing")
+            if path.stat().st_size != expected:
+                raise PgtError(
+                    f"token data {directory}: shard {shard['file']} has {path.stat().st_size} bytes, "
+                    f"the manifest says {expected}; it was truncated or altered"
+                )
+            if verify:
+                with open(path, "rb") as handle:
+                    if hashlib.file_digest(handle, "sha256").hexdigest() != shard["sha256"]:
+                        raise PgtError(f"token data {directory}: shard {shard['file']} does not match its sha256")
+            self._shards.append(np.memmap(path, dtype=DTYPE, mode="r") if expected else np.empty(0, DTYPE))
+        self._offsets = np.cumsum([0] + [len(shard) for shard in self._shards])
+        self.tokens = int(self._offsets[-1])
+        if self.tokens != int(description["tokens"]):
+            raise PgtError(f"token data {directory}: {name} shards hold {self.tokens} tokens, the manifest says {description['tokens']}")
+
+    def read(self, start: int, length: int) -> np.ndarray:
+        """Tokens [start, start + length) across shard boundaries, as int64."""
+        out = np.empty(length, dtype=np.int64)
+        filled = 0
+        shard = int(np.searchsorted(self._offsets, start, side="right")) - 1
+        while filled < length:
+            local = start + filled - int(self._offsets[shard])
+            take = min(length - filled, len(self._shards[shard]) - local)
+            out[filled : filled + take] = self._shards[shard][local : local + take]
+            filled += take
+            shard += 1
+        return out
+
+
+class TokenData:
+    """A prepared token data directory (`pgt data prepare`): batches for training and validation."""
+
+    def __init__(self, path: str | os.PathLike, *, verify: bool = False) -> None:
+        """Load and check `path`; with `verify`, also check every shard's sha256 (reads all data)."""
+        self.path = Path(path)
+        if not self.path.is_dir():
+            raise PgtError(f"token data directory not found: {self.path}")
+        self.manifest: dict[str, Any] = read_json(self.path / MANIFEST_FILE, "token data manifest")
+        if self.manifest.get("format") != FORMAT or self.manifest.get("format_version") != FORMAT_VERSION:
+            raise PgtError(f"{self.path / MANIFEST_FILE} is not a pgt token data manifest (format {FORMAT} v{FORMAT_VERSION})")
+        if self.manifest.get("dtype") != "uint32":
+            raise PgtError(f"token data {self.path}: unsupported dtype {self.manifest.get('dtype')!r}")
+        try:
+            self.splits = {name: TokenSplit(self.path, name, self.manifest["splits"][name], verify=verify) for name in SPLITS}
+        except (KeyError, TypeError, ValueError) as exc:
+            raise PgtError(f"token data manifest {self.path / MANIFEST_FILE} is incomplete: {exc!r}") from None
+
+    @property
+    def tokenizer_fingerprint(self) -> str:
+        return str(self.manifest["tokenizer_fingerprint"])
+
+    @property
+    def eos_id(self) -> int:
+        return int(self.manifest["eos_id"])
+
+    @property
+    def train_tokens(self) -> int:
+        return self.splits["train"].tokens
+
+    @property
+    def validation_tokens(self) -> int:
+        return self.splits["validation"].tokens
+
+    @property
+    def validation_bytes_per_token(self) -> float:
+        """UTF-8 bytes of validation text per validation token (eos ids included in the count)."""
+        if not self.validation_tokens:
+            raise PgtError(f"token data {self.path} has no validation split")
+        return self.splits["validation"].bytes / self.validation_tokens
+
+    def check_tokenizer(self, fingerprint: str) -> None:
+        """Raise PgtError unless the data was tokenized with the tokenizer of this fingerprint."""
+        if fingerprint != self.tokenizer_fingerprint:
+            raise PgtError(
+                f"token data {self.path} was prepared with tokenizer {self.tokenizer_fingerprint[:19]}…, "
+                f"not {fingerprint[:19]}…; prepare it again with this substrate's tokenizer"
+            )
+
+    def train_batch(
+        self, step: int, batch_size: int, seq_len: int, *, seed: int, rank: int = 0, world_size: int = 1
+    ) -> torch.Tensor:
+        """Random windows of `seq_len + 1` training tokens: LongTensor [batch_size, seq_len + 1].
+
+        The windows of all ranks are one draw from `default_rng([seed, step])` of
+        `batch_size * world_size` distinct start positions; rank r takes rows
+        [r * batch_size, (r + 1) * batch_size). So ranks never share a window and K processes
+        together see exactly the batch one process sees with a K times larger batch.
+        """
+        import torch
+
+        if not 0 <= rank < world_size or batch_size < 1 or step < 0:
+            raise PgtError(f"bad batch request: step {step}, batch_size {batch_size}, rank {rank} of {world_size}")
+        split = self.splits["train"]
+        starts = split.tokens - seq_len  # number of possible window positions
+        if seq_len < 1 or starts < 1:
+            raise PgtError(
+                f"token data {self.path}: the train split has {split.tokens} tokens, too few for "
+                f"sequences of {seq_len} (+1) tokens; use a shorter sequence or a larger corpus"
+            )
+        total = batch_size * world_size
+        rng = np.random.default_rng([seed, step])
+        chosen = rng.choice(starts, size=total, replace=starts < total)
+        mine = chosen[rank * batch_size : (rank + 1) * batch_size]
+        return torch.from_numpy(np.stack([split.read(int(start), seq_len + 1) for start in mine]))
+
+    def validation_windows(self, seq_len: int) -> int:
+        """How many validation windows of `seq_len + 1` tokens there are (consecutive ones share one token)."""
+        tokens = self.validation_tokens
+        if seq_len < 1 or tokens < seq_len + 1:
+            raise PgtError(
+                f"token data {self.path}: the validation split has {tokens} tokens, too few for sequences "
+                f"of {seq_len} (+1) tokens; use a shorter sequence or prepare with a larger --val-fraction"
+            )
+        return (tokens - 1) // seq_len
+
+    def validation_batches(self, batch_size: int, seq_len: int, max_batches: int | None = None) -> list[torch.Tensor]:
+        """Fixed validation batches: window i is tokens [i * seq_len, i * seq_len + seq_len + 1).
+
+        Every validation token after the first is predicted exactly once over all windows;
+        the last batch may be smaller. `max_batches` keeps only the first batches.
+        """
+        import torch
+
+        split = self.splits["validation"]
+        count = self.validation_windows(seq_len)
+        if max_batches is not None:
+            count = min(count, max_batches * batch_size)
+        windows = [split.read(i * seq_len, seq_len + 1) for i in range(count)]
+        return [torch.from_numpy(np.stack(windows[i : i + batch_size])) for i in range(0, count, batch_size)]
+
+    def bits_per_byte(self, total_nats: float, predicted_tokens: int) -> float:
+        """Bits per UTF-8 byte of a summed validation loss over `predicted_tokens` predictions."""
+        return total_nats / math.log(2) / (predicted_tokens * self.validation_bytes_per_token)

@@ -1,0 +1,474 @@
+"""`pgt data prepare`: a corpus -> uint32 token shards plus `manifest.json` (docs/architecture.md).
+
+The pipeline streams documents from the sources in order, assigns each document to `train`
+or `validation` by a hash of its text, tokenizes chunks of documents in worker processes
+(results are written in submission order, so the output does not depend on `workers`) and
+appends every document's ids followed by the eos id to the split's current shard.
+
+Resumption: shards grow in a work directory beside the output. After each chunk the shards
+are synced and `progress.json` records how far the sources have been read and how long each
+open shard is; a rerun of the same command truncates the shards to that point and carries on,
+so its output is byte-identical to an uninterrupted run. The finished directory appears
+atomically and the work directory is removed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import sys
+import time
+from collections import deque
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import numpy as np
+
+from pgt.data.sources import Source, resolve_sources
+from pgt.errors import PgtError
+from pgt.io import atomic_dir, read_json, write_json
+
+FORMAT = "pgt-token-data"
+FORMAT_VERSION = 1
+MANIFEST_FILE = "manifest.json"
+PROGRESS_FILE = "progress.json"
+SPLITS = ("train", "validation")
+DTYPE = np.dtype("<u4")
+
+DEFAULT_VAL_FRACTION = 0.01
+# Small corpora get at least this much validation text (capped at MAX_VAL_FRACTION of the corpus).
+DEFAULT_MIN_VAL_BYTES = 100_000
+MAX_VAL_FRACTION = 0.2
+DEFAULT_SHARD_TOKENS = 1 << 26  # 256 MiB of uint32
+CHUNK_CHARS = 1 << 20
+# Progress is recorded (shards synced, progress.json written) at most this often: syncing costs.
+PROGRESS_INTERVAL_S = 1.0
+
+
+# --------------------------------------------------------------------------- tokenizer
+
+
+@dataclass(frozen=True)
+class TokenizerInfo:
+    """What the pipeline needs from the tokenizer directory."""
+
+    path: str
+    fingerprint: str
+    eos_id: int
+    vocab_size: int
+    backend_json: str  # the fast tokenizer as transformers configured it; workers rebuild it from this
+
+
+def load_tokenizer_info(tokenizer_dir: str | os.PathLike) -> TokenizerInfo:
+    """Load DIR with `AutoTokenizer` and derive its fingerprint (substrate.json's, else sha256 of tokenizer.json)."""
+    from transformers import AutoTokenizer
+
+    from pgt.substrate.store import SUBSTRATE_FILE
+
+    directory = Path(tokenizer_dir)
+    if not directory.is_dir():
+        raise PgtError(f"tokenizer directory not found: {directory}")
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(directory))
+    except (OSError, ValueError, json.JSONDecodeError) as exc:
+        raise PgtError(f"cannot load a tokenizer from {directory}: {' '.join(str(exc).split())[:300]}") from None
+    if not tokenizer.is_fast:
+        raise PgtError(f"tokenizer {directory} is not a fast (tokenizers-backed) tokenizer")
+    if tokenizer.eos_token_id is None:
+        raise PgtError(f"tokenizer {directory} has no eos token (documents are separated by it)")
+    backend_json = tokenizer.backend_tokenizer.to_str()
+    if (directory / SUBSTRATE_FILE).is_file():
+        fingerprint = read_json(directory / SUBSTRATE_FILE, "substrate description")["fingerprint"]
+    elif (directory / "tokenizer.json").is_file():
+        fingerprint = "sha256:" + hashlib.sha256((directory / "tokenizer.json").read_bytes()).hexdigest()
+    else:
+        fingerprint = "sha256:" + hashlib.sha256(backend_json.encode()).hexdigest()
+    return TokenizerInfo(str(directory.resolve()), fingerprint, int(tokenizer.eos_token_id), len(tokenizer), backend_json)
+
+
+# Set in each worker process (and in the main process when workers == 1).
+_ENCODER: Any = None
+_EOS_ID: int = 0
+
+
+def _init_encoder(backend_json: str, eos_id: int, single_threaded: bool) -> None:
+    global _ENCODER, _EOS_ID
+    if single_threaded:  # one process per core already; the tokenizer's own threads would oversubscribe
+        os.environ["TOKENIZERS_PARALLELISM"] = "false"
+    from tokenizers import Tokenizer
+
+    _ENCODER = Tokenizer.from_str(backend_json)
+    _EOS_ID = eos_id
+
+
+def _encode_chunk(texts: list[str], ends: list[bool], splits: list[str]) -> dict[str, tuple[np.ndarray, int]]:
+    """Tokenize one chunk: per split, the concatenated ids (eos after each finished document) and UTF-8 bytes."""
+    encodings = _ENCODER.encode_batch_fast(texts, add_special_tokens=False)
+    parts: dict[str, list[np.ndarray]] = {name: [] for name in SPLITS}
+    nbytes = dict.fromkeys(SPLITS, 0)
+    eos = np.array([_EOS_ID], dtype=DTYPE)
+    for text, ends_document, split, encoding in zip(texts, ends, splits, encodings, strict=True):
+        parts[split].append(np.asarray(encoding.ids, dtype=DTYPE))
+        if ends_document:
+            parts[split].append(eos)
+        nbytes[split] += len(text.encode("utf-8"))
+    return {
+        name: (np.concatenate(parts[name]) if parts[name] else np.empty(0, DTYPE), nbytes[name])
+        for name in SPLITS
+    }
+
+
+# --------------------------------------------------------------------------- shards
+
+
+class ShardWriter:
+    """Appends uint32 ids to `{split}-00000.bin`, … of at most `shard_tokens` ids each."""
+
+    def __init__(self, directory: Path, split: str, shard_tokens: int, state: dict[str, Any] | None = None) -> None:
+        self.directory, self.split, self.shard_tokens = directory, split, shard_tokens
+        state = state or {}
+        self.finished: list[dict[str, Any]] = list(state.get("finished", []))
+        self.open_tokens: int = state.get("open_tokens", 0)
+        self.bytes: int = state.get("bytes", 0)
+        self.documents: int = state.get("documents", 0)
+        self._hash = hashlib.sha256()
+        self._handle: BinaryIO | None = None
+        self._reopen()
+
+    def _name(self, index: int) -> str:
+        return f"{self.split}-{index:05d}.bin"
+
+    def _reopen(self) -> None:
+        """Open the current shard, cut back to the recorded length; drop shards written after it."""
+        index = len(self.finished)
+        for stale in self.directory.glob(f"{self.split}-*.bin"):
+            if int(stale.stem.rsplit("-", 1)[1]) > index:
+                stale.unlink()
+        path = self.directory / self._name(index)
+        handle = open(path, "r+b" if path.exists() else "w+b")  # noqa: SIM115 (kept open across writes)
+        handle.truncate(self.open_tokens * DTYPE.itemsize)
+        # The kept prefix feeds the running hash: a resumed shard's sha256 equals an uninterrupted one's.
+        handle.seek(0)
+        self._hash = hashlib.file_digest(handle, "sha256")
+        handle.seek(0, os.SEEK_END)
+        self._handle = handle
+
+    def write(self, ids: np.ndarray) -> None:
+        while ids.size:
+            take = ids[: self.shard_tokens - self.open_tokens]
+            data = take.tobytes()
+            self._handle.write(data)
+            self._hash.update(data)
+            self.open_tokens += take.size
+            ids = ids[take.size :]
+            if self.open_tokens == self.shard_tokens:
+                self._finish_shard()
+                self._reopen()
+
+    def _finish_shard(self) -> None:
+        self._handle.close()
+        self.finished.append({"file": self._name(len(self.finished)), "tokens": self.open_tokens, "sha256": self._hash.hexdigest()})
+        self.open_tokens = 0
+
+    def sync(self) -> None:
+        self._handle.flush()
+        os.fsync(self._handle.fileno())
+
+    def abandon(self) -> None:
+        """Close the open shard without finishing it (the work directory is about to be removed)."""
+        self._handle.close()
+
+    def state(self) -> dict[str, Any]:
+        return {"finished": self.finished, "open_tokens": self.open_tokens, "bytes": self.bytes, "documents": self.documents}
+
+    @property
+    def tokens(self) -> int:
+        return sum(shard["tokens"] for shard in self.finished) + self.open_tokens
+
+    def close(self) -> dict[str, Any]:
+        """Finish the last shard (dropping it if empty) and describe the split for the manifest."""
+        if self.open_tokens:
+            self._finish_shard()
+        else:
+            self._handle.close()
+            (self.directory / self._name(len(self.finished))).unlink()
+        return {"shards": self.finished, "tokens": self.tokens, "bytes": self.bytes, "documents": self.documents}
+
+
+# --------------------------------------------------------------------------- split and chunks
+
+
+def split_of(text: str, threshold: float) -> str:
+    """`validation` for documents whose text hash falls below `threshold`: stable when sources are added."""
+    value = int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:8], "big") / 2**64
+    return "validation" if value < threshold else "train"
+
+
+def validation_threshold(val_fraction: float, min_val_bytes: int, known_bytes: int) -> float:
+    """The hash threshold: `val_fraction`, raised for small corpora so validation gets ~`min_val_bytes`."""
+    if val_fraction == 0 or known_bytes == 0:
+        return val_fraction
+    return max(val_fraction, min(MAX_VAL_FRACTION, min_val_bytes / known_bytes))
+
+
+@dataclass
+class SourceStats:
+    """Running description of one source: documents, and for datasets the sha256 of their text."""
+
+    documents: int = 0
+    text_bytes: int = 0
+    hasher: Any = field(default_factory=hashlib.sha256)
+
+    def add(self, text: str, ends_document: bool) -> None:
+        data = text.encode("utf-8")
+        self.hasher.update(data)
+        self.text_bytes += len(data)
+        if ends_document:
+            self.hasher.update(b"\0")
+            self.documents += 1
+
+    def record(self, identity: dict[str, Any]) -> dict[str, Any]:
+        """The manifest entry: the source's identity plus what reading it found."""
+        record = {**identity, "documents": self.documents}
+        if record["sha256"] is None:  # a dataset: hash and size of its documents' text
+            record["sha256"], record["bytes"] = self.hasher.hexdigest(), self.text_bytes
+        return record
+
+
+@dataclass
+class Chunk:
+    """Consecutive pieces of one source, and where reading stands once they are written."""
+
+    source: int
+    pieces_done: int  # pieces of `source` read up to the end of this chunk
+    texts: list[str]
+    ends: list[bool]
+    splits: list[str]
+    source_record: dict[str, Any] | None = None  # set on the source's last chunk
+
+
+def iter_chunks(
+    sources: Sequence[Source],
+    identities: Sequence[dict[str, Any]],
+    start_source: int,
+    start_piece: int,
+    threshold: float,
+    chunk_chars: int,
+) -> Iterator[Chunk]:
+    """Read the sources from piece `start_piece` of `start_source` on, grouped into chunks of ~chunk_chars.
+
+    Every source ends with a chunk carrying its manifest record (possibly with no pieces).
+    """
+    for index in range(start_source, len(sources)):
+        stats = SourceStats()
+        skip = start_piece if index == start_source else 0
+        chunk, size, split, at_document_start, number = Chunk(index, 0, [], [], []), 0, "train", True, 0
+        for number, (text, ends_document) in enumerate(sources[index].pieces(), start=1):
+            stats.add(text, ends_document)
+            if at_document_start:
+                split = split_of(text, threshold)
+            at_document_start = ends_document
+            if number <= skip:
+                continue  # written before an interruption: read again only to rebuild the split and stats
+            chunk.texts.append(text)
+            chunk.ends.append(ends_document)
+            chunk.splits.append(split)
+            size += len(text)
+            if size >= chunk_chars:
+                chunk.pieces_done = number
+                yield chunk
+                chunk, size = Chunk(index, number, [], [], []), 0
+        chunk.pieces_done = number
+        chunk.source_record = stats.record(identities[index])
+        yield chunk
+
+
+# --------------------------------------------------------------------------- the pipeline
+
+
+def prepare_token_data(
+    sources: Sequence[str],
+    tokenizer_dir: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    val_fraction: float = DEFAULT_VAL_FRACTION,
+    min_val_bytes: int = DEFAULT_MIN_VAL_BYTES,
+    workers: int = 1,
+    shard_tokens: int = DEFAULT_SHARD_TOKENS,
+    text_field: str = "text",
+    split: str = "train",
+    text_format: str = "auto",
+    overwrite: bool = False,
+    progress: bool = True,
+    chunk_chars: int = CHUNK_CHARS,
+) -> dict[str, Any]:
+    """Tokenize `sources` into the token data directory `out` and return its manifest.
+
+    Rerunning an interrupted call with the same arguments resumes it; the result is identical
+    to an uninterrupted run whatever `workers` is.
+    """
+    out = Path(out)
+    if not 0 <= val_fraction < 1:
+        raise PgtError(f"--val-fraction must be in [0, 1), got {val_fraction}")
+    if workers < 1 or shard_tokens < 1 or min_val_bytes < 0 or chunk_chars < 1:
+        raise PgtError("--workers and --shard-tokens must be positive and --min-val-bytes not negative")
+    if out.exists() and not overwrite:
+        raise PgtError(f"output directory {out} already exists (choose another --out or pass --overwrite)")
+    tokenizer = load_tokenizer_info(tokenizer_dir)
+    resolved = resolve_sources(list(sources), text_format=text_format, text_field=text_field, split=split)
+    identities = [source.identity() for source in resolved]
+    known_bytes = sum(identity["bytes"] or 0 for identity in identities)
+    threshold = validation_threshold(val_fraction, min_val_bytes, known_bytes)
+    settings = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "tokenizer_fingerprint": tokenizer.fingerprint,
+        "eos_id": tokenizer.eos_id,
+        "shard_tokens": shard_tokens,
+        "split": {"val_fraction": val_fraction, "min_val_bytes": min_val_bytes, "validation_threshold": threshold},
+        "sources": identities,
+    }
+    work = out.parent / f".{out.name}.prepare-work"
+    state = _start_or_resume(work, hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest())
+    writers = {name: ShardWriter(work, name, shard_tokens, state["splits"].get(name)) for name in SPLITS}
+    try:
+        _run(resolved, identities, tokenizer, writers, state, work, threshold, workers, chunk_chars, progress, known_bytes)
+        descriptions = {name: writer.close() for name, writer in writers.items()}
+        _check_not_empty(descriptions, val_fraction, sources)
+    except PgtError:
+        # Bad input: nothing half-written may stay behind (an interruption, by contrast, keeps the work to resume).
+        for writer in writers.values():
+            writer.abandon()
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    manifest = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "tokenizer": {"path": tokenizer.path, "fingerprint": tokenizer.fingerprint, "vocab_size": tokenizer.vocab_size},
+        "tokenizer_fingerprint": tokenizer.fingerprint,
+        "dtype": "uint32",
+        "byte_order": "little",
+        "eos_id": tokenizer.eos_id,
+        "shard_tokens": shard_tokens,
+        "split": {"method": "sha256(document text) < validation_threshold", **settings["split"]},
+        "sources": state["sources"],
+        "splits": descriptions,
+    }
+    with atomic_dir(out, overwrite=overwrite) as tmp:
+        for description in descriptions.values():
+            for shard in description["shards"]:
+                os.link(work / shard["file"], tmp / shard["file"])
+        write_json(tmp / MANIFEST_FILE, manifest)
+    shutil.rmtree(work, ignore_errors=True)
+    return manifest
+
+
+def _start_or_resume(work: Path, key: str) -> dict[str, Any]:
+    """The recorded progress of an interrupted run of the same command, or a fresh start."""
+    progress_path = work / PROGRESS_FILE
+    if progress_path.is_file():
+        state = read_json(progress_path, "progress file")
+        if state.get("key") == key:
+            return state
+        print(f"note: {work} belongs to a different command; starting over", file=sys.stderr)
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    return {"key": key, "source": 0, "piece": 0, "sources": [], "splits": {}}
+
+
+def _run(
+    sources: list[Source],
+    identities: list[dict[str, Any]],
+    tokenizer: TokenizerInfo,
+    writers: dict[str, ShardWriter],
+    state: dict[str, Any],
+    work: Path,
+    threshold: float,
+    workers: int,
+    chunk_chars: int,
+    progress: bool,
+    known_bytes: int,
+) -> None:
+    from tqdm import tqdm
+
+    chunks = iter_chunks(sources, identities, state["source"], state["piece"], threshold, chunk_chars)
+    done_bytes = sum(writer.bytes for writer in writers.values())
+    started = saved = time.monotonic()
+    with tqdm(
+        total=known_bytes or None,
+        initial=done_bytes,
+        unit="B",
+        unit_scale=True,
+        desc="tokenizing",
+        disable=None if progress else True,
+    ) as bar:
+        for chunk, encoded in _tokenized(chunks, tokenizer, workers):
+            for name, (ids, nbytes) in encoded.items():
+                writers[name].write(ids)
+                writers[name].bytes += nbytes
+                bar.update(nbytes)
+            for ends_document, name in zip(chunk.ends, chunk.splits, strict=True):
+                writers[name].documents += ends_document
+            if chunk.source_record is not None:
+                state["sources"].append(chunk.source_record)
+                state["source"], state["piece"] = chunk.source + 1, 0
+            else:
+                state["source"], state["piece"] = chunk.source, chunk.pieces_done
+            if time.monotonic() - saved >= PROGRESS_INTERVAL_S:
+                _save_progress(writers, state, work)
+                saved = time.monotonic()
+            tokens = sum(writer.tokens for writer in writers.values())
+            bar.set_postfix(tokens=f"{tokens:,}", tok_s=f"{tokens / max(time.monotonic() - started, 1e-9):,.0f}", refresh=False)
+
+
+def _save_progress(writers: dict[str, ShardWriter], state: dict[str, Any], work: Path) -> None:
+    """Make everything written so far durable, then record how far that is."""
+    for writer in writers.values():
+        writer.sync()
+    state["splits"] = {name: writer.state() for name, writer in writers.items()}
+    write_json(work / PROGRESS_FILE, state)
+
+
+def _tokenized(chunks: Iterator[Chunk], tokenizer: TokenizerInfo, workers: int) -> Iterator[tuple[Chunk, dict]]:
+    """(chunk, its encoding) in chunk order; with several workers at most 2 chunks per worker are in flight."""
+    if workers == 1:
+        _init_encoder(tokenizer.backend_json, tokenizer.eos_id, single_threaded=False)
+        for chunk in chunks:
+            yield chunk, _encode_chunk(chunk.texts, chunk.ends, chunk.splits)
+        return
+    # spawn: a forked copy of a process whose tokenizer has started threads can deadlock.
+    pool = ProcessPoolExecutor(
+        workers,
+        mp_context=get_context("spawn"),
+        initializer=_init_encoder,
+        initargs=(tokenizer.backend_json, tokenizer.eos_id, True),
+    )
+    pending: deque[tuple[Chunk, Future]] = deque()
+    try:
+        for chunk in chunks:
+            pending.append((chunk, pool.submit(_encode_chunk, chunk.texts, chunk.ends, chunk.splits)))
+            if len(pending) >= 2 * workers:
+                done, future = pending.popleft()
+                yield done, future.result()
+        while pending:
+            done, future = pending.popleft()
+            yield done, future.result()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _check_not_empty(descriptions: dict[str, dict[str, Any]], val_fraction: float, sources: Sequence[str]) -> None:
+    documents = sum(d["documents"] for d in descriptions.values())
+    if documents == 0 or sum(d["tokens"] for d in descriptions.values()) == 0:
+        raise PgtError(f"empty corpus: no documents in {' '.join(sources)}")
+    advice = "use more documents, another --val-fraction, or --format lines to make every line a document"
+    if descriptions["train"]["tokens"] == 0:
+        raise PgtError(f"all {documents} document(s) fell into the validation split; {advice}")
+    if val_fraction > 0 and descriptions["validation"]["tokens"] == 0:
+        raise PgtError(f"the validation split is empty ({documents} document(s), all in train); {advice}")
