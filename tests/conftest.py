@@ -76,3 +76,35 @@ def substrate_dir(corpus_files: list[Path]) -> Path:
         build_substrate(out, family="bvv241-2-3", corpus=corpus_files, dim=64, progress=False)
 
     return cached_artifact("substrate-2-3-d64", code_hash("substrate"), build)
+
+
+@pytest.fixture(scope="session")
+def byte_level_tokenizer_dir(corpus_files: list[Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small GPT-2 style byte-level BPE tokenizer (400 ids) trained on fortune text, saved for transformers."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    from pgt.data.corpus import iter_fortunes
+
+    backend = Tokenizer(models.BPE())
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    backend.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=400,
+        special_tokens=["<|endoftext|>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    backend.train_from_iterator((text for path in corpus_files[:3] for text in iter_fortunes(path)), trainer)
+    path = tmp_path_factory.mktemp("byte-level-tokenizer")
+    PreTrainedTokenizerFast(tokenizer_object=backend, eos_token="<|endoftext|>").save_pretrained(str(path))
+    return path
+
+
+@pytest.fixture(scope="session")
+def eval_model_dir(substrate_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An untrained one-block pgt model (2 heads) on `substrate_dir` with a 128-token context, for evaluation tests."""
+    from pgt.model.loading import init_model_dir
+
+    out = tmp_path_factory.mktemp("eval-model") / "model"
+    return init_model_dir(substrate_dir, out, layers=1, heads=2, seed=0, max_position_embeddings=128)

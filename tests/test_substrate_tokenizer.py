@@ -25,14 +25,18 @@ UNICODE_TEXT = st.text(st.characters(codec="utf-8"), max_size=60)
 
 
 @pytest.fixture(scope="session")
-def abs_layout(reference_dir: Path):
-    family = get_family("bvv241-abs")
-    ngrams = collect_ngrams(
-        family,
+def abs_ngrams(reference_dir: Path) -> set[str]:
+    """The n-grams of bvv241-abs from the reference's lists."""
+    return collect_ngrams(
+        get_family("bvv241-abs"),
         ngram_files=[reference_dir / "ngrams-2-3-4-5.txt"],
         extra_token_files=[reference_dir / "ngrams-intersection.txt"],
-    )
-    return build_layout(family, ngrams.strings)
+    ).strings
+
+
+@pytest.fixture(scope="session")
+def abs_layout(abs_ngrams: set[str]):
+    return build_layout(get_family("bvv241-abs"), abs_ngrams)
 
 
 @pytest.fixture(scope="session")
@@ -90,14 +94,8 @@ def test_reference_merge_order():
     assert reference_merges(["abd"], vocab) == []  # "d" and "bd" are not in the vocabulary
 
 
-def test_reference_lists_drop_41_of_73768(reference_dir: Path, abs_layout):
-    family = get_family("bvv241-abs")
-    strings = collect_ngrams(
-        family,
-        ngram_files=[reference_dir / "ngrams-2-3-4-5.txt"],
-        extra_token_files=[reference_dir / "ngrams-intersection.txt"],
-    ).strings
-    assert len(strings) == 73_768
+def test_reference_lists_drop_41_of_73768(abs_ngrams: set[str], abs_layout):
+    assert len(abs_ngrams) == 73_768
     assert len(abs_layout.ngrams) == 73_727 and len(abs_layout.dropped) == 41
     assert abs_layout.tokens[0x1FFFF] == "<unused_131071>"
 
@@ -217,30 +215,16 @@ def test_empty_corpus_is_an_error(tmp_path: Path):
         collect_ngrams(get_family("bvv241-2-3"), corpus=[tmp_path])
 
 
-def test_any_tokenizer_texts_show_byte_level_tokens_as_text(tmp_path: Path, corpus_files: list[Path]):
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    from pgt.data.corpus import iter_fortunes
-
-    backend = Tokenizer(models.BPE())
-    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    backend.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=400,
-        special_tokens=["<|endoftext|>"],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    backend.train_from_iterator((q for path in corpus_files[:3] for q in iter_fortunes(path)), trainer)
-    PreTrainedTokenizerFast(tokenizer_object=backend, eos_token="<|endoftext|>").save_pretrained(str(tmp_path))
-
-    tokenizer = load_tokenizer(tmp_path)
+def test_any_tokenizer_texts_show_byte_level_tokens_as_text(byte_level_tokenizer_dir: Path, tmp_path: Path):
+    tokenizer = load_tokenizer(byte_level_tokenizer_dir)
     texts = token_texts(tokenizer)
     raw = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
     assert len(texts) == len(tokenizer) == 400
     assert texts[0] == "<|endoftext|>"
     assert texts[raw.index("Ġthe")] == " the"
     assert texts[raw.index("A")] == "A"
+    assert token_texts(tokenizer, [raw.index("Ġthe")]) == [" the"]
     with pytest.raises(PgtError, match="not found"):
         load_tokenizer(tmp_path / "missing")
+    with pytest.raises(PgtError, match="cannot load"):
+        load_tokenizer(tmp_path)

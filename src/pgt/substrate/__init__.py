@@ -1,0 +1,49 @@
+"""The frozen visual Unicode substrate: bvv241 tokenizers and their glyph embeddings.
+
+Names are imported on first use, so `import pgt.substrate` (and `pgt --help`) stays light.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pgt.substrate.build import build_substrate
+    from pgt.substrate.glyphs import AugmentParams, glyph_matrix, nearest_tokens, render_bitmap
+    from pgt.substrate.layout import FAMILIES, Family, Layout, build_layout, get_family
+    from pgt.substrate.ngrams import collect_ngrams, mine_ngrams, read_extra_tokens, read_reference_lists
+    from pgt.substrate.store import Substrate, fingerprint, save_substrate
+    from pgt.substrate.tokenizer import build_tokenizer, load_tokenizer, token_texts
+
+_EXPORTS = {
+    "build_substrate": "build",
+    "AugmentParams": "glyphs",
+    "glyph_matrix": "glyphs",
+    "nearest_tokens": "glyphs",
+    "render_bitmap": "glyphs",
+    "FAMILIES": "layout",
+    "Family": "layout",
+    "Layout": "layout",
+    "build_layout": "layout",
+    "get_family": "layout",
+    "collect_ngrams": "ngrams",
+    "mine_ngrams": "ngrams",
+    "read_extra_tokens": "ngrams",
+    "read_reference_lists": "ngrams",
+    "Substrate": "store",
+    "fingerprint": "store",
+    "save_substrate": "store",
+    "build_tokenizer": "tokenizer",
+    "load_tokenizer": "tokenizer",
+    "token_texts": "tokenizer",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+    globals()[name] = value
+    return value

@@ -170,8 +170,10 @@ def read_reference_lists(path: str | os.PathLike) -> dict[str, TopNgrams]:
     except (ValueError, SyntaxError, MemoryError, RecursionError) as exc:
         raise PgtError(f"n-gram file {path} is not a Python literal in the reference's format: {exc}") from None
     try:
-        lists = {entry["lang"]: {int(n): [(str(g), int(c)) for g, c in pairs] for n, pairs in entry["top_ngrams"].items()}
-                 for entry in data}  # fmt: skip
+        lists = {
+            entry["lang"]: {int(n): [(str(g), int(c)) for g, c in pairs] for n, pairs in entry["top_ngrams"].items()}
+            for entry in data
+        }
     except (TypeError, KeyError, ValueError, AttributeError) as exc:
         raise PgtError(
             f"n-gram file {path} is not a list of {{'lang', 'top_ngrams': {{n: [(ngram, count), ...]}}}}: {exc!r}"

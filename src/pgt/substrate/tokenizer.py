@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
 BYTE_TOKEN = re.compile(r"^<0x([0-9A-Fa-f]{2})>$")
+SENTENCEPIECE_SPACE = "\u2581"
 
 
 def reference_merges(ngrams: Iterable[str], vocab: dict[str, int]) -> list[tuple[str, str]]:
@@ -82,20 +83,20 @@ def load_tokenizer(path: str | os.PathLike) -> PreTrainedTokenizerBase:
         raise PgtError(f"cannot load a tokenizer from {path}: {exc}") from None
 
 
-def token_texts(tokenizer: PreTrainedTokenizerBase) -> list[str]:
-    """The text each id stands for, in id order, for rendering its glyph.
+def token_texts(tokenizer: PreTrainedTokenizerBase, ids: Sequence[int] | None = None) -> list[str]:
+    """The text each id (default: every id, in order) stands for, for rendering its glyph.
 
     Special tokens stay literal; a byte-fallback token `<0xXX>` becomes its byte's
     character when that byte is printable ASCII (else it stays literal); any other
     token is decoded on its own, so GPT-2 style byte-level `Ġthe` becomes " the" and
-    SentencePiece `▁the` becomes " the". A token that decodes to nothing or to an
-    incomplete UTF-8 sequence (U+FFFD) keeps its raw string.
+    SentencePiece `▁the` becomes " the" (its decoder drops a leading space; we keep
+    it). A token that decodes to nothing or to an incomplete UTF-8 sequence (U+FFFD)
+    keeps its raw string.
     """
     special = set(tokenizer.all_special_ids)
-    vocab_size = len(tokenizer)
-    raw = tokenizer.convert_ids_to_tokens(list(range(vocab_size)))
+    ids = range(len(tokenizer)) if ids is None else ids
     texts: list[str] = []
-    for token_id, token in enumerate(raw):
+    for token_id, token in zip(ids, tokenizer.convert_ids_to_tokens(list(ids))):
         if token is None:
             raise PgtError(f"tokenizer has no token at id {token_id} (ids must be contiguous)")
         byte = BYTE_TOKEN.match(token)
@@ -106,5 +107,7 @@ def token_texts(tokenizer: PreTrainedTokenizerBase) -> list[str]:
             texts.append(chr(value) if 0x20 <= value < 0x7F else token)
         else:
             text = tokenizer.decode([token_id], clean_up_tokenization_spaces=False)
+            if token.startswith(SENTENCEPIECE_SPACE) and not text.startswith((" ", SENTENCEPIECE_SPACE)):
+                text = " " + text
             texts.append(text if text and "\ufffd" not in text else token)
     return texts

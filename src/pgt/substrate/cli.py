@@ -1,0 +1,184 @@
+"""`pgt substrate build|show` and `pgt tokenize`."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from typing import TYPE_CHECKING
+
+from pgt.errors import PgtError
+from pgt.substrate.layout import FAMILIES
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
+BUILD_EXAMPLES = """examples:
+  # the reference's bvv241-abs tokenizer and 131,072 x 4,096 matrix from its published lists
+  pgt substrate build --family bvv241-abs --ngrams ../shared/reference/ngrams-2-3-4-5.txt \\
+      --extra-tokens ../shared/reference/ngrams-intersection.txt --out substrates/abs
+
+  # a bvv241-2-3 substrate with n-grams mined from your own text (LANG=PATH labels a language)
+  pgt substrate build --family bvv241-2-3 --corpus en=corpus/en ru=corpus/ru.txt --dim 256 --out substrates/small
+
+  # glyph embeddings for an existing Hugging Face tokenizer's vocabulary (as the reference's bvv241-nemo)
+  pgt substrate build --from-tokenizer path/to/tokenizer_dir --out substrates/nemo
+
+The font is --font, else $PGT_FONT, else Debian's GNU Unifont (apt-get install fonts-unifont unifont).
+"""
+
+SHOW_EXAMPLES = """examples:
+  pgt substrate show A --substrate substrates/abs --png A.png
+  pgt substrate show "the" --substrate substrates/abs -k 20
+
+TEXT should be one token; otherwise its tokenization is printed and the first token is shown.
+"""
+
+TOKENIZE_EXAMPLES = """examples:
+  pgt tokenize "the nation" --substrate substrates/abs
+  pgt tokenize "emoji 😀 too" --substrate substrates/abs     # byte-fallback tokens <0xF0> ...
+"""
+
+
+def _command(
+    subparsers: argparse._SubParsersAction, name: str, help: str, description: str, epilog: str
+) -> argparse.ArgumentParser:
+    return subparsers.add_parser(
+        name, help=help, description=description, epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    substrate = _command(
+        subparsers,
+        "substrate",
+        "build and inspect bvv241 tokenizers with frozen glyph embeddings",
+        "Build a substrate (tokenizer + frozen glyph-embedding matrix) or look inside one.",
+        "Run `pgt substrate build --help` or `pgt substrate show --help` for examples.",
+    )
+    commands = substrate.add_subparsers(dest="substrate_command", metavar="COMMAND", required=True)
+
+    build = _command(
+        commands,
+        "build",
+        "build a substrate directory",
+        "Build a bvv241 tokenizer (or take an existing one) and its frozen glyph embeddings, "
+        "written atomically to --out.",
+        BUILD_EXAMPLES,
+    )
+    build.add_argument("--family", choices=list(FAMILIES),
+                       help="tokenizer family (default with --from-tokenizer: bvv241-nemo)")  # fmt: skip
+    build.add_argument("--ngrams", nargs="+", action="extend", default=[], metavar="FILE",
+                       help="n-gram lists in the reference's format (ngrams-2-3-4-5.txt)")  # fmt: skip
+    build.add_argument("--extra-tokens", nargs="+", action="extend", default=[], metavar="FILE",
+                       help="extra token strings, one per line (ngrams-intersection.txt)")  # fmt: skip
+    build.add_argument("--corpus", nargs="+", action="extend", default=[], metavar="[LANG=]PATH",
+                       help="text files or directories to mine n-grams from (unlabelled: language xx)")  # fmt: skip
+    build.add_argument("--from-tokenizer", metavar="DIR", help="keep this Hugging Face tokenizer's vocabulary")
+    build.add_argument("--dim", type=int, help="embedding dimension (default: the family's)")
+    build.add_argument("--font", help="glyph font file (default: $PGT_FONT, else GNU Unifont)")
+    build.add_argument("--workers", type=int, help="rendering processes (default: all CPUs)")
+    build.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    build.add_argument("--out", required=True, metavar="DIR", help="substrate directory to create")
+    build.set_defaults(handler=_build)
+
+    show = _command(
+        commands,
+        "show",
+        "render a token's glyph and list its nearest tokens",
+        "Print a token's nearest neighbours by cosine in the frozen embedding and write its glyph as PNG.",
+        SHOW_EXAMPLES,
+    )
+    show.add_argument("text", metavar="TEXT", help="a token's text")
+    show.add_argument("--substrate", required=True, metavar="DIR", help="substrate directory")
+    show.add_argument("--png", metavar="FILE", help="write the token's rendered bitmap here")
+    show.add_argument("-k", type=int, default=10, help="how many neighbours (default 10)")
+    show.add_argument("--font", help="glyph font for --png (default: $PGT_FONT, else GNU Unifont)")
+    show.set_defaults(handler=_show)
+
+    tokenize = _command(
+        subparsers,
+        "tokenize",
+        "print the token ids and strings of a text",
+        "Encode TEXT with a substrate's tokenizer and print each id with its token string.",
+        TOKENIZE_EXAMPLES,
+    )
+    tokenize.add_argument("text", metavar="TEXT", help="text to encode")
+    tokenize.add_argument("--substrate", required=True, metavar="DIR", help="substrate (or tokenizer) directory")
+    tokenize.set_defaults(handler=_tokenize)
+
+
+def _build(args: argparse.Namespace) -> int:
+    from pgt.io import read_json
+    from pgt.substrate.build import ANY_TOKENIZER_FAMILY, build_substrate
+    from pgt.substrate.store import SUBSTRATE_FILE
+
+    family = args.family or (ANY_TOKENIZER_FAMILY if args.from_tokenizer else None)
+    if family is None:
+        raise PgtError("--family is required (or give --from-tokenizer DIR)")
+    started = time.perf_counter()
+    out = build_substrate(
+        args.out,
+        family=family,
+        ngram_files=args.ngrams,
+        extra_token_files=args.extra_tokens,
+        corpus=args.corpus,
+        from_tokenizer=args.from_tokenizer,
+        dim=args.dim,
+        font=args.font,
+        workers=args.workers,
+        overwrite=args.overwrite,
+    )
+    meta = read_json(out / SUBSTRATE_FILE)
+    print(f"built {out} in {time.perf_counter() - started:.1f} s: family {meta['family']}, "
+          f"vocabulary {meta['vocab_size']:,}, dim {meta['dim']}, fingerprint {meta['fingerprint']}")  # fmt: skip
+    if "ngrams" in meta:
+        print(f"n-grams: {meta['ngrams']:,} placed, {meta['ngrams_dropped']:,} dropped (no free id left)")
+    return 0
+
+
+def _print_tokens(tokenizer: PreTrainedTokenizerBase, ids: list[int]) -> None:
+    print(f"ids: {ids}")
+    for token_id, token in zip(ids, tokenizer.convert_ids_to_tokens(ids)):
+        print(f"{token_id:>8}  {token!r}")
+
+
+def _tokenize(args: argparse.Namespace) -> int:
+    from pgt.substrate.tokenizer import load_tokenizer
+
+    tokenizer = load_tokenizer(args.substrate)
+    _print_tokens(tokenizer, tokenizer.encode(args.text, add_special_tokens=False))
+    return 0
+
+
+def _show(args: argparse.Namespace) -> int:
+    from pgt.io import atomic_file
+    from pgt.substrate.glyphs import AugmentParams, nearest_tokens, render_bitmap
+    from pgt.substrate.store import Substrate
+    from pgt.substrate.tokenizer import token_texts
+
+    substrate = Substrate.load(args.substrate)
+    tokenizer = substrate.tokenizer
+    ids = tokenizer.encode(args.text, add_special_tokens=False)
+    if not ids:
+        raise PgtError("TEXT is empty: give the text of a token")
+    if len(ids) > 1:
+        print(f"{args.text!r} is not one token but {len(ids)}; showing the first:")
+        _print_tokens(tokenizer, ids)
+    token_id = ids[0]
+    # The text that was rendered: the token string itself in a bvv241 layout, its decoded text otherwise.
+    if "from_tokenizer" in substrate.meta:
+        text = token_texts(tokenizer, [token_id])[0]
+    else:
+        text = tokenizer.convert_ids_to_tokens(token_id)
+    print(f"token {token_id} {text!r}; nearest by cosine:")
+    for neighbour, cosine in nearest_tokens(substrate.embeddings.numpy(), token_id, args.k):
+        print(f"{neighbour:>8}  {cosine:+.4f}  {tokenizer.convert_ids_to_tokens(neighbour)!r}")
+    if args.png:
+        from PIL import Image
+
+        augment = AugmentParams(**substrate.meta["params"]["augment"])
+        bitmap = render_bitmap(text, substrate.meta["cell"], args.font, augment)
+        with atomic_file(args.png, "wb") as handle:
+            Image.fromarray(((~bitmap) * 255).astype("uint8")).save(handle, format="PNG")
+        print(f"wrote {args.png}")
+    return 0
