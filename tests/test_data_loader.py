@@ -20,10 +20,14 @@ SHARD_TOKENS = 4_000  # small, so windows cross shard boundaries
 
 
 @pytest.fixture(scope="module")
-def data_dir(corpus_files: list[Path], byte_level_tokenizer_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def data_dir(
+    corpus_files: list[Path], byte_level_tokenizer_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
     out = tmp_path_factory.mktemp("token-data") / "data"
     sources = [str(p) for p in corpus_files if 10_000 < p.stat().st_size < 30_000][:6]
-    prepare_token_data(sources, byte_level_tokenizer_dir, out, val_fraction=0.2, shard_tokens=SHARD_TOKENS, progress=False)
+    prepare_token_data(
+        sources, byte_level_tokenizer_dir, out, val_fraction=0.2, shard_tokens=SHARD_TOKENS, progress=False
+    )
     return out
 
 
@@ -70,7 +74,7 @@ def test_ranks_share_one_global_batch_without_overlap(data_dir):
     data = TokenData(data_dir)
     whole = data.train_batch(3, 12, 32, seed=0)
     ranks = [data.train_batch(3, 4, 32, seed=0, rank=r, world_size=3) for r in range(3)]
-    assert torch.equal(torch.cat(ranks), whole)  # K processes see what one process sees with a K× batch
+    assert torch.equal(torch.cat(ranks), whole)  # K processes see what one process sees with a K times larger batch
     rows = {tuple(row.tolist()) for batch in ranks for row in batch}
     assert len(rows) == 12
 
@@ -120,13 +124,13 @@ def test_damaged_data_directories_are_refused(data_dir, tmp_path):
     content[10] ^= 0xFF
     shard.write_bytes(bytes(content))
     TokenData(copy)  # same size: only the checksum can tell
-    with pytest.raises(PgtError, match="train-00001.bin does not match its sha256"):
+    with pytest.raises(PgtError, match=r"train-00001\.bin does not match its sha256"):
         TokenData(copy, verify=True)
     shard.write_bytes(bytes(content[:-4]))
-    with pytest.raises(PgtError, match="train-00001.bin has .* bytes, the manifest says"):
+    with pytest.raises(PgtError, match=r"train-00001\.bin has .* bytes, the manifest says"):
         TokenData(copy)
     (copy / "manifest.json").write_text("{not json")
-    with pytest.raises(PgtError, match="manifest .* is corrupt"):
+    with pytest.raises(PgtError, match=r"manifest .* is corrupt"):
         TokenData(copy)
     with pytest.raises(PgtError, match="token data directory not found"):
         TokenData(tmp_path / "nowhere")

@@ -39,7 +39,9 @@ def tokenizer(byte_level_tokenizer_dir: Path):
 
 
 def read_split(out: Path, manifest: dict, split: str) -> np.ndarray:
-    return np.concatenate([np.fromfile(out / shard["file"], dtype="<u4") for shard in manifest["splits"][split]["shards"]])
+    return np.concatenate(
+        [np.fromfile(out / shard["file"], dtype="<u4") for shard in manifest["splits"][split]["shards"]]
+    )
 
 
 def decode_documents(ids: np.ndarray, tokenizer) -> list[str]:
@@ -89,20 +91,33 @@ def test_shards_decode_to_the_source_documents(tmp_path, fortune_files, tokenize
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "notes.jsonl"]  # no work or temp dirs left
 
 
-def test_large_text_file_is_one_document_read_in_pieces(tmp_path, monkeypatch, fortune_files, tokenizer, byte_level_tokenizer_dir):
+def test_large_text_file_is_one_document_read_in_pieces(
+    tmp_path, monkeypatch, fortune_files, tokenizer, byte_level_tokenizer_dir
+):
     monkeypatch.setattr("pgt.data.sources.PIECE_CHARS", 500)
     book = tmp_path / "book.txt"
     book.write_text("\n\n".join(iter_fortunes(fortune_files[0])), encoding="utf-8")
-    manifest = prepare_token_data([str(book)], byte_level_tokenizer_dir, tmp_path / "data", val_fraction=0, progress=False)
+    manifest = prepare_token_data(
+        [str(book)], byte_level_tokenizer_dir, tmp_path / "data", val_fraction=0, progress=False
+    )
     assert manifest["sources"][0]["format"] == "text"
-    assert decode_documents(read_split(tmp_path / "data", manifest, "train"), tokenizer) == [book.read_text(encoding="utf-8")]
+    assert decode_documents(read_split(tmp_path / "data", manifest, "train"), tokenizer) == [
+        book.read_text(encoding="utf-8")
+    ]
 
 
 def test_output_is_independent_of_workers_and_chunking(tmp_path, fortune_files, byte_level_tokenizer_dir):
     common = dict(val_fraction=0.1, shard_tokens=3_000, progress=False)
-    one = prepare_token_data(list(map(str, fortune_files)), byte_level_tokenizer_dir, tmp_path / "one", workers=1, **common)
+    one = prepare_token_data(
+        list(map(str, fortune_files)), byte_level_tokenizer_dir, tmp_path / "one", workers=1, **common
+    )
     two = prepare_token_data(
-        list(map(str, fortune_files)), byte_level_tokenizer_dir, tmp_path / "two", workers=2, chunk_chars=2_000, **common
+        list(map(str, fortune_files)),
+        byte_level_tokenizer_dir,
+        tmp_path / "two",
+        workers=2,
+        chunk_chars=2_000,
+        **common,
     )
     assert len(one["splits"]["train"]["shards"]) > 5  # shard boundaries are exercised
     assert all(shard["tokens"] == 3_000 for shard in one["splits"]["train"]["shards"][:-1])
@@ -110,10 +125,17 @@ def test_output_is_independent_of_workers_and_chunking(tmp_path, fortune_files, 
     assert directory_bytes(tmp_path / "one") == directory_bytes(tmp_path / "two")
 
 
-def test_split_of_a_document_does_not_depend_on_other_sources(tmp_path, fortune_files, tokenizer, byte_level_tokenizer_dir):
+def test_split_of_a_document_does_not_depend_on_other_sources(
+    tmp_path, fortune_files, tokenizer, byte_level_tokenizer_dir
+):
     def documents(sources: list[Path], out: Path) -> dict[str, set[str]]:
-        manifest = prepare_token_data(list(map(str, sources)), byte_level_tokenizer_dir, out, val_fraction=0.3, min_val_bytes=0, progress=False)
-        return {split: set(decode_documents(read_split(out, manifest, split), tokenizer)) for split in ("train", "validation")}
+        manifest = prepare_token_data(
+            list(map(str, sources)), byte_level_tokenizer_dir, out, val_fraction=0.3, min_val_bytes=0, progress=False
+        )
+        return {
+            split: set(decode_documents(read_split(out, manifest, split), tokenizer))
+            for split in ("train", "validation")
+        }
 
     few = documents(fortune_files[:2], tmp_path / "few")
     more = documents(fortune_files, tmp_path / "more")
@@ -129,13 +151,19 @@ def test_jsonl_parquet_and_saved_datasets_give_the_same_tokens(tmp_path, fortune
 
     texts = [text for path in fortune_files[:3] for text in iter_fortunes(path)]
     rows = [{"body": text, "n": i} for i, text in enumerate(texts)]
-    (tmp_path / "docs.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    (tmp_path / "docs.jsonl").write_text(
+        "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8"
+    )
     pq.write_table(pa.Table.from_pylist(rows), tmp_path / "docs.parquet", row_group_size=50)
     dataset = datasets.Dataset.from_list(rows)
     dataset.save_to_disk(str(tmp_path / "saved"))
-    datasets.DatasetDict({"other": dataset.select(range(3)), "main": dataset}).save_to_disk(str(tmp_path / "saved-dict"))
+    datasets.DatasetDict({"other": dataset.select(range(3)), "main": dataset}).save_to_disk(
+        str(tmp_path / "saved-dict")
+    )
     (tmp_path / "loadable").mkdir()
-    (tmp_path / "loadable" / "part.jsonl").write_text((tmp_path / "docs.jsonl").read_text(encoding="utf-8"), encoding="utf-8")
+    (tmp_path / "loadable" / "part.jsonl").write_text(
+        (tmp_path / "docs.jsonl").read_text(encoding="utf-8"), encoding="utf-8"
+    )
 
     inputs = {
         "jsonl": [str(tmp_path / "docs.jsonl")],
@@ -148,13 +176,28 @@ def test_jsonl_parquet_and_saved_datasets_give_the_same_tokens(tmp_path, fortune
     for name, sources in inputs.items():
         split = "main" if name == "saved-dict" else "train"
         manifest = prepare_token_data(
-            sources, byte_level_tokenizer_dir, tmp_path / f"out-{name}", text_field="body", split=split, val_fraction=0.1, min_val_bytes=0, progress=False
+            sources,
+            byte_level_tokenizer_dir,
+            tmp_path / f"out-{name}",
+            text_field="body",
+            split=split,
+            val_fraction=0.1,
+            min_val_bytes=0,
+            progress=False,
         )
         assert manifest["sources"][0]["documents"] == len(texts), name
         results[name] = (manifest["splits"], directory_bytes(tmp_path / f"out-{name}") | {"manifest.json": b""})
     assert all(result == results["jsonl"] for result in results.values())
     # Datasets have no single file to hash: their documents' text is hashed, identically for both kinds.
-    assert len({json.loads((tmp_path / f"out-{n}" / "manifest.json").read_text())["sources"][0]["sha256"] for n in ("saved", "load_dataset")}) == 1
+    assert (
+        len(
+            {
+                json.loads((tmp_path / f"out-{n}" / "manifest.json").read_text())["sources"][0]["sha256"]
+                for n in ("saved", "load_dataset")
+            }
+        )
+        == 1
+    )
 
 
 def _prepare_then_die(sources: list[str], tokenizer_dir: str, out: str, kill_after_writes: int) -> None:
@@ -173,12 +216,16 @@ def _prepare_then_die(sources: list[str], tokenizer_dir: str, out: str, kill_aft
         original_write(self, ids)
 
     prepare_module.ShardWriter.write = write_then_maybe_die
-    prepare_token_data(sources, tokenizer_dir, out, val_fraction=0.1, shard_tokens=2_000, chunk_chars=3_000, progress=False)
+    prepare_token_data(
+        sources, tokenizer_dir, out, val_fraction=0.1, shard_tokens=2_000, chunk_chars=3_000, progress=False
+    )
 
 
 def test_resume_after_sigkill_gives_identical_output(tmp_path, fortune_files, byte_level_tokenizer_dir):
     sources = list(map(str, fortune_files))
-    reference = prepare_token_data(sources, byte_level_tokenizer_dir, tmp_path / "reference", val_fraction=0.1, shard_tokens=2_000, progress=False)
+    reference = prepare_token_data(
+        sources, byte_level_tokenizer_dir, tmp_path / "reference", val_fraction=0.1, shard_tokens=2_000, progress=False
+    )
 
     out = tmp_path / "resumed"
     child = multiprocessing.get_context("fork").Process(
@@ -191,7 +238,9 @@ def test_resume_after_sigkill_gives_identical_output(tmp_path, fortune_files, by
     progress = json.loads((tmp_path / ".resumed.prepare-work" / "progress.json").read_text())
     assert progress["splits"]["train"]["finished"], "killed mid-way: some shards were finished already"
 
-    resumed = prepare_token_data(sources, byte_level_tokenizer_dir, out, val_fraction=0.1, shard_tokens=2_000, progress=False)
+    resumed = prepare_token_data(
+        sources, byte_level_tokenizer_dir, out, val_fraction=0.1, shard_tokens=2_000, progress=False
+    )
     assert resumed == reference
     assert directory_bytes(out) == directory_bytes(tmp_path / "reference")
     assert not (tmp_path / ".resumed.prepare-work").exists()
@@ -200,10 +249,16 @@ def test_resume_after_sigkill_gives_identical_output(tmp_path, fortune_files, by
 def test_a_different_command_does_not_resume_stale_work(tmp_path, fortune_files, byte_level_tokenizer_dir):
     work = tmp_path / ".data.prepare-work"
     work.mkdir()
-    (work / "progress.json").write_text(json.dumps({"key": "another command", "source": 3, "piece": 0, "sources": [], "splits": {}}))
+    (work / "progress.json").write_text(
+        json.dumps({"key": "another command", "source": 3, "piece": 0, "sources": [], "splits": {}})
+    )
     (work / "train-00000.bin").write_bytes(b"\1\0\0\0" * 10)
-    fresh = prepare_token_data(list(map(str, fortune_files[:2])), byte_level_tokenizer_dir, tmp_path / "data", progress=False)
-    clean = prepare_token_data(list(map(str, fortune_files[:2])), byte_level_tokenizer_dir, tmp_path / "clean", progress=False)
+    fresh = prepare_token_data(
+        list(map(str, fortune_files[:2])), byte_level_tokenizer_dir, tmp_path / "data", progress=False
+    )
+    clean = prepare_token_data(
+        list(map(str, fortune_files[:2])), byte_level_tokenizer_dir, tmp_path / "clean", progress=False
+    )
     assert fresh == clean
 
 
@@ -224,7 +279,9 @@ def test_malformed_jsonl_names_file_and_line(tmp_path, content, message, byte_le
 def test_bad_inputs_get_one_line_errors(tmp_path, fortune_files, byte_level_tokenizer_dir):
     def error_of(sources: list[str], **options) -> str:
         with pytest.raises(PgtError) as caught:
-            prepare_token_data(sources, byte_level_tokenizer_dir, options.pop("out", tmp_path / "out"), progress=False, **options)
+            prepare_token_data(
+                sources, byte_level_tokenizer_dir, options.pop("out", tmp_path / "out"), progress=False, **options
+            )
         assert "\n" not in str(caught.value)
         return str(caught.value)
 
@@ -241,7 +298,14 @@ def test_bad_inputs_get_one_line_errors(tmp_path, fortune_files, byte_level_toke
     (tmp_path / "one.txt").write_text("A single short document.")
     assert "validation split is empty" in error_of([str(tmp_path / "one.txt")], val_fraction=0.01, min_val_bytes=0)
     assert "hf:NAME" in error_of(["hf:"])
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["blob.bin", "broken.parquet", "empty.jsonl", "empty.txt", "exists", "one.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "blob.bin",
+        "broken.parquet",
+        "empty.jsonl",
+        "empty.txt",
+        "exists",
+        "one.txt",
+    ]
 
 
 def test_hub_dataset_offline_is_a_clear_error(tmp_path, byte_level_tokenizer_dir, monkeypatch):
@@ -251,14 +315,27 @@ def test_hub_dataset_offline_is_a_clear_error(tmp_path, byte_level_tokenizer_dir
     monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "cache"))
-    with pytest.raises(PgtError, match=r"cannot load Hugging Face dataset 'no-such-user/no-such-corpus'.*network") as caught:
-        prepare_token_data(["hf:no-such-user/no-such-corpus"], byte_level_tokenizer_dir, tmp_path / "out", progress=False)
+    with pytest.raises(
+        PgtError, match=r"cannot load Hugging Face dataset 'no-such-user/no-such-corpus'.*network"
+    ) as caught:
+        prepare_token_data(
+            ["hf:no-such-user/no-such-corpus"], byte_level_tokenizer_dir, tmp_path / "out", progress=False
+        )
     assert "\n" not in str(caught.value)
 
 
 def test_cli_prepare_and_show(tmp_path, fortune_files, byte_level_tokenizer_dir, capsys):
     out = tmp_path / "data"
-    argv = ["data", "prepare", *map(str, fortune_files[:2]), "--tokenizer", str(byte_level_tokenizer_dir), "--out", str(out), "--no-progress"]
+    argv = [
+        "data",
+        "prepare",
+        *map(str, fortune_files[:2]),
+        "--tokenizer",
+        str(byte_level_tokenizer_dir),
+        "--out",
+        str(out),
+        "--no-progress",
+    ]
     assert main(argv) == 0
     assert "train:" in capsys.readouterr().out
     assert main(argv) == 2
@@ -283,6 +360,8 @@ def test_default_corpus_with_a_real_substrate(tmp_path, request):
     assert len(documents) == manifest["splits"]["validation"]["documents"] > 100
     # bvv241 decoding concatenates token texts: documents inside the Basic Multilingual Plane come back exactly.
     threshold = manifest["split"]["validation_threshold"]
-    expected = [d for p in manifest["sources"] for d in iter_fortunes(p["path"]) if split_of(d, threshold) == "validation"]
+    expected = [
+        d for p in manifest["sources"] for d in iter_fortunes(p["path"]) if split_of(d, threshold) == "validation"
+    ]
     exact = [(got, want) for got, want in zip(documents, expected, strict=True) if max(map(ord, want)) < 0xD800]
     assert len(exact) > 0.9 * len(expected) and all(got == want for got, want in exact)

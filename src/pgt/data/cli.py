@@ -13,7 +13,7 @@ from pgt.data.prepare import (
 )
 from pgt.data.sources import TEXT_FORMATS
 
-PREPARE_EXAMPLES = """\
+PREPARE_EXAMPLES = f"""\
 sources:
   default                 the embedded corpus: Debian fortunes in English, Russian and German
   FILE.txt, FILE          plain text; a file with `%` lines is read as fortunes (one quotation per
@@ -27,7 +27,8 @@ sources:
 
 Documents go to the validation split when a hash of their text falls below a threshold:
 --val-fraction, raised for small corpora so validation holds about --min-val-bytes of text
-(at most {max_val:.0%} of the corpus). The split of a document never depends on the other documents.
+(at most {MAX_VAL_FRACTION:.0%} of the corpus). For a given threshold a document's split depends only
+on its text, so adding sources to a large corpus never moves a document between splits.
 
 Interrupted? Run the same command again: it resumes and ends with the same bytes.
 
@@ -36,7 +37,7 @@ examples:
   pgt data prepare books/ notes.jsonl --tokenizer runs/substrate --out runs/data --workers 4
   pgt data prepare hf:wikimedia/wikipedia:20231101.en --tokenizer runs/substrate --out runs/wiki
   pgt data show runs/data
-""".format(max_val=MAX_VAL_FRACTION)
+"""
 
 SHOW_EXAMPLES = """\
 examples:
@@ -63,22 +64,55 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         epilog=PREPARE_EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    prepare.add_argument("sources", nargs="+", metavar="SOURCE", help="files, directories, hf:NAME[:CONFIG] or `default`")
-    prepare.add_argument("--tokenizer", required=True, metavar="DIR", help="tokenizer directory (a substrate or any fast tokenizer)")
+    prepare.add_argument(
+        "sources", nargs="+", metavar="SOURCE", help="files, directories, hf:NAME[:CONFIG] or `default`"
+    )
+    prepare.add_argument(
+        "--tokenizer", required=True, metavar="DIR", help="tokenizer directory (a substrate or any fast tokenizer)"
+    )
     prepare.add_argument("--out", required=True, metavar="DIR", help="output token data directory")
-    prepare.add_argument("--val-fraction", type=float, default=DEFAULT_VAL_FRACTION, metavar="F",
-                         help="share of documents for validation (default %(default)s; 0 = none)")
-    prepare.add_argument("--min-val-bytes", type=int, default=DEFAULT_MIN_VAL_BYTES, metavar="N",
-                         help="raise the validation share of small corpora to about N bytes of text (default %(default)s)")
-    prepare.add_argument("--workers", type=int, default=1, metavar="N",
-                         help="tokenizer processes (default 1, which already uses the tokenizer's threads)")
-    prepare.add_argument("--shard-tokens", type=int, default=DEFAULT_SHARD_TOKENS, metavar="N",
-                         help="tokens per shard file (default %(default)s = 256 MiB)")
-    prepare.add_argument("--text-field", default="text", metavar="NAME", help="JSONL field / column holding the text (default: text)")
-    prepare.add_argument("--split", default="train", metavar="NAME", help="split of a Hugging Face dataset to read (default: train)")
-    prepare.add_argument("--format", dest="text_format", choices=TEXT_FORMATS, default="auto",
-                         help="how to read text files: auto (fortunes if they have %% lines, else text), fortunes, "
-                         "text (a file is one document), lines (a line is one document)")
+    prepare.add_argument(
+        "--val-fraction",
+        type=float,
+        default=DEFAULT_VAL_FRACTION,
+        metavar="F",
+        help="share of documents for validation (default %(default)s; 0 = none)",
+    )
+    prepare.add_argument(
+        "--min-val-bytes",
+        type=int,
+        default=DEFAULT_MIN_VAL_BYTES,
+        metavar="N",
+        help="raise the validation share of small corpora to about N bytes of text (default %(default)s)",
+    )
+    prepare.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="tokenizer processes (default 1, which already uses the tokenizer's threads)",
+    )
+    prepare.add_argument(
+        "--shard-tokens",
+        type=int,
+        default=DEFAULT_SHARD_TOKENS,
+        metavar="N",
+        help="tokens per shard file (default %(default)s = 256 MiB)",
+    )
+    prepare.add_argument(
+        "--text-field", default="text", metavar="NAME", help="JSONL field / column holding the text (default: text)"
+    )
+    prepare.add_argument(
+        "--split", default="train", metavar="NAME", help="split of a Hugging Face dataset to read (default: train)"
+    )
+    prepare.add_argument(
+        "--format",
+        dest="text_format",
+        choices=TEXT_FORMATS,
+        default="auto",
+        help="how to read text files: auto (fortunes if they have %% lines, else text), fortunes, "
+        "text (a file is one document), lines (a line is one document)",
+    )
     prepare.add_argument("--overwrite", action="store_true", help="replace an existing --out directory")
     prepare.add_argument("--no-progress", action="store_true", help="no progress bar")
     prepare.set_defaults(handler=run_prepare)
@@ -115,8 +149,10 @@ def run_prepare(args: argparse.Namespace) -> int:
     )
     seconds = time.monotonic() - started
     tokens = sum(split["tokens"] for split in manifest["splits"].values())
-    print(f"wrote {args.out}: {tokens:,} tokens from {len(manifest['sources'])} source(s) in {seconds:.1f} s "
-          f"({tokens / max(seconds, 1e-9):,.0f} tokens/s)")
+    print(
+        f"wrote {args.out}: {tokens:,} tokens from {len(manifest['sources'])} source(s) in {seconds:.1f} s "
+        f"({tokens / max(seconds, 1e-9):,.0f} tokens/s)"
+    )
     _print_splits(manifest)
     return 0
 
@@ -141,5 +177,7 @@ def run_show(args: argparse.Namespace) -> int:
 def _print_splits(manifest: dict) -> None:
     for name, split in manifest["splits"].items():
         per_token = split["bytes"] / split["tokens"] if split["tokens"] else 0.0
-        print(f"  {name}: {split['tokens']:,} tokens, {split['documents']:,} documents, {split['bytes']:,} bytes "
-              f"({per_token:.2f} bytes/token), {len(split['shards'])} shard(s)")
+        print(
+            f"  {name}: {split['tokens']:,} tokens, {split['documents']:,} documents, {split['bytes']:,} bytes "
+            f"({per_token:.2f} bytes/token), {len(split['shards'])} shard(s)"
+        )

@@ -50,7 +50,10 @@ class TokenSplit:
         self._offsets = np.cumsum([0] + [len(shard) for shard in self._shards])
         self.tokens = int(self._offsets[-1])
         if self.tokens != int(description["tokens"]):
-            raise PgtError(f"token data {directory}: {name} shards hold {self.tokens} tokens, the manifest says {description['tokens']}")
+            raise PgtError(
+                f"token data {directory}: {name} shards hold {self.tokens} tokens, "
+                f"the manifest says {description['tokens']}"
+            )
 
     def read(self, start: int, length: int) -> np.ndarray:
         """Tokens [start, start + length) across shard boundaries, as int64."""
@@ -76,11 +79,15 @@ class TokenData:
             raise PgtError(f"token data directory not found: {self.path}")
         self.manifest: dict[str, Any] = read_json(self.path / MANIFEST_FILE, "token data manifest")
         if self.manifest.get("format") != FORMAT or self.manifest.get("format_version") != FORMAT_VERSION:
-            raise PgtError(f"{self.path / MANIFEST_FILE} is not a pgt token data manifest (format {FORMAT} v{FORMAT_VERSION})")
+            raise PgtError(
+                f"{self.path / MANIFEST_FILE} is not a pgt token data manifest (format {FORMAT} v{FORMAT_VERSION})"
+            )
         if self.manifest.get("dtype") != "uint32":
             raise PgtError(f"token data {self.path}: unsupported dtype {self.manifest.get('dtype')!r}")
         try:
-            self.splits = {name: TokenSplit(self.path, name, self.manifest["splits"][name], verify=verify) for name in SPLITS}
+            self.splits = {
+                name: TokenSplit(self.path, name, self.manifest["splits"][name], verify=verify) for name in SPLITS
+            }
         except (KeyError, TypeError, ValueError) as exc:
             raise PgtError(f"token data manifest {self.path / MANIFEST_FILE} is incomplete: {exc!r}") from None
 

@@ -89,7 +89,9 @@ def load_tokenizer_info(tokenizer_dir: str | os.PathLike) -> TokenizerInfo:
         fingerprint = "sha256:" + hashlib.sha256((directory / "tokenizer.json").read_bytes()).hexdigest()
     else:
         fingerprint = "sha256:" + hashlib.sha256(backend_json.encode()).hexdigest()
-    return TokenizerInfo(str(directory.resolve()), fingerprint, int(tokenizer.eos_token_id), len(tokenizer), backend_json)
+    return TokenizerInfo(
+        str(directory.resolve()), fingerprint, int(tokenizer.eos_token_id), len(tokenizer), backend_json
+    )
 
 
 # Set in each worker process (and in the main process when workers == 1).
@@ -118,10 +120,7 @@ def _encode_chunk(texts: list[str], ends: list[bool], splits: list[str]) -> dict
         if ends_document:
             parts[split].append(eos)
         nbytes[split] += len(text.encode("utf-8"))
-    return {
-        name: (np.concatenate(parts[name]) if parts[name] else np.empty(0, DTYPE), nbytes[name])
-        for name in SPLITS
-    }
+    return {name: (np.concatenate(parts[name]) if parts[name] else np.empty(0, DTYPE), nbytes[name]) for name in SPLITS}
 
 
 # --------------------------------------------------------------------------- shards
@@ -173,7 +172,9 @@ class ShardWriter:
 
     def _finish_shard(self) -> None:
         self._handle.close()
-        self.finished.append({"file": self._name(len(self.finished)), "tokens": self.open_tokens, "sha256": self._hash.hexdigest()})
+        self.finished.append(
+            {"file": self._name(len(self.finished)), "tokens": self.open_tokens, "sha256": self._hash.hexdigest()}
+        )
         self.open_tokens = 0
 
     def sync(self) -> None:
@@ -185,7 +186,12 @@ class ShardWriter:
         self._handle.close()
 
     def state(self) -> dict[str, Any]:
-        return {"finished": self.finished, "open_tokens": self.open_tokens, "bytes": self.bytes, "documents": self.documents}
+        return {
+            "finished": self.finished,
+            "open_tokens": self.open_tokens,
+            "bytes": self.bytes,
+            "documents": self.documents,
+        }
 
     @property
     def tokens(self) -> int:
@@ -338,7 +344,19 @@ def prepare_token_data(
     state = _start_or_resume(work, hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest())
     writers = {name: ShardWriter(work, name, shard_tokens, state["splits"].get(name)) for name in SPLITS}
     try:
-        _run(resolved, identities, tokenizer, writers, state, work, threshold, workers, chunk_chars, progress, known_bytes)
+        _run(
+            resolved,
+            identities,
+            tokenizer,
+            writers,
+            state,
+            work,
+            threshold,
+            workers,
+            chunk_chars,
+            progress,
+            known_bytes,
+        )
         descriptions = {name: writer.close() for name, writer in writers.items()}
         _check_not_empty(descriptions, val_fraction, sources)
     except PgtError:
@@ -424,7 +442,9 @@ def _run(
                 _save_progress(writers, state, work)
                 saved = time.monotonic()
             tokens = sum(writer.tokens for writer in writers.values())
-            bar.set_postfix(tokens=f"{tokens:,}", tok_s=f"{tokens / max(time.monotonic() - started, 1e-9):,.0f}", refresh=False)
+            bar.set_postfix(
+                tokens=f"{tokens:,}", tok_s=f"{tokens / max(time.monotonic() - started, 1e-9):,.0f}", refresh=False
+            )
 
 
 def _save_progress(writers: dict[str, ShardWriter], state: dict[str, Any], work: Path) -> None:

@@ -142,7 +142,11 @@ def _directory_sources(root: Path, text_format: str, text_field: str, split: str
             path = Path(dirpath) / name
             if not name.startswith(".") and not path.is_symlink():
                 found.append(path)
-    sources = [s for p in sorted(found, key=lambda p: p.relative_to(root).as_posix()) if (s := _file_source(p, text_format, text_field))]
+    sources = [
+        s
+        for p in sorted(found, key=lambda p: p.relative_to(root).as_posix())
+        if (s := _file_source(p, text_format, text_field))
+    ]
     if not sources:
         raise PgtError(f"source directory {root} holds no text, JSONL or parquet files")
     return sources
