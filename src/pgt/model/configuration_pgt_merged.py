@@ -1,0 +1,108 @@
+"""Configuration of a merged PGT model: N experts on one frozen substrate (shipped into saved directories).
+
+Experts that share the substrate share their input and output index spaces, so their
+next-token logits can be combined directly (DESIGN.md §6). Like `configuration_pgt.py`,
+this file imports only transformers and its sibling, because saved directories carry it
+for `trust_remote_code` loading.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from transformers import PretrainedConfig
+
+from .configuration_pgt import PgtConfig
+
+MERGE_MODES = ("mean", "adapter")
+
+# Bookkeeping that `PgtConfig.to_diff_dict()` adds and that has no meaning inside a merged config.
+_EXPERT_KEYS_DROPPED = ("architectures", "auto_map", "transformers_version", "_name_or_path", "dtype")
+
+
+def expert_config_dict(config: PgtConfig) -> dict[str, Any]:
+    """The part of an expert's config that rebuilds it inside a merged model."""
+    return {key: value for key, value in config.to_diff_dict().items() if key not in _EXPERT_KEYS_DROPPED}
+
+
+class PgtMergedConfig(PretrainedConfig):
+    """Hyper-parameters of `PgtMergedForCausalLM`: the experts' configs and how their logits combine.
+
+    - `experts`: one `PgtConfig` dict per expert (see `expert_config_dict`).
+    - `mode="mean"`: logits = Σ wᵢ·logitsᵢ, the paper's logit averaging; `expert_weights`
+      wᵢ default to equal and are normalised to sum to 1.
+    - `mode="adapter"`: a trainable adapter over the concatenated logits
+      (`adapter_hidden_size` wide) that starts out equal to the weighted mean.
+
+    `vocab_size`, `substrate_fingerprint` and the special token ids are the experts' (which
+    must agree); `num_hidden_layers` is their total, because one KV cache holds every
+    expert's layers, expert i's after those of experts 0 … i-1.
+    """
+
+    model_type = "pgt_merged"
+    keys_to_ignore_at_inference = ["cache"]
+
+    experts: list | None = None
+    mode: str = "mean"
+    expert_weights: list | None = None
+    adapter_hidden_size: int = 64
+    vocab_size: int = 65536
+    num_hidden_layers: int = 0
+    substrate_fingerprint: str | None = None
+    use_cache: bool = True
+    pad_token_id: int | None = 57344
+    bos_token_id: int | None = 57345
+    eos_token_id: int | list[int] | None = 57346
+    # In transformers 5 this flag enables `_tied_weights_keys`; here that ties the experts'
+    # identical frozen embeddings to expert 0's (one tensor in memory and on disk), never a head.
+    tie_word_embeddings: bool = True
+
+    def __post_init__(self, **kwargs) -> None:
+        # The no-argument constructor must work (transformers builds defaults with it).
+        self.experts = [dict(expert) for expert in self.experts or []]
+        if self.mode not in MERGE_MODES:
+            raise ValueError(f"mode must be one of {', '.join(MERGE_MODES)}, not {self.mode!r}")
+        if self.adapter_hidden_size < 1:
+            raise ValueError(f"adapter_hidden_size must be positive, not {self.adapter_hidden_size}")
+        if self.experts:
+            self._derive_from_experts()
+        super().__post_init__(**kwargs)
+
+    def _derive_from_experts(self) -> None:
+        for key in ("vocab_size", "hidden_size", "substrate_fingerprint"):
+            values = {expert.get(key) for expert in self.experts}
+            if len(values) > 1:
+                raise ValueError(f"the experts disagree on {key}: {sorted(map(str, values))}")
+        first = self.experts[0]
+        self.vocab_size = first["vocab_size"]
+        self.substrate_fingerprint = first.get("substrate_fingerprint")
+        self.pad_token_id = first.get("pad_token_id")
+        self.bos_token_id = first.get("bos_token_id")
+        self.eos_token_id = first.get("eos_token_id")
+        self.num_hidden_layers = sum(expert["num_hidden_layers"] for expert in self.experts)
+        self.tie_word_embeddings = len(self.experts) > 1
+        self.expert_weights = normalised_weights(self.expert_weights, len(self.experts))
+
+    def expert_configs(self) -> list[PgtConfig]:
+        """The experts' configurations, in order."""
+        return [PgtConfig(**expert) for expert in self.experts]
+
+    @property
+    def expert_layer_counts(self) -> list[int]:
+        return [expert["num_hidden_layers"] for expert in self.experts]
+
+
+def normalised_weights(weights: list[float] | None, count: int) -> list[float]:
+    """`count` positive weights scaled to sum to 1 (equal weights when `weights` is None)."""
+    if weights is None:
+        return [1.0 / count] * count
+    if len(weights) != count:
+        raise ValueError(f"{len(weights)} weights given for {count} experts")
+    if not all(math.isfinite(weight) and weight > 0 for weight in weights):
+        raise ValueError(f"expert weights must be positive numbers, not {list(weights)}")
+    total = math.fsum(weights)
+    return [weight / total for weight in weights]
+
+
+__all__ = ["MERGE_MODES", "PgtMergedConfig", "expert_config_dict", "normalised_weights"]
