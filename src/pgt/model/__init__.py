@@ -18,6 +18,8 @@ _EXPORTS = {
     "PgtModel": "pgt.model.modeling_pgt",
     "PgtDecoderLayer": "pgt.model.modeling_pgt",
     "PgtForCausalLM": "pgt.model.modeling_pgt",
+    "PgtMergedConfig": "pgt.model.configuration_pgt_merged",
+    "PgtMergedForCausalLM": "pgt.model.modeling_pgt_merged",
     "PRESETS": "pgt.model.presets",
     "preset_config": "pgt.model.presets",
     "init_model_dir": "pgt.model.loading",
@@ -33,7 +35,12 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-_MODEL_MODULES = ("pgt.model.configuration_pgt", "pgt.model.modeling_pgt")
+_MODEL_MODULES = (
+    "pgt.model.configuration_pgt",
+    "pgt.model.modeling_pgt",
+    "pgt.model.configuration_pgt_merged",
+    "pgt.model.modeling_pgt_merged",
+)
 _WATCHED = ("transformers", *_MODEL_MODULES)
 _registered = False
 
@@ -44,7 +51,9 @@ def _register_now() -> None:
     from transformers import AutoConfig, AutoModel, AutoModelForCausalLM
 
     from pgt.model.configuration_pgt import PgtConfig
+    from pgt.model.configuration_pgt_merged import PgtMergedConfig
     from pgt.model.modeling_pgt import PgtForCausalLM, PgtModel
+    from pgt.model.modeling_pgt_merged import PgtMergedForCausalLM
 
     AutoConfig.register(PgtConfig.model_type, PgtConfig, exist_ok=True)
     AutoModel.register(PgtConfig, PgtModel, exist_ok=True)
@@ -54,6 +63,10 @@ def _register_now() -> None:
     PgtConfig.register_for_auto_class()
     PgtModel.register_for_auto_class("AutoModel")
     PgtForCausalLM.register_for_auto_class("AutoModelForCausalLM")
+    AutoConfig.register(PgtMergedConfig.model_type, PgtMergedConfig, exist_ok=True)
+    AutoModelForCausalLM.register(PgtMergedConfig, PgtMergedForCausalLM, exist_ok=True)
+    PgtMergedConfig.register_for_auto_class()
+    PgtMergedForCausalLM.register_for_auto_class("AutoModelForCausalLM")
 
 
 def _still_loading(name: str, finished: str) -> bool:
@@ -100,7 +113,8 @@ class _RegisterOnImport(importlib.abc.MetaPathFinder):
 
 
 def register_auto_classes() -> None:
-    """Make `AutoConfig`/`AutoModel`/`AutoModelForCausalLM` know `model_type = "pgt"`.
+    """Make `AutoConfig`/`AutoModel`/`AutoModelForCausalLM` know `model_type = "pgt"` (and
+    `AutoConfig`/`AutoModelForCausalLM` the merged experts' `"pgt_merged"`).
 
     Registration needs torch and transformers, which `import pgt` must not pay for, so
     when transformers is not loaded yet this defers the work, through an import hook,
