@@ -16,7 +16,8 @@ import pytest
 from pgt.cli import main
 from pgt.data import prepare as prepare_module
 from pgt.data.corpus import iter_fortunes
-from pgt.data.prepare import prepare_token_data, split_of
+from pgt.data.prepare import prepare_token_data, split_documents, split_of
+from pgt.data.sources import resolve_sources
 from pgt.errors import PgtError
 
 
@@ -61,9 +62,8 @@ def test_shards_decode_to_the_source_documents(tmp_path, fortune_files, tokenize
     records = [{"text": "Erste Zeile.\nZweite Zeile.", "id": 1}, {"text": "Ещё одна запись.", "id": 2}]
     jsonl.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in records) + "\n\n", encoding="utf-8")
     out = tmp_path / "data"
-    manifest = prepare_token_data(
-        [*map(str, fortune_files), str(jsonl)], byte_level_tokenizer_dir, out, val_fraction=0.2, progress=False
-    )
+    sources = [*map(str, fortune_files), str(jsonl)]
+    manifest = prepare_token_data(sources, byte_level_tokenizer_dir, out, val_fraction=0.2, progress=False)
 
     documents = [text for path in fortune_files for text in iter_fortunes(path)] + [r["text"] for r in records]
     threshold = manifest["split"]["validation_threshold"]
@@ -72,6 +72,7 @@ def test_shards_decode_to_the_source_documents(tmp_path, fortune_files, tokenize
         expected = [doc for doc in documents if split_of(doc, threshold) == split]
         ids = read_split(out, manifest, split)
         assert decode_documents(ids, tokenizer) == expected
+        assert list(split_documents(sources, split, val_fraction=0.2)) == expected
         described = manifest["splits"][split]
         assert described["documents"] == len(expected)
         assert described["tokens"] == len(ids)
@@ -344,24 +345,27 @@ def test_cli_prepare_and_show(tmp_path, fortune_files, byte_level_tokenizer_dir,
     assert "all shards match their sha256" in capsys.readouterr().out
 
 
-def test_default_corpus_with_a_real_substrate(tmp_path, request):
+def test_default_source_is_the_embedded_fortune_corpus(corpus_files):
+    sources = resolve_sources(["default"])
+    assert [source.path for source in sources] == [str(p.resolve()) for p in corpus_files]
+    assert {source.kind for source in sources} == {"fortunes"}
+    assert {Path(source.path).parent.name for source in sources} >= {"ru", "de"}
+
+
+def test_real_substrate_tokenizer(tmp_path, request, fortune_files):
     pytest.importorskip("pgt.substrate.build", reason="build_substrate is not available yet")
     substrate_dir: Path = request.getfixturevalue("substrate_dir")
     from pgt.substrate.store import Substrate
 
     substrate = Substrate.load(substrate_dir)
     out = tmp_path / "data"
-    manifest = prepare_token_data(["default"], substrate_dir, out, shard_tokens=1 << 20, progress=False)
+    manifest = prepare_token_data(list(map(str, fortune_files)), substrate_dir, out, val_fraction=0.2, progress=False)
     assert manifest["tokenizer_fingerprint"] == substrate.fingerprint
     assert manifest["eos_id"] == substrate.tokenizer.eos_token_id == 0xE002
-    assert len(manifest["sources"]) > 100 and {s["format"] for s in manifest["sources"]} == {"fortunes"}
-    ids = read_split(out, manifest, "validation")
-    documents = decode_documents(ids, substrate.tokenizer)
-    assert len(documents) == manifest["splits"]["validation"]["documents"] > 100
-    # bvv241 decoding concatenates token texts: documents inside the Basic Multilingual Plane come back exactly.
-    threshold = manifest["split"]["validation_threshold"]
-    expected = [
-        d for p in manifest["sources"] for d in iter_fortunes(p["path"]) if split_of(d, threshold) == "validation"
-    ]
-    exact = [(got, want) for got, want in zip(documents, expected, strict=True) if max(map(ord, want)) < 0xD800]
-    assert len(exact) > 0.9 * len(expected) and all(got == want for got, want in exact)
+    for split in ("train", "validation"):
+        documents = decode_documents(read_split(out, manifest, split), substrate.tokenizer)
+        expected = list(split_documents(list(map(str, fortune_files)), split, val_fraction=0.2))
+        assert len(documents) == len(expected) == manifest["splits"][split]["documents"] > 10
+        # bvv241 decoding concatenates token texts: text inside the Basic Multilingual Plane comes back exactly.
+        exact = [(got, want) for got, want in zip(documents, expected, strict=True) if max(map(ord, want)) < 0xD800]
+        assert len(exact) > 0.9 * len(expected) and all(got == want for got, want in exact)

@@ -259,6 +259,16 @@ class Chunk:
     source_record: dict[str, Any] | None = None  # set on the source's last chunk
 
 
+def assign_splits(source: Source, threshold: float) -> Iterator[tuple[str, bool, str]]:
+    """The source's pieces as `(text, ends_document, split)`; a document's split is that of its first piece."""
+    split, at_document_start = "train", True
+    for text, ends_document in source.pieces():
+        if at_document_start:
+            split = split_of(text, threshold)
+        at_document_start = ends_document
+        yield text, ends_document, split
+
+
 def iter_chunks(
     sources: Sequence[Source],
     identities: Sequence[dict[str, Any]],
@@ -274,12 +284,9 @@ def iter_chunks(
     for index in range(start_source, len(sources)):
         stats = SourceStats()
         skip = start_piece if index == start_source else 0
-        chunk, size, split, at_document_start, number = Chunk(index, 0, [], [], []), 0, "train", True, 0
-        for number, (text, ends_document) in enumerate(sources[index].pieces(), start=1):
+        chunk, size, number = Chunk(index, 0, [], [], []), 0, 0
+        for number, (text, ends_document, split) in enumerate(assign_splits(sources[index], threshold), start=1):
             stats.add(text, ends_document)
-            if at_document_start:
-                split = split_of(text, threshold)
-            at_document_start = ends_document
             if number <= skip:
                 continue  # written before an interruption: read again only to rebuild the split and stats
             chunk.texts.append(text)
@@ -293,6 +300,36 @@ def iter_chunks(
         chunk.pieces_done = number
         chunk.source_record = stats.record(identities[index])
         yield chunk
+
+
+def split_documents(
+    sources: Sequence[str],
+    split: str,
+    *,
+    val_fraction: float = DEFAULT_VAL_FRACTION,
+    min_val_bytes: int = DEFAULT_MIN_VAL_BYTES,
+    text_format: str = "auto",
+    text_field: str = "text",
+    dataset_split: str = "train",
+) -> Iterator[str]:
+    """The whole documents that `prepare_token_data` with these arguments puts into `split`, in order.
+
+    E.g. `split_documents(["default"], "validation")`: the held-out text of the default corpus,
+    for scoring a model on documents it never trained on.
+    """
+    if split not in SPLITS:
+        raise PgtError(f"unknown split {split!r} (choose from {', '.join(SPLITS)})")
+    resolved = resolve_sources(list(sources), text_format=text_format, text_field=text_field, split=dataset_split)
+    known_bytes = sum(source.size_on_disk() or 0 for source in resolved)
+    threshold = validation_threshold(val_fraction, min_val_bytes, known_bytes)
+    for source in resolved:
+        parts: list[str] = []
+        for text, ends_document, piece_split in assign_splits(source, threshold):
+            if piece_split == split:
+                parts.append(text)
+                if ends_document:
+                    yield "".join(parts)
+                    parts = []
 
 
 # --------------------------------------------------------------------------- the pipeline
