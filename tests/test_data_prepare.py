@@ -107,6 +107,30 @@ def test_large_text_file_is_one_document_read_in_pieces(
     ]
 
 
+def test_directory_walk_and_text_formats(tmp_path, fortune_files):
+    corpus = tmp_path / "corpus"
+    (corpus / "sub").mkdir(parents=True)
+    (corpus / "quotes").write_bytes(fortune_files[0].read_bytes())
+    (corpus / "sub" / "notes.jsonl").write_text('{"text": "a note"}\n')
+    (corpus / "sub" / "table.parquet").write_bytes(b"")  # parquet is chosen by name; read later
+    (corpus / "story.txt").write_text("Line one.\nLine two.\n")
+    (corpus / ".hidden.txt").write_text("not corpus")
+    (corpus / "link.txt").symlink_to(corpus / "story.txt")
+    (corpus / "index.dat").write_bytes(b"\0\0\1binary")
+    found = resolve_sources([str(corpus)])
+    assert [(Path(s.path).relative_to(corpus.resolve()).as_posix(), s.kind) for s in found] == [
+        ("quotes", "fortunes"),
+        ("story.txt", "text"),
+        ("sub/notes.jsonl", "jsonl"),
+        ("sub/table.parquet", "parquet"),
+    ]
+    assert list(found[1].pieces()) == [("Line one.\nLine two.\n", True)]
+    lines = resolve_sources([str(corpus / "story.txt")], text_format="lines")[0]
+    assert list(lines.pieces()) == [("Line one.", True), ("Line two.", True)]
+    forced = resolve_sources([str(corpus / "story.txt")], text_format="fortunes")[0]
+    assert list(forced.pieces()) == [("Line one.\nLine two.", True)]
+
+
 def test_output_is_independent_of_workers_and_chunking(tmp_path, fortune_files, byte_level_tokenizer_dir):
     common = dict(val_fraction=0.1, shard_tokens=3_000, progress=False)
     one = prepare_token_data(
@@ -341,6 +365,9 @@ def test_cli_prepare_and_show(tmp_path, fortune_files, byte_level_tokenizer_dir,
     assert "train:" in capsys.readouterr().out
     assert main(argv) == 2
     assert capsys.readouterr().err.startswith(f"error: output directory {out} already exists")
+    (out / "stray-file").write_text("replaced by --overwrite")
+    assert main([*argv, "--overwrite"]) == 0
+    assert not (out / "stray-file").exists() and (out / "manifest.json").is_file()
     assert main(["data", "show", str(out), "--verify"]) == 0
     assert "all shards match their sha256" in capsys.readouterr().out
 
