@@ -108,3 +108,15 @@ def eval_model_dir(substrate_dir: Path, tmp_path_factory: pytest.TempPathFactory
 
     out = tmp_path_factory.mktemp("eval-model") / "model"
     return init_model_dir(substrate_dir, out, layers=1, heads=2, seed=0, max_position_embeddings=128)
+
+
+@pytest.fixture(scope="session")
+def token_data_dir(substrate_dir: Path, corpus_files: list[Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Two small fortune files (one Russian, one English) tokenized with `substrate_dir` (`pgt data prepare`)."""
+    from pgt.data.prepare import prepare_token_data
+
+    small = [f for f in corpus_files if 20_000 <= f.stat().st_size <= 60_000]
+    sources = [next(f for f in small if f.parent.name == "ru"), next(f for f in small if f.parent.name == "fortunes")]
+    out = tmp_path_factory.mktemp("token-data") / "data"
+    prepare_token_data([str(s) for s in sources], substrate_dir, out, min_val_bytes=5_000, progress=False)
+    return out
