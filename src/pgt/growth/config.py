@@ -23,7 +23,7 @@ Autocast = Literal["auto", "off", "bf16"]
 
 # Keys that may differ between the run that wrote a checkpoint and the one resuming it:
 # they change where and how verbosely we run, never the numbers that come out.
-RESUME_NEUTRAL_KEYS = frozenset({"out", "progress", "log_every", "device", "compile"})
+RESUME_NEUTRAL_KEYS = frozenset({"out", "progress", "log_every", "checkpoint_every", "device", "compile"})
 
 
 @dataclass

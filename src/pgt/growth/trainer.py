@@ -243,7 +243,9 @@ class StageTrainer:
         model, _ = load_model(stage_dir(self.run.run_dir, plan.stage - 1))
         new_block = add_block(model, config.init, seed=seed)
         if plan.lora_blocks:
-            model = attach_lora(model, plan.lora_blocks, rank=config.lora_rank, alpha=config.lora_alpha)
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)  # peft draws the A factors from the global generator
+                model = attach_lora(model, plan.lora_blocks, rank=config.lora_rank, alpha=config.lora_alpha)
         base = model.get_base_model() if plan.lora_blocks else model
         keep = [p for p in model.parameters() if p.requires_grad]  # LoRA factors (peft enabled them)
         trainable = [new_block]
