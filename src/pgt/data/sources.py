@@ -100,9 +100,9 @@ def resolve_sources(
 ) -> list[Source]:
     """Expand the command line's SOURCES into an ordered list of sources.
 
-    A directory is a `save_to_disk` dataset if it has `dataset_dict.json` or `state.json`,
-    otherwise it is walked recursively (sorted; hidden files, symbolic links and binary
-    files skipped). `hf:NAME[:CONFIG]` goes through `datasets.load_dataset` (a hub name or a
+    A directory is a `save_to_disk` dataset if it has `dataset_dict.json` (or `state.json`
+    and `dataset_info.json`), otherwise it is walked recursively (sorted; hidden files,
+    symbolic links and binary files skipped). `hf:NAME[:CONFIG]` goes through `datasets.load_dataset` (a hub name or a
     local dataset directory); `default` is the embedded fortune corpus.
     """
     if text_format not in TEXT_FORMATS:
@@ -133,7 +133,9 @@ def resolve_sources(
 
 
 def _directory_sources(root: Path, text_format: str, text_field: str, split: str) -> list[Source]:
-    if (root / "dataset_dict.json").is_file() or (root / "state.json").is_file():
+    if (root / "dataset_dict.json").is_file() or (
+        (root / "state.json").is_file() and (root / "dataset_info.json").is_file()
+    ):
         return [Source(str(root.resolve()), "hf-disk", text_field, split)]
     found = []
     for dirpath, dirnames, filenames in os.walk(root):
@@ -252,7 +254,7 @@ def _saved_dataset_pieces(path: str, split: str, field: str) -> Iterator[Piece]:
 
     try:
         dataset = datasets.load_from_disk(path)
-    except (OSError, ValueError, FileNotFoundError) as exc:
+    except (OSError, ValueError) as exc:
         raise PgtError(f"{path}: unreadable saved dataset ({_one_line(exc)})") from None
     if isinstance(dataset, datasets.DatasetDict):
         if split not in dataset:
