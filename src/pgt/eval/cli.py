@@ -107,19 +107,19 @@ def load_for_eval(
 
     model_dir = Path(model_dir)
     config = read_json(model_dir / "config.json", "model config")
+    torch_dtype, target = getattr(torch, dtype), pick_device(device)
     if str(config.get("model_type", "")).startswith("pgt"):
         from pgt.model import load_model
 
-        model, tokenizer = load_model(model_dir)
+        model, tokenizer = load_model(model_dir, dtype=torch_dtype, device=target)
     else:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         try:
             tokenizer = AutoTokenizer.from_pretrained(model_dir)
-            model = AutoModelForCausalLM.from_pretrained(model_dir)
+            model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch_dtype).to(target)
         except (OSError, ValueError) as exc:
             raise PgtError(f"cannot load {model_dir} as a causal LM: {str(exc).splitlines()[0]}") from None
-    model.to(device=pick_device(device), dtype=getattr(torch, dtype))
     model.eval()
     return model, tokenizer
 

@@ -50,7 +50,7 @@ def windows(n_ids: int, length: int, stride: int) -> list[tuple[int, int, int]]:
     """`(begin, end, first_target)` spans covering ids 1..n_ids-1 once each.
 
     Targets `first_target..end-1` are scored with `ids[begin:t]` as context; a window
-    holds at most `length` ids and each after the first scores `stride` new targets.
+    holds at most `length` ids and each after the first scores `stride` (< `length`) new targets.
     """
     spans: list[tuple[int, int, int]] = []
     scored_to = 1  # the first id has no context and is never a target
@@ -71,8 +71,8 @@ def score_texts(
     """Negative log-likelihood of `texts` under the model (see the module docstring for the windows)."""
     length = context_length(model)
     stride = stride or max(1, length // 2)
-    if not 0 < stride <= length:
-        raise PgtError(f"stride must be between 1 and the context length {length}, got {stride}")
+    if not 0 < stride < length:
+        raise PgtError(f"stride must be between 1 and the context length {length} minus 1, got {stride}")
     texts = [text for text in texts if text.strip()]
     if not texts:
         raise PgtError("no text to score: the held-out data is empty")

@@ -47,7 +47,7 @@ def results_path(model_dir: str | os.PathLike, task: str, out_dir: str | os.Path
 
 
 def write_results(path: str | os.PathLike, record: dict[str, Any]) -> Path:
-    """Stamp `record` with the creation time and pgt version and write it atomically to `path`."""
-    stamped = {**record, "created": datetime.now(UTC).isoformat(timespec="seconds"), "pgt_version": __version__}
-    write_json(path, stamped)
+    """Stamp `record` (in place) with the creation time and pgt version and write it atomically to `path`."""
+    record.update(created=datetime.now(UTC).isoformat(timespec="seconds"), pgt_version=__version__)
+    write_json(path, record)
     return Path(path)

@@ -22,44 +22,32 @@ if TYPE_CHECKING:
 DEFAULT_HELD_OUT = "default"
 
 
-def held_out_texts(data: str | None) -> Iterator[str]:
+def held_out_texts(data: str | None, split: str | None = None) -> Iterator[str]:
     """Documents to score for perplexity.
 
     `data` is any corpus source `pgt data prepare` accepts (text, fortune, JSONL or parquet
-    files, directories, saved or hub datasets) and is scored whole. Without `data`, the
-    validation documents of the embedded default corpus are used: the same documents
-    `pgt data prepare default` holds out (split by a hash of each document's text).
+    files, directories, saved or hub datasets). Without `split` it is scored whole; with
+    `split` (train/validation) only the documents `pgt data prepare` puts into that split.
+    Without `data`, the validation documents of the embedded default corpus are scored.
     """
-    from pgt.data.prepare import DEFAULT_MIN_VAL_BYTES, DEFAULT_VAL_FRACTION, split_of, validation_threshold
-    from pgt.data.sources import resolve_sources
+    from pgt.data.prepare import split_documents
 
-    sources = resolve_sources([data or DEFAULT_HELD_OUT])
-    threshold = None
     if data is None:
-        known = sum(source.size_on_disk() or 0 for source in sources)
-        threshold = validation_threshold(DEFAULT_VAL_FRACTION, DEFAULT_MIN_VAL_BYTES, known)
-    for source in sources:
-        parts: list[str] = []
-        for text, ends_document in source.pieces():
-            parts.append(text)
-            if ends_document:
-                document = "".join(parts)
-                parts = []
-                if threshold is None or split_of(document, threshold) == "validation":
-                    yield document
-        if parts:
-            yield "".join(parts)
+        return split_documents([DEFAULT_HELD_OUT], split or "validation")
+    if split is None:
+        return split_documents([data], "train", val_fraction=0.0)  # nothing held out: every document
+    return split_documents([data], split)
 
 
 def _perplexity_record(
-    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, task: str, data: str | None, limit: int | None,
-    batch_size: int,
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, task: str, data: str | None, split: str | None,
+    limit: int | None, batch_size: int,
 ) -> dict[str, Any]:
     from itertools import islice
 
     from pgt.eval.perplexity import score_texts
 
-    texts = list(islice(held_out_texts(data), limit))
+    texts = list(islice(held_out_texts(data, split), limit))
     score = score_texts(model, tokenizer, texts, batch_size=batch_size)
     values = {"perplexity": score.perplexity, "bpb": score.bits_per_byte, "loss": score.nats_per_token}
     primary = "bpb" if task == "bpb" else "perplexity"
@@ -67,7 +55,8 @@ def _perplexity_record(
         "task": task,
         "protocol": {
             "kind": "perplexity",
-            "data": data or "default corpus, validation documents",
+            "data": data or DEFAULT_HELD_OUT,
+            "split": split or ("validation" if data is None else "all documents"),
             "windows": "context-length windows advancing by half the context; each token scored once",
             "limit": limit,
         },
@@ -152,7 +141,7 @@ def evaluate_to_file(
     """
     model.eval()
     if task_name in PERPLEXITY_TASKS:
-        record = _perplexity_record(model, tokenizer, task_name, data, limit, batch_size)
+        record = _perplexity_record(model, tokenizer, task_name, data, split, limit, batch_size)
     else:
         record = _task_record(
             model, tokenizer, task_name, data=data, split=split, mode=mode, runs=runs, limit=limit, seed=seed,

@@ -1,0 +1,185 @@
+"""Evaluation with real pgt models: batching, known answers, perplexity, truncation, results JSON, CLI."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from pgt.cli import main as pgt_main
+from pgt.eval.datasets_io import load_task_data
+from pgt.eval.generation import greedy_continuations
+from pgt.eval.loglik import continuation_logprobs
+from pgt.eval.perplexity import score_texts, windows
+from pgt.eval.protocol import evaluate_task
+from pgt.eval.tasks import Example, get_task
+from pgt.model.loading import load_model
+
+DATA = Path(__file__).parent / "data" / "eval"
+
+
+@pytest.fixture(scope="module")
+def model_and_tokenizer(eval_model_dir: Path):
+    return load_model(eval_model_dir)
+
+
+@pytest.fixture(scope="module")
+def answers_b(eval_model_dir: Path, corpus_files: list[Path]):
+    """The test model trained for a few steps to predict the token `B` after anything."""
+    from pgt.data.corpus import iter_fortunes
+
+    model, tokenizer = load_model(eval_model_dir)
+    (letter,) = tokenizer("B", add_special_tokens=False)["input_ids"]
+    texts = [text for _, text in zip(range(8), iter_fortunes(corpus_files[0]), strict=False)]
+    batch = tokenizer(texts, add_special_tokens=False, return_tensors="pt", padding=True, truncation=True, max_length=24)
+    labels = torch.full_like(batch["input_ids"], letter)
+    model.train()
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=3e-2)
+    for _ in range(20):
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), labels.flatten())
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    model.eval()
+    return model, tokenizer
+
+
+def share_of_key(examples: list[Example], key: str) -> float:
+    return 100.0 * sum(e.target == key for e in examples) / len(examples)
+
+
+def test_batched_generation_and_loglik_equal_one_at_a_time(model_and_tokenizer) -> None:
+    model, tokenizer = model_and_tokenizer
+    examples = load_task_data(get_task("arc_easy"), DATA / "arc.jsonl").examples[:5]
+    examples += load_task_data(get_task("squad_v2"), DATA / "squad_v2.jsonl").examples[:3]
+    prompts, counts = [e.prompt for e in examples], [e.new_tokens for e in examples]
+    alone = greedy_continuations(model, tokenizer, prompts, counts, batch_size=1)
+    batched = greedy_continuations(model, tokenizer, prompts, counts, batch_size=4)
+    assert batched.texts == alone.texts
+    assert all(text for text in alone.texts)
+    requests = [(e.prompt, f" {text}") for e in examples[:5] for _, text in e.options]
+    one, _ = continuation_logprobs(model, tokenizer, requests, batch_size=1)
+    many, _ = continuation_logprobs(model, tokenizer, requests, batch_size=7)
+    assert [s.n_tokens for s in one] == [s.n_tokens for s in many]
+    assert [s.logprob for s in many] == pytest.approx([s.logprob for s in one], rel=1e-4, abs=1e-4)
+    assert all(s.logprob < 0 for s in one)
+
+
+def test_a_model_that_always_answers_b_scores_the_share_of_b_keys(answers_b) -> None:
+    model, tokenizer = answers_b
+    for name, path in (("mmlu", "mmlu.jsonl"), ("arc_easy", "arc.jsonl")):
+        examples = load_task_data(get_task(name), DATA / path).examples
+        expected = share_of_key(examples, "B")
+        assert 0 < expected < 50
+        generated = evaluate_task(model, tokenizer, get_task(name), examples, runs=2, batch_size=4)
+        assert generated.runs_identical
+        assert generated.metrics["accuracy"]["mean"] == pytest.approx(expected)
+        assert generated.metrics["accuracy"]["std"] == 0.0
+        # ARC's last question is labelled 1-4: "B" is no valid answer there.
+        valid = 100.0 * sum(any(label == "B" for label, _ in e.options) for e in examples) / len(examples)
+        assert generated.metrics["valid_answer_rate"]["mean"] == pytest.approx(valid)
+        by_letter = evaluate_task(model, tokenizer, get_task(name), examples, mode="loglik", runs=1)
+        assert by_letter.metrics["accuracy"]["mean"] == pytest.approx(expected)
+    only_b = [Example(e.prompt, "B", e.new_tokens, e.options) for e in examples[:4]]
+    assert evaluate_task(model, tokenizer, get_task("arc_easy"), only_b, runs=1).metrics["accuracy"]["mean"] == 100.0
+    # True/False questions: "B" is neither, so letter scoring gives 0 % (below chance) ...
+    boolq = load_task_data(get_task("boolq"), DATA / "boolq.jsonl").examples
+    assert evaluate_task(model, tokenizer, get_task("boolq"), boolq, runs=1).metrics["accuracy"]["mean"] == 0.0
+    # ... while log-likelihood mode always picks True or False, so it scores the share of one of them.
+    loglik = evaluate_task(model, tokenizer, get_task("boolq"), boolq, mode="loglik", runs=1)
+    assert loglik.metrics["accuracy"]["mean"] in {share_of_key(boolq, "T"), share_of_key(boolq, "F")}
+
+
+def test_runs_with_a_limit_score_different_subsets(model_and_tokenizer) -> None:
+    model, tokenizer = model_and_tokenizer
+    examples = load_task_data(get_task("squad_v2"), DATA / "squad_v2.jsonl").examples
+    outcome = evaluate_task(model, tokenizer, get_task("squad_v2"), examples, runs=4, limit=3, seed=1, batch_size=8)
+    summary = outcome.metrics["accuracy"]
+    assert not outcome.runs_identical and outcome.n_examples == 3 and len(summary["per_run"]) == 4
+    assert all(any(value == pytest.approx(100 * k / 3) for k in range(4)) for value in summary["per_run"])
+    assert summary["mean"] == pytest.approx(sum(summary["per_run"]) / 4)
+    assert summary["ci95"] == pytest.approx(1.96 * summary["std"] / 2)
+
+
+def test_windows_score_every_token_once_within_the_context() -> None:
+    for n, length, stride in ((1, 8, 4), (2, 8, 4), (8, 8, 4), (9, 8, 4), (50, 8, 3), (50, 8, 7)):
+        spans = windows(n, length, stride)
+        targets = [t for begin, end, first in spans for t in range(first, end)]
+        assert targets == list(range(1, n))
+        assert all(end - begin <= length and begin < first for begin, end, first in spans)
+        # After the first window every target sees at least length - stride tokens of context.
+        assert all(first - begin >= min(first, length - stride) for begin, end, first in spans)
+
+
+def test_bits_per_byte_equals_the_manual_computation(model_and_tokenizer, corpus_files: list[Path]) -> None:
+    from pgt.data.corpus import iter_fortunes
+
+    model, tokenizer = model_and_tokenizer
+    texts = [t for t in iter_fortunes(corpus_files[0]) if 20 < len(t) < 100][:3]
+    nats, tokens = 0.0, 0
+    for text in texts:
+        ids = torch.tensor([[tokenizer.bos_token_id, *tokenizer(text, add_special_tokens=False)["input_ids"]]])
+        assert ids.shape[1] <= 128
+        with torch.no_grad():
+            logits = model(input_ids=ids).logits[0, :-1]
+        nats += torch.nn.functional.cross_entropy(logits, ids[0, 1:], reduction="sum").item()
+        tokens += ids.shape[1] - 1
+    n_bytes = sum(len(t.encode("utf-8")) for t in texts)
+    score = score_texts(model, tokenizer, texts, batch_size=2)
+    assert (score.n_tokens, score.n_bytes) == (tokens, n_bytes)
+    assert score.bits_per_byte == pytest.approx(nats / math.log(2) / n_bytes, rel=1e-4)
+    assert score.perplexity == pytest.approx(math.exp(nats / tokens), rel=1e-4)
+    # A text longer than the context is scored in windows, every token once, batched or not.
+    long_text = " ".join(t for t in iter_fortunes(corpus_files[0]))[:2000]
+    one, many = score_texts(model, tokenizer, [long_text], batch_size=1), score_texts(model, tokenizer, [long_text], 8)
+    assert one.n_tokens == len(tokenizer(long_text, add_special_tokens=False)["input_ids"]) > 128
+    assert many.nats == pytest.approx(one.nats, rel=1e-4)
+
+
+def test_prompts_longer_than_the_context_are_left_truncated(model_and_tokenizer) -> None:
+    model, tokenizer = model_and_tokenizer
+    rows = [json.loads(line) for line in (DATA / "boolq.jsonl").read_text(encoding="utf-8").splitlines()]
+    passage = " ".join(row["passage"] for row in rows)
+    long_example = get_task("boolq").build({**rows[0], "passage": passage})
+    assert len(tokenizer(long_example.prompt)["input_ids"]) > 128
+    out = greedy_continuations(model, tokenizer, [long_example.prompt, rows[1]["question"]], [1, 1])
+    assert out.n_truncated == 1 and len(out.texts) == 2
+    scores, truncated = continuation_logprobs(model, tokenizer, [(long_example.prompt, " True")])
+    assert truncated == 1 and math.isfinite(scores[0].logprob)
+
+
+def test_cli_writes_results_json_next_to_the_model(eval_model_dir: Path, capsys) -> None:
+    assert pgt_main(["eval", str(eval_model_dir), "--task", "arc_easy", "--data", str(DATA / "arc.jsonl"),
+                     "--runs", "3", "--limit", "4", "--seed", "2"]) == 0
+    result = json.loads((eval_model_dir / "eval" / "arc_easy.json").read_text(encoding="utf-8"))
+    config = json.loads((eval_model_dir / "config.json").read_text(encoding="utf-8"))
+    weights = hashlib.sha256()
+    weights.update(b"model.safetensors")
+    weights.update((eval_model_dir / "model.safetensors").read_bytes())
+    assert result["model_fingerprint"]["substrate_fingerprint"] == config["substrate_fingerprint"]
+    assert result["model_fingerprint"]["weights_sha256"] == weights.hexdigest()
+    assert result["task"] == "arc_easy" and result["metric"] == "accuracy" and result["unit"] == "percent"
+    assert (result["n_examples"], result["runs"], result["runs_identical"]) == (4, 3, False)
+    assert result["protocol"]["prompt_template"].startswith("Question: {q}\nOptions:\n")
+    assert (result["protocol"]["limit"], result["protocol"]["seed"], result["protocol"]["mode"]) == (4, 2, "generate")
+    metrics = result["metrics"]
+    assert len(metrics["per_run"]) == 3 and all(0 <= v <= 100 for v in metrics["per_run"])
+    assert metrics["ci95"] == pytest.approx(1.96 * metrics["std"] / math.sqrt(3))
+    assert result["pgt_version"] and result["created"]
+
+    assert pgt_main(["eval", str(eval_model_dir), "--task", "bpb", "--data", str(DATA / "heldout.jsonl")]) == 0
+    bpb = json.loads((eval_model_dir / "eval" / "bpb.json").read_text(encoding="utf-8"))
+    assert bpb["metrics"]["mean"] == bpb["metrics"]["bpb"] > 0
+    assert bpb["metrics"]["loss"] == pytest.approx(math.log(bpb["metrics"]["perplexity"]))
+    assert bpb["n_examples"] == 12
+    capsys.readouterr()
+
+    malformed = pgt_main(["eval", str(eval_model_dir), "--task", "mmlu", "--data", str(DATA / "boolq.jsonl")])
+    error = capsys.readouterr().err.strip().splitlines()
+    assert malformed == 2 and error[-1].startswith("error:") and "expected fields: question (str), choices" in error[-1]
+    assert not (eval_model_dir / "eval" / "mmlu.json").exists()
