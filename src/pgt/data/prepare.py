@@ -381,19 +381,8 @@ def prepare_token_data(
     state = _start_or_resume(work, hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest())
     writers = {name: ShardWriter(work, name, shard_tokens, state["splits"].get(name)) for name in SPLITS}
     try:
-        _run(
-            resolved,
-            identities,
-            tokenizer,
-            writers,
-            state,
-            work,
-            threshold,
-            workers,
-            chunk_chars,
-            progress,
-            known_bytes,
-        )
+        chunks = iter_chunks(resolved, identities, state["source"], state["piece"], threshold, chunk_chars)
+        _run(chunks, tokenizer, writers, state, work, workers=workers, progress=progress, total_bytes=known_bytes)
         descriptions = {name: writer.close() for name, writer in writers.items()}
         _check_not_empty(descriptions, val_fraction, sources)
     except PgtError:
@@ -438,25 +427,24 @@ def _start_or_resume(work: Path, key: str) -> dict[str, Any]:
 
 
 def _run(
-    sources: list[Source],
-    identities: list[dict[str, Any]],
+    chunks: Iterator[Chunk],
     tokenizer: TokenizerInfo,
     writers: dict[str, ShardWriter],
     state: dict[str, Any],
     work: Path,
-    threshold: float,
+    *,
     workers: int,
-    chunk_chars: int,
     progress: bool,
-    known_bytes: int,
+    total_bytes: int,
 ) -> None:
+    """Tokenize and write the chunks in order, recording progress about every PROGRESS_INTERVAL_S."""
     from tqdm import tqdm
 
-    chunks = iter_chunks(sources, identities, state["source"], state["piece"], threshold, chunk_chars)
     done_bytes = sum(writer.bytes for writer in writers.values())
+    done_tokens = sum(writer.tokens for writer in writers.values())  # before a resumption
     started = saved = time.monotonic()
     with tqdm(
-        total=known_bytes or None,
+        total=total_bytes or None,
         initial=done_bytes,
         unit="B",
         unit_scale=True,
@@ -479,9 +467,8 @@ def _run(
                 _save_progress(writers, state, work)
                 saved = time.monotonic()
             tokens = sum(writer.tokens for writer in writers.values())
-            bar.set_postfix(
-                tokens=f"{tokens:,}", tok_s=f"{tokens / max(time.monotonic() - started, 1e-9):,.0f}", refresh=False
-            )
+            rate = (tokens - done_tokens) / max(time.monotonic() - started, 1e-9)
+            bar.set_postfix(tokens=f"{tokens:,}", tok_s=f"{rate:,.0f}", refresh=False)
 
 
 def _save_progress(writers: dict[str, ShardWriter], state: dict[str, Any], work: Path) -> None:
