@@ -35,9 +35,10 @@ class PgtMergedConfig(PretrainedConfig):
     - `mode="adapter"`: a trainable adapter over the concatenated logits
       (`adapter_hidden_size` wide) that starts out equal to the weighted mean.
 
-    `vocab_size`, `substrate_fingerprint` and the special token ids are the experts' (which
-    must agree); `num_hidden_layers` is their total, because one KV cache holds every
-    expert's layers, expert i's after those of experts 0 … i-1.
+    `vocab_size`, `hidden_size`, `substrate_fingerprint` and the special token ids are the
+    experts' (which must agree); the context `max_position_embeddings` is the shortest
+    expert's; `num_hidden_layers` is their total, because one KV cache holds every expert's
+    layers, expert i's after those of experts 0 … i-1.
     """
 
     model_type = "pgt_merged"
@@ -48,7 +49,9 @@ class PgtMergedConfig(PretrainedConfig):
     expert_weights: list | None = None
     adapter_hidden_size: int = 64
     vocab_size: int = 65536
+    hidden_size: int = 1024
     num_hidden_layers: int = 0
+    max_position_embeddings: int = 1024
     substrate_fingerprint: str | None = None
     use_cache: bool = True
     pad_token_id: int | None = 57344
@@ -70,19 +73,22 @@ class PgtMergedConfig(PretrainedConfig):
         super().__post_init__(**kwargs)
 
     def _derive_from_experts(self) -> None:
+        configs = self.expert_configs()
         for key in ("vocab_size", "hidden_size", "substrate_fingerprint"):
-            values = {expert.get(key) for expert in self.experts}
+            values = {getattr(config, key) for config in configs}
             if len(values) > 1:
                 raise ValueError(f"the experts disagree on {key}: {sorted(map(str, values))}")
-        first = self.experts[0]
-        self.vocab_size = first["vocab_size"]
-        self.substrate_fingerprint = first.get("substrate_fingerprint")
-        self.pad_token_id = first.get("pad_token_id")
-        self.bos_token_id = first.get("bos_token_id")
-        self.eos_token_id = first.get("eos_token_id")
-        self.num_hidden_layers = sum(expert["num_hidden_layers"] for expert in self.experts)
-        self.tie_word_embeddings = len(self.experts) > 1
-        self.expert_weights = normalised_weights(self.expert_weights, len(self.experts))
+        first = configs[0]
+        self.vocab_size = first.vocab_size
+        self.hidden_size = first.hidden_size
+        self.substrate_fingerprint = first.substrate_fingerprint
+        self.pad_token_id = first.pad_token_id
+        self.bos_token_id = first.bos_token_id
+        self.eos_token_id = first.eos_token_id
+        self.num_hidden_layers = sum(config.num_hidden_layers for config in configs)
+        self.max_position_embeddings = min(config.max_position_embeddings for config in configs)
+        self.tie_word_embeddings = len(configs) > 1
+        self.expert_weights = normalised_weights(self.expert_weights, len(configs))
 
     def expert_configs(self) -> list[PgtConfig]:
         """The experts' configurations, in order."""
@@ -90,7 +96,7 @@ class PgtMergedConfig(PretrainedConfig):
 
     @property
     def expert_layer_counts(self) -> list[int]:
-        return [expert["num_hidden_layers"] for expert in self.experts]
+        return [config.num_hidden_layers for config in self.expert_configs()]
 
 
 def normalised_weights(weights: list[float] | None, count: int) -> list[float]:

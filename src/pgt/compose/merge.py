@@ -1,0 +1,101 @@
+"""`merge_experts`: several trained PGT models on one substrate -> one merged model directory.
+
+The merged directory is a model directory like any other (architecture.md): config
+(recording every expert's config, the mode and the weights), safetensors weights, the
+modeling code for `trust_remote_code`, the shared tokenizer and a copy of `substrate.json`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from pgt.errors import PgtError
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
+    from pgt.model.modeling_pgt import PgtForCausalLM
+
+
+def merge_experts(
+    expert_dirs: Sequence[str | os.PathLike],
+    out: str | os.PathLike,
+    *,
+    weights: Sequence[float] | None = None,
+    mode: str = "mean",
+    adapter_hidden_size: int = 64,
+    overwrite: bool = False,
+) -> Path:
+    """Merge the model directories `expert_dirs` into a `PgtMergedForCausalLM` saved at `out`.
+
+    `mode="mean"` averages the experts' logits with `weights` (default equal, normalised to
+    sum to 1); `mode="adapter"` adds a trainable adapter that starts equal to that average.
+    Experts with different substrates or vocabularies are refused with a PgtError naming
+    the two directories. The output appears atomically; returns its path.
+    """
+    from pgt.model.configuration_pgt_merged import MERGE_MODES, normalised_weights
+    from pgt.model.loading import save_model, substrate_meta_of
+    from pgt.model.modeling_pgt_merged import PgtMergedForCausalLM
+
+    if len(expert_dirs) < 2:
+        raise PgtError(f"merging needs at least two expert directories, got {len(expert_dirs)}")
+    if mode not in MERGE_MODES:
+        raise PgtError(f"unknown merge mode {mode!r} (choose {' or '.join(MERGE_MODES)})")
+    try:
+        weights = normalised_weights(None if weights is None else list(weights), len(expert_dirs))
+    except ValueError as exc:
+        raise PgtError(f"bad expert weights: {exc}") from None
+    if adapter_hidden_size < 1:
+        raise PgtError(f"adapter hidden size must be positive, not {adapter_hidden_size}")
+
+    experts, tokenizer = _load_compatible_experts([Path(path) for path in expert_dirs])
+    try:
+        merged = PgtMergedForCausalLM.from_experts(
+            [model for _, model in experts], mode=mode, weights=weights, adapter_hidden_size=adapter_hidden_size
+        )
+    except ValueError as exc:
+        raise PgtError(f"cannot merge {', '.join(map(str, expert_dirs))}: {exc}") from None
+
+    return save_model(merged, tokenizer, out, substrate_meta=substrate_meta_of(experts[0][0]), overwrite=overwrite)
+
+
+def _load_compatible_experts(
+    expert_dirs: list[Path],
+) -> tuple[list[tuple[Path, PgtForCausalLM]], PreTrainedTokenizerBase]:
+    """Load every expert (with `load_model`'s checks) and refuse any pair that cannot merge."""
+    from pgt.model.loading import load_model
+    from pgt.model.modeling_pgt import PgtForCausalLM
+
+    experts: list[tuple[Path, PgtForCausalLM]] = []
+    first_tokenizer = None
+    for path in expert_dirs:
+        model, tokenizer = load_model(path)
+        if not isinstance(model, PgtForCausalLM):
+            raise PgtError(f"{path} is a {type(model).__name__}, not a single PGT model; merge its experts instead")
+        if experts:
+            first_path, first = experts[0]
+            _check_same_substrate(first_path, first, len(first_tokenizer), path, model, len(tokenizer))
+        else:
+            first_tokenizer = tokenizer
+        experts.append((path, model))
+    return experts, first_tokenizer
+
+
+def _check_same_substrate(
+    first_path: Path, first: PgtForCausalLM, first_tokens: int, path: Path, model: PgtForCausalLM, tokens: int
+) -> None:
+    def differs(what: str, a: object, b: object) -> PgtError:
+        return PgtError(f"cannot merge {first_path} and {path}: {what} differ ({a} vs {b})")
+
+    first_fp, fp = first.config.substrate_fingerprint, model.config.substrate_fingerprint
+    if first_fp != fp:
+        raise differs("substrate fingerprints", str(first_fp)[:19] + "…", str(fp)[:19] + "…")
+    if first.config.vocab_size != model.config.vocab_size or first_tokens != tokens:
+        raise differs(
+            "vocabularies",
+            f"{first.config.vocab_size} ids, {first_tokens} tokens",
+            f"{model.config.vocab_size} ids, {tokens} tokens",
+        )
