@@ -19,6 +19,7 @@ import json
 import os
 import shutil
 import sys
+import threading
 import time
 from collections import deque
 from collections.abc import Iterator, Sequence
@@ -99,14 +100,24 @@ _ENCODER: Any = None
 _EOS_ID: int = 0
 
 
-def _init_encoder(backend_json: str, eos_id: int, single_threaded: bool) -> None:
+def _init_encoder(backend_json: str, eos_id: int, parent_pid: int | None = None) -> None:
+    """Build the encoder; in a worker process (`parent_pid` given) also tie the worker's life to the parent's."""
     global _ENCODER, _EOS_ID
-    if single_threaded:  # one process per core already; the tokenizer's own threads would oversubscribe
+    if parent_pid is not None:
+        # One process per core already: the tokenizer's own threads would oversubscribe.
         os.environ["TOKENIZERS_PARALLELISM"] = "false"
+        threading.Thread(target=_exit_with_parent, args=(parent_pid,), daemon=True).start()
     from tokenizers import Tokenizer
 
     _ENCODER = Tokenizer.from_str(backend_json)
     _EOS_ID = eos_id
+
+
+def _exit_with_parent(parent_pid: int) -> None:
+    """A SIGKILLed main process cannot stop its workers, so each worker watches for its parent's death."""
+    while os.getppid() == parent_pid:
+        time.sleep(1.0)
+    os._exit(1)
 
 
 def _encode_chunk(texts: list[str], ends: list[bool], splits: list[str]) -> dict[str, tuple[np.ndarray, int]]:
@@ -482,7 +493,7 @@ def _save_progress(writers: dict[str, ShardWriter], state: dict[str, Any], work:
 def _tokenized(chunks: Iterator[Chunk], tokenizer: TokenizerInfo, workers: int) -> Iterator[tuple[Chunk, dict]]:
     """(chunk, its encoding) in chunk order; with several workers at most 2 chunks per worker are in flight."""
     if workers == 1:
-        _init_encoder(tokenizer.backend_json, tokenizer.eos_id, single_threaded=False)
+        _init_encoder(tokenizer.backend_json, tokenizer.eos_id)
         for chunk in chunks:
             yield chunk, _encode_chunk(chunk.texts, chunk.ends, chunk.splits)
         return
@@ -491,7 +502,7 @@ def _tokenized(chunks: Iterator[Chunk], tokenizer: TokenizerInfo, workers: int) 
         workers,
         mp_context=get_context("spawn"),
         initializer=_init_encoder,
-        initargs=(tokenizer.backend_json, tokenizer.eos_id, True),
+        initargs=(tokenizer.backend_json, tokenizer.eos_id, os.getpid()),
     )
     pending: deque[tuple[Chunk, Future]] = deque()
     try:
