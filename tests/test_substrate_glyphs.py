@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from threadpoolctl import threadpool_limits
 
 from pgt.errors import PgtError
 from pgt.substrate.font import DEFAULT_FONT, find_font
@@ -31,6 +32,13 @@ TRICKY_TEXTS = [
     "\U0001f600", "😀x", "", " ", BLANK, f"a{BLANK}b", "<pad>", "<unused_123456>", "ﬁ", "Ω", "Привет",
     "ּש", "\u0e01\u0e34", "\u200b", "\t", "\n", "a\nb",
 ]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_blas_thread():
+    """Multi-threaded OpenBLAS spins badly when the 2 cores are shared (xdist): 10x slower here."""
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield
 
 
 def _text_row(texts: list[str], text: str) -> int:
@@ -150,8 +158,8 @@ def test_characters_beyond_the_bmp_use_unifont_upper_and_undrawable_ones_stay_bl
 
 
 def test_blank_glyph_gives_a_defined_vector():
-    matrix = glyph_matrix([BLANK, "A", "B", "C"], cell=CELL, dim=3, augment=None, progress=False)
+    matrix = glyph_matrix([BLANK, "A", "B", "C"], cell=16, dim=3, augment=None, progress=False)
     assert np.isfinite(matrix).all()
     np.testing.assert_allclose(np.linalg.norm(matrix, axis=1), 1.0, atol=1e-5)
-    identical = glyph_matrix([BLANK, BLANK], cell=CELL, dim=2, augment=None, progress=False)
+    identical = glyph_matrix([BLANK, BLANK], cell=16, dim=2, augment=None, progress=False)
     assert np.array_equal(identical, np.zeros((2, 2), dtype=np.float32))  # documented: zero, not NaN

@@ -16,25 +16,25 @@ GRAM_CHUNK_ROWS = 8192  # well below 2**24: float32 sums of 0/1 products stay ex
 PROJECT_CHUNK_ROWS = 8192
 
 
-def _gram(bits: np.ndarray) -> np.ndarray:
-    """Exact XᵀX of 0/1 rows, float64."""
-    columns = bits.shape[1]
-    gram = np.zeros((columns, columns), dtype=np.float64)
-    for start in range(0, len(bits), GRAM_CHUNK_ROWS):
-        chunk = bits[start : start + GRAM_CHUNK_ROWS].astype(np.float32)
-        gram += chunk.T @ chunk
-    return gram
+def _chunks(rows: int, size: int) -> list[slice]:
+    return [slice(start, min(start + size, rows)) for start in range(0, rows, size)]
 
 
-def principal_components(bits: np.ndarray, dim: int) -> tuple[np.ndarray, np.ndarray]:
+def principal_components(bits: np.ndarray, dim: int, *, progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Mean (float64 [D]) and the top `dim` principal axes (float64 [D, dim], sign-fixed columns)."""
-    count = len(bits)
+    from tqdm.auto import tqdm
+
+    count, columns = bits.shape
+    gram = np.zeros((columns, columns), dtype=np.float64)
+    for rows in tqdm(_chunks(count, GRAM_CHUNK_ROWS), desc="pca: gram", disable=not progress):
+        chunk = bits[rows].astype(np.float32)
+        gram += chunk.T @ chunk  # exact: integers below 2**24
     mean = bits.sum(axis=0, dtype=np.int64) / count
-    scatter = _gram(bits) - count * np.outer(mean, mean)
-    _, vectors = np.linalg.eigh(scatter)  # ascending eigenvalues
+    gram -= count * np.outer(mean, mean)  # the scatter matrix of the centred rows
+    _, vectors = np.linalg.eigh(gram)  # ascending eigenvalues
     components = vectors[:, ::-1][:, :dim]
     pivots = np.abs(components).argmax(axis=0)
-    components = components * np.sign(components[pivots, np.arange(components.shape[1])])
+    components *= np.sign(components[pivots, np.arange(dim)])
     return mean, components
 
 
@@ -47,13 +47,12 @@ def pca_unit_rows(bits: np.ndarray, dim: int, *, progress: bool = False) -> np.n
     """
     from tqdm.auto import tqdm
 
-    mean, components = principal_components(bits, dim)
+    mean, components = principal_components(bits, dim, progress=progress)
     mean32 = mean.astype(np.float32)
     axes32 = np.ascontiguousarray(components, dtype=np.float32)
     out = np.empty((len(bits), dim), dtype=np.float32)
-    for start in tqdm(range(0, len(bits), PROJECT_CHUNK_ROWS), desc="pca", disable=not progress):
-        chunk = bits[start : start + PROJECT_CHUNK_ROWS].astype(np.float32) - mean32
-        out[start : start + len(chunk)] = chunk @ axes32
-    norms = np.sqrt(np.einsum("ij,ij->i", out, out, dtype=np.float64))
-    out /= np.where(norms > 0, norms, 1.0).astype(np.float32)[:, None]
+    for rows in tqdm(_chunks(len(bits), PROJECT_CHUNK_ROWS), desc="pca: project", disable=not progress):
+        projected = (bits[rows].astype(np.float32) - mean32) @ axes32
+        norms = np.sqrt(np.einsum("ij,ij->i", projected, projected, dtype=np.float64))
+        out[rows] = projected / np.where(norms > 0, norms, 1.0)[:, None]
     return out
