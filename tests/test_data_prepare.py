@@ -226,7 +226,7 @@ def test_jsonl_parquet_and_saved_datasets_give_the_same_tokens(tmp_path, fortune
 
 
 def _prepare_then_die(sources: list[str], tokenizer_dir: str, out: str, kill_after_writes: int) -> None:
-    """Child process: record progress after every chunk and SIGKILL itself in the middle of a write."""
+    """Child process (with 2 workers of its own): record progress after every chunk, SIGKILL itself mid-write."""
     prepare_module.PROGRESS_INTERVAL_S = 0.0
     original_write = prepare_module.ShardWriter.write
     calls = 0
@@ -242,7 +242,7 @@ def _prepare_then_die(sources: list[str], tokenizer_dir: str, out: str, kill_aft
 
     prepare_module.ShardWriter.write = write_then_maybe_die
     prepare_token_data(
-        sources, tokenizer_dir, out, val_fraction=0.1, shard_tokens=2_000, chunk_chars=3_000, progress=False
+        sources, tokenizer_dir, out, val_fraction=0.1, shard_tokens=2_000, chunk_chars=3_000, workers=2, progress=False
     )
 
 
