@@ -53,7 +53,7 @@ class CorpusSource:
 
 @dataclass
 class NgramSet:
-    """The n-gram strings for one build and where they came from (name, sha256, count)."""
+    """The n-gram strings for one build and where they came from (kind, name, sha256, ...)."""
 
     strings: set[str] = field(default_factory=set)
     sources: list[dict[str, object]] = field(default_factory=list)
@@ -82,8 +82,11 @@ def parse_corpus_arg(spec: str | os.PathLike) -> list[CorpusSource]:
 
 
 def _is_text(path: Path) -> bool:
-    with open(path, "rb") as handle:
-        return b"\0" not in handle.read(8192)
+    try:
+        with open(path, "rb") as handle:
+            return b"\0" not in handle.read(8192)
+    except OSError as exc:
+        raise PgtError(f"cannot read corpus file {path}: {exc.strerror}") from None
 
 
 def _read_lines(path: Path, digest: hashlib._Hash) -> Iterator[str]:
@@ -145,8 +148,11 @@ def mine_ngrams(
     for source in sources:
         counter = counters.setdefault(source.language, NgramCounter(orders))
         digest = hashlib.sha256()
-        for line in _read_lines(source.path, digest):
-            counter.add(line)
+        try:
+            for line in _read_lines(source.path, digest):
+                counter.add(line)
+        except OSError as exc:
+            raise PgtError(f"cannot read corpus file {source.path}: {exc.strerror}") from None
         provenance.append({"kind": "corpus", "language": source.language, "name": source.path.name,
                            "sha256": digest.hexdigest()})  # fmt: skip
     mined = {language: counter.top(top) for language, counter in sorted(counters.items())}
