@@ -35,7 +35,9 @@ def answers_b(eval_model_dir: Path, corpus_files: list[Path]):
     model, tokenizer = load_model(eval_model_dir)
     (letter,) = tokenizer("B", add_special_tokens=False)["input_ids"]
     texts = [text for _, text in zip(range(8), iter_fortunes(corpus_files[0]), strict=False)]
-    batch = tokenizer(texts, add_special_tokens=False, return_tensors="pt", padding=True, truncation=True, max_length=24)
+    batch = tokenizer(
+        texts, add_special_tokens=False, return_tensors="pt", padding=True, truncation=True, max_length=24
+    )
     labels = torch.full_like(batch["input_ids"], letter)
     model.train()
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=3e-2)

@@ -90,7 +90,8 @@ def test_prompts_follow_the_reference_templates() -> None:
 
     arc_row = rows("arc.jsonl")[0]
     example = get_task("arc_challenge").build(arc_row)
-    lines = "".join(f"\n{label}) {text}" for label, text in zip(arc_row["choices"]["label"], arc_row["choices"]["text"]))
+    choices = arc_row["choices"]
+    lines = "".join(f"\n{label}) {text}" for label, text in zip(choices["label"], choices["text"], strict=True))
     assert example.prompt == f"Question: {arc_row['question']}\nOptions:{lines}\nAnswer:"
     assert (example.target, example.new_tokens) == (arc_row["answerKey"], 2)
 

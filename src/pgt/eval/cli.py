@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pgt.errors import PgtError
-
-if TYPE_CHECKING:
-    from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 EVAL_EXAMPLES = """tasks:
   mmlu, arc_easy, arc_challenge, commonsense_qa, boolq, squad_v2   reference protocol (DESIGN.md §7)
@@ -88,42 +84,6 @@ def run_report(args: argparse.Namespace) -> int:
     return int(report.run(args) or 0)
 
 
-def pick_device(requested: str | None) -> str:
-    """The requested device, or cuda when there is one, else cpu."""
-    import torch
-
-    if requested:
-        return requested
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-def load_for_eval(
-    model_dir: str | os.PathLike, dtype: str = "float32", device: str | None = None
-) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    """Load a pgt model (with its fingerprint checks) or any HF causal LM, in eval mode."""
-    import torch
-
-    from pgt.io import read_json
-
-    model_dir = Path(model_dir)
-    config = read_json(model_dir / "config.json", "model config")
-    torch_dtype, target = getattr(torch, dtype), pick_device(device)
-    if str(config.get("model_type", "")).startswith("pgt"):
-        from pgt.model import load_model
-
-        model, tokenizer = load_model(model_dir, dtype=torch_dtype, device=target)
-    else:
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
-        try:
-            tokenizer = AutoTokenizer.from_pretrained(model_dir)
-            model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch_dtype).to(target)
-        except (OSError, ValueError) as exc:
-            raise PgtError(f"cannot load {model_dir} as a causal LM: {str(exc).splitlines()[0]}") from None
-    model.eval()
-    return model, tokenizer
-
-
 def _print_result(path: Path, record: dict[str, Any]) -> None:
     metrics = record["metrics"]
     spread = "" if record.get("runs_identical") else f" ± {metrics['ci95']:.2f} (σ {metrics['std']:.2f})"
@@ -145,8 +105,9 @@ def run_eval(args: argparse.Namespace) -> int:
     for name in args.task:  # fail on a typo before loading the model
         if name not in PERPLEXITY_TASKS:
             get_task(name)
+    from pgt.eval.runner import evaluate_to_file, load_for_eval
+
     model, tokenizer = load_for_eval(args.model_dir, args.dtype, args.device)
-    from pgt.eval.runner import evaluate_to_file
 
     for name in args.task:
         path, record = evaluate_to_file(

@@ -29,7 +29,9 @@ FRACTION_METRICS = {"acc", "acc_norm", "exact_match", "f1", "mcc"}
 def _harness_record(task: str, figures: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
     """Our results shape for one task of `simple_evaluate`'s `results` section."""
     # Harness keys look like "acc,none" and "acc_stderr,none" (metric, filter).
-    values = {key.split(",")[0]: value for key, value in figures.items() if "," in key and isinstance(value, int | float)}
+    values = {
+        key.split(",")[0]: value for key, value in figures.items() if "," in key and isinstance(value, int | float)
+    }
     names = [name for name in values if not name.endswith("_stderr")]
     if not names:
         raise PgtError(f"lm-evaluation-harness returned no metric for task {task}")
@@ -89,7 +91,9 @@ def run_harness(
     manager = TaskManager(include_path=str(include_path) if include_path else None)
     unknown = [task for task in tasks if not manager.match_tasks([task])]
     if unknown:
-        raise PgtError(f"unknown lm-evaluation-harness task(s): {', '.join(unknown)} (add --include-path for local YAMLs)")
+        raise PgtError(
+            f"unknown lm-evaluation-harness task(s): {', '.join(unknown)} (add --include-path for local YAMLs)"
+        )
     lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size)
     try:
         output = lm_eval.simple_evaluate(

@@ -49,7 +49,9 @@ def continuation_logprobs(
     rows, n_truncated = [], 0
     for context_ids, continuation_ids, (_, text) in zip(contexts, continuations, requests, strict=True):
         if not continuation_ids or len(continuation_ids) >= limit:
-            raise PgtError(f"cannot score continuation {text!r}: it has {len(continuation_ids)} tokens (context {limit})")
+            raise PgtError(
+                f"cannot score continuation {text!r}: it has {len(continuation_ids)} tokens (context {limit})"
+            )
         ids, cut = left_truncate(context_ids + continuation_ids, limit)
         rows.append(ids)
         n_truncated += cut

@@ -77,7 +77,10 @@ def run_subsets(n_examples: int, runs: int, limit: int | None, seed: int) -> tup
         raise PgtError(f"--limit must be at least 1, got {limit}")
     if limit is None or limit >= n_examples:
         return [list(range(n_examples))] * runs, True
-    subsets = [sorted(np.random.default_rng(seed + run).choice(n_examples, limit, replace=False).tolist()) for run in range(runs)]
+    subsets = [
+        sorted(np.random.default_rng(seed + run).choice(n_examples, limit, replace=False).tolist())
+        for run in range(runs)
+    ]
     return subsets, False
 
 
@@ -134,6 +137,17 @@ def evaluate_generate(
     return metrics, extra, out.n_truncated
 
 
+def option_continuations(task: Task, example: Example) -> dict[str, list[str]]:
+    """The continuations log-likelihood mode scores, per variant: `" A"`-style labels and option texts.
+
+    True/False questions have only the words `" True"` and `" False"`.
+    """
+    texts = [f" {text}" for _, text in example.options]
+    if task.loglik_options == "boolean":
+        return {"text": texts}
+    return {"label": [f" {label}" for label, _ in example.options], "text": texts}
+
+
 def evaluate_loglik(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
@@ -142,39 +156,26 @@ def evaluate_loglik(
     subsets: list[list[int]],
     batch_size: int,
 ) -> tuple[dict[str, dict[str, Any]], dict[str, Any], int]:
-    """Pick the most probable option: by its label (" A"), its text, and its text per byte.
-
-    For True/False questions the options are the words " True" and " False".
-    """
+    """Pick the most probable option by its label (`accuracy`), its text, and its text per byte."""
     if task.loglik_options == "none":
         raise PgtError(f"task {task.name} has no answer options: log-likelihood mode is for multiple-choice tasks")
     needed = sorted(set().union(*subsets))
-    # Continuations per option, in a fixed order per example: label continuations (if any), then text ones.
-    variants = ("text",) if task.loglik_options == "boolean" else ("label", "text")
-    requests: list[tuple[str, str]] = []
-    for i in needed:
-        for variant in variants:
-            requests.extend((examples[i].prompt, f" {label if variant == 'label' else text}") for label, text in examples[i].options)
+    plans = {i: option_continuations(task, examples[i]) for i in needed}
+    requests = [(examples[i].prompt, text) for i in needed for texts in plans[i].values() for text in texts]
     scores, n_truncated = continuation_logprobs(model, tokenizer, requests, batch_size)
-    picks: dict[str, dict[int, bool]] = {"accuracy": {}, "accuracy_text": {}, "accuracy_text_norm": {}}
-    position = 0
+    remaining = iter(scores)
+    picks: dict[str, dict[int, bool]] = {"accuracy": {}}
     for i in needed:
         labels = [label for label, _ in examples[i].options]
-        per_variant = {}
-        for variant in variants:
-            per_variant[variant] = scores[position : position + len(labels)]
-            position += len(labels)
+        scored = {variant: [next(remaining) for _ in texts] for variant, texts in plans[i].items()}
 
-        def best(values: list[float], labels: list[str] = labels) -> str:
-            return labels[max(range(len(values)), key=values.__getitem__)]
+        def right(values: list[float], labels: list[str] = labels, key: str = examples[i].target.upper()) -> bool:
+            return labels[max(range(len(values)), key=values.__getitem__)] == key
 
-        text = per_variant["text"]
-        key = examples[i].target.upper()
-        picks["accuracy_text"][i] = best([s.logprob for s in text]) == key
-        picks["accuracy_text_norm"][i] = best([s.logprob / s.n_bytes for s in text]) == key
-        picks["accuracy"][i] = best([s.logprob for s in per_variant.get("label", text)]) == key
-    if task.loglik_options == "boolean":
-        del picks["accuracy_text"], picks["accuracy_text_norm"]  # one-word options: the same as `accuracy`
+        picks["accuracy"][i] = right([s.logprob for s in scored.get("label", scored["text"])])
+        if "label" in scored:
+            picks.setdefault("accuracy_text", {})[i] = right([s.logprob for s in scored["text"]])
+            picks.setdefault("accuracy_text_norm", {})[i] = right([s.logprob / s.n_bytes for s in scored["text"]])
     metrics = {name: summarize(_per_run(subsets, correct)) for name, correct in picks.items()}
     return metrics, {}, n_truncated
 

@@ -15,11 +15,46 @@ from pgt.errors import PgtError
 from pgt.eval import protocol
 from pgt.eval.results import model_fingerprint, results_path, write_results
 from pgt.eval.tasks import PERPLEXITY_TASKS, get_task
+from pgt.io import read_json
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 DEFAULT_HELD_OUT = "default"
+
+
+def pick_device(requested: str | None) -> str:
+    """The requested device, or cuda when there is one, else cpu."""
+    import torch
+
+    if requested:
+        return requested
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def load_for_eval(
+    model_dir: str | os.PathLike, dtype: str = "float32", device: str | None = None
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """Load a pgt model (with its fingerprint checks) or any HF causal LM, in eval mode."""
+    import torch
+
+    model_dir = Path(model_dir)
+    config = read_json(model_dir / "config.json", "model config")
+    torch_dtype, target = getattr(torch, dtype), pick_device(device)
+    if str(config.get("model_type", "")).startswith("pgt"):
+        from pgt.model import load_model
+
+        model, tokenizer = load_model(model_dir, dtype=torch_dtype, device=target)
+    else:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(model_dir)
+            model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch_dtype).to(target)
+        except (OSError, ValueError) as exc:
+            raise PgtError(f"cannot load {model_dir} as a causal LM: {str(exc).splitlines()[0]}") from None
+    model.eval()
+    return model, tokenizer
 
 
 def held_out_texts(data: str | None, split: str | None = None) -> Iterator[str]:
@@ -79,8 +114,6 @@ def _task_record(
     from pgt.eval.datasets_io import load_task_data
 
     task = get_task(task_name)
-    if mode == "loglik" and task.loglik_options == "none":
-        raise PgtError(f"task {task.name} has no answer options: --mode loglik is for multiple-choice tasks")
     loaded = load_task_data(task, data, split)
     outcome = protocol.evaluate_task(
         model, tokenizer, task, loaded.examples, mode=mode, runs=runs, limit=limit, seed=seed, batch_size=batch_size
