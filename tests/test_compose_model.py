@@ -121,3 +121,15 @@ def test_adapter_starts_as_the_mean_and_only_it_trains(experts, text_ids):
     assert all(parameter.grad is None for parameter in merged.experts.parameters())
     for name, tensor in merged.experts.state_dict().items():
         assert torch.equal(tensor, before[name]), name
+
+
+def test_left_padded_batch_generates_as_each_prompt_alone(experts, substrate):
+    merged = PgtMergedForCausalLM.from_experts(experts).eval()
+    tokenizer = substrate.tokenizer
+    tokenizer.padding_side = "left"
+    prompts = ["Hello, I am", "The quick brown fox jumps over"]
+    batch = tokenizer(prompts, return_tensors="pt", padding=True)
+    together = merged.generate(**batch, max_new_tokens=5, do_sample=False)
+    for row, prompt in enumerate(prompts):
+        alone = merged.generate(**tokenizer(prompt, return_tensors="pt"), max_new_tokens=5, do_sample=False)
+        assert together[row, -5:].tolist() == alone[0, -5:].tolist()

@@ -11,6 +11,7 @@ Like `modeling_pgt.py`, this file is copied into saved model directories for
 from __future__ import annotations
 
 import copy
+from itertools import accumulate
 
 import torch
 import torch.nn.functional as F
@@ -119,8 +120,8 @@ class PgtMergedForCausalLM(PgtMergedPreTrainedModel, GenerationMixin):
             if config.mode == "adapter"
             else None
         )
-        ends = [sum(config.expert_layer_counts[: i + 1]) for i in range(len(experts))]
-        self._cache_slices = [(end - count, end) for end, count in zip(ends, config.expert_layer_counts)]
+        ends = list(accumulate(config.expert_layer_counts))
+        self._cache_slices = list(zip([0, *ends[:-1]], ends))  # expert i's layers in the shared cache
         self.post_init()
 
     @classmethod
