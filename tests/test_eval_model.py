@@ -185,3 +185,44 @@ def test_cli_writes_results_json_next_to_the_model(eval_model_dir: Path, capsys)
     error = capsys.readouterr().err.strip().splitlines()
     assert malformed == 2 and error[-1].startswith("error:") and "expected fields: question (str), choices" in error[-1]
     assert not (eval_model_dir / "eval" / "mmlu.json").exists()
+
+
+@pytest.fixture(scope="module")
+def llama_dir(byte_level_tokenizer_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny randomly initialised Llama with a byte-level tokenizer: any HF causal LM, not a pgt one."""
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    tokenizer = AutoTokenizer.from_pretrained(byte_level_tokenizer_dir)
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, max_position_embeddings=96, eos_token_id=tokenizer.eos_token_id)
+    model = LlamaForCausalLM(config)
+    # The reference's sampling settings as the saved default: evaluation must still decode greedily.
+    model.generation_config.update(do_sample=True, temperature=0.8, top_k=50, top_p=0.95)
+    out = tmp_path_factory.mktemp("llama") / "model"
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out
+
+
+def test_any_hf_causal_lm_decodes_greedily_and_writes_results(llama_dir: Path) -> None:
+    from pgt.eval.runner import evaluate_to_file, load_for_eval
+
+    model, tokenizer = load_for_eval(llama_dir)
+    assert tokenizer.pad_token_id is None  # padding falls back to the end-of-sequence token
+    prompts = [e.prompt for e in load_task_data(get_task("squad_v2"), DATA / "squad_v2.jsonl").examples[:3]]
+    out = greedy_continuations(model, tokenizer, prompts, [4, 4, 4], batch_size=3)
+    for prompt, text in zip(prompts, out.texts, strict=True):
+        ids = tokenizer(prompt, return_tensors="pt")["input_ids"][:, -(96 - 4) :]
+        for _ in range(4):  # step-by-step argmax without a cache
+            with torch.no_grad():
+                next_id = model(input_ids=ids).logits[0, -1].argmax()
+            ids = torch.cat([ids, next_id.view(1, 1)], dim=1)
+        assert text == tokenizer.decode(ids[0, -4:], skip_special_tokens=True)
+    path, record = evaluate_to_file(model, tokenizer, llama_dir, "mmlu", data=str(DATA / "mmlu.jsonl"), mode="loglik",
+                                    runs=1)
+    assert path == llama_dir / "eval" / "mmlu-loglik.json"
+    assert record["model_fingerprint"]["substrate_fingerprint"] is None
+    assert record["model_fingerprint"]["model_type"] == "llama"
+    assert set(record["other_metrics"]) == {"accuracy_text", "accuracy_text_norm"}
+    assert all(0 <= m["mean"] <= 100 for m in [record["metrics"], *record["other_metrics"].values()])
