@@ -24,21 +24,18 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 from pgt.substrate.font import FontChain, find_font
-from pgt.substrate.glyphs import AUGMENT_BY_FAMILY, COMPLEX_NOISE_FRACTION, AugmentParams, glyph_bits, glyph_matrix, is_easy
-from pgt.substrate.layout import build_layout, get_family
+from pgt.substrate.glyphs import COMPLEX_NOISE_FRACTION, AugmentParams, glyph_bits, glyph_matrix, is_easy
+from pgt.substrate.layout import FAMILIES, Family, build_layout, get_family
 from pgt.substrate.ngrams import collect_ngrams
 
 REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference"
-CELL_BY_FAMILY = {"bvv241-2-3": 32, "bvv241-max": 32, "bvv241-abs": 64}
-DIM_BY_FAMILY = {"bvv241-2-3": 1024, "bvv241-max": 1024, "bvv241-abs": 4096}
-NGRAM_FILES = {"bvv241-2-3": "ngrams-2-3.txt", "bvv241-max": "ngrams-2-3-4-5.txt", "bvv241-abs": "ngrams-2-3-4-5.txt"}
 
 
-def family_texts(family_name: str) -> list[str]:
+def family_texts(family: Family) -> list[str]:
     """The family's token texts in id order, laid out from the reference's published lists."""
-    family = get_family(family_name)
+    lists = REFERENCE / f"ngrams-{'-'.join(map(str, family.ngram_orders))}.txt"
     extra = [REFERENCE / "ngrams-intersection.txt"] if family.extra_token_limit else []
-    ngrams = collect_ngrams(family, ngram_files=[REFERENCE / NGRAM_FILES[family_name]], extra_token_files=extra)
+    ngrams = collect_ngrams(family, ngram_files=[lists], extra_token_files=extra)
     return list(build_layout(family, ngrams.strings).tokens)
 
 
@@ -98,14 +95,15 @@ def peak_rss_gib() -> tuple[float, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--family", default="bvv241-abs", choices=sorted(CELL_BY_FAMILY))
+    parser.add_argument("--family", default="bvv241-abs", choices=[name for name, family in FAMILIES.items() if family.uses_layout])
     parser.add_argument("--sample", type=int, default=3000, help="tokens timed with both methods")
     parser.add_argument("--workers", type=int, default=os.cpu_count(), help="processes for pgt (default: all CPUs)")
     parser.add_argument("--full", action="store_true", help="also build the full matrix (rendering + PCA)")
     args = parser.parse_args()
 
-    texts = family_texts(args.family)
-    cell, augment = CELL_BY_FAMILY[args.family], AUGMENT_BY_FAMILY[args.family]
+    family = get_family(args.family)
+    texts = family_texts(family)
+    cell, augment = family.cell, family.augment
     sample = random.Random(0).sample(texts, min(args.sample, len(texts)))
     fonts = FontChain(find_font(), cell)
     print(f"{args.family}: {len(texts):,} tokens, cell {cell}, sample {len(sample):,}, workers {args.workers}")
@@ -128,7 +126,7 @@ def main() -> None:
 
     if args.full:
         matrix, full_s = timed(
-            glyph_matrix, texts, cell=cell, dim=DIM_BY_FAMILY[args.family], augment=augment, workers=args.workers
+            glyph_matrix, texts, cell=cell, dim=family.dim, augment=augment, workers=args.workers
         )
         main_gib, worker_gib = peak_rss_gib()
         print(

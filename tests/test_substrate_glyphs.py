@@ -12,8 +12,6 @@ from threadpoolctl import threadpool_limits
 from pgt.errors import PgtError
 from pgt.substrate.font import DEFAULT_FONT, find_font
 from pgt.substrate.glyphs import (
-    AUGMENT_CELL_32,
-    AUGMENT_CELL_64,
     glyph_bits,
     glyph_matrix,
     is_easy,
@@ -21,8 +19,11 @@ from pgt.substrate.glyphs import (
     polar_order,
     render_bitmap,
 )
+from pgt.substrate.layout import get_family
 
 CELL = 32
+AUGMENT_CELL_32 = get_family("bvv241-2-3").augment  # R, S, p = 4, 2, 0.01
+AUGMENT_CELL_64 = get_family("bvv241-abs").augment  # R, S, p = 7, 3, 0.03
 BLANK = "\uffff"  # a noncharacter that no Unifont file draws
 
 # Texts that exercise every drawing path: wide CJK, combining marks with negative bearings

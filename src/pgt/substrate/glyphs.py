@@ -48,9 +48,6 @@ from pgt.substrate.font import WHITE, FontChain, GlyphTile, find_font
 from pgt.substrate.pca import pca_unit_rows
 
 __all__ = [
-    "AUGMENT_BY_FAMILY",
-    "AUGMENT_CELL_32",
-    "AUGMENT_CELL_64",
     "COMPLEX_NOISE_FRACTION",
     "AugmentParams",
     "find_font",
@@ -72,23 +69,16 @@ CHUNK_TEXTS = 512
 @dataclass(frozen=True)
 class AugmentParams:
     """Augmentation of "easy" texts: rotation ±`rotate_deg`, shift ±`shift_px`, a fraction
-    `noise_fraction` of pixels set black, then a Gaussian blur of `blur_radius`."""
+    `noise_fraction` of pixels set black, then a Gaussian blur of `blur_radius`.
+
+    Each family's values live with the family (`pgt.substrate.layout.Family.augment`).
+    """
 
     rotate_deg: float
     shift_px: int
     noise_fraction: float
     blur_radius: float = 0.5
 
-
-AUGMENT_CELL_64 = AugmentParams(rotate_deg=7, shift_px=3, noise_fraction=0.03)
-AUGMENT_CELL_32 = AugmentParams(rotate_deg=4, shift_px=2, noise_fraction=0.01)
-# The reference's `max`/`nemo` builders used the 64-cell values with a 32 cell.
-AUGMENT_BY_FAMILY = {
-    "bvv241-2-3": AUGMENT_CELL_32,
-    "bvv241-max": AUGMENT_CELL_64,
-    "bvv241-abs": AUGMENT_CELL_64,
-    "bvv241-nemo": AUGMENT_CELL_64,
-}
 
 
 def is_easy(text: str) -> bool:
