@@ -152,6 +152,14 @@ def test_missing_font_is_a_one_line_error(tmp_path, monkeypatch):
     assert find_font() == DEFAULT_FONT
 
 
+def test_unreadable_font_is_a_one_line_error(tmp_path):
+    corrupt = tmp_path / "corrupt.otf"
+    corrupt.write_text("not a font")
+    with pytest.raises(PgtError, match="cannot be read") as caught:
+        glyph_bits(["A"], cell=CELL, augment=None, font=corrupt, progress=False)
+    assert "\n" not in str(caught.value)
+
+
 def test_characters_beyond_the_bmp_use_unifont_upper_and_undrawable_ones_stay_blank():
     assert render_bitmap("\U0001f600", CELL).sum() > 40
     bits = glyph_bits([BLANK, "A"], cell=CELL, augment=None, progress=False)

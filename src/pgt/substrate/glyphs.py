@@ -34,7 +34,6 @@ import concurrent.futures
 import multiprocessing
 import os
 import random
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -252,13 +251,6 @@ def _render_chunk(start: int, texts: list[str]) -> tuple[int, np.ndarray]:
     return start, _worker_renderer.packed_bits(texts)
 
 
-def _pool_context() -> multiprocessing.context.BaseContext:
-    # fork starts workers without re-importing pgt (and transformers); workers use no threads.
-    if sys.platform == "linux":
-        return multiprocessing.get_context("fork")
-    return multiprocessing.get_context()
-
-
 def glyph_bits(
     texts: Sequence[str],
     *,
@@ -278,6 +270,7 @@ def glyph_bits(
     if cell < 1:
         raise PgtError(f"glyph cell must be a positive number of pixels, got {cell}")
     font_path = find_font(font)
+    renderer = _FastRenderer(font_path, cell, augment)  # reads the fonts: bad ones fail here, not in a worker
     workers = workers or os.cpu_count() or 1
     chunks = [(start, list(texts[start : start + CHUNK_TEXTS])) for start in range(0, len(texts), CHUNK_TEXTS)]
     bits = np.empty((len(texts), cell * cell), dtype=np.uint8)
@@ -288,13 +281,13 @@ def glyph_bits(
 
     with tqdm(total=len(texts), unit="tok", desc=f"glyphs {cell}x{cell}", disable=not progress) as bar:
         if workers == 1 or len(chunks) <= 1:
-            renderer = _FastRenderer(font_path, cell, augment)
             for start, chunk in chunks:
                 store(start, renderer.packed_bits(chunk))
         else:
             with concurrent.futures.ProcessPoolExecutor(
                 max_workers=min(workers, len(chunks)),
-                mp_context=_pool_context(),
+                # spawn, not fork: the caller may hold threads (torch, tqdm's monitor)
+                mp_context=multiprocessing.get_context("spawn"),
                 initializer=_init_worker,
                 initargs=(font_path, cell, augment),
             ) as pool:
