@@ -59,6 +59,16 @@ def test_family_sizes_and_specials():
     assert get_family("bvv241-2-3").ngram_capacity == 0x800 + 0x1800
     assert get_family("bvv241-abs").ngram_capacity == 0x800 + 0x1800 + 0xFFFF
     assert len(SPECIAL_TOKENS) == 23
+    for name, cell, dim, rotate, shift, noise in [
+        ("bvv241-2-3", 32, 1024, 4, 2, 0.01),
+        ("bvv241-max", 32, 1024, 7, 3, 0.03),  # the reference used the 64-cell augmentation with a 32 cell
+        ("bvv241-abs", 64, 4096, 7, 3, 0.03),
+    ]:
+        family = get_family(name)
+        augment = family.augment
+        assert (family.cell, family.dim, augment.rotate_deg, augment.shift_px, augment.noise_fraction) == (
+            cell, dim, rotate, shift, noise,
+        )  # fmt: skip
     with pytest.raises(PgtError, match="unknown tokenizer family"):
         get_family("bvv242")
 

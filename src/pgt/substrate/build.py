@@ -73,7 +73,7 @@ def build_substrate(
     appears atomically; bad input raises PgtError before anything is written.
     """
     from pgt.substrate.font import find_font, font_chain_paths
-    from pgt.substrate.glyphs import AugmentParams, glyph_matrix
+    from pgt.substrate.glyphs import glyph_matrix
     from pgt.substrate.store import save_substrate
 
     preset = get_family(family)
@@ -103,7 +103,7 @@ def build_substrate(
         sources = [{"kind": "tokenizer", "name": Path(from_tokenizer).name}]
         meta["from_tokenizer"] = str(from_tokenizer)
 
-    augment = AugmentParams(rotate_deg=preset.rotation, shift_px=preset.shift, noise_fraction=preset.noise)
+    augment = preset.augment
     params = {
         "family": preset.name,
         "cell": preset.cell,

@@ -21,8 +21,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from pgt.errors import PgtError
+
+if TYPE_CHECKING:
+    from pgt.substrate.glyphs import AugmentParams
 
 SPECIAL_TOKENS = (
     "<pad>", "<s>", "</s>", "<unk>", "<think>", "</think>", "<emotions>", "</emotions>",
@@ -91,6 +95,13 @@ class Family:
         if self.layout_size is None:
             raise PgtError(f"family {self.name} takes its vocabulary from another tokenizer")
         return self.layout_size + BYTE_FALLBACK_COUNT
+
+    @property
+    def augment(self) -> AugmentParams:
+        """The family's augmentation as the glyph renderer takes it (imported here on use: numpy, Pillow)."""
+        from pgt.substrate.glyphs import AugmentParams
+
+        return AugmentParams(rotate_deg=self.rotation, shift_px=self.shift, noise_fraction=self.noise)
 
     @property
     def ngram_capacity(self) -> int:
