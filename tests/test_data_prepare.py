@@ -16,7 +16,7 @@ import pytest
 from pgt.cli import main
 from pgt.data import prepare as prepare_module
 from pgt.data.corpus import iter_fortunes
-from pgt.data.prepare import prepare_token_data, split_documents, split_of
+from pgt.data.prepare import iter_chunks, prepare_token_data, split_documents, split_of
 from pgt.data.sources import resolve_sources
 from pgt.errors import PgtError
 
@@ -223,6 +223,21 @@ def test_jsonl_parquet_and_saved_datasets_give_the_same_tokens(tmp_path, fortune
         )
         == 1
     )
+
+
+def test_reading_resumes_exactly_where_any_chunk_ended(fortune_files):
+    sources = resolve_sources(list(map(str, fortune_files[:4])))
+    identities = [source.identity() for source in sources]
+    chunks = list(iter_chunks(sources, identities, (0, 0), 0.1, chunk_chars=4_000))
+    assert len(chunks) > len(sources)  # sources span several chunks, and chunks span sources
+    assert any(chunk.finished_sources and chunk.position[1] > 0 for chunk in chunks)  # a chunk across a boundary
+    for done in range(len(chunks)):
+        rest = list(iter_chunks(sources, identities, chunks[done].position, 0.1, chunk_chars=4_000))
+        assert [t for c in rest for t in c.texts] == [t for c in chunks[done + 1 :] for t in c.texts]
+        assert [s for c in rest for s in c.splits] == [s for c in chunks[done + 1 :] for s in c.splits]
+        assert [r for c in rest for r in c.finished_sources] == [
+            r for c in chunks[done + 1 :] for r in c.finished_sources
+        ]
 
 
 def _prepare_then_die(sources: list[str], tokenizer_dir: str, out: str, kill_after_writes: int) -> None:

@@ -260,14 +260,14 @@ class SourceStats:
 
 @dataclass
 class Chunk:
-    """Consecutive pieces of one source, and where reading stands once they are written."""
+    """Consecutive pieces (of one or more sources), and where reading stands once they are written."""
 
-    source: int
-    pieces_done: int  # pieces of `source` read up to the end of this chunk
-    texts: list[str]
-    ends: list[bool]
-    splits: list[str]
-    source_record: dict[str, Any] | None = None  # set on the source's last chunk
+    texts: list[str] = field(default_factory=list)
+    ends: list[bool] = field(default_factory=list)
+    splits: list[str] = field(default_factory=list)
+    # After this chunk: the source being read and how many of its pieces are done.
+    position: tuple[int, int] = (0, 0)
+    finished_sources: list[dict[str, Any]] = field(default_factory=list)  # manifest records
 
 
 def assign_splits(source: Source, threshold: float) -> Iterator[tuple[str, bool, str]]:
@@ -283,19 +283,18 @@ def assign_splits(source: Source, threshold: float) -> Iterator[tuple[str, bool,
 def iter_chunks(
     sources: Sequence[Source],
     identities: Sequence[dict[str, Any]],
-    start_source: int,
-    start_piece: int,
+    start: tuple[int, int],
     threshold: float,
     chunk_chars: int,
 ) -> Iterator[Chunk]:
-    """Read the sources from piece `start_piece` of `start_source` on, grouped into chunks of ~chunk_chars.
+    """Read the sources from `start` = (source, pieces done in it) on, in chunks of about `chunk_chars`.
 
-    Every source ends with a chunk carrying its manifest record (possibly with no pieces).
+    Chunks run across source boundaries, so many small files still make large tokenizer batches.
     """
-    for index in range(start_source, len(sources)):
+    chunk, size = Chunk(position=start), 0
+    for index in range(start[0], len(sources)):
         stats = SourceStats()
-        skip = start_piece if index == start_source else 0
-        chunk, size, number = Chunk(index, 0, [], [], []), 0, 0
+        skip = start[1] if index == start[0] else 0
         for number, (text, ends_document, split) in enumerate(assign_splits(sources[index], threshold), start=1):
             stats.add(text, ends_document)
             if number <= skip:
@@ -305,12 +304,12 @@ def iter_chunks(
             chunk.splits.append(split)
             size += len(text)
             if size >= chunk_chars:
-                chunk.pieces_done = number
+                chunk.position = (index, number)
                 yield chunk
-                chunk, size = Chunk(index, number, [], [], []), 0
-        chunk.pieces_done = number
-        chunk.source_record = stats.record(identities[index])
-        yield chunk
+                chunk, size = Chunk(position=chunk.position), 0
+        chunk.finished_sources.append(stats.record(identities[index]))
+        chunk.position = (index + 1, 0)
+    yield chunk
 
 
 def split_documents(
@@ -392,7 +391,7 @@ def prepare_token_data(
     state = _start_or_resume(work, hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest())
     writers = {name: ShardWriter(work, name, shard_tokens, state["splits"].get(name)) for name in SPLITS}
     try:
-        chunks = iter_chunks(resolved, identities, state["source"], state["piece"], threshold, chunk_chars)
+        chunks = iter_chunks(resolved, identities, (state["source"], state["piece"]), threshold, chunk_chars)
         _run(chunks, tokenizer, writers, state, work, workers=workers, progress=progress, total_bytes=known_bytes)
         descriptions = {name: writer.close() for name, writer in writers.items()}
         _check_not_empty(descriptions, val_fraction, sources)
@@ -469,11 +468,8 @@ def _run(
                 bar.update(nbytes)
             for ends_document, name in zip(chunk.ends, chunk.splits, strict=True):
                 writers[name].documents += ends_document
-            if chunk.source_record is not None:
-                state["sources"].append(chunk.source_record)
-                state["source"], state["piece"] = chunk.source + 1, 0
-            else:
-                state["source"], state["piece"] = chunk.source, chunk.pieces_done
+            state["sources"].extend(chunk.finished_sources)
+            state["source"], state["piece"] = chunk.position
             if time.monotonic() - saved >= PROGRESS_INTERVAL_S:
                 _save_progress(writers, state, work)
                 saved = time.monotonic()
