@@ -98,31 +98,37 @@ def run_info(args: argparse.Namespace) -> int:
     if target in PRESETS:
         preset = PRESETS[target]
         config = preset.config()
-        header = [f"preset:     {preset.name} (substrate family {preset.family})"]
-        published = f"{preset.published} B" if preset.published else "-"
+        lines = [f"preset:     {preset.name} (substrate family {preset.family})"]
     elif Path(target).is_dir():
-        from pgt.io import read_json
-        from pgt.model.configuration_pgt import PgtConfig
+        from transformers import AutoConfig
 
-        config = PgtConfig(**read_json(Path(target) / "config.json", "model config"))
-        header = [f"model:      {target}", f"substrate:  {config.substrate_fingerprint}"]
-        published = None
+        from pgt.model import register_auto_classes
+
+        register_auto_classes()
+        try:
+            config = AutoConfig.from_pretrained(target, local_files_only=True)
+        except (OSError, ValueError) as exc:
+            raise PgtError(f"{target} is not a model directory: {str(exc).splitlines()[0]}") from None
+        lines = [f"model:      {target} ({config.model_type})", f"substrate:  {config.substrate_fingerprint}"]
+        preset = None
     else:
         raise PgtError(f"{target!r} is neither a preset ({', '.join(PRESETS)}) nor a model directory")
     total, trainable = parameter_counts(config)
-    lines = [
-        *header,
-        f"blocks:     {config.num_hidden_layers}",
-        f"d_model:    {config.hidden_size}",
-        f"heads:      {config.num_attention_heads} (head dim {config.head_dim})",
-        f"mlp:        {config.intermediate_size}",
+    if getattr(config, "experts", None):
+        lines.append(f"experts:    {len(config.experts)} (merge mode {config.mode})")
+    lines.append(f"blocks:     {config.num_hidden_layers}")
+    lines.append(f"d_model:    {config.hidden_size}")
+    if hasattr(config, "num_attention_heads"):
+        lines.append(f"heads:      {config.num_attention_heads} (head dim {config.head_dim})")
+        lines.append(f"mlp:        {config.intermediate_size}")
+    lines += [
         f"vocab:      {config.vocab_size:,}",
         f"context:    {config.max_position_embeddings}",
         f"total:      {format_count(total)}",
-        f"trainable:  {format_count(trainable)}" + (" (embedding frozen)" if config.freeze_embeddings else ""),
+        f"trainable:  {format_count(trainable)}" + (" (embedding frozen)" if total > trainable else ""),
     ]
-    if published is not None:
-        lines.append(f"published:  {published}")
+    if preset is not None and preset.published:
+        lines.append(f"published:  {preset.published} B")
     print("\n".join(lines))
     return 0
 

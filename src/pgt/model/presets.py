@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING
 from pgt.errors import PgtError
 
 if TYPE_CHECKING:
+    from transformers import PretrainedConfig
+
     from pgt.model.configuration_pgt import PgtConfig
 
 BYTE_FALLBACK_IDS = 256  # see pgt.substrate.layout: appended after the reference layout
@@ -76,17 +78,17 @@ def preset_config(name: str, **overrides: object) -> PgtConfig:
     return get_preset(name).config(**overrides)
 
 
-def parameter_counts(config: PgtConfig) -> tuple[int, int]:
-    """(total, trainable) parameters of `PgtForCausalLM(config)`, counted on the meta device.
-
-    Trainable excludes the frozen substrate embedding (when `config.freeze_embeddings`).
-    """
+def parameter_counts(config: PretrainedConfig) -> tuple[int, int]:
+    """(total, trainable) parameters of the causal LM of `config` (a `PgtConfig` or a merged
+    one), counted on the meta device. Trainable excludes the frozen substrate embedding."""
     import torch
+    from transformers import AutoModelForCausalLM
 
-    from pgt.model.modeling_pgt import PgtForCausalLM
+    from pgt.model import register_auto_classes
 
+    register_auto_classes()
     with torch.device("meta"):
-        model = PgtForCausalLM(config)
+        model = AutoModelForCausalLM.from_config(config)
     total = sum(p.numel() for p in model.parameters())
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     return total, trainable
