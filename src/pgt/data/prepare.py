@@ -5,9 +5,9 @@ or `validation` by a hash of its text, tokenizes chunks of documents in worker p
 (results are written in submission order, so the output does not depend on `workers`) and
 appends every document's ids followed by the eos id to the split's current shard.
 
-Resumption: shards grow in a work directory beside the output. After each chunk the shards
-are synced and `progress.json` records how far the sources have been read and how long each
-open shard is; a rerun of the same command truncates the shards to that point and carries on,
+Resumption: shards grow in a work directory beside the output. About once a second, between
+chunks, the shards are synced and `progress.json` records how far the sources have been read
+and how long each open shard is; a rerun of the same command truncates the shards to that point and carries on,
 so its output is byte-identical to an uninterrupted run. The finished directory appears
 atomically and the work directory is removed.
 """
@@ -417,10 +417,18 @@ def prepare_token_data(
     with atomic_dir(out, overwrite=overwrite) as tmp:
         for description in descriptions.values():
             for shard in description["shards"]:
-                os.link(work / shard["file"], tmp / shard["file"])
+                _link_or_copy(work / shard["file"], tmp / shard["file"])
         write_json(tmp / MANIFEST_FILE, manifest)
     shutil.rmtree(work, ignore_errors=True)
     return manifest
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    """Hard-link (instant, same file system) where the file system allows it, else copy."""
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copyfile(source, target)
 
 
 def _start_or_resume(work: Path, key: str) -> dict[str, Any]:
