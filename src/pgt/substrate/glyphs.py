@@ -241,6 +241,15 @@ class _FastRenderer:
 _worker_renderer: _FastRenderer | None = None
 
 
+def _pool_context() -> multiprocessing.context.BaseContext:
+    """fork where available: it never re-runs the caller's main module (spawn breaks scripts
+    without a `__main__` guard), and the workers only run Pillow/NumPy code that takes none
+    of the locks the caller's threads (torch, tqdm's monitor) may hold."""
+    if "fork" in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("fork")
+    return multiprocessing.get_context()
+
+
 def _init_worker(font: Path, cell: int, augment: AugmentParams | None) -> None:
     global _worker_renderer
     _worker_renderer = _FastRenderer(font, cell, augment)
@@ -286,8 +295,7 @@ def glyph_bits(
         else:
             with concurrent.futures.ProcessPoolExecutor(
                 max_workers=min(workers, len(chunks)),
-                # spawn, not fork: the caller may hold threads (torch, tqdm's monitor)
-                mp_context=multiprocessing.get_context("spawn"),
+                mp_context=_pool_context(),
                 initializer=_init_worker,
                 initargs=(font_path, cell, augment),
             ) as pool:
