@@ -117,7 +117,9 @@ def save_substrate(
         save_file(
             {EMBEDDINGS_KEY: torch.from_numpy(matrix)},
             str(tmp / EMBEDDINGS_FILE),
-            metadata={"fingerprint": fp, "params": json.dumps(params, sort_keys=True)},
+            # One key only: safetensors writes several metadata keys in random order,
+            # which would make two identical builds differ in their bytes.
+            metadata={"fingerprint": fp},
         )
         meta = {
             "format_version": FORMAT_VERSION,
