@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from pgt.data.corpus import iter_fortunes
+from pgt.data.corpus import default_corpus_files, iter_fortunes
 from pgt.model.modeling_pgt import PgtForCausalLM
 from pgt.model.modeling_pgt_merged import PgtMergedForCausalLM
 from pgt.substrate.store import Substrate
@@ -133,3 +133,39 @@ def test_left_padded_batch_generates_as_each_prompt_alone(experts, substrate):
     for row, prompt in enumerate(prompts):
         alone = merged.generate(**tokenizer(prompt, return_tensors="pt"), max_new_tokens=5, do_sample=False)
         assert together[row, -5:].tolist() == alone[0, -5:].tolist()
+
+
+def language_tokens(substrate: Substrate, language: str, rows: int, length: int = 32) -> torch.Tensor:
+    text = "\n".join(text for path in default_corpus_files((language,))[:5] for text in iter_fortunes(path))
+    ids = substrate.tokenizer(text, add_special_tokens=False)["input_ids"][: rows * length]
+    return torch.tensor(ids).view(rows, length)
+
+
+def trained_expert(substrate: Substrate, batches: torch.Tensor, seed: int) -> PgtForCausalLM:
+    """A 1-block expert after a few AdamW steps on `batches` (rows of tokens, two per step)."""
+    expert = random_expert(substrate, layers=1, seed=seed).train()
+    optimizer = torch.optim.AdamW([p for p in expert.parameters() if p.requires_grad], lr=1e-2)
+    for batch in batches.split(2):
+        loss = expert(batch, labels=batch, use_cache=False).loss
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return expert.eval()
+
+
+def test_mean_of_an_english_and_a_russian_expert_covers_both(substrate):
+    """The paper's point: logit averaging of experts trained on different data, with no
+    further training, models the union better than either expert alone."""
+    english, russian = (language_tokens(substrate, language, rows=40) for language in ("en", "ru"))
+    experts = [trained_expert(substrate, english[:30], seed=1), trained_expert(substrate, russian[:30], seed=2)]
+    merged = PgtMergedForCausalLM.from_experts(experts).eval()
+    held_out = {"en": english[30:], "ru": russian[30:], "both": torch.cat([english[30:], russian[30:]])}
+
+    def loss(model: torch.nn.Module, text: str) -> float:
+        with torch.no_grad():
+            return model(held_out[text], labels=held_out[text], use_cache=False).loss.item()
+
+    english_expert, russian_expert = experts
+    assert loss(merged, "both") < min(loss(english_expert, "both"), loss(russian_expert, "both")) - 0.3
+    assert loss(merged, "en") < loss(russian_expert, "en") - 1.0
+    assert loss(merged, "ru") < loss(english_expert, "ru") - 1.0
