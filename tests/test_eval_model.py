@@ -82,6 +82,8 @@ def test_a_model_that_always_answers_b_scores_the_share_of_b_keys(answers_b) -> 
         assert generated.runs_identical
         assert generated.metrics["accuracy"]["mean"] == pytest.approx(expected)
         assert generated.metrics["accuracy"]["std"] == 0.0
+        if name == "mmlu":  # the rows carry a subject: accuracy per subject
+            assert generated.extra["accuracy_by_group"] == {"fortunes_science": pytest.approx(expected)}
         # ARC's last question is labelled 1-4: "B" is no valid answer there.
         valid = 100.0 * sum(any(label == "B" for label, _ in e.options) for e in examples) / len(examples)
         assert generated.metrics["valid_answer_rate"]["mean"] == pytest.approx(valid)

@@ -101,6 +101,15 @@ def _per_run(subsets: list[list[int]], correct: dict[int, bool]) -> list[float]:
     return [100.0 * sum(correct[i] for i in subset) / len(subset) for subset in subsets]
 
 
+def accuracy_by_group(examples: Sequence[Example], correct: dict[int, bool]) -> dict[str, float]:
+    """Accuracy in percent per example group (MMLU subject) over every scored example; {} without groups."""
+    groups: dict[str, list[bool]] = {}
+    for i, right in correct.items():
+        if examples[i].group is not None:
+            groups.setdefault(examples[i].group, []).append(right)
+    return {group: 100.0 * sum(values) / len(values) for group, values in sorted(groups.items())}
+
+
 def evaluate_generate(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
@@ -130,6 +139,8 @@ def evaluate_generate(
         return {task.metric: summarize(per_run)}, extra, out.n_truncated
     correct = {i: is_correct(task, examples[i], continuation[i]) for i in needed}
     metrics = {task.metric: summarize(_per_run(subsets, correct))}
+    if groups := accuracy_by_group(examples, correct):
+        extra["accuracy_by_group"] = groups
     if task.scoring == "first_char" and examples[needed[0]].options:
         # Answers outside the option labels count as wrong: this is why letter scoring can fall below chance.
         valid = {i: first_answer_char(continuation[i]) in {label for label, _ in examples[i].options} for i in needed}
@@ -177,7 +188,8 @@ def evaluate_loglik(
             picks.setdefault("accuracy_text", {})[i] = right([s.logprob for s in scored["text"]])
             picks.setdefault("accuracy_text_norm", {})[i] = right([s.logprob / s.n_bytes for s in scored["text"]])
     metrics = {name: summarize(_per_run(subsets, correct)) for name, correct in picks.items()}
-    return metrics, {}, n_truncated
+    groups = accuracy_by_group(examples, picks["accuracy"])
+    return metrics, {"accuracy_by_group": groups} if groups else {}, n_truncated
 
 
 def evaluate_task(

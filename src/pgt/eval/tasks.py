@@ -31,6 +31,9 @@ LANGUAGE_NAMES = {
 
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
+# Perplexity tasks score held-out text rather than prompts; both report perplexity and bits per byte.
+PERPLEXITY_TASKS = ("perplexity", "bpb")
+
 
 @dataclass(frozen=True)
 class Example:
@@ -40,6 +43,7 @@ class Example:
     target: str  # the key letter, "T"/"F", the answer text or the reference translation
     new_tokens: int
     options: tuple[tuple[str, str], ...] = ()  # (label, text) of a multiple-choice question
+    group: str | None = None  # e.g. the MMLU subject, for per-group accuracy
 
 
 @dataclass(frozen=True)
@@ -74,7 +78,8 @@ def _mmlu(row: Mapping[str, Any]) -> Example:
     options = tuple(zip(LETTERS, choices, strict=False))
     listed = " ".join(f"{label}) {text}" for label, text in options)
     prompt = f"Question: {_text(row, 'question')}\nOptions: {listed}\nAnswer:"
-    return Example(prompt, key, 1, options)
+    subject = row.get("subject")
+    return Example(prompt, key, 1, options, str(subject) if subject else None)
 
 
 def _arc_like(row: Mapping[str, Any]) -> Example:
@@ -206,7 +211,3 @@ def get_task(name: str) -> Task:
         )
     known = ", ".join([*TASKS, "opus100:SRC-TGT", *PERPLEXITY_TASKS])
     raise PgtError(f"unknown task {name!r} (known: {known})")
-
-
-# Perplexity tasks score held-out text rather than prompts; both report perplexity and bits per byte.
-PERPLEXITY_TASKS = ("perplexity", "bpb")
