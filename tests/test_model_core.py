@@ -130,3 +130,17 @@ def test_appended_block_is_used_and_cached(model, substrate):
     with_cache = model.generate(tokens, max_new_tokens=6, do_sample=False, use_cache=True)
     without_cache = model.generate(tokens, max_new_tokens=6, do_sample=False, use_cache=False)
     assert torch.equal(with_cache, without_cache)
+
+
+def test_gradient_checkpointing_gives_the_same_gradients(model, substrate):
+    tokens = substrate.tokenizer(PROMPTS[0], return_tensors="pt").input_ids
+    model.train()
+    assert model(tokens).cache is None  # training forwards keep no cache by default
+    model(tokens, labels=tokens).loss.backward()
+    plain = [p.grad.clone() for p in model.parameters() if p.requires_grad]
+    model.zero_grad()
+    model.activation_checkpointing_enable({"use_reentrant": False})
+    model(tokens, labels=tokens, use_cache=True).loss.backward()
+    checkpointed = [p.grad for p in model.parameters() if p.requires_grad]
+    for expected, actual in zip(plain, checkpointed, strict=True):
+        torch.testing.assert_close(actual, expected)

@@ -223,7 +223,8 @@ class PgtModel(PgtPreTrainedModel):
             inputs_embeds = self.embed_tokens(input_ids)
             if self.config.freeze_embeddings:
                 inputs_embeds = inputs_embeds.detach()  # no gradient can reach the substrate
-        use_cache = self.config.use_cache if use_cache is None else use_cache
+        if use_cache is None:  # a training forward has no use for a cache
+            use_cache = self.config.use_cache and not self.training
         if use_cache and cache is None:
             cache = DynamicCache(config=self.config)
         output_hidden_states = (
@@ -248,7 +249,8 @@ class PgtModel(PgtPreTrainedModel):
         hidden_states = inputs_embeds
         all_hidden_states = [hidden_states] if output_hidden_states else None
         for layer in self.layers[: self.config.num_hidden_layers]:
-            hidden_states = layer(hidden_states, rotary, mask, cache)
+            # keywords let gradient checkpointing drop the cache (its replay would write twice)
+            hidden_states = layer(hidden_states, rotary, attention_mask=mask, cache=cache)
             if output_hidden_states:
                 all_hidden_states.append(hidden_states)
         hidden_states = self.norm(hidden_states)
