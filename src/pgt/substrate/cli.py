@@ -74,9 +74,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     build.add_argument("--corpus", nargs="+", action="extend", default=[], metavar="[LANG=]PATH",
                        help="text files or directories to mine n-grams from (unlabelled: language xx)")  # fmt: skip
     build.add_argument("--from-tokenizer", metavar="DIR", help="keep this Hugging Face tokenizer's vocabulary")
-    build.add_argument("--dim", type=int, help="embedding dimension (default: the family's)")
-    build.add_argument("--font", help="glyph font file (default: $PGT_FONT, else GNU Unifont)")
-    build.add_argument("--workers", type=int, help="rendering processes (default: all CPUs)")
+    build.add_argument("--dim", type=int, metavar="D", help="embedding dimension (default: the family's)")
+    build.add_argument("--font", metavar="PATH", help="glyph font file (default: $PGT_FONT, else GNU Unifont)")
+    build.add_argument("--workers", type=int, metavar="N", help="rendering processes (default: all CPUs)")
     build.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     build.add_argument("--out", required=True, metavar="DIR", help="substrate directory to create")
     build.set_defaults(handler=_build)
@@ -91,8 +91,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     show.add_argument("text", metavar="TEXT", help="a token's text")
     show.add_argument("--substrate", required=True, metavar="DIR", help="substrate directory")
     show.add_argument("--png", metavar="FILE", help="write the token's rendered bitmap here")
-    show.add_argument("-k", type=int, default=10, help="how many neighbours (default 10)")
-    show.add_argument("--font", help="glyph font for --png (default: $PGT_FONT, else GNU Unifont)")
+    show.add_argument("-k", type=int, default=10, metavar="K", help="how many neighbours (default 10)")
+    show.add_argument("--font", metavar="PATH", help="glyph font for --png (default: $PGT_FONT, else GNU Unifont)")
     show.set_defaults(handler=_show)
 
     tokenize = _command(
