@@ -50,6 +50,8 @@ def merge_experts(
         raise PgtError(f"bad expert weights: {exc}") from None
     if adapter_hidden_size < 1:
         raise PgtError(f"adapter hidden size must be positive, not {adapter_hidden_size}")
+    if Path(out).exists() and not overwrite:  # checked again on writing; here before loading GBs of experts
+        raise PgtError(f"output directory {out} already exists (choose another --out or pass --overwrite)")
 
     experts, tokenizer = _load_compatible_experts([Path(path) for path in expert_dirs])
     try:
