@@ -238,3 +238,8 @@ def test_any_tokenizer_texts_show_byte_level_tokens_as_text(byte_level_tokenizer
         load_tokenizer(tmp_path / "missing")
     with pytest.raises(PgtError, match="cannot load"):
         load_tokenizer(tmp_path)
+
+
+def test_token_texts_of_byte_and_special_tokens(abs_tokenizer):
+    ids = [131_072 + 0x41, 131_072 + 0xF0, 57345, 61404, 65]
+    assert token_texts(abs_tokenizer, ids) == ["A", "<0xF0>", "<s>", "nation", "A"]
