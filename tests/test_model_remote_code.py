@@ -73,7 +73,9 @@ def test_model_card_code_runs_without_pgt(substrate_dir, tmp_path):
     env.update(HF_HOME=str(tmp_path / "hf-home"), HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
     result = subprocess.run(
         [str(python), "-I", "-c", CARD, str(model_dir)],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
+        # AutoTokenizer asks on a terminal whether to trust the config's code; with no
+        # terminal it falls back to the plain config, which is all a tokenizer needs.
+        cwd=tmp_path, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=600,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(result.stdout.strip().splitlines()[-1])
