@@ -181,6 +181,11 @@ def test_cli_writes_results_json_next_to_the_model(eval_model_dir: Path, capsys)
     assert bpb["metrics"]["mean"] == bpb["metrics"]["bpb"] > 0
     assert bpb["metrics"]["loss"] == pytest.approx(math.log(bpb["metrics"]["perplexity"]))
     assert bpb["n_examples"] == 12
+    # Without --data: the held-out (validation) documents of the embedded default corpus.
+    assert pgt_main(["eval", str(eval_model_dir), "--task", "perplexity", "--limit", "3"]) == 0
+    default = json.loads((eval_model_dir / "eval" / "perplexity.json").read_text(encoding="utf-8"))
+    assert (default["n_examples"], default["protocol"]["data"], default["protocol"]["split"]) == (3, "default", "validation")
+    assert default["metrics"]["mean"] == default["metrics"]["perplexity"] > 1
     capsys.readouterr()
 
     malformed = pgt_main(["eval", str(eval_model_dir), "--task", "mmlu", "--data", str(DATA / "boolq.jsonl")])
