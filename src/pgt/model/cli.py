@@ -71,11 +71,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=formatter,
     )
     generate.add_argument("model", type=Path, metavar="MODEL_DIR", help="model directory")
-    generate.add_argument("prompt", help="text to continue")
+    generate.add_argument("prompt", metavar="PROMPT", help="text to continue")
     generate.add_argument("--max-new-tokens", type=int, default=100, help="tokens to generate (default: 100)")
-    generate.add_argument("--temperature", type=float, default=CARD_TEMPERATURE, help="sampling temperature")
-    generate.add_argument("--top-k", type=int, default=CARD_TOP_K, help="keep the k most likely tokens (0: all)")
-    generate.add_argument("--top-p", type=float, default=CARD_TOP_P, help="nucleus sampling mass (1.0: off)")
+    generate.add_argument("--temperature", type=float, default=CARD_TEMPERATURE, help=f"sampling temperature (default: {CARD_TEMPERATURE})")
+    generate.add_argument("--top-k", type=int, default=CARD_TOP_K, help=f"keep the k most likely tokens, 0 for all (default: {CARD_TOP_K})")
+    generate.add_argument("--top-p", type=float, default=CARD_TOP_P, help=f"nucleus sampling mass, 1.0 for off (default: {CARD_TOP_P})")
     generate.add_argument("--seed", type=int, help="random seed, for reproducible sampling")
     generate.add_argument("--greedy", action="store_true", help="always take the most likely token")
     generate.add_argument("--dtype", choices=DTYPES, default="float32", help="weights dtype (default: float32)")
@@ -178,6 +178,8 @@ def run_generate(args: argparse.Namespace) -> int:
 
     from pgt.model.loading import load_model
 
+    if not args.greedy and (args.temperature <= 0 or not 0 < args.top_p <= 1 or args.top_k < 0):
+        raise PgtError("sampling needs --temperature > 0, 0 < --top-p <= 1 and --top-k >= 0 (or pass --greedy)")
     hf_logging.disable_progress_bar()
     model, tokenizer = load_model(args.model, dtype=getattr(torch, args.dtype))
     input_ids = fit_prompt(
