@@ -14,6 +14,17 @@ from typing import Any
 from pgt.errors import PgtError
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+# mkdtemp/mkstemp create private (0700/0600) entries; outputs get the usual umask-based modes.
+def _publish_mode(path: Path, base: int) -> None:
+    os.chmod(path, base & ~_umask())
+
+
 @contextlib.contextmanager
 def atomic_dir(out: str | os.PathLike, *, overwrite: bool = False) -> Iterator[Path]:
     """Yield a temporary sibling directory that becomes `out` only if the block succeeds.
@@ -26,6 +37,7 @@ def atomic_dir(out: str | os.PathLike, *, overwrite: bool = False) -> Iterator[P
         raise PgtError(f"output directory {out} already exists (choose another --out or pass --overwrite)")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    _publish_mode(tmp, 0o777)
     try:
         yield tmp
     except BaseException:
@@ -47,6 +59,7 @@ def atomic_file(path: str | os.PathLike, mode: str = "w", **open_kwargs: Any) ->
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
     os.close(fd)
+    _publish_mode(Path(tmp), 0o666)
     try:
         with open(tmp, mode, **open_kwargs) as handle:
             yield handle
