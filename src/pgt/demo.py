@@ -1,0 +1,392 @@
+"""`pgt demo`: the whole PGT story on the embedded default corpus, in about ten minutes on 2 CPU cores.
+
+Steps, each kept in OUT and reused when a rerun finds it finished (so an interrupted demo
+continues where it stopped):
+  1. substrate  OUT/substrate   bvv241-2-3 tokenizer with n-grams mined from the default corpus,
+                                 and its frozen glyph embeddings at a small width (--dim)
+  2. data       OUT/data        the default corpus (Debian fortunes: en, ru, de) as token shards
+  3. plan       OUT/demo.json   tokens per stage that fit --minutes, from a measured training speed
+  4. growth     OUT/run         a model grown block by block (--stages), each stage saved as a model
+  5. showcase   OUT/glyphs.png, OUT/neighbours.txt, OUT/samples.md
+  6. report     OUT/report.md   `pgt report` of the run, with its PNG plots
+No network and no reference files are needed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pgt.errors import PgtError
+from pgt.io import atomic_file, read_json, write_json
+
+EXAMPLES = """examples:
+  pgt demo                                   # the full story into runs/demo (about 10 minutes on 2 cores)
+  pgt demo --out runs/demo                   # rerun after an interruption: finished steps are reused
+  pgt demo --out /tmp/tiny --stages 2 --tokens-per-stage 20000 --dim 64
+  pgt demo --out /tmp/d --substrate runs/demo/substrate --minutes 3
+"""
+
+FAMILY = "bvv241-2-3"
+DEFAULT_DIM = 128
+DIM_REASON = (
+    "the frozen matrix and the trainable output head are both 65,536 x d, and on a CPU the head "
+    "dominates every training step; d = 128 keeps a step of 1,024 tokens well under a second on "
+    "2 cores, while the published width (1,024) would be ~8x slower and could not grow 3 stages in "
+    "10 minutes"
+)
+# The reference's sampling settings (DESIGN.md §4), seeded so every run prints the same samples.
+SAMPLING = {"do_sample": True, "temperature": 0.8, "top_k": 50, "top_p": 0.95}
+PROMPTS = ("The meaning of life is", "Жизнь — это")
+SAMPLE_TOKENS = 40
+SHOWCASE_TOKENS = ("A", "Ж", "the", "Α", "А", "ing", "ого", "漢")
+NEIGHBOURS = 6
+# Seconds kept back from --minutes for evaluation, samples and the report.
+RESERVE_S = 45.0
+# Fraction of the training time that goes into tokens (the rest: periodic evaluation, checkpoints).
+TRAIN_SHARE = 0.8
+
+
+@dataclass
+class DemoPlan:
+    """The settings the demo's run is made with; saved as OUT/demo.json so a rerun resumes the same run."""
+
+    dim: int
+    stages: int
+    tokens_per_stage: int
+    init: str
+    seq_len: int
+    batch_size: int
+    heads: int
+    lr: float
+    seed: int
+    substrate: str
+    measured_tokens_per_s: float | None = None
+
+    def growth_config(self, data: Path, out: Path, progress: bool):
+        """The `pgt grow` configuration of this plan."""
+        from pgt.growth import GrowthConfig
+
+        steps = max(1, self.tokens_per_stage // (self.batch_size * self.seq_len))
+        return GrowthConfig(
+            substrate=self.substrate, data=str(data), out=str(out), stages=self.stages, init=self.init,
+            tokens_per_stage=self.tokens_per_stage, batch_size=self.batch_size, seq_len=self.seq_len,
+            heads=self.heads, lr=self.lr, seed=self.seed, context=max(256, self.seq_len),
+            eval_every=max(1, steps // 4), eval_batches=4, checkpoint_every=max(1, steps // 4),
+            log_every=max(1, steps // 40), progress=progress,
+        )
+
+
+def _say(message: str) -> None:
+    print(message, flush=True)
+
+
+def _step(number: int, title: str) -> None:
+    _say(f"\n== {number}. {title}")
+
+
+# ---------------------------------------------------------------- steps
+
+
+def ensure_substrate(out: Path, given: str | None, dim: int, progress: bool) -> Path:
+    """The substrate to use: `given`, the one a previous run left in OUT/substrate, or a new build."""
+    from pgt.data.corpus import default_corpus_files
+    from pgt.substrate.build import build_substrate
+    from pgt.substrate.store import SUBSTRATE_FILE
+
+    if given:
+        path = Path(given)
+        if not (path / SUBSTRATE_FILE).is_file():
+            raise PgtError(f"--substrate {path} is not a substrate directory (no {SUBSTRATE_FILE})")
+        _say(f"reusing the substrate {path} (dim {read_json(path / SUBSTRATE_FILE)['dim']})")
+        return path
+    path = out / "substrate"
+    if (path / SUBSTRATE_FILE).is_file():  # written atomically, so present means complete
+        built_dim = read_json(path / SUBSTRATE_FILE)["dim"]
+        if built_dim != dim:
+            raise PgtError(f"{path} was built with dim {built_dim}, not {dim}: rerun with --dim {built_dim} "
+                           "or choose another --out")
+        _say(f"reusing {path} (finished earlier)")
+        return path
+    _say(f"building {FAMILY} at dim {dim}: {DIM_REASON}.")
+    start = time.perf_counter()
+    build_substrate(path, family=FAMILY, corpus=default_corpus_files(), dim=dim, progress=progress)
+    _say(f"built {path} in {time.perf_counter() - start:.0f} s")
+    return path
+
+
+def ensure_data(out: Path, given: str | None, substrate: Path, progress: bool) -> Path:
+    """The token data: `given`, OUT/data from a previous run, or the default corpus tokenized now."""
+    from pgt.data.prepare import MANIFEST_FILE, prepare_token_data
+
+    path = Path(given) if given else out / "data"
+    if (path / MANIFEST_FILE).is_file():  # written atomically, so present means complete
+        _say(f"reusing {path}")
+    elif given:
+        raise PgtError(f"--data {path} is not a token data directory (no {MANIFEST_FILE}; make one with "
+                       "`pgt data prepare`)")
+    else:  # an interrupted preparation resumes from its work directory
+        prepare_token_data(["default"], substrate, path, workers=min(2, os.cpu_count() or 1), progress=progress)
+    splits = read_json(path / MANIFEST_FILE, "token data manifest")["splits"]
+    _say(f"{path}: {splits['train']['tokens']:,} training and {splits['validation']['tokens']:,} validation tokens")
+    return path
+
+
+def measure_tokens_per_s(substrate: Path, seq_len: int, batch_size: int, heads: int) -> float:
+    """Training tokens per second of a one-block model on this machine (a few real AdamW steps)."""
+    import torch
+
+    from pgt.model import PgtForCausalLM
+    from pgt.substrate.store import Substrate
+
+    torch.manual_seed(0)
+    model = PgtForCausalLM.from_substrate(Substrate.load(substrate, verify=False), num_hidden_layers=1,
+                                          num_attention_heads=heads)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
+    ids = torch.randint(0, 128, (batch_size, seq_len))  # any ids cost the same; these are ASCII characters
+
+    def step() -> None:
+        model(input_ids=ids, labels=ids).loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    step()  # warm-up: allocations and kernel selection
+    start, steps = time.perf_counter(), 3
+    for _ in range(steps):
+        step()
+    return steps * batch_size * seq_len / (time.perf_counter() - start)
+
+
+def make_plan(out: Path, args: argparse.Namespace, substrate: Path, started: float) -> DemoPlan:
+    """The run's settings: OUT/demo.json when a previous run saved them, else new ones fitted to --minutes."""
+    from pgt.substrate.store import SUBSTRATE_FILE
+
+    plan_path = out / "demo.json"
+    requested = {"stages": args.stages, "init": args.init, "seed": args.seed, "substrate": str(substrate),
+                 "seq_len": args.seq_len, "batch_size": args.batch_size}
+    if args.tokens_per_stage:
+        requested["tokens_per_stage"] = args.tokens_per_stage
+    if plan_path.is_file():
+        plan = DemoPlan(**read_json(plan_path, "demo plan"))
+        changed = {key: (getattr(plan, key), value) for key, value in requested.items() if getattr(plan, key) != value}
+        if changed:
+            detail = ", ".join(f"{key} {old} -> {new}" for key, (old, new) in changed.items())
+            raise PgtError(f"{out} holds a demo made with other settings ({detail}): rerun with the same options "
+                           "or choose another --out")
+        _say(f"resuming the plan in {plan_path}: {plan.stages} stages x {plan.tokens_per_stage:,} tokens")
+        return plan
+    dim = read_json(substrate / SUBSTRATE_FILE)["dim"]
+    plan = DemoPlan(dim=dim, stages=args.stages, tokens_per_stage=args.tokens_per_stage or 0, init=args.init,
+                    seq_len=args.seq_len, batch_size=args.batch_size, heads=4 if dim % 8 == 0 else 2, lr=2e-3,
+                    seed=args.seed, substrate=str(substrate))
+    if not plan.tokens_per_stage:
+        speed = measure_tokens_per_s(substrate, plan.seq_len, plan.batch_size, plan.heads)
+        left = args.minutes * 60 - (time.perf_counter() - started) - RESERVE_S
+        if left <= 0:
+            raise PgtError(f"--minutes {args.minutes} is used up before training starts; give more minutes "
+                           "or --tokens-per-stage")
+        plan.measured_tokens_per_s = round(speed, 1)
+        per_stage = int(left * TRAIN_SHARE * speed / plan.stages)
+        plan.tokens_per_stage = max(plan.batch_size * plan.seq_len, per_stage)
+        _say(f"measured {speed:,.0f} training tokens/s; {left:.0f} s left of {args.minutes} min -> "
+             f"{plan.tokens_per_stage:,} tokens per stage")
+    write_json(plan_path, dataclasses.asdict(plan))
+    return plan
+
+
+def ensure_run(out: Path, plan: DemoPlan, data: Path, progress: bool) -> Path:
+    """OUT/run grown through the plan's stages; `grow` resumes an interrupted run and skips a finished one."""
+    from pgt.growth import grow
+
+    run_dir = out / "run"
+    _say(f"growing {plan.stages} blocks on {FAMILY} (d = {plan.dim}) with {plan.init} init of each new block, "
+         f"{plan.tokens_per_stage:,} tokens per stage" + (
+             ": the loss spikes when a random block is added, then recovers" if plan.init == "random" else ""))
+    return grow(plan.growth_config(data, run_dir, progress))
+
+
+def stage_dirs(run_dir: Path) -> list[Path]:
+    """The run's stage directories in depth order."""
+    from pgt.eval.report import STAGE_DIR
+
+    return sorted((p for p in run_dir.glob("stage-*") if STAGE_DIR.search(p.name)), key=lambda p: int(p.name[6:]))
+
+
+def evaluate_and_sample(out: Path, run_dir: Path, seed: int, eval_docs: int) -> list[tuple[int, str, str]]:
+    """Per stage: perplexity and bits per byte on held-out fortunes (`pgt eval --task perplexity`, into
+    stage-K/eval/), and a seeded sample per prompt; the samples also go to OUT/samples.md."""
+    import torch
+    from pgt.eval.results import results_path
+    from pgt.eval.runner import evaluate_to_file
+    from pgt.model import load_model
+
+    samples = []
+    for stage_dir in stage_dirs(run_dir):
+        stage = int(stage_dir.name.removeprefix("stage-"))
+        model, tokenizer = load_model(stage_dir)
+        model.eval()
+        if eval_docs:
+            done = results_path(stage_dir, "perplexity")
+            record = read_json(done) if done.is_file() else None
+            if record is None or record["protocol"]["limit"] != eval_docs:  # a finished stage never changes
+                _, record = evaluate_to_file(model, tokenizer, stage_dir, "perplexity", limit=eval_docs)
+            metrics = record["metrics"]
+            _say(f"  stage {stage}: held-out perplexity {metrics['perplexity']:.1f}, {metrics['bpb']:.3f} bits/byte "
+                 f"({record['n_examples']} documents)")
+        for prompt in PROMPTS:
+            input_ids = torch.tensor([tokenizer(prompt)["input_ids"]])
+            torch.manual_seed(seed)
+            with torch.inference_mode():
+                output = model.generate(input_ids, attention_mask=torch.ones_like(input_ids),
+                                        max_new_tokens=SAMPLE_TOKENS, pad_token_id=model.config.pad_token_id,
+                                        **SAMPLING)
+            samples.append((stage, prompt, tokenizer.decode(output[0, input_ids.shape[1]:], skip_special_tokens=True)))
+    lines = ["# Samples per stage", "",
+             f"Seeded sampling (seed {seed}) with the reference's settings ("
+             + ", ".join(f"{k}={v}" for k, v in SAMPLING.items() if k != "do_sample")
+             + f"), {SAMPLE_TOKENS} new tokens.", ""]
+    for stage, prompt, text in samples:
+        lines += [f"## stage {stage}: {prompt}", "", "```text", prompt + text, "```", ""]
+    with atomic_file(out / "samples.md", "w", encoding="utf-8") as handle:
+        handle.write("\n".join(lines))
+    return samples
+
+
+def _printable(token: str) -> str:
+    """The token for a plot title; code points where matplotlib's default font has no glyph (CJK)."""
+    return repr(token) if all(ord(char) < 0x2E80 for char in token) else " ".join(f"U+{ord(c):04X}" for c in token)
+
+
+def write_glyphs(out: Path, substrate: Path) -> list[str]:
+    """Render the showcase tokens (OUT/glyphs.png) and list their nearest glyph neighbours (OUT/neighbours.txt)."""
+    from pgt.eval.plots import save_figure
+    from pgt.substrate.glyphs import AugmentParams, nearest_tokens, render_bitmap
+    from pgt.substrate.store import Substrate
+
+    loaded = Substrate.load(substrate, verify=False)
+    tokenizer, matrix = loaded.tokenizer, loaded.embeddings.numpy()
+    cell = int(loaded.meta.get("cell", 32))
+    vocab = tokenizer.get_vocab()
+    present = [token for token in SHOWCASE_TOKENS if token in vocab]
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(2, len(present), figsize=(1.4 * len(present), 3.2), squeeze=False)
+    for column, token in enumerate(present):
+        for row, augment in enumerate((None, AugmentParams(**loaded.meta["params"]["augment"]))):
+            ax = axes[row][column]
+            ax.imshow(render_bitmap(token, cell, augment=augment), cmap="gray_r", interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+        axes[0][column].set_title(f"{_printable(token)}\nid {vocab[token]}", fontsize=8)
+    axes[0][0].set_ylabel("plain", fontsize=8)
+    axes[1][0].set_ylabel("augmented", fontsize=8)
+    figure.suptitle(f"Glyphs behind the frozen embeddings ({cell}x{cell} GNU Unifont)", fontsize=9)
+    save_figure(figure, out / "glyphs.png")
+
+    lines = []
+    for token in present:
+        neighbours = nearest_tokens(matrix, vocab[token], NEIGHBOURS)
+        names = tokenizer.convert_ids_to_tokens([index for index, _ in neighbours])
+        listed = ", ".join(f"{name!r} {similarity:.2f}" for name, (_, similarity) in zip(names, neighbours, strict=True))
+        lines.append(f"{token!r} (id {vocab[token]}): {listed}")
+    missing = [token for token in SHOWCASE_TOKENS if token not in vocab]
+    if missing:
+        lines.append(f"(not single tokens in this vocabulary: {', '.join(map(repr, missing))})")
+    with atomic_file(out / "neighbours.txt", "w", encoding="utf-8") as handle:
+        handle.write("Nearest tokens by cosine similarity of the frozen glyph embeddings\n" + "\n".join(lines) + "\n")
+    return lines
+
+
+# ---------------------------------------------------------------- the command
+
+
+def run_demo(args: argparse.Namespace) -> dict[str, Any]:
+    """Run every step of the demo (see the module docstring) and print what it shows."""
+    import torch
+
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # the demo prints its own account of each step
+    started = time.perf_counter()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(args.threads or min(2, os.cpu_count() or 1))
+    progress = not args.quiet and sys.stderr.isatty()
+
+    _step(1, "substrate: tokenizer and frozen glyph embeddings")
+    substrate = ensure_substrate(out, args.substrate, args.dim, progress)
+    _step(2, "data: the embedded default corpus (fortunes en/ru/de)")
+    data = ensure_data(out, args.data, substrate, progress)
+    _step(3, "plan")
+    plan = make_plan(out, args, substrate, started)
+    _step(4, "growth: one block at a time")
+    run_dir = ensure_run(out, plan, data, progress)
+
+    _step(5, "glyphs and their nearest neighbours")
+    for line in write_glyphs(out, substrate):
+        _say("  " + line)
+    _say(f"rendered glyphs: {out / 'glyphs.png'}")
+
+    _step(6, "per stage: validation loss, held-out perplexity and a sample")
+    stages = [read_json(d / "stage.json", "stage description") for d in stage_dirs(run_dir)]
+    _say(f"{'stage':>5}  {'blocks':>6}  {'tokens seen':>12}  {'val loss':>8}  {'bits/byte':>9}")
+    for info in stages:
+        _say(f"{info['stage']:>5}  {info['blocks']:>6}  {info['tokens_seen']:>12,}  {info['val_loss']:>8.4f}  "
+             f"{info['val_bpb']:>9.4f}")
+    samples = evaluate_and_sample(out, run_dir, plan.seed, args.eval_docs)
+    for stage, prompt, text in samples:
+        _say(f"  stage {stage} | {prompt}{text}".replace("\n", " ⏎ ")[:160])
+
+    _step(7, "report")
+    from pgt.eval.report import write_report
+
+    report = write_report(run_dir, out / "report.md")
+    loss_png = report.with_name(f"{report.stem}-loss-curve.png")
+    _say(f"loss curve with growth steps: {loss_png}")
+    _say(f"report: {report}   samples: {out / 'samples.md'}   neighbours: {out / 'neighbours.txt'}")
+    _say(f"demo finished in {time.perf_counter() - started:.0f} s")
+    return {"report": report, "loss_curve": loss_png, "stages": stages, "samples": samples}
+
+
+def handle_demo(args: argparse.Namespace) -> int:
+    """Handler of `pgt demo`."""
+    run_demo(args)
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add `pgt demo` to the command line."""
+    parser = subparsers.add_parser(
+        "demo", help="the whole story on the embedded corpus in ~10 minutes on 2 CPU cores",
+        description=__doc__, epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--out", default="runs/demo", help="demo directory (default: runs/demo); rerun to resume")
+    parser.add_argument("--minutes", type=float, default=10.0,
+                        help="time budget; sets the tokens per stage from a measured training speed (default: 10)")
+    parser.add_argument("--stages", type=int, default=3, help="blocks to grow (default: 3)")
+    parser.add_argument("--tokens-per-stage", type=int, help="training tokens per stage (default: fitted to --minutes)")
+    parser.add_argument("--dim", type=int, default=DEFAULT_DIM,
+                        help=f"embedding width of the substrate built here (default: {DEFAULT_DIM}, see above)")
+    parser.add_argument("--substrate", metavar="DIR", help="reuse an existing substrate instead of building one")
+    parser.add_argument("--data", metavar="DIR", help="reuse token data prepared with that substrate "
+                        "instead of tokenizing the default corpus")
+    parser.add_argument("--eval-docs", type=int, default=200,
+                        help="held-out documents scored per stage for perplexity (0 = skip; default: 200)")
+    parser.add_argument("--init", choices=("random", "identity", "copy-top"), default="random",
+                        help="new-block initialisation (default: random, the reference; shows the loss spikes)")
+    parser.add_argument("--seq-len", type=int, default=128, help="training sequence length (default: 128)")
+    parser.add_argument("--batch-size", type=int, default=8, help="sequences per step (default: 8)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of training and sampling (default: 0)")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: min(2, CPUs))")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.set_defaults(handler=handle_demo)

@@ -1,0 +1,79 @@
+"""`pgt demo` end to end at its smallest settings, reusing the test substrate and token data."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from pgt.cli import main
+from pgt.demo import PROMPTS
+
+
+def demo_args(out: Path, substrate: Path, data: Path, *extra: str) -> list[str]:
+    return ["demo", "--out", str(out), "--substrate", str(substrate), "--data", str(data), "--stages", "2",
+            "--tokens-per-stage", "256", "--seq-len", "16", "--batch-size", "2", "--eval-docs", "3", "--quiet",
+            "--threads", "1", *extra]  # one thread per xdist worker, as conftest sets
+
+
+@pytest.fixture(scope="module")
+def demo(substrate_dir: Path, token_data_dir: Path, tmp_path_factory) -> tuple[Path, list[str]]:
+    """A finished tiny demo and its printed lines."""
+    out = tmp_path_factory.mktemp("demo") / "demo"
+    args = demo_args(out, substrate_dir, token_data_dir)
+    assert main(args) == 0
+    return out, args
+
+
+def test_demo_writes_report_plots_samples_and_glyphs(demo):
+    out, _ = demo
+    report = (out / "report.md").read_text(encoding="utf-8")
+    stage_rows = [line for line in report.split("## Stages", 1)[1].split("## ", 1)[0].splitlines()
+                  if line.startswith("| `stage-")]
+    assert len(stage_rows) == 2
+    # The held-out perplexity of each stage is a task column of the report.
+    assert "perplexity (perplexity)" in report
+    for png in ("report-loss-curve.png", "report-depth.png", "glyphs.png"):
+        with Image.open(out / png) as image:
+            assert image.format == "PNG" and image.width > 100
+    samples = (out / "samples.md").read_text(encoding="utf-8")
+    for stage in (1, 2):
+        for prompt in PROMPTS:
+            assert f"## stage {stage}: {prompt}" in samples
+    assert samples.count("```text\n") == 4
+    for stage in (1, 2):
+        result = json.loads((out / "run" / f"stage-{stage}" / "eval" / "perplexity.json").read_text())
+        assert result["n_examples"] == 3 and result["metrics"]["bpb"] > 0
+
+
+def test_identical_glyphs_are_nearest_neighbours(demo):
+    """Latin A, Greek Alpha and Cyrillic A look the same in Unifont, so their frozen vectors coincide."""
+    out, _ = demo
+    neighbours = (out / "neighbours.txt").read_text(encoding="utf-8")
+    line = next(line for line in neighbours.splitlines() if line.startswith("'A' (id 65)"))
+    first_two = re.findall(r"'(.)' ([\d.]+)", line)[:2]
+    assert sorted(token for token, _ in first_two) == ["Α", "А"]
+    assert all(float(similarity) == 1.0 for _, similarity in first_two)
+
+
+def test_rerun_reuses_the_finished_steps(demo, capsys):
+    out, args = demo
+    finished = [out / "run" / "stage-2" / "stage.json", out / "run" / "stage-2" / "eval" / "perplexity.json"]
+    before = [path.stat().st_mtime_ns for path in finished]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "resuming the plan" in printed and "already holds this finished run" in printed
+    assert [path.stat().st_mtime_ns for path in finished] == before
+    assert re.search(r"^\s+2\s+2\s+256\s+[\d.]+\s+[\d.]+$", printed, re.MULTILINE)  # stage 2: 2 blocks, 256 tokens
+
+
+def test_rerun_with_other_settings_is_a_one_line_error(demo, capsys):
+    out, args = demo
+    changed = [*args]
+    changed[changed.index("--stages") + 1] = "3"
+    assert main(changed) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("error:") and "stages 2 -> 3" in error and error.count("\n") == 1
