@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from pgt.errors import PgtError
 
@@ -53,51 +53,48 @@ def merge_experts(
     if Path(out).exists() and not overwrite:  # checked again on writing; here before loading GBs of experts
         raise PgtError(f"output directory {out} already exists (choose another --out or pass --overwrite)")
 
-    experts, tokenizer = _load_compatible_experts([Path(path) for path in expert_dirs])
+    experts = _load_compatible_experts([Path(path) for path in expert_dirs])
     try:
         merged = PgtMergedForCausalLM.from_experts(
-            [model for _, model in experts], mode=mode, weights=weights, adapter_hidden_size=adapter_hidden_size
+            [expert.model for expert in experts], mode=mode, weights=weights, adapter_hidden_size=adapter_hidden_size
         )
     except ValueError as exc:
         raise PgtError(f"cannot merge {', '.join(map(str, expert_dirs))}: {exc}") from None
 
-    return save_model(merged, tokenizer, out, substrate_meta=substrate_meta_of(experts[0][0]), overwrite=overwrite)
+    first = experts[0]
+    return save_model(merged, first.tokenizer, out, substrate_meta=substrate_meta_of(first.path), overwrite=overwrite)
 
 
-def _load_compatible_experts(
-    expert_dirs: list[Path],
-) -> tuple[list[tuple[Path, PgtForCausalLM]], PreTrainedTokenizerBase]:
-    """Load every expert (with `load_model`'s checks) and refuse any pair that cannot merge."""
+class _Expert(NamedTuple):
+    path: Path
+    model: PgtForCausalLM
+    tokenizer: PreTrainedTokenizerBase
+
+
+def _load_compatible_experts(expert_dirs: list[Path]) -> list[_Expert]:
+    """Load every expert (with `load_model`'s checks) and refuse any that cannot merge with the first."""
     from pgt.model.loading import load_model
     from pgt.model.modeling_pgt import PgtForCausalLM
 
-    experts: list[tuple[Path, PgtForCausalLM]] = []
-    first_tokenizer = None
+    experts: list[_Expert] = []
     for path in expert_dirs:
-        model, tokenizer = load_model(path)
-        if not isinstance(model, PgtForCausalLM):
-            raise PgtError(f"{path} is a {type(model).__name__}, not a single PGT model; merge its experts instead")
+        expert = _Expert(path, *load_model(path))
+        if not isinstance(expert.model, PgtForCausalLM):
+            kind = type(expert.model).__name__
+            raise PgtError(f"{path} is a {kind}, not a single PGT model; merge its experts instead")
         if experts:
-            first_path, first = experts[0]
-            _check_same_substrate(first_path, first, len(first_tokenizer), path, model, len(tokenizer))
-        else:
-            first_tokenizer = tokenizer
-        experts.append((path, model))
-    return experts, first_tokenizer
+            _check_same_substrate(experts[0], expert)
+        experts.append(expert)
+    return experts
 
 
-def _check_same_substrate(
-    first_path: Path, first: PgtForCausalLM, first_tokens: int, path: Path, model: PgtForCausalLM, tokens: int
-) -> None:
+def _check_same_substrate(first: _Expert, other: _Expert) -> None:
     def differs(what: str, a: object, b: object) -> PgtError:
-        return PgtError(f"cannot merge {first_path} and {path}: {what} differ ({a} vs {b})")
+        return PgtError(f"cannot merge {first.path} and {other.path}: {what} differ ({a} vs {b})")
 
-    first_fp, fp = first.config.substrate_fingerprint, model.config.substrate_fingerprint
-    if first_fp != fp:
-        raise differs("substrate fingerprints", str(first_fp)[:19] + "…", str(fp)[:19] + "…")
-    if first.config.vocab_size != model.config.vocab_size or first_tokens != tokens:
-        raise differs(
-            "vocabularies",
-            f"{first.config.vocab_size} ids, {first_tokens} tokens",
-            f"{model.config.vocab_size} ids, {tokens} tokens",
-        )
+    first_fp, other_fp = first.model.config.substrate_fingerprint, other.model.config.substrate_fingerprint
+    if first_fp != other_fp:
+        raise differs("substrate fingerprints", str(first_fp)[:19] + "…", str(other_fp)[:19] + "…")
+    vocabularies = [(expert.model.config.vocab_size, len(expert.tokenizer)) for expert in (first, other)]
+    if vocabularies[0] != vocabularies[1]:
+        raise differs("vocabularies", *(f"{ids} ids, {tokens} tokens" for ids, tokens in vocabularies))
