@@ -120,3 +120,15 @@ def token_data_dir(substrate_dir: Path, corpus_files: list[Path], tmp_path_facto
     out = tmp_path_factory.mktemp("token-data") / "data"
     prepare_token_data([str(s) for s in sources], substrate_dir, out, min_val_bytes=5_000, progress=False)
     return out
+
+
+@pytest.fixture
+def hf_offline(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No Hugging Face hub access, also where datasets/huggingface_hub were imported before the variables were set."""
+    import datasets.config
+    import huggingface_hub.constants
+
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)

@@ -11,9 +11,9 @@ REPO = Path(__file__).resolve().parents[1]
 HARNESS_TASKS = Path("tests/data/eval/harness")  # the task YAML's data_files are relative to the repository root
 
 
-def test_harness_runs_a_local_task_on_a_pgt_model(eval_model_dir: Path, monkeypatch, tmp_path: Path) -> None:
-    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+def test_harness_runs_a_local_task_on_a_pgt_model(
+    eval_model_dir: Path, hf_offline: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     monkeypatch.chdir(REPO)
     from pgt.eval.harness import run_harness
     from pgt.model.loading import load_model

@@ -122,10 +122,9 @@ def test_unknown_task_names_are_one_line_errors() -> None:
         get_task("opus100:en")
 
 
-def test_local_jsonl_parquet_and_saved_datasets_load_offline(tmp_path: Path, monkeypatch) -> None:
+def test_local_jsonl_parquet_and_saved_datasets_load_offline(tmp_path: Path, hf_offline: None) -> None:
     import datasets
 
-    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     task = get_task("squad_v2")
     loaded = load_task_data(task, DATA / "squad_v2.jsonl")
     # 10 rows: one unanswerable and one with an answer longer than 8 characters are left out.
@@ -138,9 +137,7 @@ def test_local_jsonl_parquet_and_saved_datasets_load_offline(tmp_path: Path, mon
     assert len(load_task_data(task, tmp_path / "saved", split="train").examples) == 2
 
 
-def test_malformed_or_missing_datasets_name_what_was_expected(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+def test_malformed_or_missing_datasets_name_what_was_expected(tmp_path: Path, hf_offline: None) -> None:
     wrong = tmp_path / "arc.jsonl"
     wrong.write_text(json.dumps({"question": "Who?", "options": ["a", "b"], "answer": 1}) + "\n", encoding="utf-8")
     with pytest.raises(PgtError, match=r"expected fields: question \(str\), choices \{label") as error:
