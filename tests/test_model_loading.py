@@ -153,3 +153,22 @@ def test_auto_classes_load_without_trust_remote_code(model_dir):
     model = AutoModelForCausalLM.from_pretrained(model_dir)
     assert isinstance(model, PgtForCausalLM)
     assert AutoConfig.from_pretrained(model_dir).model_type == "pgt"
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        # importing pgt stays light: the registration waits for transformers
+        "import sys, pgt; assert 'torch' not in sys.modules and 'transformers' not in sys.modules",
+        # ... and happens once transformers arrives, even when the modeling module itself
+        # (half-imported at that moment) is what imports it
+        "import pgt.model.modeling_pgt as m; from transformers import AutoModelForCausalLM as A; "
+        "assert A._model_mapping[m.PgtConfig] is m.PgtForCausalLM and m.PgtForCausalLM._auto_class",
+    ],
+)
+def test_auto_registration_is_lazy_and_survives_a_circular_import(code):
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]

@@ -21,9 +21,13 @@ _EXPORTS = {
     "PgtMergedConfig": "pgt.model.configuration_pgt_merged",
     "PgtMergedForCausalLM": "pgt.model.modeling_pgt_merged",
     "PRESETS": "pgt.model.presets",
+    "get_preset": "pgt.model.presets",
     "preset_config": "pgt.model.presets",
+    "parameter_counts": "pgt.model.presets",
     "init_model_dir": "pgt.model.loading",
     "load_model": "pgt.model.loading",
+    "save_model": "pgt.model.loading",
+    "substrate_meta_of": "pgt.model.loading",
 }
 
 __all__ = [*_EXPORTS, "register_auto_classes"]
