@@ -143,6 +143,14 @@ def test_malformed_or_missing_datasets_name_what_was_expected(tmp_path: Path, hf
     with pytest.raises(PgtError, match=r"expected fields: question \(str\), choices \{label") as error:
         load_task_data(get_task("arc_easy"), wrong)
     assert "\n" not in str(error.value)
+    bad_key = tmp_path / "bad_key.jsonl"
+    bad_key.write_text(json.dumps(dict(rows("mmlu.jsonl")[0], answer=7)) + "\n", encoding="utf-8")  # no option H
+    with pytest.raises(PgtError, match=r"row 0 does not fit task mmlu .*expected fields: question \(str\), choices"):
+        load_task_data(get_task("mmlu"), bad_key)
+    flat = tmp_path / "flat_choices.jsonl"
+    flat.write_text(json.dumps(dict(rows("mmlu.jsonl")[0], choices="abcd")) + "\n", encoding="utf-8")
+    with pytest.raises(PgtError, match="choices must be a list"):
+        load_task_data(get_task("mmlu"), flat)
     with pytest.raises(PgtError, match="dataset not found"):
         load_task_data(get_task("boolq"), tmp_path / "missing.jsonl")
     with pytest.raises(PgtError, match="Hugging Face hub") as error:

@@ -71,11 +71,26 @@ def _text(row: Mapping[str, Any], name: str) -> str:
     return value
 
 
+def _strings(value: Any, name: str) -> list[str]:
+    if not isinstance(value, list | tuple):
+        raise TypeError(f"{name} must be a list")
+    return [str(item) for item in value]
+
+
+def _options(labels: list[str], texts: list[str], key: str) -> tuple[tuple[str, str], ...]:
+    """(label, text) pairs of a multiple-choice question, checked: as many labels as texts, the key among them."""
+    if len(labels) != len(texts) or len(texts) < 2:
+        raise ValueError(f"{len(texts)} option texts for {len(labels)} labels (need at least 2 of each)")
+    if key not in labels:
+        raise ValueError(f"the key {key!r} is not one of the option labels {labels}")
+    return tuple(zip(labels, texts, strict=True))
+
+
 def _mmlu(row: Mapping[str, Any]) -> Example:
-    choices = [str(c) for c in row["choices"]]
+    texts = _strings(row["choices"], "choices")
     answer = row["answer"]
     key = LETTERS[answer] if isinstance(answer, int) else str(answer).strip().upper()
-    options = tuple(zip(LETTERS, choices, strict=False))
+    options = _options(list(LETTERS[: len(texts)]), texts, key)
     listed = " ".join(f"{label}) {text}" for label, text in options)
     prompt = f"Question: {_text(row, 'question')}\nOptions: {listed}\nAnswer:"
     subject = row.get("subject")
@@ -84,10 +99,11 @@ def _mmlu(row: Mapping[str, Any]) -> Example:
 
 def _arc_like(row: Mapping[str, Any]) -> Example:
     choices = row["choices"]
-    options = tuple(zip((str(x) for x in choices["label"]), (str(x) for x in choices["text"]), strict=True))
+    key = _text(row, "answerKey").strip().upper()
+    options = _options(_strings(choices["label"], "choices.label"), _strings(choices["text"], "choices.text"), key)
     lines = "".join(f"\n{label}) {text}" for label, text in options)
     prompt = f"Question: {_text(row, 'question')}\nOptions:{lines}\nAnswer:"
-    return Example(prompt, _text(row, "answerKey").strip().upper(), 2, options)
+    return Example(prompt, key, 2, options)
 
 
 def _boolq(row: Mapping[str, Any]) -> Example:
