@@ -172,3 +172,12 @@ def test_auto_registration_is_lazy_and_survives_a_circular_import(code):
 
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_sharded_weights_load(model_copy):
+    model, _ = load_model(model_copy)
+    (model_copy / "model.safetensors").unlink()
+    model.save_pretrained(model_copy, max_shard_size="1MB")
+    assert len(list(model_copy.glob("model-*.safetensors"))) > 1
+    reloaded, _ = load_model(model_copy)
+    assert torch.equal(reloaded.lm_head.weight, model.lm_head.weight)

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 WEIGHTS_FILE = "model.safetensors"
+WEIGHTS_INDEX_FILE = "model.safetensors.index.json"  # the same, in shards (very large models)
 
 
 def model_config_kwargs(
@@ -136,7 +137,7 @@ def load_model(
             f"{path}: the model was built on substrate {recorded[:19]}… but its tokenizer belongs to "
             f"{str(substrate_meta.get('fingerprint'))[:19]}…; use the tokenizer of the model's own substrate"
         )
-    if not (path / WEIGHTS_FILE).is_file():
+    if not (path / WEIGHTS_FILE).is_file() and not (path / WEIGHTS_INDEX_FILE).is_file():
         raise PgtError(f"{path} has no {WEIGHTS_FILE} (pgt reads safetensors weights only)")
     try:
         model, info = AutoModelForCausalLM.from_pretrained(
