@@ -135,6 +135,13 @@ def test_local_jsonl_parquet_and_saved_datasets_load_offline(tmp_path: Path, hf_
     datasets.DatasetDict({"validation": table, "train": table.select(range(2))}).save_to_disk(tmp_path / "saved")
     assert load_task_data(task, tmp_path / "saved").examples == loaded.examples
     assert len(load_task_data(task, tmp_path / "saved", split="train").examples) == 2
+    # The hub's own layout: one parquet file per split in a folder.
+    (tmp_path / "hub").mkdir()
+    table.to_parquet(tmp_path / "hub" / "validation-00000-of-00001.parquet")
+    table.select(range(3)).to_parquet(tmp_path / "hub" / "train-00000-of-00001.parquet")
+    assert load_task_data(task, tmp_path / "hub").examples == loaded.examples
+    with pytest.raises(PgtError, match="has no split 'test'"):
+        load_task_data(task, tmp_path / "hub", split="test")
 
 
 def test_malformed_or_missing_datasets_name_what_was_expected(tmp_path: Path, hf_offline: None) -> None:
