@@ -233,3 +233,11 @@ def test_any_hf_causal_lm_decodes_greedily_and_writes_results(llama_dir: Path) -
     assert record["model_fingerprint"]["model_type"] == "llama"
     assert set(record["other_metrics"]) == {"accuracy_text", "accuracy_text_norm"}
     assert all(0 <= m["mean"] <= 100 for m in [record["metrics"], *record["other_metrics"].values()])
+
+
+def test_cli_evaluates_several_model_dirs(eval_model_dir: Path, llama_dir: Path) -> None:
+    assert pgt_main(["eval", str(eval_model_dir), str(llama_dir), "--task", "squad_v2",
+                     "--data", str(DATA / "squad_v2.jsonl"), "--runs", "1"]) == 0
+    for model_dir in (eval_model_dir, llama_dir):
+        result = json.loads((model_dir / "eval" / "squad_v2.json").read_text(encoding="utf-8"))
+        assert result["model_dir"] == str(model_dir.resolve()) and result["n_examples"] == 8

@@ -16,6 +16,7 @@ EVAL_EXAMPLES = """tasks:
 
 examples:
   pgt eval runs/demo/stage-2 --task perplexity                     # default corpus, held-out part
+  pgt eval runs/grow/stage-* --task arc_easy --data arc_easy.jsonl  # every stage: depth against score
   pgt eval MODEL --task arc_easy --data arc_easy.jsonl --limit 200 --runs 10
   pgt eval MODEL --task mmlu --data hf:cais/mmlu:all --mode loglik
   pgt eval MODEL --harness arc_easy,hellaswag --limit 100
@@ -37,11 +38,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "eval",
         help="evaluate a model: reference benchmarks, log-likelihood, perplexity, lm-evaluation-harness",
-        description="Evaluate a saved model directory and write MODEL_DIR/eval/<task>.json.",
+        description="Evaluate saved model directories and write MODEL_DIR/eval/<task>.json for each.",
         epilog=EVAL_EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("model_dir", metavar="MODEL_DIR", help="a saved model directory (pgt or any HF causal LM)")
+    parser.add_argument("model_dirs", metavar="MODEL_DIR", nargs="+",
+                        help="saved model directories (pgt or any HF causal LM), e.g. runs/grow/stage-*")
     parser.add_argument("--task", action="append", default=[], metavar="TASK", help="task to run (repeatable)")
     parser.add_argument("--data", help="dataset: a file (.jsonl/.json/.parquet/.csv), a directory, or hf:NAME[:CONFIG]")
     parser.add_argument("--split", help="dataset split (default: the task's own, e.g. validation)")
@@ -92,26 +94,14 @@ def _print_result(path: Path, record: dict[str, Any]) -> None:
           f"[{record['n_examples']} examples x {record['runs']} runs] -> {path}")
 
 
-def run_eval(args: argparse.Namespace) -> int:
-    """`pgt eval`: evaluate each --task (and/or --harness tasks) and write the results."""
-    if not args.task and not args.harness:
-        raise PgtError("nothing to evaluate: give --task TASK (repeatable) and/or --harness TASKS")
-    if args.include_path and not args.harness:
-        raise PgtError("--include-path is for lm-evaluation-harness tasks: use it with --harness")
-    if len(args.task) > 1 and args.data:
-        raise PgtError("--data names one dataset: evaluate one --task at a time with it")
-    from pgt.eval.tasks import PERPLEXITY_TASKS, get_task
-
-    for name in args.task:  # fail on a typo before loading the model
-        if name not in PERPLEXITY_TASKS:
-            get_task(name)
+def _evaluate_model(model_dir: str, args: argparse.Namespace) -> None:
+    """Every --task and --harness task of `pgt eval` on one model directory."""
     from pgt.eval.runner import evaluate_to_file, load_for_eval
 
-    model, tokenizer = load_for_eval(args.model_dir, args.dtype, args.device)
-
+    model, tokenizer = load_for_eval(model_dir, args.dtype, args.device)
     for name in args.task:
         path, record = evaluate_to_file(
-            model, tokenizer, args.model_dir, name, data=args.data, split=args.split, mode=args.mode,
+            model, tokenizer, model_dir, name, data=args.data, split=args.split, mode=args.mode,
             runs=args.runs, limit=args.limit, seed=args.seed, batch_size=args.batch_size, out_dir=args.out,
         )
         _print_result(path, record)
@@ -122,9 +112,30 @@ def run_eval(args: argparse.Namespace) -> int:
         from pgt.eval.harness import run_harness
 
         for path, record in run_harness(
-            model, tokenizer, args.model_dir, [t for t in args.harness.split(",") if t], include_path=args.include_path,
+            model, tokenizer, model_dir, [t for t in args.harness.split(",") if t], include_path=args.include_path,
             limit=args.limit, batch_size=args.batch_size, num_fewshot=args.num_fewshot, seed=args.seed,
             out_dir=args.out,
         ):
             _print_result(path, record)
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    """`pgt eval`: evaluate each --task (and/or --harness tasks) and write the results."""
+    if not args.task and not args.harness:
+        raise PgtError("nothing to evaluate: give --task TASK (repeatable) and/or --harness TASKS")
+    if args.include_path and not args.harness:
+        raise PgtError("--include-path is for lm-evaluation-harness tasks: use it with --harness")
+    if len(args.task) > 1 and args.data:
+        raise PgtError("--data names one dataset: evaluate one --task at a time with it")
+    if len(args.model_dirs) > 1 and args.out:
+        raise PgtError("--out holds the results of one model: leave it out to write each MODEL_DIR/eval/")
+    from pgt.eval.tasks import PERPLEXITY_TASKS, get_task
+
+    for name in args.task:  # fail on a typo before loading the model
+        if name not in PERPLEXITY_TASKS:
+            get_task(name)
+    for model_dir in args.model_dirs:
+        if len(args.model_dirs) > 1:
+            print(f"{model_dir}:")
+        _evaluate_model(model_dir, args)
     return 0
