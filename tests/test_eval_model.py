@@ -241,3 +241,14 @@ def test_cli_evaluates_several_model_dirs(eval_model_dir: Path, llama_dir: Path)
     for model_dir in (eval_model_dir, llama_dir):
         result = json.loads((model_dir / "eval" / "squad_v2.json").read_text(encoding="utf-8"))
         assert result["model_dir"] == str(model_dir.resolve()) and result["n_examples"] == 8
+
+
+def test_token_data_directories_are_refused_for_bits_per_byte(
+    model_and_tokenizer, eval_model_dir: Path, token_data_dir: Path
+) -> None:
+    from pgt.errors import PgtError
+    from pgt.eval.runner import evaluate_to_file
+
+    model, tokenizer = model_and_tokenizer
+    with pytest.raises(PgtError, match="holds token ids, not text"):
+        evaluate_to_file(model, tokenizer, eval_model_dir, "bpb", data=str(token_data_dir))
