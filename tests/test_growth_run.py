@@ -45,7 +45,10 @@ def test_stages_are_standalone_models_that_generate(grown):
         prompt = tokenizer("The ", return_tensors="pt")
         out = model.generate(**prompt, max_new_tokens=4, do_sample=False)
         assert out.shape[1] == prompt["input_ids"].shape[1] + 4
-    assert json.loads((run_dir / "stage-3" / "stage.json").read_text())["lora"]["blocks"] == [0, 1]
+    infos = [json.loads((run_dir / f"stage-{k}" / "stage.json").read_text()) for k in (1, 2, 3)]
+    assert infos[2]["lora"]["blocks"] == [0, 1]
+    # Stage 2 trains exactly what stage 1 did (one block, norm, head): the frozen block is not trainable.
+    assert infos[1]["params_trainable"] == infos[0]["params_trainable"] < infos[2]["params_trainable"]
 
 
 def test_frozen_blocks_and_embedding_never_change(grown, substrate_dir):

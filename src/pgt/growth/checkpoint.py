@@ -49,6 +49,8 @@ class TrainState:
     evals_since_best: int = 0  # evaluations without improvement (early stopping)
     stopped_early: bool = False  # the stage ended by patience
     metrics_offset: int = 0  # length of metrics.jsonl at this checkpoint
+    window_loss: float = 0.0  # summed loss of the steps since the last train record
+    window_steps: int = 0  # ... and their number (a resumed run logs the same means)
     wall_time: float = 0.0  # seconds spent training in this stage (summed over resumes)
     param_groups: list[dict[str, Any]] = field(default_factory=list)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import TYPE_CHECKING
 
 from torch import nn
@@ -31,7 +32,9 @@ def attach_lora(model: nn.Module, blocks: range, *, rank: int, alpha: float) -> 
 
     config = LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=0.0, bias="none",
                         target_modules=lora_target_pattern(blocks))
-    return get_peft_model(model, config)
+    with warnings.catch_warnings():  # peft calls an attribute transformers 5 deprecated; not ours to fix
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        return get_peft_model(model, config)
 
 
 def merge_lora(model: nn.Module) -> nn.Module:

@@ -101,7 +101,9 @@ class GrowthRun:
         self.data.check_tokenizer(self.substrate.fingerprint)
         self.plans = plan_stages(config)
         self.tokens_per_step = config.batch_size * config.grad_accum * config.seq_len * self.ctx.world_size
-        self.validation = self.data.validation_batches(config.batch_size, config.seq_len, config.eval_batches)
+        # Batches of the global batch size, so the validation set does not depend on the world size.
+        self.validation = self.data.validation_batches(config.batch_size * self.ctx.world_size, config.seq_len,
+                                                       config.eval_batches)
         self.logger: MetricsLogger | None = None
 
     # ------------------------------------------------------------------ run directory
@@ -154,6 +156,10 @@ class GrowthRun:
 
     def run(self) -> Path:
         """Train every stage not yet done; return the run directory."""
+        from transformers.utils import logging as hf_logging
+
+        hf_bars = hf_logging.is_progress_bar_enabled()
+        hf_logging.disable_progress_bar()  # per-file load/save bars would drown the stage bars
         try:
             resume = self._open_run_dir()
             if resume is True:
@@ -186,6 +192,8 @@ class GrowthRun:
             if self.logger:
                 self.logger.close()
             pdist.shutdown(self.ctx)
+            if hf_bars:
+                hf_logging.enable_progress_bar()
 
 
 class StageTrainer:
@@ -247,14 +255,14 @@ class StageTrainer:
                 torch.manual_seed(seed)  # peft draws the A factors from the global generator
                 model = attach_lora(model, plan.lora_blocks, rank=config.lora_rank, alpha=config.lora_alpha)
         base = model.get_base_model() if plan.lora_blocks else model
-        keep = [p for p in model.parameters() if p.requires_grad]  # LoRA factors (peft enabled them)
+        adapters = [p for n, p in model.named_parameters() if "lora_" in n]
         trainable = [new_block]
         if config.train_norm:
             trainable.append(base.model.norm)
         if config.train_head:
             trainable.append(base.lm_head)
         set_trainable(model, trainable)
-        for parameter in keep:
+        for parameter in adapters:
             parameter.requires_grad_(True)
         return model
 
@@ -330,22 +338,23 @@ class StageTrainer:
 
         bar = tqdm(total=plan.tokens, initial=s.stage_tokens, unit="tok", unit_scale=True, dynamic_ncols=True,
                    desc=f"stage {plan.stage}/{self.run.plans[-1].stage}", disable=not (ctx.is_main and config.progress))
-        window_loss, window_steps, window_start = 0.0, 0, time.perf_counter()
+        window_start, timed_steps = time.perf_counter(), 0  # tokens/s of this process's own steps
         stage_start = time.perf_counter() - s.wall_time
         with frozen_prefix(self._base_layers(), plan.frozen_blocks):
             while s.step < self.total_steps and not s.stopped_early:
                 loss = self._optimizer_step()
                 bar.update(self.run.tokens_per_step)
-                window_loss, window_steps = window_loss + loss, window_steps + 1
+                s.window_loss, s.window_steps, timed_steps = s.window_loss + loss, s.window_steps + 1, timed_steps + 1
                 if s.step % config.log_every == 0 or s.step == self.total_steps:
                     elapsed = time.perf_counter() - window_start
+                    mean_loss = s.window_loss / s.window_steps
                     self.run.logger.log(
                         "train", stage=plan.stage, step=s.step, global_step=s.global_step, tokens=s.tokens_total,
-                        loss=window_loss / window_steps, lr=self.optimizer.param_groups[0]["lr"],
-                        grad_norm=self.last_grad_norm,
-                        tokens_per_s=window_steps * self.run.tokens_per_step / max(elapsed, 1e-9))
-                    bar.set_postfix(loss=f"{window_loss / window_steps:.3f}")
-                    window_loss, window_steps = 0.0, 0
+                        loss=mean_loss, lr=self.optimizer.param_groups[0]["lr"], grad_norm=self.last_grad_norm,
+                        tokens_per_s=timed_steps * self.run.tokens_per_step / max(elapsed, 1e-9))
+                    bar.set_postfix(loss=f"{mean_loss:.3f}")
+                    s.window_loss, s.window_steps = 0.0, 0
+                    window_start, timed_steps = time.perf_counter(), 0
                 paused = time.perf_counter()  # evaluation and checkpoints do not count as training time
                 if config.eval_every and s.step % config.eval_every == 0 and s.step < self.total_steps:
                     self._log_eval()
