@@ -49,12 +49,18 @@ def left_truncate(ids: list[int], budget: int) -> tuple[list[int], bool]:
     return ids[len(ids) - budget :], True
 
 
-def length_sorted_batches(lengths: Sequence[int], batch_size: int) -> Iterator[list[int]]:
-    """Indices grouped into batches of similar length, longest first (so memory peaks early)."""
+def length_sorted_batches(lengths: Sequence[int], batch_size: int, desc: str) -> Iterator[list[int]]:
+    """Indices grouped into batches of similar length, longest first (so memory peaks early).
+
+    A progress bar named `desc` shows on a terminal (tqdm hides it when stderr is not one).
+    """
+    from tqdm.auto import tqdm
+
     if batch_size < 1:
         raise PgtError(f"--batch-size must be at least 1, got {batch_size}")
     order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
-    for start in range(0, len(order), batch_size):
+    starts = range(0, len(order), batch_size)
+    for start in tqdm(starts, desc=desc, unit="batch", disable=None, leave=False):
         yield order[start : start + batch_size]
 
 

@@ -45,7 +45,7 @@ def greedy_continuations(
     texts = [""] * len(prompts)
     n_truncated = 0
     device = next(model.parameters()).device
-    for batch in length_sorted_batches([len(ids) for ids in encoded], batch_size):
+    for batch in length_sorted_batches([len(ids) for ids in encoded], batch_size, "generating"):
         steps = max(wanted[i] for i in batch)
         rows = []
         for i in batch:

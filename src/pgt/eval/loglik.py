@@ -71,7 +71,7 @@ def tail_logprobs(
 
     totals = [0.0] * len(rows)
     device = next(model.parameters()).device
-    for batch in length_sorted_batches([len(ids) for ids in rows], batch_size):
+    for batch in length_sorted_batches([len(ids) for ids in rows], batch_size, "scoring"):
         input_ids, attention_mask = pad_left([rows[i] for i in batch], pad_id, device)
         span = max(tails[i] for i in batch)
         # Logits at position t predict token t+1: the last `span + 1` positions cover every tail.
