@@ -54,7 +54,9 @@ def test_training_never_touches_the_frozen_embedding(model, substrate):
 
 def test_trainable_embedding_baseline_does_train_it(substrate):
     torch.manual_seed(0)
-    model = PgtForCausalLM.from_substrate(substrate, num_hidden_layers=1, num_attention_heads=4, freeze_embeddings=False)
+    model = PgtForCausalLM.from_substrate(
+        substrate, num_hidden_layers=1, num_attention_heads=4, freeze_embeddings=False
+    )
     tokens = substrate.tokenizer(PROMPTS[0], return_tensors="pt").input_ids
     model(tokens, labels=tokens).loss.backward()
     assert model.model.embed_tokens.weight.grad is not None
@@ -113,7 +115,9 @@ def test_forward_in_each_dtype(model, substrate, dtype):
 
 
 def test_sequences_past_the_context_are_refused(substrate):
-    model = PgtForCausalLM.from_substrate(substrate, num_hidden_layers=1, num_attention_heads=4, max_position_embeddings=8)
+    model = PgtForCausalLM.from_substrate(
+        substrate, num_hidden_layers=1, num_attention_heads=4, max_position_embeddings=8
+    )
     with pytest.raises(ValueError, match="exceeds the model's context of 8"):
         model(torch.zeros(1, 9, dtype=torch.long))
     with pytest.raises(ValueError, match="context of 8"):

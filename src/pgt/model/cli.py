@@ -73,11 +73,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     generate.add_argument("model", type=Path, metavar="MODEL_DIR", help="model directory")
     generate.add_argument("prompt", metavar="PROMPT", help="text to continue")
     generate.add_argument("--max-new-tokens", type=int, default=100, help="tokens to generate (default: 100)")
-    generate.add_argument("--temperature", type=float, default=CARD_TEMPERATURE, help=f"sampling temperature (default: {CARD_TEMPERATURE})")
-    generate.add_argument("--top-k", type=int, default=CARD_TOP_K, help=f"keep the k most likely tokens, 0 for all (default: {CARD_TOP_K})")
-    generate.add_argument("--top-p", type=float, default=CARD_TOP_P, help=f"nucleus sampling mass, 1.0 for off (default: {CARD_TOP_P})")
-    generate.add_argument("--seed", type=int, help="random seed, for reproducible sampling")
-    generate.add_argument("--greedy", action="store_true", help="always take the most likely token")
+    sampling = generate.add_argument_group("sampling (the model card's defaults)")
+    sampling.add_argument("--temperature", type=float, default=CARD_TEMPERATURE, help="temperature (%(default)s)")
+    sampling.add_argument("--top-k", type=int, default=CARD_TOP_K, help="k likeliest tokens, 0: all (%(default)s)")
+    sampling.add_argument("--top-p", type=float, default=CARD_TOP_P, help="nucleus mass, 1.0: off (%(default)s)")
+    sampling.add_argument("--seed", type=int, help="random seed, for reproducible sampling")
+    sampling.add_argument("--greedy", action="store_true", help="no sampling: always the most likely token")
     generate.add_argument("--dtype", choices=DTYPES, default="float32", help="weights dtype (default: float32)")
     generate.add_argument(
         "--truncate",

@@ -50,7 +50,7 @@ class PgtConfig(PretrainedConfig):
                 f"hidden_size {self.hidden_size} is not divisible by num_attention_heads {self.num_attention_heads}"
             )
         if (self.hidden_size // self.num_attention_heads) % 2:
-            raise ValueError("the head dimension (hidden_size / num_attention_heads) must be even for rotary embeddings")
+            raise ValueError("rotary embeddings need an even head dimension (hidden_size / num_attention_heads)")
         super().__post_init__(**kwargs)
 
     @property

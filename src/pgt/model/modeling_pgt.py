@@ -124,7 +124,8 @@ class PgtDecoderLayer(GradientCheckpointingLayer):
         attention_mask: torch.Tensor | None = None,
         cache: Cache | None = None,
     ) -> torch.Tensor:
-        hidden_states = hidden_states + self.self_attn(self.input_layernorm(hidden_states), rotary, attention_mask, cache)
+        attended = self.self_attn(self.input_layernorm(hidden_states), rotary, attention_mask, cache)
+        hidden_states = hidden_states + attended
         return hidden_states + self.mlp(self.post_attention_layernorm(hidden_states))
 
 
