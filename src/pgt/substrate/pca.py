@@ -31,7 +31,9 @@ def principal_components(bits: np.ndarray, dim: int, *, progress: bool = False) 
         gram += chunk.T @ chunk  # exact: integers below 2**24
     mean = bits.sum(axis=0, dtype=np.int64) / count
     gram -= count * np.outer(mean, mean)  # the scatter matrix of the centred rows
-    _, vectors = np.linalg.eigh(gram)  # ascending eigenvalues
+    with tqdm(total=1, desc=f"pca: eigh {columns}x{columns}", disable=not progress) as bar:
+        _, vectors = np.linalg.eigh(gram)  # ascending eigenvalues
+        bar.update()
     components = vectors[:, ::-1][:, :dim]
     pivots = np.abs(components).argmax(axis=0)
     components *= np.sign(components[pivots, np.arange(dim)])
