@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from remote_code import CARD, clean_virtualenv
 from safetensors import safe_open
-from test_model_remote_code import CARD, clean_virtualenv
 from transformers import AutoModelForCausalLM
 
 from pgt.cli import main
