@@ -15,7 +15,7 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageChops, ImageDraw, ImageFont
 
 from pgt.errors import PgtError
 
@@ -131,11 +131,9 @@ class FontChain:
         cell = self.cell
         image = Image.new("L", (3 * cell, 3 * cell), WHITE)
         self.draw(ImageDraw.Draw(image), char, cell, cell)
-        pixels = np.asarray(image)
-        rows = np.flatnonzero((pixels < WHITE).any(axis=1))
-        if rows.size == 0:
+        box = ImageChops.invert(image).getbbox()  # the ink's extent: non-white pixels
+        if box is None:
             return GlyphTile(0, 0, None)
-        cols = np.flatnonzero((pixels < WHITE).any(axis=0))
-        ink = pixels[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1].copy()
-        clipped = rows[0] == 0 or cols[0] == 0 or rows[-1] == 3 * cell - 1 or cols[-1] == 3 * cell - 1
-        return GlyphTile(int(cols[0]) - cell, int(rows[0]) - cell, ink, bool(clipped))
+        left, top, right, bottom = box
+        clipped = left == 0 or top == 0 or right == 3 * cell or bottom == 3 * cell
+        return GlyphTile(left - cell, top - cell, np.array(image.crop(box)), clipped)
