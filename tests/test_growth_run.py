@@ -121,3 +121,11 @@ def test_baselines_train_all_blocks_with_the_same_budget(baseline, substrate_dir
         assert not torch.equal(embedding, substrate.embeddings)
         assert saved["embedding_trained"] and saved["derived_from"] == substrate.fingerprint
         assert model.config.substrate_fingerprint == saved["fingerprint"] != substrate.fingerprint
+
+
+def test_stage_ends_when_validation_stops_improving(substrate_dir, token_data_dir, tmp_path):
+    # At lr 1e-30 no weight changes in float32, so the validation loss never improves.
+    config = tiny_config(substrate_dir, token_data_dir, tmp_path / "patience", stages=1, lr=1e-30, eval_every=2,
+                         patience=2, tokens_per_stage=4 * 32 * 20)
+    info = json.loads((grow(config) / "stage-1" / "stage.json").read_text())
+    assert info["stopped_early"] and info["steps"] == 4 and info["tokens_seen"] == 4 * 4 * 32

@@ -95,8 +95,9 @@ def broadcast_object(ctx: DistContext, obj: Any) -> Any:
 def wrap_model(model: nn.Module, ctx: DistContext, *, fsdp: bool, bf16: bool) -> nn.Module:
     """DDP (or FSDP2 fully_shard per block, then the root) when distributed; the model itself otherwise."""
     if fsdp:
-        if ctx.device.type != "cuda":
-            raise PgtError("--fsdp needs CUDA devices (use DDP, the default, on CPU)")
+        if ctx.device.type != "cuda" or not ctx.distributed:
+            raise PgtError("--fsdp needs CUDA devices under torchrun (e.g. torchrun --nproc_per_node 8 -m pgt.cli "
+                           "grow ... --fsdp); without it, drop --fsdp")
         from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
         policy = MixedPrecisionPolicy(param_dtype=torch.bfloat16 if bf16 else None, reduce_dtype=torch.float32)

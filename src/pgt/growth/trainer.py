@@ -34,6 +34,8 @@ from pgt.io import atomic_dir, read_json, write_json
 RUN_FILE = "run.json"
 CONFIG_FILE = "config.yaml"
 STAGE_FILE = "stage.json"
+# Other runs that live inside a run directory by convention (docs/architecture.md).
+NESTED_DIRS = frozenset({"baselines", "merged"})
 
 
 @dataclass(frozen=True)
@@ -112,12 +114,17 @@ class GrowthRun:
         """Start, resume or recognise a finished run. Returns the checkpoint to resume from,
         None for a fresh start, or True when the run is already finished."""
         run_file = self.run_dir / RUN_FILE
-        if self.run_dir.exists() and not run_file.exists() and any(self.run_dir.iterdir()):
-            raise PgtError(f"{self.run_dir} exists and is not a pgt run directory; choose another --out")
+        foreign = [p.name for p in self.run_dir.iterdir() if p.name not in NESTED_DIRS] if self.run_dir.is_dir() else []
+        if foreign and not run_file.exists():
+            raise PgtError(f"{self.run_dir} exists and is not a pgt run directory (it holds {foreign[0]}); "
+                           "choose another --out")
         if run_file.exists() and self.restart:
             pdist.barrier(self.ctx)
-            if self.ctx.is_main:
-                shutil.rmtree(self.run_dir)
+            if self.ctx.is_main:  # only what a run writes: baselines/ and merged/ inside it survive
+                for path in self.run_dir.iterdir():
+                    if path.name in NESTED_DIRS:
+                        continue
+                    shutil.rmtree(path) if path.is_dir() else path.unlink()
             pdist.barrier(self.ctx)
         if run_file.exists():
             saved = read_json(run_file, "run description")

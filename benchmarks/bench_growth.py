@@ -1,0 +1,161 @@
+"""Growth benchmarks, measured side by side in one run (CPU by default; --device cuda on a GPU).
+
+1. Step time of a stage-k update (k-1 frozen blocks run without autograd, one new block,
+   final norm and head train) against full backprop through all k blocks of the same
+   model and batch, for k = 2, 4, 8.
+2. Training tokens/s of `pgt grow`'s inner loop (StageTrainer: data loading, loss, clipping,
+   inf/NaN check, schedule, logging) against a plain PyTorch loop on the same model and
+   batches: the trainer's overhead (target >= 0.95x).
+
+    .venv/bin/python benchmarks/bench_growth.py                 # builds a small substrate + data once
+    .venv/bin/python benchmarks/bench_growth.py --substrate S --data D --dim 256
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from pgt.growth.expand import frozen_prefix, set_trainable
+from pgt.growth.trainer import causal_lm_loss
+
+CACHE = Path(__file__).resolve().parents[1] / ".cache" / "bench-growth"
+
+
+def timed_steps(model, layers, frozen: int, batch, steps: int) -> float:
+    """Median seconds of one forward + backward + AdamW step."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=1e-4)
+    times = []
+    with frozen_prefix(layers, frozen):
+        for _ in range(steps + 2):  # two warm-up steps
+            start = time.perf_counter()
+            causal_lm_loss(model, batch).backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            if batch.is_cuda:
+                torch.cuda.synchronize()
+            times.append(time.perf_counter() - start)
+    return statistics.median(times[2:])
+
+
+def bench_stage_update(args: argparse.Namespace) -> None:
+    from pgt.model.configuration_pgt import PgtConfig
+    from pgt.model.modeling_pgt import PgtForCausalLM
+
+    device = torch.device(args.device)
+    print(f"\n1. stage-k update vs full backprop (d={args.dim}, vocab={args.vocab}, batch {args.batch}x{args.seq}, "
+          f"{device.type})")
+    print(f"{'k':>3} {'stage-k step':>13} {'full step':>11} {'speed-up':>9}")
+    for k in (2, 4, 8):
+        torch.manual_seed(0)
+        config = PgtConfig(vocab_size=args.vocab, hidden_size=args.dim, num_hidden_layers=k,
+                           num_attention_heads=max(1, args.dim // 64), max_position_embeddings=args.seq)
+        model = PgtForCausalLM(config).to(device).train()
+        layers = model.model.layers
+        batch = torch.randint(0, args.vocab, (args.batch, args.seq + 1), device=device)
+        results = {}
+        for _ in range(args.repeats):  # interleaved, best of `repeats`, against machine noise
+            set_trainable(model, [layers[-1], model.model.norm, model.lm_head])
+            results.setdefault("stage", []).append(timed_steps(model, layers, k - 1, batch, args.steps))
+            set_trainable(model, [*layers, model.model.norm, model.lm_head])
+            results.setdefault("full", []).append(timed_steps(model, layers, 0, batch, args.steps))
+        stage, full = min(results["stage"]), min(results["full"])
+        print(f"{k:>3} {stage * 1e3:>10.1f} ms {full * 1e3:>8.1f} ms {full / stage:>8.2f}x")
+
+
+def ensure_inputs(args: argparse.Namespace) -> tuple[str, str]:
+    """The given substrate and data, or a small fortune-corpus pair built once under .cache/."""
+    if args.substrate and args.data:
+        return args.substrate, args.data
+    from pgt.data.corpus import default_corpus_files
+    from pgt.data.prepare import prepare_token_data
+    from pgt.substrate.build import build_substrate
+
+    substrate, data = CACHE / f"substrate-d{args.dim}", CACHE / f"data-d{args.dim}"
+    files = default_corpus_files()
+    if not substrate.exists():
+        print(f"building a bvv241-2-3 substrate at dim {args.dim} in {substrate} (once)")
+        build_substrate(substrate, family="bvv241-2-3", corpus=files, dim=args.dim, progress=False)
+    if not data.exists():
+        prepare_token_data([str(f) for f in files[:8]], substrate, data, progress=False)
+    return str(substrate), str(data)
+
+
+def bench_trainer_overhead(args: argparse.Namespace) -> None:
+    from pgt.growth import GrowthConfig, grow
+    from pgt.growth.metrics import read_metrics
+    from pgt.growth.trainer import lr_at
+    from pgt.data.loader import TokenData
+    from pgt.model.loading import load_model
+
+    substrate, data_dir = ensure_inputs(args)
+    tokens_per_step = args.batch * args.seq
+    steps = args.overhead_steps
+    print(f"\n2. pgt grow inner loop vs plain PyTorch loop (stage 2 of a {args.dim}-wide model, batch "
+          f"{args.batch}x{args.seq}, {steps} steps, {args.device})")
+    scratch = Path(tempfile.mkdtemp(prefix="bench-growth-"))
+    config = GrowthConfig(substrate=substrate, data=data_dir, stages=2, tokens_per_stage=steps * tokens_per_step,
+                          batch_size=args.batch, seq_len=args.seq, context=args.seq, heads=max(1, args.dim // 64),
+                          eval_every=0, eval_batches=1, checkpoint_every=0, log_every=steps, progress=False,
+                          device=args.device)
+    data = TokenData(data_dir)
+    trainer_rates, plain_rates = [], []
+    for repeat in range(args.repeats):
+        run_dir = grow(GrowthConfig(**{**config.to_dict(), "out": str(scratch / f"run-{repeat}")}))
+        trainer_rates.append([r["tokens_per_s"] for r in read_metrics(run_dir) if r["kind"] == "train"][-1])
+        # The plain loop: the same stage-2 model (stage-1 frozen, stage-2's trained block reused as the
+        # new one), the same batches, AdamW, clipping and schedule, with no bookkeeping at all.
+        model, _ = load_model(run_dir / "stage-2", device=args.device)
+        layers = model.model.layers
+        set_trainable(model, [layers[-1], model.model.norm, model.lm_head])
+        model.train()
+        params = [p for p in model.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(params, lr=config.lr, betas=config.betas)
+        with frozen_prefix(layers, 1):
+            start = time.perf_counter()
+            for step in range(steps):
+                for group in optimizer.param_groups:
+                    group["lr"] = lr_at(step, steps, config)
+                batch = data.train_batch(step, args.batch, args.seq, seed=0).to(args.device)
+                causal_lm_loss(model, batch).backward()
+                torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+            if args.device.startswith("cuda"):
+                torch.cuda.synchronize()
+            plain_rates.append(steps * tokens_per_step / (time.perf_counter() - start))
+    trainer, plain = max(trainer_rates), max(plain_rates)
+    print(f"  pgt grow loop {trainer:>10,.0f} tokens/s")
+    print(f"  plain loop    {plain:>10,.0f} tokens/s")
+    print(f"  ratio         {trainer / plain:>10.3f}x (target >= 0.95)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dim", type=int, default=256, help="model width (default 256)")
+    parser.add_argument("--vocab", type=int, help="vocabulary of part 1 (default: 32 x dim, abs-bvv's ratio "
+                        "131,072 / 4,096, so head and blocks weigh as in the published models)")
+    parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--seq", type=int, default=128)
+    parser.add_argument("--steps", type=int, default=5, help="timed steps per measurement in part 1")
+    parser.add_argument("--overhead-steps", type=int, default=40, help="steps of each loop in part 2")
+    parser.add_argument("--repeats", type=int, default=2, help="interleaved repetitions; the best is reported")
+    parser.add_argument("--substrate", help="substrate directory for part 2 (default: build one)")
+    parser.add_argument("--data", help="token data directory for part 2 (default: prepare one)")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=1, help="CPU threads (default 1: a shared machine)")
+    args = parser.parse_args()
+    args.vocab = args.vocab or 32 * args.dim
+    torch.set_num_threads(args.threads)
+    bench_stage_update(args)
+    bench_trainer_overhead(args)
+
+
+if __name__ == "__main__":
+    main()
