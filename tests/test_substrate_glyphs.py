@@ -42,10 +42,6 @@ def one_blas_thread():
         yield
 
 
-def _text_row(texts: list[str], text: str) -> int:
-    return texts.index(text)
-
-
 @pytest.fixture(scope="module")
 def token_texts(corpus_files: list[Path]) -> list[str]:
     """Real token texts: every printable BMP character up to U+2FFF plus words of the corpus."""
@@ -62,13 +58,13 @@ def matrix(token_texts: list[str]) -> np.ndarray:
 
 def test_identical_glyphs_share_vectors_and_shapes_decide_distance(token_texts, matrix):
     def cosine(a: str, b: str) -> float:
-        return float(matrix[_text_row(token_texts, a)] @ matrix[_text_row(token_texts, b)])
+        return float(matrix[token_texts.index(a)] @ matrix[token_texts.index(b)])
 
     assert cosine("A", "\u0391") > 0.99  # Greek capital alpha
     assert cosine("A", "\u0410") > 0.99  # Cyrillic capital A
     assert cosine("A", "z") < 0.5
     assert cosine("O", "0") > cosine("O", "x")
-    neighbours = [index for index, _ in nearest_tokens(matrix, _text_row(token_texts, "A"), 2)]
+    neighbours = [index for index, _ in nearest_tokens(matrix, token_texts.index("A"), 2)]
     assert {token_texts[index] for index in neighbours} == {"\u0391", "\u0410"}
 
 
