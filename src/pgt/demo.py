@@ -30,16 +30,15 @@ EXAMPLES = """examples:
   pgt demo                                   # the full story into runs/demo (about 10 minutes on 2 cores)
   pgt demo --out runs/demo                   # rerun after an interruption: finished steps are reused
   pgt demo --out /tmp/tiny --stages 2 --tokens-per-stage 20000 --dim 64
-  pgt demo --out /tmp/d --substrate runs/demo/substrate --minutes 3
+  pgt demo --out /tmp/d --substrate runs/demo/substrate --data runs/demo/data --minutes 3
 """
 
 FAMILY = "bvv241-2-3"
 DEFAULT_DIM = 128
 DIM_REASON = (
-    "the frozen matrix and the trainable output head are both 65,536 x d, and on a CPU the head "
-    "dominates every training step; d = 128 keeps a step of 1,024 tokens well under a second on "
-    "2 cores, while the published width (1,024) would be ~8x slower and could not grow 3 stages in "
-    "10 minutes"
+    "the output head (65,536 x d) trains in every stage and dominates a CPU training step, and its cost "
+    "grows linearly with d: 128 trains 8x more tokens per minute than the published 1,024, and the "
+    "first 128 PCA components of the glyph bitmaps still tell glyphs apart (see the neighbours below)"
 )
 # The reference's sampling settings (DESIGN.md §4), seeded so every run prints the same samples.
 SAMPLING = {"do_sample": True, "temperature": 0.8, "top_k": 50, "top_p": 0.95}
@@ -47,8 +46,10 @@ PROMPTS = ("The meaning of life is", "Жизнь — это")
 SAMPLE_TOKENS = 40
 SHOWCASE_TOKENS = ("A", "Ж", "the", "Α", "А", "ing", "ого", "漢")
 NEIGHBOURS = 6
-# Seconds kept back from --minutes for evaluation, samples and the report.
-RESERVE_S = 45.0
+# Seconds kept back from --minutes for the glyphs and the report, and per stage for loading and
+# saving beside the measured cost of its evaluation and samples.
+FIXED_RESERVE_S = 20.0
+STAGE_OVERHEAD_S = 5.0
 # Fraction of the training time that goes into tokens (the rest: periodic evaluation, checkpoints).
 TRAIN_SHARE = 0.8
 
@@ -94,7 +95,7 @@ def _step(number: int, title: str) -> None:
 # ---------------------------------------------------------------- steps
 
 
-def ensure_substrate(out: Path, given: str | None, dim: int, progress: bool) -> Path:
+def ensure_substrate(out: Path, given: str | None, dim: int | None, progress: bool) -> Path:
     """The substrate to use: `given`, the one a previous run left in OUT/substrate, or a new build."""
     from pgt.data.corpus import default_corpus_files
     from pgt.substrate.build import build_substrate
@@ -104,8 +105,12 @@ def ensure_substrate(out: Path, given: str | None, dim: int, progress: bool) -> 
         path = Path(given)
         if not (path / SUBSTRATE_FILE).is_file():
             raise PgtError(f"--substrate {path} is not a substrate directory (no {SUBSTRATE_FILE})")
-        _say(f"reusing the substrate {path} (dim {read_json(path / SUBSTRATE_FILE)['dim']})")
+        given_dim = read_json(path / SUBSTRATE_FILE)["dim"]
+        if dim is not None and dim != given_dim:
+            raise PgtError(f"--dim {dim} contradicts --substrate {path}, which has dim {given_dim}")
+        _say(f"reusing the substrate {path} (dim {given_dim})")
         return path
+    dim = dim or DEFAULT_DIM
     path = out / "substrate"
     if (path / SUBSTRATE_FILE).is_file():  # written atomically, so present means complete
         built_dim = read_json(path / SUBSTRATE_FILE)["dim"]
@@ -138,8 +143,17 @@ def ensure_data(out: Path, given: str | None, substrate: Path, progress: bool) -
     return path
 
 
-def measure_tokens_per_s(substrate: Path, seq_len: int, batch_size: int, heads: int) -> float:
-    """Training tokens per second of a one-block model on this machine (a few real AdamW steps)."""
+@dataclass(frozen=True)
+class Speeds:
+    """How fast this machine runs the demo's model: measured, not assumed."""
+
+    train_tokens_per_s: float  # AdamW steps of a one-block model (the head dominates deeper stages too)
+    score_tokens_per_s: float  # forward passes without gradients (perplexity)
+    s_per_sampled_token: float  # one step of `generate` with the reference's sampling
+
+
+def measure_speeds(substrate: Path, seq_len: int, batch_size: int, heads: int) -> Speeds:
+    """Time a few real training steps, scoring passes and sampled tokens of a one-block model."""
     import torch
 
     from pgt.model import PgtForCausalLM
@@ -151,20 +165,38 @@ def measure_tokens_per_s(substrate: Path, seq_len: int, batch_size: int, heads: 
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
     ids = torch.randint(0, 128, (batch_size, seq_len))  # any ids cost the same; these are ASCII characters
 
-    def step() -> None:
+    def timed(action, repeats: int = 3) -> float:
+        action()  # warm-up: allocations and kernel selection
+        start = time.perf_counter()
+        for _ in range(repeats):
+            action()
+        return (time.perf_counter() - start) / repeats
+
+    def train_step() -> None:
         model(input_ids=ids, labels=ids).loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
-    step()  # warm-up: allocations and kernel selection
-    start, steps = time.perf_counter(), 3
-    for _ in range(steps):
-        step()
-    return steps * batch_size * seq_len / (time.perf_counter() - start)
+    def score() -> None:
+        with torch.inference_mode():
+            model(input_ids=ids)
+
+    def sample(new_tokens: int = 8) -> None:
+        with torch.inference_mode():
+            model.generate(ids[:1, :4], max_new_tokens=new_tokens, min_new_tokens=new_tokens,
+                           pad_token_id=model.config.pad_token_id, **SAMPLING)
+
+    tokens = batch_size * seq_len
+    return Speeds(tokens / timed(train_step), tokens / timed(score), timed(sample) / 8)
 
 
-def make_plan(out: Path, args: argparse.Namespace, substrate: Path, started: float) -> DemoPlan:
-    """The run's settings: OUT/demo.json when a previous run saved them, else new ones fitted to --minutes."""
+def make_plan(out: Path, args: argparse.Namespace, substrate: Path, data: Path, started: float) -> DemoPlan:
+    """The run's settings: OUT/demo.json when a previous run saved them, else new ones fitted to --minutes.
+
+    Fitting: the time left after the substrate and the data, less what evaluation and sampling of
+    every stage will take at the measured speeds, goes into training tokens (TRAIN_SHARE of it:
+    the trainer's own validation and checkpoints take the rest).
+    """
     from pgt.substrate.store import SUBSTRATE_FILE
 
     plan_path = out / "demo.json"
@@ -186,16 +218,21 @@ def make_plan(out: Path, args: argparse.Namespace, substrate: Path, started: flo
                     seq_len=args.seq_len, batch_size=args.batch_size, heads=4 if dim % 8 == 0 else 2, lr=2e-3,
                     seed=args.seed, substrate=str(substrate))
     if not plan.tokens_per_stage:
-        speed = measure_tokens_per_s(substrate, plan.seq_len, plan.batch_size, plan.heads)
-        left = args.minutes * 60 - (time.perf_counter() - started) - RESERVE_S
+        speeds = measure_speeds(substrate, plan.seq_len, plan.batch_size, plan.heads)
+        validation = read_json(data / "manifest.json", "token data manifest")["splits"]["validation"]
+        eval_tokens = args.eval_docs * validation["tokens"] / max(1, validation["documents"])
+        per_stage_s = (eval_tokens / speeds.score_tokens_per_s
+                       + len(PROMPTS) * SAMPLE_TOKENS * speeds.s_per_sampled_token + STAGE_OVERHEAD_S)
+        left = args.minutes * 60 - (time.perf_counter() - started) - FIXED_RESERVE_S - plan.stages * per_stage_s
         if left <= 0:
-            raise PgtError(f"--minutes {args.minutes} is used up before training starts; give more minutes "
-                           "or --tokens-per-stage")
-        plan.measured_tokens_per_s = round(speed, 1)
-        per_stage = int(left * TRAIN_SHARE * speed / plan.stages)
+            raise PgtError(f"--minutes {args.minutes} is used up before training starts; give more minutes, "
+                           "fewer --eval-docs or --tokens-per-stage")
+        plan.measured_tokens_per_s = round(speeds.train_tokens_per_s, 1)
+        per_stage = int(left * TRAIN_SHARE * speeds.train_tokens_per_s / plan.stages)
         plan.tokens_per_stage = max(plan.batch_size * plan.seq_len, per_stage)
-        _say(f"measured {speed:,.0f} training tokens/s; {left:.0f} s left of {args.minutes} min -> "
-             f"{plan.tokens_per_stage:,} tokens per stage")
+        _say(f"measured {speeds.train_tokens_per_s:,.0f} training tokens/s, {speeds.score_tokens_per_s:,.0f} scored "
+             f"tokens/s, {speeds.s_per_sampled_token:.3f} s per sampled token; {left:.0f} s of {args.minutes:g} min "
+             f"left for training -> {plan.tokens_per_stage:,} tokens per stage")
     write_json(plan_path, dataclasses.asdict(plan))
     return plan
 
@@ -206,22 +243,15 @@ def ensure_run(out: Path, plan: DemoPlan, data: Path, progress: bool) -> Path:
 
     run_dir = out / "run"
     _say(f"growing {plan.stages} blocks on {FAMILY} (d = {plan.dim}) with {plan.init} init of each new block, "
-         f"{plan.tokens_per_stage:,} tokens per stage" + (
-             ": the loss spikes when a random block is added, then recovers" if plan.init == "random" else ""))
+         f"{plan.tokens_per_stage:,} tokens per stage; older blocks stay frozen")
     return grow(plan.growth_config(data, run_dir, progress))
-
-
-def stage_dirs(run_dir: Path) -> list[Path]:
-    """The run's stage directories in depth order."""
-    from pgt.eval.report import STAGE_DIR
-
-    return sorted((p for p in run_dir.glob("stage-*") if STAGE_DIR.search(p.name)), key=lambda p: int(p.name[6:]))
 
 
 def evaluate_and_sample(out: Path, run_dir: Path, seed: int, eval_docs: int) -> list[tuple[int, str, str]]:
     """Per stage: perplexity and bits per byte on held-out fortunes (`pgt eval --task perplexity`, into
     stage-K/eval/), and a seeded sample per prompt; the samples also go to OUT/samples.md."""
     import torch
+    from pgt.eval.report import stage_dirs
     from pgt.eval.results import results_path
     from pgt.eval.runner import evaluate_to_file
     from pgt.model import load_model
@@ -239,16 +269,16 @@ def evaluate_and_sample(out: Path, run_dir: Path, seed: int, eval_docs: int) -> 
             metrics = record["metrics"]
             _say(f"  stage {stage}: held-out perplexity {metrics['perplexity']:.1f}, {metrics['bpb']:.3f} bits/byte "
                  f"({record['n_examples']} documents)")
-        for prompt in PROMPTS:
+        for index, prompt in enumerate(PROMPTS):
             input_ids = torch.tensor([tokenizer(prompt)["input_ids"]])
-            torch.manual_seed(seed)
+            torch.manual_seed(seed + index)  # the same draws for a prompt at every stage
             with torch.inference_mode():
                 output = model.generate(input_ids, attention_mask=torch.ones_like(input_ids),
                                         max_new_tokens=SAMPLE_TOKENS, pad_token_id=model.config.pad_token_id,
                                         **SAMPLING)
             samples.append((stage, prompt, tokenizer.decode(output[0, input_ids.shape[1]:], skip_special_tokens=True)))
     lines = ["# Samples per stage", "",
-             f"Seeded sampling (seed {seed}) with the reference's settings ("
+             f"Seeded sampling (seed {seed} + prompt number) with the reference's settings ("
              + ", ".join(f"{k}={v}" for k, v in SAMPLING.items() if k != "do_sample")
              + f"), {SAMPLE_TOKENS} new tokens.", ""]
     for stage, prompt, text in samples:
@@ -297,7 +327,8 @@ def write_glyphs(out: Path, substrate: Path) -> list[str]:
     for token in present:
         neighbours = nearest_tokens(matrix, vocab[token], NEIGHBOURS)
         names = tokenizer.convert_ids_to_tokens([index for index, _ in neighbours])
-        listed = ", ".join(f"{name!r} {similarity:.2f}" for name, (_, similarity) in zip(names, neighbours, strict=True))
+        similarities = [similarity for _, similarity in neighbours]
+        listed = ", ".join(f"{name!r} {value:.2f}" for name, value in zip(names, similarities, strict=True))
         lines.append(f"{token!r} (id {vocab[token]}): {listed}")
     missing = [token for token in SHOWCASE_TOKENS if token not in vocab]
     if missing:
@@ -328,7 +359,7 @@ def run_demo(args: argparse.Namespace) -> dict[str, Any]:
     _step(2, "data: the embedded default corpus (fortunes en/ru/de)")
     data = ensure_data(out, args.data, substrate, progress)
     _step(3, "plan")
-    plan = make_plan(out, args, substrate, started)
+    plan = make_plan(out, args, substrate, data, started)
     _step(4, "growth: one block at a time")
     run_dir = ensure_run(out, plan, data, progress)
 
@@ -338,18 +369,22 @@ def run_demo(args: argparse.Namespace) -> dict[str, Any]:
     _say(f"rendered glyphs: {out / 'glyphs.png'}")
 
     _step(6, "per stage: validation loss, held-out perplexity and a sample")
+    from pgt.eval.report import growth_steps, stage_dirs, write_report
+    from pgt.growth.metrics import read_metrics
+
     stages = [read_json(d / "stage.json", "stage description") for d in stage_dirs(run_dir)]
     _say(f"{'stage':>5}  {'blocks':>6}  {'tokens seen':>12}  {'val loss':>8}  {'bits/byte':>9}")
     for info in stages:
         _say(f"{info['stage']:>5}  {info['blocks']:>6}  {info['tokens_seen']:>12,}  {info['val_loss']:>8.4f}  "
              f"{info['val_bpb']:>9.4f}")
+    for stage, before, after in growth_steps(read_metrics(run_dir)):
+        _say(f"  adding block {stage}: validation loss {before:.4f} -> {after:.4f} ({after - before:+.4f}) "
+             "before the new block trained")
     samples = evaluate_and_sample(out, run_dir, plan.seed, args.eval_docs)
     for stage, prompt, text in samples:
         _say(f"  stage {stage} | {prompt}{text}".replace("\n", " ⏎ ")[:160])
 
     _step(7, "report")
-    from pgt.eval.report import write_report
-
     report = write_report(run_dir, out / "report.md")
     loss_png = report.with_name(f"{report.stem}-loss-curve.png")
     _say(f"loss curve with growth steps: {loss_png}")
@@ -375,13 +410,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="time budget; sets the tokens per stage from a measured training speed (default: 10)")
     parser.add_argument("--stages", type=int, default=3, help="blocks to grow (default: 3)")
     parser.add_argument("--tokens-per-stage", type=int, help="training tokens per stage (default: fitted to --minutes)")
-    parser.add_argument("--dim", type=int, default=DEFAULT_DIM,
+    parser.add_argument("--dim", type=int,
                         help=f"embedding width of the substrate built here (default: {DEFAULT_DIM}, see above)")
     parser.add_argument("--substrate", metavar="DIR", help="reuse an existing substrate instead of building one")
     parser.add_argument("--data", metavar="DIR", help="reuse token data prepared with that substrate "
                         "instead of tokenizing the default corpus")
-    parser.add_argument("--eval-docs", type=int, default=200,
-                        help="held-out documents scored per stage for perplexity (0 = skip; default: 200)")
+    parser.add_argument("--eval-docs", type=int, default=100,
+                        help="held-out documents scored per stage for perplexity (0 = skip; default: 100)")
     parser.add_argument("--init", choices=("random", "identity", "copy-top"), default="random",
                         help="new-block initialisation (default: random, the reference; shows the loss spikes)")
     parser.add_argument("--seq-len", type=int, default=128, help="training sequence length (default: 128)")

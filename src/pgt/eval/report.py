@@ -108,11 +108,8 @@ def _blocks_from_config(model_dir: Path) -> int | None:
     config_path = model_dir / "config.json"
     if not config_path.is_file():
         return None
-    config = read_json(config_path, "model config")
-    for key in ("num_hidden_layers", "n_layer", "num_layers"):
-        if isinstance(config.get(key), int):
-            return config[key]
-    return None
+    blocks = read_json(config_path, "model config").get("num_hidden_layers")
+    return blocks if isinstance(blocks, int) else None
 
 
 def count_parameters(model_dir: Path) -> int | None:
@@ -130,9 +127,10 @@ def count_parameters(model_dir: Path) -> int | None:
     return total
 
 
-def _last_stage_dir(run_dir: Path) -> Path | None:
-    stages = sorted((int(m[1]), p) for p in run_dir.glob("stage-*") if (m := STAGE_DIR.search(p.name)) and p.is_dir())
-    return stages[-1][1] if stages else None
+def stage_dirs(run_dir: str | os.PathLike) -> list[Path]:
+    """A run's finished stage directories (`stage-K`), in depth order."""
+    found = [(int(m[1]), p) for p in Path(run_dir).glob("stage-*") if (m := STAGE_DIR.search(p.name)) and p.is_dir()]
+    return [path for _, path in sorted(found)]
 
 
 def load_entry(path: Path, name: str, kind: str, notes: list[str]) -> ModelEntry:
@@ -142,10 +140,11 @@ def load_entry(path: Path, name: str, kind: str, notes: list[str]) -> ModelEntry
     model_dir = path
     if (path / "run.json").is_file():
         kind = str(read_json(path / "run.json", "run description").get("kind", kind))
-        model_dir = _last_stage_dir(path) or path
+        model_dir = next(reversed(stage_dirs(path)), path)
     info = read_json(model_dir / "stage.json", "stage description") if (model_dir / "stage.json").is_file() else {}
     if not info and not (model_dir / "config.json").is_file():
-        raise PgtError(f"{path} is neither a model directory nor a run directory (no config.json, stage.json, run.json)")
+        raise PgtError(f"{path} is neither a model directory nor a run directory "
+                       "(no config.json, stage.json or run.json)")
     if "params_total" not in info:
         info = {**info, "params_total": count_parameters(model_dir)}
     blocks = info.get("blocks") or _blocks_from_config(model_dir) or info.get("stage")
@@ -162,12 +161,7 @@ def collect(run_dir: str | os.PathLike, *, baselines: tuple[str | os.PathLike, .
         raise PgtError(f"{run_dir} is not a growth run directory (no run.json; make one with `pgt grow --out DIR`)")
     run = read_json(run_dir / "run.json", "run description")
     notes: list[str] = []
-    stage_dirs = sorted(
-        (int(m[1]), p) for p in run_dir.glob("stage-*") if (m := STAGE_DIR.search(p.name)) and p.is_dir()
-    )
-    stages = [load_entry(p, f"stage-{k}", "growth", notes) for k, p in stage_dirs]
-    for entry, (k, _) in zip(stages, stage_dirs, strict=True):
-        entry.blocks = entry.blocks or k
+    stages = [load_entry(path, path.name, "growth", notes) for path in stage_dirs(run_dir)]
     if not stages:
         notes.append("the run has no finished stage yet")
 
@@ -234,6 +228,19 @@ def _entry_row(entry: ModelEntry, tasks: list[str]) -> list[str]:
 ENTRY_HEADER = ["model", "kind", "blocks", "params total", "params trainable", "tokens seen", "val loss", "bits/byte"]
 
 
+def growth_steps(events: list[dict[str, Any]]) -> list[tuple[int, float, float]]:
+    """(stage, validation loss at the end of the previous stage, validation loss with the new block
+    before it trains) for every growth step whose two evaluations were logged."""
+    evals = [e for e in events if e.get("kind") == "eval"]
+    steps = []
+    for stage in sorted({e["stage"] for e in evals if e["stage"] > 1}):
+        before = [e for e in evals if e["stage"] == stage - 1]
+        after = [e for e in evals if e["stage"] == stage and e.get("step") == 0]
+        if before and after:
+            steps.append((stage, float(before[-1]["val_loss"]), float(after[0]["val_loss"])))
+    return steps
+
+
 # ---------------------------------------------------------------- plots
 
 
@@ -291,8 +298,8 @@ def plot_depth(report: RunReport, path: Path) -> bool:
         series = [line("grown", [s[0] if s else None for s in scores])]
         reference = pub.published_task(task)
         if reference:
-            ref_points = [(x, s.mean) for x in depth
-                          if (model := pub.growth_counterpart(int(x))) and (s := report.published.score(model, reference))]
+            ref_points = [(x, score.mean) for x in depth if (model := pub.growth_counterpart(int(x)))
+                          and (score := report.published.score(model, reference))]
             if ref_points:
                 series.append(Series(f"published abs-bvv ({reference})", [p[0] for p in ref_points],
                                      [p[1] for p in ref_points], style={"linestyle": "--", "marker": "x"}))
@@ -361,8 +368,8 @@ def render_markdown(report: RunReport, plots: dict[str, str]) -> str:
              f"{len(report.stages)} finished stage(s). Generated by `pgt report` on "
              f"{datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}.", ""]
     if config:
-        lines += ["<details><summary>resolved run configuration</summary>", "", "```json",
-                  json.dumps(config, indent=2, sort_keys=True, ensure_ascii=False, default=str), "```", "</details>", ""]
+        shown = json.dumps(config, indent=2, sort_keys=True, ensure_ascii=False, default=str)
+        lines += ["<details><summary>resolved run configuration</summary>", "", "```json", shown, "```", "</details>", ""]
 
     tasks = report.tasks
     lines += ["## Stages", ""]
@@ -381,6 +388,13 @@ def render_markdown(report: RunReport, plots: dict[str, str]) -> str:
     if "loss" in plots:
         lines += ["Training loss and validation loss; each dotted line is a growth step (a new block added).", "",
                   f"![loss curve with growth steps]({plots['loss']})", ""]
+        steps = growth_steps(report.events)
+        if steps:
+            lines += ["What adding a block does to the validation loss, before the new block trains:", ""]
+            lines += _table(["growth step", "end of previous stage", "new block added", "change"],
+                            [[f"+block {k}", f"{before:.4f}", f"{after:.4f}", f"{after - before:+.4f}"]
+                             for k, before, after in steps])
+            lines.append("")
     else:
         lines += ["No training metrics were recorded.", ""]
 
