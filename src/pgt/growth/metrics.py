@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -35,8 +36,9 @@ class MetricsLogger:
         if resume_offset is not None and self.path.exists():
             with open(self.path, "r+b") as handle:
                 handle.truncate(resume_offset)
-        elif resume_offset is None and self.path.exists():
-            self.path.unlink()
+        elif resume_offset is None:  # a fresh start: drop what an earlier attempt logged
+            self.path.unlink(missing_ok=True)
+            shutil.rmtree(run_dir / TB_DIR, ignore_errors=True)
         self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
         from torch.utils.tensorboard import SummaryWriter
 

@@ -134,6 +134,11 @@ class GrowthRun:
                                   for k in differences[:4])
                 raise PgtError(f"{self.run_dir} holds a run with a different configuration ({shown}); "
                                "rerun with the same settings to resume, or pass --restart to discard it")
+            if saved.get("tokens_per_step") != self.tokens_per_step:
+                raise PgtError(
+                    f"{self.run_dir} was trained with {saved.get('tokens_per_step')} tokens per step "
+                    f"({saved.get('world_size')} processes); this launch gives {self.tokens_per_step}. Resume with "
+                    "the same global batch (batch_size x grad_accum x processes), or pass --restart")
             if saved.get("finished"):
                 return True
             if ckpt.has_checkpoint(self.run_dir):
@@ -250,10 +255,8 @@ class StageTrainer:
                 if plan.train_embeddings:  # the conventional baseline: a learned matrix from a random start
                     nn.init.normal_(model.model.embed_tokens.weight, std=model.config.initializer_range)
             model.float()
-            trainable = [model] if plan.train_embeddings else [*model.model.layers, model.model.norm, model.lm_head]
-            set_trainable(model, trainable)
-            if plan.train_embeddings:
-                model.model.embed_tokens.weight.requires_grad_(True)
+            set_trainable(model, [model] if plan.train_embeddings else [*model.model.layers, model.model.norm,
+                                                                        model.lm_head])
             return model
         model, _ = load_model(stage_dir(self.run.run_dir, plan.stage - 1))
         new_block = add_block(model, config.init, seed=seed)
