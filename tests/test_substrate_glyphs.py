@@ -21,6 +21,8 @@ from pgt.substrate.glyphs import (
 )
 from pgt.substrate.layout import get_family
 
+pytestmark = pytest.mark.xdist_group("substrate-glyphs")  # one worker builds the module's matrix once
+
 CELL = 32
 AUGMENT_CELL_32 = get_family("bvv241-2-3").augment  # R, S, p = 4, 2, 0.01
 AUGMENT_CELL_64 = get_family("bvv241-abs").augment  # R, S, p = 7, 3, 0.03
