@@ -24,7 +24,13 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 from pgt.substrate.font import FontChain, find_font
-from pgt.substrate.glyphs import COMPLEX_NOISE_FRACTION, AugmentParams, glyph_bits, glyph_matrix, is_easy
+from pgt.substrate.glyphs import (
+    COMPLEX_NOISE_FRACTION,
+    AugmentParams,
+    glyph_bits,
+    glyph_matrix,
+    is_easy,
+)
 from pgt.substrate.layout import FAMILIES, Family, build_layout, get_family
 from pgt.substrate.ngrams import collect_ngrams
 

@@ -98,9 +98,8 @@ def test_rendered_a_looks_like_an_a():
     assert 40 < bitmap.sum() < CELL * CELL // 4
     assert np.mean(bitmap != bitmap[:, ::-1]) < 0.02  # symmetric about its vertical axis
     rows = np.flatnonzero(bitmap.any(axis=1))
-    apex, base = bitmap[rows[0]], bitmap[rows[-1]]
-    width = lambda line: np.ptp(np.flatnonzero(line))  # noqa: E731
-    assert width(apex) < width(base)  # narrow at the top, wide at the feet
+    apex_width, base_width = (np.ptp(np.flatnonzero(bitmap[row])) for row in (rows[0], rows[-1]))
+    assert apex_width < base_width  # narrow at the top, wide at the feet
 
 
 def test_augmentation_perturbs_easy_texts_and_only_speckles_complex_ones():
