@@ -30,9 +30,13 @@ def tiny_growth(substrate: Path, data: Path, out: Path, **overrides) -> Path:
 
 @pytest.fixture(scope="module")
 def run_dir(substrate_dir: Path, token_data_dir: Path, tmp_path_factory) -> Path:
-    """A 2-stage growth run with a monolithic baseline in RUN_DIR/baselines/monolithic."""
+    """A 2-stage growth run, a monolithic baseline in RUN_DIR/baselines/monolithic and, in RUN_DIR/merged/mean,
+    the two merged (`pgt merge`) with its held-out perplexity (`pgt eval`)."""
     run = tiny_growth(substrate_dir, token_data_dir, tmp_path_factory.mktemp("report-run") / "run")
-    tiny_growth(substrate_dir, token_data_dir, run / "baselines" / "monolithic", baseline="monolithic")
+    baseline = tiny_growth(substrate_dir, token_data_dir, run / "baselines" / "monolithic", baseline="monolithic")
+    merged = run / "merged" / "mean"
+    assert main(["merge", str(run / "stage-2"), str(baseline / "stage-2"), "--out", str(merged)]) == 0
+    assert main(["eval", str(merged), "--task", "perplexity", "--limit", "2"]) == 0
     return run
 
 
@@ -76,15 +80,24 @@ def test_plots_are_valid_pngs_and_linked_from_the_page(run_dir: Path, tmp_path: 
     assert not list(page.parent.glob(".*tmp*"))  # atomic writes leave no temporary files
 
 
-def test_baselines_are_found_and_set_beside_the_deepest_stage(run_dir: Path, tmp_path: Path):
+def test_baselines_and_merged_experts_stand_beside_the_deepest_stage(run_dir: Path, tmp_path: Path):
+    from safetensors.torch import load_file
+
     text = write_report(run_dir, tmp_path / "report.md").read_text(encoding="utf-8")
     rows = {row[0]: row for row in table_rows(text, "Baselines and merged experts")}
-    assert set(rows) == {"`stage-2`", "`baselines/monolithic`"}
+    assert set(rows) == {"`stage-2`", "`baselines/monolithic`", "`merged/mean`"}
     baseline = json.loads((run_dir / "baselines/monolithic/stage-2/stage.json").read_text())
     assert rows["`baselines/monolithic`"][1] == "monolithic"
-    assert rows["`baselines/monolithic`"][6] == f"{baseline['val_loss']:.4f}"
-    assert rows["`baselines/monolithic`"][3:5] == [f"{baseline['params_total']:,}", f"{baseline['params_trainable']:,}"]
-    assert "no merged" in text
+    assert rows["`baselines/monolithic`"][3:7] == [f"{baseline['params_total']:,}", f"{baseline['params_trainable']:,}",
+                                                    f"{baseline['tokens_seen']:,}", f"{baseline['val_loss']:.4f}"]
+    # A merged model has no stage.json: its size comes from its weights, its losses from `pgt eval`, marked so.
+    merged = rows["`merged/mean`"]
+    weights = load_file(str(run_dir / "merged/mean/model.safetensors"))
+    perplexity = json.loads((run_dir / "merged/mean/eval/perplexity.json").read_text())["metrics"]
+    assert merged[1] == "merged"
+    assert merged[3] == f"{sum(t.numel() for t in weights.values()):,}"
+    assert merged[6:8] == [f"{perplexity['loss']:.4f}†", f"{perplexity['bpb']:.4f}†"]
+    assert "† From `pgt eval --task perplexity`" in text
 
 
 def test_loss_curve_marks_the_growth_step(run_dir: Path, tmp_path: Path):
@@ -116,7 +129,7 @@ def arc_style_file(path: Path, corpus_files: list[Path]) -> Path:
 def test_published_figures_stand_beside_matching_tasks(run_dir: Path, corpus_files: list[Path], tmp_path: Path):
     """A real `pgt eval` result on a published task (ARC-e) brings the abs-bvv-K figure of the same depth."""
     copy = tmp_path / "run"
-    shutil.copytree(run_dir, copy, ignore=shutil.ignore_patterns("checkpoints", "tb", "baselines"))
+    shutil.copytree(run_dir, copy, ignore=shutil.ignore_patterns("checkpoints", "tb", "baselines", "merged"))
     questions = arc_style_file(tmp_path / "arc.jsonl", corpus_files)
     for k in (1, 2):
         assert main(["eval", str(copy / f"stage-{k}"), "--task", "arc_easy", "--data", str(questions),

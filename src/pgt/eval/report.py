@@ -58,8 +58,10 @@ class ModelEntry:
 
     def task_score(self, task: str) -> tuple[float, float | None] | None:
         """(mean, 95 % half-interval) of `task`'s primary metric, where it was evaluated."""
-        metrics = self.evals.get(task, {}).get("metrics", {})
-        mean, ci = metrics.get("mean"), metrics.get("ci95")
+        result = self.evals.get(task, {})
+        metrics = result.get("metrics", {})
+        mean = metrics.get("mean")
+        ci = None if result.get("runs_identical") else metrics.get("ci95")  # identical runs: no spread to show
         if not isinstance(mean, int | float):
             return None
         return float(mean), float(ci) if isinstance(ci, int | float) else None
@@ -211,6 +213,13 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     return lines + ["| " + " | ".join(row) + " |" for row in rows]
 
 
+def _loss_cell(entry: ModelEntry, key: str) -> str:
+    value = entry.metric(key)
+    if value is None:
+        return "–"
+    return _float(value) + ("" if entry.info.get(key) is not None else EVAL_MARK)
+
+
 def _entry_row(entry: ModelEntry, tasks: list[str]) -> list[str]:
     info = entry.info
     return [
@@ -220,9 +229,15 @@ def _entry_row(entry: ModelEntry, tasks: list[str]) -> list[str]:
         _int(info.get("params_total")),
         _int(info.get("params_trainable")),
         _int(info.get("tokens_seen")),
-        *(_float(entry.metric(key)) for key, _ in LOSS_METRICS),
+        *(_loss_cell(entry, key) for key, _ in LOSS_METRICS),
         *(_score(entry.task_score(task)) for task in tasks),
     ]
+
+
+# Marks losses that come from `pgt eval --task perplexity` rather than the trainer's validation batches.
+EVAL_MARK = "†"
+EVAL_MARK_NOTE = (f"{EVAL_MARK} From `pgt eval --task perplexity` (held-out documents), not the trainer's "
+                  "validation batches, so not strictly comparable with the unmarked values.")
 
 
 ENTRY_HEADER = ["model", "kind", "blocks", "params total", "params trainable", "tokens seen", "val loss", "bits/byte"]
@@ -401,9 +416,11 @@ def render_markdown(report: RunReport, plots: dict[str, str]) -> str:
     lines += ["## Baselines and merged experts", ""]
     if report.others:
         deepest = report.stages[-1:] if report.stages else []
-        lines += _table(ENTRY_HEADER + [report.task_label(t) for t in tasks],
-                        [_entry_row(e, tasks) for e in deepest + report.others])
+        rows = [_entry_row(e, tasks) for e in deepest + report.others]
+        lines += _table(ENTRY_HEADER + [report.task_label(t) for t in tasks], rows)
         lines.append("")
+        if any(cell.endswith(EVAL_MARK) for row in rows for cell in row[6:8]):
+            lines += [EVAL_MARK_NOTE, ""]
         if "comparison" in plots:
             lines += [f"![grown model against baselines]({plots['comparison']})", ""]
     else:
