@@ -63,7 +63,7 @@ class GrowthConfig:
     autocast: Autocast = "auto"  # auto = bfloat16 autocast on GPU, float32 on CPU
     device: str = "auto"  # auto, cpu, cuda, cuda:1, ...
     compile: bool = False  # torch.compile the model (GPU runs)
-    fsdp: bool = False  # shard with FSDP2 (fully_shard) instead of DDP under torchrun (GPU)
+    fsdp: bool = False  # shard with FSDP2 (fully_shard) instead of DDP under torchrun (for the 4,096-wide presets)
     progress: bool = True  # tqdm progress bars (rank 0)
 
     def __post_init__(self) -> None:

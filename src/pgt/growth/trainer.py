@@ -21,6 +21,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.distributed.tensor import DTensor
 
 from pgt.errors import PgtError
 from pgt.growth import checkpoint as ckpt
@@ -398,6 +399,8 @@ class StageTrainer:
             loss.backward()
             loss_sum += loss.detach()
         grad_norm = torch.nn.utils.clip_grad_norm_(self.trainable_parameters, config.grad_clip or float("inf"))
+        if isinstance(grad_norm, DTensor):  # FSDP2: the norm of sharded gradients
+            grad_norm = grad_norm.full_tensor()
         # One collective per step: the global mean loss, and a stop flag if any rank saw inf/NaN.
         report = torch.stack([loss_sum, (~torch.isfinite(loss_sum) | ~torch.isfinite(grad_norm)).float()])
         if ctx.distributed:
