@@ -5,10 +5,11 @@ continues where it stopped):
   1. substrate  OUT/substrate   bvv241-2-3 tokenizer with n-grams mined from the default corpus,
                                  and its frozen glyph embeddings at a small width (--dim)
   2. data       OUT/data        the default corpus (Debian fortunes: en, ru, de) as token shards
-  3. plan       OUT/demo.json   tokens per stage that fit --minutes, from a measured training speed
+  3. plan       OUT/demo.json   tokens per stage that fit --minutes, from measured speeds
   4. growth     OUT/run         a model grown block by block (--stages), each stage saved as a model
-  5. showcase   OUT/glyphs.png, OUT/neighbours.txt, OUT/samples.md
-  6. report     OUT/report.md   `pgt report` of the run, with its PNG plots
+  5. glyphs     OUT/glyphs.png, OUT/neighbours.txt: rendered tokens and their nearest embeddings
+  6. stages     validation loss, held-out perplexity (OUT/run/stage-K/eval/) and OUT/samples.md
+  7. report     OUT/report.md   `pgt report` of the run, with its PNG plots
 No network and no reference files are needed.
 """
 
@@ -21,7 +22,6 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from pgt.errors import PgtError
 from pgt.io import atomic_file, read_json, write_json
@@ -46,6 +46,7 @@ PROMPTS = ("The meaning of life is", "Жизнь — это")
 SAMPLE_TOKENS = 40
 SHOWCASE_TOKENS = ("A", "Ж", "the", "Α", "А", "ing", "ого", "漢")
 NEIGHBOURS = 6
+HEADS = 4  # attention heads of the demo's blocks (32 dims each at d = 128)
 # Seconds kept back from --minutes for the glyphs and the report, and per stage for loading and
 # saving beside the measured cost of its evaluation and samples.
 FIXED_RESERVE_S = 20.0
@@ -95,6 +96,11 @@ def _step(number: int, title: str) -> None:
 # ---------------------------------------------------------------- steps
 
 
+def _check_dim(dim: int) -> None:
+    if dim % (2 * HEADS):  # rotary embeddings need an even width per head
+        raise PgtError(f"the demo's {HEADS} attention heads need a dim divisible by {2 * HEADS} (got {dim})")
+
+
 def ensure_substrate(out: Path, given: str | None, dim: int | None, progress: bool) -> Path:
     """The substrate to use: `given`, the one a previous run left in OUT/substrate, or a new build."""
     from pgt.data.corpus import default_corpus_files
@@ -108,9 +114,11 @@ def ensure_substrate(out: Path, given: str | None, dim: int | None, progress: bo
         given_dim = read_json(path / SUBSTRATE_FILE)["dim"]
         if dim is not None and dim != given_dim:
             raise PgtError(f"--dim {dim} contradicts --substrate {path}, which has dim {given_dim}")
+        _check_dim(given_dim)
         _say(f"reusing the substrate {path} (dim {given_dim})")
         return path
     dim = dim or DEFAULT_DIM
+    _check_dim(dim)
     path = out / "substrate"
     if (path / SUBSTRATE_FILE).is_file():  # written atomically, so present means complete
         built_dim = read_json(path / SUBSTRATE_FILE)["dim"]
@@ -215,7 +223,7 @@ def make_plan(out: Path, args: argparse.Namespace, substrate: Path, data: Path, 
         return plan
     dim = read_json(substrate / SUBSTRATE_FILE)["dim"]
     plan = DemoPlan(dim=dim, stages=args.stages, tokens_per_stage=args.tokens_per_stage or 0, init=args.init,
-                    seq_len=args.seq_len, batch_size=args.batch_size, heads=4 if dim % 8 == 0 else 2, lr=2e-3,
+                    seq_len=args.seq_len, batch_size=args.batch_size, heads=HEADS, lr=2e-3,
                     seed=args.seed, substrate=str(substrate))
     if not plan.tokens_per_stage:
         speeds = measure_speeds(substrate, plan.seq_len, plan.batch_size, plan.heads)
@@ -251,6 +259,7 @@ def evaluate_and_sample(out: Path, run_dir: Path, seed: int, eval_docs: int) -> 
     """Per stage: perplexity and bits per byte on held-out fortunes (`pgt eval --task perplexity`, into
     stage-K/eval/), and a seeded sample per prompt; the samples also go to OUT/samples.md."""
     import torch
+
     from pgt.eval.report import stage_dirs
     from pgt.eval.results import results_path
     from pgt.eval.runner import evaluate_to_file
@@ -341,16 +350,18 @@ def write_glyphs(out: Path, substrate: Path) -> list[str]:
 # ---------------------------------------------------------------- the command
 
 
-def run_demo(args: argparse.Namespace) -> dict[str, Any]:
-    """Run every step of the demo (see the module docstring) and print what it shows."""
+def run_demo(args: argparse.Namespace) -> Path:
+    """Run every step of the demo (see the module docstring), print what it shows; return the report's path."""
     import torch
-
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # the demo prints its own account of each step
+    if args.eval_docs < 0:
+        raise PgtError(f"--eval-docs must not be negative (got {args.eval_docs})")
+    if args.dim is not None:
+        _check_dim(args.dim)
     started = time.perf_counter()
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = Path(args.out)  # each step creates what it writes
     torch.set_num_threads(args.threads or min(2, os.cpu_count() or 1))
     progress = not args.quiet and sys.stderr.isatty()
 
@@ -390,7 +401,7 @@ def run_demo(args: argparse.Namespace) -> dict[str, Any]:
     _say(f"loss curve with growth steps: {loss_png}")
     _say(f"report: {report}   samples: {out / 'samples.md'}   neighbours: {out / 'neighbours.txt'}")
     _say(f"demo finished in {time.perf_counter() - started:.0f} s")
-    return {"report": report, "loss_curve": loss_png, "stages": stages, "samples": samples}
+    return report
 
 
 def handle_demo(args: argparse.Namespace) -> int:
