@@ -83,6 +83,17 @@ def test_deterministic_across_runs_and_worker_counts():
     assert one.tobytes() == two.tobytes() == again.tobytes()
 
 
+def test_bytes_do_not_depend_on_the_blas_thread_count():
+    texts = [chr(code) for code in range(0x21, 0xA00)]
+
+    def build() -> bytes:
+        return glyph_matrix(texts, cell=CELL, dim=CELL * CELL, augment=AUGMENT_CELL_64, progress=False).tobytes()
+
+    one_thread = build()  # the module runs on one BLAS thread
+    with threadpool_limits(limits=2, user_api="blas"):
+        assert build() == one_thread
+
+
 @pytest.mark.parametrize("augment", [None, AUGMENT_CELL_32, AUGMENT_CELL_64])
 def test_fast_path_matches_straightforward_rendering(augment):
     texts = TRICKY_TEXTS + [chr(code) for code in range(0x300, 0x370)]  # combining marks

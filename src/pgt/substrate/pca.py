@@ -1,16 +1,20 @@
 """Deterministic PCA of 0/1 bit rows (DESIGN.md §3 step 6), memory- and order-safe.
 
-Why the result is the same bytes on every run: the bits are 0/1, so their Gram matrix
-XᵀX is accumulated exactly (float32 products of chunks of at most 2²⁴ rows are exact
-integers, summed in float64); centring (G − n·μμᵀ) and the eigendecomposition run in
-float64 on that exact input; each eigenvector's sign is fixed as scikit-learn's
-`svd_flip` does (its largest-magnitude entry positive); the projection runs in fixed
-row chunks, so no reduction order depends on anything but the data.
+Why the result is the same bytes on every run, whatever the thread count:
+- the bits are 0/1, so their Gram matrix XᵀX is accumulated exactly (float32 products of
+  chunks of at most 2²⁴ rows are exact integers, summed in float64);
+- centring (G − n·μμᵀ) and the eigendecomposition run in float64 on that exact input, on
+  one BLAS thread (LAPACK's eigenvectors change with the thread count);
+- each eigenvector's sign is fixed as scikit-learn's `svd_flip` does (its largest-magnitude
+  entry positive);
+- the projection runs in fixed row chunks; OpenBLAS splits a GEMM's rows and columns
+  between threads, never its sums (a test checks 1 against 2 threads).
 """
 
 from __future__ import annotations
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 GRAM_CHUNK_ROWS = 8192  # well below 2**24: float32 sums of 0/1 products stay exact
 PROJECT_CHUNK_ROWS = 8192
@@ -31,7 +35,11 @@ def principal_components(bits: np.ndarray, dim: int, *, progress: bool = False) 
         gram += chunk.T @ chunk  # exact: integers below 2**24
     mean = bits.sum(axis=0, dtype=np.int64) / count
     gram -= count * np.outer(mean, mean)  # the scatter matrix of the centred rows
-    with tqdm(total=1, desc=f"pca: eigh {columns}x{columns}", disable=not progress) as bar:
+    # One BLAS thread: LAPACK's eigenvectors depend on the thread count (so would the bytes),
+    # and its threaded reduction only slows down when the cores are shared.
+    with threadpool_limits(limits=1, user_api="blas"), tqdm(
+        total=1, desc=f"pca: eigh {columns}x{columns}", disable=not progress
+    ) as bar:
         _, vectors = np.linalg.eigh(gram)  # ascending eigenvalues
         bar.update()
     components = vectors[:, ::-1][:, :dim]
