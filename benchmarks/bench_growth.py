@@ -88,10 +88,10 @@ def ensure_inputs(args: argparse.Namespace) -> tuple[str, str]:
 
 
 def bench_trainer_overhead(args: argparse.Namespace) -> None:
+    from pgt.data.loader import TokenData
     from pgt.growth import GrowthConfig, grow
     from pgt.growth.metrics import read_metrics
     from pgt.growth.trainer import lr_at
-    from pgt.data.loader import TokenData
     from pgt.model.loading import load_model
 
     substrate, data_dir = ensure_inputs(args)
@@ -153,6 +153,9 @@ def main() -> None:
     args = parser.parse_args()
     args.vocab = args.vocab or 32 * args.dim
     torch.set_num_threads(args.threads)
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
     bench_stage_update(args)
     bench_trainer_overhead(args)
 

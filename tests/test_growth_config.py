@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 
 import pytest
 
@@ -72,7 +73,7 @@ def test_schedule_warms_up_then_decays_to_the_floor():
     config = GrowthConfig(lr=1.0, min_lr_ratio=0.1, warmup_steps=0.1)
     lrs = [lr_at(step, 100, config) for step in range(100)]
     assert lrs[0] == pytest.approx(0.1) and lrs[9] == pytest.approx(1.0)
-    assert all(a >= b for a, b in zip(lrs[9:], lrs[10:]))
+    assert all(a >= b for a, b in itertools.pairwise(lrs[9:]))
     assert lrs[-1] == pytest.approx(0.1)
 
 

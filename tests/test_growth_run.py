@@ -12,8 +12,8 @@ from pgt.errors import PgtError
 from pgt.growth import GrowthConfig, grow
 from pgt.growth.metrics import read_metrics
 
-TINY = dict(batch_size=4, seq_len=32, heads=4, context=64, tokens_per_stage=4 * 32 * 10, eval_every=4,
-            eval_batches=2, checkpoint_every=4, log_every=2, lr=3e-3, progress=False)
+TINY = {"batch_size": 4, "seq_len": 32, "heads": 4, "context": 64, "tokens_per_stage": 4 * 32 * 10, "eval_every": 4,
+        "eval_batches": 2, "checkpoint_every": 4, "log_every": 2, "lr": 3e-3, "progress": False}
 
 
 def tiny_config(substrate_dir, token_data_dir, out, **overrides) -> GrowthConfig:
@@ -70,7 +70,7 @@ def test_identity_growth_step_keeps_the_validation_loss(grown):
     evals = [r for r in read_metrics(run_dir) if r["kind"] == "eval"]
     for stage in (2, 3):
         before = [r for r in evals if r["stage"] == stage - 1][-1]
-        after = [r for r in evals if r["stage"] == stage][0]
+        after = next(r for r in evals if r["stage"] == stage)
         assert after["step"] == 0 and abs(after["val_loss"] - before["val_loss"]) <= 1e-6
     assert evals[-1]["val_loss"] < evals[0]["val_loss"] - 1.0  # and it learns
 

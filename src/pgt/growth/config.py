@@ -175,7 +175,7 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
         annotation = _scalar_type(_field_types()[f.name])
         flag = "--" + f.name.replace("_", "-")
         default = f.default if f.default is not dataclasses.MISSING else None
-        help_text = f"{help_texts.get(f.name, '')} (default: {default})"
+        help_text = f"{help_texts.get(f.name, '')} ({'required' if default is None else f'default: {default}'})"
         kwargs: dict[str, Any] = {"dest": f.name, "default": None, "help": help_text}
         if typing.get_origin(annotation) is Literal:
             kwargs["choices"] = typing.get_args(annotation)

@@ -134,7 +134,7 @@ def no_sync(model: nn.Module, skip: bool) -> contextlib.AbstractContextManager:
     return contextlib.nullcontext()
 
 
-def _options(ctx: DistContext, **kwargs: Any):  # noqa: ANN202 - torch's StateDictOptions
+def _options(ctx: DistContext, **kwargs: Any):
     from torch.distributed.checkpoint.state_dict import StateDictOptions
 
     # full_state_dict gathers shards; it needs a process group, so only when distributed.
@@ -165,7 +165,10 @@ def load_training_state(
     ctx: DistContext,
 ) -> None:
     """Load a checkpoint's trainable weights and optimizer state into the (wrapped) model."""
-    from torch.distributed.checkpoint.state_dict import set_model_state_dict, set_optimizer_state_dict
+    from torch.distributed.checkpoint.state_dict import (
+        set_model_state_dict,
+        set_optimizer_state_dict,
+    )
 
     expected = {name for name, p in unwrap(model).named_parameters() if p.requires_grad}
     if set(trainable) != expected:

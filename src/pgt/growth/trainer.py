@@ -71,7 +71,7 @@ def stage_dir(run_dir: Path, stage: int) -> Path:
 def lr_at(step: int, total_steps: int, config: GrowthConfig) -> float:
     """Linear warmup to `lr`, then cosine decay to `min_lr_ratio * lr` at the stage's last step."""
     warmup = config.warmup_steps * total_steps if config.warmup_steps < 1 else config.warmup_steps
-    warmup = min(int(math.ceil(warmup)), max(total_steps - 1, 0))
+    warmup = min(math.ceil(warmup), max(total_steps - 1, 0))
     if step < warmup:
         return config.lr * (step + 1) / warmup
     progress = (step - warmup) / max(1, total_steps - warmup - 1)
@@ -436,7 +436,7 @@ class StageTrainer:
         s, plan = self.state, self.plan
         model = self._full_cpu_model()
         if self.ctx.is_main:
-            step, val_loss, val_bpb = self.last_eval
+            _, val_loss, val_bpb = self.last_eval
             info = {
                 "stage": plan.stage, "blocks": plan.stage, "kind": self.config.kind,
                 "tokens_seen": s.stage_tokens, "tokens_total": s.tokens_total, "steps": s.step,
