@@ -77,3 +77,30 @@ def test_rerun_with_other_settings_is_a_one_line_error(demo, capsys):
     assert main(changed) == 2
     error = capsys.readouterr().err
     assert error.startswith("error:") and "stages 2 -> 3" in error and error.count("\n") == 1
+
+
+def test_a_killed_demo_continues_where_it_stopped(substrate_dir: Path, token_data_dir: Path, tmp_path: Path, capsys):
+    """SIGKILL the demo once stage 1 is saved; the same command then finishes the run, stage 1 bit-identical."""
+    import hashlib
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "demo"
+    args = demo_args(out, substrate_dir, token_data_dir)
+    args[args.index("--tokens-per-stage") + 1] = "512"  # long enough a stage 2 to kill it in
+    process = subprocess.Popen([sys.executable, "-m", "pgt.cli", *args], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    stage_1 = out / "run" / "stage-1" / "stage.json"
+    while not stage_1.exists() and process.poll() is None:
+        time.sleep(0.05)
+    process.kill()
+    process.wait()
+    assert stage_1.exists() and not (out / "run" / "stage-2").exists(), "the demo was not killed inside stage 2"
+    weights = out / "run" / "stage-1" / "model.safetensors"
+    saved = hashlib.sha256(weights.read_bytes()).hexdigest()
+    assert main(args) == 0
+    assert "resuming the plan" in capsys.readouterr().out
+    assert hashlib.sha256(weights.read_bytes()).hexdigest() == saved
+    assert json.loads((out / "run" / "stage-2" / "stage.json").read_text())["tokens_seen"] == 512
+    assert (out / "report.md").is_file()
