@@ -148,6 +148,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2, help="interleaved repetitions; the best is reported")
     parser.add_argument("--substrate", help="substrate directory for part 2 (default: build one)")
     parser.add_argument("--data", help="token data directory for part 2 (default: prepare one)")
+    parser.add_argument("--only", type=int, choices=(1, 2), help="run only part 1 or part 2")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=1, help="CPU threads (default 1: a shared machine)")
     args = parser.parse_args()
@@ -156,8 +157,10 @@ def main() -> None:
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
-    bench_stage_update(args)
-    bench_trainer_overhead(args)
+    if args.only != 2:
+        bench_stage_update(args)
+    if args.only != 1:
+        bench_trainer_overhead(args)
 
 
 if __name__ == "__main__":

@@ -129,3 +129,17 @@ def test_stage_ends_when_validation_stops_improving(substrate_dir, token_data_di
                          patience=2, tokens_per_stage=4 * 32 * 20)
     info = json.loads((grow(config) / "stage-1" / "stage.json").read_text())
     assert info["stopped_early"] and info["steps"] == 4 and info["tokens_seen"] == 4 * 4 * 32
+
+
+def test_a_finished_run_grows_further_when_given_more_stages(substrate_dir, token_data_dir, tmp_path):
+    config = tiny_config(substrate_dir, token_data_dir, tmp_path / "extend", stages=1, tokens_per_stage=4 * 32 * 3,
+                         eval_every=0)
+    run_dir = grow(config)
+    stage1 = (run_dir / "stage-1" / "model.safetensors").read_bytes()
+    grow(GrowthConfig(**{**config.to_dict(), "stages": 2}))
+    assert (run_dir / "stage-1" / "model.safetensors").read_bytes() == stage1
+    run = json.loads((run_dir / "run.json").read_text())
+    assert run["finished"] and run["config"]["stages"] == 2 and (run_dir / "stage-2" / "stage.json").exists()
+    assert [r["stage"] for r in read_metrics(run_dir) if r.get("event") == "grow"] == [1, 2]
+    with pytest.raises(PgtError, match="different configuration"):  # fewer stages would contradict the run
+        grow(GrowthConfig(**{**config.to_dict(), "stages": 1}))

@@ -215,9 +215,15 @@ def resolve_config(
 
 
 def config_differences(saved: dict[str, Any], current: GrowthConfig) -> list[str]:
-    """Keys whose values differ in a way that would change the training result."""
+    """Keys whose values differ in a way that would change the training result.
+
+    More growth stages than before is no difference: stages 1..N do not depend on how many
+    follow, so a finished N-stage growth run can be extended to N + M stages.
+    """
     now = current.to_dict()
     keys = (set(saved) | set(now)) - RESUME_NEUTRAL_KEYS
+    if current.baseline == "none" and isinstance(saved.get("stages"), int) and saved["stages"] <= current.stages:
+        keys.discard("stages")
     return sorted(k for k in keys if saved.get(k) != now.get(k))
 
 

@@ -30,7 +30,7 @@ from pgt.growth.config import GrowthConfig, config_differences
 from pgt.growth.expand import add_block, count_parameters, frozen_prefix, set_trainable
 from pgt.growth.lora import attach_lora, merge_lora
 from pgt.growth.metrics import MetricsLogger, plot_loss
-from pgt.io import atomic_dir, read_json, write_json
+from pgt.io import atomic_dir, atomic_file, read_json, write_json
 
 RUN_FILE = "run.json"
 CONFIG_FILE = "config.yaml"
@@ -140,19 +140,25 @@ class GrowthRun:
                     f"{self.run_dir} was trained with {saved.get('tokens_per_step')} tokens per step "
                     f"({saved.get('world_size')} processes); this launch gives {self.tokens_per_step}. Resume with "
                     "the same global batch (batch_size x grad_accum x processes), or pass --restart")
-            if saved.get("finished"):
+            if saved.get("finished") and saved["config"].get("stages") == self.config.stages:
                 return True
             if ckpt.has_checkpoint(self.run_dir):
+                self._record_config()  # e.g. a raised stage count
                 return ckpt.load_checkpoint(self.run_dir)
+        self._record_config()
+        return None
+
+    def _record_config(self) -> None:
+        """Write run.json (not finished) and config.yaml for the current settings (rank 0)."""
+        import yaml
+
         pdist.barrier(self.ctx)
         if self.ctx.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             self._write_run_file(finished=False)
-            import yaml
-
-            (self.run_dir / CONFIG_FILE).write_text(yaml.safe_dump(self.config.to_dict(), sort_keys=True))
+            with atomic_file(self.run_dir / CONFIG_FILE, "w", encoding="utf-8") as handle:
+                yaml.safe_dump(self.config.to_dict(), handle, sort_keys=True)
         pdist.barrier(self.ctx)
-        return None
 
     def _write_run_file(self, *, finished: bool, stages: list[dict[str, Any]] | None = None) -> None:
         write_json(self.run_dir / RUN_FILE, {
