@@ -84,10 +84,17 @@ class RunReport:
         """Every task with a mean score in any entry, in name order."""
         return sorted({t for e in self.stages + self.others for t in e.evals if e.task_score(t) is not None})
 
+    def _result_field(self, task: str, key: str) -> Any:
+        return next((e.evals[task].get(key) for e in self.stages + self.others if task in e.evals), None)
+
     def task_label(self, task: str) -> str:
         """`task (metric)` as the column header, e.g. `arc_easy (accuracy)`."""
-        metric = next((e.evals[task].get("metric") for e in self.stages + self.others if task in e.evals), None)
+        metric = self._result_field(task, "metric")
         return f"{task} ({metric})" if metric else task
+
+    def task_unit(self, task: str) -> str:
+        """What the task's scores measure (`percent`, `perplexity`, ...), for a plot axis."""
+        return str(self._result_field(task, "unit") or "score")
 
 
 # ---------------------------------------------------------------- reading the artefacts
@@ -290,9 +297,11 @@ def plot_depth(report: RunReport, path: Path) -> bool:
         return False
     depth = [float(e.blocks) for e in stages]
 
-    def line(label: str, values: list[float | None], **style: Any) -> Series:
-        points = [(x, v) for x, v in zip(depth, values, strict=True) if v is not None]
-        return Series(label, [p[0] for p in points], [p[1] for p in points], style={"marker": "o", **style})
+    def line(label: str, values: list[float | None], errors: list[float | None] | None = None) -> Series:
+        errors = errors or [None] * len(values)
+        points = [(x, v, e) for x, v, e in zip(depth, values, errors, strict=True) if v is not None]
+        err = [e or 0.0 for _, _, e in points] if any(e for _, _, e in points) else None
+        return Series(label, [p[0] for p in points], [p[1] for p in points], err=err, style={"marker": "o"})
 
     def others(getter) -> list[Series]:
         points = [(e, v) for e in report.others if e.blocks is not None and (v := getter(e)) is not None]
@@ -310,7 +319,7 @@ def plot_depth(report: RunReport, path: Path) -> bool:
         panels.append(Panel("parameters", "blocks", "parameters", params, log_y=True, integer_x=True))
     for task in report.tasks:
         scores = [e.task_score(task) for e in stages]
-        series = [line("grown", [s[0] if s else None for s in scores])]
+        series = [line("grown", [s[0] if s else None for s in scores], [s[1] if s else None for s in scores])]
         reference = pub.published_task(task)
         if reference:
             ref_points = [(x, score.mean) for x in depth if (model := pub.growth_counterpart(int(x)))
@@ -319,7 +328,7 @@ def plot_depth(report: RunReport, path: Path) -> bool:
                 series.append(Series(f"published abs-bvv ({reference})", [p[0] for p in ref_points],
                                      [p[1] for p in ref_points], style={"linestyle": "--", "marker": "x"}))
         series += others(lambda e, t=task: (s[0] if (s := e.task_score(t)) else None))
-        panels.append(Panel(report.task_label(task), "blocks", "score", series, integer_x=True))
+        panels.append(Panel(report.task_label(task), "blocks", report.task_unit(task), series, integer_x=True))
     if not panels:
         return False
     plot_panels(panels, path, columns=2, title="Metrics against depth")
