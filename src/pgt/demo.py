@@ -418,18 +418,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--out", default="runs/demo", help="demo directory (default: runs/demo); rerun to resume")
     parser.add_argument("--minutes", type=float, default=10.0,
-                        help="time budget; sets the tokens per stage from a measured training speed (default: 10)")
+                        help="time budget; sets the tokens per stage from measured speeds (default: 10; a resumed "
+                        "demo keeps the plan it started with)")
     parser.add_argument("--stages", type=int, default=3, help="blocks to grow (default: 3)")
     parser.add_argument("--tokens-per-stage", type=int, help="training tokens per stage (default: fitted to --minutes)")
     parser.add_argument("--dim", type=int,
-                        help=f"embedding width of the substrate built here (default: {DEFAULT_DIM}, see above)")
+                        help=f"embedding width of the substrate built here (default: {DEFAULT_DIM}; the 65,536 x d "
+                        "output head dominates CPU training, so a small d trains more tokens per minute)")
     parser.add_argument("--substrate", metavar="DIR", help="reuse an existing substrate instead of building one")
     parser.add_argument("--data", metavar="DIR", help="reuse token data prepared with that substrate "
                         "instead of tokenizing the default corpus")
     parser.add_argument("--eval-docs", type=int, default=100,
                         help="held-out documents scored per stage for perplexity (0 = skip; default: 100)")
     parser.add_argument("--init", choices=("random", "identity", "copy-top"), default="random",
-                        help="new-block initialisation (default: random, the reference; shows the loss spikes)")
+                        help="new-block initialisation (default: random, as the reference)")
     parser.add_argument("--seq-len", type=int, default=128, help="training sequence length (default: 128)")
     parser.add_argument("--batch-size", type=int, default=8, help="sequences per step (default: 8)")
     parser.add_argument("--seed", type=int, default=0, help="seed of training and sampling (default: 0)")

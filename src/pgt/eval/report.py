@@ -27,7 +27,7 @@ from pgt.growth.metrics import read_metrics
 from pgt.io import atomic_file, read_json
 
 EXAMPLES = """examples:
-  pgt report runs/demo                                  # writes runs/demo/report.md + PNGs
+  pgt report runs/demo/run                              # writes runs/demo/run/report.md + PNGs
   pgt report runs/grow --out reports/grow.md
   pgt report runs/grow --baseline runs/mono --merged runs/merged/en-ru+en-de
 """
@@ -476,9 +476,7 @@ def write_report(run_dir: str | os.PathLike, out: str | os.PathLike | None = Non
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of `pgt report` (the eval area's CLI registers the command and calls `run`)."""
-    parser.description = __doc__.split("\n\n")[0] if parser.description is None else parser.description
-    if parser.epilog is None:
-        parser.epilog = EXAMPLES
+    parser.epilog = EXAMPLES  # the options are defined here, so are their examples
     parser.add_argument("run_dir", metavar="RUN_DIR", help="growth run directory (from `pgt grow --out`)")
     parser.add_argument("--out", metavar="FILE.md", help="Markdown page to write (default RUN_DIR/report.md); "
                         "its PNGs go beside it")
