@@ -12,6 +12,8 @@ from PIL import Image
 from pgt.cli import main
 from pgt.demo import PROMPTS
 
+pytestmark = pytest.mark.xdist_group("demo")  # one worker runs the module's demo once
+
 
 def demo_args(out: Path, substrate: Path, data: Path, *extra: str) -> list[str]:
     return ["demo", "--out", str(out), "--substrate", str(substrate), "--data", str(data), "--stages", "2",

@@ -15,6 +15,8 @@ from pgt.errors import PgtError
 from pgt.eval import published as pub
 from pgt.eval.report import write_report
 
+pytestmark = pytest.mark.xdist_group("report")  # one worker grows the module's run once
+
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
