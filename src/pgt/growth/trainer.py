@@ -407,17 +407,18 @@ class StageTrainer:
         grad_norm = torch.nn.utils.clip_grad_norm_(self.trainable_parameters, config.grad_clip or float("inf"))
         if isinstance(grad_norm, DTensor):  # FSDP2: the norm of sharded gradients
             grad_norm = grad_norm.full_tensor()
-        # One collective per step: the global mean loss, and a stop flag if any rank saw inf/NaN.
-        report = torch.stack([loss_sum, (~torch.isfinite(loss_sum) | ~torch.isfinite(grad_norm)).float()])
+        # One collective and one host sync per step: the global mean loss, a stop flag if any rank
+        # saw inf/NaN, and the gradient norm (the same on every rank).
+        bad = (~torch.isfinite(loss_sum) | ~torch.isfinite(grad_norm)).float()
+        report = torch.stack([loss_sum, bad, grad_norm.to(loss_sum.dtype)])
         if ctx.distributed:
             torch.distributed.all_reduce(report)
-        loss_total, bad_ranks = report.tolist()
-        mean_loss, bad = loss_total / ctx.world_size, bad_ranks > 0
-        if bad:
-            self._stop_non_finite(mean_loss, float(grad_norm))
+        loss_total, bad_ranks, grad_norm_total = report.tolist()
+        mean_loss, self.last_grad_norm = loss_total / ctx.world_size, grad_norm_total / ctx.world_size
+        if bad_ranks > 0:
+            self._stop_non_finite(mean_loss, self.last_grad_norm)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
-        self.last_grad_norm = float(grad_norm)
         s.step += 1
         s.global_step += 1
         s.data_step += config.grad_accum
