@@ -127,11 +127,23 @@ def unwrap(model: nn.Module) -> nn.Module:
     return model.module if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model
 
 
-def no_sync(model: nn.Module, skip: bool) -> contextlib.AbstractContextManager:
-    """DDP's no_sync for the micro-batches before the last of an accumulation (else a no-op)."""
+@contextlib.contextmanager
+def no_sync(model: nn.Module, skip: bool) -> Iterator[None]:
+    """Skip the gradient reduction of a micro-batch's forward + backward (all but the last of an
+    accumulation): DDP's no_sync, FSDP2's set_requires_gradient_sync(False); a no-op otherwise."""
+    from torch.distributed.fsdp import FSDPModule
+
     if skip and isinstance(model, torch.nn.parallel.DistributedDataParallel):
-        return model.no_sync()
-    return contextlib.nullcontext()
+        with model.no_sync():
+            yield
+    elif skip and isinstance(model, FSDPModule):
+        model.set_requires_gradient_sync(False)
+        try:
+            yield
+        finally:
+            model.set_requires_gradient_sync(True)
+    else:
+        yield
 
 
 def _options(ctx: DistContext, **kwargs: Any):

@@ -399,10 +399,10 @@ class StageTrainer:
             batch = self.run.data.train_batch(s.data_step + micro, config.batch_size, config.seq_len,
                                               seed=config.seed, rank=ctx.rank, world_size=ctx.world_size)
             batch = batch.to(ctx.device, non_blocking=True)
-            with pdist.no_sync(self.wrapped, micro < config.grad_accum - 1), \
-                    pdist.autocast(ctx.device, config.autocast):
-                loss = causal_lm_loss(self.wrapped, batch) / config.grad_accum
-            loss.backward()
+            with pdist.no_sync(self.wrapped, micro < config.grad_accum - 1):
+                with pdist.autocast(ctx.device, config.autocast):
+                    loss = causal_lm_loss(self.wrapped, batch) / config.grad_accum
+                loss.backward()
             loss_sum += loss.detach()
         grad_norm = torch.nn.utils.clip_grad_norm_(self.trainable_parameters, config.grad_clip or float("inf"))
         if isinstance(grad_norm, DTensor):  # FSDP2: the norm of sharded gradients
