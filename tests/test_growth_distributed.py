@@ -1,5 +1,5 @@
 """`pgt grow` under torchrun: 2 CPU processes (gloo; DDP and FSDP2) follow the 1-process loss curve
-at the same global batch."""
+at the same global batch (per-process batch x processes x 2 accumulated micro-batches)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from pgt.growth.metrics import read_metrics
 # Stage 2 has a frozen block, stage 3 LoRA on the older two: every kind of stage runs distributed.
 COMMON = ["grow", "--stages", "3", "--lora-from", "3", "--init", "random", "--tokens-per-stage", str(4 * 32 * 6),
           "--seq-len", "32", "--heads", "4", "--context", "64", "--eval-every", "3", "--eval-batches", "2",
-          "--checkpoint-every", "3", "--log-every", "1", "--lr", "3e-3", "--no-progress"]
+          "--checkpoint-every", "3", "--log-every", "1", "--lr", "3e-3", "--grad-accum", "2", "--no-progress"]
 
 
 def free_port() -> int:
@@ -30,7 +30,7 @@ def free_port() -> int:
 @pytest.fixture(scope="module")
 def single(substrate_dir, token_data_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("dist") / "one"
-    argv = [*COMMON, "--substrate", str(substrate_dir), "--data", str(token_data_dir), "--batch-size", "4"]
+    argv = [*COMMON, "--substrate", str(substrate_dir), "--data", str(token_data_dir), "--batch-size", "2"]
     assert pgt_main([*argv, "--out", str(out)]) == 0
     return out
 
@@ -44,7 +44,7 @@ def test_two_processes_match_one_at_the_same_global_batch(single, sharding, subs
     double = tmp_path / "two"
     launch = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node", "2",
               "--master_addr", "127.0.0.1", "--master_port", str(free_port()), "-m", "pgt.cli"]
-    argv = [*COMMON, "--substrate", str(substrate_dir), "--data", str(token_data_dir), "--batch-size", "2", *sharding]
+    argv = [*COMMON, "--substrate", str(substrate_dir), "--data", str(token_data_dir), "--batch-size", "1", *sharding]
     result = subprocess.run([*launch, *argv, "--out", str(double)], env={**os.environ, "OMP_NUM_THREADS": "1"},
                             capture_output=True, text=True, timeout=300, check=False)
     assert result.returncode == 0, result.stderr[-3000:]
