@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from pgt.errors import PgtError
+from pgt.eval import report as report_module
 
 EVAL_EXAMPLES = """tasks:
   mmlu, arc_easy, arc_challenge, commonsense_qa, boolq, squad_v2   reference protocol (DESIGN.md §7)
@@ -24,10 +25,6 @@ examples:
 
 Results go to MODEL/eval/<task>.json (log-likelihood mode: <task>-loglik.json).
 Without --data the task's Hugging Face dataset is downloaded (needs the network or a cache).
-"""
-
-REPORT_EXAMPLES = """examples:
-  pgt report runs/demo
 """
 
 DTYPES = ("float32", "bfloat16", "float16")
@@ -65,25 +62,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "report",
         help="one Markdown page with plots for a growth run",
         description="Write a Markdown report with PNG plots for a growth run directory.",
-        epilog=REPORT_EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    try:
-        from pgt.eval import report as report_module
-    except ImportError:  # the report module is optional for `pgt eval`
-        report.add_argument("run_dir", metavar="RUN_DIR")
-    else:
-        report_module.add_arguments(report)
-    report.set_defaults(handler=run_report)
-
-
-def run_report(args: argparse.Namespace) -> int:
-    """`pgt report`: delegated to pgt.eval.report."""
-    try:
-        from pgt.eval import report
-    except ImportError as exc:
-        raise PgtError(f"pgt report is not available in this installation ({exc})") from None
-    return int(report.run(args) or 0)
+    report_module.add_arguments(report)  # options, examples and handler live with the report
 
 
 def _print_result(path: Path, record: dict[str, Any]) -> None:

@@ -433,7 +433,7 @@ def render_markdown(report: RunReport, plots: dict[str, str]) -> str:
         if "comparison" in plots:
             lines += [f"![grown model against baselines]({plots['comparison']})", ""]
     else:
-        lines += ["None found. Train them with `pgt grow --kind monolithic|trainable-embeddings` into "
+        lines += ["None found. Train them with `pgt grow --baseline monolithic|trainable-embeddings` into "
                   "`RUN_DIR/baselines/<name>/`, merge experts into `RUN_DIR/merged/<name>/`, or pass "
                   "`--baseline DIR` / `--merged DIR`.", ""]
 
@@ -486,6 +486,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="extra merged-expert model directory (RUN_DIR/merged/* are found on their own)")
     parser.add_argument("--published", metavar="FILE", help="the reference's published-benchmarks.txt "
                         "(default: ../shared/reference if present, else the figures embedded in pgt)")
+    parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
