@@ -74,24 +74,6 @@ def barrier(ctx: DistContext) -> None:
         dist.barrier()
 
 
-def any_rank(ctx: DistContext, flag: bool) -> bool:
-    """True if `flag` is true on any rank (one all-reduce; used to stop every rank together)."""
-    if not ctx.distributed:
-        return flag
-    value = torch.tensor([1.0 if flag else 0.0], device=ctx.device)
-    dist.all_reduce(value, op=dist.ReduceOp.MAX)
-    return bool(value.item())
-
-
-def broadcast_object(ctx: DistContext, obj: Any) -> Any:
-    """Rank 0's `obj` on every rank (e.g. a decision taken after reading files)."""
-    if not ctx.distributed:
-        return obj
-    box = [obj]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]
-
-
 def wrap_model(model: nn.Module, ctx: DistContext, *, fsdp: bool, bf16: bool) -> nn.Module:
     """DDP (or FSDP2 fully_shard per block, then the root) when distributed; the model itself otherwise.
 
