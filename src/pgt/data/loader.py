@@ -8,7 +8,6 @@ same windows. Validation batches are fixed contiguous windows.
 
 from __future__ import annotations
 
-import hashlib
 import math
 import os
 from pathlib import Path
@@ -18,7 +17,7 @@ import numpy as np
 
 from pgt.data.prepare import DTYPE, FORMAT, FORMAT_VERSION, MANIFEST_FILE, SPLITS
 from pgt.errors import PgtError
-from pgt.io import read_json
+from pgt.io import file_sha256, read_json
 
 if TYPE_CHECKING:
     import torch
@@ -43,9 +42,8 @@ class TokenSplit:
                     f"the manifest says {expected}; it was truncated or altered"
                 )
             if verify:
-                with open(path, "rb") as handle:
-                    if hashlib.file_digest(handle, "sha256").hexdigest() != shard["sha256"]:
-                        raise PgtError(f"token data {directory}: shard {shard['file']} does not match its sha256")
+                if file_sha256(path) != shard["sha256"]:
+                    raise PgtError(f"token data {directory}: shard {shard['file']} does not match its sha256")
             self._shards.append(np.memmap(path, dtype=DTYPE, mode="r") if expected else np.empty(0, DTYPE))
         self._offsets = np.cumsum([0] + [len(shard) for shard in self._shards])
         self.tokens = int(self._offsets[-1])

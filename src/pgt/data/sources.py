@@ -11,7 +11,6 @@ tokens never span a line break) and very nearly so for others.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections.abc import Iterator
@@ -21,6 +20,7 @@ from typing import Any
 
 from pgt.data.corpus import default_corpus_files, iter_fortunes
 from pgt.errors import PgtError
+from pgt.io import file_sha256
 
 Piece = tuple[str, bool]
 
@@ -66,8 +66,7 @@ class Source:
         """sha256 of the file's bytes; None for datasets (their documents are hashed while read)."""
         if self.is_dataset:
             return None
-        with open(self.path, "rb") as handle:
-            return hashlib.file_digest(handle, "sha256").hexdigest()
+        return file_sha256(self.path)
 
     def identity(self) -> dict[str, Any]:
         """What identifies this source's content (recorded in the manifest, keys resumption)."""

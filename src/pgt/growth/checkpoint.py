@@ -17,7 +17,6 @@ safetensors and scalars to JSON, never pickle.
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -26,7 +25,7 @@ from typing import Any
 import torch
 
 from pgt.errors import PgtError
-from pgt.io import atomic_dir, read_json, write_json
+from pgt.io import atomic_dir, file_sha256, read_json, write_json
 
 CHECKPOINT_DIR = "checkpoints"
 POINTER_FILE = "latest.json"
@@ -53,14 +52,6 @@ class TrainState:
     window_steps: int = 0  # ... and their number (a resumed run logs the same means)
     wall_time: float = 0.0  # seconds spent training in this stage (summed over resumes)
     param_groups: list[dict[str, Any]] = field(default_factory=list)
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def rng_state() -> dict[str, torch.Tensor]:
@@ -115,7 +106,7 @@ def save_checkpoint(
         save_file({k: v.detach().contiguous().cpu() for k, v in trainable.items()}, str(tmp / TENSOR_FILES[0]))
         save_file(flatten_optimizer_state(optimizer_state.get("state", {})), str(tmp / TENSOR_FILES[1]))
         save_file(rng_state(), str(tmp / TENSOR_FILES[2]))
-        files = {f: _sha256(tmp / f) for f in TENSOR_FILES}
+        files = {f: file_sha256(tmp / f) for f in TENSOR_FILES}
         write_json(tmp / "state.json", {"format_version": FORMAT_VERSION, "files": files, **asdict(train_state)})
     write_json(root / POINTER_FILE, {"name": name})
     for old in root.iterdir():
@@ -159,7 +150,7 @@ def load_checkpoint(run_dir: Path) -> Checkpoint:
         expected = meta.get("files", {}).get(file)
         if not (path / file).is_file():
             raise PgtError(f"checkpoint {path} lacks {file}; it is damaged (pass --restart to start over)")
-        if _sha256(path / file) != expected:
+        if file_sha256(path / file) != expected:
             raise PgtError(f"checkpoint file {path / file} is corrupt (checksum mismatch); pass --restart to start over")
         try:
             tensors[file] = load_file(str(path / file))

@@ -17,19 +17,12 @@ from pathlib import Path
 from typing import Any
 
 from pgt.errors import PgtError
+from pgt.io import file_sha256
 from pgt.substrate.layout import BYTE_FALLBACK_COUNT, Family, build_layout, get_family
 from pgt.substrate.ngrams import collect_ngrams
 from pgt.substrate.tokenizer import build_tokenizer, load_tokenizer, token_texts
 
 ANY_TOKENIZER_FAMILY = "bvv241-nemo"
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _check_request(family: Family, from_tokenizer: object, dim: int, out: Path, overwrite: bool) -> None:
@@ -109,7 +102,7 @@ def build_substrate(
         "cell": preset.cell,
         "dim": dim,
         "augment": asdict(augment),
-        "fonts": [{"name": path.name, "sha256": _sha256(path)} for path in fonts],
+        "fonts": [{"name": path.name, "sha256": file_sha256(path)} for path in fonts],
         "token_texts_sha256": hashlib.sha256(json.dumps(texts, ensure_ascii=False).encode()).hexdigest(),
         "sources": sources,
     }

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pgt.errors import PgtError
+from pgt.io import file_sha256
 from pgt.substrate.layout import Family
 
 UNLABELLED_LANGUAGE = "xx"
@@ -215,14 +216,6 @@ def select_top(lists: dict[str, TopNgrams], orders: Iterable[int], k: int) -> se
     return {ngram for per_n in lists.values() for n, pairs in per_n.items() if n in wanted for ngram, _ in pairs[:k]}
 
 
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(READ_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def collect_ngrams(
     family: Family,
     *,
@@ -235,10 +228,10 @@ def collect_ngrams(
     for path in map(Path, ngram_files):
         lists = read_reference_lists(path)
         result.strings |= select_top(lists, family.ngram_orders, family.top_k)
-        result.sources.append({"kind": "ngrams", "name": path.name, "sha256": _file_sha256(path)})
+        result.sources.append({"kind": "ngrams", "name": path.name, "sha256": file_sha256(path)})
     for path in map(Path, extra_token_files):
         result.strings.update(read_extra_tokens(path, family.extra_token_limit))
-        result.sources.append({"kind": "extra-tokens", "name": path.name, "sha256": _file_sha256(path)})
+        result.sources.append({"kind": "extra-tokens", "name": path.name, "sha256": file_sha256(path)})
     sources = [source for spec in corpus for source in parse_corpus_arg(spec)]
     if sources:
         mined, provenance = mine_ngrams(sources, family.ngram_orders)
