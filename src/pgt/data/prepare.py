@@ -33,7 +33,7 @@ import numpy as np
 
 from pgt.data.sources import Source, resolve_sources
 from pgt.errors import PgtError
-from pgt.io import atomic_dir, read_json, write_json
+from pgt.io import atomic_dir, file_sha256, read_json, write_json
 
 FORMAT = "pgt-token-data"
 FORMAT_VERSION = 1
@@ -87,7 +87,7 @@ def load_tokenizer_info(tokenizer_dir: str | os.PathLike) -> TokenizerInfo:
     if (directory / SUBSTRATE_FILE).is_file():
         fingerprint = read_json(directory / SUBSTRATE_FILE, "substrate description")["fingerprint"]
     elif (directory / "tokenizer.json").is_file():
-        fingerprint = "sha256:" + hashlib.sha256((directory / "tokenizer.json").read_bytes()).hexdigest()
+        fingerprint = "sha256:" + file_sha256(directory / "tokenizer.json")
     else:
         fingerprint = "sha256:" + hashlib.sha256(backend_json.encode()).hexdigest()
     return TokenizerInfo(
