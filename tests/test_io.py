@@ -63,3 +63,73 @@ def test_read_json_errors_are_one_line(tmp_path: Path) -> None:
     with pytest.raises(PgtError, match="corrupt") as info:
         read_json(tmp_path / "bad.json", "manifest")
     assert "\n" not in str(info.value)
+
+
+def test_atomic_dir_publishes_files_written_private(tmp_path: Path) -> None:
+    """Libraries such as safetensors create 0600 files; the published output follows the umask."""
+    old = os.umask(0o022)
+    try:
+        with atomic_dir(tmp_path / "out") as tmp:
+            private = tmp / "weights.safetensors"
+            private.write_bytes(b"x")
+            os.chmod(private, 0o600)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "out" / "weights.safetensors").stat().st_mode) == 0o644
+
+
+def test_exclusive_lock_names_the_holder(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+    import time
+
+    from pgt.io import run_lock
+
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from pgt.io import run_lock\n"
+         "with run_lock(sys.argv[1]):\n print('locked', flush=True); time.sleep(30)", str(tmp_path)],
+        stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(PgtError, match=f"PID {holder.pid}"):
+            with run_lock(tmp_path):
+                pass
+    finally:
+        holder.kill()
+        holder.wait()
+    deadline = time.time() + 10
+    with run_lock(tmp_path):  # the kernel released the dead holder's lock
+        assert time.time() < deadline
+
+
+def test_refuse_overlap(tmp_path: Path) -> None:
+    from pgt.io import refuse_overlap
+
+    model = tmp_path / "models" / "a"
+    for out in (model, model / "inner", tmp_path / "models"):
+        with pytest.raises(PgtError, match="overlaps the input"):
+            refuse_overlap(out, [model])
+    refuse_overlap(tmp_path / "models" / "b", [model, None])
+
+
+def test_remove_stale_temporaries_keeps_real_entries(tmp_path: Path) -> None:
+    from pgt.io import remove_stale_temporaries
+
+    (tmp_path / ".stage-1.tmp-abc").mkdir()
+    (tmp_path / ".stage-1.tmp-abc" / ".stage-1.tmp-def").mkdir()
+    (tmp_path / ".latest.json.tmp-xyz").write_text("{}")
+    (tmp_path / ".stage-2.old-q").mkdir()
+    (tmp_path / "stage-1").mkdir()
+    (tmp_path / ".lock").write_text("1")
+    remove_stale_temporaries(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".lock", "stage-1"]
+
+
+def test_check_writable_is_one_line(tmp_path: Path) -> None:
+    from pgt.io import check_writable
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    with pytest.raises(PgtError, match="cannot write to"):
+        check_writable(blocker / "out")

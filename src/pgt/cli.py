@@ -12,6 +12,7 @@ import sys
 
 from pgt import __version__
 from pgt.errors import PgtError
+from pgt.io import ENVIRONMENT_ERRNOS
 
 # Modules that define `register(subparsers)`, in the order their commands are listed.
 COMMAND_MODULES = (
@@ -46,6 +47,12 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.handler(args) or 0)
     except PgtError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        if exc.errno not in ENVIRONMENT_ERRNOS:
+            raise
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"error: {exc.strerror}{where}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import errno
+import fcntl
 import hashlib
 import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +28,15 @@ def _publish_mode(path: Path, base: int) -> None:
     os.chmod(path, base & ~_umask())
 
 
+def _publish_tree(root: Path) -> None:
+    """Give every entry under `root` the umask's modes (libraries such as safetensors write 0600)."""
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames:
+            _publish_mode(Path(dirpath) / name, 0o777)
+        for name in filenames:
+            _publish_mode(Path(dirpath) / name, 0o666)
+
+
 @contextlib.contextmanager
 def atomic_dir(out: str | os.PathLike, *, overwrite: bool = False) -> Iterator[Path]:
     """Yield a temporary sibling directory that becomes `out` only if the block succeeds.
@@ -41,6 +52,7 @@ def atomic_dir(out: str | os.PathLike, *, overwrite: bool = False) -> Iterator[P
     _publish_mode(tmp, 0o777)
     try:
         yield tmp
+        _publish_tree(tmp)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -96,3 +108,88 @@ def read_json(path: str | os.PathLike, what: str = "JSON file") -> Any:
         raise PgtError(f"{what} not found: {path}") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise PgtError(f"{what} {path} is corrupt: {exc}") from None
+
+
+# Prefixes of the temporaries `atomic_dir`/`atomic_file` leave behind only when killed.
+_TEMPORARY_MARKERS = (".tmp-", ".old-")
+LOCK_FILE = ".lock"
+
+
+def remove_stale_temporaries(directory: str | os.PathLike) -> list[Path]:
+    """Delete the `.NAME.tmp-*` / `.NAME.old-*` leftovers of killed writes directly inside `directory`.
+
+    Call it only while holding the directory's lock: a live writer's temporary looks the same.
+    """
+    directory = Path(directory)
+    removed = []
+    if not directory.is_dir():
+        return removed
+    for entry in directory.iterdir():
+        if entry.name.startswith(".") and any(marker in entry.name for marker in _TEMPORARY_MARKERS):
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
+            removed.append(entry)
+    return removed
+
+
+@contextlib.contextmanager
+def exclusive_lock(lock_path: str | os.PathLike, what: str) -> Iterator[None]:
+    """Hold an exclusive `flock` on `lock_path` for the block; a second holder gets a one-line error.
+
+    The lock file records the holder's PID so the error can name it; the kernel releases
+    the lock when the process dies, so a SIGKILLed run never leaves a stale lock.
+    """
+    lock_path = Path(lock_path)
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o666 & ~_umask())
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            raise PgtError(f"{what} is in use by another pgt process (PID {holder}); wait for it or choose another --out") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)
+
+
+def run_lock(run_dir: str | os.PathLike) -> contextlib.AbstractContextManager[None]:
+    """The lock of a directory that a command works in for a long time (`RUN_DIR/.lock`)."""
+    return exclusive_lock(Path(run_dir) / LOCK_FILE, f"{run_dir}")
+
+
+def output_lock(out: str | os.PathLike) -> contextlib.AbstractContextManager[None]:
+    """The lock of an output that appears only at the end (`atomic_dir`): a sibling `.NAME.lock`."""
+    out = Path(out)
+    return exclusive_lock(out.parent / f".{out.name}{LOCK_FILE}", f"{out}")
+
+
+def refuse_overlap(out: str | os.PathLike, inputs: Iterable[str | os.PathLike | None], flag: str = "--out") -> None:
+    """Refuse an output that equals, contains or lies inside any input (it would be destroyed)."""
+    out_path = Path(out).resolve()
+    for item in inputs:
+        if item is None:
+            continue
+        source = Path(item).resolve()
+        if out_path == source or out_path in source.parents or source in out_path.parents:
+            raise PgtError(f"{flag} {out} overlaps the input {item}; choose an output outside every input")
+
+
+def check_writable(directory: str | os.PathLike) -> None:
+    """Fail early, in one line, when `directory` (created if missing) cannot take new files."""
+    directory = Path(directory)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".pgt-write-probe-", dir=directory)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise PgtError(f"cannot write to {directory}: {exc.strerror}") from None
+
+
+# OS errors that are the environment's, not a bug: the CLI reports them in one line.
+ENVIRONMENT_ERRNOS = frozenset({errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.ENOTDIR, errno.EISDIR})
