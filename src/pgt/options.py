@@ -1,0 +1,162 @@
+"""The one command-line convention every `pgt` command follows, defined once.
+
+- A command is registered with `add_command(subparsers, name, help=..., examples=[...])`;
+  its handler is `run(args) -> int`, set by `add_command`'s `handler`.
+- The output is `--out`; replacing an existing output is `--overwrite`.
+- A substrate (or tokenizer) directory is `--substrate`.
+- Progress bars: `--progress/--no-progress` (default: on when stderr is a terminal).
+- Weights: `--dtype` from `DTYPES`; device: `--device` (`auto` = CUDA when available).
+- Parallel processes: `--workers N` (default: the CPUs this process may use).
+- Numbers that must be finite and positive are parsed by `positive_float`/`positive_int`,
+  so `--lr inf`, `--temperature nan` or `--workers -3` are refused at parse time.
+
+torch is imported only inside the functions that need it, so `pgt --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+DTYPES = ("float32", "bfloat16", "float16")
+DEFAULT_DTYPE = "float32"
+DEVICE_AUTO = "auto"
+
+
+def available_cpus() -> int:
+    """CPUs this process may run on (the default of every `--workers`)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def _number(kind: type, *, minimum: float, inclusive: bool) -> Callable[[str], Any]:
+    bound = "≥" if inclusive else ">"
+
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a {kind.__name__}") from None
+        if not math.isfinite(value) or value < minimum or (value == minimum and not inclusive):
+            raise argparse.ArgumentTypeError(f"{text} must be a finite number {bound} {minimum:g}")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in its messages
+    return parse
+
+
+positive_float = _number(float, minimum=0.0, inclusive=False)
+non_negative_float = _number(float, minimum=0.0, inclusive=True)
+positive_int = _number(int, minimum=1, inclusive=True)
+non_negative_int = _number(int, minimum=0, inclusive=True)
+
+
+def finite_float(text: str) -> float:
+    """A float that is neither infinite nor NaN."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a float") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text} must be a finite number")
+    return value
+
+
+def fraction(text: str) -> float:
+    """A number in (0, 1] (top-p, split fractions)."""
+    value = positive_float(text)
+    if value > 1:
+        raise argparse.ArgumentTypeError(f"{text} must be at most 1")
+    return value
+
+
+def add_command(
+    subparsers: argparse._SubParsersAction,
+    name: str,
+    *,
+    help: str,
+    description: str | None = None,
+    examples: Sequence[str] = (),
+    handler: Callable[[argparse.Namespace], int | None],
+) -> argparse.ArgumentParser:
+    """Register `pgt NAME` with its one-line help, a description and an `examples:` epilog."""
+    epilog = "examples:\n" + "\n".join(f"  {line}" for line in examples) if examples else None
+    parser = subparsers.add_parser(
+        name,
+        help=help,
+        description=description or help,
+        epilog=epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.set_defaults(handler=handler)
+    return parser
+
+
+def add_out(parser: argparse.ArgumentParser, help: str, *, required: bool = True) -> None:
+    parser.add_argument("--out", required=required, metavar="DIR", help=help)
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+
+
+def add_substrate(parser: argparse.ArgumentParser, *, required: bool = True, help: str | None = None) -> None:
+    parser.add_argument("--substrate", required=required, metavar="DIR",
+                        help=help or "substrate directory (`pgt substrate build` / `trim`)")
+
+
+def add_progress(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                        help="progress bars (default: on when stderr is a terminal)")
+
+
+def show_progress(args: argparse.Namespace) -> bool:
+    """Whether to draw progress bars: the flag, else whether stderr is a terminal."""
+    return sys.stderr.isatty() if args.progress is None else bool(args.progress)
+
+
+def add_device(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", default=DEVICE_AUTO, metavar="DEVICE",
+                        help="auto (CUDA when available), cpu, cuda, cuda:1 … (default: auto)")
+
+
+def add_dtype(parser: argparse.ArgumentParser, default: str = DEFAULT_DTYPE) -> None:
+    parser.add_argument("--dtype", choices=DTYPES, default=default, help=f"weights dtype (default: {default})")
+
+
+def add_workers(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument("--workers", type=positive_int, default=None, metavar="N",
+                        help=f"{what} (default: all CPUs this process may use)")
+
+
+def workers(args: argparse.Namespace) -> int:
+    return args.workers or available_cpus()
+
+
+def resolve_device(name: str = DEVICE_AUTO, local_rank: int = 0) -> Any:
+    """`auto` → this rank's CUDA device when available, else CPU; an unusable device is a PgtError."""
+    import torch
+
+    from pgt.errors import PgtError
+
+    if name in (DEVICE_AUTO, "", None):
+        return torch.device("cuda", local_rank) if torch.cuda.is_available() else torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise PgtError(f"unknown device {name!r} (use auto, cpu, cuda or cuda:N)") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise PgtError(f"--device {name}: CUDA is not available on this machine (use --device cpu)")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise PgtError(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s) here")
+    elif device.type not in ("cpu", "mps"):
+        raise PgtError(f"--device {name}: pgt runs on cpu or cuda")
+    return device
+
+
+def torch_dtype(name: str) -> Any:
+    """The torch dtype named by `--dtype`."""
+    import torch
+
+    return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]
