@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -93,7 +94,7 @@ def test_experts_on_different_substrates_are_refused(substrate_dir, expert_dirs,
         tmp_path / "other-substrate",
         substrate.tokenizer,
         -substrate.embeddings.numpy(),
-        {**substrate.meta["params"], "variant": "negated"},
+        dataclasses.replace(substrate.meta.params, token_texts_sha256="negated"),
     )
     stranger = init_model_dir(other_substrate, tmp_path / "stranger", layers=1, heads=4)
     out = tmp_path / "refused"

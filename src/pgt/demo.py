@@ -108,13 +108,13 @@ def ensure_substrate(out: Path, given: str | None, dim: int | None, progress: bo
     """The substrate to use: `given`, the one a previous run left in OUT/substrate, or a new build."""
     from pgt.data.corpus import default_corpus_files
     from pgt.substrate.build import build_substrate
-    from pgt.substrate.store import SUBSTRATE_FILE
+    from pgt.substrate.store import SUBSTRATE_FILE, SubstrateMeta
 
     if given:
         path = Path(given)
         if not (path / SUBSTRATE_FILE).is_file():
             raise PgtError(f"--substrate {path} is not a substrate directory (no {SUBSTRATE_FILE})")
-        given_dim = read_json(path / SUBSTRATE_FILE)["dim"]
+        given_dim = SubstrateMeta.load(path / SUBSTRATE_FILE).dim
         if dim is not None and dim != given_dim:
             raise PgtError(f"--dim {dim} contradicts --substrate {path}, which has dim {given_dim}")
         _check_dim(given_dim)
@@ -124,7 +124,7 @@ def ensure_substrate(out: Path, given: str | None, dim: int | None, progress: bo
     _check_dim(dim)
     path = out / "substrate"
     if (path / SUBSTRATE_FILE).is_file():  # written atomically, so present means complete
-        built_dim = read_json(path / SUBSTRATE_FILE)["dim"]
+        built_dim = SubstrateMeta.load(path / SUBSTRATE_FILE).dim
         if built_dim != dim:
             raise PgtError(f"{path} was built with dim {built_dim}, not {dim}: rerun with --dim {built_dim} "
                            "or choose another --out")
@@ -208,7 +208,7 @@ def make_plan(out: Path, args: argparse.Namespace, substrate: Path, data: Path, 
     every stage will take at the measured speeds, goes into training tokens (TRAIN_SHARE of it:
     the trainer's own validation and checkpoints take the rest).
     """
-    from pgt.substrate.store import SUBSTRATE_FILE
+    from pgt.substrate.store import SUBSTRATE_FILE, SubstrateMeta
 
     plan_path = out / "demo.json"
     requested = {"stages": args.stages, "init": args.init, "seed": args.seed, "substrate": str(substrate),
@@ -224,7 +224,7 @@ def make_plan(out: Path, args: argparse.Namespace, substrate: Path, data: Path, 
                            "or choose another --out")
         _say(f"resuming the plan in {plan_path}: {plan.stages} stages x {plan.tokens_per_stage:,} tokens")
         return plan
-    dim = read_json(substrate / SUBSTRATE_FILE)["dim"]
+    dim = SubstrateMeta.load(substrate / SUBSTRATE_FILE).dim
     plan = DemoPlan(dim=dim, stages=args.stages, tokens_per_stage=args.tokens_per_stage or 0, init=args.init,
                     seq_len=args.seq_len, batch_size=args.batch_size, heads=HEADS, lr=args.lr,
                     seed=args.seed, substrate=str(substrate))
@@ -308,12 +308,12 @@ def _printable(token: str) -> str:
 def write_glyphs(out: Path, substrate: Path) -> list[str]:
     """Render the showcase tokens (OUT/glyphs.png) and list their nearest glyph neighbours (OUT/neighbours.txt)."""
     from pgt.eval.plots import save_figure
-    from pgt.substrate.glyphs import AugmentParams, nearest_tokens, render_bitmap
+    from pgt.substrate.glyphs import nearest_tokens, render_bitmap
     from pgt.substrate.store import Substrate
 
     loaded = Substrate.load(substrate, verify=False)
     tokenizer, matrix = loaded.tokenizer, loaded.embeddings.numpy()
-    cell = int(loaded.meta.get("cell", 32))
+    cell = loaded.meta.cell
     vocab = tokenizer.get_vocab()
     present = [token for token in SHOWCASE_TOKENS if token in vocab]
 
@@ -324,9 +324,10 @@ def write_glyphs(out: Path, substrate: Path) -> list[str]:
 
     figure, axes = plt.subplots(2, len(present), figsize=(1.4 * len(present), 3.2), squeeze=False)
     for column, token in enumerate(present):
-        for row, augment in enumerate((None, AugmentParams(**loaded.meta["params"]["augment"]))):
+        for row, augment in enumerate((None, loaded.meta.augment)):
             ax = axes[row][column]
-            ax.imshow(render_bitmap(token, cell, augment=augment), cmap="gray_r", interpolation="nearest")
+            ax.imshow(render_bitmap(token, cell, augment=augment, layout_engine=loaded.meta.layout_engine),
+                      cmap="gray_r", interpolation="nearest")
             ax.set_xticks([])
             ax.set_yticks([])
         axes[0][column].set_title(f"{_printable(token)}\nid {vocab[token]}", fontsize=8)

@@ -115,17 +115,21 @@ _TEMPORARY_MARKERS = (".tmp-", ".old-")
 LOCK_FILE = ".lock"
 
 
-def remove_stale_temporaries(directory: str | os.PathLike) -> list[Path]:
-    """Delete the `.NAME.tmp-*` / `.NAME.old-*` leftovers of killed writes directly inside `directory`.
+def remove_stale_temporaries(directory: str | os.PathLike, name: str | None = None) -> list[Path]:
+    """Delete the `.NAME.tmp-*` / `.NAME.old-*` leftovers of killed writes directly inside `directory`
+    (with `name`: only those of the output called `name`, so other outputs' live writes survive).
 
-    Call it only while holding the directory's lock: a live writer's temporary looks the same.
+    Call it only while holding the directory's (or that output's) lock: a live writer's temporary looks the same.
     """
     directory = Path(directory)
     removed = []
     if not directory.is_dir():
         return removed
+    prefixes = tuple(f".{name}{marker}" for marker in _TEMPORARY_MARKERS) if name else None
     for entry in directory.iterdir():
-        if entry.name.startswith(".") and any(marker in entry.name for marker in _TEMPORARY_MARKERS):
+        if entry.name.startswith(prefixes) if prefixes else (
+            entry.name.startswith(".") and any(marker in entry.name for marker in _TEMPORARY_MARKERS)
+        ):
             if entry.is_dir() and not entry.is_symlink():
                 shutil.rmtree(entry, ignore_errors=True)
             else:

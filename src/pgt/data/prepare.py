@@ -70,7 +70,7 @@ def load_tokenizer_info(tokenizer_dir: str | os.PathLike) -> TokenizerInfo:
     """Load DIR with `AutoTokenizer` and derive its fingerprint (substrate.json's, else sha256 of tokenizer.json)."""
     from transformers import AutoTokenizer
 
-    from pgt.substrate.store import SUBSTRATE_FILE
+    from pgt.substrate.store import SUBSTRATE_FILE, SubstrateMeta
 
     directory = Path(tokenizer_dir)
     if not directory.is_dir():
@@ -85,7 +85,7 @@ def load_tokenizer_info(tokenizer_dir: str | os.PathLike) -> TokenizerInfo:
         raise PgtError(f"tokenizer {directory} has no eos token (documents are separated by it)")
     backend_json = tokenizer.backend_tokenizer.to_str()
     if (directory / SUBSTRATE_FILE).is_file():
-        fingerprint = read_json(directory / SUBSTRATE_FILE, "substrate description")["fingerprint"]
+        fingerprint = SubstrateMeta.load(directory / SUBSTRATE_FILE).fingerprint
     elif (directory / "tokenizer.json").is_file():
         fingerprint = "sha256:" + file_sha256(directory / "tokenizer.json")
     else:

@@ -11,6 +11,7 @@ Every process of a torchrun launch executes this code; rank 0 alone writes files
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import shutil
 import time
@@ -490,11 +491,11 @@ def save_stage_model(model: nn.Module, substrate: Any, out: Path, info: dict[str
     """
     from pgt.model.loading import embedding_fingerprint, save_model
 
-    meta = dict(substrate.meta)
+    meta = substrate.meta
     if info.get("embedding_trained"):
-        meta.update(fingerprint=embedding_fingerprint(model, meta), derived_from=substrate.fingerprint,
-                    embedding_trained=True)
-        model.config.substrate_fingerprint = meta["fingerprint"]
+        meta = dataclasses.replace(meta, fingerprint=embedding_fingerprint(model, meta),
+                                   derived_from=substrate.fingerprint, embedding_trained=True)
+        model.config.substrate_fingerprint = meta.fingerprint
         model.config.embedding_trained = True
     with atomic_dir(out, overwrite=True) as tmp:
         save_model(model, substrate.tokenizer, tmp, substrate_meta=meta, overwrite=True)

@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pgt.errors import PgtError
-from pgt.io import atomic_dir, read_json, write_json
-from pgt.substrate.store import SUBSTRATE_FILE, Substrate, fingerprint
+from pgt.io import atomic_dir, read_json
+from pgt.substrate.store import SUBSTRATE_FILE, Substrate, SubstrateMeta, fingerprint
 
 if TYPE_CHECKING:
     import torch
@@ -59,20 +59,20 @@ def save_model(
     tokenizer: PreTrainedTokenizerBase,
     out: str | os.PathLike,
     *,
-    substrate_meta: dict[str, Any],
+    substrate_meta: SubstrateMeta,
     overwrite: bool = False,
 ) -> Path:
     """Write a complete model directory atomically (weights as safetensors, code, tokenizer,
-    `substrate.json`); `substrate_meta` is the content of the substrate's `substrate.json`."""
+    `substrate.json`); `substrate_meta` is the substrate's `substrate.json` record."""
     from pgt.model import register_auto_classes
 
     register_auto_classes()  # makes save_pretrained write auto_map and ship the modeling code
-    if getattr(model.config, "substrate_fingerprint", None) != substrate_meta.get("fingerprint"):
+    if getattr(model.config, "substrate_fingerprint", None) != substrate_meta.fingerprint:
         raise PgtError("the model's substrate_fingerprint differs from the substrate.json given to save it")
     with atomic_dir(out, overwrite=overwrite) as tmp:
         model.save_pretrained(str(tmp), safe_serialization=True)
         tokenizer.save_pretrained(str(tmp))
-        write_json(tmp / SUBSTRATE_FILE, substrate_meta)
+        substrate_meta.save(tmp / SUBSTRATE_FILE)
     return Path(out)
 
 
@@ -103,10 +103,10 @@ def init_model_dir(
     return save_model(model, substrate.tokenizer, out, substrate_meta=substrate.meta, overwrite=overwrite)
 
 
-def embedding_fingerprint(model: PreTrainedModel, substrate_meta: dict[str, Any]) -> str:
+def embedding_fingerprint(model: PreTrainedModel, substrate_meta: SubstrateMeta) -> str:
     """The substrate fingerprint recomputed from the model's (float32) token embedding."""
     weight = model.get_input_embeddings().weight.detach()
-    return fingerprint(weight.float().cpu().numpy(), substrate_meta.get("params", {}))
+    return fingerprint(weight.float().cpu().numpy(), substrate_meta.params)
 
 
 def load_model(
@@ -128,14 +128,14 @@ def load_model(
     if not path.is_dir():
         raise PgtError(f"model directory not found: {path}")
     config = read_json(path / "config.json", "model config")
-    substrate_meta = read_json(path / SUBSTRATE_FILE, "substrate description of the model's tokenizer")
+    substrate_meta = SubstrateMeta.load(path / SUBSTRATE_FILE)
     recorded = config.get("substrate_fingerprint")
     if not recorded:
         raise PgtError(f"{path} is not a pgt model directory (its config has no substrate_fingerprint)")
-    if recorded != substrate_meta.get("fingerprint"):
+    if recorded != substrate_meta.fingerprint:
         raise PgtError(
             f"{path}: the model was built on substrate {recorded[:19]}… but its tokenizer belongs to "
-            f"{str(substrate_meta.get('fingerprint'))[:19]}…; use the tokenizer of the model's own substrate"
+            f"{substrate_meta.fingerprint[:19]}…; use the tokenizer of the model's own substrate"
         )
     if not (path / WEIGHTS_FILE).is_file() and not (path / WEIGHTS_INDEX_FILE).is_file():
         raise PgtError(f"{path} has no {WEIGHTS_FILE} (pgt reads safetensors weights only)")
@@ -160,6 +160,6 @@ def load_model(
     return model.eval(), tokenizer
 
 
-def substrate_meta_of(path: str | os.PathLike) -> dict[str, Any]:
+def substrate_meta_of(path: str | os.PathLike) -> SubstrateMeta:
     """The `substrate.json` of a substrate or model directory (what `save_model` needs)."""
-    return read_json(Path(path) / SUBSTRATE_FILE, "substrate description")
+    return SubstrateMeta.load(Path(path) / SUBSTRATE_FILE)

@@ -10,18 +10,19 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from pgt.substrate.build import build_substrate
-    from pgt.substrate.glyphs import AugmentParams, glyph_matrix, nearest_tokens, render_bitmap
-    from pgt.substrate.layout import FAMILIES, Family, Layout, build_layout, get_family
+    from pgt.substrate.glyphs import glyph_matrix, nearest_tokens, render_bitmap, render_canvas
+    from pgt.substrate.layout import FAMILIES, AugmentParams, Family, Layout, build_layout, get_family
     from pgt.substrate.ngrams import collect_ngrams, mine_ngrams, read_extra_tokens, read_reference_lists
-    from pgt.substrate.store import Substrate, fingerprint, save_substrate
+    from pgt.substrate.store import BuildParams, Substrate, SubstrateMeta, fingerprint, save_substrate
     from pgt.substrate.tokenizer import build_tokenizer, load_tokenizer, token_texts
 
 _EXPORTS = {
     "build_substrate": "build",
-    "AugmentParams": "glyphs",
     "glyph_matrix": "glyphs",
     "nearest_tokens": "glyphs",
     "render_bitmap": "glyphs",
+    "render_canvas": "glyphs",
+    "AugmentParams": "layout",
     "FAMILIES": "layout",
     "Family": "layout",
     "Layout": "layout",
@@ -31,7 +32,9 @@ _EXPORTS = {
     "mine_ngrams": "ngrams",
     "read_extra_tokens": "ngrams",
     "read_reference_lists": "ngrams",
+    "BuildParams": "store",
     "Substrate": "store",
+    "SubstrateMeta": "store",
     "fingerprint": "store",
     "save_substrate": "store",
     "build_tokenizer": "tokenizer",

@@ -1,9 +1,10 @@
 """`build_substrate`: n-grams -> tokenizer -> token texts -> glyph matrix -> substrate directory.
 
-Everything that determines the matrix goes into the fingerprinted `params`: the family,
-cell, dim and augmentation, the font files' sha256, the sha256 of the token texts in id
-order and the name and sha256 of every n-gram source. Paths do not, so the same inputs
-built anywhere give the same fingerprint.
+Everything that determines the matrix goes into the fingerprinted `BuildParams`: the
+rendering recipe's version, family, cell, dim, augmentation, text layout engine, the font
+file's sha256, the sha256 of the token texts in id order, the rows that fit the PCA and
+the name and sha256 of every n-gram source. Paths do not, so the same inputs built
+anywhere give the same fingerprint.
 """
 
 from __future__ import annotations
@@ -12,14 +13,13 @@ import hashlib
 import json
 import os
 from collections.abc import Iterable
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from pgt.errors import PgtError
-from pgt.io import file_sha256
-from pgt.substrate.layout import BYTE_FALLBACK_COUNT, Family, build_layout, get_family
-from pgt.substrate.ngrams import collect_ngrams
+from pgt.io import check_writable, file_sha256, output_lock, refuse_overlap, remove_stale_temporaries
+from pgt.substrate.layout import BYTE_FALLBACK_COUNT, DEFAULT_LAYOUT_ENGINE, Family, build_layout, get_family
+from pgt.substrate.ngrams import collect_ngrams, split_corpus_arg
 from pgt.substrate.tokenizer import build_tokenizer, load_tokenizer, token_texts
 
 ANY_TOKENIZER_FAMILY = "bvv241-nemo"
@@ -52,6 +52,7 @@ def build_substrate(
     from_tokenizer: str | os.PathLike | None = None,
     dim: int | None = None,
     font: str | os.PathLike | None = None,
+    layout_engine: str = DEFAULT_LAYOUT_ENGINE,
     workers: int | None = None,
     overwrite: bool = False,
     progress: bool = True,
@@ -62,51 +63,70 @@ def build_substrate(
     format), `extra_token_files` (one token per line) and `corpus` (files or directories,
     optionally `LANG=PATH`; mined with the reference's rules). `from_tokenizer` instead
     keeps an existing Hugging Face tokenizer's vocabulary (family `bvv241-nemo`). `dim`
-    defaults to the family's; `font` to `$PGT_FONT`, then Debian's GNU Unifont. The output
-    appears atomically; bad input raises PgtError before anything is written.
+    defaults to the family's; `font` to `$PGT_FONT`, then Debian's GNU Unifont;
+    `layout_engine` is Pillow's text layout engine (`basic` or `raqm`). The output appears
+    atomically; bad input (also an output overlapping an input, or one that cannot be
+    written) raises PgtError before the long render.
     """
-    from pgt.substrate.font import find_font, font_chain_paths
+    from pgt.substrate.font import check_layout_engine, find_font
     from pgt.substrate.glyphs import glyph_matrix
-    from pgt.substrate.store import save_substrate
+    from pgt.substrate.store import RECIPE_VERSION, BuildParams, FontRecord, save_substrate
 
     preset = get_family(family)
     dim = preset.dim if dim is None else dim
     out = Path(out)
+    ngram_files, extra_token_files, corpus = list(ngram_files), list(extra_token_files), list(corpus)
     _check_request(preset, from_tokenizer, dim, out, overwrite)
-    fonts = font_chain_paths(find_font(font))
+    check_layout_engine(layout_engine)
+    font_path = find_font(font)
+    corpus_paths = [split_corpus_arg(spec)[1] for spec in corpus]
+    refuse_overlap(out, [*ngram_files, *extra_token_files, *corpus_paths, from_tokenizer, font_path])
+    check_writable(out.parent)
 
-    meta: dict[str, Any] = {"family": preset.name, "cell": preset.cell}
-    if from_tokenizer is None:
-        ngrams = collect_ngrams(
-            preset, ngram_files=ngram_files, extra_token_files=extra_token_files, corpus=corpus
+    with output_lock(out):
+        remove_stale_temporaries(out.parent, out.name)  # left by a killed build of this --out
+        meta: dict[str, Any] = {}
+        if from_tokenizer is None:
+            ngrams = collect_ngrams(preset, ngram_files=ngram_files, extra_token_files=extra_token_files, corpus=corpus)
+            layout = build_layout(preset, ngrams.strings)
+            tokenizer = build_tokenizer(layout)
+            texts = list(layout.tokens)
+            sources = ngrams.sources
+            fit_rows = preset.layout_size
+            meta |= {
+                "reference_vocab_size": preset.layout_size,
+                "byte_fallback_tokens": BYTE_FALLBACK_COUNT,
+                "ngrams": len(layout.ngrams),
+                "ngrams_dropped": len(layout.dropped),
+            }
+        else:
+            tokenizer = load_tokenizer(from_tokenizer)
+            texts = token_texts(tokenizer)
+            sources = [{"kind": "tokenizer", "name": Path(from_tokenizer).name}]
+            fit_rows = len(texts)
+            meta["from_tokenizer"] = str(from_tokenizer)
+
+        params = BuildParams(
+            recipe=RECIPE_VERSION,
+            family=preset.name,
+            cell=preset.cell,
+            dim=dim,
+            augment=preset.augment,
+            layout_engine=layout_engine,
+            font=FontRecord(name=font_path.name, sha256=file_sha256(font_path)),
+            token_texts_sha256=hashlib.sha256(json.dumps(texts, ensure_ascii=False).encode()).hexdigest(),
+            pca_fit_rows=fit_rows,
+            sources=sources,
         )
-        layout = build_layout(preset, ngrams.strings)
-        tokenizer = build_tokenizer(layout)
-        texts = list(layout.tokens)
-        sources = ngrams.sources
-        meta |= {
-            "reference_vocab_size": preset.layout_size,
-            "byte_fallback_tokens": BYTE_FALLBACK_COUNT,
-            "ngrams": len(layout.ngrams),
-            "ngrams_dropped": len(layout.dropped),
-        }
-    else:
-        tokenizer = load_tokenizer(from_tokenizer)
-        texts = token_texts(tokenizer)
-        sources = [{"kind": "tokenizer", "name": Path(from_tokenizer).name}]
-        meta["from_tokenizer"] = str(from_tokenizer)
-
-    augment = preset.augment
-    params = {
-        "family": preset.name,
-        "cell": preset.cell,
-        "dim": dim,
-        "augment": asdict(augment),
-        "fonts": [{"name": path.name, "sha256": file_sha256(path)} for path in fonts],
-        "token_texts_sha256": hashlib.sha256(json.dumps(texts, ensure_ascii=False).encode()).hexdigest(),
-        "sources": sources,
-    }
-    matrix = glyph_matrix(
-        texts, cell=preset.cell, dim=dim, augment=augment, font=fonts[0], workers=workers, progress=progress
-    )
-    return save_substrate(out, tokenizer, matrix, params, overwrite=overwrite, extra_meta=meta)
+        matrix = glyph_matrix(
+            texts,
+            cell=preset.cell,
+            dim=dim,
+            augment=preset.augment,
+            font=font_path,
+            layout_engine=layout_engine,
+            fit_rows=fit_rows,
+            workers=workers,
+            progress=progress,
+        )
+        return save_substrate(out, tokenizer, matrix, params, overwrite=overwrite, extra_meta=meta)

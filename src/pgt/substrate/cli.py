@@ -6,64 +6,60 @@ import argparse
 import time
 from typing import TYPE_CHECKING
 
+from pgt import options
 from pgt.errors import PgtError
-from pgt.substrate.layout import FAMILIES
+from pgt.substrate.layout import DEFAULT_LAYOUT_ENGINE, FAMILIES, LAYOUT_ENGINES
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
-BUILD_EXAMPLES = """examples:
-  # the reference's bvv241-abs tokenizer and 131,072 x 4,096 matrix from its published lists
-  pgt substrate build --family bvv241-abs --ngrams ../shared/reference/ngrams-2-3-4-5.txt \\
-      --extra-tokens ../shared/reference/ngrams-intersection.txt --out substrates/abs
+BUILD_EXAMPLES = [
+    "# the reference's bvv241-abs tokenizer and 131,072 x 4,096 matrix from its published lists",
+    "pgt substrate build --family bvv241-abs --ngrams ngrams-2-3-4-5.txt \\",
+    "    --extra-tokens ngrams-intersection.txt --out substrates/abs",
+    "",
+    "# a bvv241-2-3 substrate with n-grams mined from your own text (LANG=PATH labels a language)",
+    "pgt substrate build --family bvv241-2-3 --corpus en=corpus/en ru=corpus/ru.txt --dim 256 --out substrates/small",
+    "",
+    "# glyph embeddings for an existing Hugging Face tokenizer's vocabulary (as the reference's bvv241-nemo)",
+    "pgt substrate build --from-tokenizer path/to/tokenizer_dir --out substrates/nemo",
+    "",
+    "The font is --font, else $PGT_FONT, else Debian's GNU Unifont (apt-get install fonts-unifont unifont).",
+    "--layout-engine basic (default) or raqm picks Pillow's text layout engine; it is recorded and fingerprinted.",
+]
 
-  # a bvv241-2-3 substrate with n-grams mined from your own text (LANG=PATH labels a language)
-  pgt substrate build --family bvv241-2-3 --corpus en=corpus/en ru=corpus/ru.txt --dim 256 --out substrates/small
+SHOW_EXAMPLES = [
+    "pgt substrate show A --substrate substrates/abs --png A.png",
+    'pgt substrate show "the" --substrate substrates/abs -k 20',
+    "",
+    "TEXT should be one token; otherwise its tokenization is printed and the first token is shown.",
+]
 
-  # glyph embeddings for an existing Hugging Face tokenizer's vocabulary (as the reference's bvv241-nemo)
-  pgt substrate build --from-tokenizer path/to/tokenizer_dir --out substrates/nemo
-
-The font is --font, else $PGT_FONT, else Debian's GNU Unifont (apt-get install fonts-unifont unifont).
-"""
-
-SHOW_EXAMPLES = """examples:
-  pgt substrate show A --substrate substrates/abs --png A.png
-  pgt substrate show "the" --substrate substrates/abs -k 20
-
-TEXT should be one token; otherwise its tokenization is printed and the first token is shown.
-"""
-
-TOKENIZE_EXAMPLES = """examples:
-  pgt tokenize "the nation" --substrate substrates/abs
-  pgt tokenize "emoji 😀 too" --substrate substrates/abs     # byte-fallback tokens <0xF0> ...
-"""
-
-
-def _command(
-    subparsers: argparse._SubParsersAction, name: str, help: str, description: str, epilog: str
-) -> argparse.ArgumentParser:
-    return subparsers.add_parser(
-        name, help=help, description=description, epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+TOKENIZE_EXAMPLES = [
+    'pgt tokenize "the nation" --substrate substrates/abs',
+    'pgt tokenize "emoji 😀 too" --substrate substrates/abs     # byte-fallback tokens <0xF0> ...',
+]
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    substrate = _command(
+    substrate = options.add_command(
         subparsers,
         "substrate",
-        "build and inspect bvv241 tokenizers with frozen glyph embeddings",
-        "Build a substrate (tokenizer + frozen glyph-embedding matrix) or look inside one.",
-        "Run `pgt substrate build --help` or `pgt substrate show --help` for examples.",
+        help="build and inspect bvv241 tokenizers with frozen glyph embeddings",
+        description="Build a substrate (tokenizer + frozen glyph-embedding matrix) or look inside one.",
+        examples=["pgt substrate build --help", "pgt substrate show --help"],
+        handler=run_substrate,
     )
-    commands = substrate.add_subparsers(dest="substrate_command", metavar="COMMAND", required=True)
+    commands = substrate.add_subparsers(dest="substrate_command", metavar="COMMAND")
 
-    build = _command(
+    build = options.add_command(
         commands,
         "build",
-        "build a substrate directory",
-        "Build a bvv241 tokenizer (or take an existing one) and its frozen glyph embeddings, "
+        help="build a substrate directory",
+        description="Build a bvv241 tokenizer (or take an existing one) and its frozen glyph embeddings, "
         "written atomically to --out.",
-        BUILD_EXAMPLES,
+        examples=BUILD_EXAMPLES,
+        handler=run_substrate_build,
     )
     build.add_argument("--family", choices=list(FAMILIES),
                        help="tokenizer family (default with --from-tokenizer: bvv241-nemo)")  # fmt: skip
@@ -74,43 +70,47 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     build.add_argument("--corpus", nargs="+", action="extend", default=[], metavar="[LANG=]PATH",
                        help="text files or directories to mine n-grams from (unlabelled: language xx)")  # fmt: skip
     build.add_argument("--from-tokenizer", metavar="DIR", help="keep this Hugging Face tokenizer's vocabulary")
-    build.add_argument("--dim", type=int, metavar="D", help="embedding dimension (default: the family's)")
+    build.add_argument("--dim", type=options.positive_int, metavar="D", help="embedding dimension (default: the family's)")
     build.add_argument("--font", metavar="PATH", help="glyph font file (default: $PGT_FONT, else GNU Unifont)")
-    build.add_argument("--workers", type=int, metavar="N", help="rendering processes (default: all CPUs)")
-    build.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
-    build.add_argument("--out", required=True, metavar="DIR", help="substrate directory to create")
-    build.set_defaults(handler=_build)
+    build.add_argument("--layout-engine", choices=list(LAYOUT_ENGINES), default=DEFAULT_LAYOUT_ENGINE,
+                       help=f"Pillow's text layout engine (default: {DEFAULT_LAYOUT_ENGINE}; recorded in substrate.json)")  # fmt: skip
+    options.add_workers(build, "glyph-rendering processes")
+    options.add_progress(build)
+    options.add_out(build, "substrate directory to create")
 
-    show = _command(
+    show = options.add_command(
         commands,
         "show",
-        "render a token's glyph and list its nearest tokens",
-        "Print a token's nearest neighbours by cosine in the frozen embedding and write its glyph as PNG.",
-        SHOW_EXAMPLES,
+        help="render a token's glyph and list its nearest tokens",
+        description="Print a token's nearest neighbours by cosine in the frozen embedding and write its glyph as PNG.",
+        examples=SHOW_EXAMPLES,
+        handler=run_substrate_show,
     )
     show.add_argument("text", metavar="TEXT", help="a token's text")
-    show.add_argument("--substrate", required=True, metavar="DIR", help="substrate directory")
+    options.add_substrate(show)
     show.add_argument("--png", metavar="FILE", help="write the token's rendered bitmap here")
-    show.add_argument("-k", type=int, default=10, metavar="K", help="how many neighbours (default 10)")
+    show.add_argument("-k", type=options.positive_int, default=10, metavar="K", help="how many neighbours (default 10)")
     show.add_argument("--font", metavar="PATH", help="glyph font for --png (default: $PGT_FONT, else GNU Unifont)")
-    show.set_defaults(handler=_show)
 
-    tokenize = _command(
+    tokenize = options.add_command(
         subparsers,
         "tokenize",
-        "print the token ids and strings of a text",
-        "Encode TEXT with a substrate's tokenizer and print each id with its token string.",
-        TOKENIZE_EXAMPLES,
+        help="print the token ids and strings of a text",
+        description="Encode TEXT with a substrate's tokenizer and print each id with its token string.",
+        examples=TOKENIZE_EXAMPLES,
+        handler=run_tokenize,
     )
     tokenize.add_argument("text", metavar="TEXT", help="text to encode")
-    tokenize.add_argument("--substrate", required=True, metavar="DIR", help="substrate (or tokenizer) directory")
-    tokenize.set_defaults(handler=_tokenize)
+    options.add_substrate(tokenize, help="substrate (or any Hugging Face tokenizer) directory")
 
 
-def _build(args: argparse.Namespace) -> int:
-    from pgt.io import read_json
+def run_substrate(args: argparse.Namespace) -> int:
+    raise PgtError("give a command: pgt substrate build|show … (see pgt substrate --help)")
+
+
+def run_substrate_build(args: argparse.Namespace) -> int:
     from pgt.substrate.build import ANY_TOKENIZER_FAMILY, build_substrate
-    from pgt.substrate.store import SUBSTRATE_FILE
+    from pgt.substrate.store import SUBSTRATE_FILE, SubstrateMeta
 
     family = args.family or (ANY_TOKENIZER_FAMILY if args.from_tokenizer else None)
     if family is None:
@@ -125,14 +125,16 @@ def _build(args: argparse.Namespace) -> int:
         from_tokenizer=args.from_tokenizer,
         dim=args.dim,
         font=args.font,
-        workers=args.workers,
+        layout_engine=args.layout_engine,
+        workers=options.workers(args),
         overwrite=args.overwrite,
+        progress=options.show_progress(args),
     )
-    meta = read_json(out / SUBSTRATE_FILE)
-    print(f"built {out} in {time.perf_counter() - started:.1f} s: family {meta['family']}, "
-          f"vocabulary {meta['vocab_size']:,}, dim {meta['dim']}, fingerprint {meta['fingerprint']}")  # fmt: skip
-    if "ngrams" in meta:
-        print(f"n-grams: {meta['ngrams']:,} placed, {meta['ngrams_dropped']:,} dropped (no free id left)")
+    meta = SubstrateMeta.load(out / SUBSTRATE_FILE)
+    print(f"built {out} in {time.perf_counter() - started:.1f} s: family {meta.family}, "
+          f"vocabulary {meta.vocab_size:,}, dim {meta.dim}, fingerprint {meta.fingerprint}")  # fmt: skip
+    if meta.ngrams is not None:
+        print(f"n-grams: {meta.ngrams:,} placed, {meta.ngrams_dropped:,} dropped (no free id left)")
     return 0
 
 
@@ -142,7 +144,7 @@ def _print_tokens(tokenizer: PreTrainedTokenizerBase, ids: list[int]) -> None:
         print(f"{token_id:>8}  {token!r}")
 
 
-def _tokenize(args: argparse.Namespace) -> int:
+def run_tokenize(args: argparse.Namespace) -> int:
     from pgt.substrate.tokenizer import load_tokenizer
 
     tokenizer = load_tokenizer(args.substrate)
@@ -150,9 +152,9 @@ def _tokenize(args: argparse.Namespace) -> int:
     return 0
 
 
-def _show(args: argparse.Namespace) -> int:
+def run_substrate_show(args: argparse.Namespace) -> int:
     from pgt.io import atomic_file
-    from pgt.substrate.glyphs import AugmentParams, nearest_tokens, render_bitmap
+    from pgt.substrate.glyphs import nearest_tokens, render_bitmap
     from pgt.substrate.store import Substrate
     from pgt.substrate.tokenizer import token_texts
 
@@ -166,7 +168,7 @@ def _show(args: argparse.Namespace) -> int:
         _print_tokens(tokenizer, ids)
     token_id = ids[0]
     # The text that was rendered: the token string itself in a bvv241 layout, its decoded text otherwise.
-    if "from_tokenizer" in substrate.meta:
+    if substrate.meta.from_tokenizer is not None:
         text = token_texts(tokenizer, [token_id])[0]
     else:
         text = tokenizer.convert_ids_to_tokens(token_id)
@@ -176,8 +178,8 @@ def _show(args: argparse.Namespace) -> int:
     if args.png:
         from PIL import Image
 
-        augment = AugmentParams(**substrate.meta["params"]["augment"])
-        bitmap = render_bitmap(text, substrate.meta["cell"], args.font, augment)
+        meta = substrate.meta
+        bitmap = render_bitmap(text, meta.cell, args.font, meta.augment, meta.layout_engine)
         with atomic_file(args.png, "wb") as handle:
             Image.fromarray(((~bitmap) * 255).astype("uint8")).save(handle, format="PNG")
         print(f"wrote {args.png}")

@@ -1,10 +1,10 @@
-"""GNU Unifont lookup and per-character glyph drawing (DESIGN.md §3, steps 1–2).
+"""GNU Unifont lookup and per-character glyph drawing (docs/substrate.md, "Rendering", steps 1–2).
 
-Font choice: the main font (`find_font`) draws every character it maps; characters it
-lacks (most of those above U+FFFF) fall back to `unifont_upper.otf` from the same
-directory when that file exists. A character that no font in the chain maps is left
-blank, as in the reference. Glyphs are drawn with Pillow's basic layout engine (one
-character at a time, so shaping never applies) at font size = cell.
+One font draws every character, as in the reference: a code point the font does not map
+gets the font's own placeholder glyph (what FreeType draws for glyph 0), never a blank
+cell. Glyphs are drawn one character at a time at font size = cell with the Pillow text
+layout engine named by `layout_engine` (`basic`, the default, or `raqm`); which one the
+reference's published run used is unknown, so it is a recorded build parameter.
 """
 
 from __future__ import annotations
@@ -15,19 +15,20 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageChops, ImageDraw, ImageFont
+from PIL import Image, ImageChops, ImageDraw, ImageFont, features
 
 from pgt.errors import PgtError
+from pgt.substrate.layout import DEFAULT_LAYOUT_ENGINE, LAYOUT_ENGINES
 
 DEFAULT_FONT = Path("/usr/share/fonts/opentype/unifont/unifont.otf")
-FALLBACK_FONT_NAME = "unifont_upper.otf"
 FONT_ENV = "PGT_FONT"
 WHITE = 255
 BLACK = 0
+_PIL_LAYOUTS = {"basic": ImageFont.Layout.BASIC, "raqm": ImageFont.Layout.RAQM}
 
 
 def find_font(font: str | os.PathLike | None = None) -> Path:
-    """The main glyph font: `font` if given, else `$PGT_FONT`, else Debian's GNU Unifont."""
+    """The glyph font: `font` if given, else `$PGT_FONT`, else Debian's GNU Unifont."""
     if font is not None:
         path, origin = Path(font), "--font"
     elif os.environ.get(FONT_ENV):
@@ -42,37 +43,26 @@ def find_font(font: str | os.PathLike | None = None) -> Path:
     return path
 
 
-def font_chain_paths(main: Path) -> tuple[Path, ...]:
-    """The fonts tried in order for each character: the main font, then Unifont Upper beside it."""
-    fallback = main.parent / FALLBACK_FONT_NAME
-    if fallback.is_file() and fallback.resolve() != main.resolve():
-        return (main, fallback)
-    return (main,)
+def check_layout_engine(name: str) -> None:
+    """A known engine that this Pillow build provides, or a one-line PgtError."""
+    if name not in LAYOUT_ENGINES:
+        raise PgtError(f"unknown text layout engine {name!r} (known: {', '.join(LAYOUT_ENGINES)})")
+    if name == "raqm" and not features.check("raqm"):
+        raise PgtError("this Pillow has no Raqm layout engine (install libraqm); use --layout-engine basic")
 
 
 @lru_cache(maxsize=8)
-def _char_map(path: Path) -> frozenset[int]:
-    """Code points that the font at `path` maps to a glyph."""
-    from fontTools.ttLib import TTFont, TTLibError
-
+def _pil_font(path: Path, size: int, layout_engine: str) -> ImageFont.FreeTypeFont:
+    check_layout_engine(layout_engine)
     try:
-        with TTFont(str(path), lazy=True) as font:
-            return frozenset(font.getBestCmap() or {})
-    except (TTLibError, OSError, AssertionError) as exc:
-        raise PgtError(f"font {path} cannot be read as an OpenType/TrueType font: {exc}") from None
-
-
-@lru_cache(maxsize=8)
-def _pil_font(path: Path, size: int) -> ImageFont.FreeTypeFont:
-    try:
-        return ImageFont.truetype(str(path), size, layout_engine=ImageFont.Layout.BASIC)
+        return ImageFont.truetype(str(path), size, layout_engine=_PIL_LAYOUTS[layout_engine])
     except OSError as exc:
-        raise PgtError(f"font {path} cannot be loaded: {exc}") from None
+        raise PgtError(f"font {path} cannot be read as an OpenType/TrueType font: {exc}") from None
 
 
 @dataclass(frozen=True)
 class GlyphTile:
-    """A character's ink as drawn by `FontChain.draw`, relative to the top-left of its cell.
+    """A character's ink as drawn by `GlyphFont.draw`, relative to the top-left of its cell.
 
     `pixels` covers the ink's bounding box (uint8, 255 = white) at offset (`x`, `y`);
     `pixels` is None for a character that draws nothing. `clipped` marks ink that reached
@@ -97,34 +87,26 @@ class GlyphTile:
         return self.pixels is None or bool(np.isin(self.pixels, (BLACK, WHITE)).all())
 
 
-class FontChain:
-    """The font chain at size `cell`: draws one character centred in its cell."""
+class GlyphFont:
+    """The glyph font at size `cell`: draws one character centred in its cell."""
 
-    def __init__(self, main: Path, cell: int):
+    def __init__(self, path: Path, cell: int, layout_engine: str = DEFAULT_LAYOUT_ENGINE):
         self.cell = cell
-        self.fonts = [(_char_map(path), _pil_font(path, cell)) for path in font_chain_paths(main)]
-
-    def font_for(self, char: str) -> ImageFont.FreeTypeFont | None:
-        """The first font of the chain that maps `char`, or None (the character stays blank)."""
-        code_point = ord(char)
-        for char_map, font in self.fonts:
-            if code_point in char_map:
-                return font
-        return None
+        self.font = _pil_font(path, cell, layout_engine)
 
     def draw(self, draw: ImageDraw.ImageDraw, char: str, cell_x: int, cell_y: int = 0) -> None:
         """Draw `char` black, centred by its bounding box in the cell whose top-left is (cell_x, cell_y).
 
-        DESIGN.md §3 step 2: x = cell_x + (cell − w)//2, y = cell_y + (cell − h)//2 − top.
+        x = cell_x + (cell − w)//2, y = cell_y + (cell − h)//2 − top. As in the reference, a
+        character whose drawing raises leaves its cell blank.
         """
-        font = self.font_for(char)
-        if font is None:
+        try:
+            left, top, right, bottom = draw.textbbox((0, 0), char, font=self.font)
+            x = cell_x + (self.cell - (right - left)) // 2
+            y = cell_y + (self.cell - (bottom - top)) // 2 - top
+            draw.text((x, y), char, font=self.font, fill=BLACK)
+        except (ValueError, OSError):
             return
-        left, top, right, bottom = draw.textbbox((0, 0), char, font=font)
-        width, height = right - left, bottom - top
-        x = cell_x + (self.cell - width) // 2
-        y = cell_y + (self.cell - height) // 2 - top
-        draw.text((x, y), char, font=font, fill=BLACK)
 
     def tile(self, char: str) -> GlyphTile:
         """Draw `char` alone with a one-cell margin all round and keep just its ink."""

@@ -1,26 +1,23 @@
 """Frozen glyph embeddings: render each token's text with GNU Unifont, read its bits in
-polar-snake order and project them with PCA (DESIGN.md §3).
+polar-snake order and project them with PCA (docs/substrate.md, "Rendering").
 
-The recipe per token text, at `cell` pixels:
-1. a white canvas `cell` high and `cell · len(text)` wide (one cell for the empty text);
+The recipe per token text, at `cell` pixels, as the reference's code does it:
+1. a white greyscale canvas `cell` high and `cell · len(text)` wide (one cell for the empty text);
 2. each character drawn black, centred in its own cell by its bounding box (`font.py`);
-3. augmentation with freshly seeded generators (seed 42 for every token, so every token of
-   one canvas width gets the same draws), then threshold < 128 → black:
-   - "easy" texts (every character in U+0000–024F or U+0370–058F): rotate, shift, noise, blur;
-   - "complex" texts: noise with p = 0.001 only;
-4. a canvas wider than one cell is resized (bilinear) to cell × cell, black = < 128 again;
+3. augmentation with Python's and NumPy's generators freshly seeded with 42 for every token,
+   drawing in this order `angle = uniform(-R, R)`, `dx = randint(-S, S)`, `dy = randint(-S, S)`,
+   then `rand(cell, width)` over the canvas for the noise:
+   - "easy" texts (every character in U+0000–024F or U+0370–058F): rotate about the canvas
+     centre with Pillow's default nearest-neighbour resampling (no expansion, white fill),
+     paste onto a white canvas at (dx, dy), pixels with rand < p set black, Gaussian blur 0.5;
+   - "complex" texts: the same draws with R = S = 0 and p = 0.001, no blur;
+   then threshold to a 1-bit image, < 128 → black;
+4. a canvas wider than one cell is resized to cell × cell *as the 1-bit image*: Pillow samples
+   a 1-bit image with nearest neighbour whatever filter is asked for (the reference asks for
+   bilinear), so the resize picks columns of the wide canvas;
 5. bits (1 = black) in `polar_order`; 6. mean-centred PCA to `dim`, rows L2-normalised (`pca.py`).
 
-Our choices where the reference is silent:
-- Random draws, in this order, from `random.Random(42)` and `numpy.random.RandomState(42)`
-  (the same streams as reseeding the global generators): easy texts draw
-  `angle = uniform(-R, R)`, `dx = randint(-S, S)`, `dy = randint(-S, S)` from Python's
-  generator, then `noise = random_sample((cell, width)) < p` from NumPy's; complex texts
-  draw only the NumPy noise mask.
-- Rotation: Pillow `rotate` about the canvas centre, bilinear, no expansion, white fill.
-  Shift: a translation by (dx, dy) pixels (positive = right/down) with white fill, no wrap.
-  Blur: Pillow `GaussianBlur(0.5)`. Resize: Pillow bilinear.
-- `augment=None` renders without any augmentation (threshold and resize only).
+`augment=None` renders without any augmentation (threshold and resize only).
 
 Speed: `glyph_bits` draws each distinct character once per process and builds canvases
 from those cached tiles, reuses the random draws per canvas width, and spreads chunks of
@@ -31,9 +28,12 @@ that the fast path is tested against.
 from __future__ import annotations
 
 import concurrent.futures
+import ctypes
+import ctypes.util
 import multiprocessing
 import os
 import random
+import signal
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -43,7 +43,8 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 from pgt.errors import PgtError
-from pgt.substrate.font import WHITE, FontChain, GlyphTile, find_font
+from pgt.substrate.font import WHITE, GlyphFont, GlyphTile, find_font
+from pgt.substrate.layout import DEFAULT_LAYOUT_ENGINE, AugmentParams
 from pgt.substrate.pca import pca_unit_rows
 
 __all__ = [
@@ -56,6 +57,7 @@ __all__ = [
     "nearest_tokens",
     "polar_order",
     "render_bitmap",
+    "render_canvas",
 ]
 
 SEED = 42
@@ -63,21 +65,6 @@ THRESHOLD = 128
 COMPLEX_NOISE_FRACTION = 0.001
 EASY_RANGES = ((0x0000, 0x024F), (0x0370, 0x058F))
 CHUNK_TEXTS = 512
-
-
-@dataclass(frozen=True)
-class AugmentParams:
-    """Augmentation of "easy" texts: rotation ±`rotate_deg`, shift ±`shift_px`, a fraction
-    `noise_fraction` of pixels set black, then a Gaussian blur of `blur_radius`.
-
-    Each family's values live with the family (`pgt.substrate.layout.Family.augment`).
-    """
-
-    rotate_deg: float
-    shift_px: int
-    noise_fraction: float
-    blur_radius: float = 0.5
-
 
 
 def is_easy(text: str) -> bool:
@@ -89,7 +76,7 @@ def is_easy(text: str) -> bool:
 def polar_order(cell: int) -> np.ndarray:
     """Row-major pixel indices (y · cell + x) sorted by (r, θ, x, y) around (cell/2, cell/2).
 
-    The "polar snake": the bit order of DESIGN.md §3 step 5, from the centre outwards.
+    The "polar snake" bit order (docs/substrate.md, "Rendering", step 5), from the centre outwards.
     """
     y, x = np.divmod(np.arange(cell * cell), cell)
     r = np.hypot(x - cell / 2, y - cell / 2)
@@ -110,21 +97,20 @@ class _Draws:
 
 
 def _draw_randoms(cell: int, width: int, easy: bool, augment: AugmentParams) -> _Draws:
+    # Private generators in the states that reseeding the global ones with 42 gives.
     python_rng = random.Random(SEED)
     numpy_rng = np.random.RandomState(SEED)
-    if easy:
-        angle = python_rng.uniform(-augment.rotate_deg, augment.rotate_deg)
-        dx = python_rng.randint(-augment.shift_px, augment.shift_px)
-        dy = python_rng.randint(-augment.shift_px, augment.shift_px)
-        fraction = augment.noise_fraction
-    else:
-        angle, dx, dy, fraction = 0.0, 0, 0, COMPLEX_NOISE_FRACTION
+    rotate, shift = (augment.rotate_deg, augment.shift_px) if easy else (0, 0)
+    angle = python_rng.uniform(-rotate, rotate)
+    dx = python_rng.randint(-shift, shift)
+    dy = python_rng.randint(-shift, shift)
+    fraction = augment.noise_fraction if easy else COMPLEX_NOISE_FRACTION
     noise = numpy_rng.random_sample((cell, width)) < fraction
     return _Draws(angle, dx, dy, noise)
 
 
 def _shift(pixels: np.ndarray, dx: int, dy: int) -> np.ndarray:
-    """Translate by (dx, dy) pixels, filling the uncovered border white."""
+    """Paste at (dx, dy) onto a white canvas of the same size (the part pushed out is lost)."""
     height, width = pixels.shape
     shifted = np.full_like(pixels, WHITE)
     shifted[max(dy, 0) : height + min(dy, 0), max(dx, 0) : width + min(dx, 0)] = pixels[
@@ -133,14 +119,14 @@ def _shift(pixels: np.ndarray, dx: int, dy: int) -> np.ndarray:
     return shifted
 
 
-def _finish(canvas: np.ndarray, cell: int, easy: bool, augment: AugmentParams | None, draws: _Draws | None) -> np.ndarray:
-    """Steps 3–4 on a drawn canvas (uint8, 255 = white): bool [cell, cell], True = black."""
+def _augment(canvas: np.ndarray, easy: bool, augment: AugmentParams | None, draws: _Draws | None) -> np.ndarray:
+    """Step 3 on a drawn canvas (uint8, 255 = white): bool [cell, width], True = black."""
     pixels = canvas
     if augment is not None:
         assert draws is not None
         if easy:
             rotated = Image.fromarray(canvas).rotate(
-                draws.angle, resample=Image.Resampling.BILINEAR, expand=False, fillcolor=WHITE
+                draws.angle, resample=Image.Resampling.NEAREST, expand=False, fillcolor=WHITE
             )
             pixels = _shift(np.asarray(rotated), draws.dx, draws.dy)
         else:
@@ -148,43 +134,61 @@ def _finish(canvas: np.ndarray, cell: int, easy: bool, augment: AugmentParams | 
         pixels[draws.noise] = 0
         if easy:
             pixels = np.asarray(Image.fromarray(pixels).filter(ImageFilter.GaussianBlur(augment.blur_radius)))
-    black = pixels < THRESHOLD
-    if black.shape[1] > cell:
-        binary = Image.fromarray(np.where(black, 0, WHITE).astype(np.uint8))
-        black = np.asarray(binary.resize((cell, cell), Image.Resampling.BILINEAR)) < THRESHOLD
-    return black
+    return pixels < THRESHOLD
+
+
+def _to_cell(black: np.ndarray, cell: int) -> np.ndarray:
+    """Step 4: resize a wide 1-bit canvas to cell × cell by nearest-neighbour sampling (Pillow, mode "1")."""
+    if black.shape[1] == cell:
+        return black
+    binary = Image.fromarray(~black)  # mode "1", True = white
+    return ~np.asarray(binary.resize((cell, cell), Image.Resampling.NEAREST))
 
 
 def _canvas_width(text: str, cell: int) -> int:
     return cell * max(len(text), 1)
 
 
-def _draw_canvas(text: str, fonts: FontChain) -> np.ndarray:
+def _draw_canvas(text: str, font: GlyphFont) -> np.ndarray:
     """Steps 1–2 the straightforward way: every character drawn onto one canvas."""
-    cell = fonts.cell
+    cell = font.cell
     image = Image.new("L", (_canvas_width(text, cell), cell), WHITE)
     draw = ImageDraw.Draw(image)
     for index, char in enumerate(text):
-        fonts.draw(draw, char, index * cell)
+        font.draw(draw, char, index * cell)
     return np.array(image)
 
 
-def render_bitmap(
-    text: str, cell: int, font: str | os.PathLike | None = None, augment: AugmentParams | None = None
+def render_canvas(
+    text: str,
+    cell: int,
+    font: str | os.PathLike | None = None,
+    augment: AugmentParams | None = None,
+    layout_engine: str = DEFAULT_LAYOUT_ENGINE,
 ) -> np.ndarray:
-    """Render one token text as DESIGN.md §3 steps 1–4: bool [cell, cell], True = black."""
-    fonts = FontChain(find_font(font), cell)
+    """Steps 1–3 for one token text: the augmented 1-bit canvas, bool [cell, cell · len(text)], True = black."""
+    glyph_font = GlyphFont(find_font(font), cell, layout_engine)
     easy = is_easy(text)
-    width = _canvas_width(text, cell)
-    draws = None if augment is None else _draw_randoms(cell, width, easy, augment)
-    return _finish(_draw_canvas(text, fonts), cell, easy, augment, draws)
+    draws = None if augment is None else _draw_randoms(cell, _canvas_width(text, cell), easy, augment)
+    return _augment(_draw_canvas(text, glyph_font), easy, augment, draws)
+
+
+def render_bitmap(
+    text: str,
+    cell: int,
+    font: str | os.PathLike | None = None,
+    augment: AugmentParams | None = None,
+    layout_engine: str = DEFAULT_LAYOUT_ENGINE,
+) -> np.ndarray:
+    """Steps 1–4 for one token text: bool [cell, cell], True = black."""
+    return _to_cell(render_canvas(text, cell, font, augment, layout_engine), cell)
 
 
 class _FastRenderer:
     """`render_bitmap` for many texts: cached glyph tiles and per-width random draws."""
 
-    def __init__(self, font: Path, cell: int, augment: AugmentParams | None):
-        self.fonts = FontChain(font, cell)
+    def __init__(self, font: Path, cell: int, augment: AugmentParams | None, layout_engine: str):
+        self.font = GlyphFont(font, cell, layout_engine)
         self.cell = cell
         self.augment = augment
         self.order = polar_order(cell)
@@ -194,7 +198,7 @@ class _FastRenderer:
     def tile(self, char: str) -> GlyphTile:
         tile = self.tiles.get(char)
         if tile is None:
-            tile = self.tiles[char] = self.fonts.tile(char)
+            tile = self.tiles[char] = self.font.tile(char)
         return tile
 
     def canvas(self, text: str) -> np.ndarray:
@@ -206,7 +210,7 @@ class _FastRenderer:
         cell = self.cell
         tiles = [self.tile(char) for char in text]
         if len(tiles) > 1 and any(not tile.fits(cell) and (tile.clipped or not tile.binary) for tile in tiles):
-            return _draw_canvas(text, self.fonts)
+            return _draw_canvas(text, self.font)
         canvas = np.full((cell, _canvas_width(text, cell)), WHITE, dtype=np.uint8)
         for index, tile in enumerate(tiles):
             if tile.pixels is None:
@@ -228,7 +232,7 @@ class _FastRenderer:
             draws = self.draws.get(key)
             if draws is None:
                 draws = self.draws[key] = _draw_randoms(self.cell, key[0], easy, self.augment)
-        return _finish(self.canvas(text), self.cell, easy, self.augment, draws)
+        return _to_cell(_augment(self.canvas(text), easy, self.augment, draws), self.cell)
 
     def packed_bits(self, texts: Sequence[str]) -> np.ndarray:
         """Bits of each text in polar order, packed with `np.packbits` (uint8 [n, cell²/8])."""
@@ -239,6 +243,7 @@ class _FastRenderer:
 
 
 _worker_renderer: _FastRenderer | None = None
+PR_SET_PDEATHSIG = 1  # prctl(2)
 
 
 def _pool_context() -> multiprocessing.context.BaseContext:
@@ -250,9 +255,22 @@ def _pool_context() -> multiprocessing.context.BaseContext:
     return multiprocessing.get_context()
 
 
-def _init_worker(font: Path, cell: int, augment: AugmentParams | None) -> None:
+def _die_with_parent(parent: int) -> None:
+    """Have the kernel SIGKILL this worker when its parent dies (Linux), so a killed build leaves no orphans."""
+    libc_name = ctypes.util.find_library("c")
+    if libc_name is None:
+        return
+    libc = ctypes.CDLL(libc_name, use_errno=True)
+    if not hasattr(libc, "prctl") or libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+        return
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(1)
+
+
+def _init_worker(parent: int, font: Path, cell: int, augment: AugmentParams | None, layout_engine: str) -> None:
     global _worker_renderer
-    _worker_renderer = _FastRenderer(font, cell, augment)
+    _die_with_parent(parent)
+    _worker_renderer = _FastRenderer(font, cell, augment, layout_engine)
 
 
 def _render_chunk(start: int, texts: list[str]) -> tuple[int, np.ndarray]:
@@ -266,6 +284,7 @@ def glyph_bits(
     cell: int,
     augment: AugmentParams | None,
     font: str | os.PathLike | None = None,
+    layout_engine: str = DEFAULT_LAYOUT_ENGINE,
     workers: int | None = None,
     progress: bool = True,
 ) -> np.ndarray:
@@ -276,11 +295,14 @@ def glyph_bits(
     """
     from tqdm.auto import tqdm
 
+    from pgt.options import available_cpus
+
     if cell < 1:
         raise PgtError(f"glyph cell must be a positive number of pixels, got {cell}")
     font_path = find_font(font)
-    renderer = _FastRenderer(font_path, cell, augment)  # reads the fonts: bad ones fail here, not in a worker
-    workers = workers or os.cpu_count() or 1
+    # Reads the font: a bad one (or engine) fails here, not in a worker.
+    renderer = _FastRenderer(font_path, cell, augment, layout_engine)
+    workers = workers or available_cpus()
     chunks = [(start, list(texts[start : start + CHUNK_TEXTS])) for start in range(0, len(texts), CHUNK_TEXTS)]
     bits = np.empty((len(texts), cell * cell), dtype=np.uint8)
 
@@ -297,7 +319,7 @@ def glyph_bits(
                 max_workers=min(workers, len(chunks)),
                 mp_context=_pool_context(),
                 initializer=_init_worker,
-                initargs=(font_path, cell, augment),
+                initargs=(os.getpid(), font_path, cell, augment, layout_engine),
             ) as pool:
                 futures = [pool.submit(_render_chunk, start, chunk) for start, chunk in chunks]
                 for future in concurrent.futures.as_completed(futures):
@@ -312,19 +334,25 @@ def glyph_matrix(
     dim: int,
     augment: AugmentParams | None,
     font: str | os.PathLike | None = None,
+    layout_engine: str = DEFAULT_LAYOUT_ENGINE,
+    fit_rows: int | None = None,
     workers: int | None = None,
     progress: bool = True,
 ) -> np.ndarray:
     """The frozen embedding matrix of `texts`: float32 [len(texts), dim], rows L2-normalised.
 
+    The PCA is fitted on the first `fit_rows` texts (default: all) and projects every row,
+    so rows added after the reference layout (byte fallback) move no reference row.
     Deterministic: the same inputs give the same bytes (see `pca.pca_unit_rows`).
     """
     if not 1 <= dim <= cell * cell:
         raise PgtError(f"embedding dim {dim} must be between 1 and the {cell}x{cell} cell's {cell * cell} bits")
     if not texts:
         raise PgtError("no token texts to embed")
-    bits = glyph_bits(texts, cell=cell, augment=augment, font=font, workers=workers, progress=progress)
-    return pca_unit_rows(bits, dim, progress=progress)
+    bits = glyph_bits(
+        texts, cell=cell, augment=augment, font=font, layout_engine=layout_engine, workers=workers, progress=progress
+    )
+    return pca_unit_rows(bits, dim, fit_rows=fit_rows, progress=progress)
 
 
 def nearest_tokens(matrix: np.ndarray, query_index: int, k: int) -> list[tuple[int, float]]:

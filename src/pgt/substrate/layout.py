@@ -1,4 +1,4 @@
-"""The bvv241 id layout (DESIGN.md §2) and the family presets.
+"""The bvv241 id layout (docs/substrate.md, "Id layout") and the family presets.
 
 Ids follow the Unicode code space:
 
@@ -19,14 +19,13 @@ reference size + 256 (65,792 or 131,328).
 
 from __future__ import annotations
 
+import typing
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Literal
 
 from pgt.errors import PgtError
-
-if TYPE_CHECKING:
-    from pgt.substrate.glyphs import AugmentParams
+from pgt.records import Record
 
 SPECIAL_TOKENS = (
     "<pad>", "<s>", "</s>", "<unk>", "<think>", "</think>", "<emotions>", "</emotions>",
@@ -59,7 +58,30 @@ def special_token(token_id: int) -> str:
     return SPECIAL_TOKENS[offset] if offset < len(SPECIAL_TOKENS) else f"<special_token_{token_id}>"
 
 
-@dataclass(frozen=True)
+@dataclass
+class AugmentParams(Record):
+    """Augmentation of "easy" texts: rotation in ±`rotate_deg` degrees, shift in ±`shift_px`
+    pixels, a fraction `noise_fraction` of pixels set black, then a Gaussian blur of
+    `blur_radius` (docs/substrate.md, "Rendering", step 3). Recorded in `substrate.json`.
+    """
+
+    WHAT = "augmentation"
+    rotate_deg: float
+    shift_px: int
+    noise_fraction: float
+    blur_radius: float = 0.5
+
+
+# Pillow's text layout engine draws the glyphs; which one the reference's run had is unknown.
+LayoutEngine = Literal["basic", "raqm"]
+LAYOUT_ENGINES: tuple[str, ...] = typing.get_args(LayoutEngine)
+DEFAULT_LAYOUT_ENGINE: LayoutEngine = "basic"
+
+AUGMENT_CELL_64 = AugmentParams(rotate_deg=7.0, shift_px=3, noise_fraction=0.03)
+AUGMENT_CELL_32 = AugmentParams(rotate_deg=4.0, shift_px=2, noise_fraction=0.01)
+
+
+@dataclass(frozen=True, kw_only=True)
 class Family:
     """One tokenizer family: its id layout, n-gram recipe and glyph-rendering settings.
 
@@ -68,22 +90,18 @@ class Family:
     tokenizer's vocabulary as it is (`bvv241-nemo`). `top_k` n-grams are kept per
     language and n for each n in `ngram_orders`; `extra_token_limit` caps how many of
     the shortest multi-character extra tokens (the intersection list) join them (None:
-    no cap).
-    Augmentation (DESIGN.md §3, "easy" texts): rotation in ±`rotation` degrees, shift
-    in ±`shift` pixels, a fraction `noise` of pixels set black.
+    no cap). `augment` is the augmentation of "easy" texts.
     """
 
     name: str
-    layout_size: int | None
-    ngram_ranges: tuple[tuple[int, int], ...] | None
-    ngram_orders: tuple[int, ...]
-    top_k: int
-    extra_token_limit: int | None
     cell: int
     dim: int
-    rotation: float
-    shift: int
-    noise: float
+    augment: AugmentParams
+    layout_size: int | None = None
+    ngram_ranges: tuple[tuple[int, int], ...] | None = None
+    ngram_orders: tuple[int, ...] = ()
+    top_k: int = 0
+    extra_token_limit: int | None = None
 
     @property
     def uses_layout(self) -> bool:
@@ -97,26 +115,23 @@ class Family:
         return self.layout_size + BYTE_FALLBACK_COUNT
 
     @property
-    def augment(self) -> AugmentParams:
-        """The family's augmentation as the glyph renderer takes it (imported here on use: numpy, Pillow)."""
-        from pgt.substrate.glyphs import AugmentParams
-
-        return AugmentParams(rotate_deg=self.rotation, shift_px=self.shift, noise_fraction=self.noise)
-
-    @property
     def ngram_capacity(self) -> int:
         return sum(stop - start for start, stop in self.ngram_ranges or ())
 
 
+_NGRAMS_MAX = dict(layout_size=131_072, ngram_ranges=NGRAM_RANGES_128K, ngram_orders=(2, 3, 4, 5), top_k=906,
+                   extra_token_limit=65_536)  # fmt: skip
 FAMILIES: dict[str, Family] = {
     family.name: family
     for family in (
-        Family("bvv241-2-3", 65_536, NGRAM_RANGES_64K, (2, 3), 338, None, 32, 1024, 4.0, 2, 0.01),
-        Family("bvv241-max", 131_072, NGRAM_RANGES_128K, (2, 3, 4, 5), 906, 65_536, 32, 1024, 7.0, 3, 0.03),
-        Family("bvv241-abs", 131_072, NGRAM_RANGES_128K, (2, 3, 4, 5), 906, 65_536, 64, 4096, 7.0, 3, 0.03),
-        Family("bvv241-nemo", None, None, (), 0, 0, 32, 1024, 7.0, 3, 0.03),
+        Family(name="bvv241-2-3", cell=32, dim=1024, augment=AUGMENT_CELL_32,
+               layout_size=65_536, ngram_ranges=NGRAM_RANGES_64K, ngram_orders=(2, 3), top_k=338),
+        # The reference's max and nemo builders used the 64-cell augmentation with a 32 cell.
+        Family(name="bvv241-max", cell=32, dim=1024, augment=AUGMENT_CELL_64, **_NGRAMS_MAX),
+        Family(name="bvv241-abs", cell=64, dim=4096, augment=AUGMENT_CELL_64, **_NGRAMS_MAX),
+        Family(name="bvv241-nemo", cell=32, dim=1024, augment=AUGMENT_CELL_64),
     )
-}
+}  # fmt: skip
 
 
 def get_family(name: str) -> Family:
@@ -158,7 +173,7 @@ def sort_ngrams(ngrams: Iterable[str]) -> list[str]:
 
 
 def build_layout(family: Family, ngrams: Iterable[str]) -> Layout:
-    """Lay out `ngrams` (multi-character strings) over the family's ids, as DESIGN.md §2 says.
+    """Lay out `ngrams` (multi-character strings) over the family's ids (docs/substrate.md, "Id layout").
 
     Strings that would collide with a layout token (a special, `<unused_N>`, a byte
     token) are rejected: they would make two ids share one string.

@@ -2,7 +2,7 @@
 
 All three give plain token strings; `collect_ngrams` unites them for one family.
 
-Mining follows the reference's counting rules (DESIGN.md §2). A corpus is a set of
+Mining follows the reference's counting rules (docs/substrate.md, "N-gram mining"). A corpus is a set of
 text files, each labelled with a language (`LANG=PATH`; unlabelled files count as
 language "xx"); a directory stands for every text file below it (files with a NUL
 byte in their first 8 KiB are skipped as binary). Files are streamed, and each line
@@ -65,13 +65,18 @@ def normalise(text: str) -> str:
     return CONTROL_SPACE.sub(" ", DIGITS.sub("", text.translate(QUOTES)))
 
 
+def split_corpus_arg(spec: str | os.PathLike) -> tuple[str, Path]:
+    """`LANG=PATH` or `PATH` (language "xx") -> (language, path)."""
+    text = os.fspath(spec)
+    match = LABEL.match(text)
+    if match and not Path(text).exists():
+        return match.group(1), Path(match.group(2))
+    return UNLABELLED_LANGUAGE, Path(text)
+
+
 def parse_corpus_arg(spec: str | os.PathLike) -> list[CorpusSource]:
     """`LANG=PATH` or `PATH` (language "xx") -> the text files it stands for, sorted."""
-    text = os.fspath(spec)
-    language, path = UNLABELLED_LANGUAGE, Path(text)
-    match = LABEL.match(text)
-    if match and not path.exists():
-        language, path = match.group(1), Path(match.group(2))
+    language, path = split_corpus_arg(spec)
     if path.is_file():
         return [CorpusSource(language, path)]
     if not path.is_dir():
@@ -161,7 +166,7 @@ def mine_ngrams(
 
 
 def read_reference_lists(path: str | os.PathLike) -> dict[str, TopNgrams]:
-    """Read a list file in the reference's format (a Python literal; see DESIGN.md §8).
+    """Read a list file in the reference's format (a Python literal; see docs/substrate.md, "N-gram lists").
 
     The file is parsed with `ast.literal_eval`, never executed. Returns language -> n -> list.
     """

@@ -1,4 +1,8 @@
-"""Deterministic PCA of 0/1 bit rows (DESIGN.md §3 step 6), memory- and order-safe.
+"""Deterministic PCA of 0/1 bit rows (docs/substrate.md, "Rendering", step 6), memory- and order-safe.
+
+The fit (mean and axes) may cover only the first rows: the reference fits over its own
+V rows, so rows pgt adds after them (byte fallback) are projected with that fit and
+leave every reference row where the reference has it.
 
 Why the result is the same bytes on every run, whatever the thread count:
 - the bits are 0/1, so their Gram matrix XᵀX is accumulated exactly (float32 products of
@@ -48,8 +52,9 @@ def principal_components(bits: np.ndarray, dim: int, *, progress: bool = False) 
     return mean, components
 
 
-def pca_unit_rows(bits: np.ndarray, dim: int, *, progress: bool = False) -> np.ndarray:
-    """Project mean-centred 0/1 rows onto their top `dim` principal axes; L2-normalise each row.
+def pca_unit_rows(bits: np.ndarray, dim: int, *, fit_rows: int | None = None, progress: bool = False) -> np.ndarray:
+    """Project mean-centred 0/1 rows onto the top `dim` principal axes of the first `fit_rows`
+    rows (default: all); L2-normalise each row.
 
     A row whose projection is exactly zero (it equals the mean in every kept direction,
     e.g. when all rows are identical) stays the zero vector rather than becoming NaN.
@@ -57,7 +62,10 @@ def pca_unit_rows(bits: np.ndarray, dim: int, *, progress: bool = False) -> np.n
     """
     from tqdm.auto import tqdm
 
-    mean, components = principal_components(bits, dim, progress=progress)
+    fit_rows = len(bits) if fit_rows is None else fit_rows
+    if not 1 <= fit_rows <= len(bits):
+        raise ValueError(f"fit_rows {fit_rows} outside 1..{len(bits)}")
+    mean, components = principal_components(bits[:fit_rows], dim, progress=progress)
     mean32 = mean.astype(np.float32)
     axes32 = np.ascontiguousarray(components, dtype=np.float32)
     out = np.empty((len(bits), dim), dtype=np.float32)

@@ -5,8 +5,11 @@ A substrate directory holds
   glyph_embeddings.safetensors                 tensor "weight" [V, d] float32
   substrate.json                               family, sizes, build parameters, fingerprint
 
-The fingerprint hashes the matrix bytes together with the build parameters; models
-record it and refuse a tokenizer/substrate whose fingerprint differs.
+`substrate.json` is one typed record, `SubstrateMeta`, that every reader and writer uses.
+The fingerprint hashes the matrix bytes together with the build parameters (`BuildParams`,
+which include the rendering recipe's version and the text layout engine); models record
+it and refuse a tokenizer/substrate whose fingerprint differs. A `substrate.json` of an
+older format (whose glyphs were not the reference's) is refused with a rebuild hint.
 """
 
 from __future__ import annotations
@@ -14,14 +17,16 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 
 import numpy as np
 
 from pgt.errors import PgtError
-from pgt.io import atomic_dir, read_json, write_json
+from pgt.io import atomic_dir
+from pgt.records import Record
+from pgt.substrate.layout import AugmentParams, LayoutEngine
 
 if TYPE_CHECKING:
     import torch
@@ -30,16 +35,98 @@ if TYPE_CHECKING:
 SUBSTRATE_FILE = "substrate.json"
 EMBEDDINGS_FILE = "glyph_embeddings.safetensors"
 EMBEDDINGS_KEY = "weight"
-FORMAT_VERSION = 1
+# 2: the reference's own rendering (nearest-neighbour rotate and 1-bit resize, placeholder
+# glyphs, PCA fitted on the reference rows, only the named specials special).
+FORMAT_VERSION = 2
+RECIPE_VERSION = 2
 
 
-def fingerprint(matrix: np.ndarray, params: dict[str, Any]) -> str:
+@dataclass
+class FontRecord(Record):
+    """The glyph font by file name and content hash (paths do not enter the fingerprint)."""
+
+    WHAT = "font"
+    name: str
+    sha256: str
+
+
+@dataclass
+class BuildParams(Record):
+    """Everything that determines the matrix: the fingerprint hashes these with its bytes.
+
+    `pca_fit_rows` rows (the reference layout's) fit the PCA; `sources` names each n-gram
+    source (or the tokenizer) with its sha256.
+    """
+
+    WHAT = "substrate build parameters"
+    recipe: int
+    family: str
+    cell: int
+    dim: int
+    augment: AugmentParams
+    layout_engine: LayoutEngine
+    font: FontRecord
+    token_texts_sha256: str
+    pca_fit_rows: int
+    sources: list[dict[str, Any]]
+
+
+@dataclass
+class SubstrateMeta(Record):
+    """`substrate.json`: sizes, build parameters, fingerprint and what the build found.
+
+    `embedding_trained`/`derived_from` mark a model directory whose embedding was trained
+    (the trainable-embedding baseline): its fingerprint is its own matrix's.
+    """
+
+    WHAT = "substrate description"
+    format_version: int
+    vocab_size: int
+    dim: int
+    fingerprint: str
+    params: BuildParams
+    reference_vocab_size: int | None = None
+    byte_fallback_tokens: int = 0
+    ngrams: int | None = None
+    ngrams_dropped: int | None = None
+    from_tokenizer: str | None = None
+    derived_from: str | None = None
+    embedding_trained: bool = False
+
+    @property
+    def family(self) -> str:
+        return self.params.family
+
+    @property
+    def cell(self) -> int:
+        return self.params.cell
+
+    @property
+    def augment(self) -> AugmentParams:
+        return self.params.augment
+
+    @property
+    def layout_engine(self) -> str:
+        return self.params.layout_engine
+
+    @classmethod
+    def from_json(cls, data: Any, source: str | os.PathLike = "") -> Self:
+        if isinstance(data, dict) and data.get("format_version") != FORMAT_VERSION:
+            raise PgtError(
+                f"{cls.WHAT} {source} has format {data.get('format_version')}, expected {FORMAT_VERSION}: it was built "
+                "by an older pgt whose glyph matrix differs from the reference's; rebuild it with `pgt substrate build` "
+                "(models trained on it must be retrained)"
+            )
+        return super().from_json(data, source)
+
+
+def fingerprint(matrix: np.ndarray, params: BuildParams) -> str:
     """sha256 over the float32 matrix bytes (with its shape) and the canonical JSON of `params`."""
     matrix = np.ascontiguousarray(matrix, dtype=np.float32)
     digest = hashlib.sha256()
     digest.update(json.dumps(list(matrix.shape)).encode())
     digest.update(memoryview(matrix).cast("B"))
-    digest.update(json.dumps(params, sort_keys=True, ensure_ascii=False).encode())
+    digest.update(json.dumps(params.to_json(), sort_keys=True, ensure_ascii=False).encode())
     return "sha256:" + digest.hexdigest()
 
 
@@ -51,7 +138,7 @@ class Substrate:
     tokenizer: PreTrainedTokenizerFast
     embeddings: torch.Tensor
     fingerprint: str
-    meta: dict[str, Any] = field(default_factory=dict)
+    meta: SubstrateMeta
 
     @property
     def vocab_size(self) -> int:
@@ -71,7 +158,7 @@ class Substrate:
         path = Path(path)
         if not path.is_dir():
             raise PgtError(f"substrate directory not found: {path}")
-        meta = read_json(path / SUBSTRATE_FILE, "substrate description")
+        meta = SubstrateMeta.load(path / SUBSTRATE_FILE)
         weights_path = path / EMBEDDINGS_FILE
         if not weights_path.is_file():
             raise PgtError(f"substrate {path} has no {EMBEDDINGS_FILE}")
@@ -80,11 +167,11 @@ class Substrate:
         except (SafetensorError, KeyError, OSError) as exc:
             raise PgtError(f"substrate embeddings {weights_path} are corrupt: {exc}") from None
         if verify:
-            actual = fingerprint(embeddings.numpy(), meta["params"])
-            if actual != meta["fingerprint"]:
+            actual = fingerprint(embeddings.numpy(), meta.params)
+            if actual != meta.fingerprint:
                 raise PgtError(
                     f"substrate {path}: embeddings do not match the recorded fingerprint "
-                    f"({actual[:19]}… != {meta['fingerprint'][:19]}…); the files were altered or corrupted"
+                    f"({actual[:19]}… != {meta.fingerprint[:19]}…); the files were altered or corrupted"
                 )
         try:
             tokenizer = PreTrainedTokenizerFast.from_pretrained(str(path))
@@ -94,19 +181,20 @@ class Substrate:
             raise PgtError(
                 f"substrate {path}: tokenizer has {len(tokenizer)} ids but the matrix only {embeddings.shape[0]} rows"
             )
-        return cls(path, tokenizer, embeddings, meta["fingerprint"], meta)
+        return cls(path, tokenizer, embeddings, meta.fingerprint, meta)
 
 
 def save_substrate(
     out: str | os.PathLike,
     tokenizer: PreTrainedTokenizerFast,
     matrix: np.ndarray,
-    params: dict[str, Any],
+    params: BuildParams,
     *,
     overwrite: bool = False,
     extra_meta: dict[str, Any] | None = None,
 ) -> Path:
-    """Write a substrate directory atomically and return its path."""
+    """Write a substrate directory atomically and return its path; `extra_meta` sets further
+    `SubstrateMeta` fields (n-gram counts, `from_tokenizer`)."""
     import torch
     from safetensors.torch import save_file
 
@@ -121,13 +209,13 @@ def save_substrate(
             # which would make two identical builds differ in their bytes.
             metadata={"fingerprint": fp},
         )
-        meta = {
-            "format_version": FORMAT_VERSION,
-            "vocab_size": int(matrix.shape[0]),
-            "dim": int(matrix.shape[1]),
-            "fingerprint": fp,
-            "params": params,
+        meta = SubstrateMeta(
+            format_version=FORMAT_VERSION,
+            vocab_size=int(matrix.shape[0]),
+            dim=int(matrix.shape[1]),
+            fingerprint=fp,
+            params=params,
             **(extra_meta or {}),
-        }
-        write_json(tmp / SUBSTRATE_FILE, meta)
+        )
+        meta.save(tmp / SUBSTRATE_FILE)
     return Path(out)

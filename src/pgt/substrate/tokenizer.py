@@ -1,7 +1,7 @@
 """Hugging Face fast tokenizers for the bvv241 layout, and token texts of any tokenizer.
 
 A bvv241 tokenizer is a `tokenizers` BPE model over the layout's vocabulary with the
-reference's merges (DESIGN.md §2): for each n-gram in id order, every split point whose
+reference's merges (docs/substrate.md, "Encoding"): for each n-gram in id order, every split point whose
 two halves are both in the vocabulary gives the merge (left, right), in that order.
 There is no normaliser and no pre-tokeniser, so a space is its own token and encoding
 is the reference's. Beyond the reference, `byte_fallback` spells every character outside
@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pgt.errors import PgtError
-from pgt.substrate.layout import BOS, EOS, PAD, SPECIAL_RANGE, UNK, Layout
+from pgt.substrate.layout import BOS, EOS, PAD, SPECIAL_TOKENS, UNK, Layout
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase, PreTrainedTokenizerFast
@@ -40,9 +40,10 @@ def reference_merges(ngrams: Iterable[str], vocab: dict[str, int]) -> list[tuple
 def build_tokenizer(layout: Layout) -> PreTrainedTokenizerFast:
     """The fast tokenizer of a bvv241 layout (bos `<s>`, eos `</s>`, unk `<unk>`, pad `<pad>`).
 
-    The 256 tokens of the special block are registered as special tokens, so their
-    literal text in the input encodes to their id; `<unused_N>` and byte tokens are
-    plain vocabulary entries that no input text produces directly.
+    Only the 23 named special tokens are registered as special, as in the reference, so
+    their literal text in the input encodes to their id; `<special_token_N>`, `<unused_N>`
+    and byte tokens are plain vocabulary entries, and their literal text encodes as
+    ordinary characters and n-grams, exactly as the reference encodes it.
     """
     from tokenizers import AddedToken, Tokenizer, decoders, models
     from transformers import PreTrainedTokenizerFast
@@ -58,8 +59,7 @@ def build_tokenizer(layout: Layout) -> PreTrainedTokenizerFast:
     )
     backend = Tokenizer(model)
     backend.decoder = decoders.Sequence([decoders.ByteFallback(), decoders.Fuse()])
-    specials = layout.tokens[SPECIAL_RANGE[0] : SPECIAL_RANGE[1]]
-    backend.add_special_tokens([AddedToken(token, special=True, normalized=False) for token in specials])
+    backend.add_special_tokens([AddedToken(token, special=True, normalized=False) for token in SPECIAL_TOKENS])
     return PreTrainedTokenizerFast(
         tokenizer_object=backend,
         bos_token=BOS,
