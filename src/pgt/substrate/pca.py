@@ -11,8 +11,8 @@ Why the result is the same bytes on every run, whatever the thread count:
   one BLAS thread (LAPACK's eigenvectors change with the thread count);
 - each eigenvector's sign is fixed as scikit-learn's `svd_flip` does (its largest-magnitude
   entry positive);
-- the projection runs in fixed row chunks; OpenBLAS splits a GEMM's rows and columns
-  between threads, never its sums (a test checks 1 against 2 threads).
+- the projection runs in fixed row chunks on one BLAS thread: OpenBLAS picks its blocking,
+  and so the order of the float32 sums, by the thread count (a test checks 1 against 2 threads).
 """
 
 from __future__ import annotations
@@ -69,8 +69,14 @@ def pca_unit_rows(bits: np.ndarray, dim: int, *, fit_rows: int | None = None, pr
     mean32 = mean.astype(np.float32)
     axes32 = np.ascontiguousarray(components, dtype=np.float32)
     out = np.empty((len(bits), dim), dtype=np.float32)
-    for rows in tqdm(_chunks(len(bits), PROJECT_CHUNK_ROWS), desc="pca: project", disable=not progress):
-        projected = (bits[rows].astype(np.float32) - mean32) @ axes32
-        norms = np.sqrt(np.einsum("ij,ij->i", projected, projected, dtype=np.float64))
-        out[rows] = projected / np.where(norms > 0, norms, 1.0)[:, None]
+    # One BLAS thread here too: OpenBLAS's blocking (hence the float32 sums' order) follows the thread count.
+    with threadpool_limits(limits=1, user_api="blas"):
+        # The fitted rows are chunked on their own, so rows added after them change no fitted row's bytes.
+        chunks = _chunks(fit_rows, PROJECT_CHUNK_ROWS) + [
+            slice(rows.start + fit_rows, rows.stop + fit_rows) for rows in _chunks(len(bits) - fit_rows, PROJECT_CHUNK_ROWS)
+        ]
+        for rows in tqdm(chunks, desc="pca: project", disable=not progress):
+            projected = (bits[rows].astype(np.float32) - mean32) @ axes32
+            norms = np.sqrt(np.einsum("ij,ij->i", projected, projected, dtype=np.float64))
+            out[rows] = projected / np.where(norms > 0, norms, 1.0)[:, None]
     return out
