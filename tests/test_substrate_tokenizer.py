@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pgt.errors import PgtError
-from pgt.substrate.layout import FAMILIES, SPECIAL_TOKENS, build_layout, get_family
+from pgt.substrate.layout import FAMILIES, SPECIAL_TOKENS, build_layout, get_family, reserved_tokens
 from pgt.substrate.ngrams import (
     NgramCounter,
     collect_ngrams,
@@ -121,6 +121,21 @@ def test_reference_encodings(abs_tokenizer, abs_reloaded, text, ids):
     assert abs_tokenizer.encode(text) == ids
     assert abs_reloaded.encode(text) == ids
     assert abs_reloaded.decode(ids) == text
+
+
+def test_every_reference_id_keeps_its_id_and_only_named_specials_are_special(abs_layout, abs_tokenizer, abs_reloaded):
+    reference = abs_layout.tokens[:131_072]
+    assert abs_reloaded.convert_ids_to_tokens(list(range(131_072))) == list(reference)
+    for token_id, special in enumerate(SPECIAL_TOKENS, start=0xE000):
+        assert abs_tokenizer.encode(f"a{special}b") == [97, token_id, 98]
+    # `<special_token_N>` and `<unused_N>` text is ordinary text in the reference: its characters and n-grams.
+    reserved = reserved_tokens(abs_layout.family) - set(SPECIAL_TOKENS)
+    for text in ("x <special_token_57400> y", "<special_token_57599>", "<unused_131071>", "<0x41>"):
+        for tokenizer in (abs_tokenizer, abs_reloaded):
+            ids = tokenizer.encode(text)
+            pieces = [reference[i] for i in ids]
+            assert "".join(pieces) == text and not set(pieces) & reserved
+            assert all(i < 0xE000 or 0xE100 <= i < 131_072 for i in ids)
 
 
 def test_saved_tokenizer_is_fast_with_special_tokens(abs_reloaded):

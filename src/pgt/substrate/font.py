@@ -105,7 +105,7 @@ class GlyphFont:
             x = cell_x + (self.cell - (right - left)) // 2
             y = cell_y + (self.cell - (bottom - top)) // 2 - top
             draw.text((x, y), char, font=self.font, fill=BLACK)
-        except (ValueError, OSError):
+        except Exception:  # noqa: BLE001 - the reference blanks the cell on any failure (e.g. raqm_layout() failing)
             return
 
     def tile(self, char: str) -> GlyphTile:
