@@ -49,7 +49,7 @@ def test_build_from_tokenizer_then_tokenize(byte_level_tokenizer_dir: Path, tmp_
                  "--workers", "1", "--out", str(out)]) == 0  # fmt: skip
     assert f"built {out}" in capsys.readouterr().out
     meta = json.loads((out / "substrate.json").read_text(encoding="utf-8"))
-    assert (meta["family"], meta["vocab_size"], meta["dim"]) == ("bvv241-nemo", 400, 8)
+    assert (meta["params"]["family"], meta["vocab_size"], meta["dim"]) == ("bvv241-nemo", 400, 8)
     assert main(["tokenize", "the", "--substrate", str(out)]) == 0
     assert "'the'" in capsys.readouterr().out
 
@@ -73,4 +73,63 @@ def test_build_arguments_reach_their_readers(tmp_path: Path, capsys: pytest.Capt
         assert err.startswith("error: ") and message in err and err.count("\n") == 1
     assert main(["substrate", "build", "--out", str(tmp_path / "out")]) == 2
     assert "--family is required" in capsys.readouterr().err
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["corrupt.txt", "empty.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.endswith(".lock")) == ["corrupt.txt", "empty.txt"]
+    assert main(["substrate"]) == 2 and "give a command" in capsys.readouterr().err
+
+
+def test_bad_numbers_are_refused_at_parse_time(capsys: pytest.CaptureFixture[str]):
+    for flag, value in (("--workers", "-3"), ("--dim", "0")):
+        with pytest.raises(SystemExit) as exit_info:
+            main(["substrate", "build", "--family", "bvv241-2-3", flag, value, "--out", "x"])
+        assert exit_info.value.code == 2 and f"{value} must be a finite number" in capsys.readouterr().err
+
+
+def children_of(pid: int) -> set[int]:
+    children = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            children.add(int(stat.parent.name))
+    return children
+
+
+def alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs /proc")
+def test_sigkill_of_a_build_leaves_no_render_workers(corpus_files: list[Path], tmp_path: Path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    command = [sys.executable, "-m", "pgt", "substrate", "build", "--family", "bvv241-abs", "--workers", "2",
+               "--corpus", *map(str, corpus_files[:2]), "--dim", "8", "--no-progress", "--out", str(tmp_path / "out")]  # fmt: skip
+    build = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    workers: set[int] = set()
+    try:
+        deadline = time.monotonic() + 120
+        while len(workers) < 2 and time.monotonic() < deadline and build.poll() is None:
+            time.sleep(0.2)
+            workers = children_of(build.pid)
+        assert len(workers) >= 2, "the build never started its render workers"
+        os.kill(build.pid, signal.SIGKILL)
+        build.wait()
+        deadline = time.monotonic() + 10
+        while any(alive(pid) for pid in workers) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not [pid for pid in workers if alive(pid)]
+    finally:
+        build.kill()
+        for pid in workers:  # only if the test failed: do not leave them running
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
+    assert not (tmp_path / "out").exists()
