@@ -41,7 +41,7 @@ def tokenizer(byte_level_tokenizer_dir: Path):
 
 def read_split(out: Path, manifest: dict, split: str) -> np.ndarray:
     return np.concatenate(
-        [np.fromfile(out / shard["file"], dtype="<u4") for shard in manifest["splits"][split]["shards"]]
+        [np.fromfile(out / shard.file, dtype="<u4") for shard in manifest.splits[split].shards]
     )
 
 
@@ -51,6 +51,11 @@ def decode_documents(ids: np.ndarray, tokenizer) -> list[str]:
     assert eos.size and eos[-1] == len(ids) - 1, "every document, the last included, ends with eos"
     bounds = zip(np.concatenate([[0], eos[:-1] + 1]), eos, strict=True)
     return [tokenizer.decode(ids[a:b].tolist(), clean_up_tokenization_spaces=False) for a, b in bounds]
+
+
+def leftovers(directory: Path) -> list[str]:
+    """What is in `directory`, but for the output locks (`.NAME.lock`), which stay by design."""
+    return sorted(p.name for p in directory.iterdir() if not (p.name.startswith(".") and p.name.endswith(".lock")))
 
 
 def directory_bytes(path: Path) -> dict[str, bytes]:
@@ -66,30 +71,30 @@ def test_shards_decode_to_the_source_documents(tmp_path, fortune_files, tokenize
     manifest = prepare_token_data(sources, byte_level_tokenizer_dir, out, val_fraction=0.2, progress=False)
 
     documents = [text for path in fortune_files for text in iter_fortunes(path)] + [r["text"] for r in records]
-    threshold = manifest["split"]["validation_threshold"]
+    threshold = manifest.split.validation_threshold
     assert threshold == pytest.approx(0.2)  # the corpus is large enough for the fraction alone
     for split in ("train", "validation"):
         expected = [doc for doc in documents if split_of(doc, threshold) == split]
         ids = read_split(out, manifest, split)
         assert decode_documents(ids, tokenizer) == expected
         assert list(split_documents(sources, split, val_fraction=0.2)) == expected
-        described = manifest["splits"][split]
-        assert described["documents"] == len(expected)
-        assert described["tokens"] == len(ids)
-        assert described["bytes"] == sum(len(doc.encode()) for doc in expected)
-        for shard in described["shards"]:
-            assert hashlib.sha256((out / shard["file"]).read_bytes()).hexdigest() == shard["sha256"]
-    assert 0 < manifest["splits"]["validation"]["documents"] < manifest["splits"]["train"]["documents"]
-    assert manifest["eos_id"] == tokenizer.eos_token_id and manifest["dtype"] == "uint32"
+        described = manifest.splits[split]
+        assert described.documents == len(expected)
+        assert described.tokens == len(ids)
+        assert described.bytes == sum(len(doc.encode()) for doc in expected)
+        for shard in described.shards:
+            assert hashlib.sha256((out / shard.file).read_bytes()).hexdigest() == shard.sha256
+    assert 0 < manifest.splits["validation"].documents < manifest.splits["train"].documents
+    assert manifest.eos_id == tokenizer.eos_token_id and manifest.dtype == "uint32"
     expected_fingerprint = hashlib.sha256((byte_level_tokenizer_dir / "tokenizer.json").read_bytes()).hexdigest()
-    assert manifest["tokenizer_fingerprint"] == "sha256:" + expected_fingerprint
-    sources = manifest["sources"]
-    assert [s["path"] for s in sources] == [str(p.resolve()) for p in [*fortune_files, jsonl]]
-    assert [s["format"] for s in sources] == ["fortunes"] * len(fortune_files) + ["jsonl"]
-    assert sources[-1]["documents"] == 2
-    assert sources[0]["sha256"] == hashlib.sha256(fortune_files[0].read_bytes()).hexdigest()
-    assert sources[0]["bytes"] == fortune_files[0].stat().st_size
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "notes.jsonl"]  # no work or temp dirs left
+    assert manifest.tokenizer_fingerprint == "sha256:" + expected_fingerprint
+    sources = manifest.sources
+    assert [s.path for s in sources] == [str(p.resolve()) for p in [*fortune_files, jsonl]]
+    assert [s.format for s in sources] == ["fortunes"] * len(fortune_files) + ["jsonl"]
+    assert sources[-1].documents == 2
+    assert sources[0].sha256 == hashlib.sha256(fortune_files[0].read_bytes()).hexdigest()
+    assert sources[0].bytes == fortune_files[0].stat().st_size
+    assert leftovers(tmp_path) == ["data", "notes.jsonl"]  # no work or temp dirs left
 
 
 def test_large_text_file_is_one_document_read_in_pieces(
@@ -99,9 +104,9 @@ def test_large_text_file_is_one_document_read_in_pieces(
     book = tmp_path / "book.txt"
     book.write_text("\n\n".join(iter_fortunes(fortune_files[0])), encoding="utf-8")
     manifest = prepare_token_data(
-        [str(book)], byte_level_tokenizer_dir, tmp_path / "data", val_fraction=0, progress=False
+        [str(book)], byte_level_tokenizer_dir, tmp_path / "data", val_fraction=0, text_format="text", progress=False
     )
-    assert manifest["sources"][0]["format"] == "text"
+    assert manifest.sources[0].format == "text"
     assert decode_documents(read_split(tmp_path / "data", manifest, "train"), tokenizer) == [
         book.read_text(encoding="utf-8")
     ]
@@ -120,11 +125,13 @@ def test_directory_walk_and_text_formats(tmp_path, fortune_files):
     found = resolve_sources([str(corpus)])
     assert [(Path(s.path).relative_to(corpus.resolve()).as_posix(), s.kind) for s in found] == [
         ("quotes", "fortunes"),
-        ("story.txt", "text"),
+        ("story.txt", "paragraphs"),
         ("sub/notes.jsonl", "jsonl"),
         ("sub/table.parquet", "parquet"),
     ]
-    assert list(found[1].pieces()) == [("Line one.\nLine two.\n", True)]
+    assert list(found[1].pieces()) == [("Line one.\nLine two.", True)]  # one paragraph, its last line end dropped
+    whole = resolve_sources([str(corpus / "story.txt")], text_format="text")[0]
+    assert list(whole.pieces()) == [("Line one.\nLine two.\n", True)]
     lines = resolve_sources([str(corpus / "story.txt")], text_format="lines")[0]
     assert list(lines.pieces()) == [("Line one.", True), ("Line two.", True)]
     forced = resolve_sources([str(corpus / "story.txt")], text_format="fortunes")[0]
@@ -144,8 +151,8 @@ def test_output_is_independent_of_workers_and_chunking(tmp_path, fortune_files, 
         chunk_chars=2_000,
         **common,
     )
-    assert len(one["splits"]["train"]["shards"]) > 5  # shard boundaries are exercised
-    assert all(shard["tokens"] == 3_000 for shard in one["splits"]["train"]["shards"][:-1])
+    assert len(one.splits["train"].shards) > 5  # shard boundaries are exercised
+    assert all(shard.tokens == 3_000 for shard in one.splits["train"].shards[:-1])
     assert one == two
     assert directory_bytes(tmp_path / "one") == directory_bytes(tmp_path / "two")
 
@@ -205,13 +212,13 @@ def test_jsonl_parquet_and_saved_datasets_give_the_same_tokens(tmp_path, fortune
             byte_level_tokenizer_dir,
             tmp_path / f"out-{name}",
             text_field="body",
-            split=split,
+            hub_split=split,
             val_fraction=0.1,
             min_val_bytes=0,
             progress=False,
         )
-        assert manifest["sources"][0]["documents"] == len(texts), name
-        results[name] = (manifest["splits"], directory_bytes(tmp_path / f"out-{name}") | {"manifest.json": b""})
+        assert manifest.sources[0].documents == len(texts), name
+        results[name] = (manifest.splits, directory_bytes(tmp_path / f"out-{name}") | {"manifest.json": b""})
     assert all(result == results["jsonl"] for result in results.values())
     # Datasets have no single file to hash: their documents' text is hashed, identically for both kinds.
     assert (
@@ -313,7 +320,7 @@ def test_malformed_jsonl_names_file_and_line(tmp_path, content, message, byte_le
     (tmp_path / "bad.jsonl").write_text(content)
     with pytest.raises(PgtError, match=message):
         prepare_token_data([str(tmp_path / "bad.jsonl")], byte_level_tokenizer_dir, tmp_path / "out", progress=False)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.jsonl"]  # nothing half-written
+    assert leftovers(tmp_path) == ["bad.jsonl"]  # nothing half-written
 
 
 def test_bad_inputs_get_one_line_errors(tmp_path, fortune_files, byte_level_tokenizer_dir):
@@ -338,7 +345,7 @@ def test_bad_inputs_get_one_line_errors(tmp_path, fortune_files, byte_level_toke
     (tmp_path / "one.txt").write_text("A single short document.")
     assert "validation split is empty" in error_of([str(tmp_path / "one.txt")], val_fraction=0.01, min_val_bytes=0)
     assert "hf:NAME" in error_of(["hf:"])
-    assert sorted(p.name for p in tmp_path.iterdir()) == [
+    assert leftovers(tmp_path) == [
         "blob.bin",
         "broken.parquet",
         "empty.jsonl",
@@ -370,7 +377,7 @@ def test_cli_prepare_and_show(tmp_path, fortune_files, byte_level_tokenizer_dir,
         "data",
         "prepare",
         *map(str, fortune_files[:2]),
-        "--tokenizer",
+        "--substrate",
         str(byte_level_tokenizer_dir),
         "--out",
         str(out),
@@ -402,12 +409,12 @@ def test_real_substrate_tokenizer(tmp_path, request, fortune_files):
     substrate = Substrate.load(substrate_dir)
     out = tmp_path / "data"
     manifest = prepare_token_data(list(map(str, fortune_files)), substrate_dir, out, val_fraction=0.2, progress=False)
-    assert manifest["tokenizer_fingerprint"] == substrate.fingerprint
-    assert manifest["eos_id"] == substrate.tokenizer.eos_token_id == 0xE002
+    assert manifest.tokenizer_fingerprint == substrate.fingerprint
+    assert manifest.eos_id == substrate.tokenizer.eos_token_id == 0xE002
     for split in ("train", "validation"):
         documents = decode_documents(read_split(out, manifest, split), substrate.tokenizer)
         expected = list(split_documents(list(map(str, fortune_files)), split, val_fraction=0.2))
-        assert len(documents) == len(expected) == manifest["splits"][split]["documents"] > 10
+        assert len(documents) == len(expected) == manifest.splits[split].documents > 10
         # bvv241 decoding concatenates token texts: text inside the Basic Multilingual Plane comes back exactly.
         exact = [(got, want) for got, want in zip(documents, expected, strict=True) if max(map(ord, want)) < 0xD800]
         assert len(exact) > 0.9 * len(expected) and all(got == want for got, want in exact)

@@ -39,17 +39,7 @@ def default_corpus_files(languages: tuple[str, ...] = ("en", "ru", "de")) -> lis
 
 
 def iter_fortunes(path: str | os.PathLike) -> Iterator[str]:
-    """Yield the quotations of one fortune file (text between `%` lines), stripped, non-empty."""
-    with open(path, encoding="utf-8", errors="replace") as handle:
-        chunk: list[str] = []
-        for line in handle:
-            if line.rstrip("\n") == "%":
-                text = "".join(chunk).strip()
-                if text:
-                    yield text
-                chunk = []
-            else:
-                chunk.append(line)
-        text = "".join(chunk).strip()
-        if text:
-            yield text
+    """Yield the quotations of one fortune file (see `pgt.data.sources`, format "fortunes")."""
+    from pgt.data.sources import Source
+
+    yield from Source(str(path), "fortunes").documents()

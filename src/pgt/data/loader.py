@@ -3,7 +3,9 @@
 `TokenData(path)` checks the manifest against the shards and memory-maps them, so a corpus of
 any size costs no memory. Training batches are a pure function of (step, seed, rank,
 world_size): a resumed run, or the same run on another number of processes, sees exactly the
-same windows. Validation batches are fixed contiguous windows.
+same windows. Validation batches are fixed contiguous windows. Every window read is checked
+against the tokenizer's vocabulary, so damaged or foreign shards stop with a one-line error
+instead of an index error deep inside the model.
 """
 
 from __future__ import annotations
@@ -11,13 +13,13 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from pgt.data.prepare import DTYPE, FORMAT, FORMAT_VERSION, MANIFEST_FILE, SPLITS
+from pgt.data.manifest import DTYPE, MANIFEST_FILE, SPLITS, Manifest, SplitRecord
 from pgt.errors import PgtError
-from pgt.io import file_sha256, read_json
+from pgt.io import file_sha256
 
 if TYPE_CHECKING:
     import torch
@@ -26,31 +28,39 @@ if TYPE_CHECKING:
 class TokenSplit:
     """One split's shards as a single virtual array of token ids."""
 
-    def __init__(self, directory: Path, name: str, description: dict[str, Any], *, verify: bool) -> None:
-        self.name = name
-        self.bytes = int(description["bytes"])
-        self.documents = int(description["documents"])
+    def __init__(self, directory: Path, name: str, description: SplitRecord, vocab_size: int, *, verify: bool) -> None:
+        self.name, self.directory, self.vocab_size = name, directory, vocab_size
+        self.bytes = description.bytes
+        self.documents = description.documents
         self._shards: list[np.ndarray] = []
-        for shard in description["shards"]:
-            path = directory / shard["file"]
-            expected = int(shard["tokens"]) * DTYPE.itemsize
+        for shard in description.shards:
+            path = directory / shard.file
+            expected = shard.tokens * DTYPE.itemsize
             if not path.is_file():
-                raise PgtError(f"token data {directory}: shard {shard['file']} is missing")
+                raise PgtError(f"token data {directory}: shard {shard.file} is missing")
             if path.stat().st_size != expected:
                 raise PgtError(
-                    f"token data {directory}: shard {shard['file']} has {path.stat().st_size} bytes, "
+                    f"token data {directory}: shard {shard.file} has {path.stat().st_size} bytes, "
                     f"the manifest says {expected}; it was truncated or altered"
                 )
-            if verify:
-                if file_sha256(path) != shard["sha256"]:
-                    raise PgtError(f"token data {directory}: shard {shard['file']} does not match its sha256")
+            if verify and file_sha256(path) != shard.sha256:
+                raise PgtError(f"token data {directory}: shard {shard.file} does not match its sha256")
             self._shards.append(np.memmap(path, dtype=DTYPE, mode="r") if expected else np.empty(0, DTYPE))
+            if verify and expected:
+                self._check_ids(self._shards[-1], shard.file)
         self._offsets = np.cumsum([0] + [len(shard) for shard in self._shards])
         self.tokens = int(self._offsets[-1])
-        if self.tokens != int(description["tokens"]):
+        if self.tokens != description.tokens:
             raise PgtError(
                 f"token data {directory}: {name} shards hold {self.tokens} tokens, "
-                f"the manifest says {description['tokens']}"
+                f"the manifest says {description.tokens}"
+            )
+
+    def _check_ids(self, ids: np.ndarray, where: str) -> None:
+        if ids.size and (largest := int(ids.max())) >= self.vocab_size:
+            raise PgtError(
+                f"token data {self.directory}: {where} holds token id {largest}, beyond the tokenizer's "
+                f"{self.vocab_size} ids; the shards were altered or written with another tokenizer (prepare again)"
             )
 
     def read(self, start: int, length: int) -> np.ndarray:
@@ -64,6 +74,7 @@ class TokenSplit:
             out[filled : filled + take] = self._shards[shard][local : local + take]
             filled += take
             shard += 1
+        self._check_ids(out, f"the {self.name} split at token {start}")
         return out
 
 
@@ -75,27 +86,22 @@ class TokenData:
         self.path = Path(path)
         if not self.path.is_dir():
             raise PgtError(f"token data directory not found: {self.path}")
-        self.manifest: dict[str, Any] = read_json(self.path / MANIFEST_FILE, "token data manifest")
-        if self.manifest.get("format") != FORMAT or self.manifest.get("format_version") != FORMAT_VERSION:
-            raise PgtError(
-                f"{self.path / MANIFEST_FILE} is not a pgt token data manifest (format {FORMAT} v{FORMAT_VERSION})"
-            )
-        if self.manifest.get("dtype") != "uint32":
-            raise PgtError(f"token data {self.path}: unsupported dtype {self.manifest.get('dtype')!r}")
-        try:
-            self.splits = {
-                name: TokenSplit(self.path, name, self.manifest["splits"][name], verify=verify) for name in SPLITS
-            }
-        except (KeyError, TypeError, ValueError) as exc:
-            raise PgtError(f"token data manifest {self.path / MANIFEST_FILE} is incomplete: {exc!r}") from None
+        self.manifest = Manifest.read(self.path)
+        missing = [name for name in SPLITS if name not in self.manifest.splits]
+        if missing:
+            raise PgtError(f"token data manifest {self.path / MANIFEST_FILE} lacks the split(s) {', '.join(missing)}")
+        vocab_size = self.manifest.tokenizer.vocab_size
+        self.splits = {
+            name: TokenSplit(self.path, name, self.manifest.splits[name], vocab_size, verify=verify) for name in SPLITS
+        }
 
     @property
     def tokenizer_fingerprint(self) -> str:
-        return str(self.manifest["tokenizer_fingerprint"])
+        return self.manifest.tokenizer_fingerprint
 
     @property
     def eos_id(self) -> int:
-        return int(self.manifest["eos_id"])
+        return self.manifest.eos_id
 
     @property
     def train_tokens(self) -> int:

@@ -1,4 +1,4 @@
-"""`pgt data prepare`: a corpus -> uint32 token shards plus `manifest.json` (docs/architecture.md).
+"""`pgt data prepare`: a corpus -> uint32 token shards plus `manifest.json` (docs/data.md).
 
 The pipeline streams documents from the sources in order, assigns each document to `train`
 or `validation` by a hash of its text, tokenizes chunks of documents in worker processes
@@ -9,7 +9,8 @@ Resumption: shards grow in a work directory beside the output. About once a seco
 chunks, the shards are synced and `progress.json` records how far the sources have been read
 and how long each open shard is; a rerun of the same command truncates the shards to that point and carries on,
 so its output is byte-identical to an uninterrupted run. The finished directory appears
-atomically and the work directory is removed.
+atomically and the work directory is removed. The whole run holds the output's lock
+(a second `prepare` of the same --out stops at once).
 """
 
 from __future__ import annotations
@@ -31,16 +32,31 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from pgt.data.sources import Source, resolve_sources
+from pgt.data.manifest import (
+    DTYPE,
+    FORMAT,
+    FORMAT_VERSION,
+    MANIFEST_FILE,
+    SPLITS,
+    Manifest,
+    SplitRule,
+    TokenizerRecord,
+)
+from pgt.data.sources import ReadStats, Source, local_inputs, resolve_sources
 from pgt.errors import PgtError
-from pgt.io import atomic_dir, file_sha256, read_json, write_json
+from pgt.io import (
+    atomic_dir,
+    file_sha256,
+    output_lock,
+    read_json,
+    refuse_overlap,
+    remove_stale_temporaries,
+    write_json,
+)
 
-FORMAT = "pgt-token-data"
-FORMAT_VERSION = 1
-MANIFEST_FILE = "manifest.json"
+__all__ = ["DTYPE", "FORMAT", "FORMAT_VERSION", "MANIFEST_FILE", "SPLITS", "prepare_token_data", "split_documents"]
+
 PROGRESS_FILE = "progress.json"
-SPLITS = ("train", "validation")
-DTYPE = np.dtype("<u4")
 
 DEFAULT_VAL_FRACTION = 0.01
 # Small corpora get at least this much validation text (capped at MAX_VAL_FRACTION of the corpus).
@@ -234,28 +250,13 @@ def validation_threshold(val_fraction: float, min_val_bytes: int, known_bytes: i
     return max(val_fraction, min(MAX_VAL_FRACTION, min_val_bytes / known_bytes))
 
 
-@dataclass
-class SourceStats:
-    """Running description of one source: documents, and for datasets the sha256 of their text."""
-
-    documents: int = 0
-    text_bytes: int = 0
-    hasher: Any = field(default_factory=hashlib.sha256)
-
-    def add(self, text: str, ends_document: bool) -> None:
-        data = text.encode("utf-8")
-        self.hasher.update(data)
-        self.text_bytes += len(data)
-        if ends_document:
-            self.hasher.update(b"\0")
-            self.documents += 1
-
-    def record(self, identity: dict[str, Any]) -> dict[str, Any]:
-        """The manifest entry: the source's identity plus what reading it found."""
-        record = {**identity, "documents": self.documents}
-        if record["sha256"] is None:  # a dataset: hash and size of its documents' text
-            record["sha256"], record["bytes"] = self.hasher.hexdigest(), self.text_bytes
-        return record
+def source_record(identity: dict[str, Any], stats: ReadStats) -> dict[str, Any]:
+    """The manifest entry of a source (`SourceRecord`): its identity plus what reading it found."""
+    record = {**identity, "documents": stats.documents, "text_bytes": stats.text_bytes,
+              "replaced_bytes": stats.replaced_bytes}  # fmt: skip
+    if record["sha256"] is None:  # a dataset: hash and size of its documents' text
+        record["sha256"], record["bytes"] = stats.hasher.hexdigest(), stats.text_bytes
+    return record
 
 
 @dataclass
@@ -270,10 +271,12 @@ class Chunk:
     finished_sources: list[dict[str, Any]] = field(default_factory=list)  # manifest records
 
 
-def assign_splits(source: Source, threshold: float) -> Iterator[tuple[str, bool, str]]:
+def assign_splits(
+    source: Source, threshold: float, stats: ReadStats | None = None
+) -> Iterator[tuple[str, bool, str]]:
     """The source's pieces as `(text, ends_document, split)`; a document's split is that of its first piece."""
     split, at_document_start = "train", True
-    for text, ends_document in source.pieces():
+    for text, ends_document in source.pieces(stats):
         if at_document_start:
             split = split_of(text, threshold)
         at_document_start = ends_document
@@ -293,10 +296,9 @@ def iter_chunks(
     """
     chunk, size = Chunk(position=start), 0
     for index in range(start[0], len(sources)):
-        stats = SourceStats()
+        stats = ReadStats()
         skip = start[1] if index == start[0] else 0
-        for number, (text, ends_document, split) in enumerate(assign_splits(sources[index], threshold), start=1):
-            stats.add(text, ends_document)
+        for number, (text, ends_document, split) in enumerate(assign_splits(sources[index], threshold, stats), 1):
             if number <= skip:
                 continue  # written before an interruption: read again only to rebuild the split and stats
             chunk.texts.append(text)
@@ -307,7 +309,7 @@ def iter_chunks(
                 chunk.position = (index, number)
                 yield chunk
                 chunk, size = Chunk(position=chunk.position), 0
-        chunk.finished_sources.append(stats.record(identities[index]))
+        chunk.finished_sources.append(source_record(identities[index], stats))
         chunk.position = (index + 1, 0)
     yield chunk
 
@@ -320,19 +322,25 @@ def split_documents(
     min_val_bytes: int = DEFAULT_MIN_VAL_BYTES,
     text_format: str = "auto",
     text_field: str = "text",
-    dataset_split: str = "train",
+    hub_split: str = "train",
+    language: str | None = None,
 ) -> Iterator[str]:
     """The whole documents that `prepare_token_data` with these arguments puts into `split`, in order.
 
     E.g. `split_documents(["default"], "validation")`: the held-out text of the default corpus,
-    for scoring a model on documents it never trained on.
+    for scoring a model on documents it never trained on. With `language`, only the documents
+    of sources tagged with it (`LANG=SOURCE`; the default corpus tags its own).
     """
     if split not in SPLITS:
         raise PgtError(f"unknown split {split!r} (choose from {', '.join(SPLITS)})")
-    resolved = resolve_sources(list(sources), text_format=text_format, text_field=text_field, split=dataset_split)
+    resolved = resolve_sources(list(sources), text_format=text_format, text_field=text_field, hub_split=hub_split)
     known_bytes = sum(source.size_on_disk() or 0 for source in resolved)
     threshold = validation_threshold(val_fraction, min_val_bytes, known_bytes)
-    for source in resolved:
+    chosen = [source for source in resolved if language is None or source.language == language]
+    if not chosen:
+        have = sorted({source.language for source in resolved})
+        raise PgtError(f"no source tagged with language {language!r} (have: {', '.join(have)}; tag one as LANG=SOURCE)")
+    for source in chosen:
         parts: list[str] = []
         for text, ends_document, piece_split in assign_splits(source, threshold):
             if piece_split == split:
@@ -340,6 +348,15 @@ def split_documents(
                 if ends_document:
                     yield "".join(parts)
                     parts = []
+
+
+def held_out_documents(language: str | None = None, sources: Sequence[str] = ("default",)) -> Iterator[str]:
+    """The validation documents of `sources` (the embedded corpus by default) in `language` (all if None).
+
+    Exactly the text `pgt data prepare SOURCES` holds out with default settings, so a model
+    trained on that token data is scored on documents it never saw.
+    """
+    return split_documents(sources, "validation", language=language)
 
 
 # --------------------------------------------------------------------------- the pipeline
@@ -355,16 +372,17 @@ def prepare_token_data(
     workers: int = 1,
     shard_tokens: int = DEFAULT_SHARD_TOKENS,
     text_field: str = "text",
-    split: str = "train",
+    hub_split: str = "train",
     text_format: str = "auto",
+    strict: bool = False,
     overwrite: bool = False,
     progress: bool = True,
     chunk_chars: int = CHUNK_CHARS,
-) -> dict[str, Any]:
+) -> Manifest:
     """Tokenize `sources` into the token data directory `out` and return its manifest.
 
     Rerunning an interrupted call with the same arguments resumes it; the result is identical
-    to an uninterrupted run whatever `workers` is.
+    to an uninterrupted run whatever `workers` is. `strict` makes invalid UTF-8 an error.
     """
     out = Path(out)
     if not 0 <= val_fraction < 1:
@@ -373,8 +391,33 @@ def prepare_token_data(
         raise PgtError("--workers and --shard-tokens must be positive and --min-val-bytes not negative")
     if out.exists() and not overwrite:
         raise PgtError(f"output directory {out} already exists (choose another --out or pass --overwrite)")
+    refuse_overlap(out, [tokenizer_dir, *local_inputs(sources)])
+    with output_lock(out):
+        remove_stale_temporaries(out.parent, out.name)
+        return _prepare(
+            sources, tokenizer_dir, out, val_fraction=val_fraction, min_val_bytes=min_val_bytes, workers=workers,
+            shard_tokens=shard_tokens, overwrite=overwrite, progress=progress, chunk_chars=chunk_chars,
+            resolve=dict(text_format=text_format, text_field=text_field, hub_split=hub_split, strict=strict),
+        )  # fmt: skip
+
+
+def _prepare(
+    sources: Sequence[str],
+    tokenizer_dir: str | os.PathLike,
+    out: Path,
+    *,
+    val_fraction: float,
+    min_val_bytes: int,
+    workers: int,
+    shard_tokens: int,
+    overwrite: bool,
+    progress: bool,
+    chunk_chars: int,
+    resolve: dict[str, Any],
+) -> Manifest:
+    """`prepare_token_data` under the output's lock."""
     tokenizer = load_tokenizer_info(tokenizer_dir)
-    resolved = resolve_sources(list(sources), text_format=text_format, text_field=text_field, split=split)
+    resolved = resolve_sources(list(sources), **resolve)
     identities = [source.identity() for source in resolved]
     known_bytes = sum(identity["bytes"] or 0 for identity in identities)
     threshold = validation_threshold(val_fraction, min_val_bytes, known_bytes)
@@ -388,6 +431,7 @@ def prepare_token_data(
         "sources": identities,
     }
     work = out.parent / f".{out.name}.prepare-work"
+    remove_stale_temporaries(work)  # progress.json's temporaries from a killed write
     state = _start_or_resume(work, hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest())
     writers = {name: ShardWriter(work, name, shard_tokens, state["splits"].get(name)) for name in SPLITS}
     try:
@@ -401,24 +445,25 @@ def prepare_token_data(
             writer.abandon()
         shutil.rmtree(work, ignore_errors=True)
         raise
-    manifest = {
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
-        "tokenizer": {"path": tokenizer.path, "fingerprint": tokenizer.fingerprint, "vocab_size": tokenizer.vocab_size},
-        "tokenizer_fingerprint": tokenizer.fingerprint,
-        "dtype": "uint32",
-        "byte_order": "little",
-        "eos_id": tokenizer.eos_id,
-        "shard_tokens": shard_tokens,
-        "split": {"method": "sha256(document text) < validation_threshold", **settings["split"]},
-        "sources": state["sources"],
-        "splits": descriptions,
-    }
+    manifest = Manifest.from_json(
+        {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "tokenizer": TokenizerRecord(tokenizer.path, tokenizer.fingerprint, tokenizer.vocab_size).to_json(),
+            "tokenizer_fingerprint": tokenizer.fingerprint,
+            "eos_id": tokenizer.eos_id,
+            "shard_tokens": shard_tokens,
+            "split": SplitRule(**settings["split"]).to_json(),
+            "sources": state["sources"],
+            "splits": descriptions,
+        },
+        MANIFEST_FILE,
+    )
     with atomic_dir(out, overwrite=overwrite) as tmp:
-        for description in descriptions.values():
-            for shard in description["shards"]:
-                _link_or_copy(work / shard["file"], tmp / shard["file"])
-        write_json(tmp / MANIFEST_FILE, manifest)
+        for description in manifest.splits.values():
+            for shard in description.shards:
+                _link_or_copy(work / shard.file, tmp / shard.file)
+        manifest.save(tmp / MANIFEST_FILE)
     shutil.rmtree(work, ignore_errors=True)
     return manifest
 
@@ -525,7 +570,7 @@ def _tokenized(chunks: Iterator[Chunk], tokenizer: TokenizerInfo, workers: int) 
 def _check_not_empty(descriptions: dict[str, dict[str, Any]], val_fraction: float, sources: Sequence[str]) -> None:
     documents = sum(d["documents"] for d in descriptions.values())
     if documents == 0 or sum(d["tokens"] for d in descriptions.values()) == 0:
-        raise PgtError(f"empty corpus: no documents in {' '.join(sources)}")
+        raise PgtError(f"empty corpus: no documents in {' '.join(map(str, sources))} (empty files or empty texts)")
     advice = "use more documents, another --val-fraction, or --format lines to make every line a document"
     if descriptions["train"]["tokens"] == 0:
         raise PgtError(f"all {documents} document(s) fell into the validation split; {advice}")

@@ -1,58 +1,134 @@
-"""Corpus sources for `pgt data prepare`: text and fortune files, directories, JSONL, parquet,
-Hugging Face datasets (saved with `save_to_disk`, loadable with `load_dataset`, or on the hub),
-and `default`, the embedded fortune corpus.
+"""The one corpus reader: `Source`, the documents of a file, directory, dataset or `default`.
+
+`pgt data prepare` (token data), `pgt substrate build --corpus` (n-gram mining) and
+`pgt eval --data` (held-out text) all read corpora through `resolve_sources` and
+`Source.pieces`, so they accept the same inputs and see the same documents
+(docs/data.md states the formats and the lossless contract):
+
+  default               the embedded fortune corpus (languages en, ru, de)
+  FILE                  plain text: paragraphs (auto), or fortunes if it has `%` lines; see TEXT_FORMATS
+  FILE.jsonl            one JSON object per line, the text in a field
+  FILE.parquet          the text in a column
+  DIR                   every such file below DIR, or a `save_to_disk` dataset
+  hf:NAME[:CONFIG]      `datasets.load_dataset`, streamed (a hub name or a local dataset directory)
+  LANG=SPEC             any of these, tagged with a language (untagged: "xx")
 
 Every source yields its documents as *pieces* `(text, ends_document)` in a fixed order. A
-document is normally one piece; a large plain-text document (a whole book file) comes in
-pieces of about `PIECE_CHARS` characters cut at line ends, so no document and no corpus ever
-has to fit in memory. Tokenizing a document piecewise is exact for bvv241 tokenizers (their
-tokens never span a line break) and very nearly so for others.
+short document is one piece; a long one comes in pieces of at most `PIECE_CHARS` characters
+cut at a line end, else before a space, so no document, line or corpus has to fit in memory
+at once. Tokenizing a document piecewise is exact for bvv241 tokenizers (their tokens never
+span white space) and very nearly so for others.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
+import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pgt.data.corpus import default_corpus_files, iter_fortunes
+from pgt.data.corpus import DEFAULT_LANGUAGES, default_corpus_files
+from pgt.data.hub import is_hub_spec, parse_hub_spec, with_timeout
 from pgt.errors import PgtError
 from pgt.io import file_sha256
 
 Piece = tuple[str, bool]
 
 PIECE_CHARS = 1 << 20
-TEXT_FORMATS = ("auto", "fortunes", "text", "lines")
+# How plain text files are cut into documents (docs/data.md, "Formats").
+TEXT_FORMATS = ("auto", "paragraphs", "text", "lines", "fortunes")
+LINE_FORMATS = ("paragraphs", "lines", "fortunes")
 JSONL_SUFFIXES = {".jsonl", ".ndjson"}
 PARQUET_SUFFIXES = {".parquet"}
+DATASET_KINDS = {"hf-disk", "hf-load"}
 DEFAULT_SOURCE = "default"
-HF_PREFIX = "hf:"
+UNLABELLED_LANGUAGE = "xx"
+LANGUAGE_LABEL = re.compile(r"^([A-Za-z][A-Za-z0-9_-]{0,15})=(.+)$")
+FORTUNE_SEPARATOR = "%"
 # How much of a text file to look at when deciding "text or binary" and "fortunes or not".
 SNIFF_BYTES = 1 << 16
 SCAN_LINES_FOR_FORTUNES = 10_000
+# Invalid UTF-8 bytes arrive as the lone surrogates of Python's "surrogateescape" decoding.
+ESCAPED_BYTE = re.compile("[\udc80-\udcff]")
+SURROGATE = re.compile("[\ud800-\udfff]")
+STRICT_HINT = "without --strict such bytes are replaced by U+FFFD"
+
+
+@dataclass
+class ReadStats:
+    """What reading one source found: documents, UTF-8 bytes of text, and a sha256 of that text."""
+
+    documents: int = 0
+    text_bytes: int = 0
+    replaced_bytes: int = 0  # invalid UTF-8 bytes read as U+FFFD
+    hasher: Any = field(default_factory=hashlib.sha256)
+
+    def add(self, text: str, ends_document: bool) -> None:
+        data = text.encode("utf-8")
+        self.hasher.update(data)
+        self.text_bytes += len(data)
+        if ends_document:
+            self.hasher.update(b"\0")
+            self.documents += 1
+
+
+@dataclass
+class _Decoding:
+    """UTF-8 decoding of one file: invalid bytes become U+FFFD and are counted, or fail with --strict."""
+
+    path: str
+    strict: bool
+    replaced: int = 0
+
+    def clean(self, text: str, line: int) -> str:
+        if text.isascii():
+            return text
+        cleaned, count = ESCAPED_BYTE.subn("\ufffd", text)
+        if count and self.strict:
+            raise PgtError(f"{self.path}:{line}: invalid UTF-8 (--strict; {STRICT_HINT})")
+        self.replaced += count
+        return cleaned
+
+    def report(self) -> None:
+        if self.replaced:
+            print(
+                f"warning: {self.path}: {self.replaced:,} invalid UTF-8 byte(s) replaced by U+FFFD "
+                "(--strict refuses such files)",
+                file=sys.stderr,
+            )
 
 
 @dataclass(frozen=True)
 class Source:
-    """One input of the corpus.
+    """One input of the corpus and the language its documents are tagged with.
 
-    `kind` is the reader: "fortunes", "text" (the whole file is one document), "lines" (every
-    non-empty line is a document), "jsonl", "parquet", "hf-disk" (a `save_to_disk` directory)
-    or "hf-load" (`datasets.load_dataset` on a hub name or a local dataset directory, streamed).
+    `kind` is the reader: one of LINE_FORMATS, "text" (the whole file is one document),
+    "jsonl", "parquet", "hf-disk" (a `save_to_disk` directory) or "hf-load"
+    (`datasets.load_dataset` on a hub name or a local dataset directory, streamed).
+    `strict` makes invalid UTF-8 an error instead of a counted replacement.
     """
 
     path: str
     kind: str
+    language: str = UNLABELLED_LANGUAGE
     text_field: str = "text"
-    split: str = "train"
+    hub_split: str = "train"
     config: str | None = None
+    strict: bool = False
 
     @property
     def is_dataset(self) -> bool:
-        return self.kind in {"hf-disk", "hf-load"}
+        return self.kind in DATASET_KINDS
+
+    @property
+    def name(self) -> str:
+        """The file's name, or the dataset's name."""
+        return self.path if self.kind == "hf-load" else Path(self.path).name
 
     def size_on_disk(self) -> int | None:
         """Bytes on disk where known (progress bar, validation floor); None for streamed datasets."""
@@ -73,69 +149,117 @@ class Source:
         return {
             "path": self.path,
             "format": self.kind,
+            "language": self.language,
             "config": self.config,
-            "split": self.split if self.is_dataset else None,
-            "text_field": self.text_field if self.kind in {"jsonl", "parquet", "hf-disk", "hf-load"} else None,
+            "hub_split": self.hub_split if self.is_dataset else None,
+            "text_field": self.text_field if self.kind in {"jsonl", "parquet", *DATASET_KINDS} else None,
             "bytes": self.size_on_disk(),
             "sha256": self.file_sha256(),
         }
 
-    def pieces(self) -> Iterator[Piece]:
-        """The source's documents as `(text, ends_document)` pieces, in file order."""
-        readers = {
-            "fortunes": lambda: ((text, True) for text in iter_fortunes(self.path)),
-            "text": lambda: _whole_file_pieces(self.path),
-            "lines": lambda: _line_pieces(self.path),
-            "jsonl": lambda: _jsonl_pieces(self.path, self.text_field),
-            "parquet": lambda: _parquet_pieces(self.path, self.text_field),
-            "hf-disk": lambda: _saved_dataset_pieces(self.path, self.split, self.text_field),
-            "hf-load": lambda: _loaded_dataset_pieces(self.path, self.config, self.split, self.text_field),
-        }
-        yield from readers[self.kind]()
+    def pieces(self, stats: ReadStats | None = None) -> Iterator[Piece]:
+        """The source's documents as `(text, ends_document)` pieces, in file order; `stats` counts them."""
+        decoding = _Decoding(self.path, self.strict)
+        if self.kind in LINE_FORMATS or self.kind == "text":
+            pieces = _line_documents(_read_lines(self.path, decoding, PIECE_CHARS), self.kind)
+        elif self.kind == "jsonl":
+            pieces = _jsonl_pieces(self.path, self.text_field, decoding)
+        elif self.kind == "parquet":
+            pieces = _parquet_pieces(self.path, self.text_field)
+        elif self.kind == "hf-disk":
+            pieces = _saved_dataset_pieces(self.path, self.hub_split, self.text_field)
+        else:
+            pieces = _loaded_dataset_pieces(self.path, self.config, self.hub_split, self.text_field)
+        for text, ends_document in pieces:
+            if stats is not None:
+                stats.add(text, ends_document)
+            yield text, ends_document
+        decoding.report()
+        if stats is not None:
+            stats.replaced_bytes = decoding.replaced
+
+    def documents(self) -> Iterator[str]:
+        """The source's whole documents (pieces joined): for small documents, such as tests' and evaluation's."""
+        parts: list[str] = []
+        for text, ends_document in self.pieces():
+            parts.append(text)
+            if ends_document:
+                yield "".join(parts)
+                parts = []
 
 
 def resolve_sources(
-    specs: list[str], *, text_format: str = "auto", text_field: str = "text", split: str = "train"
+    specs: list[str | os.PathLike],
+    *,
+    text_format: str = "auto",
+    text_field: str = "text",
+    hub_split: str = "train",
+    strict: bool = False,
 ) -> list[Source]:
-    """Expand the command line's SOURCES into an ordered list of sources.
+    """Expand SOURCE arguments (see the module's docstring) into an ordered list of sources.
 
     A directory is a `save_to_disk` dataset if it has `dataset_dict.json` (or `state.json`
     and `dataset_info.json`), otherwise it is walked recursively (sorted; hidden files,
-    symbolic links and binary files skipped). `hf:NAME[:CONFIG]` goes through `datasets.load_dataset` (a hub name or a
-    local dataset directory); `default` is the embedded fortune corpus.
+    symbolic links and binary files skipped). A file named explicitly must not be binary.
     """
     if text_format not in TEXT_FORMATS:
         raise PgtError(f"unknown text format {text_format!r} (choose from {', '.join(TEXT_FORMATS)})")
     if not specs:
         raise PgtError("no sources given")
+    options = {"text_field": text_field, "hub_split": hub_split, "strict": strict}
     sources: list[Source] = []
-    for spec in specs:
+    for given in specs:
+        language, spec = split_label(given)
         if spec == DEFAULT_SOURCE:
-            sources += [Source(str(p.resolve()), "fortunes") for p in default_corpus_files()]
-        elif spec.startswith(HF_PREFIX):
-            name, _, config = spec[len(HF_PREFIX) :].partition(":")
-            if not name:
-                raise PgtError(f"source {spec!r}: expected hf:NAME or hf:NAME:CONFIG")
-            sources.append(Source(name, "hf-load", text_field, split, config or None))
+            for lang in DEFAULT_LANGUAGES:
+                # A label renames the whole default corpus's language; unlabelled, each file keeps its own.
+                tag = lang if language == UNLABELLED_LANGUAGE else language
+                sources += [Source(str(p.resolve()), "fortunes", tag, strict=strict) for p in default_corpus_files((lang,))]
+        elif is_hub_spec(spec):
+            name, config = parse_hub_spec(spec)
+            sources.append(Source(name, "hf-load", language, config=config, **options))
         else:
             path = Path(spec)
             if not path.exists():
                 raise PgtError(f"source not found: {spec}")
             if path.is_dir():
-                sources += _directory_sources(path, text_format, text_field, split)
+                sources += _directory_sources(path, text_format, language, options)
             else:
-                source = _file_source(path, text_format, text_field)
+                source = _file_source(path, text_format, language, options)
                 if source is None:
-                    raise PgtError(f"source {spec} is not a text, JSONL or parquet file (it looks binary)")
+                    raise PgtError(
+                        f"source {spec} is not a text, JSONL or parquet file (it looks binary: it holds NUL bytes)"
+                    )
                 sources.append(source)
     return sources
 
 
-def _directory_sources(root: Path, text_format: str, text_field: str, split: str) -> list[Source]:
+def split_label(spec: str | os.PathLike) -> tuple[str, str]:
+    """`LANG=SPEC` -> (LANG, SPEC); anything else (an existing path included) -> ("xx", SPEC)."""
+    text = os.fspath(spec)
+    label = LANGUAGE_LABEL.match(text)
+    if label and not Path(text).exists():
+        return label.group(1), label.group(2)
+    return UNLABELLED_LANGUAGE, text
+
+
+def local_inputs(specs: list[str | os.PathLike]) -> list[Path]:
+    """The files and directories on this machine that SOURCE arguments read (what an output must not touch)."""
+    paths = []
+    for given in specs:
+        spec = split_label(given)[1]
+        if is_hub_spec(spec):
+            spec = parse_hub_spec(spec)[0]  # hf:DIR may name a local dataset directory
+        if spec != DEFAULT_SOURCE and Path(spec).exists():
+            paths.append(Path(spec))
+    return paths
+
+
+def _directory_sources(root: Path, text_format: str, language: str, options: dict[str, Any]) -> list[Source]:
     if (root / "dataset_dict.json").is_file() or (
         (root / "state.json").is_file() and (root / "dataset_info.json").is_file()
     ):
-        return [Source(str(root.resolve()), "hf-disk", text_field, split)]
+        return [Source(str(root.resolve()), "hf-disk", language, **options)]
     found = []
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = [d for d in dirnames if not d.startswith(".")]
@@ -146,88 +270,159 @@ def _directory_sources(root: Path, text_format: str, text_field: str, split: str
     sources = [
         s
         for p in sorted(found, key=lambda p: p.relative_to(root).as_posix())
-        if (s := _file_source(p, text_format, text_field))
+        if (s := _file_source(p, text_format, language, options))
     ]
     if not sources:
         raise PgtError(f"source directory {root} holds no text, JSONL or parquet files")
     return sources
 
 
-def _file_source(path: Path, text_format: str, text_field: str) -> Source | None:
+def _file_source(path: Path, text_format: str, language: str, options: dict[str, Any]) -> Source | None:
     """The reader for one file, or None for a binary file that is not parquet."""
     resolved = str(path.resolve())
     suffix = path.suffix.lower()
     if suffix in JSONL_SUFFIXES:
-        return Source(resolved, "jsonl", text_field)
+        return Source(resolved, "jsonl", language, **options)
     if suffix in PARQUET_SUFFIXES:
-        return Source(resolved, "parquet", text_field)
-    with open(path, "rb") as handle:
-        head = handle.read(SNIFF_BYTES)
+        return Source(resolved, "parquet", language, **options)
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(SNIFF_BYTES)
+    except OSError as exc:
+        raise PgtError(f"cannot read {path}: {exc.strerror}") from None
     if b"\0" in head:
         return None
-    if text_format != "auto":
-        return Source(resolved, text_format)
-    return Source(resolved, "fortunes" if _looks_like_fortunes(path) else "text")
+    if text_format == "auto":
+        text_format = "fortunes" if _looks_like_fortunes(path) else "paragraphs"
+    return Source(resolved, text_format, language, strict=options["strict"])
 
 
 def _looks_like_fortunes(path: Path) -> bool:
     """Fortune files separate quotations with lines holding a single `%`."""
     with open(path, encoding="utf-8", errors="replace") as handle:
         for number, line in enumerate(handle):
-            if line.rstrip("\r\n") == "%":
+            if line.rstrip("\r\n") == FORTUNE_SEPARATOR:
                 return True
             if number >= SCAN_LINES_FOR_FORTUNES:
                 break
     return False
 
 
-def _whole_file_pieces(path: str) -> Iterator[Piece]:
-    """The file as one document, in pieces of about PIECE_CHARS cut after a line end."""
-
-    def chunks() -> Iterator[str]:
-        buffer: list[str] = []
-        size = 0
-        with open(path, encoding="utf-8", errors="replace") as handle:
-            for line in handle:
-                buffer.append(line)
-                size += len(line)
-                if size >= PIECE_CHARS:
-                    yield "".join(buffer)
-                    buffer, size = [], 0
-        if buffer:
-            yield "".join(buffer)
-
-    pending: str | None = None
-    for chunk in chunks():
-        if pending is not None:
-            yield pending, False
-        pending = chunk
-    # A file of nothing but white space holds no document (a multi-piece one always does).
-    if pending is not None and pending.strip():
-        yield pending, True
+# --------------------------------------------------------------------------- plain text
 
 
-def _line_pieces(path: str) -> Iterator[Piece]:
-    with open(path, encoding="utf-8", errors="replace") as handle:
-        for line in handle:
-            text = line.strip()
-            if text:
-                yield text, True
+def _cut_point(text: str, start: int, end: int) -> int:
+    """Where to end a piece of text[start:end]: after its last line end, else before its last space, else at end."""
+    newline = text.rfind("\n", start, end - 1)
+    if newline >= start:
+        return newline + 1
+    space = max(text.rfind(" ", start + 1, end), text.rfind("\t", start + 1, end))
+    return space if space > start else end
 
 
-def _jsonl_pieces(path: str, field: str) -> Iterator[Piece]:
-    with open(path, encoding="utf-8", errors="replace") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise PgtError(f"{path}:{number}: malformed JSON ({exc.msg} at column {exc.colno})") from None
-            if not isinstance(record, dict) or not isinstance(record.get(field), str):
-                raise PgtError(f"{path}:{number}: expected an object with a string field {field!r} (see --text-field)")
-            if record[field]:
-                yield record[field], True
+def _read_lines(path: str, decoding: _Decoding, limit: int | None) -> Iterator[tuple[str, bool]]:
+    """The file's lines as `(text, ends_line)`, line ends kept (as `\\n`); memory stays bounded.
+
+    A line longer than `limit` characters comes in several segments cut before a space.
+    """
+    number = 1
+    try:
+        with open(path, encoding="utf-8", errors="surrogateescape") as handle:
+            carry = ""
+            while True:
+                text = carry + handle.readline(-1 if limit is None else limit - len(carry))
+                if len(text) == len(carry):  # end of file
+                    if carry:
+                        yield decoding.clean(carry, number), True
+                    return
+                if limit is None or text.endswith("\n") or len(text) < limit:
+                    yield decoding.clean(text, number), True
+                    carry, number = "", number + 1
+                    continue
+                cut = _cut_point(text, 0, limit)
+                yield decoding.clean(text[:cut], number), False
+                carry = text[cut:]
+    except OSError as exc:
+        raise PgtError(f"cannot read {path}: {exc.strerror}") from None
+
+
+def _line_documents(lines: Iterator[tuple[str, bool]], kind: str) -> Iterator[Piece]:
+    """Documents made of whole lines, kept exactly; only separators are dropped (docs/data.md, "Lossless").
+
+    paragraphs: blank lines (empty or white space only) separate documents.
+    lines:      every line that is not blank is a document.
+    fortunes:   `%` lines separate documents; blank lines at a document's edges are dropped.
+    text:       the whole file is one document, exactly.
+    A document of the line formats ends without the line end of its last line.
+    """
+    parts: list[str] = []  # the current document's text not yet yielded
+    size = 0
+    held: list[str] = []  # fortunes: blank lines after the last text line, kept if more text follows
+    has_text, starts_line = False, True
+    for text, ends_line in lines:
+        whole = starts_line and ends_line
+        starts_line = ends_line
+        blank = whole and not text.strip()
+        if (kind == "fortunes" and whole and text.rstrip("\n") == FORTUNE_SEPARATOR) or (
+            blank and kind in ("paragraphs", "lines")
+        ):
+            if has_text:
+                yield "".join(parts).removesuffix("\n"), True
+            parts, size, held, has_text = [], 0, [], False
+            continue
+        if blank and kind != "text":  # fortunes
+            if has_text:
+                held.append(text)
+            continue
+        if held:
+            parts += held
+            size += sum(map(len, held))
+            held = []
+        parts.append(text)
+        size += len(text)
+        has_text = has_text or not blank
+        if kind == "lines" and ends_line:
+            yield "".join(parts).removesuffix("\n"), True
+            parts, size, has_text = [], 0, False
+        elif has_text and size >= PIECE_CHARS and len(parts) > 1:
+            yield "".join(parts[:-1]), False  # the last segment stays: the document's end is cut from it
+            parts, size = parts[-1:], len(parts[-1])
+    if has_text:
+        text = "".join(parts)
+        yield (text if kind == "text" else text.removesuffix("\n")), True
+
+
+def _cut(text: str) -> Iterator[Piece]:
+    """One document held as a string, in pieces of at most PIECE_CHARS."""
+    start = 0
+    while len(text) - start > PIECE_CHARS:
+        end = _cut_point(text, start, start + PIECE_CHARS)
+        yield text[start:end], False
+        start = end
+    yield text[start:], True
+
+
+# --------------------------------------------------------------------------- records
+
+
+def _jsonl_pieces(path: str, field: str, decoding: _Decoding) -> Iterator[Piece]:
+    for number, (line, _) in enumerate(_read_lines(path, decoding, None), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise PgtError(f"{path}:{number}: malformed JSON ({exc.msg} at column {exc.colno})") from None
+        if not isinstance(record, dict) or not isinstance(record.get(field), str):
+            raise PgtError(f"{path}:{number}: expected an object with a string field {field!r} (see --text-field)")
+        text = record[field]
+        if not text.isascii() and (surrogate := SURROGATE.search(text)):
+            raise PgtError(
+                f"{path}:{number}: field {field!r} holds the lone surrogate \\u{ord(surrogate.group()):04x}, "
+                "which is not text (UTF-8 cannot encode it); fix or drop that record"
+            )
+        if text:
+            yield from _cut(text)
 
 
 def _parquet_pieces(path: str, field: str) -> Iterator[Piece]:
@@ -243,7 +438,9 @@ def _parquet_pieces(path: str, field: str) -> Iterator[Piece]:
             column = batch.column(0)
             if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
                 raise PgtError(f"{path}: column {field!r} holds {column.type}, not text")
-            yield from ((text, True) for text in column.to_pylist() if text)
+            for text in column.to_pylist():
+                if text:
+                    yield from _cut(text)
     except (pa.ArrowException, OSError) as exc:
         raise PgtError(f"{path}: unreadable parquet file ({_one_line(exc)})") from None
 
@@ -257,25 +454,30 @@ def _saved_dataset_pieces(path: str, split: str, field: str) -> Iterator[Piece]:
         raise PgtError(f"{path}: unreadable saved dataset ({_one_line(exc)})") from None
     if isinstance(dataset, datasets.DatasetDict):
         if split not in dataset:
-            raise PgtError(f"{path}: no split {split!r} (splits: {', '.join(dataset)}; see --split)")
+            raise PgtError(f"{path}: no split {split!r} (splits: {', '.join(dataset)}; see --hub-split)")
         dataset = dataset[split]
     if field not in dataset.column_names:
         raise PgtError(f"{path}: no column {field!r} (columns: {', '.join(dataset.column_names)}; see --text-field)")
     for batch in dataset.select_columns([field]).iter(batch_size=1024):
-        yield from ((text, True) for text in batch[field] if text)
+        for text in batch[field]:
+            if text:
+                yield from _cut(text)
 
 
 def _loaded_dataset_pieces(name: str, config: str | None, split: str, field: str) -> Iterator[Piece]:
-    import datasets
-
     where = f"Hugging Face dataset {name!r}" + (f" (config {config!r})" if config else "")
+
+    def records() -> Iterator[dict[str, Any]]:
+        import datasets
+
+        yield from datasets.load_dataset(name, config, split=split, streaming=True)
+
     try:
-        dataset = datasets.load_dataset(name, config, split=split, streaming=True)
-        for record in dataset:
+        for record in with_timeout(records, f"cannot load {where}, split {split!r}"):
             if field not in record:
                 raise PgtError(f"{where}: no field {field!r} (fields: {', '.join(record)}; see --text-field)")
             if record[field]:
-                yield record[field], True
+                yield from _cut(record[field])
     except PgtError:
         raise
     except Exception as exc:  # datasets and the hub raise many types; all mean "cannot read it"

@@ -16,10 +16,11 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from pgt.data.sources import local_inputs
 from pgt.errors import PgtError
 from pgt.io import check_writable, file_sha256, output_lock, refuse_overlap, remove_stale_temporaries
 from pgt.substrate.layout import BYTE_FALLBACK_COUNT, DEFAULT_LAYOUT_ENGINE, Family, build_layout, get_family
-from pgt.substrate.ngrams import collect_ngrams, split_corpus_arg
+from pgt.substrate.ngrams import collect_ngrams
 from pgt.substrate.tokenizer import build_tokenizer, load_tokenizer, token_texts
 
 ANY_TOKENIZER_FAMILY = "bvv241-nemo"
@@ -79,7 +80,7 @@ def build_substrate(
     _check_request(preset, from_tokenizer, dim, out, overwrite)
     check_layout_engine(layout_engine)
     font_path = find_font(font)
-    corpus_paths = [split_corpus_arg(spec)[1] for spec in corpus]
+    corpus_paths = local_inputs(corpus)
     refuse_overlap(out, [*ngram_files, *extra_token_files, *corpus_paths, from_tokenizer, font_path])
     check_writable(out.parent)
 

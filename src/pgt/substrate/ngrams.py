@@ -2,34 +2,33 @@
 
 All three give plain token strings; `collect_ngrams` unites them for one family.
 
-Mining follows the reference's counting rules (docs/substrate.md, "N-gram mining"). A corpus is a set of
-text files, each labelled with a language (`LANG=PATH`; unlabelled files count as
-language "xx"); a directory stands for every text file below it (files with a NUL
-byte in their first 8 KiB are skipped as binary). Files are streamed, and each line
-is one document: a line containing CJK yields character n-grams over its non-space
-characters, any other line yields n-grams inside the words that
-`WORD_PATTERN` matches. Words are counted first and expanded into n-grams once per
-distinct word, which keeps mining fast on large corpora.
+A corpus is read by pgt's one corpus reader (`pgt.data.sources`): any SOURCE that
+`pgt data prepare` takes (text and fortune files, JSONL, parquet, directories, saved or
+`hf:` datasets, `default`), each tagged with a language (`LANG=SOURCE`; untagged sources
+count as language "xx"). Mining follows the reference's counting rules
+(docs/substrate.md, "N-gram mining"; docs/data.md, "N-gram mining reads the same documents"):
+every line of every document is counted on its own; a line
+containing CJK yields character n-grams over its non-space characters, any other line
+yields n-grams inside the words that `WORD_PATTERN` matches. Words are counted first and
+expanded into n-grams once per distinct word, which keeps mining fast on large corpora.
 """
 
 from __future__ import annotations
 
 import ast
-import codecs
-import hashlib
 import heapq
 import os
 import re
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pgt.data.sources import ReadStats, Source, resolve_sources
 from pgt.errors import PgtError
 from pgt.io import file_sha256
 from pgt.substrate.layout import Family
 
-UNLABELLED_LANGUAGE = "xx"
 MINED_TOP = 1000  # the reference keeps the top 1,000 per n when mining
 WORD_PATTERN = re.compile(r"\b[a-zA-Z\u00C0-\u017F\u0400-\u04FF']+\b")
 CJK_PATTERN = re.compile(r"[\u4E00-\u9FFF\u3040-\u30FF\uAC00-\uD7AF]")
@@ -37,19 +36,9 @@ QUOTES = str.maketrans({"\u2019": "'", "\u2018": "'", "`": "'"})
 DIGITS = re.compile(r"\d")
 CONTROL_SPACE = re.compile(r"[\t\n\x0b\x0c\r\x1c-\x1f\x85]")
 SPACES = re.compile(r"\s+")
-LABEL = re.compile(r"^([A-Za-z][A-Za-z0-9_-]{0,15})=(.+)$")
-READ_CHUNK = 1 << 20  # bytes read at a time; also the longest line kept whole
 
 # Per language: n -> [(ngram, count), ...], most frequent first (the reference's format).
 TopNgrams = dict[int, list[tuple[str, int]]]
-
-
-@dataclass(frozen=True)
-class CorpusSource:
-    """One corpus file and the language its n-grams count for."""
-
-    language: str
-    path: Path
 
 
 @dataclass
@@ -65,53 +54,9 @@ def normalise(text: str) -> str:
     return CONTROL_SPACE.sub(" ", DIGITS.sub("", text.translate(QUOTES)))
 
 
-def split_corpus_arg(spec: str | os.PathLike) -> tuple[str, Path]:
-    """`LANG=PATH` or `PATH` (language "xx") -> (language, path)."""
-    text = os.fspath(spec)
-    match = LABEL.match(text)
-    if match and not Path(text).exists():
-        return match.group(1), Path(match.group(2))
-    return UNLABELLED_LANGUAGE, Path(text)
-
-
-def parse_corpus_arg(spec: str | os.PathLike) -> list[CorpusSource]:
-    """`LANG=PATH` or `PATH` (language "xx") -> the text files it stands for, sorted."""
-    language, path = split_corpus_arg(spec)
-    if path.is_file():
-        return [CorpusSource(language, path)]
-    if not path.is_dir():
-        raise PgtError(f"corpus path not found: {path}")
-    files = [p for p in sorted(path.rglob("*")) if p.is_file() and not p.name.startswith(".") and _is_text(p)]
-    if not files:
-        raise PgtError(f"corpus directory {path} holds no text files")
-    return [CorpusSource(language, p) for p in files]
-
-
-def _is_text(path: Path) -> bool:
-    try:
-        with open(path, "rb") as handle:
-            return b"\0" not in handle.read(8192)
-    except OSError as exc:
-        raise PgtError(f"cannot read corpus file {path}: {exc.strerror}") from None
-
-
-def _read_lines(path: Path, digest: hashlib._Hash) -> Iterator[str]:
-    """Stream the lines of a UTF-8 file (bad bytes replaced), hashing its bytes on the way.
-
-    A line longer than READ_CHUNK is cut there, so memory stays bounded on any input.
-    """
-    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-    pending = ""
-    with open(path, "rb") as handle:
-        while chunk := handle.read(READ_CHUNK):
-            digest.update(chunk)
-            lines = (pending + decoder.decode(chunk)).split("\n")
-            pending = lines.pop()
-            yield from lines
-            if len(pending) > READ_CHUNK:
-                yield pending
-                pending = ""
-    yield pending + decoder.decode(b"", final=True)
+def parse_corpus_arg(spec: str | os.PathLike) -> list[Source]:
+    """`[LANG=]SOURCE` -> its sources (a directory: its text, JSONL and parquet files, sorted)."""
+    return resolve_sources([spec])
 
 
 class NgramCounter:
@@ -146,21 +91,22 @@ class NgramCounter:
 
 
 def mine_ngrams(
-    sources: Iterable[CorpusSource], orders: Iterable[int], top: int = MINED_TOP
+    sources: Iterable[Source], orders: Iterable[int], top: int = MINED_TOP
 ) -> tuple[dict[str, TopNgrams], list[dict[str, object]]]:
-    """Mine the top-`top` n-grams per language and n; also return each file's name and sha256."""
+    """Mine the top-`top` n-grams per language and n; also return each source's name and sha256.
+
+    The sha256 is the file's, or for a dataset that of its documents' text.
+    """
     counters: dict[str, NgramCounter] = {}
     provenance: list[dict[str, object]] = []
     for source in sources:
         counter = counters.setdefault(source.language, NgramCounter(orders))
-        digest = hashlib.sha256()
-        try:
-            for line in _read_lines(source.path, digest):
+        stats = ReadStats()
+        for text, _ in source.pieces(stats):
+            for line in text.split("\n"):  # pieces end at line ends or white space: lines stay whole
                 counter.add(line)
-        except OSError as exc:
-            raise PgtError(f"cannot read corpus file {source.path}: {exc.strerror}") from None
-        provenance.append({"kind": "corpus", "language": source.language, "name": source.path.name,
-                           "sha256": digest.hexdigest()})  # fmt: skip
+        provenance.append({"kind": "corpus", "language": source.language, "name": source.name,
+                           "sha256": source.file_sha256() or stats.hasher.hexdigest()})  # fmt: skip
     mined = {language: counter.top(top) for language, counter in sorted(counters.items())}
     return {language: lists for language, lists in mined.items() if lists}, provenance
 
