@@ -191,7 +191,7 @@ def test_mining_a_real_corpus_per_language(corpus_files: list[Path]):
 def test_corpus_directories_skip_binary_files(tmp_path: Path):
     (tmp_path / "a.txt").write_text("hello", encoding="utf-8")
     (tmp_path / "b.dat").write_bytes(b"\0\1\2")
-    assert [s.path.name for s in parse_corpus_arg(f"de={tmp_path}")] == ["a.txt"]
+    assert [s.name for s in parse_corpus_arg(f"de={tmp_path}")] == ["a.txt"]
     assert parse_corpus_arg(f"de={tmp_path}")[0].language == "de"
     with pytest.raises(PgtError, match="not found"):
         parse_corpus_arg(tmp_path / "missing")

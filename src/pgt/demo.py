@@ -139,7 +139,8 @@ def ensure_substrate(out: Path, given: str | None, dim: int | None, progress: bo
 
 def ensure_data(out: Path, given: str | None, substrate: Path, progress: bool) -> Path:
     """The token data: `given`, OUT/data from a previous run, or the default corpus tokenized now."""
-    from pgt.data.prepare import MANIFEST_FILE, prepare_token_data
+    from pgt.data.manifest import MANIFEST_FILE, Manifest
+    from pgt.data.prepare import prepare_token_data
 
     path = Path(given) if given else out / "data"
     if (path / MANIFEST_FILE).is_file():  # written atomically, so present means complete
@@ -149,8 +150,8 @@ def ensure_data(out: Path, given: str | None, substrate: Path, progress: bool) -
                        "`pgt data prepare`)")
     else:  # an interrupted preparation resumes from its work directory
         prepare_token_data(["default"], substrate, path, workers=min(2, os.cpu_count() or 1), progress=progress)
-    splits = read_json(path / MANIFEST_FILE, "token data manifest")["splits"]
-    _say(f"{path}: {splits['train']['tokens']:,} training and {splits['validation']['tokens']:,} validation tokens")
+    splits = Manifest.read(path).splits
+    _say(f"{path}: {splits['train'].tokens:,} training and {splits['validation'].tokens:,} validation tokens")
     return path
 
 
@@ -230,8 +231,10 @@ def make_plan(out: Path, args: argparse.Namespace, substrate: Path, data: Path, 
                     seed=args.seed, substrate=str(substrate))
     if not plan.tokens_per_stage:
         speeds = measure_speeds(substrate, plan.seq_len, plan.batch_size, plan.heads)
-        validation = read_json(data / "manifest.json", "token data manifest")["splits"]["validation"]
-        eval_tokens = args.eval_docs * validation["tokens"] / max(1, validation["documents"])
+        from pgt.data.manifest import Manifest
+
+        validation = Manifest.read(data).splits["validation"]
+        eval_tokens = args.eval_docs * validation.tokens / max(1, validation.documents)
         per_stage_s = (eval_tokens / speeds.score_tokens_per_s
                        + len(PROMPTS) * SAMPLE_TOKENS * speeds.s_per_sampled_token + STAGE_OVERHEAD_S)
         left = args.minutes * 60 - (time.perf_counter() - started) - FIXED_RESERVE_S - plan.stages * per_stage_s

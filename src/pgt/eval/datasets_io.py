@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pgt.data.hub import HF_PREFIX as HUB_PREFIX
 from pgt.errors import PgtError
 from pgt.eval.tasks import Example, Task
 
-HUB_PREFIX = "hf:"
 FILE_BUILDERS = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
 
 

@@ -65,10 +65,10 @@ def held_out_texts(data: str | None, split: str | None = None) -> Iterator[str]:
     `split` (train/validation) only the documents `pgt data prepare` puts into that split.
     Without `data`, the validation documents of the embedded default corpus are scored.
     """
-    from pgt.data.prepare import FORMAT, MANIFEST_FILE, split_documents
+    from pgt.data.manifest import is_token_data
+    from pgt.data.prepare import split_documents
 
-    manifest = Path(data or "") / MANIFEST_FILE
-    if data is not None and manifest.is_file() and read_json(manifest, "token data manifest").get("format") == FORMAT:
+    if data is not None and is_token_data(data):
         raise PgtError(
             f"{data} holds token ids, not text (bits per byte need the text): pass the corpus it was prepared "
             "from with --data SOURCE --split validation"
