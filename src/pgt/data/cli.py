@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from typing import TYPE_CHECKING
 
 from pgt import options
 from pgt.data.prepare import (
@@ -13,6 +14,9 @@ from pgt.data.prepare import (
     MAX_VAL_FRACTION,
 )
 from pgt.data.sources import TEXT_FORMATS
+
+if TYPE_CHECKING:
+    from pgt.data.manifest import Manifest
 
 SOURCES_HELP = f"""\
 sources (docs/data.md):
@@ -173,7 +177,7 @@ def run_data_show(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_splits(manifest) -> None:
+def _print_splits(manifest: Manifest) -> None:
     for name, split in manifest.splits.items():
         per_token = split.bytes / split.tokens if split.tokens else 0.0
         print(
