@@ -28,7 +28,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, ClassVar
 
 import numpy as np
 
@@ -39,6 +39,9 @@ from pgt.data.manifest import (
     MANIFEST_FILE,
     SPLITS,
     Manifest,
+    ShardRecord,
+    SourceRecord,
+    SplitRecord,
     SplitRule,
     TokenizerRecord,
 )
@@ -51,8 +54,8 @@ from pgt.io import (
     read_json,
     refuse_overlap,
     remove_stale_temporaries,
-    write_json,
 )
+from pgt.records import Record
 
 __all__ = ["DTYPE", "FORMAT", "FORMAT_VERSION", "MANIFEST_FILE", "SPLITS", "prepare_token_data", "split_documents"]
 
@@ -153,16 +156,39 @@ def _encode_chunk(texts: list[str], ends: list[bool], splits: list[str]) -> dict
 # --------------------------------------------------------------------------- shards
 
 
+@dataclass
+class WriterState(Record):
+    """How far one split's shards are written: finished shards, and the open one's length."""
+
+    WHAT: ClassVar[str] = "token data progress of a split"
+
+    finished: list[ShardRecord] = field(default_factory=list)
+    open_tokens: int = 0
+    bytes: int = 0
+    documents: int = 0
+
+
+@dataclass
+class Progress(Record):
+    """`progress.json` in the work directory: where an interrupted run of the command `key` stands."""
+
+    WHAT: ClassVar[str] = "token data progress file"
+
+    key: str
+    source: int = 0  # the source being read
+    piece: int = 0  # pieces of it already written
+    sources: list[SourceRecord] = field(default_factory=list)  # the sources read completely
+    splits: dict[str, WriterState] = field(default_factory=dict)
+
+
 class ShardWriter:
     """Appends uint32 ids to `{split}-00000.bin`, … of at most `shard_tokens` ids each."""
 
-    def __init__(self, directory: Path, split: str, shard_tokens: int, state: dict[str, Any] | None = None) -> None:
+    def __init__(self, directory: Path, split: str, shard_tokens: int, state: WriterState | None = None) -> None:
         self.directory, self.split, self.shard_tokens = directory, split, shard_tokens
-        state = state or {}
-        self.finished: list[dict[str, Any]] = list(state.get("finished", []))
-        self.open_tokens: int = state.get("open_tokens", 0)
-        self.bytes: int = state.get("bytes", 0)
-        self.documents: int = state.get("documents", 0)
+        state = state or WriterState()
+        self.finished = list(state.finished)
+        self.open_tokens, self.bytes, self.documents = state.open_tokens, state.bytes, state.documents
         self._hash = hashlib.sha256()
         self._handle: BinaryIO | None = None
         self._reopen()
@@ -199,9 +225,7 @@ class ShardWriter:
 
     def _finish_shard(self) -> None:
         self._handle.close()
-        self.finished.append(
-            {"file": self._name(len(self.finished)), "tokens": self.open_tokens, "sha256": self._hash.hexdigest()}
-        )
+        self.finished.append(ShardRecord(self._name(len(self.finished)), self.open_tokens, self._hash.hexdigest()))
         self.open_tokens = 0
 
     def sync(self) -> None:
@@ -212,26 +236,21 @@ class ShardWriter:
         """Close the open shard without finishing it (the work directory is about to be removed)."""
         self._handle.close()
 
-    def state(self) -> dict[str, Any]:
-        return {
-            "finished": self.finished,
-            "open_tokens": self.open_tokens,
-            "bytes": self.bytes,
-            "documents": self.documents,
-        }
+    def state(self) -> WriterState:
+        return WriterState(list(self.finished), self.open_tokens, self.bytes, self.documents)
 
     @property
     def tokens(self) -> int:
-        return sum(shard["tokens"] for shard in self.finished) + self.open_tokens
+        return sum(shard.tokens for shard in self.finished) + self.open_tokens
 
-    def close(self) -> dict[str, Any]:
+    def close(self) -> SplitRecord:
         """Finish the last shard (dropping it if empty) and describe the split for the manifest."""
         if self.open_tokens:
             self._finish_shard()
         else:
             self._handle.close()
             (self.directory / self._name(len(self.finished))).unlink()
-        return {"shards": self.finished, "tokens": self.tokens, "bytes": self.bytes, "documents": self.documents}
+        return SplitRecord(self.finished, self.tokens, self.bytes, self.documents)
 
 
 # --------------------------------------------------------------------------- split and chunks
@@ -250,13 +269,13 @@ def validation_threshold(val_fraction: float, min_val_bytes: int, known_bytes: i
     return max(val_fraction, min(MAX_VAL_FRACTION, min_val_bytes / known_bytes))
 
 
-def source_record(identity: dict[str, Any], stats: ReadStats) -> dict[str, Any]:
-    """The manifest entry of a source (`SourceRecord`): its identity plus what reading it found."""
+def source_record(identity: dict[str, Any], stats: ReadStats) -> SourceRecord:
+    """The manifest entry of a source: its identity plus what reading it found."""
     record = {**identity, "documents": stats.documents, "text_bytes": stats.text_bytes,
               "replaced_bytes": stats.replaced_bytes}  # fmt: skip
     if record["sha256"] is None:  # a dataset: hash and size of its documents' text
         record["sha256"], record["bytes"] = stats.hasher.hexdigest(), stats.text_bytes
-    return record
+    return SourceRecord.from_json(record)
 
 
 @dataclass
@@ -268,7 +287,7 @@ class Chunk:
     splits: list[str] = field(default_factory=list)
     # After this chunk: the source being read and how many of its pieces are done.
     position: tuple[int, int] = (0, 0)
-    finished_sources: list[dict[str, Any]] = field(default_factory=list)  # manifest records
+    finished_sources: list[SourceRecord] = field(default_factory=list)
 
 
 def assign_splits(
@@ -433,9 +452,9 @@ def _prepare(
     work = out.parent / f".{out.name}.prepare-work"
     remove_stale_temporaries(work)  # progress.json's temporaries from a killed write
     state = _start_or_resume(work, hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest())
-    writers = {name: ShardWriter(work, name, shard_tokens, state["splits"].get(name)) for name in SPLITS}
+    writers = {name: ShardWriter(work, name, shard_tokens, state.splits.get(name)) for name in SPLITS}
     try:
-        chunks = iter_chunks(resolved, identities, (state["source"], state["piece"]), threshold, chunk_chars)
+        chunks = iter_chunks(resolved, identities, (state.source, state.piece), threshold, chunk_chars)
         _run(chunks, tokenizer, writers, state, work, workers=workers, progress=progress, total_bytes=known_bytes)
         descriptions = {name: writer.close() for name, writer in writers.items()}
         _check_not_empty(descriptions, val_fraction, sources)
@@ -445,19 +464,16 @@ def _prepare(
             writer.abandon()
         shutil.rmtree(work, ignore_errors=True)
         raise
-    manifest = Manifest.from_json(
-        {
-            "format": FORMAT,
-            "format_version": FORMAT_VERSION,
-            "tokenizer": TokenizerRecord(tokenizer.path, tokenizer.fingerprint, tokenizer.vocab_size).to_json(),
-            "tokenizer_fingerprint": tokenizer.fingerprint,
-            "eos_id": tokenizer.eos_id,
-            "shard_tokens": shard_tokens,
-            "split": SplitRule(**settings["split"]).to_json(),
-            "sources": state["sources"],
-            "splits": descriptions,
-        },
-        MANIFEST_FILE,
+    manifest = Manifest(
+        format=FORMAT,
+        format_version=FORMAT_VERSION,
+        tokenizer=TokenizerRecord(tokenizer.path, tokenizer.fingerprint, tokenizer.vocab_size),
+        tokenizer_fingerprint=tokenizer.fingerprint,
+        eos_id=tokenizer.eos_id,
+        shard_tokens=shard_tokens,
+        split=SplitRule(**settings["split"]),
+        sources=state.sources,
+        splits=descriptions,
     )
     with atomic_dir(out, overwrite=overwrite) as tmp:
         for description in manifest.splits.values():
@@ -476,24 +492,28 @@ def _link_or_copy(source: Path, target: Path) -> None:
         shutil.copyfile(source, target)
 
 
-def _start_or_resume(work: Path, key: str) -> dict[str, Any]:
+def _start_or_resume(work: Path, key: str) -> Progress:
     """The recorded progress of an interrupted run of the same command, or a fresh start."""
     progress_path = work / PROGRESS_FILE
     if progress_path.is_file():
-        state = read_json(progress_path, "progress file")
-        if state.get("key") == key:
-            return state
-        print(f"note: {work} belongs to a different command; starting over", file=sys.stderr)
+        try:
+            state = Progress.load(progress_path)
+        except PgtError as exc:  # written by another pgt version: its work cannot be trusted
+            print(f"note: {exc}; starting over", file=sys.stderr)
+        else:
+            if state.key == key:
+                return state
+            print(f"note: {work} belongs to a different command; starting over", file=sys.stderr)
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
-    return {"key": key, "source": 0, "piece": 0, "sources": [], "splits": {}}
+    return Progress(key)
 
 
 def _run(
     chunks: Iterator[Chunk],
     tokenizer: TokenizerInfo,
     writers: dict[str, ShardWriter],
-    state: dict[str, Any],
+    state: Progress,
     work: Path,
     *,
     workers: int,
@@ -521,8 +541,8 @@ def _run(
                 bar.update(nbytes)
             for ends_document, name in zip(chunk.ends, chunk.splits, strict=True):
                 writers[name].documents += ends_document
-            state["sources"].extend(chunk.finished_sources)
-            state["source"], state["piece"] = chunk.position
+            state.sources.extend(chunk.finished_sources)
+            state.source, state.piece = chunk.position
             if time.monotonic() - saved >= PROGRESS_INTERVAL_S:
                 _save_progress(writers, state, work)
                 saved = time.monotonic()
@@ -531,12 +551,12 @@ def _run(
             bar.set_postfix(tokens=f"{tokens:,}", tok_s=f"{rate:,.0f}", refresh=False)
 
 
-def _save_progress(writers: dict[str, ShardWriter], state: dict[str, Any], work: Path) -> None:
+def _save_progress(writers: dict[str, ShardWriter], state: Progress, work: Path) -> None:
     """Make everything written so far durable, then record how far that is."""
     for writer in writers.values():
         writer.sync()
-    state["splits"] = {name: writer.state() for name, writer in writers.items()}
-    write_json(work / PROGRESS_FILE, state)
+    state.splits = {name: writer.state() for name, writer in writers.items()}
+    state.save(work / PROGRESS_FILE)
 
 
 def _tokenized(chunks: Iterator[Chunk], tokenizer: TokenizerInfo, workers: int) -> Iterator[tuple[Chunk, dict]]:
@@ -567,12 +587,12 @@ def _tokenized(chunks: Iterator[Chunk], tokenizer: TokenizerInfo, workers: int) 
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _check_not_empty(descriptions: dict[str, dict[str, Any]], val_fraction: float, sources: Sequence[str]) -> None:
-    documents = sum(d["documents"] for d in descriptions.values())
-    if documents == 0 or sum(d["tokens"] for d in descriptions.values()) == 0:
+def _check_not_empty(descriptions: dict[str, SplitRecord], val_fraction: float, sources: Sequence[str]) -> None:
+    documents = sum(d.documents for d in descriptions.values())
+    if documents == 0 or sum(d.tokens for d in descriptions.values()) == 0:
         raise PgtError(f"empty corpus: no documents in {' '.join(map(str, sources))} (empty files or empty texts)")
     advice = "use more documents, another --val-fraction, or --format lines to make every line a document"
-    if descriptions["train"]["tokens"] == 0:
+    if descriptions["train"].tokens == 0:
         raise PgtError(f"all {documents} document(s) fell into the validation split; {advice}")
-    if val_fraction > 0 and descriptions["validation"]["tokens"] == 0:
+    if val_fraction > 0 and descriptions["validation"].tokens == 0:
         raise PgtError(f"the validation split is empty ({documents} document(s), all in train); {advice}")
