@@ -120,6 +120,14 @@ def test_strict_refuses_invalid_utf8_and_the_default_records_the_count(tmp_path,
     assert TokenData(tmp_path / "data").manifest.sources[0].replaced_bytes == 1
 
 
+def test_help_says_how_plain_text_is_cut_and_shows_examples(capsys):
+    with pytest.raises(SystemExit):
+        main(["data", "prepare", "--help"])
+    text = capsys.readouterr().out
+    assert "by default one document per paragraph" in text and "--format" in text
+    assert "examples:\n  pgt data prepare default --substrate" in text and "--hub-split" in text
+
+
 def test_negative_workers_are_refused_when_parsing(capsys):
     with pytest.raises(SystemExit) as caught:
         main(["data", "prepare", "default", "--substrate", "s", "--out", "o", "--workers", "-3"])

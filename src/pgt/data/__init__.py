@@ -1,11 +1,23 @@
-"""Corpora -> uint32 token shards with a manifest (`pgt data prepare`), and batches from them.
+"""Corpora -> uint32 token shards with a manifest (`pgt data prepare`), and batches from them (docs/data.md).
 
-prepare_token_data(sources, tokenizer_dir, out)   build a token data directory
+resolve_sources(specs) -> [Source]                 the one corpus reader (also n-gram mining's and evaluation's)
+prepare_token_data(sources, substrate_dir, out)    build a token data directory; returns its Manifest
+held_out_documents(language)                       the validation documents of the default corpus in a language
 TokenData(out).train_batch(step, batch, seq, seed=...)   pure, rank-aware training windows
 TokenData(out).validation_batches(batch, seq)      fixed validation windows (bits per byte)
 """
 
 from pgt.data.loader import TokenData
-from pgt.data.prepare import prepare_token_data
+from pgt.data.manifest import Manifest
+from pgt.data.prepare import held_out_documents, prepare_token_data, split_documents
+from pgt.data.sources import Source, resolve_sources
 
-__all__ = ["TokenData", "prepare_token_data"]
+__all__ = [
+    "Manifest",
+    "Source",
+    "TokenData",
+    "held_out_documents",
+    "prepare_token_data",
+    "resolve_sources",
+    "split_documents",
+]
