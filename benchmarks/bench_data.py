@@ -57,7 +57,7 @@ def main() -> None:
             started = time.perf_counter()
             manifest = prepare_token_data(list(map(str, files)), args.tokenizer, out, workers=workers, progress=False)
             seconds = time.perf_counter() - started
-            rates[workers] = sum(s["tokens"] for s in manifest["splits"].values()) / seconds
+            rates[workers] = manifest.tokens / seconds
 
         data = TokenData(Path(scratch) / "data-1")
         steps = 50

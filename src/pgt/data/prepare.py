@@ -309,7 +309,7 @@ def iter_chunks(
     threshold: float,
     chunk_chars: int,
 ) -> Iterator[Chunk]:
-    """Read the sources from `start` = (source, pieces done in it) on, in chunks of about `chunk_chars`.
+    """Read the sources from `start` = (source, pieces done in it) on, in chunks of at most `chunk_chars`.
 
     Chunks run across source boundaries, so many small files still make large tokenizer batches.
     """
@@ -320,14 +320,15 @@ def iter_chunks(
         for number, (text, ends_document, split) in enumerate(assign_splits(sources[index], threshold, stats), 1):
             if number <= skip:
                 continue  # written before an interruption: read again only to rebuild the split and stats
+            if chunk.texts and size + len(text) > chunk_chars:
+                # A chunk holds at most chunk_chars (or one piece): tokenizer memory grows with the batch.
+                chunk.position = (index, number - 1)
+                yield chunk
+                chunk, size = Chunk(position=chunk.position), 0
             chunk.texts.append(text)
             chunk.ends.append(ends_document)
             chunk.splits.append(split)
             size += len(text)
-            if size >= chunk_chars:
-                chunk.position = (index, number)
-                yield chunk
-                chunk, size = Chunk(position=chunk.position), 0
         chunk.finished_sources.append(source_record(identities[index], stats))
         chunk.position = (index + 1, 0)
     yield chunk
