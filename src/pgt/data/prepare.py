@@ -51,7 +51,6 @@ from pgt.io import (
     atomic_dir,
     file_sha256,
     output_lock,
-    read_json,
     refuse_overlap,
     remove_stale_temporaries,
 )
