@@ -67,8 +67,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help="n-gram lists in the reference's format (ngrams-2-3-4-5.txt)")  # fmt: skip
     build.add_argument("--extra-tokens", nargs="+", action="extend", default=[], metavar="FILE",
                        help="extra token strings, one per line (ngrams-intersection.txt)")  # fmt: skip
-    build.add_argument("--corpus", nargs="+", action="extend", default=[], metavar="[LANG=]PATH",
-                       help="text files or directories to mine n-grams from (unlabelled: language xx)")  # fmt: skip
+    build.add_argument("--corpus", nargs="+", action="extend", default=[], metavar="[LANG=]SOURCE",
+                       help="corpora to mine n-grams from: any SOURCE of `pgt data prepare` (text, fortune, JSONL, "
+                            "parquet files, directories, hf:NAME, default; untagged: language xx)")  # fmt: skip
     build.add_argument("--from-tokenizer", metavar="DIR", help="keep this Hugging Face tokenizer's vocabulary")
     build.add_argument("--dim", type=options.positive_int, metavar="D", help="embedding dimension (default: the family's)")
     build.add_argument("--font", metavar="PATH", help="glyph font file (default: $PGT_FONT, else GNU Unifont)")
