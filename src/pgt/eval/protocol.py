@@ -20,6 +20,7 @@ chance). Its `accuracy_text` and `acc_norm` are lm-evaluation-harness 0.4's
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
@@ -86,8 +87,8 @@ def summarize(per_run: Sequence[float]) -> Summary:
     runs = len(per_run)
     if runs == 0:
         raise PgtError("no runs to summarize")
-    mean = sum(per_run) / runs
-    std = math.sqrt(sum((x - mean) ** 2 for x in per_run) / runs)
+    mean = statistics.fmean(per_run)
+    std = statistics.pstdev(per_run)  # computed exactly: identical runs give exactly 0
     return Summary(mean=mean, std=std, ci95=Z_95 * std / math.sqrt(runs), per_run=[float(x) for x in per_run])
 
 
