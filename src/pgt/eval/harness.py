@@ -48,7 +48,7 @@ def _harness_record(task: str, figures: dict[str, Any], config: dict[str, Any], 
     primary = next((name for name in PRIMARY_METRICS if name in values), names[0])
     return EvalRecord(
         task=f"harness-{task}",
-        dataset=dataset_name(str(config.get("dataset_path") or task)),
+        dataset=_harness_dataset(task, config),
         kind="lm-eval",
         metric=primary,
         unit="percent" if primary in FRACTION_METRICS else primary,
@@ -70,6 +70,21 @@ def _harness_record(task: str, figures: dict[str, Any], config: dict[str, Any], 
         model_dir=str(Path(model_dir).resolve()),
         model_fingerprint=model_fingerprint(model_dir),
     )
+
+
+LOCAL_BUILDERS = ("json", "csv", "parquet", "text", "arrow")  # lm-eval's `dataset_path` for local files
+
+
+def _harness_dataset(task: str, config: dict[str, Any]) -> str:
+    """The task's dataset name: its hub id, or its first data file for a local builder (`dataset_path: json`)."""
+    source = str(config.get("dataset_path") or task)
+    if source in LOCAL_BUILDERS:
+        files: Any = (config.get("dataset_kwargs") or {}).get("data_files")
+        while isinstance(files, dict | list | tuple) and files:
+            files = next(iter(files.values())) if isinstance(files, dict) else files[0]
+        if isinstance(files, str):
+            return dataset_name(files)
+    return dataset_name(source + (f":{config['dataset_name']}" if config.get("dataset_name") else ""))
 
 
 def _sample_line(sample: dict[str, Any]) -> dict[str, Any]:
