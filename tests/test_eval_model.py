@@ -321,3 +321,47 @@ def test_token_data_directories_are_refused_for_bits_per_byte(
     model, tokenizer = model_and_tokenizer
     with pytest.raises(PgtError, match="holds token ids, not text"):
         evaluate_to_file(model, tokenizer, eval_model_dir, "bpb", data=str(token_data_dir))
+
+
+def test_a_prompts_truncation_does_not_depend_on_its_batch(model_and_tokenizer) -> None:
+    model, tokenizer = model_and_tokenizer
+    rows = [json.loads(line) for line in (DATA / "squad_v2.jsonl").read_text(encoding="utf-8").splitlines()]
+    passage = " ".join(row["context"] for row in rows)
+    long_prompt = get_task("squad_v2").build({**rows[0], "context": passage}).prompt
+    assert len(tokenizer(long_prompt)["input_ids"]) > 128
+    alone = generate_continuations(model, tokenizer, [long_prompt], [2])
+    # Beside a prompt that wants 40 new tokens, the long prompt keeps its own budget (128 - 2 ids).
+    batched = generate_continuations(model, tokenizer, [long_prompt, rows[1]["question"]], [2, 40], batch_size=2)
+    assert batched.truncated[0] and alone.truncated[0]
+    assert batched.new_ids[0] == alone.new_ids[0] and len(batched.new_ids[1]) == 40
+
+
+def test_local_evaluation_opens_no_network_connection(eval_model_dir: Path, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a network connection was opened")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    assert pgt_main(["eval", str(eval_model_dir), "--task", "squad_v2", "--data", str(DATA / "squad_v2.jsonl"),
+                     "--runs", "1", "--decoding", "greedy", "--out", str(tmp_path)]) == 0
+    assert (tmp_path / "squad_v2--squad_v2.json").is_file()
+
+
+def test_eval_records_round_trip_and_reject_ill_typed_files(eval_model_dir: Path, tmp_path: Path) -> None:
+    from pgt.errors import PgtError
+    from pgt.eval.results import EvalRecord
+
+    assert pgt_main(["eval", str(eval_model_dir), "--task", "bpb", "--data", str(DATA / "heldout.jsonl"),
+                     "--limit", "2", "--out", str(tmp_path)]) == 0
+    path = tmp_path / "bpb--heldout.json"
+    record = EvalRecord.load(path)
+    assert EvalRecord.from_json(record.to_json()) == record
+    data = json.loads(path.read_text(encoding="utf-8"))
+    for broken in ({k: v for k, v in data.items() if k != "metrics"}, {**data, "runs": "1"}):
+        path.write_text(json.dumps(broken), encoding="utf-8")
+        with pytest.raises(PgtError, match="evaluation result .*field 'metrics'|field 'runs'") as error:
+            EvalRecord.load(path)
+        assert "\n" not in str(error.value)
