@@ -254,3 +254,22 @@ def test_lukaemon_mmlu_from_the_hub_reads_all_57_subject_configs(monkeypatch: py
     loaded = load_task_data(get_task("mmlu"), "hf:lukaemon/mmlu")
     assert asked == list(MMLU_SUBJECTS) and len(MMLU_SUBJECTS) == 57
     assert [e.group for e in loaded.examples] == list(MMLU_SUBJECTS)
+
+
+def test_only_the_published_protocol_is_comparable_to_published_figures() -> None:
+    from pgt.eval.generation import SAMPLERS
+    from pgt.eval.protocol import TaskOutcome, summarize
+    from pgt.eval.runner import comparable_to_published
+    from pgt.eval.tasks import mc_task
+
+    def outcome(n: int, runs: int = 10) -> TaskOutcome:
+        return TaskOutcome({"accuracy": summarize([20.0] * runs)}, "accuracy", n, runs, False, 0)
+
+    arc = get_task("arc_easy")
+    assert comparable_to_published(arc, outcome(570), "generate", SAMPLERS["sample"])
+    assert comparable_to_published(arc, outcome(570), "generate", SAMPLERS["card"])
+    assert not comparable_to_published(arc, outcome(570), "generate", SAMPLERS["greedy"])
+    assert not comparable_to_published(arc, outcome(569), "generate", SAMPLERS["sample"])  # another file
+    assert not comparable_to_published(arc, outcome(570, runs=3), "generate", SAMPLERS["sample"])
+    assert not comparable_to_published(arc, outcome(570), "loglik", SAMPLERS["sample"])
+    assert not comparable_to_published(mc_task("mine"), outcome(570), "generate", SAMPLERS["sample"])
