@@ -11,6 +11,7 @@ from PIL import Image
 
 from pgt.cli import main
 from pgt.demo import PROMPTS
+from pgt.eval.results import EvalRecord
 
 pytestmark = pytest.mark.xdist_group("demo")  # one worker runs the module's demo once
 
@@ -47,8 +48,8 @@ def test_demo_writes_report_plots_samples_and_glyphs(demo):
             assert f"## stage {stage}: {prompt}" in samples
     assert samples.count("```text\n") == 4
     for stage in (1, 2):
-        result = json.loads((out / "run" / f"stage-{stage}" / "eval" / "perplexity.json").read_text())
-        assert result["n_examples"] == 3 and result["metrics"]["bpb"] > 0
+        result = EvalRecord.load(out / "run" / f"stage-{stage}" / "eval" / "perplexity--default.json")
+        assert result.n_examples == 3 and result.value("bpb") > 0
 
 
 def test_identical_glyphs_are_nearest_neighbours(demo):
@@ -63,7 +64,7 @@ def test_identical_glyphs_are_nearest_neighbours(demo):
 
 def test_rerun_reuses_the_finished_steps(demo, capsys):
     out, args = demo
-    finished = [out / "run" / "stage-2" / "stage.json", out / "run" / "stage-2" / "eval" / "perplexity.json"]
+    finished = [out / "run" / "stage-2" / "stage.json", out / "run" / "stage-2" / "eval" / "perplexity--default.json"]
     before = [path.stat().st_mtime_ns for path in finished]
     assert main(args) == 0
     printed = capsys.readouterr().out

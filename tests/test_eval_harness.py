@@ -22,13 +22,36 @@ def test_harness_runs_a_local_task_on_a_pgt_model(
     [(path, record)] = run_harness(
         model, tokenizer, eval_model_dir, ["fortune_cloze"], include_path=HARNESS_TASKS, batch_size=4, out_dir=tmp_path
     )
-    assert path == tmp_path / "harness-fortune_cloze.json"
-    assert json.loads(path.read_text(encoding="utf-8")) == record
-    assert record["task"] == "harness-fortune_cloze" and record["metric"] == "acc"
-    assert record["protocol"]["output_type"] == "multiple_choice" and record["n_examples"] == 10
-    raw = record["harness_metrics"]
+    assert path == tmp_path / "harness-fortune_cloze--fortune_cloze.json"
+    assert json.loads(path.read_text(encoding="utf-8")) == record.to_json()
+    assert record.task == "harness-fortune_cloze" and record.metric == "acc" and record.kind == "lm-eval"
+    assert record.protocol["output_type"] == "multiple_choice" and record.n_examples == 10
+    raw = record.details["harness_metrics"]
     # Ten questions with four options: accuracy is a multiple of 10 %, its standard error positive.
-    assert record["metrics"]["mean"] == pytest.approx(100 * raw["acc"])
+    assert record.metrics.mean == pytest.approx(100 * raw["acc"])
     assert round(raw["acc"] * 10) == pytest.approx(raw["acc"] * 10) and 0 <= raw["acc"] <= 1
     assert 0 <= raw["acc_norm"] <= 1 and raw["acc_stderr"] > 0
-    assert record["model_fingerprint"]["substrate_fingerprint"]
+    assert record.model_fingerprint.substrate_fingerprint
+    # The same items as our own multiple-choice task: per-option log-likelihoods, acc and acc_norm agree.
+    from pgt.eval.results import EvalRecord
+    from pgt.eval.runner import evaluate_to_file
+
+    own = tmp_path / "fortune_cloze.jsonl"
+    with open(own, "w", encoding="utf-8") as handle:
+        for line in (HARNESS_TASKS / "fortune_cloze.jsonl").read_text(encoding="utf-8").splitlines():
+            row = json.loads(line)
+            prompt = f"Fill the blank: {row['text']}\nAnswer:"  # the task YAML's doc_to_text
+            handle.write(json.dumps({"prompt": prompt, "choices": row["choices"], "answer": row["gold"]}) + "\n")
+    [(logged, _)] = run_harness(model, tokenizer, eval_model_dir, ["fortune_cloze"], include_path=HARNESS_TASKS,
+                                batch_size=4, out_dir=tmp_path / "logged", log_samples=True)
+    harness_samples = [json.loads(line) for line in
+                       (logged.parent / EvalRecord.load(logged).samples_file).read_text(encoding="utf-8").splitlines()]
+    path, ours = evaluate_to_file(model, tokenizer, eval_model_dir, "mc", name="fortune", data=str(own),
+                                  out_dir=tmp_path, log_samples=True)
+    assert ours.metrics.mean == pytest.approx(100 * raw["acc"])
+    assert ours.other_metrics["acc_norm"].mean == pytest.approx(100 * raw["acc_norm"])
+    our_samples = {s["index"]: s for s in map(json.loads, (tmp_path / ours.samples_file).read_text().splitlines())}
+    for sample in harness_samples:
+        theirs = [float(resp[0][0]) for resp in sample["resps"]]
+        assert our_samples[sample["doc_id"]]["logprobs"]["text"] == pytest.approx(theirs, abs=1e-4)
+        assert our_samples[sample["doc_id"]]["correct"]["acc_norm"] == bool(sample["acc_norm"])

@@ -12,14 +12,15 @@ import torch
 
 from pgt.cli import main as pgt_main
 from pgt.eval.datasets_io import load_task_data
-from pgt.eval.generation import greedy_continuations
+from pgt.eval.generation import SAMPLERS, generate_continuations
 from pgt.eval.loglik import continuation_logprobs
 from pgt.eval.perplexity import score_texts, windows
-from pgt.eval.protocol import evaluate_task
+from pgt.eval.protocol import evaluate_task, example_list
 from pgt.eval.tasks import Example, get_task
 from pgt.model.loading import load_model
 
 DATA = Path(__file__).parent / "data" / "eval"
+GREEDY = SAMPLERS["greedy"]
 
 
 @pytest.fixture(scope="module")
@@ -60,8 +61,8 @@ def test_batched_generation_and_loglik_equal_one_at_a_time(model_and_tokenizer) 
     examples = load_task_data(get_task("arc_easy"), DATA / "arc.jsonl").examples[:5]
     examples += load_task_data(get_task("squad_v2"), DATA / "squad_v2.jsonl").examples[:3]
     prompts, counts = [e.prompt for e in examples], [e.new_tokens for e in examples]
-    alone = greedy_continuations(model, tokenizer, prompts, counts, batch_size=1)
-    batched = greedy_continuations(model, tokenizer, prompts, counts, batch_size=4)
+    alone = generate_continuations(model, tokenizer, prompts, counts, batch_size=1)
+    batched = generate_continuations(model, tokenizer, prompts, counts, batch_size=4)
     assert batched.texts == alone.texts
     assert all(text for text in alone.texts)
     requests = [(e.prompt, f" {text}") for e in examples[:5] for _, text in e.options]
@@ -78,36 +79,40 @@ def test_a_model_that_always_answers_b_scores_the_share_of_b_keys(answers_b) -> 
         examples = load_task_data(get_task(name), DATA / path).examples
         expected = share_of_key(examples, "B")
         assert 0 < expected < 50
-        generated = evaluate_task(model, tokenizer, get_task(name), examples, runs=2, batch_size=4)
+        generated = evaluate_task(model, tokenizer, get_task(name), examples, runs=2, batch_size=4, sampler=GREEDY)
         assert generated.runs_identical
-        assert generated.metrics["accuracy"]["mean"] == pytest.approx(expected)
-        assert generated.metrics["accuracy"]["std"] == 0.0
+        assert generated.metrics["accuracy"].mean == pytest.approx(expected)
+        assert generated.metrics["accuracy"].std == 0.0
         if name == "mmlu":  # the rows carry a subject: accuracy per subject
-            assert generated.extra["accuracy_by_group"] == {"fortunes_science": pytest.approx(expected)}
+            assert generated.by_group["fortunes_science"].mean == pytest.approx(expected)
         # ARC's last question is labelled 1-4: "B" is no valid answer there.
         valid = 100.0 * sum(any(label == "B" for label, _ in e.options) for e in examples) / len(examples)
-        assert generated.metrics["valid_answer_rate"]["mean"] == pytest.approx(valid)
+        assert generated.metrics["valid_answer_rate"].mean == pytest.approx(valid)
         by_letter = evaluate_task(model, tokenizer, get_task(name), examples, mode="loglik", runs=1)
-        assert by_letter.metrics["accuracy"]["mean"] == pytest.approx(expected)
+        assert by_letter.metrics["accuracy"].mean == pytest.approx(expected)
     only_b = [Example(e.prompt, "B", e.new_tokens, e.options) for e in examples[:4]]
-    assert evaluate_task(model, tokenizer, get_task("arc_easy"), only_b, runs=1).metrics["accuracy"]["mean"] == 100.0
+    assert evaluate_task(model, tokenizer, get_task("arc_easy"), only_b, runs=1, sampler=GREEDY).metrics["accuracy"].mean == 100.0
     # True/False questions: "B" is neither, so letter scoring gives 0 % (below chance) ...
     boolq = load_task_data(get_task("boolq"), DATA / "boolq.jsonl").examples
-    assert evaluate_task(model, tokenizer, get_task("boolq"), boolq, runs=1).metrics["accuracy"]["mean"] == 0.0
+    assert evaluate_task(model, tokenizer, get_task("boolq"), boolq, runs=1, sampler=GREEDY).metrics["accuracy"].mean == 0.0
     # ... while log-likelihood mode always picks True or False, so it scores the share of one of them.
     loglik = evaluate_task(model, tokenizer, get_task("boolq"), boolq, mode="loglik", runs=1)
-    assert loglik.metrics["accuracy"]["mean"] in {share_of_key(boolq, "T"), share_of_key(boolq, "F")}
+    assert loglik.metrics["accuracy"].mean in {share_of_key(boolq, "T"), share_of_key(boolq, "F")}
 
 
-def test_runs_with_a_limit_score_different_subsets(model_and_tokenizer) -> None:
+def test_sampled_runs_score_one_fixed_list_and_differ_only_by_their_draws(model_and_tokenizer) -> None:
     model, tokenizer = model_and_tokenizer
     examples = load_task_data(get_task("squad_v2"), DATA / "squad_v2.jsonl").examples
     outcome = evaluate_task(model, tokenizer, get_task("squad_v2"), examples, runs=4, limit=3, seed=1, batch_size=8)
     summary = outcome.metrics["accuracy"]
-    assert not outcome.runs_identical and outcome.n_examples == 3 and len(summary["per_run"]) == 4
-    assert all(any(value == pytest.approx(100 * k / 3) for k in range(4)) for value in summary["per_run"])
-    assert summary["mean"] == pytest.approx(sum(summary["per_run"]) / 4)
-    assert summary["ci95"] == pytest.approx(1.96 * summary["std"] / 2)
+    assert not outcome.runs_identical and outcome.n_examples == 3 and len(summary.per_run) == 4
+    assert {s["index"] for s in outcome.samples} == set(example_list(len(examples), 3, 1))  # the same list every run
+    assert all(len(s["continuations"]) == 4 for s in outcome.samples)
+    assert any(len(set(s["continuations"])) > 1 for s in outcome.samples)  # runs differ by their draws
+    assert summary.mean == pytest.approx(sum(summary.per_run) / 4)
+    assert summary.ci95 == pytest.approx(1.96 * summary.std / 2)
+    again = evaluate_task(model, tokenizer, get_task("squad_v2"), examples, runs=4, limit=3, seed=1, batch_size=1)
+    assert [s["continuations"] for s in again.samples] == [s["continuations"] for s in outcome.samples]
 
 
 def test_windows_score_every_token_once_within_the_context() -> None:
@@ -151,47 +156,111 @@ def test_prompts_longer_than_the_context_are_left_truncated(model_and_tokenizer)
     passage = " ".join(row["passage"] for row in rows)
     long_example = get_task("boolq").build({**rows[0], "passage": passage})
     assert len(tokenizer(long_example.prompt)["input_ids"]) > 128
-    out = greedy_continuations(model, tokenizer, [long_example.prompt, rows[1]["question"]], [1, 1])
+    out = generate_continuations(model, tokenizer, [long_example.prompt, rows[1]["question"]], [1, 1])
     assert out.n_truncated == 1 and len(out.texts) == 2
     scores, truncated = continuation_logprobs(model, tokenizer, [(long_example.prompt, " True")])
     assert truncated == 1 and math.isfinite(scores[0].logprob)
 
 
-def test_cli_writes_results_json_next_to_the_model(eval_model_dir: Path, capsys) -> None:
-    assert pgt_main(["eval", str(eval_model_dir), "--task", "arc_easy", "--data", str(DATA / "arc.jsonl"),
-                     "--runs", "3", "--limit", "4", "--seed", "2"]) == 0
-    result = json.loads((eval_model_dir / "eval" / "arc_easy.json").read_text(encoding="utf-8"))
+def test_cli_writes_typed_results_named_by_task_and_dataset(eval_model_dir: Path, tmp_path: Path, capsys) -> None:
+    from pgt.eval.results import EvalRecord
+
+    out = tmp_path / "results"
+    heldout_de = tmp_path / "heldout_de.jsonl"
+    heldout_de.write_text("".join(json.dumps({"text": t}) + "\n" for t in ["Der Mensch denkt, Gott lenkt.",
+                                                                          "Ende gut, alles gut."]), encoding="utf-8")
+    # Several --task/--data pairs in one call, each example logged.
+    assert pgt_main(["eval", str(eval_model_dir), "--out", str(out), "--log-samples", "--runs", "3", "--limit", "4",
+                     "--seed", "2", "--task", "arc_easy", "--data", str(DATA / "arc.jsonl"),
+                     "--task", "bpb", "--data", str(DATA / "heldout.jsonl"),
+                     "--task", "bpb", "--data", str(heldout_de)]) == 0
+    result = EvalRecord.load(out / "arc_easy--arc.json")
     config = json.loads((eval_model_dir / "config.json").read_text(encoding="utf-8"))
     weights = hashlib.sha256()
     weights.update(b"model.safetensors")
     weights.update((eval_model_dir / "model.safetensors").read_bytes())
-    assert result["model_fingerprint"]["substrate_fingerprint"] == config["substrate_fingerprint"]
-    assert result["model_fingerprint"]["weights_sha256"] == weights.hexdigest()
-    assert result["task"] == "arc_easy" and result["metric"] == "accuracy" and result["unit"] == "percent"
-    assert (result["n_examples"], result["runs"], result["runs_identical"]) == (4, 3, False)
-    assert result["protocol"]["prompt_template"].startswith("Question: {q}\nOptions:\n")
-    assert (result["protocol"]["limit"], result["protocol"]["seed"], result["protocol"]["mode"]) == (4, 2, "generate")
-    metrics = result["metrics"]
-    assert len(metrics["per_run"]) == 3 and all(0 <= v <= 100 for v in metrics["per_run"])
-    assert metrics["ci95"] == pytest.approx(1.96 * metrics["std"] / math.sqrt(3))
-    assert result["pgt_version"] and result["created"]
-
-    assert pgt_main(["eval", str(eval_model_dir), "--task", "bpb", "--data", str(DATA / "heldout.jsonl")]) == 0
-    bpb = json.loads((eval_model_dir / "eval" / "bpb.json").read_text(encoding="utf-8"))
-    assert bpb["metrics"]["mean"] == bpb["metrics"]["bpb"] > 0
-    assert bpb["metrics"]["loss"] == pytest.approx(math.log(bpb["metrics"]["perplexity"]))
-    assert bpb["n_examples"] == 12
+    assert result.model_fingerprint.substrate_fingerprint == config["substrate_fingerprint"]
+    assert result.model_fingerprint.weights_sha256 == weights.hexdigest()
+    assert (result.task, result.dataset, result.kind, result.metric, result.unit) == (
+        "arc_easy", "arc", "reference", "accuracy", "percent")
+    assert (result.n_examples, result.runs, result.runs_identical) == (4, 3, False)
+    assert not result.comparable_to_published  # 4 examples and 3 runs are not the published protocol
+    assert result.protocol["prompt_template"].startswith("Question: {q}\nOptions:\n")
+    assert (result.protocol["limit"], result.protocol["seed"], result.protocol["decoding_choice"]) == (4, 2, "sample")
+    assert len(result.metrics.per_run) == 3 and all(0 <= v <= 100 for v in result.metrics.per_run)
+    assert result.metrics.ci95 == pytest.approx(1.96 * result.metrics.std / math.sqrt(3))
+    assert result.chance == pytest.approx(25.0) and result.pgt_version and result.created
+    samples = [json.loads(line) for line in (out / "arc_easy--arc.samples.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert result.samples_file == "arc_easy--arc.samples.jsonl" and len(samples) == 4
+    assert all(len(s["continuations"]) == len(s["answers"]) == len(s["correct"]) == 3 for s in samples)
+    assert all(s["prompt"].endswith("Answer:") for s in samples)
+    # Two held-out datasets: two files, neither overwrites the other.
+    english, german = EvalRecord.load(out / "bpb--heldout.json"), EvalRecord.load(out / "bpb--heldout_de.json")
+    assert (english.n_examples, german.n_examples) == (4, 2)  # --limit 4 documents and english.value("bpb") != german.value("bpb")
+    assert english.metrics.mean == english.value("bpb") > 0
+    assert english.value("loss") == pytest.approx(math.log(english.value("perplexity")))
+    # The same task and dataset again: refused without --overwrite, before any model is loaded.
+    capsys.readouterr()
+    again = pgt_main(["eval", str(eval_model_dir), "--out", str(out), "--task", "bpb", "--data", str(heldout_de)])
+    assert again == 2 and "pass --overwrite" in capsys.readouterr().err
     # Without --data: the held-out (validation) documents of the embedded default corpus.
-    assert pgt_main(["eval", str(eval_model_dir), "--task", "perplexity", "--limit", "3"]) == 0
-    default = json.loads((eval_model_dir / "eval" / "perplexity.json").read_text(encoding="utf-8"))
-    assert (default["n_examples"], default["protocol"]["data"], default["protocol"]["split"]) == (3, "default", "validation")
-    assert default["metrics"]["mean"] == default["metrics"]["perplexity"] > 1
+    assert pgt_main(["eval", str(eval_model_dir), "--task", "perplexity", "--limit", "3", "--overwrite"]) == 0
+    default = EvalRecord.load(eval_model_dir / "eval" / "perplexity--default.json")
+    assert (default.n_examples, default.data["source"], default.data["split"]) == (3, "default", "validation")
+    assert default.metrics.mean == default.value("perplexity") > 1
     capsys.readouterr()
 
     malformed = pgt_main(["eval", str(eval_model_dir), "--task", "mmlu", "--data", str(DATA / "boolq.jsonl")])
     error = capsys.readouterr().err.strip().splitlines()
     assert malformed == 2 and error[-1].startswith("error:") and "expected fields: question (str), choices" in error[-1]
-    assert not (eval_model_dir / "eval" / "mmlu.json").exists()
+    assert not (eval_model_dir / "eval" / "mmlu--boolq.json").exists()
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--task", "arc_easy", "--temperature", "nan"], "must be a finite number"),
+        (["--task", "arc_easy", "--runs", "0"], "must be a finite number"),
+        (["--task", "arc_easy", "--device", "cuda"], "CUDA is not available"),
+        (["--task", "arc_easy", "--data", "a.jsonl", "--data", "b.jsonl"], "2 --data for 1 --task"),
+        (["--task", "mc", "--data", "a.jsonl"], "0 --name for 1 --task mc"),
+        (["--task", "arc_easy", "--decoding", "greedy", "--temperature", "0.5"], "--temperature is for sampling"),
+    ],
+)
+def test_bad_eval_arguments_are_one_line_errors(eval_model_dir: Path, capsys, arguments: list[str], message: str) -> None:
+    if "cuda" in arguments and torch.cuda.is_available():
+        pytest.skip("CUDA is available here")
+    try:
+        code = pgt_main(["eval", str(eval_model_dir), *arguments])
+    except SystemExit as exit_:  # argparse refuses bad numbers at parse time
+        code = exit_.code
+    error = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and message in error[-1]
+
+
+def test_an_out_that_is_a_file_is_a_one_line_error(eval_model_dir: Path, tmp_path: Path, capsys) -> None:
+    file = tmp_path / "results.txt"
+    file.write_text("mine", encoding="utf-8")
+    code = pgt_main(["eval", str(eval_model_dir), "--task", "bpb", "--data", str(DATA / "heldout.jsonl"),
+                     "--out", str(file)])
+    assert code == 2 and "is a file" in capsys.readouterr().err and file.read_text(encoding="utf-8") == "mine"
+
+
+def test_a_users_multiple_choice_file_is_its_own_task_with_chance_level(eval_model_dir: Path, tmp_path: Path) -> None:
+    from pgt.eval.results import EvalRecord
+
+    cloze = tmp_path / "cloze_en.jsonl"
+    lines = (DATA / "harness" / "fortune_cloze.jsonl").read_text(encoding="utf-8").splitlines()
+    with open(cloze, "w", encoding="utf-8") as handle:
+        for line in lines:
+            row = json.loads(line)
+            handle.write(json.dumps({"context": row["text"], "choices": row["choices"], "answer": row["gold"]}) + "\n")
+    assert pgt_main(["eval", str(eval_model_dir), "--task", "mc", "--name", "cloze", "--data", str(cloze),
+                     "--out", str(tmp_path / "out")]) == 0
+    record = EvalRecord.load(tmp_path / "out" / "mc-cloze--cloze_en.json")
+    assert (record.task, record.kind, record.n_examples, record.chance) == ("mc-cloze", "mc", 10, pytest.approx(25.0))
+    assert not record.comparable_to_published and set(record.other_metrics) == {"acc_norm"}
+    assert round(record.metrics.mean) % 10 == 0
 
 
 @pytest.fixture(scope="module")
@@ -218,7 +287,7 @@ def test_any_hf_causal_lm_decodes_greedily_and_writes_results(llama_dir: Path) -
     model, tokenizer = load_for_eval(llama_dir)
     assert tokenizer.pad_token_id is None  # padding falls back to the end-of-sequence token
     prompts = [e.prompt for e in load_task_data(get_task("squad_v2"), DATA / "squad_v2.jsonl").examples[:3]]
-    out = greedy_continuations(model, tokenizer, prompts, [4, 4, 4], batch_size=3)
+    out = generate_continuations(model, tokenizer, prompts, [4, 4, 4], batch_size=3)
     for prompt, text in zip(prompts, out.texts, strict=True):
         ids = tokenizer(prompt, return_tensors="pt")["input_ids"][:, -(96 - 4) :]
         for _ in range(4):  # step-by-step argmax without a cache
@@ -228,18 +297,18 @@ def test_any_hf_causal_lm_decodes_greedily_and_writes_results(llama_dir: Path) -
         assert text == tokenizer.decode(ids[0, -4:], skip_special_tokens=True)
     path, record = evaluate_to_file(model, tokenizer, llama_dir, "mmlu", data=str(DATA / "mmlu.jsonl"), mode="loglik",
                                     runs=1)
-    assert path == llama_dir / "eval" / "mmlu-loglik.json"
-    assert record["model_fingerprint"]["substrate_fingerprint"] is None
-    assert record["model_fingerprint"]["model_type"] == "llama"
-    assert set(record["other_metrics"]) == {"accuracy_text", "accuracy_text_norm"}
-    assert all(0 <= m["mean"] <= 100 for m in [record["metrics"], *record["other_metrics"].values()])
+    assert path == llama_dir / "eval" / "mmlu-loglik--mmlu.json"
+    assert record.model_fingerprint.substrate_fingerprint is None
+    assert record.model_fingerprint.model_type == "llama"
+    assert set(record.other_metrics) == {"accuracy_text", "acc_norm"}
+    assert all(0 <= m.mean <= 100 for m in [record.metrics, *record.other_metrics.values()])
 
 
 def test_cli_evaluates_several_model_dirs(eval_model_dir: Path, llama_dir: Path) -> None:
     assert pgt_main(["eval", str(eval_model_dir), str(llama_dir), "--task", "squad_v2",
                      "--data", str(DATA / "squad_v2.jsonl"), "--runs", "1"]) == 0
     for model_dir in (eval_model_dir, llama_dir):
-        result = json.loads((model_dir / "eval" / "squad_v2.json").read_text(encoding="utf-8"))
+        result = json.loads((model_dir / "eval" / "squad_v2--squad_v2.json").read_text(encoding="utf-8"))
         assert result["model_dir"] == str(model_dir.resolve()) and result["n_examples"] == 8
 
 
@@ -252,3 +321,47 @@ def test_token_data_directories_are_refused_for_bits_per_byte(
     model, tokenizer = model_and_tokenizer
     with pytest.raises(PgtError, match="holds token ids, not text"):
         evaluate_to_file(model, tokenizer, eval_model_dir, "bpb", data=str(token_data_dir))
+
+
+def test_a_prompts_truncation_does_not_depend_on_its_batch(model_and_tokenizer) -> None:
+    model, tokenizer = model_and_tokenizer
+    rows = [json.loads(line) for line in (DATA / "squad_v2.jsonl").read_text(encoding="utf-8").splitlines()]
+    passage = " ".join(row["context"] for row in rows)
+    long_prompt = get_task("squad_v2").build({**rows[0], "context": passage}).prompt
+    assert len(tokenizer(long_prompt)["input_ids"]) > 128
+    alone = generate_continuations(model, tokenizer, [long_prompt], [2])
+    # Beside a prompt that wants 40 new tokens, the long prompt keeps its own budget (128 - 2 ids).
+    batched = generate_continuations(model, tokenizer, [long_prompt, rows[1]["question"]], [2, 40], batch_size=2)
+    assert batched.truncated[0] and alone.truncated[0]
+    assert batched.new_ids[0] == alone.new_ids[0] and len(batched.new_ids[1]) == 40
+
+
+def test_local_evaluation_opens_no_network_connection(eval_model_dir: Path, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a network connection was opened")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    assert pgt_main(["eval", str(eval_model_dir), "--task", "squad_v2", "--data", str(DATA / "squad_v2.jsonl"),
+                     "--runs", "1", "--decoding", "greedy", "--out", str(tmp_path)]) == 0
+    assert (tmp_path / "squad_v2--squad_v2.json").is_file()
+
+
+def test_eval_records_round_trip_and_reject_ill_typed_files(eval_model_dir: Path, tmp_path: Path) -> None:
+    from pgt.errors import PgtError
+    from pgt.eval.results import EvalRecord
+
+    assert pgt_main(["eval", str(eval_model_dir), "--task", "bpb", "--data", str(DATA / "heldout.jsonl"),
+                     "--limit", "2", "--out", str(tmp_path)]) == 0
+    path = tmp_path / "bpb--heldout.json"
+    record = EvalRecord.load(path)
+    assert EvalRecord.from_json(record.to_json()) == record
+    data = json.loads(path.read_text(encoding="utf-8"))
+    for broken in ({k: v for k, v in data.items() if k != "metrics"}, {**data, "runs": "1"}):
+        path.write_text(json.dumps(broken), encoding="utf-8")
+        with pytest.raises(PgtError, match="evaluation result .*field 'metrics'|field 'runs'") as error:
+            EvalRecord.load(path)
+        assert "\n" not in str(error.value)

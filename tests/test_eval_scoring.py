@@ -10,7 +10,7 @@ import pytest
 
 from pgt.errors import PgtError
 from pgt.eval.datasets_io import load_task_data
-from pgt.eval.protocol import corpus_bleu, first_answer_char, is_correct, run_subsets, summarize
+from pgt.eval.protocol import answer_letter, example_list, is_correct, sentence_bleu, summarize
 from pgt.eval.tasks import Example, get_task
 
 DATA = Path(__file__).parent / "data" / "eval"
@@ -23,10 +23,11 @@ def rows(name: str) -> list[dict]:
 
 @pytest.mark.parametrize(
     ("continuation", "answer"),
-    [("B", "B"), (" b)", "B"), ("xyz", "X"), ("  \n c", "C"), ("", ""), ("   ", ""), (" True", "T"), ("false", "F")],
+    [("B", "B"), (" b)", "B"), ("xyz", "X"), ("  \n c", "C"), ("", ""), ("   ", ""), (" True", "T"), ("false", "F"),
+     ("<unk>C", "<"), (" ßa", "S"), ("ﬁne", "F")],
 )
-def test_first_answer_char_is_first_non_space_character_upper_cased(continuation: str, answer: str) -> None:
-    assert first_answer_char(continuation) == answer
+def test_answer_letter_is_strip_upper_then_first_character(continuation: str, answer: str) -> None:
+    assert answer_letter(continuation) == answer  # .strip().upper()[:1]: "ß" upper-cases to "SS"
 
 
 def test_letter_and_true_false_scoring() -> None:
@@ -35,50 +36,66 @@ def test_letter_and_true_false_scoring() -> None:
     assert is_correct(mmlu, example, " b)")
     assert not is_correct(mmlu, example, " A")
     assert not is_correct(mmlu, example, "xyz")  # not a valid letter: wrong, which is how scores fall below chance
+    assert not is_correct(mmlu, Example("Q", "C", 1), "<unk>C")  # special-token text is kept, as in the reference
+    assert is_correct(mmlu, Example("Q", "S", 1), "ß")
     boolq = get_task("boolq")
     assert is_correct(boolq, Example("Q", "T", 1), " true")
     assert not is_correct(boolq, Example("Q", "F", 1), " True")
 
 
-def test_substring_scoring_is_case_insensitive() -> None:
+def test_substring_scoring_compares_the_stripped_continuation() -> None:
     squad = get_task("squad_v2")
     assert is_correct(squad, Example("Q", "Paris", 5), " in PARIS, I think")
     assert not is_correct(squad, Example("Q", "Paris", 5), " Pari")
+    # An answer with a leading space never occurs in the stripped continuation's start.
+    assert not is_correct(squad, Example("Q", " Paris", 6), " Paris")
+    assert is_correct(squad, Example("Q", " Paris", 6), "in Paris")
 
 
-def test_bleu_is_sacrebleu_corpus_bleu_upper_cased() -> None:
+def test_bleu_is_sacrebleu_per_sentence_upper_cased_and_cut_at_end_of_sequence() -> None:
     import sacrebleu
 
-    hypotheses = ["a bird in the bush usually has a friend", "nothing is always"]
-    references = ["A bird in the bush usually has a friend in there with him.", "Nothing is always."]
-    expected = sacrebleu.corpus_bleu([h.upper() for h in hypotheses], [[r.upper() for r in references]]).score
-    assert corpus_bleu(hypotheses, references) == pytest.approx(expected)
+    reference = "A bird in the bush usually has a friend in there with him."
+    hypothesis = " a bird in the bush usually has a friend"
+    expected = sacrebleu.corpus_bleu([hypothesis.strip().upper()], [[reference.upper()]]).score
     assert 0 < expected < 100
-    assert corpus_bleu(["everything is sometimes."], ["Everything is sometimes."]) == pytest.approx(100.0)
-    assert corpus_bleu(["xyz qwv"], ["Everything is sometimes."]) == pytest.approx(0.0)
+    assert sentence_bleu(hypothesis, reference) == pytest.approx(expected)
+    assert sentence_bleu(hypothesis + "</s> with him. xyz qq", reference) == pytest.approx(expected)
+    assert sentence_bleu(" everything is sometimes.</s>", "Everything is sometimes.") == pytest.approx(100.0)
+    assert sentence_bleu("xyz qwv", "Everything is sometimes.") == pytest.approx(0.0)
 
 
-def test_summary_statistics() -> None:
-    summary = summarize([20.0, 25.0, 30.0])
-    assert summary["mean"] == pytest.approx(25.0)
-    assert summary["std"] == pytest.approx(5.0)  # sample standard deviation
-    assert summary["ci95"] == pytest.approx(1.96 * 5.0 / math.sqrt(3))
-    assert summary["per_run"] == [20.0, 25.0, 30.0]
-    assert summarize([42.0]) == {"mean": 42.0, "std": 0.0, "ci95": 0.0, "per_run": [42.0]}
+def test_summary_statistics_use_the_population_standard_deviation() -> None:
+    import numpy as np
+
+    values = [20.0, 25.0, 30.0, 22.5]
+    summary = summarize(values)
+    assert summary.mean == pytest.approx(np.mean(values))
+    assert summary.std == pytest.approx(np.std(values))  # ddof 0, as the reference's np.std
+    assert summary.ci95 == pytest.approx(1.96 * np.std(values) / math.sqrt(4))
+    assert summary.per_run == values
+    assert summarize([42.0]).to_json() == {"mean": 42.0, "std": 0.0, "ci95": 0.0, "per_run": [42.0]}
 
 
-def test_runs_are_seeded_random_subsets_or_the_whole_split() -> None:
-    subsets, identical = run_subsets(12, 3, None, 0)
-    assert identical and subsets == [list(range(12))] * 3
-    assert run_subsets(12, 3, 20, 0) == (subsets, True)
-    subsets, identical = run_subsets(12, 4, 5, 7)
-    assert not identical
-    assert all(len(s) == 5 == len(set(s)) and all(0 <= i < 12 for i in s) for s in subsets)
-    assert len({tuple(s) for s in subsets}) > 1
-    assert run_subsets(12, 4, 5, 7)[0] == subsets  # reproducible
-    assert run_subsets(12, 4, 5, 8)[0][0] == subsets[1]  # run r uses seed + r
-    with pytest.raises(PgtError, match="--runs"):
-        run_subsets(12, 0, None, 0)
+def test_the_example_list_is_one_seeded_shuffle_cut_at_the_limit() -> None:
+    full = example_list(12, None, 0)
+    assert sorted(full) == list(range(12)) and full != list(range(12))
+    assert example_list(12, 5, 0) == full[:5]
+    assert example_list(12, 5, 0) == example_list(12, 5, 0)
+    assert example_list(12, 5, 1) != full[:5]
+    with pytest.raises(PgtError, match="--limit"):
+        example_list(12, 0, 0)
+
+
+def test_mmlu_reads_both_hub_schemas_and_refuses_coerced_answers() -> None:
+    cais = rows("mmlu.jsonl")[1]
+    a, b, c, d = cais["choices"]
+    lukaemon = {"input": cais["question"], "A": a, "B": b, "C": c, "D": d, "target": "B"}
+    task = get_task("mmlu")
+    assert task.build(lukaemon).prompt == task.build(cais).prompt
+    assert task.build(lukaemon).target == task.build(cais).target == "B"
+    with pytest.raises(TypeError, match="option index"):
+        task.build(dict(cais, answer=True))  # a bool is an int to Python: never the option B
 
 
 def test_prompts_follow_the_reference_templates() -> None:
@@ -110,6 +127,8 @@ def test_prompts_follow_the_reference_templates() -> None:
     example = get_task("opus100:en-ru").build({"translation": pair})
     assert example.prompt == f"Translate from English to Russian:\n{pair['en']}\nAnswer:"
     assert (example.target, example.new_tokens) == (pair["ru"], len(pair["ru"]))
+    long = {"translation": {"en": "x", "ru": "я" * 130}}
+    assert get_task("opus100:en-ru").build(long).new_tokens == 100  # min(len(reference), 100)
     reverse = get_task("opus100:ru-en")
     assert reverse.hf_config == "en-ru"
     assert reverse.build({"translation": pair}).prompt.startswith("Translate from Russian to English:\n")
@@ -152,7 +171,7 @@ def test_malformed_or_missing_datasets_name_what_was_expected(tmp_path: Path, hf
     assert "\n" not in str(error.value)
     bad_key = tmp_path / "bad_key.jsonl"
     bad_key.write_text(json.dumps(dict(rows("mmlu.jsonl")[0], answer=7)) + "\n", encoding="utf-8")  # no option H
-    with pytest.raises(PgtError, match=r"row 0 does not fit task mmlu .*expected fields: question \(str\), choices"):
+    with pytest.raises(PgtError, match=r"bad_key.jsonl:1: row does not fit task mmlu .*expected fields: question"):
         load_task_data(get_task("mmlu"), bad_key)
     flat = tmp_path / "flat_choices.jsonl"
     flat.write_text(json.dumps(dict(rows("mmlu.jsonl")[0], choices="abcd")) + "\n", encoding="utf-8")
@@ -163,3 +182,94 @@ def test_malformed_or_missing_datasets_name_what_was_expected(tmp_path: Path, hf
     with pytest.raises(PgtError, match="Hugging Face hub") as error:
         load_task_data(get_task("boolq"), "hf:google/boolq")
     assert "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("task", "line", "message"),
+    [
+        ("mmlu", {"question": "Q?", "choices": ["a", "b"], "answer": True}, "option index"),
+        ("squad_v2", {"context": "c", "question": "q", "answers": {"text": "A"}}, "answers.text must be a list"),
+        ("opus100:en-ru", {"translation": {"en": "Hello.", "ru": None}}, "ru must be a string"),
+    ],
+)
+def test_silently_coercible_values_are_one_line_errors(tmp_path: Path, task: str, line: dict, message: str) -> None:
+    path = tmp_path / "data.jsonl"
+    path.write_text("\n" + json.dumps(line) + "\n", encoding="utf-8")
+    with pytest.raises(PgtError, match=message) as error:
+        load_task_data(get_task(task), path)
+    assert f"{path}:2:" in str(error.value) and "\n" not in str(error.value)
+
+
+def test_empty_files_and_bad_lines_name_the_file_and_line(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("", encoding="utf-8")
+    with pytest.raises(PgtError, match=r"empty.jsonl: no rows \(the file is empty\)"):
+        load_task_data(get_task("arc_easy"), empty)
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text((DATA / "arc.jsonl").read_text(encoding="utf-8").splitlines()[0] + "\n{not json\n", encoding="utf-8")
+    with pytest.raises(PgtError, match=r"bad.jsonl:2: not a JSON line") as error:
+        load_task_data(get_task("arc_easy"), bad)
+    assert "\n" not in str(error.value)
+
+
+def test_local_data_never_opens_a_network_connection(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import socket
+
+    import datasets
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a network connection was opened")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    table = datasets.Dataset.from_list(rows("squad_v2.jsonl"))
+    table.to_parquet(tmp_path / "squad.parquet")
+    for path in (DATA / "squad_v2.jsonl", tmp_path / "squad.parquet"):
+        assert len(load_task_data(get_task("squad_v2"), path).examples) == 8
+
+
+def test_hub_loads_have_an_overall_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    import datasets
+
+    from pgt.eval import datasets_io
+
+    stalled = threading.Event()
+    monkeypatch.setattr(datasets, "load_dataset", lambda *a, **k: stalled.wait(30))
+    with pytest.raises(PgtError, match="no answer from the Hugging Face hub within 0.2 s"):
+        datasets_io._load_hub("google/boolq", "validation", timeout=0.2)
+    stalled.set()
+
+
+def test_lukaemon_mmlu_from_the_hub_reads_all_57_subject_configs(monkeypatch: pytest.MonkeyPatch) -> None:
+    import datasets
+
+    from pgt.eval.tasks import MMLU_SUBJECTS
+
+    cais = rows("mmlu.jsonl")[0]
+    row = {"input": cais["question"], **dict(zip("ABCD", cais["choices"], strict=True)), "target": "A"}
+    asked = []
+    monkeypatch.setattr(datasets, "load_dataset", lambda name, config, split: asked.append(config) or [row])
+    loaded = load_task_data(get_task("mmlu"), "hf:lukaemon/mmlu")
+    assert asked == list(MMLU_SUBJECTS) and len(MMLU_SUBJECTS) == 57
+    assert [e.group for e in loaded.examples] == list(MMLU_SUBJECTS)
+
+
+def test_only_the_published_protocol_is_comparable_to_published_figures() -> None:
+    from pgt.eval.generation import SAMPLERS
+    from pgt.eval.protocol import TaskOutcome, summarize
+    from pgt.eval.runner import comparable_to_published
+    from pgt.eval.tasks import mc_task
+
+    def outcome(n: int, runs: int = 10) -> TaskOutcome:
+        return TaskOutcome({"accuracy": summarize([20.0] * runs)}, "accuracy", n, runs, False, 0)
+
+    arc = get_task("arc_easy")
+    assert comparable_to_published(arc, outcome(570), "generate", SAMPLERS["sample"])
+    assert comparable_to_published(arc, outcome(570), "generate", SAMPLERS["card"])
+    assert not comparable_to_published(arc, outcome(570), "generate", SAMPLERS["greedy"])
+    assert not comparable_to_published(arc, outcome(569), "generate", SAMPLERS["sample"])  # another file
+    assert not comparable_to_published(arc, outcome(570, runs=3), "generate", SAMPLERS["sample"])
+    assert not comparable_to_published(arc, outcome(570), "loglik", SAMPLERS["sample"])
+    assert not comparable_to_published(mc_task("mine"), outcome(570), "generate", SAMPLERS["sample"])

@@ -14,6 +14,7 @@ from pgt.cli import main
 from pgt.errors import PgtError
 from pgt.eval import published as pub
 from pgt.eval.report import write_report
+from pgt.eval.results import EvalRecord
 
 pytestmark = pytest.mark.xdist_group("report")  # one worker grows the module's run once
 
@@ -95,10 +96,10 @@ def test_baselines_and_merged_experts_stand_beside_the_deepest_stage(run_dir: Pa
     # A merged model has no stage.json: its size comes from its weights, its losses from `pgt eval`, marked so.
     merged = rows["`merged/mean`"]
     weights = load_file(str(run_dir / "merged/mean/model.safetensors"))
-    perplexity = json.loads((run_dir / "merged/mean/eval/perplexity.json").read_text())["metrics"]
+    perplexity = EvalRecord.load(run_dir / "merged/mean/eval/perplexity--default.json")
     assert merged[1] == "merged"
     assert merged[3] == f"{sum(t.numel() for t in weights.values()):,}"
-    assert merged[6:8] == [f"{perplexity['loss']:.4f}†", f"{perplexity['bpb']:.4f}†"]
+    assert merged[6:8] == [f"{perplexity.value('loss'):.4f}†", f"{perplexity.value('bpb'):.4f}†"]
     assert "† From `pgt eval --task perplexity`" in text
 
 
@@ -137,7 +138,7 @@ def test_published_figures_stand_beside_matching_tasks(run_dir: Path, corpus_fil
         assert main(["eval", str(copy / f"stage-{k}"), "--task", "arc_easy", "--data", str(questions),
                      "--runs", "2", "--limit", "3"]) == 0
     text = write_report(copy, published=pub.embedded_figures()).read_text(encoding="utf-8")
-    results = [json.loads((copy / f"stage-{k}" / "eval" / "arc_easy.json").read_text())["metrics"] for k in (1, 2)]
+    results = [json.loads((copy / f"stage-{k}" / "eval" / "arc_easy--arc.json").read_text())["metrics"] for k in (1, 2)]
     assert [row[-1] for row in table_rows(text, "Stages")] == [f"{m['mean']:.2f} ± {m['ci95']:.2f}" for m in results]
     beside = [line for line in text.split("### Ours beside the published models")[1].splitlines()
               if line.startswith("| `stage-")]

@@ -267,8 +267,8 @@ def evaluate_and_sample(out: Path, run_dir: Path, seed: int, eval_docs: int) -> 
     import torch
 
     from pgt.eval.report import stage_dirs
-    from pgt.eval.results import results_path
-    from pgt.eval.runner import evaluate_to_file
+    from pgt.eval.results import EvalRecord
+    from pgt.eval.runner import evaluate_to_file, planned_path
     from pgt.model import load_model
 
     samples = []
@@ -277,13 +277,12 @@ def evaluate_and_sample(out: Path, run_dir: Path, seed: int, eval_docs: int) -> 
         model, tokenizer = load_model(stage_dir)
         model.eval()
         if eval_docs:
-            done = results_path(stage_dir, "perplexity")
-            record = read_json(done) if done.is_file() else None
-            if record is None or record["protocol"]["limit"] != eval_docs:  # a finished stage never changes
+            done = planned_path(stage_dir, "perplexity")
+            record = EvalRecord.load(done) if done.is_file() else None
+            if record is None or record.protocol["limit"] != eval_docs:  # a finished stage never changes
                 _, record = evaluate_to_file(model, tokenizer, stage_dir, "perplexity", limit=eval_docs)
-            metrics = record["metrics"]
-            _say(f"  stage {stage}: held-out perplexity {metrics['perplexity']:.1f}, {metrics['bpb']:.3f} bits/byte "
-                 f"({record['n_examples']} documents)")
+            _say(f"  stage {stage}: held-out perplexity {record.value('perplexity'):.1f}, "
+                 f"{record.value('bpb'):.3f} bits/byte ({record.n_examples} documents)")
         for index, prompt in enumerate(PROMPTS):
             input_ids = torch.tensor([tokenizer(prompt)["input_ids"]])
             torch.manual_seed(seed + index)  # the same draws for a prompt at every stage

@@ -49,10 +49,19 @@ def left_truncate(ids: list[int], budget: int) -> tuple[list[int], bool]:
     return ids[len(ids) - budget :], True
 
 
+_progress: bool | None = None  # None: bars on a terminal only (tqdm's own test of stderr)
+
+
+def set_progress(enabled: bool | None) -> None:
+    """Turn evaluation progress bars on or off (`--progress/--no-progress`); None: on a terminal."""
+    global _progress
+    _progress = enabled
+
+
 def length_sorted_batches(lengths: Sequence[int], batch_size: int, desc: str) -> Iterator[list[int]]:
     """Indices grouped into batches of similar length, longest first (so memory peaks early).
 
-    A progress bar named `desc` shows on a terminal (tqdm hides it when stderr is not one).
+    A progress bar named `desc` shows as `set_progress` says (by default on a terminal).
     """
     from tqdm.auto import tqdm
 
@@ -60,7 +69,7 @@ def length_sorted_batches(lengths: Sequence[int], batch_size: int, desc: str) ->
         raise PgtError(f"--batch-size must be at least 1, got {batch_size}")
     order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
     starts = range(0, len(order), batch_size)
-    for start in tqdm(starts, desc=desc, unit="batch", disable=None, leave=False):
+    for start in tqdm(starts, desc=desc, unit="batch", disable=None if _progress is None else not _progress, leave=False):
         yield order[start : start + batch_size]
 
 

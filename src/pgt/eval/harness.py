@@ -2,9 +2,9 @@
 
 `pgt eval MODEL_DIR --harness TASKS` hands the loaded model and tokenizer to
 `lm_eval.models.huggingface.HFLM` and runs `lm_eval.simple_evaluate`; each task's
-figures are written as `MODEL_DIR/eval/harness-<task>.json` in the same shape as
-`pgt eval`'s own results (accuracies in percent), with the harness's raw numbers
-kept under `harness_metrics`.
+figures are written as `MODEL_DIR/eval/harness-<task>--<dataset>.json`, an `EvalRecord`
+like `pgt eval`'s own results (accuracies in percent), with the harness's raw numbers
+kept under `details.harness_metrics`.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from pgt.errors import PgtError
 from pgt.eval.protocol import Z_95
-from pgt.eval.results import model_fingerprint, results_path, write_results
+from pgt.eval.results import EvalRecord, Summary, dataset_name, model_fingerprint, results_path, write_results
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -26,8 +26,9 @@ PRIMARY_METRICS = ("acc", "acc_norm", "exact_match", "f1", "bleu", "word_perplex
 FRACTION_METRICS = {"acc", "acc_norm", "exact_match", "f1", "mcc"}
 
 
-def _harness_record(task: str, figures: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
-    """Our results shape for one task of `simple_evaluate`'s `results` section."""
+def _harness_record(task: str, figures: dict[str, Any], config: dict[str, Any], model_dir: str | os.PathLike,
+                    version: str | None) -> EvalRecord:
+    """Our record for one task of `simple_evaluate`'s `results` section."""
     # Harness keys look like "acc,none" and "acc_stderr,none" (metric, filter).
     values = {
         key.split(",")[0]: value for key, value in figures.items() if "," in key and isinstance(value, int | float)
@@ -35,33 +36,61 @@ def _harness_record(task: str, figures: dict[str, Any], config: dict[str, Any]) 
     names = [name for name in values if not name.endswith("_stderr")]
     if not names:
         raise PgtError(f"lm-evaluation-harness returned no metric for task {task}")
+
+    def summary(name: str) -> Summary:
+        scale = 100.0 if name in FRACTION_METRICS else 1.0
+        stderr = values.get(f"{name}_stderr")
+        stderr = stderr * scale if isinstance(stderr, int | float) else None
+        # lm-eval reports a standard error, not a spread over runs: std stays unknown.
+        return Summary(mean=values[name] * scale, std=None, ci95=Z_95 * stderr if stderr is not None else None,
+                       per_run=[values[name] * scale])
+
     primary = next((name for name in PRIMARY_METRICS if name in values), names[0])
-    scale = 100.0 if primary in FRACTION_METRICS else 1.0
-    mean = values[primary] * scale
-    stderr = values.get(f"{primary}_stderr")
-    stderr = stderr * scale if isinstance(stderr, int | float) else None
-    return {
-        "task": f"harness-{task}",
-        "protocol": {
-            "kind": "lm-eval",
+    return EvalRecord(
+        task=f"harness-{task}",
+        dataset=_harness_dataset(task, config),
+        kind="lm-eval",
+        metric=primary,
+        unit="percent" if primary in FRACTION_METRICS else primary,
+        metrics=summary(primary),
+        other_metrics={name: summary(name) for name in names if name != primary},
+        n_examples=int(figures.get("samples") or config.get("n_samples") or 0),
+        runs=1,
+        runs_identical=True,
+        comparable_to_published=False,
+        protocol={
             "harness_task": task,
             "output_type": config.get("output_type"),
             "num_fewshot": config.get("num_fewshot"),
             "prompt_template": config.get("doc_to_text"),
+            "lm_eval_version": version,
         },
-        "n_examples": figures.get("samples") or config.get("n_samples"),
-        "metric": primary,
-        "unit": "percent" if scale == 100.0 else primary,
-        "metrics": {
-            "mean": mean,
-            "stderr": stderr,
-            "ci95": Z_95 * stderr if stderr is not None else None,
-            "per_run": [mean],
-        },
-        "harness_metrics": values,
-        "runs": 1,
-        "runs_identical": True,
-    }
+        data={"source": config.get("dataset_path"), "config": config.get("dataset_name")},
+        details={"harness_metrics": values},
+        model_dir=str(Path(model_dir).resolve()),
+        model_fingerprint=model_fingerprint(model_dir),
+    )
+
+
+LOCAL_BUILDERS = ("json", "csv", "parquet", "text", "arrow")  # lm-eval's `dataset_path` for local files
+
+
+def _harness_dataset(task: str, config: dict[str, Any]) -> str:
+    """The task's dataset name: its hub id, or its first data file for a local builder (`dataset_path: json`)."""
+    source = str(config.get("dataset_path") or task)
+    if source in LOCAL_BUILDERS:
+        files: Any = (config.get("dataset_kwargs") or {}).get("data_files")
+        while isinstance(files, dict | list | tuple) and files:
+            files = next(iter(files.values())) if isinstance(files, dict) else files[0]
+        if isinstance(files, str):
+            return dataset_name(files)
+    return dataset_name(source + (f":{config['dataset_name']}" if config.get("dataset_name") else ""))
+
+
+def _sample_line(sample: dict[str, Any]) -> dict[str, Any]:
+    """One lm-eval sample as plain JSON (its own keys; request objects become their arguments)."""
+    keep = ("doc_id", "doc", "target", "arguments", "resps", "filtered_resps", "acc", "acc_norm", "exact_match")
+    return {key: sample[key] for key in keep if key in sample}
 
 
 def run_harness(
@@ -76,7 +105,8 @@ def run_harness(
     num_fewshot: int | None = None,
     seed: int = 0,
     out_dir: str | os.PathLike | None = None,
-) -> list[tuple[Path, dict[str, Any]]]:
+    log_samples: bool = False,
+) -> list[tuple[Path, EvalRecord]]:
     """Run lm-evaluation-harness `tasks` on the model; write and return one result per task."""
     try:
         import lm_eval
@@ -99,20 +129,18 @@ def run_harness(
         output = lm_eval.simple_evaluate(
             model=lm, tasks=list(tasks), num_fewshot=num_fewshot, limit=limit, task_manager=manager,
             random_seed=seed, numpy_random_seed=seed, torch_random_seed=seed, fewshot_random_seed=seed,
-            log_samples=False, bootstrap_iters=1000,
+            log_samples=log_samples, bootstrap_iters=1000,
         )
     except (FileNotFoundError, ConnectionError, ValueError) as exc:
         raise PgtError(f"lm-evaluation-harness failed: {type(exc).__name__}: {str(exc).splitlines()[0]}") from None
     if output is None:
         raise PgtError("lm-evaluation-harness returned no results")
-    fingerprint = model_fingerprint(model_dir)
     written = []
     for task, figures in output["results"].items():
         config = dict(output.get("configs", {}).get(task, {}))
         config["n_samples"] = output.get("n-samples", {}).get(task, {}).get("effective")
-        record = _harness_record(task, figures, config)
-        record["model_fingerprint"] = fingerprint
-        record["model_dir"] = str(Path(model_dir).resolve())
-        record["protocol"]["lm_eval_version"] = getattr(lm_eval, "__version__", None)
-        written.append((write_results(results_path(model_dir, record["task"], out_dir), record), record))
+        record = _harness_record(task, figures, config, model_dir, getattr(lm_eval, "__version__", None))
+        samples = [_sample_line(s) for s in output.get("samples", {}).get(task, [])] if log_samples else None
+        path = results_path(model_dir, record.task, record.dataset, out_dir)
+        written.append((write_results(path, record, samples), record))
     return written

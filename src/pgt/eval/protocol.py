@@ -1,30 +1,34 @@
-"""The reference protocol (DESIGN.md §7): greedy answers, their scoring, and statistics over runs.
+"""The reference protocol (docs/evaluation.md): continuations, their scoring, statistics over runs.
 
-What a run is. The reference reports the mean of 10 runs with σ and a 95 %
-interval, but greedy decoding is deterministic, so repeated runs over the same
-examples are identical. Here run `r` evaluates a random subset of `limit`
-examples drawn without replacement with seed `seed + r`; the runs therefore
-measure how much the score depends on which questions are asked. Without a
-limit (or with one at least the number of examples) every run is the whole
-split: the score is computed once, repeated per run, σ is 0, and the results
-say `runs_identical: true`.
+What a run is. The reference shuffles its example list once (drawing 256 SQuAD and
+128 OPUS examples from larger splits) and scores the same list in all 10 runs; the
+runs differ only because generation samples. Here the list is drawn once with
+`seed`, and run `r` samples example `i` with its own seed (`example_seed`), so a
+run's draws depend on neither batch size nor neighbours. Greedy decoding (our
+deterministic mode) gives identical runs: it is computed once and σ = 0.
+
+σ is the population standard deviation (`np.std`, ddof 0) and the 95 % interval
+1.96·σ/√runs, as the reference computes them.
 
 Log-likelihood mode scores each option of a multiple-choice question as a
 continuation of the same prompt and picks the most probable one, so a model
 can never answer outside the options (the reason letter scoring falls below
-chance).
+chance). Its `accuracy_text` and `acc_norm` are lm-evaluation-harness 0.4's
+`acc` and `acc_norm` over the option texts.
 """
 
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from pgt.errors import PgtError
-from pgt.eval.generation import greedy_continuations
+from pgt.eval.generation import SAMPLERS, Sampler, generate_continuations
 from pgt.eval.loglik import continuation_logprobs
+from pgt.eval.results import Summary
 from pgt.eval.tasks import Example, Task
 
 if TYPE_CHECKING:
@@ -32,82 +36,111 @@ if TYPE_CHECKING:
 
 Mode = Literal["generate", "loglik"]
 Z_95 = 1.96
-N_SAMPLES = 3  # continuations kept in the results to show what the model answered
+REFERENCE_RUNS = 10
+EOS_TEXT = "</S>"  # the end-of-sequence text `</s>` once the hypothesis is upper-cased
 
 
-def first_answer_char(continuation: str) -> str:
-    """The reference's answer: the first non-space character of the continuation, upper-cased."""
-    stripped = continuation.lstrip()
-    return stripped[:1].upper()
+def answer_letter(continuation: str) -> str:
+    """The reference's answer: `continuation.strip().upper()[:1]` (so `ß` reads as `S`, `<unk>` as `<`)."""
+    return continuation.strip().upper()[:1]
 
 
 def is_correct(task: Task, example: Example, continuation: str) -> bool:
     """Whether a continuation answers the example (letter / True-False / substring scoring)."""
     if task.scoring == "first_char":
-        return first_answer_char(continuation) == example.target.upper()
+        return answer_letter(continuation) == example.target.upper()
     if task.scoring == "substring":
-        return example.target.upper() in continuation.upper()
-    raise PgtError(f"task {task.name} is scored over the whole corpus ({task.scoring}), not per example")
+        return example.target.upper() in continuation.strip().upper()
+    raise PgtError(f"task {task.name} is not scored by correctness ({task.scoring})")
 
 
-def corpus_bleu(hypotheses: Sequence[str], references: Sequence[str]) -> float:
-    """sacrebleu corpus BLEU of upper-cased hypotheses against one upper-cased reference each."""
+def bleu_hypothesis(continuation: str) -> str:
+    """The reference's hypothesis: the stripped, upper-cased continuation cut at the first `</S>`."""
+    return continuation.strip().upper().split(EOS_TEXT, 1)[0]
+
+
+def sentence_bleu(continuation: str, reference: str) -> float:
+    """sacrebleu `corpus_bleu([hypothesis], [[reference]])` of one sentence, both upper-cased."""
     import sacrebleu
 
-    return float(sacrebleu.corpus_bleu([h.upper() for h in hypotheses], [[r.upper() for r in references]]).score)
+    return float(sacrebleu.corpus_bleu([bleu_hypothesis(continuation)], [[reference.upper()]]).score)
 
 
-def summarize(per_run: Sequence[float]) -> dict[str, Any]:
-    """Mean, sample standard deviation σ and the 95 % half-interval 1.96·σ/√runs of per-run scores."""
+def read_answer(task: Task, continuation: str) -> str:
+    """What the scorer reads from a continuation: the letter, the BLEU hypothesis or the stripped answer."""
+    if task.scoring == "first_char":
+        return answer_letter(continuation)
+    if task.scoring == "bleu":
+        return bleu_hypothesis(continuation)
+    return continuation.strip().upper()
+
+
+def example_score(task: Task, example: Example, continuation: str) -> float:
+    """One example's score in percent: 100 or 0 for a correct answer, the sentence BLEU for translation."""
+    if task.scoring == "bleu":
+        return sentence_bleu(continuation, example.target)
+    return 100.0 * is_correct(task, example, continuation)
+
+
+def summarize(per_run: Sequence[float]) -> Summary:
+    """Mean, population standard deviation σ (ddof 0) and the 95 % half-interval 1.96·σ/√runs."""
     runs = len(per_run)
     if runs == 0:
         raise PgtError("no runs to summarize")
-    mean = sum(per_run) / runs
-    std = math.sqrt(sum((x - mean) ** 2 for x in per_run) / (runs - 1)) if runs > 1 else 0.0
-    return {"mean": mean, "std": std, "ci95": Z_95 * std / math.sqrt(runs), "per_run": list(per_run)}
+    mean = statistics.fmean(per_run)
+    std = statistics.pstdev(per_run)  # computed exactly: identical runs give exactly 0
+    return Summary(mean=mean, std=std, ci95=Z_95 * std / math.sqrt(runs), per_run=[float(x) for x in per_run])
 
 
-def run_subsets(n_examples: int, runs: int, limit: int | None, seed: int) -> tuple[list[list[int]], bool]:
-    """The example indices of each run, and whether all runs are the same (the whole split)."""
+def example_list(n_examples: int, limit: int | None, seed: int) -> list[int]:
+    """The one list every run scores: the examples shuffled once with `seed`, the first `limit` of them."""
     import numpy as np
 
-    if runs < 1:
-        raise PgtError(f"--runs must be at least 1, got {runs}")
     if limit is not None and limit < 1:
         raise PgtError(f"--limit must be at least 1, got {limit}")
-    if limit is None or limit >= n_examples:
-        return [list(range(n_examples))] * runs, True
-    subsets = [
-        sorted(np.random.default_rng(seed + run).choice(n_examples, limit, replace=False).tolist())
-        for run in range(runs)
-    ]
-    return subsets, False
+    order = np.random.default_rng(seed).permutation(n_examples).tolist()
+    return order[:limit] if limit is not None else order
+
+
+def example_seed(seed: int, run: int, index: int) -> int:
+    """The sampling seed of example `index` in run `run` (independent streams per pair)."""
+    import numpy as np
+
+    return int(np.random.SeedSequence([seed, run, index]).generate_state(1)[0])
 
 
 @dataclass
 class TaskOutcome:
-    """What one task evaluation measured, ready to be written as results JSON."""
+    """What one task evaluation measured, ready to be written as an EvalRecord."""
 
-    metrics: dict[str, dict[str, Any]]
+    metrics: dict[str, Summary]
     primary_metric: str
-    n_examples: int  # examples per run
-    n_evaluated: int  # distinct examples scored over all runs
+    n_examples: int  # examples per run (the same list in every run)
+    runs: int
     runs_identical: bool
     n_truncated: int
-    extra: dict[str, Any] = field(default_factory=dict)
+    chance: float | None = None  # expected score of uniform guessing among the options, percent
+    by_group: dict[str, Summary] = field(default_factory=dict)
+    details: dict[str, Any] = field(default_factory=dict)
+    samples: list[dict[str, Any]] = field(default_factory=list)  # one per example, for --log-samples
 
 
-def _per_run(subsets: list[list[int]], correct: dict[int, bool]) -> list[float]:
-    return [100.0 * sum(correct[i] for i in subset) / len(subset) for subset in subsets]
-
-
-def accuracy_by_group(examples: Sequence[Example], correct: dict[int, bool]) -> dict[str, float]:
-    """Accuracy in percent per example group (MMLU subject) over every scored example; {} without groups."""
-    groups: dict[str, list[bool]] = {}
-    for i, right in correct.items():
+def _group_summaries(examples: Sequence[Example], chosen: list[int], scores: list[dict[int, float]]) -> dict[str, Summary]:
+    """Per group (MMLU subject): the summary over runs of the group's mean score; {} without groups."""
+    groups: dict[str, list[int]] = {}
+    for i in chosen:
         if examples[i].group is not None:
-            groups.setdefault(examples[i].group, []).append(right)
-    return {group: 100.0 * sum(values) / len(values) for group, values in sorted(groups.items())}
+            groups.setdefault(examples[i].group, []).append(i)
+    return {
+        name: summarize([sum(run[i] for i in members) / len(members) for run in scores])
+        for name, members in sorted(groups.items())
+    }
+
+
+def _chance(examples: Sequence[Example], chosen: list[int]) -> float | None:
+    if not all(examples[i].options for i in chosen):
+        return None
+    return 100.0 * sum(1 / len(examples[i].options) for i in chosen) / len(chosen)
 
 
 def evaluate_generate(
@@ -115,46 +148,65 @@ def evaluate_generate(
     tokenizer: PreTrainedTokenizerBase,
     task: Task,
     examples: Sequence[Example],
-    subsets: list[list[int]],
+    chosen: list[int],
+    *,
+    runs: int,
+    sampler: Sampler,
+    seed: int,
     batch_size: int,
-) -> tuple[dict[str, dict[str, Any]], dict[str, Any], int]:
-    """Greedy continuations scored as the reference does: metrics, extra facts, truncated prompts."""
-    needed = sorted(set().union(*subsets))
-    out = greedy_continuations(
-        model, tokenizer, [examples[i].prompt for i in needed], [examples[i].new_tokens for i in needed], batch_size
+) -> TaskOutcome:
+    """Continuations of the chosen examples in every run, scored as the reference scores them."""
+    if task.scoring == "loglik":
+        raise PgtError(f"task {task.name} is scored by log-likelihood only: use --protocol loglik")
+    computed = 1 if sampler.kind == "greedy" else runs  # greedy runs are identical
+    pairs = [(run, i) for run in range(computed) for i in chosen]
+    out = generate_continuations(
+        model, tokenizer, [examples[i].prompt for _, i in pairs], [examples[i].new_tokens for _, i in pairs],
+        sampler=sampler, seeds=[example_seed(seed, run, i) for run, i in pairs], batch_size=batch_size,
     )
-    continuation = dict(zip(needed, out.texts, strict=True))
-    extra: dict[str, Any] = {
-        "n_new_tokens_capped": out.n_capped,
-        "samples": [
-            {"prompt_end": examples[i].prompt[-80:], "continuation": continuation[i], "target": examples[i].target}
-            for i in needed[:N_SAMPLES]
-        ],
-    }
-    if task.scoring == "bleu":
-        per_run = [
-            corpus_bleu([continuation[i].strip() for i in subset], [examples[i].target for i in subset])
-            for subset in subsets
-        ]
-        return {task.metric: summarize(per_run)}, extra, out.n_truncated
-    correct = {i: is_correct(task, examples[i], continuation[i]) for i in needed}
-    metrics = {task.metric: summarize(_per_run(subsets, correct))}
-    if groups := accuracy_by_group(examples, correct):
-        extra["accuracy_by_group"] = groups
-    if task.scoring == "first_char" and examples[needed[0]].options:
+    texts: list[dict[int, str]] = [{} for _ in range(computed)]
+    for (run, i), text in zip(pairs, out.texts, strict=True):
+        texts[run][i] = text
+    scores = [{i: example_score(task, examples[i], run[i]) for i in chosen} for run in texts]
+    per_run = [sum(run.values()) / len(chosen) for run in scores] * (runs // computed)
+    metrics = {task.metric: summarize(per_run)}
+    if task.scoring == "first_char" and all(examples[i].options for i in chosen):
         # Answers outside the option labels count as wrong: this is why letter scoring can fall below chance.
-        valid = {i: first_answer_char(continuation[i]) in {label for label, _ in examples[i].options} for i in needed}
-        metrics["valid_answer_rate"] = summarize(_per_run(subsets, valid))
-    return metrics, extra, out.n_truncated
+        valid = [100.0 * sum(answer_letter(run[i]) in dict(examples[i].options) for i in chosen) / len(chosen)
+                 for run in texts]
+        metrics["valid_answer_rate"] = summarize(valid * (runs // computed))
+    samples = [
+        {
+            "index": i, "prompt": examples[i].prompt, "target": examples[i].target,
+            "continuations": [run[i] for run in texts],
+            "answers": [read_answer(task, run[i]) for run in texts],
+            ("scores" if task.scoring == "bleu" else "correct"): [
+                run[i] if task.scoring == "bleu" else run[i] == 100.0 for run in scores
+            ],
+        }
+        for i in chosen
+    ]
+    return TaskOutcome(
+        metrics=metrics,
+        primary_metric=task.metric,
+        n_examples=len(chosen),
+        runs=runs,
+        runs_identical=computed == 1,
+        n_truncated=sum(out.truncated[: len(chosen)]),
+        chance=_chance(examples, chosen) if task.scoring == "first_char" else None,
+        by_group=_group_summaries(examples, chosen, scores * (runs // computed)),
+        details={"n_new_tokens_capped": out.n_capped // computed},
+        samples=samples,
+    )
 
 
 def option_continuations(task: Task, example: Example) -> dict[str, list[str]]:
     """The continuations log-likelihood mode scores, per variant: `" A"`-style labels and option texts.
 
-    True/False questions have only the words `" True"` and `" False"`.
+    True/False questions and a user's `mc` file have only their option texts (`" True"`, `" False"`).
     """
     texts = [f" {text}" for _, text in example.options]
-    if task.loglik_options == "boolean":
+    if task.loglik_options == "text":
         return {"text": texts}
     return {"label": [f" {label}" for label, _ in example.options], "text": texts}
 
@@ -164,32 +216,49 @@ def evaluate_loglik(
     tokenizer: PreTrainedTokenizerBase,
     task: Task,
     examples: Sequence[Example],
-    subsets: list[list[int]],
+    chosen: list[int],
+    *,
     batch_size: int,
-) -> tuple[dict[str, dict[str, Any]], dict[str, Any], int]:
-    """Pick the most probable option by its label (`accuracy`), its text, and its text per byte."""
+) -> TaskOutcome:
+    """Pick the most probable option by its label (`accuracy`), its text, and lm-eval's `acc_norm`.
+
+    `acc_norm` divides each option's summed log-probability by the characters of the option
+    text (without the leading space), as lm-evaluation-harness 0.4 does (`completion_len`).
+    """
     if task.loglik_options == "none":
         raise PgtError(f"task {task.name} has no answer options: log-likelihood mode is for multiple-choice tasks")
-    needed = sorted(set().union(*subsets))
-    plans = {i: option_continuations(task, examples[i]) for i in needed}
-    requests = [(examples[i].prompt, text) for i in needed for texts in plans[i].values() for text in texts]
+    plans = {i: option_continuations(task, examples[i]) for i in chosen}
+    requests = [(examples[i].prompt, text) for i in chosen for texts in plans[i].values() for text in texts]
     scores, n_truncated = continuation_logprobs(model, tokenizer, requests, batch_size)
     remaining = iter(scores)
-    picks: dict[str, dict[int, bool]] = {"accuracy": {}}
-    for i in needed:
+    picks: dict[str, dict[int, float]] = {}
+    samples = []
+    for i in chosen:
         labels = [label for label, _ in examples[i].options]
-        scored = {variant: [next(remaining) for _ in texts] for variant, texts in plans[i].items()}
-
-        def right(values: list[float], labels: list[str] = labels, key: str = examples[i].target.upper()) -> bool:
-            return labels[max(range(len(values)), key=values.__getitem__)] == key
-
-        picks["accuracy"][i] = right([s.logprob for s in scored.get("label", scored["text"])])
+        lengths = [len(text) for _, text in examples[i].options]
+        scored = {variant: [next(remaining).logprob for _ in texts] for variant, texts in plans[i].items()}
+        ranked = {"accuracy": scored.get("label", scored["text"]),
+                  "acc_norm": [lp / n for lp, n in zip(scored["text"], lengths, strict=True)]}
         if "label" in scored:
-            picks.setdefault("accuracy_text", {})[i] = right([s.logprob for s in scored["text"]])
-            picks.setdefault("accuracy_text_norm", {})[i] = right([s.logprob / s.n_bytes for s in scored["text"]])
-    metrics = {name: summarize(_per_run(subsets, correct)) for name, correct in picks.items()}
-    groups = accuracy_by_group(examples, picks["accuracy"])
-    return metrics, {"accuracy_by_group": groups} if groups else {}, n_truncated
+            ranked["accuracy_text"] = scored["text"]
+        chosen_labels = {name: labels[max(range(len(v)), key=v.__getitem__)] for name, v in ranked.items()}
+        for name, label in chosen_labels.items():
+            picks.setdefault(name, {})[i] = 100.0 * (label == examples[i].target.upper())
+        samples.append({"index": i, "prompt": examples[i].prompt, "target": examples[i].target,
+                        "options": [text for _, text in examples[i].options], "logprobs": scored,
+                        "answers": chosen_labels, "correct": {n: picks[n][i] == 100.0 for n in chosen_labels}})
+    metrics = {name: summarize([sum(values.values()) / len(chosen)]) for name, values in picks.items()}
+    return TaskOutcome(
+        metrics=metrics,
+        primary_metric="accuracy",
+        n_examples=len(chosen),
+        runs=1,
+        runs_identical=True,
+        n_truncated=n_truncated,
+        chance=_chance(examples, chosen),
+        by_group=_group_summaries(examples, chosen, [picks["accuracy"]]),
+        samples=samples,
+    )
 
 
 def evaluate_task(
@@ -199,21 +268,17 @@ def evaluate_task(
     examples: Sequence[Example],
     *,
     mode: Mode = "generate",
-    runs: int = 10,
+    runs: int = REFERENCE_RUNS,
     limit: int | None = None,
+    sampler: Sampler = SAMPLERS["sample"],
     seed: int = 0,
     batch_size: int = 8,
 ) -> TaskOutcome:
-    """Evaluate `examples` of `task` over `runs` runs (see the module docstring for what a run is)."""
-    subsets, identical = run_subsets(len(examples), runs, limit, seed)
-    evaluate = evaluate_loglik if mode == "loglik" else evaluate_generate
-    metrics, extra, n_truncated = evaluate(model, tokenizer, task, examples, subsets, batch_size)
-    return TaskOutcome(
-        metrics=metrics,
-        primary_metric=task.metric,
-        n_examples=len(subsets[0]),
-        n_evaluated=len(set().union(*subsets)),
-        runs_identical=identical,
-        n_truncated=n_truncated,
-        extra=extra,
-    )
+    """Evaluate one fixed list of `examples` (the first `limit` after one shuffle) over `runs` runs."""
+    if runs < 1:
+        raise PgtError(f"--runs must be at least 1, got {runs}")
+    chosen = example_list(len(examples), limit, seed)
+    if mode == "loglik":
+        return evaluate_loglik(model, tokenizer, task, examples, chosen, batch_size=batch_size)
+    return evaluate_generate(model, tokenizer, task, examples, chosen, runs=runs, sampler=sampler, seed=seed,
+                             batch_size=batch_size)

@@ -1,10 +1,11 @@
-"""The reference's published benchmark figures (DESIGN.md §8), shipped with the package.
+"""The reference's published benchmark figures (docs/evaluation.md, "Published figures"), in the package.
 
-`pgt report` puts them beside our own scores where the task is the same. The
-five headline tasks of the `abs-bvv-*` and `best_bvv_*` models are embedded here
-so the report works without `../shared/reference`; where the reference's own
-`published-benchmarks.txt` is available it is parsed instead and adds σ, the
-95 % interval, the parameter counts and the other model families.
+`pgt report` puts them beside our own scores only where the result is the same
+benchmark under the same protocol (`EvalRecord.comparable_to_published`). The five
+headline tasks of the `abs-bvv-*` and `best_bvv_*` models are embedded here; a copy
+of the reference's own `published-benchmarks.txt`, given explicitly
+(`pgt report --published FILE`), is parsed instead and adds σ, the 95 % interval,
+the parameter counts and the other model families.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 
 from pgt.errors import PgtError
 
-# The reference's task names, in the order of DESIGN.md §8. Scores are percentages.
+# The reference's task names, in the order of its tables. Scores are percentages.
 PUBLISHED_TASKS = ("MMLU", "ARC-e", "ARC-c", "C-SENSE", "SQuAD")
 
 # Our task names (normalised: lower case, letters and digits only) -> the reference's.
@@ -34,7 +35,7 @@ _TASK_ALIASES = {
     "squadv2": "SQuAD",
 }
 
-# DESIGN.md §8, row by row: MMLU, ARC-e, ARC-c, C-SENSE, SQuAD (mean % over 10 runs).
+# The published table (docs/evaluation.md), row by row: MMLU, ARC-e, ARC-c, C-SENSE, SQuAD (mean % over 10 runs).
 _EMBEDDED_MEANS = {
     "abs-bvv-1": (18.08, 19.21, 19.83, 19.36, 1.21),
     "abs-bvv-2": (19.43, 21.04, 21.71, 19.66, 0.82),
@@ -98,12 +99,12 @@ def growth_counterpart(stage: int) -> str | None:
 
 
 def embedded_figures() -> PublishedFigures:
-    """The §8 table as shipped with the package (means only)."""
+    """The published table as shipped with the package (means only)."""
     scores = {
         model: {task: PublishedScore(mean) for task, mean in zip(PUBLISHED_TASKS, means, strict=True)}
         for model, means in _EMBEDDED_MEANS.items()
     }
-    return PublishedFigures(scores, {}, "DESIGN.md §8 (embedded in pgt)")
+    return PublishedFigures(scores, {}, "the abs-bvv papers' published figures (embedded in pgt; docs/evaluation.md)")
 
 
 def parse_published_benchmarks(text: str, source: str = BENCHMARKS_FILE) -> PublishedFigures:
@@ -126,21 +127,11 @@ def parse_published_benchmarks(text: str, source: str = BENCHMARKS_FILE) -> Publ
     return PublishedFigures(scores, params, source)
 
 
-def default_benchmarks_path() -> Path | None:
-    """`published-benchmarks.txt` from $PGT_REFERENCE_DIR or a `shared/reference` beside the working tree."""
-    candidates = []
-    if "PGT_REFERENCE_DIR" in os.environ:
-        candidates.append(Path(os.environ["PGT_REFERENCE_DIR"]) / BENCHMARKS_FILE)
-    candidates += [Path.cwd().parent / "shared" / "reference" / BENCHMARKS_FILE]
-    candidates += [Path(__file__).resolve().parents[4] / "shared" / "reference" / BENCHMARKS_FILE]
-    return next((path for path in candidates if path.is_file()), None)
-
-
 def load_published(path: str | os.PathLike | None = None) -> PublishedFigures:
-    """The reference's figures from `path` (or the file found by default), else the embedded §8 table."""
-    path = Path(path) if path is not None else default_benchmarks_path()
+    """The reference's figures from a `published-benchmarks.txt` at `path`, else the embedded table."""
     if path is None:
         return embedded_figures()
+    path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:

@@ -53,7 +53,8 @@ class ModelEntry:
         value = self.info.get(key)
         if value is None:
             short = key.removeprefix("val_")  # perplexity results carry `loss` and `bpb`
-            value = next((r["metrics"][short] for r in self.evals.values() if short in r.get("metrics", {})), None)
+            value = next((r["metrics"]["mean"] if r.get("metric") == short else r["other_metrics"][short]["mean"]
+                          for r in self.evals.values() if short in (r.get("metric"), *r.get("other_metrics", {}))), None)
         return float(value) if isinstance(value, int | float) else None
 
     def task_score(self, task: str) -> tuple[float, float | None] | None:
@@ -485,7 +486,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--merged", metavar="DIR", action="append", default=[],
                         help="extra merged-expert model directory (RUN_DIR/merged/* are found on their own)")
     parser.add_argument("--published", metavar="FILE", help="the reference's published-benchmarks.txt "
-                        "(default: ../shared/reference if present, else the figures embedded in pgt)")
+                        "(default: the figures embedded in pgt)")
     parser.set_defaults(handler=run)
 
 

@@ -1,9 +1,10 @@
-"""Task definitions of the reference protocol (DESIGN.md §7): prompt formats, answers, sources.
+"""Task definitions of the reference protocol (docs/evaluation.md): prompt formats, answers, sources.
 
 Each task turns one dataset row (field names as in the Hugging Face dataset the
 reference used) into an `Example`: the prompt, the gold answer, how many new
-tokens greedy decoding produces and, for multiple-choice tasks, the options
-that log-likelihood mode scores.
+tokens the reference generates and, for multiple-choice tasks, the options that
+log-likelihood mode scores. `mc` is a user's own multiple-choice / cloze file,
+scored by log-likelihood only and never labelled as a benchmark.
 """
 
 from __future__ import annotations
@@ -14,11 +15,12 @@ from typing import Any, Literal
 
 from pgt.errors import PgtError
 
-# How a generated continuation is scored.
-#   first_char: first non-space character, upper-cased, equals the key (letters, T/F)
-#   substring:  the upper-cased answer occurs in the upper-cased continuation
-#   bleu:       sacrebleu corpus BLEU of the upper-cased continuations
-Scoring = Literal["first_char", "substring", "bleu"]
+# How a generated continuation is scored (docs/evaluation.md, "Answers and scores").
+#   first_char: `.strip().upper()[:1]` of the continuation equals the key (letters, T/F)
+#   substring:  the upper-cased answer occurs in the stripped, upper-cased continuation
+#   bleu:       mean over sentences of sacrebleu BLEU of the upper-cased continuation cut at `</S>`
+#   loglik:     only log-likelihood scoring (a user's `mc` file)
+Scoring = Literal["first_char", "substring", "bleu", "loglik"]
 
 # Display names for the OPUS-100 prompt ("Translate from English to Russian:");
 # codes not listed are shown as the code itself.
@@ -29,10 +31,28 @@ LANGUAGE_NAMES = {
     "uk": "Ukrainian", "vi": "Vietnamese", "zh": "Chinese",
 }  # fmt: skip
 
+# The 57 subject configs of `lukaemon/mmlu` (cais/mmlu's `subject` values are the same names).
+MMLU_SUBJECTS = (
+    "abstract_algebra", "anatomy", "astronomy", "business_ethics", "clinical_knowledge", "college_biology",
+    "college_chemistry", "college_computer_science", "college_mathematics", "college_medicine", "college_physics",
+    "computer_security", "conceptual_physics", "econometrics", "electrical_engineering", "elementary_mathematics",
+    "formal_logic", "global_facts", "high_school_biology", "high_school_chemistry", "high_school_computer_science",
+    "high_school_european_history", "high_school_geography", "high_school_government_and_politics",
+    "high_school_macroeconomics", "high_school_mathematics", "high_school_microeconomics", "high_school_physics",
+    "high_school_psychology", "high_school_statistics", "high_school_us_history", "high_school_world_history",
+    "human_aging", "human_sexuality", "international_law", "jurisprudence", "logical_fallacies", "machine_learning",
+    "management", "marketing", "medical_genetics", "miscellaneous", "moral_disputes", "moral_scenarios", "nutrition",
+    "philosophy", "prehistory", "professional_accounting", "professional_law", "professional_medicine",
+    "professional_psychology", "public_relations", "security_studies", "sociology", "us_foreign_policy", "virology",
+    "world_religions",
+)  # fmt: skip
+
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+MAX_NEW_TOKENS = 100  # the reference's cap: min(len(answer or reference), 100)
 
 # Perplexity tasks score held-out text rather than prompts; both report perplexity and bits per byte.
 PERPLEXITY_TASKS = ("perplexity", "bpb")
+MC_TASK = "mc"  # a user's own multiple-choice / cloze file: `--task mc --name NAME --data FILE`
 
 
 @dataclass(frozen=True)
@@ -51,30 +71,43 @@ class Task:
     """A task of the reference protocol: where its data lives and how rows become examples."""
 
     name: str
-    template: str  # the prompt format, as documented in DESIGN.md §7
+    template: str  # the prompt format, as documented in docs/evaluation.md
     scoring: Scoring
     expected_fields: str  # shown in the error for a malformed dataset
-    hf_path: str
+    hf_path: str | None
     hf_config: str | None
     split: str
     build: Callable[[Mapping[str, Any]], Example | None]  # None: row excluded by the protocol
     new_tokens_doc: str
     metric: str = "accuracy"
-    loglik_options: Literal["letters+text", "boolean", "none"] = "letters+text"
+    loglik_options: Literal["letters+text", "text", "none"] = "letters+text"
+    # The reference's examples per run: `reference_size` scored in its published figures,
+    # of which `reference_draw` are drawn at random once when the split is larger (SQuAD, OPUS).
+    reference_size: int | None = None
+    reference_draw: int | None = None
     notes: tuple[str, ...] = field(default=())
 
 
 def _text(row: Mapping[str, Any], name: str) -> str:
     value = row[name]
     if not isinstance(value, str):
-        raise TypeError(f"{name} must be a string")
+        raise TypeError(f"{name} must be a string, got {type(value).__name__}")
     return value
 
 
 def _strings(value: Any, name: str) -> list[str]:
-    if not isinstance(value, list | tuple):
-        raise TypeError(f"{name} must be a list")
-    return [str(item) for item in value]
+    if not isinstance(value, list | tuple) or not all(isinstance(item, str) for item in value):
+        raise TypeError(f"{name} must be a list of strings")
+    return list(value)
+
+
+def _index(value: Any, name: str, n: int) -> int:
+    """An option index: an int (never a bool, which Python counts as one) within range."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an option index (int), got {value!r}")
+    if not 0 <= value < n:
+        raise ValueError(f"{name} {value} is not an index of the {n} options")
+    return value
 
 
 def _options(labels: list[str], texts: list[str], key: str) -> tuple[tuple[str, str], ...]:
@@ -87,14 +120,19 @@ def _options(labels: list[str], texts: list[str], key: str) -> tuple[tuple[str, 
 
 
 def _mmlu(row: Mapping[str, Any]) -> Example:
-    texts = _strings(row["choices"], "choices")
-    answer = row["answer"]
-    key = LETTERS[answer] if isinstance(answer, int) else str(answer).strip().upper()
+    """cais/mmlu rows (question, choices, answer index) or lukaemon/mmlu rows (input, A..D, target letter)."""
+    if "input" in row:
+        question, texts = _text(row, "input"), [_text(row, letter) for letter in "ABCD"]
+        key = _text(row, "target").strip().upper()
+    else:
+        question, texts = _text(row, "question"), _strings(row["choices"], "choices")
+        answer = row["answer"]
+        key = LETTERS[_index(answer, "answer", len(texts))] if not isinstance(answer, str) else answer.strip().upper()
     options = _options(list(LETTERS[: len(texts)]), texts, key)
     listed = " ".join(f"{label}) {text}" for label, text in options)
-    prompt = f"Question: {_text(row, 'question')}\nOptions: {listed}\nAnswer:"
+    prompt = f"Question: {question}\nOptions: {listed}\nAnswer:"
     subject = row.get("subject")
-    return Example(prompt, key, 1, options, str(subject) if subject else None)
+    return Example(prompt, key, 1, options, subject if isinstance(subject, str) and subject else None)
 
 
 def _arc_like(row: Mapping[str, Any]) -> Example:
@@ -118,12 +156,12 @@ SQUAD_MAX_ANSWER_CHARS = 8
 
 
 def _squad_v2(row: Mapping[str, Any]) -> Example | None:
-    answers = list(row["answers"]["text"])
+    answers = _strings(row["answers"]["text"], "answers.text")
     # The reference keeps answerable questions whose (first) answer is at most 8 characters.
     if not answers or not 0 < len(answers[0]) <= SQUAD_MAX_ANSWER_CHARS:
         return None
     prompt = f"Context: {_text(row, 'context')}\nQuestion: {_text(row, 'question')}\nAnswer:"
-    return Example(prompt, answers[0], len(answers[0]))
+    return Example(prompt, answers[0], min(len(answers[0]), MAX_NEW_TOKENS))
 
 
 def language_name(code: str) -> str:
@@ -134,18 +172,30 @@ def language_name(code: str) -> str:
 def _opus100(source: str, target: str) -> Callable[[Mapping[str, Any]], Example]:
     def build(row: Mapping[str, Any]) -> Example:
         pair = row["translation"]
-        text, reference = str(pair[source]), str(pair[target])
+        if not isinstance(pair, Mapping):
+            raise TypeError("translation must be an object")
+        text, reference = _text(pair, source), _text(pair, target)
         prompt = f"Translate from {language_name(source)} to {language_name(target)}:\n{text}\nAnswer:"
-        return Example(prompt, reference, max(len(reference), 1))
+        return Example(prompt, reference, min(max(len(reference), 1), MAX_NEW_TOKENS))
 
     return build
+
+
+def _mc(row: Mapping[str, Any]) -> Example:
+    prompt = _text(row, "prompt" if "prompt" in row else "context")
+    texts = _strings(row["choices"], "choices")
+    if len(texts) < 2:
+        raise ValueError(f"{len(texts)} choices (need at least 2)")
+    labels = list(LETTERS[: len(texts)])
+    key = labels[_index(row["answer"], "answer", len(texts))]
+    return Example(prompt, key, 1, tuple(zip(labels, texts, strict=True)))
 
 
 ARC_FIELDS = "question (str), choices {label: [str], text: [str]}, answerKey (str)"
 ARC_TEMPLATE = "Question: {q}\nOptions:\n{L}) {text}  (one line per choice)\nAnswer:"
 
 
-def _arc_task(name: str, hf_path: str, hf_config: str | None) -> Task:
+def _arc_task(name: str, hf_path: str, hf_config: str | None, size: int) -> Task:
     return Task(
         name=name,
         template=ARC_TEMPLATE,
@@ -156,6 +206,7 @@ def _arc_task(name: str, hf_path: str, hf_config: str | None) -> Task:
         split="validation",
         build=_arc_like,
         new_tokens_doc="2",
+        reference_size=size,
     )
 
 
@@ -164,16 +215,18 @@ TASKS: dict[str, Task] = {
         name="mmlu",
         template="Question: {q}\nOptions: A) {a} B) {b} C) {c} D) {d}\nAnswer:",
         scoring="first_char",
-        expected_fields="question (str), choices ([str]), answer (int index or letter)",
+        expected_fields="question (str), choices ([str]), answer (int index or letter) as in cais/mmlu; "
+        "or input, A, B, C, D (str), target (letter) as in lukaemon/mmlu",
         hf_path="cais/mmlu",
         hf_config="all",
         split="test",
         build=_mmlu,
         new_tokens_doc="1",
+        reference_size=14042,
     ),
-    "arc_easy": _arc_task("arc_easy", "allenai/ai2_arc", "ARC-Easy"),
-    "arc_challenge": _arc_task("arc_challenge", "allenai/ai2_arc", "ARC-Challenge"),
-    "commonsense_qa": _arc_task("commonsense_qa", "tau/commonsense_qa", None),
+    "arc_easy": _arc_task("arc_easy", "allenai/ai2_arc", "ARC-Easy", 570),
+    "arc_challenge": _arc_task("arc_challenge", "allenai/ai2_arc", "ARC-Challenge", 299),
+    "commonsense_qa": _arc_task("commonsense_qa", "tau/commonsense_qa", None, 1221),
     "boolq": Task(
         name="boolq",
         template="Context: {passage}\nQuestion: {q}\nAnswer (True/False):",
@@ -184,7 +237,9 @@ TASKS: dict[str, Task] = {
         split="validation",
         build=_boolq,
         new_tokens_doc="1",
-        loglik_options="boolean",
+        loglik_options="text",
+        reference_size=3270,
+        notes=("the reference has this scorer but publishes no BoolQ figure",),
     ),
     "squad_v2": Task(
         name="squad_v2",
@@ -195,13 +250,34 @@ TASKS: dict[str, Task] = {
         hf_config=None,
         split="validation",
         build=_squad_v2,
-        new_tokens_doc="len(answer) (characters of the first answer)",
+        new_tokens_doc=f"min(len(answer), {MAX_NEW_TOKENS}) (characters of the first answer)",
         loglik_options="none",
+        reference_size=256,
+        reference_draw=256,
         notes=(f"only answerable questions whose first answer has at most {SQUAD_MAX_ANSWER_CHARS} characters",),
     ),
 }
 
 OPUS_PREFIX = "opus100"
+OPUS_SIZE = 128  # the reference's sentences per direction, drawn once
+
+
+def mc_task(name: str) -> Task:
+    """A user's own multiple-choice file called `name` (never one of the reference's benchmarks)."""
+    if not name or not name.replace("-", "").replace("_", "").isalnum():
+        raise PgtError(f"--name {name!r}: use letters, digits, - and _ (it names the results file)")
+    return Task(
+        name=f"{MC_TASK}-{name}",
+        template="{prompt} (or {context}), each choice scored as the continuation ' {choice}'",
+        scoring="loglik",
+        expected_fields="prompt or context (str), choices ([str], at least 2), answer (int index)",
+        hf_path=None,
+        hf_config=None,
+        split="validation",
+        build=_mc,
+        new_tokens_doc="–",
+        loglik_options="text",
+    )
 
 
 def get_task(name: str) -> Task:
@@ -221,9 +297,13 @@ def get_task(name: str) -> Task:
             hf_config="-".join(sorted((source, target))),  # the hub's configs name pairs alphabetically
             split="validation",
             build=_opus100(source, target),
-            new_tokens_doc="len(reference) (characters of the reference translation)",
+            new_tokens_doc=f"min(len(reference), {MAX_NEW_TOKENS}) (characters of the reference translation)",
             metric="bleu",
             loglik_options="none",
+            reference_size=OPUS_SIZE,
+            reference_draw=OPUS_SIZE,
         )
-    known = ", ".join([*TASKS, "opus100:SRC-TGT", *PERPLEXITY_TASKS])
+    if name == MC_TASK:
+        raise PgtError("--task mc needs --name NAME (your task's name) and --data FILE.jsonl")
+    known = ", ".join([*TASKS, "opus100:SRC-TGT", MC_TASK, *PERPLEXITY_TASKS])
     raise PgtError(f"unknown task {name!r} (known: {known})")
