@@ -18,11 +18,12 @@ from pgt.io import ENVIRONMENT_ERRNOS
 COMMAND_MODULES = (
     "pgt.substrate.cli",  # substrate build|show, tokenize
     "pgt.model.cli",  # info, init, generate
-    "pgt.compose.cli",  # merge
+    "pgt.compose.cli",  # merge, tune
     "pgt.data.cli",  # data prepare
     "pgt.growth.cli",  # grow
     "pgt.eval.cli",  # eval, report
     "pgt.demo",  # demo
+    "pgt.study.cli",  # study
 )
 
 

@@ -1,44 +1,63 @@
-"""`pgt merge`: combine experts trained on one substrate into a single model."""
+"""`pgt merge`: combine experts trained on one substrate into a single model; `pgt tune`: train the merge."""
 
 from __future__ import annotations
 
 import argparse
 
-MERGE_EXAMPLES = """examples:
-  # the paper's zero-training mixture: average two experts' logits
-  pgt merge runs/en-ru/stage-4 runs/en-zh/stage-4 --out runs/merged/en-ru-zh
+from pgt import options
 
-  # trust the first expert more (weights are normalised to sum to 1)
-  pgt merge A B --weights 0.7,0.3 --out merged/weighted
-
-  # a trainable adapter over the concatenated logits, initialised to the average
-  pgt merge A B C --mode adapter --out merged/adapter
-
-The merged directory loads like any model (`pgt generate DIR "prompt"`,
-AutoModelForCausalLM with or without pgt installed). Experts must share the substrate:
-different substrates or vocabularies are refused.
-"""
+MERGE_EXAMPLES = (
+    "pgt merge runs/en-ru/stage-4 runs/en-zh/stage-4 --out runs/merged/en-ru-zh   # average two experts' logits",
+    "pgt merge A B --weights 0.7,0.3 --out merged/weighted   # trust A more (weights are normalised)",
+    "pgt merge A B C --mode adapter --out merged/adapter     # a trainable adapter, starting as the average",
+)
+MERGE_DESCRIPTION = """Merge model directories that share a substrate into one model whose logits are
+the weighted mean of the experts' logits (--mode mean) or a trainable adapter of them
+(--mode adapter, initialised to that mean; train it with `pgt tune`). The output appears
+atomically and may not equal, contain or lie inside an expert directory. The merged directory
+loads like any model (`pgt generate DIR "prompt"`, AutoModelForCausalLM with or without pgt
+installed). Experts must share the substrate: different substrates or vocabularies are refused."""
+TUNE_EXAMPLES = (
+    "pgt tune runs/merged/adapter --data runs/data --tokens 200000 --out runs/merged/adapter-tuned",
+    "pgt tune runs/merged/mean --data runs/data --tokens 200000 --full --lr 1e-4 --out runs/merged/mean-tuned",
+)
+TUNE_DESCRIPTION = """Train a merged model (`pgt merge`) on token data (`pgt data prepare` with the experts'
+substrate): its adapter (a `--mode adapter` merge), or with --full the whole model except the
+frozen embedding. The validation loss is measured before the first step (the merge's starting
+loss) and during training; the tuned model and its loss curve (tune.json) go to --out."""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    merge = subparsers.add_parser(
-        "merge",
-        help="merge experts on one substrate into one model (logit averaging or adapter)",
-        description="Merge model directories that share a substrate into one model whose logits are\n"
-        "the weighted mean of the experts' logits (--mode mean) or a trainable adapter of them\n"
-        "(--mode adapter, initialised to that mean). The output appears atomically.",
-        epilog=MERGE_EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    merge = options.add_command(subparsers, "merge", help="merge experts on one substrate into one model "
+                                "(logit averaging or adapter)", description=MERGE_DESCRIPTION,
+                                examples=MERGE_EXAMPLES, handler=run_merge)
     merge.add_argument("experts", nargs="+", metavar="EXPERT_DIR", help="model directories to merge (two or more)")
-    merge.add_argument("--out", required=True, metavar="DIR", help="merged model directory to create")
+    options.add_out(merge, "merged model directory to create")
     merge.add_argument("--weights", type=_weight_list, metavar="W1,W2,…",
-                       help="one positive weight per expert, comma-separated (default: equal)")  # fmt: skip
+                       help="one positive weight per expert, comma-separated (default: equal)")
     merge.add_argument("--mode", choices=["mean", "adapter"], default="mean", help="how logits combine (default: mean)")
-    merge.add_argument("--adapter-hidden-size", type=int, default=64, metavar="N",
-                       help="width of the adapter's bottleneck (--mode adapter; default: 64)")  # fmt: skip
-    merge.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
-    merge.set_defaults(handler=_merge)
+    merge.add_argument("--adapter-hidden-size", type=options.positive_int, default=64, metavar="N",
+                       help="width of the adapter's bottleneck (--mode adapter; default: 64)")
+
+    from pgt.compose.tune import TuneConfig
+
+    defaults = TuneConfig(tokens=1)
+    tune = options.add_command(subparsers, "tune", help="train a merged model's adapter (or all of it) on token data",
+                               description=TUNE_DESCRIPTION, examples=TUNE_EXAMPLES, handler=run_tune)
+    tune.add_argument("merged", metavar="MERGED_DIR", help="a `pgt merge` output")
+    tune.add_argument("--data", required=True, metavar="DIR", help="token data directory (`pgt data prepare`)")
+    tune.add_argument("--tokens", required=True, type=options.positive_int, help="training tokens")
+    tune.add_argument("--full", action="store_true", help="train the whole merged model, not only its adapter")
+    tune.add_argument("--batch-size", type=options.positive_int, default=defaults.batch_size,
+                      help=f"sequences per step (default: {defaults.batch_size})")
+    tune.add_argument("--seq-len", type=options.positive_int, default=defaults.seq_len,
+                      help=f"tokens per sequence (default: {defaults.seq_len})")
+    tune.add_argument("--lr", type=options.positive_float, default=defaults.lr,
+                      help=f"peak learning rate (default: {defaults.lr:g})")
+    tune.add_argument("--seed", type=int, default=defaults.seed, help=f"data order (default: {defaults.seed})")
+    options.add_device(tune)
+    options.add_progress(tune)
+    options.add_out(tune, "tuned model directory to create (with tune.json, its loss curve)")
 
 
 def _weight_list(text: str) -> list[float]:
@@ -48,16 +67,24 @@ def _weight_list(text: str) -> list[float]:
         raise argparse.ArgumentTypeError(f"expected comma-separated numbers such as 0.5,0.5, not {text!r}") from None
 
 
-def _merge(args: argparse.Namespace) -> int:
+def run_merge(args: argparse.Namespace) -> int:
     from pgt.compose.merge import merge_experts
+    from pgt.io import refuse_overlap
 
-    out = merge_experts(
-        args.experts,
-        args.out,
-        weights=args.weights,
-        mode=args.mode,
-        adapter_hidden_size=args.adapter_hidden_size,
-        overwrite=args.overwrite,
-    )
+    refuse_overlap(args.out, args.experts)
+    out = merge_experts(args.experts, args.out, weights=args.weights, mode=args.mode,
+                        adapter_hidden_size=args.adapter_hidden_size, overwrite=args.overwrite)
     print(f"merged {len(args.experts)} experts ({args.mode}) into {out}")
+    return 0
+
+
+def run_tune(args: argparse.Namespace) -> int:
+    from pgt.compose.tune import TuneConfig, tune_merged
+
+    config = TuneConfig(tokens=args.tokens, full=args.full, batch_size=args.batch_size, seq_len=args.seq_len,
+                        lr=args.lr, seed=args.seed, device=args.device, progress=options.show_progress(args))
+    record = tune_merged(args.merged, args.data, args.out, config, overwrite=args.overwrite)
+    print(f"tuned the {record.trains} of {args.merged} ({record.trainable_parameters:,} parameters) for "
+          f"{record.tokens:,} tokens: validation loss {record.start_val_loss:.4f} -> {record.end_val_loss:.4f}; "
+          f"saved to {args.out}")
     return 0

@@ -1,0 +1,142 @@
+"""`pgt tune`: train a merged model (`pgt merge`) on token data, from the merge's own starting loss.
+
+By default only the logit adapter of a `pgt merge --mode adapter` model trains (the experts
+stay as they are); `full=True` trains the whole merged model except the frozen substrate
+embedding (for a `--mode mean` merge too). The learning rate warms up linearly and decays
+by a cosine as `pgt grow`'s does. The validation loss on the data's fixed validation batches
+is measured before the first step (the merge's starting loss) and every `eval_every` steps;
+the curve, with the training loss of every step, is saved as `tune.json` beside the tuned
+model, which is a normal merged-model directory that loads with `pgt.model.load_model`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+from pgt.errors import PgtError
+from pgt.records import Record
+
+TUNE_FILE = "tune.json"
+
+
+@dataclass
+class TuneConfig:
+    """Settings of `pgt tune` (field comments are the CLI help)."""
+
+    tokens: int  # training tokens
+    full: bool = False  # train the whole merged model (not only its adapter)
+    batch_size: int = 8  # sequences per step
+    seq_len: int = 128  # tokens per sequence
+    lr: float = 3e-3  # peak learning rate
+    warmup_steps: float = 0.1  # below 1: a fraction of the steps
+    min_lr_ratio: float = 0.1  # cosine floor as a fraction of lr
+    eval_every: int = 0  # steps between validation losses (0: about 8 over the run)
+    eval_batches: int = 4  # validation batches per evaluation
+    seed: int = 0  # data order
+    device: str = "auto"
+    progress: bool = False
+
+
+@dataclass
+class TunePoint(Record):
+    WHAT = "tuning curve point"
+    step: int
+    tokens: int
+    train_loss: float | None  # mean training loss of the step (None at step 0)
+    val_loss: float | None  # validation loss after the step (None where not evaluated)
+
+
+@dataclass
+class TuneRecord(Record):
+    """OUT/tune.json."""
+
+    WHAT = "tuning record"
+    merged_from: str
+    data: str
+    trains: str  # "adapter" or "full"
+    tokens: int
+    steps: int
+    trainable_parameters: int
+    start_val_loss: float
+    end_val_loss: float
+    curve: list[TunePoint]
+
+
+def _trainable(model, full: bool, merged_dir: Path) -> list:
+    """Set requires_grad for what trains; return those parameters."""
+    embedding = model.get_input_embeddings().weight
+    if not full and getattr(model, "adapter", None) is None:
+        raise PgtError(f"{merged_dir} has no adapter to train (merged with --mode mean, or not a merged model): "
+                       "merge with `pgt merge --mode adapter` or pass --full")
+    for parameter in model.parameters():
+        parameter.requires_grad_(False)
+    chosen = model.parameters() if full else model.adapter.parameters()
+    trainable = [p for p in chosen if p is not embedding]
+    for parameter in trainable:
+        parameter.requires_grad_(True)
+    return trainable
+
+
+def tune_merged(merged_dir: str | Path, data_dir: str | Path, out: str | Path, config: TuneConfig, *,
+                overwrite: bool = False) -> TuneRecord:
+    """Train the merged model in `merged_dir` on `data_dir` and save it to `out` (see the module docstring)."""
+    import torch
+
+    from pgt.data.loader import TokenData
+    from pgt.growth.trainer import causal_lm_loss, lr_at
+    from pgt.io import atomic_dir, refuse_overlap
+    from pgt.model import load_model
+    from pgt.model.loading import save_model, substrate_meta_of
+    from pgt.options import resolve_device
+
+    merged_dir, data_dir, out = Path(merged_dir), Path(data_dir), Path(out)
+    if config.tokens < 1 or config.batch_size < 1 or config.seq_len < 1 or not config.lr > 0:
+        raise PgtError("--tokens, --batch-size, --seq-len and --lr must be positive")
+    refuse_overlap(out, [merged_dir, data_dir])
+    if out.exists() and not overwrite:
+        raise PgtError(f"output directory {out} already exists (choose another --out or pass --overwrite)")
+    device = resolve_device(config.device)
+    model, tokenizer = load_model(merged_dir, device=device)
+    data = TokenData(data_dir)
+    data.check_tokenizer(model.config.substrate_fingerprint)
+    trainable = _trainable(model, config.full, merged_dir)
+    optimizer = torch.optim.AdamW(trainable, lr=config.lr, weight_decay=0.0)
+    tokens_per_step = config.batch_size * config.seq_len
+    steps = max(1, math.ceil(config.tokens / tokens_per_step))
+    eval_every = config.eval_every or max(1, steps // 8)
+    validation = data.validation_batches(config.batch_size, config.seq_len, config.eval_batches)
+
+    @torch.no_grad()
+    def val_loss() -> float:
+        model.eval()
+        losses = [float(causal_lm_loss(model, batch.to(device))) * batch[:, 1:].numel() for batch in validation]
+        model.train()
+        return sum(losses) / sum(batch[:, 1:].numel() for batch in validation)
+
+    from tqdm.auto import tqdm
+
+    curve = [TunePoint(0, 0, None, val_loss())]
+    model.train()
+    for step in tqdm(range(steps), desc="tune", disable=not config.progress):
+        for group in optimizer.param_groups:
+            group["lr"] = lr_at(step, steps, config)
+        batch = data.train_batch(step, config.batch_size, config.seq_len, seed=config.seed).to(device)
+        loss = causal_lm_loss(model, batch)
+        if not torch.isfinite(loss):
+            raise PgtError(f"step {step + 1}: the loss became non-finite ({float(loss)}); lower --lr and rerun")
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(trainable, 1.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        done = step + 1
+        evaluated = val_loss() if done % eval_every == 0 or done == steps else None
+        curve.append(TunePoint(done, done * tokens_per_step, float(loss), evaluated))
+    model.eval()
+    record = TuneRecord(str(merged_dir), str(data_dir), "full" if config.full else "adapter", steps * tokens_per_step,
+                        steps, sum(p.numel() for p in trainable), curve[0].val_loss, curve[-1].val_loss, curve)
+    with atomic_dir(out, overwrite=overwrite) as tmp:
+        save_model(model.to("cpu"), tokenizer, tmp, substrate_meta=substrate_meta_of(merged_dir), overwrite=True)
+        record.save(tmp / TUNE_FILE)
+    return record

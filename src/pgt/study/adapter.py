@@ -1,0 +1,135 @@
+"""The study's only door into the rest of pgt: every call into the layers below goes through here.
+
+The study orchestrates; these few functions build, train, merge, tune and score. When a
+layer's public API changes (a trimmed substrate, exact validation bits per byte, typed
+evaluation records), re-point the function here and nothing else in `pgt.study` changes.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from pgt.errors import PgtError
+
+
+# ---------------------------------------------------------------- substrate and data
+
+
+def build_substrate(out: Path, corpus_files: list[str], dim: int, progress: bool) -> Path:
+    """The shared substrate of all arms: bvv241-2-3 with n-grams mined from the study's training text.
+
+    The trimmed substrate (`pgt substrate trim`) is not on this branch's main yet; until it
+    is, the study uses the full small substrate (or the user's `--substrate`, trimmed or not).
+    """
+    from pgt.substrate.build import build_substrate as build
+
+    build(out, family="bvv241-2-3", corpus=[Path(p) for p in corpus_files], dim=dim, progress=progress)
+    return out
+
+
+def substrate_dim(substrate: Path) -> tuple[int, int]:
+    """(dim, vocabulary size) of a substrate directory."""
+    from pgt.io import read_json
+    from pgt.substrate.store import SUBSTRATE_FILE
+
+    meta = read_json(substrate / SUBSTRATE_FILE, "substrate description")
+    return int(meta["dim"]), int(meta["vocab_size"])
+
+
+def random_unit_substrate(glyph: Path, out: Path, seed: int) -> Path:
+    """The control: the glyph substrate's tokenizer with a random matrix of the same shape, unit rows."""
+    import numpy as np
+
+    from pgt.substrate.store import Substrate, save_substrate
+
+    source = Substrate.load(glyph)
+    matrix = np.random.default_rng(seed).standard_normal(tuple(source.embeddings.shape)).astype(np.float32)
+    matrix /= np.linalg.norm(matrix, axis=1, keepdims=True)
+    params = {**source.meta["params"], "control": "random unit rows", "control_seed": seed}
+    return save_substrate(out, source.tokenizer, matrix, params, extra_meta={"derived_from": source.fingerprint})
+
+
+def prepare_data(sources: list[str], substrate: Path, out: Path, progress: bool) -> Path:
+    """Token data of `sources` (JSONL files) for `substrate`; an existing directory is reused."""
+    from pgt.data.prepare import MANIFEST_FILE, prepare_token_data
+
+    if not (out / MANIFEST_FILE).is_file():
+        prepare_token_data(sources, substrate, out, workers=min(2, os.cpu_count() or 1), min_val_bytes=20_000,
+                           progress=progress)
+    return out
+
+
+# ---------------------------------------------------------------- training, merging, tuning
+
+
+def grow(settings: dict[str, Any]) -> Path:
+    """`pgt grow` with these GrowthConfig fields; resumes or recognises a finished run."""
+    from pgt.growth import GrowthConfig, grow as run_growth
+
+    return run_growth(GrowthConfig(**settings))
+
+
+def stage_dirs(run_dir: Path) -> list[Path]:
+    from pgt.eval.report import stage_dirs as dirs
+
+    return dirs(run_dir)
+
+
+def stage_tokens(stage_dir: Path) -> int:
+    """Every training token of the run up to and including this stage (stage.json's tokens_total)."""
+    from pgt.growth.trainer import STAGE_FILE
+    from pgt.io import read_json
+
+    return int(read_json(stage_dir / STAGE_FILE, "stage description")["tokens_total"])
+
+
+def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
+    from pgt.growth.metrics import read_metrics as read
+
+    return read(run_dir)
+
+
+def merge(experts: list[Path], out: Path, mode: str) -> Path:
+    """`pgt merge` (equal weights); an existing merge is reused."""
+    from pgt.compose.merge import merge_experts
+
+    if not (out / "config.json").is_file():
+        merge_experts([str(e) for e in experts], out, mode=mode)
+    return out
+
+
+def tune(merged: Path, data: Path, out: Path, **settings: Any) -> Any:
+    """`pgt tune`; a finished tuning is reused. Returns its TuneRecord."""
+    from pgt.compose.tune import TUNE_FILE, TuneConfig, TuneRecord, tune_merged
+
+    if (out / TUNE_FILE).is_file():
+        return TuneRecord.load(out / TUNE_FILE)
+    return tune_merged(merged, data, out, TuneConfig(**settings))
+
+
+# ---------------------------------------------------------------- scoring
+
+
+def load(model_dir: Path, device: str) -> tuple[Any, Any]:
+    from pgt.model import load_model
+    from pgt.options import resolve_device
+
+    return load_model(model_dir, device=resolve_device(device))
+
+
+def text_nats(model: Any, tokenizer: Any, texts: list[str]) -> tuple[float, int]:
+    """(summed nats, UTF-8 bytes) of `texts`: exact held-out bits per byte are nats / ln 2 / bytes."""
+    from pgt.eval.perplexity import score_texts
+
+    score = score_texts(model, tokenizer, texts)
+    return score.nats, score.n_bytes
+
+
+def option_logprobs(model: Any, tokenizer: Any, requests: list[tuple[str, str]]) -> list[tuple[float, int]]:
+    """(log-probability, UTF-8 bytes) of each (prompt, continuation)."""
+    from pgt.eval.loglik import continuation_logprobs
+
+    scores, _ = continuation_logprobs(model, tokenizer, requests)
+    return [(s.logprob, s.n_bytes) for s in scores]
