@@ -62,14 +62,16 @@ def test_one_row_per_stage_with_the_numbers_of_stage_json(run_dir: Path, tmp_pat
     stages = [json.loads((run_dir / f"stage-{k}" / "stage.json").read_text()) for k in (1, 2)]
     assert [row[0] for row in rows] == ["`stage-1`", "`stage-2`"]
     for row, info in zip(rows, stages, strict=True):
-        assert row[1:7] == [
+        assert row[1:8] == [
             str(info["stage"]),
             f"{info['params_total']:,}",
             f"{info['params_trainable']:,}",
-            f"{info['tokens_seen']:,}",
+            f"{info['tokens_total']:,}",  # every token that trained it, not one stage's share
+            "trainer's validation batches",
             f"{info['val_loss']:.4f}",
             f"{info['val_bpb']:.4f}",
         ]
+    assert stages[1]["tokens_total"] == 2 * stages[1]["tokens_seen"]
     # Growth adds parameters; only the new block (plus head and norm) trains.
     assert stages[1]["params_total"] > stages[0]["params_total"] > stages[1]["params_trainable"]
 
@@ -91,16 +93,30 @@ def test_baselines_and_merged_experts_stand_beside_the_deepest_stage(run_dir: Pa
     assert set(rows) == {"`stage-2`", "`baselines/monolithic`", "`merged/mean`"}
     baseline = json.loads((run_dir / "baselines/monolithic/stage-2/stage.json").read_text())
     assert rows["`baselines/monolithic`"][1] == "monolithic"
-    assert rows["`baselines/monolithic`"][3:7] == [f"{baseline['params_total']:,}", f"{baseline['params_trainable']:,}",
-                                                    f"{baseline['tokens_seen']:,}", f"{baseline['val_loss']:.4f}"]
+    assert rows["`baselines/monolithic`"][3:8] == [f"{baseline['params_total']:,}", f"{baseline['params_trainable']:,}",
+                                                    f"{baseline['tokens_total']:,}", "trainer's validation batches",
+                                                    f"{baseline['val_loss']:.4f}"]
     # A merged model has no stage.json: its size comes from its weights, its losses from `pgt eval`, marked so.
     merged = rows["`merged/mean`"]
     weights = load_file(str(run_dir / "merged/mean/model.safetensors"))
     perplexity = EvalRecord.load(run_dir / "merged/mean/eval/perplexity--default.json")
     assert merged[1] == "merged"
+    assert merged[2] == "– (merge)"  # not placed on the depth axis as if it were deeper
     assert merged[3] == f"{sum(t.numel() for t in weights.values()):,}"
-    assert merged[6:8] == [f"{perplexity.value('loss'):.4f}†", f"{perplexity.value('bpb'):.4f}†"]
+    assert merged[6] == "`pgt eval` perplexity, 2 held-out documents of `default`†"  # the data it was scored on
+    assert merged[7:9] == [f"{perplexity.value('loss'):.4f}†", f"{perplexity.value('bpb'):.4f}†"]
     assert "† From `pgt eval --task perplexity`" in text
+    assert "⚠" not in text  # equal budgets: no flag
+
+
+def test_a_baseline_of_another_budget_is_flagged(run_dir: Path, substrate_dir: Path, token_data_dir: Path,
+                                                 tmp_path: Path):
+    other = tiny_growth(substrate_dir, token_data_dir, tmp_path / "mono-small", baseline="monolithic",
+                        tokens_per_stage=128)
+    text = write_report(run_dir, tmp_path / "report.md", baselines=(other,)).read_text(encoding="utf-8")
+    rows = {row[0]: row for row in table_rows(text, "Baselines and merged experts")}
+    assert rows[f"`{other}`"][5] == "256 ⚠"
+    assert "⚠ A training budget other than" in text
 
 
 def test_loss_curve_marks_the_growth_step(run_dir: Path, tmp_path: Path):

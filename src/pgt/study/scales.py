@@ -31,12 +31,12 @@ class Scale:
 
 
 SCALES = {
-    "smoke": Scale(name="smoke", dim=64, stages=2, tokens_per_stage=256, batch_size=2, seq_len=32, heads=2,
-                   lr=8e-3, heldout=12, cloze_items=8, max_train_documents=150, tune_tokens=128, seeds=2),
-    # 2 CPU cores, d = 64, V = 65,536: ~2,400 training tokens/s measured (the head dominates);
-    # 7 arms x 3 seeds x 3 x 24,576 tokens + scoring fit ~30 minutes (docs/study.md, "Sizing").
-    "cpu": Scale(name="cpu", dim=64, stages=3, tokens_per_stage=24_576, batch_size=8, seq_len=64, heads=4,
-                 lr=8e-3, heldout=60, cloze_items=40, max_train_documents=4_000, tune_tokens=12_288),
+    "smoke": Scale(name="smoke", dim=64, stages=2, tokens_per_stage=64, batch_size=2, seq_len=32, heads=2,
+                   lr=8e-3, heldout=6, cloze_items=4, max_train_documents=60, tune_tokens=64, seeds=2),
+    # 2 shared CPU cores, d = 64, V = 65,536: ~300 training tokens/s measured (the head dominates);
+    # 7 arms x 3 seeds x 3 x 6,144 tokens + scoring fit ~30 minutes (docs/study.md, "Sizing").
+    "cpu": Scale(name="cpu", dim=64, stages=3, tokens_per_stage=6_144, batch_size=8, seq_len=64, heads=4,
+                 lr=8e-3, heldout=24, cloze_items=16, max_train_documents=2_000, tune_tokens=4_096),
     # One H200: wider, deeper, 40x the tokens per stage; an estimate, not yet run.
     "gpu": Scale(name="gpu", dim=256, stages=6, tokens_per_stage=1_048_576, batch_size=32, seq_len=256, heads=8,
                  lr=3e-3, heldout=300, cloze_items=200, max_train_documents=None, tune_tokens=524_288),

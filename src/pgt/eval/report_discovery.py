@@ -1,0 +1,191 @@
+"""What `pgt report` shows, gathered from a run directory: its stages, baselines, merged experts and events.
+
+Each model directory is read once: its `stage.json` (growth stages and baselines), its
+`config.json` where there is no stage record, and its `eval/*.json` results.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pgt.errors import PgtError
+from pgt.eval import published as pub
+from pgt.growth.metrics import read_metrics
+from pgt.io import read_json
+
+STAGE_DIR = re.compile(r"stage-(\d+)$")
+# The loss-like metrics every model entry can carry; tasks follow them in the tables.
+LOSS_METRICS = (("val_loss", "val loss"), ("val_bpb", "bits/byte"))
+
+
+@dataclass
+class ModelEntry:
+    """One model on the page: a growth stage, a baseline or a merged expert."""
+
+    name: str
+    kind: str
+    path: Path
+    blocks: int | None
+    info: dict[str, Any]  # stage.json where there is one
+    evals: dict[str, dict[str, Any]]  # task -> eval result JSON
+
+    def metric(self, key: str) -> float | None:
+        """`val_loss` / `val_bpb` from stage.json, else from a `pgt eval --task perplexity` result."""
+        value = self.info.get(key)
+        if value is None:
+            short = key.removeprefix("val_")  # perplexity results carry `loss` and `bpb`
+            value = next((r["metrics"]["mean"] if r.get("metric") == short else r["other_metrics"][short]["mean"]
+                          for r in self.evals.values() if short in (r.get("metric"), *r.get("other_metrics", {}))), None)
+        return float(value) if isinstance(value, int | float) else None
+
+    def task_score(self, task: str) -> tuple[float, float | None] | None:
+        """(mean, 95 % half-interval) of `task`'s primary metric, where it was evaluated."""
+        result = self.evals.get(task, {})
+        metrics = result.get("metrics", {})
+        mean = metrics.get("mean")
+        ci = None if result.get("runs_identical") else metrics.get("ci95")  # identical runs: no spread to show
+        if not isinstance(mean, int | float):
+            return None
+        return float(mean), float(ci) if isinstance(ci, int | float) else None
+
+
+@dataclass
+class RunReport:
+    """Everything the page shows, gathered from the run directory and the extra model dirs."""
+
+    run_dir: Path
+    run: dict[str, Any]
+    stages: list[ModelEntry]
+    others: list[ModelEntry]  # baselines, then merged experts
+    events: list[dict[str, Any]]
+    published: pub.PublishedFigures
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def tasks(self) -> list[str]:
+        """Every task with a mean score in any entry, in name order."""
+        return sorted({t for e in self.stages + self.others for t in e.evals if e.task_score(t) is not None})
+
+    def _result_field(self, task: str, key: str) -> Any:
+        return next((e.evals[task].get(key) for e in self.stages + self.others if task in e.evals), None)
+
+    def task_label(self, task: str) -> str:
+        """`task (metric)` as the column header, e.g. `arc_easy (accuracy)`."""
+        metric = self._result_field(task, "metric")
+        return f"{task} ({metric})" if metric else task
+
+    def task_unit(self, task: str) -> str:
+        """What the task's scores measure (`percent`, `perplexity`, ...), for a plot axis."""
+        return str(self._result_field(task, "unit") or "score")
+
+
+def _read_evals(model_dir: Path, notes: list[str]) -> dict[str, dict[str, Any]]:
+    evals = {}
+    for path in sorted((model_dir / "eval").glob("*.json")):
+        try:
+            result = read_json(path, "evaluation result")
+        except PgtError as exc:
+            notes.append(f"skipped {exc}")
+            continue
+        if isinstance(result, dict):
+            evals[str(result.get("task", path.stem))] = result
+    return evals
+
+
+def _blocks_from_config(model_dir: Path) -> int | None:
+    config_path = model_dir / "config.json"
+    if not config_path.is_file():
+        return None
+    blocks = read_json(config_path, "model config").get("num_hidden_layers")
+    return blocks if isinstance(blocks, int) else None
+
+
+def count_parameters(model_dir: Path) -> int | None:
+    """Total parameters in a model directory's safetensors files, read from their headers only."""
+    from safetensors import safe_open
+
+    files = sorted(model_dir.glob("*.safetensors"))
+    if not files:
+        return None
+    total = 0
+    for path in files:
+        with safe_open(str(path), framework="numpy") as handle:
+            for key in handle.keys():  # noqa: SIM118 (safe_open is not a mapping)
+                total += math.prod(handle.get_slice(key).get_shape())
+    return total
+
+
+def stage_dirs(run_dir: str | os.PathLike) -> list[Path]:
+    """A run's finished stage directories (`stage-K`), in depth order."""
+    found = [(int(m[1]), p) for p in Path(run_dir).glob("stage-*") if (m := STAGE_DIR.search(p.name)) and p.is_dir()]
+    return [path for _, path in sorted(found)]
+
+
+def load_entry(path: Path, name: str, kind: str, notes: list[str]) -> ModelEntry:
+    """A model entry from a model directory, or from a run directory (its deepest stage)."""
+    if not path.is_dir():
+        raise PgtError(f"model directory not found: {path}")
+    model_dir = path
+    if (path / "run.json").is_file():
+        kind = str(read_json(path / "run.json", "run description").get("kind", kind))
+        model_dir = next(reversed(stage_dirs(path)), path)
+    info = read_json(model_dir / "stage.json", "stage description") if (model_dir / "stage.json").is_file() else {}
+    if not info and not (model_dir / "config.json").is_file():
+        raise PgtError(f"{path} is neither a model directory nor a run directory "
+                       "(no config.json, stage.json or run.json)")
+    if "params_total" not in info:
+        info = {**info, "params_total": count_parameters(model_dir)}
+    # A merge is not a deeper model: its config's layer count is its experts' together.
+    blocks = None if kind == "merged" else info.get("blocks") or _blocks_from_config(model_dir) or info.get("stage")
+    return ModelEntry(name, kind, model_dir, blocks, info, _read_evals(model_dir, notes))
+
+
+def collect(run_dir: str | os.PathLike, *, baselines: tuple[str | os.PathLike, ...] = (),
+            merged: tuple[str | os.PathLike, ...] = (), published: pub.PublishedFigures | None = None) -> RunReport:
+    """Gather a run's stages, events, baselines and merged experts (auto-discovered plus explicit)."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise PgtError(f"run directory not found: {run_dir}")
+    if not (run_dir / "run.json").is_file():
+        raise PgtError(f"{run_dir} is not a growth run directory (no run.json; make one with `pgt grow --out DIR`)")
+    run = read_json(run_dir / "run.json", "run description")
+    notes: list[str] = []
+    stages = [load_entry(path, path.name, "growth", notes) for path in stage_dirs(run_dir)]
+    if not stages:
+        notes.append("the run has no finished stage yet")
+
+    others: list[ModelEntry] = []
+    seen: set[Path] = set()
+    for folder, extra, default_kind, option in (("baselines", baselines, "baseline", "--baseline"),
+                                                ("merged", merged, "merged", "--merged")):
+        found = [p for p in sorted((run_dir / folder).glob("*")) if p.is_dir() and not p.name.startswith(".")]
+        paths = [p for p in [*found, *map(Path, extra)] if p.resolve() not in seen]
+        seen.update(p.resolve() for p in paths)
+        others += [load_entry(p, f"{folder}/{p.name}" if p in found else str(p), default_kind, notes) for p in paths]
+        if not paths:
+            notes.append(f"no {folder} (looked in {run_dir / folder}/; add more with {option} DIR)")
+    events = read_metrics(run_dir)
+    if not events:
+        notes.append("no training metrics (metrics.jsonl is missing or empty): the loss curve is missing")
+    report = RunReport(run_dir, run, stages, others, events, published or pub.load_published(), notes)
+    if stages and not report.tasks:
+        notes.append("no task evaluations found (run `pgt eval RUN_DIR/stage-K --task T` to add them)")
+    return report
+
+
+def growth_steps(events: list[dict[str, Any]]) -> list[tuple[int, float, float]]:
+    """(stage, validation loss at the end of the previous stage, validation loss with the new block
+    before it trains) for every growth step whose two evaluations were logged."""
+    evals = [e for e in events if e.get("kind") == "eval"]
+    steps = []
+    for stage in sorted({e["stage"] for e in evals if e["stage"] > 1}):
+        before = [e for e in evals if e["stage"] == stage - 1]
+        after = [e for e in evals if e["stage"] == stage and e.get("step") == 0]
+        if before and after:
+            steps.append((stage, float(before[-1]["val_loss"]), float(after[0]["val_loss"])))
+    return steps

@@ -1,0 +1,185 @@
+"""The Markdown page of `pgt report`, from a gathered `RunReport` and the names of its plots."""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import datetime, timezone
+from typing import Any
+
+from pgt.eval import published as pub
+from pgt.eval.report_discovery import LOSS_METRICS, ModelEntry, RunReport, growth_steps
+
+
+def _int(value: Any) -> str:
+    return f"{int(value):,}" if isinstance(value, int | float) else "–"
+
+
+def _float(value: Any, digits: int = 4) -> str:
+    return f"{value:.{digits}f}" if isinstance(value, int | float) and math.isfinite(value) else "–"
+
+
+def _text(value: Any) -> str:
+    return "–" if value is None else str(value)
+
+
+def _score(score: tuple[float, float | None] | None) -> str:
+    if score is None:
+        return "–"
+    mean, ci = score
+    return f"{mean:.2f} ± {ci:.2f}" if ci is not None else f"{mean:.2f}"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
+    return lines + ["| " + " | ".join(row) + " |" for row in rows]
+
+
+def _loss_cell(entry: ModelEntry, key: str) -> str:
+    value = entry.metric(key)
+    if value is None:
+        return "–"
+    return _float(value) + ("" if entry.info.get(key) is not None else EVAL_MARK)
+
+
+def training_tokens(entry: ModelEntry) -> int | None:
+    """Every token that trained the model: the run's total up to this stage, not one stage's share."""
+    value = entry.info.get("tokens_total", entry.info.get("tokens_seen"))
+    return int(value) if isinstance(value, int | float) else None
+
+
+def scored_on(entry: ModelEntry) -> str:
+    """The data the row's losses come from."""
+    if entry.info.get("val_loss") is not None:
+        return "trainer's validation batches"
+    result = next((r for r in entry.evals.values() if "bpb" in (r.get("metric"), *r.get("other_metrics", {}))), None)
+    if result is None:
+        return "–"
+    return (f"`pgt eval` perplexity, {result.get('n_examples', '?')} held-out documents of "
+            f"`{result.get('dataset', '?')}`{EVAL_MARK}")
+
+
+def _entry_row(entry: ModelEntry, tasks: list[str], budget: int | None = None) -> list[str]:
+    info = entry.info
+    tokens = training_tokens(entry)
+    flag = f" {UNEQUAL_MARK}" if budget is not None and tokens is not None and tokens != budget else ""
+    return [
+        f"`{entry.name}`",
+        entry.kind,
+        _int(entry.blocks) if entry.blocks is not None else "– (merge)",
+        _int(info.get("params_total")),
+        _int(info.get("params_trainable")),
+        _int(tokens) + flag if tokens is not None else "– (its experts' own)",
+        scored_on(entry),
+        *(_loss_cell(entry, key) for key, _ in LOSS_METRICS),
+        *(_score(entry.task_score(task)) for task in tasks),
+    ]
+
+
+# Marks losses that come from `pgt eval --task perplexity` rather than the trainer's validation batches.
+EVAL_MARK = "†"
+EVAL_MARK_NOTE = (f"{EVAL_MARK} From `pgt eval --task perplexity` (held-out documents), not the trainer's "
+                  "validation batches, so not strictly comparable with the unmarked values.")
+
+
+# Marks a row whose training budget differs from the deepest grown stage's.
+UNEQUAL_MARK = "⚠"
+UNEQUAL_NOTE = (f"{UNEQUAL_MARK} A training budget other than the deepest grown stage's: not a like-for-like "
+                "comparison.")
+
+ENTRY_HEADER = ["model", "kind", "blocks", "params total", "params trainable", "training tokens (total)",
+                "losses scored on", "val loss", "bits/byte"]
+
+
+def _published_section(report: RunReport) -> list[str]:
+    figures = report.published
+    lines = ["## Published figures (docs/evaluation.md)", "",
+             f"Source: {figures.source}. Scores in %, mean over 10 runs (± the 95 % interval where published).", ""]
+    models = [m for m in figures.scores if m.startswith("abs-bvv-") or m in pub.COUNTERPART_OF_KIND.values()]
+    lines += _table(["model", *pub.PUBLISHED_TASKS],
+                    [[m, *(pub.format_score(figures.score(m, t)) for t in pub.PUBLISHED_TASKS)] for m in models])
+    comparable = [t for t in report.tasks if pub.published_task(t)]
+    lines.append("")
+    if not comparable:
+        lines.append("None of our evaluated tasks matches a published one (MMLU, ARC-e, ARC-c, C-SENSE, SQuAD), "
+                     "so there is nothing to set beside them yet.")
+        return lines
+    lines += ["### Ours beside the published models", "",
+              "Each of our models beside its published counterpart: stage K ↔ `abs-bvv-K`, "
+              + ", ".join(f"{kind} ↔ `{model}`" for kind, model in pub.COUNTERPART_OF_KIND.items()) + ".", ""]
+    rows = []
+    for entry in report.stages + report.others:
+        counterpart = (pub.growth_counterpart(entry.blocks or 0) if entry.kind == "growth"
+                       else pub.COUNTERPART_OF_KIND.get(entry.kind))
+        for task in comparable:
+            ours = entry.task_score(task)
+            if ours is None:
+                continue
+            reference = pub.published_task(task)
+            theirs = figures.score(counterpart, reference) if counterpart and reference else None
+            rows.append([f"`{entry.name}`", task, _score(ours), counterpart or "–", pub.format_score(theirs)])
+    lines += _table(["ours", "task", "our score", "published model", "published score"], rows)
+    return lines
+
+
+def render_markdown(report: RunReport, plots: dict[str, str]) -> str:
+    """The page's Markdown; `plots` maps a plot role (loss, depth, comparison) to its file name."""
+    run_name = report.run_dir.resolve().name
+    config = report.run.get("config", {})
+    lines = [f"# Growth run report: `{run_name}`", "",
+             f"Run directory `{report.run_dir}`, kind **{report.run.get('kind', 'growth')}**, "
+             f"{len(report.stages)} finished stage(s). Generated by `pgt report` on "
+             f"{datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}.", ""]
+    if config:
+        shown = json.dumps(config, indent=2, sort_keys=True, ensure_ascii=False, default=str)
+        lines += ["<details><summary>resolved run configuration</summary>", "", "```json", shown, "```", "</details>", ""]
+
+    tasks = report.tasks
+    lines += ["## Stages", ""]
+    if report.stages:
+        lines += _table([h for h in ENTRY_HEADER if h != "kind"] + ["init", "LoRA", *map(report.task_label, tasks)],
+                        [[c for i, c in enumerate(_entry_row(e, [])) if i != 1]
+                         + [_text(e.info.get("init")), _text(e.info.get("lora"))]
+                         + [_score(e.task_score(t)) for t in tasks] for e in report.stages])
+        lines += ["", "Task scores are mean ± the 95 % interval over runs, as `pgt eval` reports them.", ""]
+    else:
+        lines += ["No stage has finished yet.", ""]
+    if "depth" in plots:
+        lines += [f"![metrics against depth]({plots['depth']})", ""]
+
+    lines += ["## Loss curve", ""]
+    if "loss" in plots:
+        lines += ["Training loss and validation loss; each dotted line is a growth step (a new block added).", "",
+                  f"![loss curve with growth steps]({plots['loss']})", ""]
+        steps = growth_steps(report.events)
+        if steps:
+            lines += ["What adding a block does to the validation loss, before the new block trains:", ""]
+            lines += _table(["growth step", "end of previous stage", "new block added", "change"],
+                            [[f"+block {k}", f"{before:.4f}", f"{after:.4f}", f"{after - before:+.4f}"]
+                             for k, before, after in steps])
+            lines.append("")
+    else:
+        lines += ["No training metrics were recorded.", ""]
+
+    lines += ["## Baselines and merged experts", ""]
+    if report.others:
+        deepest = report.stages[-1:] if report.stages else []
+        budget = training_tokens(deepest[0]) if deepest else None
+        rows = [_entry_row(e, tasks, budget) for e in deepest + report.others]
+        lines += _table(ENTRY_HEADER + [report.task_label(t) for t in tasks], rows)
+        lines.append("")
+        if any(EVAL_MARK in cell for row in rows for cell in row):
+            lines += [EVAL_MARK_NOTE, ""]
+        if any(UNEQUAL_MARK in cell for row in rows for cell in row):
+            lines += [UNEQUAL_NOTE, ""]
+        if "comparison" in plots:
+            lines += [f"![grown model against baselines]({plots['comparison']})", ""]
+    else:
+        lines += ["None found. Train them with `pgt grow --baseline monolithic|trainable-embeddings` into "
+                  "`RUN_DIR/baselines/<name>/`, merge experts into `RUN_DIR/merged/<name>/`, or pass "
+                  "`--baseline DIR` / `--merged DIR`.", ""]
+
+    lines += [*_published_section(report), ""]
+    if report.notes:
+        lines += ["## Missing pieces", "", *(f"- {note}" for note in report.notes), ""]
+    return "\n".join(lines)
