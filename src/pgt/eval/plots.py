@@ -88,7 +88,9 @@ def plot_panels(panels: Sequence[Panel], path: str | os.PathLike, *, columns: in
         ax.set_xlabel(panel.xlabel)
         ax.set_ylabel(panel.ylabel)
         ax.grid(True, alpha=0.3)
-        if any(series.label for series in panel.series):
+        if sum(bool(series.label) for series in panel.series) > 6:  # many lines: the legend beside, not over them
+            ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
+        elif any(series.label for series in panel.series):
             ax.legend(fontsize=7)
     for ax in list(axes.flat)[len(panels):]:
         ax.set_visible(False)

@@ -2,8 +2,9 @@
 
 The verdict rule (docs/study.md): every claim is phrased so that a positive difference is
 what the paper says. With the difference's 95 % interval [lo, hi] over seeds:
-  lo > 0 -> holds;  hi < 0 -> reversed;  otherwise (the interval includes zero, or there are
-  fewer than two seeds, so no interval) -> inconclusive at this scale.
+  lo > 0 -> holds;  hi < 0 -> reversed;  otherwise (the interval includes zero, or there is
+  no interval: fewer than two seeds, or seeds that all gave the same value, whose spread
+  says nothing about the uncertainty) -> inconclusive at this scale.
 An interval that includes zero is therefore never "holds".
 """
 
@@ -36,7 +37,7 @@ class Estimate:
 
     def format(self, digits: int = 3) -> str:
         if self.half is None:
-            return f"{self.mean:.{digits}f} (n={self.n})"
+            return f"{self.mean:.{digits}f} (no interval, n={self.n})"
         return f"{self.mean:.{digits}f} ± {self.half:.{digits}f}"
 
     def format_interval(self, digits: int = 3) -> str:
@@ -54,9 +55,9 @@ def estimate(values: Sequence[float]) -> Estimate:
         raise ValueError(f"need finite values to estimate, got {values}")
     n = len(values)
     mean = sum(values) / n
-    if n < 2:
+    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else 0.0
+    if sd == 0:
         return Estimate(mean, None, n)
-    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
     return Estimate(mean, float(stats.t.ppf(0.5 + CONFIDENCE / 2, n - 1)) * sd / math.sqrt(n), n)
 
 
