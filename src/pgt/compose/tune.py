@@ -132,7 +132,7 @@ def tune_merged(merged_dir: str | Path, data_dir: str | Path, out: str | Path, c
         optimizer.zero_grad(set_to_none=True)
         done = step + 1
         evaluated = val_loss() if done % eval_every == 0 or done == steps else None
-        curve.append(TunePoint(done, done * tokens_per_step, float(loss), evaluated))
+        curve.append(TunePoint(done, done * tokens_per_step, float(loss.detach()), evaluated))
     model.eval()
     record = TuneRecord(str(merged_dir), str(data_dir), "full" if config.full else "adapter", steps * tokens_per_step,
                         steps, sum(p.numel() for p in trainable), curve[0].val_loss, curve[-1].val_loss, curve)

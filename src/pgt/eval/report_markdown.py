@@ -30,7 +30,7 @@ def _score(score: tuple[float, float | None] | None) -> str:
     return f"{mean:.2f} ± {ci:.2f}" if ci is not None else f"{mean:.2f}"
 
 
-def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+def markdown_table(header: list[str], rows: list[list[str]]) -> list[str]:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
     return lines + ["| " + " | ".join(row) + " |" for row in rows]
 
@@ -96,7 +96,7 @@ def _published_section(report: RunReport) -> list[str]:
     lines = ["## Published figures (docs/evaluation.md)", "",
              f"Source: {figures.source}. Scores in %, mean over 10 runs (± the 95 % interval where published).", ""]
     models = [m for m in figures.scores if m.startswith("abs-bvv-") or m in pub.COUNTERPART_OF_KIND.values()]
-    lines += _table(["model", *pub.PUBLISHED_TASKS],
+    lines += markdown_table(["model", *pub.PUBLISHED_TASKS],
                     [[m, *(pub.format_score(figures.score(m, t)) for t in pub.PUBLISHED_TASKS)] for m in models])
     comparable = [t for t in report.tasks if pub.published_task(t)]
     lines.append("")
@@ -118,7 +118,7 @@ def _published_section(report: RunReport) -> list[str]:
             reference = pub.published_task(task)
             theirs = figures.score(counterpart, reference) if counterpart and reference else None
             rows.append([f"`{entry.name}`", task, _score(ours), counterpart or "–", pub.format_score(theirs)])
-    lines += _table(["ours", "task", "our score", "published model", "published score"], rows)
+    lines += markdown_table(["ours", "task", "our score", "published model", "published score"], rows)
     return lines
 
 
@@ -137,7 +137,7 @@ def render_markdown(report: RunReport, plots: dict[str, str]) -> str:
     tasks = report.tasks
     lines += ["## Stages", ""]
     if report.stages:
-        lines += _table([h for h in ENTRY_HEADER if h != "kind"] + ["init", "LoRA", *map(report.task_label, tasks)],
+        lines += markdown_table([h for h in ENTRY_HEADER if h != "kind"] + ["init", "LoRA", *map(report.task_label, tasks)],
                         [[c for i, c in enumerate(_entry_row(e, [])) if i != 1]
                          + [_text(e.info.get("init")), _text(e.info.get("lora"))]
                          + [_score(e.task_score(t)) for t in tasks] for e in report.stages])
@@ -154,7 +154,7 @@ def render_markdown(report: RunReport, plots: dict[str, str]) -> str:
         steps = growth_steps(report.events)
         if steps:
             lines += ["What adding a block does to the validation loss, before the new block trains:", ""]
-            lines += _table(["growth step", "end of previous stage", "new block added", "change"],
+            lines += markdown_table(["growth step", "end of previous stage", "new block added", "change"],
                             [[f"+block {k}", f"{before:.4f}", f"{after:.4f}", f"{after - before:+.4f}"]
                              for k, before, after in steps])
             lines.append("")
@@ -166,7 +166,7 @@ def render_markdown(report: RunReport, plots: dict[str, str]) -> str:
         deepest = report.stages[-1:] if report.stages else []
         budget = training_tokens(deepest[0]) if deepest else None
         rows = [_entry_row(e, tasks, budget) for e in deepest + report.others]
-        lines += _table(ENTRY_HEADER + [report.task_label(t) for t in tasks], rows)
+        lines += markdown_table(ENTRY_HEADER + [report.task_label(t) for t in tasks], rows)
         lines.append("")
         if any(EVAL_MARK in cell for row in rows for cell in row):
             lines += [EVAL_MARK_NOTE, ""]

@@ -11,8 +11,6 @@ import os
 from pathlib import Path
 from typing import Any
 
-from pgt.errors import PgtError
-
 
 # ---------------------------------------------------------------- substrate and data
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from pgt.eval.plots import Panel, Series, plot_panels
+from pgt.eval.report_markdown import markdown_table
 from pgt.io import atomic_file
 from pgt.study import adapter
 from pgt.study.results import METRICS, ModelRow, StudyResults
@@ -33,11 +34,6 @@ def _cell(row: ModelRow, metric: str, code: str, digits: int) -> str:
     return "–" if value is None else value.format(digits)
 
 
-def _table(header: list[str], rows: list[list[str]]) -> list[str]:
-    return ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|",
-            *("| " + " | ".join(row) + " |" for row in rows)]
-
-
 def claims_section(results: StudyResults) -> list[str]:
     rows = []
     for claim in results.claims:
@@ -47,7 +43,7 @@ def claims_section(results: StudyResults) -> list[str]:
                      f"`{claim.better}` {better.format(digits)}", f"`{claim.other}` {other.format(digits)}",
                      difference.format_interval(digits), f"**{claim.verdict}**", claim.note])
     return ["## Claims", "",
-            *_table(["claim", "reference figure (papers)", "metric", "ours: claimed better", "ours: other",
+            *markdown_table(["claim", "reference figure (papers)", "metric", "ours: claimed better", "ours: other",
                      "difference (positive = as claimed) [95 % CI]", "verdict", "budgets and scoring data"], rows),
             "", f"Mean ± the 95 % Student-t half-interval over {results.seeds} seeds; the difference is paired by "
             "seed. Verdict: **holds** when the whole interval of the difference is above zero, **reversed** when "
@@ -70,7 +66,7 @@ def models_section(results: StudyResults) -> list[str]:
         rows.append([f"{name} (compressor)", "compressor", "–", "–", "–", f"held-out `{results.scoring_id}`",
                      *(f"{results.compressors[c][name]:.3f}" for c in codes), *("–" for _ in codes)])
     items = results.rows[0].cloze_items if results.rows else {}
-    return ["## Models", "", *_table(header, rows), "",
+    return ["## Models", "", *markdown_table(header, rows), "",
             f"Held-out text: {results.heldout_documents} documents per language never trained on "
             f"(scoring data `{results.scoring_id}`); cloze items per language: "
             + ", ".join(f"{c} {items.get(c, 0)}" for c in codes)
