@@ -8,11 +8,35 @@ evaluation records), re-point the function here and nothing else in `pgt.study` 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 
 # ---------------------------------------------------------------- substrate and data
+
+
+def default_corpus(language: str) -> list[str]:
+    """The embedded fortune files of one language."""
+    from pgt.data.corpus import default_corpus_files
+
+    return [str(p) for p in default_corpus_files((language,))]
+
+
+def default_languages() -> list[str]:
+    from pgt.data.corpus import DEFAULT_LANGUAGES
+
+    return list(DEFAULT_LANGUAGES)
+
+
+def documents(sources: list[str]) -> Iterator[str]:
+    """The non-empty documents of `sources`, stripped, read by pgt's one corpus reader (as `pgt data prepare`)."""
+    from pgt.data.sources import resolve_sources
+
+    for source in resolve_sources(sources):
+        for document in source.documents():
+            if document.strip():
+                yield document.strip()
 
 
 def build_substrate(out: Path, corpus_files: list[str], dim: int, progress: bool) -> Path:
@@ -29,15 +53,16 @@ def build_substrate(out: Path, corpus_files: list[str], dim: int, progress: bool
 
 def substrate_dim(substrate: Path) -> tuple[int, int]:
     """(dim, vocabulary size) of a substrate directory."""
-    from pgt.io import read_json
-    from pgt.substrate.store import SUBSTRATE_FILE
+    from pgt.substrate.store import SUBSTRATE_FILE, SubstrateMeta
 
-    meta = read_json(substrate / SUBSTRATE_FILE, "substrate description")
-    return int(meta["dim"]), int(meta["vocab_size"])
+    meta = SubstrateMeta.load(substrate / SUBSTRATE_FILE)
+    return meta.dim, meta.vocab_size
 
 
 def random_unit_substrate(glyph: Path, out: Path, seed: int) -> Path:
     """The control: the glyph substrate's tokenizer with a random matrix of the same shape, unit rows."""
+    import dataclasses
+
     import numpy as np
 
     from pgt.substrate.store import Substrate, save_substrate
@@ -45,13 +70,16 @@ def random_unit_substrate(glyph: Path, out: Path, seed: int) -> Path:
     source = Substrate.load(glyph)
     matrix = np.random.default_rng(seed).standard_normal(tuple(source.embeddings.shape)).astype(np.float32)
     matrix /= np.linalg.norm(matrix, axis=1, keepdims=True)
-    params = {**source.meta["params"], "control": "random unit rows", "control_seed": seed}
+    # Recorded among the sources, so the fingerprint says this is not the glyph matrix.
+    params = dataclasses.replace(source.meta.params, sources=[*source.meta.params.sources,
+                                                              {"control": "random unit rows", "seed": seed}])
     return save_substrate(out, source.tokenizer, matrix, params, extra_meta={"derived_from": source.fingerprint})
 
 
 def prepare_data(sources: list[str], substrate: Path, out: Path, progress: bool) -> Path:
     """Token data of `sources` (JSONL files) for `substrate`; an existing directory is reused."""
-    from pgt.data.prepare import MANIFEST_FILE, prepare_token_data
+    from pgt.data.manifest import MANIFEST_FILE
+    from pgt.data.prepare import prepare_token_data
 
     if not (out / MANIFEST_FILE).is_file():
         prepare_token_data(sources, substrate, out, workers=min(2, os.cpu_count() or 1), min_val_bytes=20_000,

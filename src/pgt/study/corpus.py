@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from pgt.errors import PgtError
 from pgt.io import atomic_file
 from pgt.records import Record
+from pgt.study import adapter
 
 CORPUS_FILE = "corpus.json"
 DEFAULT_SPEC = "default"
@@ -63,35 +63,18 @@ class StudyCorpus(Record):
 
 def parse_corpus_specs(specs: list[str] | None) -> dict[str, list[str]]:
     """`LANG=SOURCE` items (repeatable per language) -> {lang: [sources]}; none: the default fortunes."""
-    from pgt.data.corpus import DEFAULT_LANGUAGES, default_corpus_files
-
     if not specs:
-        return {lang: [str(p) for p in default_corpus_files((lang,))] for lang in DEFAULT_LANGUAGES}
+        return {lang: adapter.default_corpus(lang) for lang in adapter.default_languages()}
     languages: dict[str, list[str]] = {}
     for spec in specs:
         lang, sep, source = spec.partition("=")
         if not sep or not lang or not source:
             raise PgtError(f"--corpus {spec!r}: expected LANG=SOURCE, e.g. en=book.txt or ru=default")
         if source == DEFAULT_SPEC:
-            languages.setdefault(lang, []).extend(str(p) for p in default_corpus_files((lang,)))
+            languages.setdefault(lang, []).extend(adapter.default_corpus(lang))
         else:
             languages.setdefault(lang, []).append(source)
     return languages
-
-
-def iter_documents(sources: list[str]) -> Iterator[str]:
-    """The documents of `sources`, read by pgt's corpus reader (`pgt data prepare` reads them the same way)."""
-    from pgt.data.sources import resolve_sources
-
-    for source in resolve_sources(sources):
-        pieces: list[str] = []
-        for text, ends in source.pieces():
-            pieces.append(text)
-            if ends:
-                document = "".join(pieces).strip()
-                if document:
-                    yield document
-                pieces = []
 
 
 HELDOUT_SALT = b"pgt-study-heldout\x00"
@@ -116,7 +99,7 @@ def split_corpus(languages: dict[str, list[str]], out: Path, *, heldout: int, ma
     out.mkdir(parents=True, exist_ok=True)
     splits = []
     for lang, sources in languages.items():
-        documents = list(dict.fromkeys(iter_documents(sources)))  # reading order, duplicates once
+        documents = list(dict.fromkeys(adapter.documents(sources)))  # reading order, duplicates once
         if len(documents) < 2 * heldout:
             raise PgtError(f"language {lang}: {len(documents)} documents, too few to hold out {heldout} "
                            "and still train (give more text)")

@@ -7,7 +7,7 @@
   OUT/runs/ARM/seed-S/          one normal `pgt grow` run per arm and seed
   OUT/runs/merge/seed-S/        the experts' logit mean (`pgt merge`)
   OUT/runs/merge-adapter/seed-S/, OUT/runs/merge-tuned/seed-S/   `pgt merge --mode adapter`, then `pgt tune`
-  MODEL/eval/study-ID.json      each model's held-out scores (ID names the held-out text)
+  MODEL/study/ID.json           each model's held-out scores (ID names the held-out text)
   OUT/study.json, OUT/report.md the results and the page
 """
 

@@ -4,8 +4,8 @@ Bits per byte come from the evaluation layer's sliding-window scorer over whole 
 documents (every byte of every document predicted once); cloze options are scored by the
 evaluation layer's log-likelihood of each continuation, normalised by its UTF-8 bytes (the
 options differ in length). This module only assembles them: no scoring code of its own.
-The result is saved as MODEL_DIR/eval/study-<scoring id>.json, so a model scored on other
-held-out text keeps both files, and a rerun reuses it.
+The result is saved as MODEL_DIR/study/<scoring id>.json (beside, not among, `pgt eval`'s
+results), so a model scored on other held-out text keeps both files, and a rerun reuses it.
 """
 
 from __future__ import annotations
@@ -21,12 +21,12 @@ from pgt.study import adapter
 from pgt.study.cloze import ClozeItem, build_cloze
 from pgt.study.corpus import StudyCorpus
 
-SCORE_PREFIX = "study-"
+SCORES_DIR = "study"
 
 
 @dataclass
 class ModelScore(Record):
-    """MODEL_DIR/eval/study-<scoring id>.json."""
+    """MODEL_DIR/study/<scoring id>.json."""
 
     WHAT = "study score"
     model: str
@@ -38,7 +38,7 @@ class ModelScore(Record):
 
 
 def score_path(model_dir: Path, corpus: StudyCorpus) -> Path:
-    return model_dir / "eval" / f"{SCORE_PREFIX}{corpus.scoring_id}.json"
+    return model_dir / SCORES_DIR / f"{corpus.scoring_id}.json"
 
 
 def cloze_items(corpus: StudyCorpus, count: int) -> dict[str, list[ClozeItem]]:
