@@ -158,4 +158,4 @@ def option_logprobs(model: Any, tokenizer: Any, requests: list[tuple[str, str]])
     from pgt.eval.loglik import continuation_logprobs
 
     scores, _ = continuation_logprobs(model, tokenizer, requests)
-    return [(s.logprob, s.n_bytes) for s in scores]
+    return [(s.logprob, len(continuation.encode("utf-8"))) for s, (_, continuation) in zip(scores, requests, strict=True)]
