@@ -6,7 +6,7 @@ files (the hub's layout: the split is chosen by file name, e.g.
 `Dataset.save_to_disk`, or `hf:NAME[:CONFIG]` for the Hugging Face hub. Local files
 are read with `json` and `pyarrow`, not through `datasets.load_dataset`, so a local
 evaluation opens no network connection. `hf:lukaemon/mmlu` without a config reads all
-57 subject configs. Hub loads run under an overall timeout. Every failure is a one-line
+57 subject configs. Hub loads run under `pgt.data.hub`'s timeout ($PGT_HUB_TIMEOUT). Every failure is a one-line
 PgtError naming the file and, for JSON lines, the line.
 """
 
@@ -14,19 +14,17 @@ from __future__ import annotations
 
 import json
 import os
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pgt.data.hub import HF_PREFIX as HUB_PREFIX
+from pgt.data.hub import parse_hub_spec, with_timeout
 from pgt.errors import PgtError
 from pgt.eval.tasks import MMLU_SUBJECTS, Example, Task
 
 FILE_SUFFIXES = (".jsonl", ".json", ".parquet", ".csv")
-HUB_TIMEOUT_S = 600.0  # one hub dataset, all requests and downloads together
-HUB_REQUEST_TIMEOUT_S = "20"  # huggingface_hub's per-request timeouts, so no network fails fast
 # Hub datasets whose subjects are separate configs: loaded config by config, each row tagged with it.
 SUBJECT_CONFIGS = {"lukaemon/mmlu": MMLU_SUBJECTS}
 
@@ -143,45 +141,20 @@ def _load_local(path: Path, split: str) -> list[Row]:
     return read_rows(path)
 
 
-def _with_timeout(what: str, work: Any, timeout: float) -> Any:
-    """Run `work()` in a daemon thread; a PgtError if it has not finished after `timeout` seconds."""
-    result: dict[str, Any] = {}
-
-    def target() -> None:
-        try:
-            result["value"] = work()
-        except BaseException as exc:  # handed to the caller's thread
-            result["error"] = exc
-
-    thread = threading.Thread(target=target, daemon=True)
-    thread.start()
-    thread.join(timeout)
-    if thread.is_alive():
-        raise PgtError(f"{what}: no answer from the Hugging Face hub within {timeout:g} s; "
-                       "offline, pass local files with --data PATH")
-    if "error" in result:
-        raise result["error"]
-    return result["value"]
-
-
-def _load_hub(spec: str, split: str, timeout: float = HUB_TIMEOUT_S) -> list[Row]:
-    for variable in ("HF_HUB_ETAG_TIMEOUT", "HF_HUB_DOWNLOAD_TIMEOUT"):
-        os.environ.setdefault(variable, HUB_REQUEST_TIMEOUT_S)
-    import datasets
-
-    name, _, config = spec.partition(":")
+def _load_hub(spec: str, split: str) -> list[Row]:
+    name, config = parse_hub_spec(HUB_PREFIX + spec)
     configs = [config] if config else list(SUBJECT_CONFIGS.get(name, [None]))  # type: ignore[list-item]
 
-    def load() -> list[Row]:
-        rows: list[Row] = []
+    def load() -> Iterator[Row]:
+        import datasets
+
         for one in configs:
-            table = datasets.load_dataset(name, one or None, split=split)
+            table = datasets.load_dataset(name, one, split=split)
             tag = {"subject": one} if name in SUBJECT_CONFIGS else {}
-            rows += [(f"hf:{name}:{one or 'default'} row {i}", {**row, **tag}) for i, row in enumerate(table)]
-        return rows
+            yield from ((f"hf:{name}:{one or 'default'} row {i}", {**row, **tag}) for i, row in enumerate(table))
 
     try:
-        return _with_timeout(f"loading {name!r}", load, timeout)
+        return list(with_timeout(load, f"loading {name!r}"))
     except PgtError:
         raise
     except Exception as exc:  # datasets raises many types (connection, offline, missing config)
