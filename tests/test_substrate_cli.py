@@ -133,3 +133,21 @@ def test_sigkill_of_a_build_leaves_no_render_workers(corpus_files: list[Path], t
             if alive(pid):
                 os.kill(pid, signal.SIGKILL)
     assert not (tmp_path / "out").exists()
+
+
+def test_strict_refuses_invalid_utf8_in_a_corpus(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    from pgt.substrate.layout import get_family
+    from pgt.substrate.ngrams import collect_ngrams
+
+    corpus = tmp_path / "latin1.txt"
+    corpus.write_bytes("the nation and the station\n".encode() + "caf\xe9 crème\n".encode("latin-1"))
+    out = tmp_path / "out"
+    assert main(["substrate", "build", "--family", "bvv241-2-3", "--corpus", f"en={corpus}", "--strict",
+                 "--out", str(out)]) == 2  # fmt: skip
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and f"{corpus}:2: invalid UTF-8 (--strict" in err and err.count("\n") == 1
+    assert not out.exists()
+    # Without --strict the same corpus is mined, with a warning that counts the replaced bytes.
+    ngrams = collect_ngrams(get_family("bvv241-2-3"), corpus=[f"en={corpus}"])
+    assert "th" in ngrams.strings
+    assert "2 invalid UTF-8 byte(s) replaced by U+FFFD" in capsys.readouterr().err

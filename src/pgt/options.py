@@ -110,6 +110,11 @@ def add_progress(parser: argparse.ArgumentParser) -> None:
                         help="progress bars (default: on when stderr is a terminal)")
 
 
+def add_strict(parser: argparse.ArgumentParser) -> None:
+    """`--strict`: the corpus reader (pgt.data.sources) refuses invalid UTF-8 instead of counting replacements."""
+    parser.add_argument("--strict", action="store_true", help="refuse invalid UTF-8 instead of replacing it (and warning)")
+
+
 def show_progress(args: argparse.Namespace) -> bool:
     """Whether to draw progress bars: the flag, else whether stderr is a terminal."""
     return sys.stderr.isatty() if args.progress is None else bool(args.progress)

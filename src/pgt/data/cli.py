@@ -114,7 +114,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--hub-split", default="train", metavar="NAME", help="split of a Hugging Face dataset to read (default: train)"
     )
     prepare.add_argument("--format", dest="text_format", choices=TEXT_FORMATS, default="auto", help=FORMAT_HELP)
-    prepare.add_argument("--strict", action="store_true", help="refuse invalid UTF-8 instead of replacing it")
+    options.add_strict(prepare)
     options.add_progress(prepare)
 
     show = options.add_command(

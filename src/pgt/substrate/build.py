@@ -50,6 +50,7 @@ def build_substrate(
     ngram_files: Iterable[str | os.PathLike] = (),
     extra_token_files: Iterable[str | os.PathLike] = (),
     corpus: Iterable[str | os.PathLike] = (),
+    strict: bool = False,
     from_tokenizer: str | os.PathLike | None = None,
     dim: int | None = None,
     font: str | os.PathLike | None = None,
@@ -62,7 +63,8 @@ def build_substrate(
 
     A bvv241 family takes its n-grams from any mix of `ngram_files` (the reference's list
     format), `extra_token_files` (one token per line) and `corpus` (files or directories,
-    optionally `LANG=PATH`; mined with the reference's rules). `from_tokenizer` instead
+    optionally `LANG=PATH`; mined with the reference's rules; invalid UTF-8 in it is replaced
+with a warning, or with `strict` refused). `from_tokenizer` instead
     keeps an existing Hugging Face tokenizer's vocabulary (family `bvv241-nemo`). `dim`
     defaults to the family's; `font` to `$PGT_FONT`, then Debian's GNU Unifont;
     `layout_engine` is Pillow's text layout engine (`basic` or `raqm`). The output appears
@@ -88,7 +90,9 @@ def build_substrate(
         remove_stale_temporaries(out.parent, out.name)  # left by a killed build of this --out
         meta: dict[str, Any] = {}
         if from_tokenizer is None:
-            ngrams = collect_ngrams(preset, ngram_files=ngram_files, extra_token_files=extra_token_files, corpus=corpus)
+            ngrams = collect_ngrams(
+                preset, ngram_files=ngram_files, extra_token_files=extra_token_files, corpus=corpus, strict=strict
+            )
             layout = build_layout(preset, ngrams.strings)
             tokenizer = build_tokenizer(layout)
             texts = list(layout.tokens)

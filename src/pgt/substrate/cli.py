@@ -70,6 +70,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     build.add_argument("--corpus", nargs="+", action="extend", default=[], metavar="[LANG=]SOURCE",
                        help="corpora to mine n-grams from: any SOURCE of `pgt data prepare` (text, fortune, JSONL, "
                             "parquet files, directories, hf:NAME, default; untagged: language xx)")  # fmt: skip
+    options.add_strict(build)
     build.add_argument("--from-tokenizer", metavar="DIR", help="keep this Hugging Face tokenizer's vocabulary")
     build.add_argument("--dim", type=options.positive_int, metavar="D", help="embedding dimension (default: the family's)")
     build.add_argument("--font", metavar="PATH", help="glyph font file (default: $PGT_FONT, else GNU Unifont)")
@@ -123,6 +124,7 @@ def run_substrate_build(args: argparse.Namespace) -> int:
         ngram_files=args.ngrams,
         extra_token_files=args.extra_tokens,
         corpus=args.corpus,
+        strict=args.strict,
         from_tokenizer=args.from_tokenizer,
         dim=args.dim,
         font=args.font,

@@ -54,9 +54,12 @@ def normalise(text: str) -> str:
     return CONTROL_SPACE.sub(" ", DIGITS.sub("", text.translate(QUOTES)))
 
 
-def parse_corpus_arg(spec: str | os.PathLike) -> list[Source]:
-    """`[LANG=]SOURCE` -> its sources (a directory: its text, JSONL and parquet files, sorted)."""
-    return resolve_sources([spec])
+def parse_corpus_arg(spec: str | os.PathLike, strict: bool = False) -> list[Source]:
+    """`[LANG=]SOURCE` -> its sources (a directory: its text, JSONL and parquet files, sorted).
+
+    `strict` makes invalid UTF-8 an error instead of a warned replacement.
+    """
+    return resolve_sources([spec], strict=strict)
 
 
 class NgramCounter:
@@ -173,6 +176,7 @@ def collect_ngrams(
     ngram_files: Iterable[str | os.PathLike] = (),
     extra_token_files: Iterable[str | os.PathLike] = (),
     corpus: Iterable[str | os.PathLike] = (),
+    strict: bool = False,
 ) -> NgramSet:
     """Unite every n-gram source of a build, with the family's top-K and extra-token limit."""
     result = NgramSet()
@@ -183,7 +187,7 @@ def collect_ngrams(
     for path in map(Path, extra_token_files):
         result.strings.update(read_extra_tokens(path, family.extra_token_limit))
         result.sources.append({"kind": "extra-tokens", "name": path.name, "sha256": file_sha256(path)})
-    sources = [source for spec in corpus for source in parse_corpus_arg(spec)]
+    sources = [source for spec in corpus for source in parse_corpus_arg(spec, strict)]
     if sources:
         mined, provenance = mine_ngrams(sources, family.ngram_orders)
         if not mined:
