@@ -1,4 +1,4 @@
-"""lm-evaluation-harness on a pgt model: a local multiple-choice task, offline (one test: lm-eval imports slowly)."""
+"""lm-evaluation-harness on a pgt model: a local multiple-choice task, offline (few tests: lm-eval imports slowly)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ def test_harness_runs_a_local_task_on_a_pgt_model(
     eval_model_dir: Path, hf_offline: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.chdir(REPO)
-    from pgt.eval.harness import run_harness
+    from pgt.eval.harness import harness_paths, run_harness
     from pgt.model.loading import load_model
 
     model, tokenizer = load_model(eval_model_dir)
@@ -23,6 +23,7 @@ def test_harness_runs_a_local_task_on_a_pgt_model(
         model, tokenizer, eval_model_dir, ["fortune_cloze"], include_path=HARNESS_TASKS, batch_size=4, out_dir=tmp_path
     )
     assert path == tmp_path / "harness-fortune_cloze--fortune_cloze.json"
+    assert harness_paths(eval_model_dir, ["fortune_cloze"], include_path=HARNESS_TASKS, out_dir=tmp_path) == [path]
     assert json.loads(path.read_text(encoding="utf-8")) == record.to_json()
     assert record.task == "harness-fortune_cloze" and record.metric == "acc" and record.kind == "lm-eval"
     assert record.protocol["output_type"] == "multiple_choice" and record.n_examples == 10
@@ -55,3 +56,30 @@ def test_harness_runs_a_local_task_on_a_pgt_model(
         theirs = [float(resp[0][0]) for resp in sample["resps"]]
         assert our_samples[sample["doc_id"]]["logprobs"]["text"] == pytest.approx(theirs, abs=1e-4)
         assert our_samples[sample["doc_id"]]["correct"]["acc_norm"] == bool(sample["acc_norm"])
+
+
+def test_an_existing_harness_result_is_refused_before_the_model_loads(
+    eval_model_dir: Path, hf_offline: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.chdir(REPO)
+    from pgt.cli import main
+    from pgt.eval import runner
+    from pgt.eval.harness import harness_paths
+
+    # A group or tag names its member tasks' files (the group's own too): all known before evaluating.
+    names = [p.name for p in harness_paths(eval_model_dir, ["ai2_arc"], out_dir=tmp_path)]
+    assert names == ["harness-arc_challenge--ai2_arc-ARC-Challenge.json", "harness-arc_easy--ai2_arc-ARC-Easy.json"]
+    existing = tmp_path / "harness-fortune_cloze--fortune_cloze.json"
+    existing.write_text("an earlier result\n", encoding="utf-8")
+
+    def no_loading(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the model was loaded")
+
+    monkeypatch.setattr(runner, "load_for_eval", no_loading)
+    command = ["eval", str(eval_model_dir), "--harness", "fortune_cloze", "--include-path", str(HARNESS_TASKS),
+               "--out", str(tmp_path)]  # fmt: skip
+    assert main(command) == 2
+    err = capsys.readouterr().err
+    assert err == f"error: eval result {existing} already exists (choose another --out or pass --overwrite)\n"
+    assert existing.read_text(encoding="utf-8") == "an earlier result\n"

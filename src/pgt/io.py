@@ -37,6 +37,12 @@ def _publish_tree(root: Path) -> None:
             _publish_mode(Path(dirpath) / name, 0o666)
 
 
+def refuse_existing(path: str | os.PathLike, *, overwrite: bool = False, what: str = "output directory") -> None:
+    """An existing `path` is a one-line PgtError unless `overwrite` is set (check it before any long work)."""
+    if not overwrite and Path(path).exists():
+        raise PgtError(f"{what} {path} already exists (choose another --out or pass --overwrite)")
+
+
 @contextlib.contextmanager
 def atomic_dir(out: str | os.PathLike, *, overwrite: bool = False) -> Iterator[Path]:
     """Yield a temporary sibling directory that becomes `out` only if the block succeeds.
@@ -45,8 +51,7 @@ def atomic_dir(out: str | os.PathLike, *, overwrite: bool = False) -> Iterator[P
     replaced only after the new content is complete.
     """
     out = Path(out)
-    if out.exists() and not overwrite:
-        raise PgtError(f"output directory {out} already exists (choose another --out or pass --overwrite)")
+    refuse_existing(out, overwrite=overwrite)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     _publish_mode(tmp, 0o777)

@@ -51,6 +51,7 @@ from pgt.io import (
     atomic_dir,
     file_sha256,
     output_lock,
+    refuse_existing,
     refuse_overlap,
     remove_stale_temporaries,
 )
@@ -408,8 +409,7 @@ def prepare_token_data(
         raise PgtError(f"--val-fraction must be in [0, 1), got {val_fraction}")
     if workers < 1 or shard_tokens < 1 or min_val_bytes < 0 or chunk_chars < 1:
         raise PgtError("--workers and --shard-tokens must be positive and --min-val-bytes not negative")
-    if out.exists() and not overwrite:
-        raise PgtError(f"output directory {out} already exists (choose another --out or pass --overwrite)")
+    refuse_existing(out, overwrite=overwrite)
     refuse_overlap(out, [tokenizer_dir, *local_inputs(sources)])
     with output_lock(out):
         remove_stale_temporaries(out.parent, out.name)

@@ -12,9 +12,9 @@ from pgt import options
 from pgt.errors import PgtError
 from pgt.eval import report as report_module
 from pgt.eval.generation import DEFAULT_DECODING, SAMPLERS
-from pgt.eval.results import RESULTS_DIRNAME, EvalRecord
+from pgt.eval.results import RESULT, RESULTS_DIRNAME, EvalRecord
 from pgt.eval.tasks import PERPLEXITY_TASKS
-from pgt.io import check_writable
+from pgt.io import check_writable, refuse_existing
 
 DESCRIPTION = """Evaluate saved model directories; each --task/--data pair writes MODEL_DIR/eval/<task>--<dataset>.json.
 
@@ -152,12 +152,16 @@ def run_eval(args: argparse.Namespace) -> int:
     from pgt.eval.runner import evaluate_to_file, load_for_eval, planned_path
 
     mode = "loglik" if args.protocol == "loglik" else "generate"
+    harness_tasks = [t for t in args.harness.split(",") if t] if args.harness else []
     for model_dir in args.model_dirs:  # refuse before any model is loaded or evaluated
-        for task, name, data in jobs:
-            path = planned_path(model_dir, task, name=name, data=data, split=_split(args, task), mode=mode,
-                                out_dir=args.out)
-            if path.exists() and not args.overwrite:
-                raise PgtError(f"{path} exists (the same task and dataset): pass --overwrite to replace it")
+        paths = [planned_path(model_dir, task, name=name, data=data, split=_split(args, task), mode=mode,
+                              out_dir=args.out) for task, name, data in jobs]  # fmt: skip
+        if args.harness:
+            from pgt.eval.harness import harness_paths
+
+            paths += harness_paths(model_dir, harness_tasks, include_path=args.include_path, out_dir=args.out)
+        for path in paths:
+            refuse_existing(path, overwrite=args.overwrite, what=RESULT)
         check_writable(Path(args.out) if args.out else Path(model_dir) / RESULTS_DIRNAME)
 
     batching.set_progress(options.show_progress(args))
@@ -179,9 +183,10 @@ def run_eval(args: argparse.Namespace) -> int:
             from pgt.eval.harness import run_harness
 
             for path, record in run_harness(
-                model, tokenizer, model_dir, [t for t in args.harness.split(",") if t],
+                model, tokenizer, model_dir, harness_tasks,
                 include_path=args.include_path, limit=args.limit, batch_size=args.batch_size,
                 num_fewshot=args.num_fewshot, seed=args.seed, out_dir=args.out, log_samples=args.log_samples,
+                overwrite=args.overwrite,
             ):
                 _print_result(path, record)
     return 0

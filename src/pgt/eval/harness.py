@@ -4,21 +4,34 @@
 `lm_eval.models.huggingface.HFLM` and runs `lm_eval.simple_evaluate`; each task's
 figures are written as `MODEL_DIR/eval/harness-<task>--<dataset>.json`, an `EvalRecord`
 like `pgt eval`'s own results (accuracies in percent), with the harness's raw numbers
-kept under `details.harness_metrics`.
+kept under `details.harness_metrics`. `harness_paths` names those files before any model
+is loaded (from the task index: a group or tag stands for its member tasks), so an existing
+result is refused up front unless it may be overwritten.
 """
 
 from __future__ import annotations
 
+import functools
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pgt.errors import PgtError
+from pgt.io import refuse_existing
 from pgt.eval.protocol import Z_95
-from pgt.eval.results import EvalRecord, Summary, dataset_name, model_fingerprint, results_path, write_results
+from pgt.eval.results import (
+    RESULT,
+    EvalRecord,
+    Summary,
+    dataset_name,
+    model_fingerprint,
+    results_path,
+    write_results,
+)
 
 if TYPE_CHECKING:
+    from lm_eval.tasks import TaskManager
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 # Preferred primary metric of a harness task, in order; fractions among them are shown in percent.
@@ -93,6 +106,56 @@ def _sample_line(sample: dict[str, Any]) -> dict[str, Any]:
     return {key: sample[key] for key in keep if key in sample}
 
 
+@functools.cache
+def _task_manager(tasks: tuple[str, ...], include_path: str | None) -> TaskManager:
+    """lm-eval's task index with `tasks` checked in it (one-line errors; built once per process: it is slow)."""
+    try:
+        from lm_eval.tasks import TaskManager
+    except ImportError:
+        raise PgtError("lm-evaluation-harness is not installed: pip install 'pgt[eval]' (or lm-eval)") from None
+    if not tasks:
+        raise PgtError("--harness needs at least one task name")
+    if include_path is not None and not Path(include_path).is_dir():
+        raise PgtError(f"--include-path {include_path} is not a directory of task YAML files")
+    manager = TaskManager(include_path=include_path)
+    unknown = [task for task in tasks if not manager.match_tasks([task])]
+    if unknown:
+        raise PgtError(
+            f"unknown lm-evaluation-harness task(s): {', '.join(unknown)} (add --include-path for local YAMLs)"
+        )
+    return manager
+
+
+def _index_configs(manager: TaskManager, name: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(name, YAML config) of `name` and, for a group or tag, of every member (a group's own config is {})."""
+    from lm_eval.tasks._index import Kind
+
+    entry = manager.task_index.get(name)
+    if entry is None:
+        return
+    if entry.kind is Kind.TAG:  # a tag's entry lists its member tasks
+        for member in sorted(entry.tags):
+            yield from _index_configs(manager, member)
+    elif entry.kind is Kind.GROUP:
+        yield name, {}
+        for child in (entry.cfg or {}).get("task") or []:
+            if isinstance(child, dict):  # an inline task: its own keys over the named task's
+                base = manager.task_index.get(str(child.get("task")))
+                yield str(child.get("task")), {**((base.cfg if base else None) or {}), **child}
+            else:
+                yield from _index_configs(manager, str(child))
+    else:
+        yield name, dict(entry.cfg or {})
+
+
+def harness_paths(model_dir: str | os.PathLike, tasks: Sequence[str], *, include_path: str | os.PathLike | None = None,
+                  out_dir: str | os.PathLike | None = None) -> list[Path]:
+    """The result files `run_harness` with these tasks writes (known before any model is loaded)."""
+    manager = _task_manager(tuple(tasks), str(include_path) if include_path else None)
+    return [results_path(model_dir, f"harness-{name}", _harness_dataset(name, config), out_dir)
+            for task in tasks for name, config in _index_configs(manager, task)]  # fmt: skip
+
+
 def run_harness(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
@@ -106,24 +169,20 @@ def run_harness(
     seed: int = 0,
     out_dir: str | os.PathLike | None = None,
     log_samples: bool = False,
+    overwrite: bool = True,
 ) -> list[tuple[Path, EvalRecord]]:
-    """Run lm-evaluation-harness `tasks` on the model; write and return one result per task."""
-    try:
-        import lm_eval
-        from lm_eval.models.huggingface import HFLM
-        from lm_eval.tasks import TaskManager
-    except ImportError:
-        raise PgtError("lm-evaluation-harness is not installed: pip install 'pgt[eval]' (or lm-eval)") from None
-    if not tasks:
-        raise PgtError("--harness needs at least one task name")
-    if include_path is not None and not Path(include_path).is_dir():
-        raise PgtError(f"--include-path {include_path} is not a directory of task YAML files")
-    manager = TaskManager(include_path=str(include_path) if include_path else None)
-    unknown = [task for task in tasks if not manager.match_tasks([task])]
-    if unknown:
-        raise PgtError(
-            f"unknown lm-evaluation-harness task(s): {', '.join(unknown)} (add --include-path for local YAMLs)"
-        )
+    """Run lm-evaluation-harness `tasks` on the model; write and return one result per task.
+
+    Without `overwrite` an existing result of the same task and dataset is an error, before
+    evaluating (for the files `harness_paths` names) and again before each write.
+    """
+    manager = _task_manager(tuple(tasks), str(include_path) if include_path else None)
+    if not overwrite:
+        for path in harness_paths(model_dir, tasks, include_path=include_path, out_dir=out_dir):
+            refuse_existing(path, what=RESULT)
+    import lm_eval
+    from lm_eval.models.huggingface import HFLM
+
     lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size)
     try:
         output = lm_eval.simple_evaluate(
@@ -142,5 +201,6 @@ def run_harness(
         record = _harness_record(task, figures, config, model_dir, getattr(lm_eval, "__version__", None))
         samples = [_sample_line(s) for s in output.get("samples", {}).get(task, [])] if log_samples else None
         path = results_path(model_dir, record.task, record.dataset, out_dir)
+        refuse_existing(path, overwrite=overwrite, what=RESULT)
         written.append((write_results(path, record, samples), record))
     return written

@@ -28,6 +28,7 @@ from pgt.records import Record
 WEIGHT_PATTERNS = ("*.safetensors",)
 RESULTS_DIRNAME = "eval"
 SEPARATOR = "--"  # between task and dataset in a results file name
+RESULT = "eval result"  # what an existing results file is called when --overwrite is missing
 SAMPLES_SUFFIX = ".samples.jsonl"
 
 Kind = Literal["reference", "loglik", "mc", "perplexity", "lm-eval"]

@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING
 from pgt.errors import PgtError
 from pgt.eval import protocol
 from pgt.eval.generation import DEFAULT_DECODING, SAMPLERS, Sampler
-from pgt.eval.results import EvalRecord, dataset_name, model_fingerprint, results_path, write_results
+from pgt.eval.results import RESULT, EvalRecord, dataset_name, model_fingerprint, results_path, write_results
 from pgt.eval.tasks import MC_TASK, PERPLEXITY_TASKS, Task, get_task, mc_task
-from pgt.io import read_json
+from pgt.io import read_json, refuse_existing
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -248,8 +248,7 @@ def evaluate_to_file(
     an existing result of the same task and dataset is an error.
     """
     path = planned_path(model_dir, task_name, name=name, data=data, split=split, mode=mode, out_dir=out_dir)
-    if not overwrite and path.exists():
-        raise PgtError(f"{path} exists (the same task and dataset): pass --overwrite to replace it")
+    refuse_existing(path, overwrite=overwrite, what=RESULT)
     model.eval()
     task = resolve_task(task_name, name)
     samples: list | None = None

@@ -18,7 +18,14 @@ from typing import Any
 
 from pgt.data.sources import local_inputs
 from pgt.errors import PgtError
-from pgt.io import check_writable, file_sha256, output_lock, refuse_overlap, remove_stale_temporaries
+from pgt.io import (
+    check_writable,
+    file_sha256,
+    output_lock,
+    refuse_existing,
+    refuse_overlap,
+    remove_stale_temporaries,
+)
 from pgt.substrate.layout import BYTE_FALLBACK_COUNT, DEFAULT_LAYOUT_ENGINE, Family, build_layout, get_family
 from pgt.substrate.ngrams import collect_ngrams
 from pgt.substrate.tokenizer import build_tokenizer, load_tokenizer, token_texts
@@ -28,8 +35,7 @@ ANY_TOKENIZER_FAMILY = "bvv241-nemo"
 
 def _check_request(family: Family, from_tokenizer: object, dim: int, out: Path, overwrite: bool) -> None:
     """Reject a bad request before any expensive work."""
-    if out.exists() and not overwrite:
-        raise PgtError(f"output directory {out} already exists (choose another --out or pass --overwrite)")
+    refuse_existing(out, overwrite=overwrite)
     if from_tokenizer is None and not family.uses_layout:
         raise PgtError(f"family {family.name} keeps another tokenizer's vocabulary: give --from-tokenizer DIR")
     if from_tokenizer is not None and family.uses_layout:
