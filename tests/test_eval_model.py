@@ -130,19 +130,26 @@ def test_bits_per_byte_equals_the_manual_computation(model_and_tokenizer, corpus
 
     model, tokenizer = model_and_tokenizer
     texts = [t for t in iter_fortunes(corpus_files[0]) if 20 < len(t) < 100][:3]
-    nats, tokens = 0.0, 0
+    nats, tokens, per_text = 0.0, 0, []
     for text in texts:
         ids = torch.tensor([[tokenizer.bos_token_id, *tokenizer(text, add_special_tokens=False)["input_ids"]]])
         assert ids.shape[1] <= 128
         with torch.no_grad():
             logits = model(input_ids=ids).logits[0, :-1]
-        nats += torch.nn.functional.cross_entropy(logits, ids[0, 1:], reduction="sum").item()
+        per_text.append((ids.shape[1] - 1, torch.nn.functional.cross_entropy(logits, ids[0, 1:], reduction="sum").item()))
+        nats += per_text[-1][1]
         tokens += ids.shape[1] - 1
     n_bytes = sum(len(t.encode("utf-8")) for t in texts)
     score = score_texts(model, tokenizer, texts, batch_size=2)
     assert (score.n_tokens, score.n_bytes) == (tokens, n_bytes)
     assert score.bits_per_byte == pytest.approx(nats / math.log(2) / n_bytes, rel=1e-4)
     assert score.perplexity == pytest.approx(math.exp(nats / tokens), rel=1e-4)
+    # Each document's own figures (--log-samples); a blank text is skipped but keeps the numbering.
+    documents = score_texts(model, tokenizer, [texts[0], " \n", *texts[1:]], batch_size=2).documents
+    assert [(d.index, d.n_bytes) for d in documents] == [(0, len(texts[0].encode())), *(
+        (i + 1, len(t.encode())) for i, t in enumerate(texts) if i)]  # fmt: skip
+    for document, (n_tokens, document_nats) in zip(documents, per_text, strict=True):
+        assert document.n_tokens == n_tokens and document.nats == pytest.approx(document_nats, rel=1e-4)
     # A text longer than the context is scored in windows, every token once, batched or not.
     long_text = " ".join(t for t in iter_fortunes(corpus_files[0]))[:2000]
     one, many = score_texts(model, tokenizer, [long_text], batch_size=1), score_texts(model, tokenizer, [long_text], 8)
@@ -196,7 +203,12 @@ def test_cli_writes_typed_results_named_by_task_and_dataset(eval_model_dir: Path
     assert all(s["prompt"].endswith("Answer:") for s in samples)
     # Two held-out datasets: two files, neither overwrites the other.
     english, german = EvalRecord.load(out / "bpb--heldout.json"), EvalRecord.load(out / "bpb--heldout_de.json")
-    assert (english.n_examples, german.n_examples) == (4, 2)  # --limit 4 documents and english.value("bpb") != german.value("bpb")
+    assert (english.n_examples, german.n_examples) == (4, 2)
+    # --log-samples of a bpb task: one line per document, adding up to the result.
+    lines = [json.loads(line) for line in (out / german.samples_file).read_text(encoding="utf-8").splitlines()]
+    assert [(d["index"], d["n_bytes"]) for d in lines] == [(0, 29), (1, 20)]
+    assert sum(d["n_tokens"] for d in lines) == german.details["n_tokens"]
+    assert sum(d["nats"] for d in lines) / math.log(2) / 49 == pytest.approx(german.value("bpb"))  # --limit 4 documents and english.value("bpb") != german.value("bpb")
     assert english.metrics.mean == english.value("bpb") > 0
     assert english.value("loss") == pytest.approx(math.log(english.value("perplexity")))
     # The same task and dataset again: refused without --overwrite, before any model is loaded.

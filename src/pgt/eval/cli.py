@@ -71,7 +71,8 @@ def _add_eval_arguments(parser: argparse.ArgumentParser) -> None:
     options.add_out(parser, "write results to DIR/<task>--<dataset>.json instead of MODEL_DIR/eval/", required=False)
     parser.add_argument("--log-samples", action="store_true",
                         help="also write every example (prompt, continuation or option log-likelihoods, answer, "
-                        "correctness) to <results>.samples.jsonl")
+                        "correctness; for perplexity/bpb each document's index, tokens, bytes and nats) "
+                        "to <results>.samples.jsonl")
     options.add_progress(parser)
     parser.add_argument("--harness", metavar="TASKS", help="run lm-evaluation-harness tasks (comma-separated)")
     parser.add_argument("--include-path", metavar="DIR", help="extra lm-eval task YAMLs (with --harness)")

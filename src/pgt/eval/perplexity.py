@@ -6,14 +6,16 @@ the text is predicted. A document longer than the context is scored in windows
 of the context's length that advance by `stride` tokens: each token is scored
 once, seeing at least `context - stride` tokens before it. Bits per byte divide
 the summed negative log-likelihood (nats / ln 2) by the text's UTF-8 bytes, so
-models with different tokenizers compare fairly.
+models with different tokenizers compare fairly. Each document's own figures are kept
+too (`DocumentScore`, written by `pgt eval --log-samples`).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from typing import Any
 from typing import TYPE_CHECKING
 
 from pgt.errors import PgtError
@@ -25,6 +27,19 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True)
+class DocumentScore:
+    """One document's negative log-likelihood: a --log-samples line of a perplexity or bpb task."""
+
+    index: int  # position among the texts given to score_texts (blank ones are skipped, not renumbered)
+    n_tokens: int
+    n_bytes: int
+    nats: float
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
 class TextScore:
     """Summed negative log-likelihood of some text, with its token and byte counts."""
 
@@ -32,6 +47,7 @@ class TextScore:
     n_tokens: int  # tokens predicted
     n_bytes: int  # UTF-8 bytes of the text
     n_documents: int
+    documents: tuple[DocumentScore, ...] = ()
 
     @property
     def perplexity(self) -> float:
@@ -73,21 +89,35 @@ def score_texts(
     stride = stride or max(1, length // 2)
     if not 0 < stride < length:
         raise PgtError(f"stride must be between 1 and the context length {length} minus 1, got {stride}")
-    texts = [text for text in texts if text.strip()]
-    if not texts:
+    indices = [index for index, text in enumerate(texts) if text.strip()]
+    if not indices:
         raise PgtError("no text to score: the held-out data is empty")
     bos = tokenizer.bos_token_id
     rows: list[list[int]] = []
     tails: list[int] = []
-    n_tokens = 0
-    for ids in encode(tokenizer, texts):
+    owners: list[int] = []  # the document of each window
+    counts: list[int] = []  # tokens predicted per document
+    for document, ids in enumerate(encode(tokenizer, [texts[i] for i in indices])):
         if bos is not None and (not ids or ids[0] != bos):
             ids = [bos, *ids]
         for begin, end, first in windows(len(ids), length, stride):
             rows.append(ids[begin:end])
             tails.append(end - first)
-        n_tokens += len(ids) - 1
-    if n_tokens == 0:
+            owners.append(document)
+        counts.append(len(ids) - 1)
+    if sum(counts) == 0:
         raise PgtError("no tokens to score: each text is a single token and the tokenizer adds no beginning token")
-    total = sum(tail_logprobs(model, rows, tails, pad_token_id(tokenizer), batch_size))
-    return TextScore(-total, n_tokens, sum(len(text.encode("utf-8")) for text in texts), len(texts))
+    nats = [0.0] * len(indices)
+    for owner, logprob in zip(owners, tail_logprobs(model, rows, tails, pad_token_id(tokenizer), batch_size), strict=True):
+        nats[owner] -= logprob
+    documents = tuple(
+        DocumentScore(index, n_tokens, len(texts[index].encode("utf-8")), document_nats)
+        for index, n_tokens, document_nats in zip(indices, counts, nats, strict=True)
+    )
+    return TextScore(
+        nats=sum(nats),
+        n_tokens=sum(counts),
+        n_bytes=sum(d.n_bytes for d in documents),
+        n_documents=len(documents),
+        documents=documents,
+    )

@@ -10,7 +10,7 @@ import os
 from collections.abc import Iterator
 from itertools import islice
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pgt.errors import PgtError
 from pgt.eval import protocol
@@ -76,14 +76,15 @@ def held_out_texts(data: str | None, split: str | None = None) -> Iterator[str]:
 def _perplexity_record(
     model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, model_dir: str | os.PathLike, task: str,
     data: str | None, split: str | None, limit: int | None, batch_size: int,
-) -> EvalRecord:
+) -> tuple[EvalRecord, list[dict[str, Any]]]:
+    """The result and, for --log-samples, one line per document (index, tokens, bytes, nats)."""
     from pgt.eval.perplexity import score_texts
 
     texts = list(islice(held_out_texts(data, split), limit))
     score = score_texts(model, tokenizer, texts, batch_size=batch_size)
     values = {"perplexity": score.perplexity, "bpb": score.bits_per_byte, "loss": score.nats_per_token}
     primary = "bpb" if task == "bpb" else "perplexity"
-    return EvalRecord(
+    record = EvalRecord(
         task=task,
         dataset=result_dataset(task, data, split),
         kind="perplexity",
@@ -105,6 +106,7 @@ def _perplexity_record(
         model_dir=str(Path(model_dir).resolve()),
         model_fingerprint=model_fingerprint(model_dir),
     )
+    return record, [document.to_json() for document in score.documents]
 
 
 # Samplers the reference may have used (docs/evaluation.md, "What a run is").
@@ -244,16 +246,16 @@ def evaluate_to_file(
 
     The file is `MODEL_DIR/eval/<task>--<dataset>.json` (or under `out_dir`); with
     `log_samples`, every example's prompt, continuation(s) or option log-likelihoods,
-    answer and correctness go to `<same name>.samples.jsonl` beside it. Without `overwrite`
+    answer and correctness (for perplexity and bpb: every document's index, tokens, bytes
+    and negative log-likelihood in nats) go to `<same name>.samples.jsonl` beside it. Without `overwrite`
     an existing result of the same task and dataset is an error.
     """
     path = planned_path(model_dir, task_name, name=name, data=data, split=split, mode=mode, out_dir=out_dir)
     refuse_existing(path, overwrite=overwrite, what=RESULT)
     model.eval()
     task = resolve_task(task_name, name)
-    samples: list | None = None
     if task is None:
-        record = _perplexity_record(model, tokenizer, model_dir, task_name, data, split, limit, batch_size)
+        record, samples = _perplexity_record(model, tokenizer, model_dir, task_name, data, split, limit, batch_size)
     else:
         record, samples = _task_record(
             model, tokenizer, model_dir, task, data=data, split=split, mode=mode, runs=runs, limit=limit, sampler=sampler,
