@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import stat
 from pathlib import Path
 
 import pytest
 
-from pgt.errors import PgtError
-from pgt.io import atomic_dir, atomic_file, read_json, write_json
+from pgt.errors import PgtError, one_line
+from pgt.io import atomic_dir, atomic_file, file_sha256, files_sha256, read_json, refuse_existing, write_json
 
 
 def test_atomic_dir_failure_leaves_nothing(tmp_path: Path) -> None:
@@ -133,3 +134,26 @@ def test_check_writable_is_one_line(tmp_path: Path) -> None:
     blocker.write_text("not a directory")
     with pytest.raises(PgtError, match="cannot write to"):
         check_writable(blocker / "out")
+
+
+def test_refuse_existing_names_the_path_and_the_way_out(tmp_path: Path) -> None:
+    refuse_existing(tmp_path / "new")  # nothing there: fine
+    refuse_existing(tmp_path, overwrite=True)
+    with pytest.raises(PgtError) as caught:
+        refuse_existing(tmp_path / ".", what="eval result")
+    assert str(caught.value) == f"eval result {tmp_path / '.'} already exists (choose another --out or pass --overwrite)"
+
+
+def test_file_hashes_match_hashlib(tmp_path: Path) -> None:
+    a, b = tmp_path / "a.bin", tmp_path / "b.bin"
+    a.write_bytes(os.urandom(3 << 20))  # several read blocks
+    b.write_bytes(b"")
+    assert file_sha256(a) == hashlib.sha256(a.read_bytes()).hexdigest()
+    assert files_sha256([a, b]) == hashlib.sha256(b"a.bin" + a.read_bytes() + b"b.bin").hexdigest()
+    assert files_sha256([b, a]) != files_sha256([a, b])
+
+
+def test_one_line_folds_a_library_message() -> None:
+    assert one_line(ValueError("bad\n  value\n\tat line 3")) == "bad value at line 3"
+    assert one_line(KeyboardInterrupt()) == "KeyboardInterrupt"
+    assert one_line(OSError("x" * 500)) == "x" * 300 + "…"

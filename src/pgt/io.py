@@ -14,7 +14,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from pgt.errors import PgtError
+from pgt.errors import PgtError, one_line
 
 
 def _umask() -> int:
@@ -90,10 +90,26 @@ def atomic_file(path: str | os.PathLike, mode: str = "w", **open_kwargs: Any) ->
         raise
 
 
+def _hash_file(digest: Any, path: str | os.PathLike) -> None:
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+
+
 def file_sha256(path: str | os.PathLike) -> str:
     """Hex sha256 of a file's bytes, read in blocks."""
-    with open(path, "rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()
+    digest = hashlib.sha256()
+    _hash_file(digest, path)
+    return digest.hexdigest()
+
+
+def files_sha256(paths: Iterable[str | os.PathLike]) -> str:
+    """Hex sha256 over several files, in the given order: each file's name, then its bytes."""
+    digest = hashlib.sha256()
+    for path in paths:
+        digest.update(Path(path).name.encode())
+        _hash_file(digest, path)
+    return digest.hexdigest()
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:
@@ -112,7 +128,7 @@ def read_json(path: str | os.PathLike, what: str = "JSON file") -> Any:
     except FileNotFoundError:
         raise PgtError(f"{what} not found: {path}") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise PgtError(f"{what} {path} is corrupt: {exc}") from None
+        raise PgtError(f"{what} {path} is corrupt: {one_line(exc)}") from None
 
 
 # Prefixes of the temporaries `atomic_dir`/`atomic_file` leave behind only when killed.

@@ -46,7 +46,7 @@ from pgt.data.manifest import (
     TokenizerRecord,
 )
 from pgt.data.sources import ReadStats, Source, local_inputs, resolve_sources
-from pgt.errors import PgtError
+from pgt.errors import PgtError, one_line
 from pgt.io import (
     atomic_dir,
     file_sha256,
@@ -97,7 +97,7 @@ def load_tokenizer_info(tokenizer_dir: str | os.PathLike) -> TokenizerInfo:
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(directory))
     except (OSError, ValueError, json.JSONDecodeError) as exc:
-        raise PgtError(f"cannot load a tokenizer from {directory}: {' '.join(str(exc).split())[:300]}") from None
+        raise PgtError(f"cannot load a tokenizer from {directory}: {one_line(exc)}") from None
     if not tokenizer.is_fast:
         raise PgtError(f"tokenizer {directory} is not a fast (tokenizers-backed) tokenizer")
     if tokenizer.eos_token_id is None:

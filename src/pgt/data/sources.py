@@ -34,7 +34,7 @@ from typing import Any
 
 from pgt.data.corpus import DEFAULT_LANGUAGES, default_corpus_files
 from pgt.data.hub import is_hub_spec, parse_hub_spec, with_timeout
-from pgt.errors import PgtError
+from pgt.errors import PgtError, one_line
 from pgt.io import file_sha256
 
 Piece = tuple[str, bool]
@@ -442,7 +442,7 @@ def _parquet_pieces(path: str, field: str) -> Iterator[Piece]:
                 if text:
                     yield from _cut(text)
     except (pa.ArrowException, OSError) as exc:
-        raise PgtError(f"{path}: unreadable parquet file ({_one_line(exc)})") from None
+        raise PgtError(f"{path}: unreadable parquet file ({one_line(exc)})") from None
 
 
 def _saved_dataset_pieces(path: str, split: str, field: str) -> Iterator[Piece]:
@@ -451,7 +451,7 @@ def _saved_dataset_pieces(path: str, split: str, field: str) -> Iterator[Piece]:
     try:
         dataset = datasets.load_from_disk(path)
     except (OSError, ValueError) as exc:
-        raise PgtError(f"{path}: unreadable saved dataset ({_one_line(exc)})") from None
+        raise PgtError(f"{path}: unreadable saved dataset ({one_line(exc)})") from None
     if isinstance(dataset, datasets.DatasetDict):
         if split not in dataset:
             raise PgtError(f"{path}: no split {split!r} (splits: {', '.join(dataset)}; see --hub-split)")
@@ -482,11 +482,6 @@ def _loaded_dataset_pieces(name: str, config: str | None, split: str, field: str
         raise
     except Exception as exc:  # datasets and the hub raise many types; all mean "cannot read it"
         raise PgtError(
-            f"cannot load {where}, split {split!r}: {_one_line(exc)} "
+            f"cannot load {where}, split {split!r}: {one_line(exc)} "
             "(hub datasets need network access; offline, pass a save_to_disk directory instead)"
         ) from None
-
-
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return (text[:300] + "…") if len(text) > 300 else text or type(exc).__name__

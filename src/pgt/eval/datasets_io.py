@@ -21,7 +21,7 @@ from typing import Any
 
 from pgt.data.hub import HF_PREFIX as HUB_PREFIX
 from pgt.data.hub import parse_hub_spec, with_timeout
-from pgt.errors import PgtError
+from pgt.errors import PgtError, one_line
 from pgt.eval.tasks import MMLU_SUBJECTS, Example, Task
 
 FILE_SUFFIXES = (".jsonl", ".json", ".parquet", ".csv")
@@ -39,11 +39,6 @@ class TaskData:
     source: str
     split: str
     n_rows: int  # rows in the split, before the protocol's filters (e.g. SQuAD answer length)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
 
 def _read_jsonl(path: Path) -> Iterator[Row]:
@@ -64,7 +59,7 @@ def _read_json(path: Path) -> Iterator[Row]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise PgtError(f"{path}: not a JSON file ({_first_line(exc)})") from None
+        raise PgtError(f"{path}: not a JSON file ({one_line(exc)})") from None
     if isinstance(data, dict) and len(data) == 1 and isinstance(next(iter(data.values())), list):
         data = next(iter(data.values()))  # {"data": [...]}
     if not isinstance(data, list):
@@ -80,7 +75,7 @@ def _read_table(path: Path) -> Iterator[Row]:
     try:
         table = pyarrow.parquet.read_table(path) if path.suffix == ".parquet" else pyarrow.csv.read_csv(path)
     except (OSError, pyarrow.ArrowException) as exc:
-        raise PgtError(f"cannot read dataset {path} ({_first_line(exc)})") from None
+        raise PgtError(f"cannot read dataset {path} ({one_line(exc)})") from None
     for index, row in enumerate(table.to_pylist()):
         yield f"{path} row {index}", row
 
@@ -120,7 +115,7 @@ def _load_saved(path: Path, split: str) -> list[Row]:
     try:
         loaded = datasets.load_from_disk(str(path))
     except Exception as exc:  # datasets raises many types for a damaged directory
-        raise PgtError(f"cannot read dataset {path} ({_first_line(exc)})") from None
+        raise PgtError(f"cannot read dataset {path} ({one_line(exc)})") from None
     if isinstance(loaded, datasets.DatasetDict):
         if split in loaded:
             loaded = loaded[split]
@@ -160,7 +155,7 @@ def _load_hub(spec: str, split: str) -> list[Row]:
     except Exception as exc:  # datasets raises many types (connection, offline, missing config)
         raise PgtError(
             f"cannot load {name!r} (config {config or 'default'}, split {split}) from the Hugging Face hub "
-            f"({_first_line(exc)}); offline, pass local files with --data PATH"
+            f"({one_line(exc)}); offline, pass local files with --data PATH"
         ) from None
 
 

@@ -17,7 +17,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pgt.errors import PgtError
+from pgt.errors import PgtError, one_line
 from pgt.io import refuse_existing
 from pgt.eval.protocol import Z_95
 from pgt.eval.results import (
@@ -191,7 +191,7 @@ def run_harness(
             log_samples=log_samples, bootstrap_iters=1000,
         )
     except (FileNotFoundError, ConnectionError, ValueError) as exc:
-        raise PgtError(f"lm-evaluation-harness failed: {type(exc).__name__}: {str(exc).splitlines()[0]}") from None
+        raise PgtError(f"lm-evaluation-harness failed: {type(exc).__name__}: {one_line(exc)}") from None
     if output is None:
         raise PgtError("lm-evaluation-harness returned no results")
     written = []

@@ -11,7 +11,6 @@ beside it: one line per example. docs/evaluation.md lists the fields.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -22,7 +21,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from pgt import __version__
-from pgt.io import atomic_file, read_json
+from pgt.io import atomic_file, files_sha256, read_json
 from pgt.records import Record
 
 WEIGHT_PATTERNS = ("*.safetensors",)
@@ -94,16 +93,10 @@ def model_fingerprint(model_dir: str | os.PathLike) -> ModelFingerprint:
     """Identify a saved model: its substrate fingerprint and a hash over its weight files."""
     model_dir = Path(model_dir)
     config = read_json(model_dir / "config.json", "model config")
-    digest = hashlib.sha256()
     files = sorted(p for pattern in WEIGHT_PATTERNS for p in model_dir.glob(pattern))
-    for path in files:
-        digest.update(path.name.encode())
-        with open(path, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
     return ModelFingerprint(
         substrate_fingerprint=config.get("substrate_fingerprint"),
-        weights_sha256=digest.hexdigest() if files else None,
+        weights_sha256=files_sha256(files) if files else None,
         model_type=config.get("model_type"),
     )
 

@@ -12,7 +12,7 @@ from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pgt.errors import PgtError
+from pgt.errors import PgtError, one_line
 from pgt.eval import protocol
 from pgt.eval.generation import DEFAULT_DECODING, SAMPLERS, Sampler
 from pgt.eval.results import RESULT, EvalRecord, dataset_name, model_fingerprint, results_path, write_results
@@ -45,7 +45,7 @@ def load_for_eval(
             tokenizer = AutoTokenizer.from_pretrained(model_dir)
             model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch_dtype(dtype)).to(target)
         except (OSError, ValueError) as exc:
-            raise PgtError(f"cannot load {model_dir} as a causal LM: {str(exc).splitlines()[0]}") from None
+            raise PgtError(f"cannot load {model_dir} as a causal LM: {one_line(exc)}") from None
     model.eval()
     return model, tokenizer
 

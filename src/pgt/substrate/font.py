@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageChops, ImageDraw, ImageFont, features
 
-from pgt.errors import PgtError
+from pgt.errors import PgtError, one_line
 from pgt.substrate.layout import DEFAULT_LAYOUT_ENGINE, LAYOUT_ENGINES
 
 DEFAULT_FONT = Path("/usr/share/fonts/opentype/unifont/unifont.otf")
@@ -57,7 +57,7 @@ def _pil_font(path: Path, size: int, layout_engine: str) -> ImageFont.FreeTypeFo
     try:
         return ImageFont.truetype(str(path), size, layout_engine=_PIL_LAYOUTS[layout_engine])
     except OSError as exc:
-        raise PgtError(f"font {path} cannot be read as an OpenType/TrueType font: {exc}") from None
+        raise PgtError(f"font {path} cannot be read as an OpenType/TrueType font: {one_line(exc)}") from None
 
 
 @dataclass(frozen=True)

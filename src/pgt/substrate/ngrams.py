@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pgt.data.sources import ReadStats, Source, resolve_sources
-from pgt.errors import PgtError
+from pgt.errors import PgtError, one_line
 from pgt.io import file_sha256
 from pgt.substrate.layout import Family
 
@@ -125,11 +125,11 @@ def read_reference_lists(path: str | os.PathLike) -> dict[str, TopNgrams]:
     except FileNotFoundError:
         raise PgtError(f"n-gram file not found: {path}") from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise PgtError(f"n-gram file {path} cannot be read: {exc}") from None
+        raise PgtError(f"n-gram file {path} cannot be read: {one_line(exc)}") from None
     try:
         data = ast.literal_eval(text)
     except (ValueError, SyntaxError, MemoryError, RecursionError) as exc:
-        raise PgtError(f"n-gram file {path} is not a Python literal in the reference's format: {exc}") from None
+        raise PgtError(f"n-gram file {path} is not a Python literal in the reference's format: {one_line(exc)}") from None
     try:
         lists = {
             entry["lang"]: {int(n): [(str(g), int(c)) for g, c in pairs] for n, pairs in entry["top_ngrams"].items()}
@@ -137,7 +137,7 @@ def read_reference_lists(path: str | os.PathLike) -> dict[str, TopNgrams]:
         }
     except (TypeError, KeyError, ValueError, AttributeError) as exc:
         raise PgtError(
-            f"n-gram file {path} is not a list of {{'lang', 'top_ngrams': {{n: [(ngram, count), ...]}}}}: {exc!r}"
+            f"n-gram file {path} is not a list of {{'lang', 'top_ngrams': {{n: [(ngram, count), ...]}}}}: {one_line(exc)}"
         ) from None
     if not any(pairs for per_n in lists.values() for pairs in per_n.values()):
         raise PgtError(f"n-gram file {path} holds no n-grams")
@@ -157,7 +157,7 @@ def read_extra_tokens(path: str | os.PathLike, limit: int | None = None) -> list
     except FileNotFoundError:
         raise PgtError(f"extra-token file not found: {path}") from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise PgtError(f"extra-token file {path} cannot be read: {exc}") from None
+        raise PgtError(f"extra-token file {path} cannot be read: {one_line(exc)}") from None
     tokens = sorted((s for s in strings if len(s) > 1), key=lambda s: (len(s), s))
     if not tokens:
         raise PgtError(f"extra-token file {path} holds no multi-character token")

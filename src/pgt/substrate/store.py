@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Self
 
 import numpy as np
 
-from pgt.errors import PgtError
+from pgt.errors import PgtError, one_line
 from pgt.io import atomic_dir
 from pgt.records import Record
 from pgt.substrate.layout import AugmentParams, LayoutEngine
@@ -165,7 +165,7 @@ class Substrate:
         try:
             embeddings = load_file(str(weights_path))[EMBEDDINGS_KEY]
         except (SafetensorError, KeyError, OSError) as exc:
-            raise PgtError(f"substrate embeddings {weights_path} are corrupt: {exc}") from None
+            raise PgtError(f"substrate embeddings {weights_path} are corrupt: {one_line(exc)}") from None
         if verify:
             actual = fingerprint(embeddings.numpy(), meta.params)
             if actual != meta.fingerprint:
@@ -176,7 +176,7 @@ class Substrate:
         try:
             tokenizer = PreTrainedTokenizerFast.from_pretrained(str(path))
         except (OSError, ValueError, json.JSONDecodeError) as exc:
-            raise PgtError(f"substrate {path}: cannot load its tokenizer: {exc}") from None
+            raise PgtError(f"substrate {path}: cannot load its tokenizer: {one_line(exc)}") from None
         if len(tokenizer) > embeddings.shape[0]:
             raise PgtError(
                 f"substrate {path}: tokenizer has {len(tokenizer)} ids but the matrix only {embeddings.shape[0]} rows"

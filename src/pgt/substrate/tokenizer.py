@@ -17,7 +17,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pgt.errors import PgtError
+from pgt.errors import PgtError, one_line
 from pgt.substrate.layout import BOS, EOS, PAD, SPECIAL_TOKENS, UNK, Layout
 
 if TYPE_CHECKING:
@@ -80,7 +80,7 @@ def load_tokenizer(path: str | os.PathLike) -> PreTrainedTokenizerBase:
     try:
         return AutoTokenizer.from_pretrained(str(path), local_files_only=True)
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise PgtError(f"cannot load a tokenizer from {path}: {exc}") from None
+        raise PgtError(f"cannot load a tokenizer from {path}: {one_line(exc)}") from None
 
 
 def token_texts(tokenizer: PreTrainedTokenizerBase, ids: Sequence[int] | None = None) -> list[str]:
