@@ -136,8 +136,9 @@ def test_bits_per_byte_equals_the_manual_computation(model_and_tokenizer, corpus
         assert ids.shape[1] <= 128
         with torch.no_grad():
             logits = model(input_ids=ids).logits[0, :-1]
-        per_text.append((ids.shape[1] - 1, torch.nn.functional.cross_entropy(logits, ids[0, 1:], reduction="sum").item()))
-        nats += per_text[-1][1]
+        document_nats = torch.nn.functional.cross_entropy(logits, ids[0, 1:], reduction="sum").item()
+        per_text.append((ids.shape[1] - 1, document_nats))
+        nats += document_nats
         tokens += ids.shape[1] - 1
     n_bytes = sum(len(t.encode("utf-8")) for t in texts)
     score = score_texts(model, tokenizer, texts, batch_size=2)

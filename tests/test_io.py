@@ -141,7 +141,8 @@ def test_refuse_existing_names_the_path_and_the_way_out(tmp_path: Path) -> None:
     refuse_existing(tmp_path, overwrite=True)
     with pytest.raises(PgtError) as caught:
         refuse_existing(tmp_path / ".", what="eval result")
-    assert str(caught.value) == f"eval result {tmp_path / '.'} already exists (choose another --out or pass --overwrite)"
+    message = f"eval result {tmp_path / '.'} already exists (choose another --out or pass --overwrite)"
+    assert str(caught.value) == message
 
 
 def test_file_hashes_match_hashlib(tmp_path: Path) -> None:

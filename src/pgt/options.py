@@ -112,7 +112,8 @@ def add_progress(parser: argparse.ArgumentParser) -> None:
 
 def add_strict(parser: argparse.ArgumentParser) -> None:
     """`--strict`: the corpus reader (pgt.data.sources) refuses invalid UTF-8 instead of counting replacements."""
-    parser.add_argument("--strict", action="store_true", help="refuse invalid UTF-8 instead of replacing it (and warning)")
+    parser.add_argument("--strict", action="store_true",
+                        help="refuse invalid UTF-8 instead of replacing it (and warning)")  # fmt: skip
 
 
 def show_progress(args: argparse.Namespace) -> bool:

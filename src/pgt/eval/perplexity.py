@@ -108,7 +108,8 @@ def score_texts(
     if sum(counts) == 0:
         raise PgtError("no tokens to score: each text is a single token and the tokenizer adds no beginning token")
     nats = [0.0] * len(indices)
-    for owner, logprob in zip(owners, tail_logprobs(model, rows, tails, pad_token_id(tokenizer), batch_size), strict=True):
+    logprobs = tail_logprobs(model, rows, tails, pad_token_id(tokenizer), batch_size)
+    for owner, logprob in zip(owners, logprobs, strict=True):
         nats[owner] -= logprob
     documents = tuple(
         DocumentScore(index, n_tokens, len(texts[index].encode("utf-8")), document_nats)
