@@ -239,7 +239,7 @@ def test_hub_loads_have_an_overall_timeout(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setattr(datasets, "load_dataset", lambda *a, **k: stalled.wait(30))
     monkeypatch.setenv("PGT_HUB_TIMEOUT", "0.2")  # the one hub timeout, shared with pgt data prepare
     with pytest.raises(PgtError, match="loading 'google/boolq': no data from the Hugging Face hub for 0.2 s"):
-        datasets_io._load_hub("google/boolq", "validation")
+        datasets_io._load_hub("hf:google/boolq", "validation")
     stalled.set()
 
 

@@ -35,6 +35,11 @@ def parse_hub_spec(spec: str) -> tuple[str, str | None]:
     return name, config or None
 
 
+def hub_spec(name: str, config: str | None = None) -> str:
+    """(NAME, CONFIG or None) -> `hf:NAME[:CONFIG]`, the inverse of parse_hub_spec."""
+    return f"{HF_PREFIX}{name}" + (f":{config}" if config else "")
+
+
 def hub_timeout_s() -> float:
     """Seconds a hub read may wait for its next record: $PGT_HUB_TIMEOUT, else DEFAULT_HUB_TIMEOUT_S."""
     text = os.environ.get(HUB_TIMEOUT_ENV, "")

@@ -19,8 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pgt.data.hub import HF_PREFIX as HUB_PREFIX
-from pgt.data.hub import parse_hub_spec, with_timeout
+from pgt.data.hub import hub_spec, is_hub_spec, parse_hub_spec, with_timeout
 from pgt.errors import PgtError, one_line
 from pgt.eval.tasks import MMLU_SUBJECTS, Example, Task
 
@@ -137,7 +136,8 @@ def _load_local(path: Path, split: str) -> list[Row]:
 
 
 def _load_hub(spec: str, split: str) -> list[Row]:
-    name, config = parse_hub_spec(HUB_PREFIX + spec)
+    """The rows of `hf:NAME[:CONFIG]`'s split (without a CONFIG, all of a subject-config dataset's)."""
+    name, config = parse_hub_spec(spec)
     configs = [config] if config else list(SUBJECT_CONFIGS.get(name, [None]))  # type: ignore[list-item]
 
     def load() -> Iterator[Row]:
@@ -146,7 +146,8 @@ def _load_hub(spec: str, split: str) -> list[Row]:
         for one in configs:
             table = datasets.load_dataset(name, one, split=split)
             tag = {"subject": one} if name in SUBJECT_CONFIGS else {}
-            yield from ((f"hf:{name}:{one or 'default'} row {i}", {**row, **tag}) for i, row in enumerate(table))
+            where = hub_spec(name, one or "default")
+            yield from ((f"{where} row {i}", {**row, **tag}) for i, row in enumerate(table))
 
     try:
         return list(with_timeout(load, f"loading {name!r}"))
@@ -170,10 +171,10 @@ def load_task_data(task: Task, data: str | os.PathLike | None = None, split: str
     if data is None:
         if task.hf_path is None:
             raise PgtError(f"task {task.name} has no default dataset: give --data FILE")
-        spec = f"{task.hf_path}:{task.hf_config}" if task.hf_config else task.hf_path
-        rows, source = _load_hub(spec, split), HUB_PREFIX + spec
-    elif str(data).startswith(HUB_PREFIX):
-        rows, source = _load_hub(str(data)[len(HUB_PREFIX) :], split), str(data)
+        source = hub_spec(task.hf_path, task.hf_config)
+        rows = _load_hub(source, split)
+    elif is_hub_spec(str(data)):
+        rows, source = _load_hub(str(data), split), str(data)
     else:
         rows, source = _load_local(Path(data), split), str(data)
     examples: list[Example] = []

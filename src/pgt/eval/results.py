@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from pgt import __version__
+from pgt.data.hub import HF_PREFIX, is_hub_spec
 from pgt.io import atomic_file, files_sha256, read_json
 from pgt.records import Record
 
@@ -108,8 +109,8 @@ def _safe(name: str) -> str:
 def dataset_name(data: str | os.PathLike) -> str:
     """A short name for a dataset: a file's or folder's name without suffix, or the hub id and config."""
     text = str(data)
-    if text.startswith("hf:"):
-        return _safe(text[3:].replace("/", "-").replace(":", "-"))
+    if is_hub_spec(text):
+        return _safe(text[len(HF_PREFIX) :].replace("/", "-").replace(":", "-"))
     path = Path(text)
     return _safe(path.name.split(".")[0] if path.suffix else path.name)
 

@@ -12,6 +12,7 @@ from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pgt.data.hub import hub_spec
 from pgt.errors import PgtError, one_line
 from pgt.eval import protocol
 from pgt.eval.generation import DEFAULT_DECODING, SAMPLERS, Sampler
@@ -201,7 +202,7 @@ def result_dataset(task_name: str, data: str | None, split: str | None) -> str:
         return dataset_name(data or DEFAULT_HELD_OUT) + (f"-{split}" if split else "")
     if data is None:
         task = get_task(task_name)
-        data = f"hf:{task.hf_path}" + (f":{task.hf_config}" if task.hf_config else "")
+        data = hub_spec(task.hf_path, task.hf_config)
     return dataset_name(data)
 
 
