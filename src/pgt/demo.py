@@ -20,8 +20,9 @@ No network and no reference files are needed.
 from __future__ import annotations
 
 import argparse
-import os
+import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,7 +43,7 @@ FAMILY = "bvv241-2-3"
 DEFAULT_DIM = 128
 DIM_REASON = (
     "trimmed to the corpus's tokens, the output head is small and the blocks take the compute; at 2 CPU cores "
-    "128 wide trains about 4x the tokens of 256 in the same minutes, which a 10-minute run needs more than "
+    "128 wide trains about 3x the tokens of 256 in the same minutes (measured), which a 10-minute run needs more than "
     "width, and the first 128 PCA components of the glyph bitmaps still tell glyphs apart (see the neighbours)"
 )
 # The reference model card's sampling settings, seeded so every run prints the same samples.
@@ -52,6 +53,8 @@ SAMPLE_TOKENS = 40
 SHOWCASE_TOKENS = ("A", "Ж", "the", "Α", "А", "ing", "ого", "漢")
 NEIGHBOURS = 6
 HEADS = 4  # attention heads of the demo's blocks (32 dims each at d = 128)
+# After 100,352 tokens of stage 1 (trimmed substrate, d = 128, batch 8 x 128), validation loss was
+# 4.594 at lr 4e-3, 4.562 at 8e-3 and 4.615 at 1.6e-2.
 DEFAULT_LR = 8e-3
 # Seconds kept back from --minutes for the glyphs and the report, and per stage for loading and
 # saving beside the measured cost of its evaluation and samples.
@@ -69,6 +72,7 @@ class DemoPlan(Record):
     WHAT = "demo plan"
 
     growth: dict[str, Any]  # GrowthConfig.to_dict() of the run
+    threads: int  # torch CPU threads the run trains with
     measured_tokens_per_s: list[float] | None = None  # training tokens/s of each stage's shape, when fitted
 
     def growth_config(self, progress: bool):
@@ -187,7 +191,7 @@ def ensure_data(out: Path, given: str | None, substrate: Path, progress: bool) -
         raise PgtError(f"--data {path} is not a token data directory (no {MANIFEST_FILE}; make one with "
                        "`pgt data prepare`)")
     else:  # an interrupted preparation resumes from its work directory
-        prepare_token_data(["default"], substrate, path, workers=min(2, os.cpu_count() or 1), progress=progress)
+        prepare_token_data(["default"], substrate, path, workers=available_threads(), progress=progress)
     splits = read_json(path / MANIFEST_FILE, "token data manifest")["splits"]
     _say(f"{path}: {splits['train']['tokens']:,} training and {splits['validation']['tokens']:,} validation tokens")
     return path
@@ -202,8 +206,13 @@ class Speeds:
     s_per_sampled_token: float  # one step of `generate` with the reference's sampling, deepest model
 
 
-def measure_speeds(substrate: Path, stages: int, seq_len: int, batch_size: int, heads: int) -> Speeds:
-    """Time real training steps of every stage's shape, and scoring passes and sampled tokens of the last."""
+def measure_speeds(
+    substrate: Path, stages: int, seq_len: int, batch_size: int, heads: int, clock: Callable[[], float] = time.perf_counter
+) -> Speeds:
+    """Time real training steps of every stage's shape, and scoring passes and sampled tokens of the last.
+
+    `clock` is wall time for the demo's plan; a benchmark on a shared machine passes `time.process_time`.
+    """
     import torch
 
     from pgt.growth import GrowthConfig
@@ -214,12 +223,16 @@ def measure_speeds(substrate: Path, stages: int, seq_len: int, batch_size: int, 
     loaded = Substrate.load(substrate, verify=False)
     ids = torch.randint(0, loaded.vocab_size, (batch_size, seq_len))  # any ids cost the same
 
-    def timed(action, repeats: int = 3) -> float:
-        action()  # warm-up: allocations and kernel selection
-        start = time.perf_counter()
+    def timed(action, repeats: int = 5) -> float:
+        """The median of `repeats` timed calls after a warm-up (allocations, kernel selection): robust to a
+        neighbour's burst on a shared machine."""
+        action()
+        seconds = []
         for _ in range(repeats):
+            start = clock()
             action()
-        return (time.perf_counter() - start) / repeats
+            seconds.append(clock() - start)
+        return statistics.median(seconds)
 
     train, model = [], None
     for stage in range(1, stages + 1):
@@ -251,6 +264,29 @@ def measure_speeds(substrate: Path, stages: int, seq_len: int, batch_size: int, 
     return Speeds(train, batch_size * seq_len / timed(score), timed(sample) / 8)
 
 
+def available_threads() -> int:
+    """The demo's default torch threads: 2 cores' worth, or fewer where fewer are usable."""
+    return min(2, options.available_cpus())
+
+
+def fastest_threads(given: int | None, substrate: Path, args: argparse.Namespace) -> tuple[int, Speeds]:
+    """`given` threads, else whichever of 1 and `available_threads()` trains faster here, with its speeds.
+
+    A model this small runs small matrix products, where a second thread can cost more than it gives
+    when the cores are shared (measured: 5x slower at 2 threads on a loaded 2-core machine), and gives
+    ~1.5x when they are not."""
+    import torch
+
+    choices = [given] if given else sorted({1, available_threads()})
+    measured = {}
+    for threads in choices:
+        torch.set_num_threads(threads)
+        measured[threads] = measure_speeds(substrate, args.stages, args.seq_len, args.batch_size, HEADS)
+    best = min(measured, key=lambda t: sum(1 / rate for rate in measured[t].train_tokens_per_s))
+    torch.set_num_threads(best)
+    return best, measured[best]
+
+
 def make_plan(out: Path, args: argparse.Namespace, substrate: Path, data: Path, started: float) -> DemoPlan:
     """The run's plan: OUT/demo.json when a previous run saved it (checked against these options), else a new one
     fitted to --minutes.
@@ -275,13 +311,15 @@ def make_plan(out: Path, args: argparse.Namespace, substrate: Path, data: Path, 
                            "or choose another --out")
         _say(f"resuming the plan in {plan_path}: {requested.stages} stages x {tokens:,} tokens")
         plan.growth = requested.to_dict()  # more --stages than before grows the finished run further
+        plan.threads = args.threads or plan.threads
         plan.save(plan_path)
         return plan
     if args.tokens_per_stage:
-        plan = DemoPlan(growth_config(args, substrate, data, run_dir, args.tokens_per_stage).to_dict())
+        plan = DemoPlan(growth_config(args, substrate, data, run_dir, args.tokens_per_stage).to_dict(),
+                        args.threads or available_threads())  # fmt: skip
         plan.save(plan_path)
         return plan
-    speeds = measure_speeds(substrate, args.stages, args.seq_len, args.batch_size, HEADS)
+    threads, speeds = fastest_threads(args.threads, substrate, args)
     validation = read_json(data / "manifest.json", "token data manifest")["splits"]["validation"]
     eval_docs = validation["documents"] if args.eval_docs is None else min(args.eval_docs, validation["documents"])
     eval_tokens = eval_docs * validation["tokens"] / max(1, validation["documents"])
@@ -293,10 +331,11 @@ def make_plan(out: Path, args: argparse.Namespace, substrate: Path, data: Path, 
                        "fewer --eval-docs or --tokens-per-stage")
     seconds_per_token_of_each_stage = sum(1 / rate for rate in speeds.train_tokens_per_s)
     tokens = max(args.batch_size * args.seq_len, int(left * TRAIN_SHARE / seconds_per_token_of_each_stage))
-    plan = DemoPlan(growth_config(args, substrate, data, run_dir, tokens).to_dict(),
+    plan = DemoPlan(growth_config(args, substrate, data, run_dir, tokens).to_dict(), threads,
                     [round(rate, 1) for rate in speeds.train_tokens_per_s])
     rates = ", ".join(f"{rate:,.0f}" for rate in speeds.train_tokens_per_s)
-    _say(f"measured {rates} training tokens/s (stages 1..{args.stages}), {speeds.score_tokens_per_s:,.0f} scored "
+    _say(f"measured {rates} training tokens/s (stages 1..{args.stages}) on {threads} thread(s), "
+         f"{speeds.score_tokens_per_s:,.0f} scored "
          f"tokens/s, {speeds.s_per_sampled_token:.3f} s per sampled token; {left:.0f} s of {args.minutes:g} min "
          f"left for training -> {tokens:,} tokens per stage")
     plan.save(plan_path)
@@ -471,7 +510,7 @@ def demo(args: argparse.Namespace) -> Path:
         _check_dim(args.dim)
     started = time.perf_counter()
     out = Path(args.out)  # each step creates what it writes
-    torch.set_num_threads(args.threads or min(2, os.cpu_count() or 1))
+    torch.set_num_threads(args.threads or available_threads())
     progress = options.show_progress(args)
 
     _step(1, "substrate: tokenizer, frozen glyph embeddings, trimmed to the corpus")
@@ -481,6 +520,7 @@ def demo(args: argparse.Namespace) -> Path:
     _step(3, "plan")
     plan = make_plan(out, args, substrate, data, started)
     _step(4, "growth: one block at a time")
+    torch.set_num_threads(plan.threads)
     run_dir = ensure_run(plan, progress)
 
     _step(5, "glyphs and their nearest neighbours")
@@ -560,5 +600,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--lr", type=options.positive_float, default=DEFAULT_LR,
                         help=f"peak learning rate (default: {DEFAULT_LR:g})")
     parser.add_argument("--seed", type=int, default=0, help="seed of training and sampling (default: 0)")
-    parser.add_argument("--threads", type=options.positive_int, help="torch CPU threads (default: min(2, CPUs))")
+    parser.add_argument("--threads", type=options.positive_int,
+                        help="torch CPU threads (default: 1 or min(2, CPUs), whichever trains faster here)")
     options.add_progress(parser)
