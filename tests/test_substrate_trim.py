@@ -180,3 +180,15 @@ def test_merge_closure_keeps_every_half_a_kept_token_is_built_from():
 
     merges = [("t", "h"), ("th", "e"), ("h", "e"), ("t", "he"), ("a", "n"), ("an", "d")]
     assert merge_closure({"the", "x"}, merges) == {"the", "th", "he", "t", "h", "e", "x"}
+
+
+def test_a_tokenizer_without_byte_fallback_is_refused(byte_level_tokenizer_dir, tmp_path):
+    from pgt.substrate.build import build_substrate
+
+    gpt2_like = build_substrate(tmp_path / "bytes", family="bvv241-nemo", from_tokenizer=byte_level_tokenizer_dir,
+                                dim=16, progress=False)
+    text = tmp_path / "text.txt"
+    text.write_text("hello world\n", encoding="utf-8")
+    with pytest.raises(PgtError, match="BPE tokenizer with byte fallback .* BPE without byte fallback"):
+        trim_substrate(gpt2_like, tmp_path / "out", corpus=[str(text)])
+    assert not (tmp_path / "out").exists()

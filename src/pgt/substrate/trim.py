@@ -128,8 +128,9 @@ def ids_in_corpus(sources: Sequence[str], parent: Substrate) -> tuple[np.ndarray
 def _bpe_model(backend_json: dict[str, Any], where: Path) -> dict[str, Any]:
     model = backend_json["model"]
     if model.get("type") != "BPE" or not model.get("byte_fallback"):
-        raise PgtError(f"substrate {where}: trimming needs a BPE tokenizer with byte fallback (bvv241 families); "
-                       f"this one is {model.get('type')} without it")
+        kind = f"{model.get('type')}" + ("" if model.get("byte_fallback") else " without byte fallback")
+        raise PgtError(f"substrate {where}: trimming needs a BPE tokenizer with byte fallback (the bvv241 families); "
+                       f"this one is {kind}")
     if model.get("continuing_subword_prefix") or model.get("end_of_word_suffix"):
         raise PgtError(f"substrate {where}: trimming does not support BPE subword prefixes or suffixes")
     return model
