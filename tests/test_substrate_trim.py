@@ -19,7 +19,7 @@ from pgt.growth import GrowthConfig, grow
 from pgt.model.loading import init_model_dir, load_model
 from pgt.substrate.layout import BYTE_FALLBACK_COUNT, SPECIAL_TOKENS, byte_token
 from pgt.substrate.store import Substrate
-from pgt.substrate.trim import TRIM_FILE, TrimRecord, load_trim_record, parent_fingerprint, trim_substrate
+from pgt.substrate.trim import TRIM_FILE, TrimRecord, load_trim_record, trim_substrate
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -44,7 +44,7 @@ def corpus_documents(corpus_files: list[Path]) -> list[str]:
 
 
 def test_the_vocabulary_shrinks_to_the_corpus_plus_specials_and_bytes(parent, trimmed, record):
-    assert record.parent_fingerprint == parent.fingerprint == parent_fingerprint(trimmed.meta)
+    assert record.parent_fingerprint == parent.fingerprint == trimmed.meta.parent_fingerprint
     assert record.parent_vocab_size == parent.vocab_size == 65_792
     assert trimmed.vocab_size == len(trimmed.tokenizer) == record.vocab_size < 2_000
     assert record.parent_ids == sorted(set(record.parent_ids))
@@ -137,7 +137,7 @@ def test_grow_eval_generate_and_lm_eval_run_on_it(grown, trimmed, hf_offline, mo
     model, tokenizer = load_model(stage)
     assert model.config.vocab_size == trimmed.vocab_size and model.lm_head.weight.shape[0] == trimmed.vocab_size
     assert model.config.substrate_fingerprint == trimmed.fingerprint
-    assert json.loads((stage / "substrate.json").read_text())["params"]["trim"]["parent_fingerprint"]
+    assert json.loads((stage / "substrate.json").read_text())["parent_fingerprint"] == trimmed.meta.parent_fingerprint
 
     assert main(["eval", str(stage), "--task", "perplexity", "--limit", "3"]) == 0
     result = json.loads((stage / "eval" / "perplexity.json").read_text())

@@ -118,10 +118,14 @@ def _finished(path: Path) -> bool:
     return (path / SUBSTRATE_FILE).is_file()  # written atomically, so present means complete
 
 
-def _dim_of(path: Path) -> int:
-    from pgt.substrate.store import SUBSTRATE_FILE
+def _meta(path: Path):
+    from pgt.substrate.store import SUBSTRATE_FILE, SubstrateMeta
 
-    return int(read_json(path / SUBSTRATE_FILE, "substrate description")["dim"])
+    return SubstrateMeta.load(path / SUBSTRATE_FILE)
+
+
+def _dim_of(path: Path) -> int:
+    return _meta(path).dim
 
 
 def ensure_substrate(out: Path, given: str | None, dim: int | None, trim: bool, progress: bool) -> Path:
@@ -175,7 +179,7 @@ def full_substrate_of(substrate: Path) -> Path:
 
     record = load_trim_record(substrate)
     parent = Path(record.parent_path) if record else None
-    if parent and _finished(parent) and read_json(parent / "substrate.json")["fingerprint"] == record.parent_fingerprint:
+    if parent and _finished(parent) and _meta(parent).fingerprint == record.parent_fingerprint:
         return parent
     return substrate
 
@@ -455,12 +459,12 @@ def _printable(token: str) -> str:
 def write_glyphs(out: Path, substrate: Path) -> list[str]:
     """Render the showcase tokens (OUT/glyphs.png) and list their nearest glyph neighbours (OUT/neighbours.txt)."""
     from pgt.eval.plots import save_figure
-    from pgt.substrate.glyphs import AugmentParams, nearest_tokens, render_bitmap
+    from pgt.substrate.glyphs import nearest_tokens, render_bitmap
     from pgt.substrate.store import Substrate
 
     loaded = Substrate.load(substrate, verify=False)
     tokenizer, matrix = loaded.tokenizer, loaded.embeddings.numpy()
-    cell = int(loaded.meta.get("cell", 32))
+    cell = loaded.meta.cell
     vocab = tokenizer.get_vocab()
     present = [token for token in SHOWCASE_TOKENS if token in vocab]
 
@@ -471,9 +475,10 @@ def write_glyphs(out: Path, substrate: Path) -> list[str]:
 
     figure, axes = plt.subplots(2, len(present), figsize=(1.4 * len(present), 3.2), squeeze=False)
     for column, token in enumerate(present):
-        for row, augment in enumerate((None, AugmentParams(**loaded.meta["params"]["augment"]))):
+        for row, augment in enumerate((None, loaded.meta.augment)):
             ax = axes[row][column]
-            ax.imshow(render_bitmap(token, cell, augment=augment), cmap="gray_r", interpolation="nearest")
+            ax.imshow(render_bitmap(token, cell, augment=augment, layout_engine=loaded.meta.layout_engine),
+                      cmap="gray_r", interpolation="nearest")
             ax.set_xticks([])
             ax.set_yticks([])
         axes[0][column].set_title(f"{_printable(token)}\nid {vocab[token]}", fontsize=8)

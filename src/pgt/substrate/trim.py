@@ -14,12 +14,13 @@ merges are the parent's merges among kept tokens, in the parent's order, so the 
 encodes to exactly the parent's token strings (a kept merge is applied wherever the parent
 applies it, and no merge the parent would not apply exists) and any other text falls back
 to byte tokens, losslessly. `trim.json` (`TrimRecord`) names the parent's fingerprint and
-holds the id map; the fingerprinted params name the parent too, so every model directory's
-copy of `substrate.json` says which full-vocabulary substrate it stands on.
+holds the id map; `substrate.json` names the parent too (`parent_fingerprint`), so every
+model directory's copy of it says which full-vocabulary substrate the model stands on.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -40,7 +41,6 @@ if TYPE_CHECKING:
     from pgt.substrate.store import Substrate
 
 TRIM_FILE = "trim.json"
-PARAMS_KEY = "trim"  # substrate.json params["trim"]: the parent's fingerprint and the id map's sha256
 PLACEHOLDER_SPECIAL = re.compile(r"^<special_token_\d+>$")
 ENCODE_BATCH_CHARS = 1 << 20  # characters of corpus text per encode_batch call
 
@@ -65,12 +65,6 @@ class TrimRecord(Record):
     @property
     def vocab_size(self) -> int:
         return len(self.parent_ids)
-
-
-def parent_fingerprint(substrate_meta: dict[str, Any]) -> str | None:
-    """The fingerprint of the full substrate a (trimmed) substrate was cut from; None for a full one."""
-    trim = substrate_meta.get("params", {}).get(PARAMS_KEY)
-    return trim["parent_fingerprint"] if isinstance(trim, dict) else None
 
 
 def load_trim_record(substrate_dir: str | os.PathLike) -> TrimRecord | None:
@@ -205,8 +199,8 @@ def trim_substrate(
     if out.exists() and not overwrite:
         raise PgtError(f"output directory {out} already exists (choose another --out or pass --overwrite)")
     parent = Substrate.load(substrate_dir)
-    if PARAMS_KEY in parent.meta["params"]:
-        raise PgtError(f"{substrate_dir} is already trimmed (from {parent_fingerprint(parent.meta)[:19]}…): "
+    if parent.meta.parent_fingerprint is not None:
+        raise PgtError(f"{substrate_dir} is already trimmed (from {parent.meta.parent_fingerprint[:19]}…): "
                        "trim its full parent substrate instead, so the id map stays one step")  # fmt: skip
     backend = json.loads(parent.tokenizer.backend_tokenizer.to_str())
     model = _bpe_model(backend, Path(substrate_dir))
@@ -234,10 +228,13 @@ def trim_substrate(
     )  # fmt: skip
     tokenizer = _build_tokenizer(parent, _trimmed_backend_json(backend, kept, id_to_token))
     matrix = parent.embeddings.numpy()[np.asarray(kept)]
-    ids_sha256 = hashlib.sha256(json.dumps(kept).encode()).hexdigest()
-    params = {**parent.meta["params"], PARAMS_KEY: {"parent_fingerprint": parent.fingerprint,
-                                                   "parent_ids_sha256": ids_sha256}}  # fmt: skip
-    extra = {key: parent.meta[key] for key in ("family", "cell", "from_tokenizer") if key in parent.meta}
+    # The fingerprinted params are the parent's with the trimmed token texts, so two trims differ in their
+    # fingerprints whenever their vocabularies differ (identical glyphs would give identical rows).
+    texts = [id_to_token[parent_id] for parent_id in kept]
+    params = dataclasses.replace(parent.meta.params, token_texts_sha256=hashlib.sha256(
+        json.dumps(texts, ensure_ascii=False).encode()).hexdigest())  # fmt: skip
+    extra = {"parent_fingerprint": parent.fingerprint, "byte_fallback_tokens": parent.meta.byte_fallback_tokens,
+             "from_tokenizer": parent.meta.from_tokenizer}  # fmt: skip
     with output_lock(out), atomic_dir(out, overwrite=overwrite) as tmp:
         save_substrate(tmp, tokenizer, matrix, params, overwrite=True, extra_meta=extra)
         record.save(tmp / TRIM_FILE)
