@@ -37,6 +37,7 @@ EXAMPLES = [
     "pgt demo --out runs/demo                   # rerun after an interruption: finished steps are reused",
     "pgt demo --out /tmp/tiny --stages 2 --tokens-per-stage 20000 --dim 64",
     "pgt demo --out /tmp/d --substrate runs/demo/substrate --data runs/demo/data --minutes 3",
+    "pgt demo --out /tmp/full --no-trim       # the full 65,792-id vocabulary, to compare",
 ]
 
 FAMILY = "bvv241-2-3"
@@ -211,7 +212,8 @@ class Speeds:
 
 
 def measure_speeds(
-    substrate: Path, stages: int, seq_len: int, batch_size: int, heads: int, clock: Callable[[], float] = time.perf_counter
+    substrate: Path, stages: int, seq_len: int, batch_size: int, heads: int,
+    clock: Callable[[], float] = time.perf_counter,
 ) -> Speeds:
     """Time real training steps of every stage's shape, and scoring passes and sampled tokens of the last.
 

@@ -122,8 +122,9 @@ def _register_trim(commands: argparse._SubParsersAction) -> None:
         "records the parent's fingerprint and the id map. See docs/trimming.md.",
         examples=[
             "pgt substrate trim substrates/full --corpus default --out substrates/fortunes",
-            "pgt substrate trim substrates/full --data runs/data --out substrates/trimmed   # ids counted in token data",
-            "pgt substrate trim substrates/full --corpus corpus/en corpus/ru.jsonl --out substrates/en-ru  # experts' union",
+            "pgt substrate trim substrates/full --data runs/data --out substrates/trimmed  # ids from token data",
+            "# experts to merge: one trim on the union of their corpora",
+            "pgt substrate trim substrates/full --corpus corpus/en corpus/ru.jsonl --out substrates/en-ru",
         ],
         handler=run_substrate_trim,
     )
@@ -131,7 +132,7 @@ def _register_trim(commands: argparse._SubParsersAction) -> None:
     corpus = trim.add_mutually_exclusive_group(required=True)
     corpus.add_argument("--data", metavar="DIR", help="token data prepared with SUBSTRATE (`pgt data prepare`)")
     corpus.add_argument("--corpus", nargs="+", metavar="SOURCE",
-                        help="text sources as `pgt data prepare` takes them (files, directories, `default`)")  # fmt: skip
+                        help="text sources as `pgt data prepare` takes them (files, directories, default)")
     options.add_out(trim, "trimmed substrate directory to create")
 
 

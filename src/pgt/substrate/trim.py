@@ -20,13 +20,12 @@ model directory's copy of it says which full-vocabulary substrate the model stan
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import os
 import re
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -193,7 +192,7 @@ def trim_substrate(
     from pgt.substrate.store import Substrate, save_substrate
 
     if (data is None) == (not corpus):
-        raise PgtError("give the corpus to trim to as --data DIR (token data) or --corpus SOURCE ..., not both")
+        raise PgtError("give exactly one of --data DIR (token data) and --corpus SOURCE ... to trim to")
     out = Path(out)
     refuse_overlap(out, [substrate_dir, data, *(c for c in corpus if Path(c).exists())])
     if out.exists() and not overwrite:
@@ -231,7 +230,7 @@ def trim_substrate(
     # The fingerprinted params are the parent's with the trimmed token texts, so two trims differ in their
     # fingerprints whenever their vocabularies differ (identical glyphs would give identical rows).
     texts = [id_to_token[parent_id] for parent_id in kept]
-    params = dataclasses.replace(parent.meta.params, token_texts_sha256=hashlib.sha256(
+    params = replace(parent.meta.params, token_texts_sha256=hashlib.sha256(
         json.dumps(texts, ensure_ascii=False).encode()).hexdigest())  # fmt: skip
     extra = {"parent_fingerprint": parent.fingerprint, "byte_fallback_tokens": parent.meta.byte_fallback_tokens,
              "from_tokenizer": parent.meta.from_tokenizer}  # fmt: skip
