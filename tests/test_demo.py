@@ -12,6 +12,7 @@ from PIL import Image
 
 from pgt.cli import main
 from pgt.demo import PROMPTS, compressor_bits_per_byte
+from pgt.eval.results import EvalRecord
 from pgt.eval.runner import held_out_texts
 
 pytestmark = pytest.mark.xdist_group("demo")  # one worker runs the module's demo once
@@ -50,9 +51,9 @@ def test_demo_writes_report_plots_samples_and_glyphs(demo):
     assert samples.count("```text\n") == 4
     bpbs = []
     for stage in (1, 2):
-        result = json.loads((out / "run" / f"stage-{stage}" / "eval" / "perplexity.json").read_text())
-        assert result["n_examples"] == 3 and result["metrics"]["bpb"] > 0
-        bpbs.append(result["metrics"]["bpb"])
+        result = EvalRecord.load(out / "run" / f"stage-{stage}" / "eval" / "perplexity--default.json")
+        assert result.n_examples == 3 and result.value("bpb") > 0
+        bpbs.append(result.value("bpb"))
     # The compressors' figures beside the model's, on the same three held-out documents.
     section = report.split("## Held-out bits per byte against compressors", 1)[1]
     rows = dict(re.findall(r"^\| (.+?) \| ([\d.]+) \|$", section, re.MULTILINE))
@@ -74,7 +75,7 @@ def test_identical_glyphs_are_nearest_neighbours(demo):
 
 def test_rerun_reuses_the_finished_steps(demo, capsys):
     out, args = demo
-    finished = [out / "run" / "stage-2" / "stage.json", out / "run" / "stage-2" / "eval" / "perplexity.json"]
+    finished = [out / "run" / "stage-2" / "stage.json", out / "run" / "stage-2" / "eval" / "perplexity--default.json"]
     before = [path.stat().st_mtime_ns for path in finished]
     assert main(args) == 0
     printed = capsys.readouterr().out

@@ -15,6 +15,7 @@ from pgt.cli import main
 from pgt.compose.merge import merge_experts
 from pgt.data.sources import resolve_sources
 from pgt.errors import PgtError
+from pgt.eval.results import EvalRecord
 from pgt.growth import GrowthConfig, grow
 from pgt.model.loading import init_model_dir, load_model
 from pgt.substrate.layout import BYTE_FALLBACK_COUNT, SPECIAL_TOKENS, byte_token
@@ -140,8 +141,8 @@ def test_grow_eval_generate_and_lm_eval_run_on_it(grown, trimmed, hf_offline, mo
     assert json.loads((stage / "substrate.json").read_text())["parent_fingerprint"] == trimmed.meta.parent_fingerprint
 
     assert main(["eval", str(stage), "--task", "perplexity", "--limit", "3"]) == 0
-    result = json.loads((stage / "eval" / "perplexity.json").read_text())
-    assert result["n_examples"] == 3 and result["metrics"]["bpb"] > 0
+    result = EvalRecord.load(stage / "eval" / "perplexity--default.json")
+    assert result.n_examples == 3 and result.value("bpb") > 0
     capsys.readouterr()
     assert main(["generate", str(stage), "Жизнь — это 😀", "--max-new-tokens", "6", "--seed", "0"]) == 0
     assert capsys.readouterr().out.startswith("Жизнь — это 😀")
@@ -151,7 +152,7 @@ def test_grow_eval_generate_and_lm_eval_run_on_it(grown, trimmed, hf_offline, mo
 
     [(_, harness)] = run_harness(model, tokenizer, stage, ["fortune_cloze"],
                                  include_path=Path("tests/data/eval/harness"), batch_size=4, out_dir=stage / "harness")
-    assert harness["n_examples"] == 10 and 0 <= harness["harness_metrics"]["acc"] <= 1
+    assert harness.n_examples == 10 and 0 <= harness.details["harness_metrics"]["acc"] <= 1
 
 
 def test_experts_on_one_trimmed_substrate_merge_by_logit_averaging(grown, trimmed_substrate_dir, tmp_path):

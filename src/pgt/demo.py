@@ -187,7 +187,8 @@ def full_substrate_of(substrate: Path) -> Path:
 
 def ensure_data(out: Path, given: str | None, substrate: Path, progress: bool) -> Path:
     """The token data: `given`, OUT/data from a previous run, or the default corpus tokenized now."""
-    from pgt.data.prepare import MANIFEST_FILE, prepare_token_data
+    from pgt.data import Manifest, prepare_token_data
+    from pgt.data.prepare import MANIFEST_FILE
 
     path = Path(given) if given else out / "data"
     if (path / MANIFEST_FILE).is_file():  # written atomically, so present means complete
@@ -197,8 +198,8 @@ def ensure_data(out: Path, given: str | None, substrate: Path, progress: bool) -
                        "`pgt data prepare`)")
     else:  # an interrupted preparation resumes from its work directory
         prepare_token_data(["default"], substrate, path, workers=available_threads(), progress=progress)
-    splits = read_json(path / MANIFEST_FILE, "token data manifest")["splits"]
-    _say(f"{path}: {splits['train']['tokens']:,} training and {splits['validation']['tokens']:,} validation tokens")
+    splits = Manifest.read(path).splits
+    _say(f"{path}: {splits['train'].tokens:,} training and {splits['validation'].tokens:,} validation tokens")
     return path
 
 
@@ -326,9 +327,11 @@ def make_plan(out: Path, args: argparse.Namespace, substrate: Path, data: Path, 
         plan.save(plan_path)
         return plan
     threads, speeds = fastest_threads(args.threads, substrate, args)
-    validation = read_json(data / "manifest.json", "token data manifest")["splits"]["validation"]
-    eval_docs = validation["documents"] if args.eval_docs is None else min(args.eval_docs, validation["documents"])
-    eval_tokens = eval_docs * validation["tokens"] / max(1, validation["documents"])
+    from pgt.data import Manifest
+
+    validation = Manifest.read(data).splits["validation"]
+    eval_docs = validation.documents if args.eval_docs is None else min(args.eval_docs, validation.documents)
+    eval_tokens = eval_docs * validation.tokens / max(1, validation.documents)
     per_stage_s = (eval_tokens / speeds.score_tokens_per_s
                    + len(PROMPTS) * SAMPLE_TOKENS * speeds.s_per_sampled_token + STAGE_OVERHEAD_S)
     left = args.minutes * 60 - (time.perf_counter() - started) - FIXED_RESERVE_S - args.stages * per_stage_s
@@ -388,8 +391,8 @@ def evaluate_and_sample(out: Path, run_dir: Path, seed: int, eval_docs: int | No
     import torch
 
     from pgt.eval.report import stage_dirs
-    from pgt.eval.results import results_path
-    from pgt.eval.runner import evaluate_to_file
+    from pgt.eval.results import EvalRecord
+    from pgt.eval.runner import evaluate_to_file, planned_path
     from pgt.model import load_model
 
     results = []
@@ -399,13 +402,13 @@ def evaluate_and_sample(out: Path, run_dir: Path, seed: int, eval_docs: int | No
         model.eval()
         bpb, documents = None, 0
         if eval_docs != 0:
-            done = results_path(stage_dir, "perplexity")
-            record = read_json(done) if done.is_file() else None
-            if record is None or record["protocol"]["limit"] != eval_docs:  # a finished stage never changes
+            done = planned_path(stage_dir, "perplexity")
+            record = EvalRecord.load(done) if done.is_file() else None
+            if record is None or record.protocol["limit"] != eval_docs:  # a finished stage never changes
                 _, record = evaluate_to_file(model, tokenizer, stage_dir, "perplexity", limit=eval_docs)
-            bpb, documents = record["metrics"]["bpb"], record["n_examples"]
-            _say(f"  stage {stage}: held-out perplexity {record['metrics']['perplexity']:.1f}, {bpb:.3f} bits/byte "
-                 f"({documents} documents, {record['n_bytes']:,} bytes)")
+            bpb, documents = record.value("bpb"), record.n_examples
+            _say(f"  stage {stage}: held-out perplexity {record.value('perplexity'):.1f}, {bpb:.3f} bits/byte "
+                 f"({documents} documents, {record.details['n_bytes']:,} bytes)")
         samples = []
         for index, prompt in enumerate(PROMPTS):
             input_ids = torch.tensor([tokenizer(prompt)["input_ids"]])
