@@ -115,10 +115,36 @@ def token_data_dir(substrate_dir: Path, corpus_files: list[Path], tmp_path_facto
     """Two small fortune files (one Russian, one English) tokenized with `substrate_dir` (`pgt data prepare`)."""
     from pgt.data.prepare import prepare_token_data
 
-    small = [f for f in corpus_files if 20_000 <= f.stat().st_size <= 60_000]
-    sources = [next(f for f in small if f.parent.name == "ru"), next(f for f in small if f.parent.name == "fortunes")]
     out = tmp_path_factory.mktemp("token-data") / "data"
-    prepare_token_data([str(s) for s in sources], substrate_dir, out, min_val_bytes=5_000, progress=False)
+    prepare_token_data(small_corpus(corpus_files), substrate_dir, out, min_val_bytes=5_000, progress=False)
+    return out
+
+
+def small_corpus(corpus_files: list[Path]) -> list[str]:
+    """Two small fortune files, one Russian and one English: the text of `token_data_dir`."""
+    small = [f for f in corpus_files if 20_000 <= f.stat().st_size <= 60_000]
+    return [str(next(f for f in small if f.parent.name == name)) for name in ("ru", "fortunes")]
+
+
+@pytest.fixture(scope="session")
+def trimmed_substrate_dir(substrate_dir: Path, token_data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`substrate_dir` trimmed to the ids of `token_data_dir` (`pgt substrate trim --data`)."""
+    from pgt.substrate.trim import trim_substrate
+
+    out = tmp_path_factory.mktemp("trimmed") / "substrate"
+    trim_substrate(substrate_dir, out, data=token_data_dir)
+    return out
+
+
+@pytest.fixture(scope="session")
+def trimmed_token_data_dir(
+    trimmed_substrate_dir: Path, corpus_files: list[Path], tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    """The text of `token_data_dir` tokenized with `trimmed_substrate_dir`."""
+    from pgt.data.prepare import prepare_token_data
+
+    out = tmp_path_factory.mktemp("trimmed-data") / "data"
+    prepare_token_data(small_corpus(corpus_files), trimmed_substrate_dir, out, min_val_bytes=5_000, progress=False)
     return out
 
 

@@ -94,7 +94,12 @@ def _check_same_substrate(first: _Expert, other: _Expert) -> None:
 
     first_fp, other_fp = first.model.config.substrate_fingerprint, other.model.config.substrate_fingerprint
     if first_fp != other_fp:
-        raise differs("substrate fingerprints", str(first_fp)[:19] + "…", str(other_fp)[:19] + "…")
+        # Experts share an index space only on one substrate; two trims of one parent number ids differently.
+        raise PgtError(
+            f"cannot merge {first.path} and {other.path}: they stand on different (trimmed) substrates "
+            f"({str(first_fp)[:19]}… vs {str(other_fp)[:19]}…); train every expert on one substrate, e.g. one "
+            "`pgt substrate trim` on the union of their corpora (docs/trimming.md)"
+        )
     vocabularies = [(expert.model.config.vocab_size, len(expert.tokenizer)) for expert in (first, other)]
     if vocabularies[0] != vocabularies[1]:
         raise differs("vocabularies", *(f"{ids} ids, {tokens} tokens" for ids, tokens in vocabularies))

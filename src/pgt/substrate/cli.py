@@ -1,4 +1,4 @@
-"""`pgt substrate build|show` and `pgt tokenize`."""
+"""`pgt substrate build|show|trim` and `pgt tokenize`."""
 
 from __future__ import annotations
 
@@ -94,6 +94,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     show.add_argument("-k", type=options.positive_int, default=10, metavar="K", help="how many neighbours (default 10)")
     show.add_argument("--font", metavar="PATH", help="glyph font for --png (default: $PGT_FONT, else GNU Unifont)")
 
+    _register_trim(commands)
+
     tokenize = options.add_command(
         subparsers,
         "tokenize",
@@ -107,7 +109,45 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_substrate(args: argparse.Namespace) -> int:
-    raise PgtError("give a command: pgt substrate build|show … (see pgt substrate --help)")
+    raise PgtError("give a command: pgt substrate build|show|trim … (see pgt substrate --help)")
+
+
+def _register_trim(commands: argparse._SubParsersAction) -> None:
+    trim = options.add_command(
+        commands,
+        "trim",
+        help="cut a substrate down to the tokens a corpus uses (lossless; a far smaller output head)",
+        description="Write a substrate whose vocabulary is the tokens the corpus uses, the tokens BPE merges build "
+        "them from, the named special tokens and the 256 byte tokens, with the parent's embedding rows bit for bit. "
+        "It encodes the corpus exactly as the parent does and any other text losslessly (byte fallback); trim.json "
+        "records the parent's fingerprint and the id map. See docs/trimming.md.",
+        examples=[
+            "pgt substrate trim substrates/full --corpus default --out substrates/fortunes",
+            "pgt substrate trim substrates/full --data runs/data --out substrates/trimmed  # ids from token data",
+            "# experts to merge: one trim on the union of their corpora",
+            "pgt substrate trim substrates/full --corpus corpus/en corpus/ru.jsonl --out substrates/en-ru",
+        ],
+        handler=run_substrate_trim,
+    )
+    trim.add_argument("substrate", metavar="SUBSTRATE", help="the full substrate directory to trim")
+    corpus = trim.add_mutually_exclusive_group(required=True)
+    corpus.add_argument("--data", metavar="DIR", help="token data prepared with SUBSTRATE (`pgt data prepare`)")
+    corpus.add_argument("--corpus", nargs="+", metavar="SOURCE",
+                        help="text sources as `pgt data prepare` takes them (files, directories, default)")
+    options.add_out(trim, "trimmed substrate directory to create")
+
+
+def run_substrate_trim(args: argparse.Namespace) -> int:
+    from pgt.substrate.trim import trim_substrate
+
+    started = time.perf_counter()
+    record = trim_substrate(args.substrate, args.out, data=args.data, corpus=args.corpus or (),
+                            overwrite=args.overwrite)  # fmt: skip
+    print(f"trimmed {args.substrate} to {args.out} in {time.perf_counter() - started:.1f} s: "
+          f"{record.vocab_size:,} of {record.parent_vocab_size:,} ids ({record.corpus_ids:,} used by "
+          f"{record.corpus_tokens:,} corpus tokens, {record.merge_ids:,} merge halves, {record.special_ids} specials, "
+          f"{record.byte_ids} byte tokens); parent {record.parent_fingerprint}")  # fmt: skip
+    return 0
 
 
 def run_substrate_build(args: argparse.Namespace) -> int:

@@ -92,6 +92,7 @@ class SubstrateMeta(Record):
     from_tokenizer: str | None = None
     derived_from: str | None = None
     embedding_trained: bool = False
+    parent_fingerprint: str | None = None  # a trimmed substrate's full parent (docs/trimming.md; id map: trim.json)
 
     @property
     def family(self) -> str:
