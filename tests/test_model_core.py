@@ -1,4 +1,5 @@
-"""The PGT decoder itself: frozen substrate embedding, KV cache, padding, dtypes, growth hooks."""
+"""The PGT decoder (transformers' ArceeForCausalLM on the substrate): frozen embedding, KV cache,
+padding, dtypes, growth hooks."""
 
 from __future__ import annotations
 
@@ -7,7 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from pgt.model.modeling_pgt import PgtDecoderLayer, PgtForCausalLM
+from transformers import ArceeForCausalLM
+
+from pgt.model.architecture import from_substrate, new_decoder_layer
+from pgt.model.frozen import freeze_embedding
 from pgt.substrate.store import Substrate
 
 PROMPTS = ["The cat sat on the mat.", "Жизнь"]
@@ -19,14 +23,16 @@ def substrate(substrate_dir: Path) -> Substrate:
 
 
 @pytest.fixture()
-def model(substrate: Substrate) -> PgtForCausalLM:
+def model(substrate: Substrate) -> ArceeForCausalLM:
     torch.manual_seed(0)
-    return PgtForCausalLM.from_substrate(substrate, num_hidden_layers=2, num_attention_heads=4).eval()
+    return from_substrate(substrate, num_hidden_layers=2, num_attention_heads=4).eval()
 
 
 def test_from_substrate_copies_the_matrix_and_records_its_fingerprint(model, substrate):
     assert model.config.hidden_size == substrate.dim and model.config.vocab_size == substrate.vocab_size
-    assert model.config.substrate_fingerprint == substrate.fingerprint
+    assert model.config.substrate_fingerprint == substrate.fingerprint and model.config.freeze_embeddings
+    assert model.config.model_type == "arcee" and model.config.hidden_act == "gelu"
+    assert model.config.num_key_value_heads == 4 and not model.config.tie_word_embeddings
     assert model.config.pad_token_id == substrate.tokenizer.pad_token_id
     assert torch.equal(model.model.embed_tokens.weight, substrate.embeddings)
     assert not model.model.embed_tokens.weight.requires_grad
@@ -48,15 +54,14 @@ def test_training_never_touches_the_frozen_embedding(model, substrate):
         optimizer.zero_grad()
     assert torch.equal(model.model.embed_tokens.weight, substrate.embeddings)
     assert not torch.equal(model.lm_head.weight, head_before)  # the rest did train
-    model.train()
+    freeze_embedding(model)  # what load_model does: frozen again, the hook not doubled
     assert not model.model.embed_tokens.weight.requires_grad
+    assert len(model.model.embed_tokens._forward_hooks) == 1
 
 
 def test_trainable_embedding_baseline_does_train_it(substrate):
     torch.manual_seed(0)
-    model = PgtForCausalLM.from_substrate(
-        substrate, num_hidden_layers=1, num_attention_heads=4, freeze_embeddings=False
-    )
+    model = from_substrate(substrate, num_hidden_layers=1, num_attention_heads=4, freeze_embeddings=False)
     tokens = substrate.tokenizer(PROMPTS[0], return_tensors="pt").input_ids
     model(tokens, labels=tokens).loss.backward()
     assert model.model.embed_tokens.weight.grad is not None
@@ -64,7 +69,8 @@ def test_trainable_embedding_baseline_does_train_it(substrate):
 
 def test_save_and_reload_keeps_the_embedding_bit_identical(model, substrate, tmp_path):
     model.save_pretrained(tmp_path)
-    reloaded = PgtForCausalLM.from_pretrained(tmp_path)
+    reloaded = freeze_embedding(ArceeForCausalLM.from_pretrained(tmp_path))
+    assert reloaded.config.substrate_fingerprint == substrate.fingerprint and reloaded.config.freeze_embeddings
     assert torch.equal(reloaded.model.embed_tokens.weight, substrate.embeddings)
     assert not reloaded.model.embed_tokens.weight.requires_grad
     reloaded.train()
@@ -114,21 +120,11 @@ def test_forward_in_each_dtype(model, substrate, dtype):
     assert generated.shape[1] == tokens.shape[1] + 3
 
 
-def test_sequences_past_the_context_are_refused(substrate):
-    model = PgtForCausalLM.from_substrate(
-        substrate, num_hidden_layers=1, num_attention_heads=4, max_position_embeddings=8
-    )
-    with pytest.raises(ValueError, match="exceeds the model's context of 8"):
-        model(torch.zeros(1, 9, dtype=torch.long))
-    with pytest.raises(ValueError, match="context of 8"):
-        model.generate(torch.zeros(1, 6, dtype=torch.long), max_new_tokens=5, do_sample=False)
-
-
 def test_appended_block_is_used_and_cached(model, substrate):
     """Progressive growth appends blocks: a new layer only needs the config and its index."""
     tokens = substrate.tokenizer(PROMPTS[0], return_tensors="pt").input_ids
     before = model(tokens).logits
-    model.model.layers.append(PgtDecoderLayer(model.config, layer_idx=2))
+    model.model.layers.append(new_decoder_layer(model.config, layer_idx=2))
     model.config.num_hidden_layers = 3
     assert not torch.equal(model(tokens).logits, before)
     with_cache = model.generate(tokens, max_new_tokens=6, do_sample=False, use_cache=True)
@@ -139,7 +135,7 @@ def test_appended_block_is_used_and_cached(model, substrate):
 def test_gradient_checkpointing_gives_the_same_gradients(model, substrate):
     tokens = substrate.tokenizer(PROMPTS[0], return_tensors="pt").input_ids
     model.train()
-    assert model(tokens).cache is None  # training forwards keep no cache by default
+    assert model(tokens, use_cache=False).cache is None  # what the trainer's forwards ask for
     model(tokens, labels=tokens).loss.backward()
     plain = [p.grad.clone() for p in model.parameters() if p.requires_grad]
     model.zero_grad()

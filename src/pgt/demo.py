@@ -224,7 +224,7 @@ def measure_speeds(
 
     from pgt.growth import GrowthConfig
     from pgt.growth.expand import frozen_prefix, set_trainable
-    from pgt.model import PgtForCausalLM
+    from pgt.model import from_substrate
     from pgt.substrate.store import Substrate
 
     loaded = Substrate.load(substrate, verify=False)
@@ -244,7 +244,7 @@ def measure_speeds(
     train, model = [], None
     for stage in range(1, stages + 1):
         torch.manual_seed(0)
-        model = PgtForCausalLM.from_substrate(
+        model = from_substrate(
             loaded, num_hidden_layers=stage, num_attention_heads=heads,
             intermediate_size=GrowthConfig.intermediate_multiple * loaded.dim,
         )  # fmt: skip

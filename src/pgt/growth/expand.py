@@ -16,10 +16,10 @@ from torch import nn
 
 from pgt.errors import PgtError
 
-if TYPE_CHECKING:
-    from pgt.model.modeling_pgt import PgtForCausalLM
+from pgt.model.architecture import BLOCK_INITS, check_choice
 
-INIT_CHOICES = ("random", "identity", "copy-top")
+if TYPE_CHECKING:
+    from transformers import ArceeForCausalLM
 
 
 def _residual_output_projections(block: nn.Module) -> list[nn.Linear]:
@@ -27,7 +27,7 @@ def _residual_output_projections(block: nn.Module) -> list[nn.Linear]:
     return [block.self_attn.o_proj, block.mlp.down_proj]
 
 
-def new_block(model: PgtForCausalLM, init: str, *, seed: int) -> nn.Module:
+def new_block(model: ArceeForCausalLM, init: str, *, seed: int) -> nn.Module:
     """A block to stack on top of `model`, initialised by `init`, deterministic in `seed`.
 
     random: the model's own initialisation (the reference; the loss spikes).
@@ -35,15 +35,14 @@ def new_block(model: PgtForCausalLM, init: str, *, seed: int) -> nn.Module:
         nothing to the residual stream and the model's outputs are unchanged.
     copy-top: a copy of the current top block.
     """
-    from pgt.model.modeling_pgt import PgtDecoderLayer
+    from pgt.model.architecture import new_decoder_layer
 
-    if init not in INIT_CHOICES:
-        raise PgtError(f"unknown block initialisation {init!r} (choose from {', '.join(INIT_CHOICES)})")
+    check_choice("block initialisation", init, BLOCK_INITS)
     layers = model.model.layers
     reference = next(layers[-1].parameters()) if len(layers) else model.lm_head.weight
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        block = PgtDecoderLayer(model.config, layer_idx=len(layers))
+        block = new_decoder_layer(model.config, layer_idx=len(layers))
         block.apply(model._init_weights)
     block.to(device=reference.device, dtype=reference.dtype)
     if init == "copy-top":
@@ -59,7 +58,7 @@ def new_block(model: PgtForCausalLM, init: str, *, seed: int) -> nn.Module:
     return block
 
 
-def add_block(model: PgtForCausalLM, init: str, *, seed: int) -> nn.Module:
+def add_block(model: ArceeForCausalLM, init: str, *, seed: int) -> nn.Module:
     """Append a new top block (before the final norm) and return it."""
     block = new_block(model, init, seed=seed)
     model.model.layers.append(block)

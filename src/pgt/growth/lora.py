@@ -10,7 +10,7 @@ from torch import nn
 if TYPE_CHECKING:
     from peft import PeftModel
 
-# Attention and MLP projections of a PgtDecoderLayer (the norms stay frozen).
+# Attention and MLP projections of an ArceeDecoderLayer (the norms stay frozen).
 LORA_PROJECTIONS = ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
                     "mlp.up_proj", "mlp.down_proj")
 

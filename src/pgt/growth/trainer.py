@@ -244,20 +244,22 @@ class StageTrainer:
     # ------------------------------------------------------------------ model
 
     def _build_model(self) -> nn.Module:
+        from pgt.model.architecture import from_substrate
         from pgt.model.loading import load_model
-        from pgt.model.modeling_pgt import PgtForCausalLM
 
         config, plan = self.config, self.plan
         seed = config.seed * 1000 + plan.stage  # block init differs per stage, reproducibly
         if plan.fresh:
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(seed)
-                model = PgtForCausalLM.from_substrate(
+                model = from_substrate(
                     self.run.substrate,
                     num_hidden_layers=plan.stage,
                     num_attention_heads=config.heads,
                     intermediate_size=config.intermediate_multiple * self.run.substrate.dim,
                     max_position_embeddings=config.context,
+                    hidden_act=config.hidden_act,
+                    attn_implementation=config.attn_implementation,
                     freeze_embeddings=not plan.train_embeddings,
                 )
                 if plan.train_embeddings:  # the conventional baseline: a learned matrix from a random start
@@ -266,7 +268,8 @@ class StageTrainer:
             set_trainable(model, [model] if plan.train_embeddings else [*model.model.layers, model.model.norm,
                                                                         model.lm_head])
             return model
-        model, _ = load_model(stage_dir(self.run.run_dir, plan.stage - 1))
+        model, _ = load_model(stage_dir(self.run.run_dir, plan.stage - 1),
+                              attn_implementation=config.attn_implementation)
         new_block = add_block(model, config.init, seed=seed)
         if plan.lora_blocks:
             with torch.random.fork_rng(devices=[]):
@@ -469,7 +472,7 @@ class StageTrainer:
             plot_loss(self.run.run_dir)
 
     def _full_cpu_model(self) -> nn.Module:
-        """The trained model, LoRA merged, as a plain PgtForCausalLM (on rank 0 for FSDP)."""
+        """The trained model, LoRA merged, as a plain ArceeForCausalLM (on rank 0 for FSDP)."""
         if not self.config.fsdp:
             return merge_lora(self.model)
         full = pdist.full_model_state(self.wrapped, self.ctx)  # collective: every rank takes part

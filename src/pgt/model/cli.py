@@ -1,91 +1,103 @@
-"""`pgt info`, `pgt init` and `pgt generate`."""
+"""`pgt info`, `pgt init`, `pgt generate` and `pgt push`."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
+from pgt import options
 from pgt.errors import PgtError
+from pgt.model.architecture import (
+    ATTN_IMPLEMENTATIONS,
+    DEFAULT_ATTN_IMPLEMENTATION,
+    DEFAULT_HIDDEN_ACT,
+    HIDDEN_ACTS,
+    SAMPLING,
+)
 
-INFO_EXAMPLES = """examples:
-  pgt info abs-bvv-4          # a published size: blocks, width, heads, parameters
-  pgt info runs/demo/stage-2  # a model directory
-"""
 
-INIT_EXAMPLES = """examples:
-  pgt init --substrate runs/sub --preset tiny --out runs/tiny-init
-  pgt init --substrate runs/sub --layers 4 --heads 8 --out runs/m0 --seed 1
-"""
-
-GENERATE_EXAMPLES = """examples:
-  pgt generate runs/demo/stage-2 "Hello, I am a language model "
-  pgt generate runs/m0 "The capital of France is" --greedy --max-new-tokens 20
-  pgt generate runs/m0 "Once upon a time" --seed 7 --temperature 1.0 --top-k 0
-"""
-
-# The model card's sampling settings.
-CARD_TEMPERATURE, CARD_TOP_K, CARD_TOP_P = 0.8, 50, 0.95
-DTYPES = ("float32", "bfloat16", "float16")
+def add_attn_implementation(parser: argparse.ArgumentParser) -> None:
+    """`--attn-implementation`: transformers' attention backend (grow, generate, eval)."""
+    parser.add_argument("--attn-implementation", choices=ATTN_IMPLEMENTATIONS, default=DEFAULT_ATTN_IMPLEMENTATION,
+                        help=f"attention backend (default: {DEFAULT_ATTN_IMPLEMENTATION}; flash_attention_2 "
+                        "needs CUDA and the flash-attn package)")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the model commands to the `pgt` parser."""
-    formatter = argparse.RawDescriptionHelpFormatter
-
-    info = subparsers.add_parser(
-        "info",
-        help="sizes of a preset or a model directory",
+    info = options.add_command(
+        subparsers, "info", help="sizes of a preset or a model directory",
         description="Print blocks, width, heads, vocabulary, total and trainable parameters "
         "(trainable excludes the frozen embedding) of a named preset or a model directory.",
-        epilog=INFO_EXAMPLES,
-        formatter_class=formatter,
+        examples=["pgt info abs-bvv-4          # a published size: blocks, width, heads, parameters",
+                  "pgt info runs/demo/stage-2  # a model directory"],
+        handler=run_info,
     )
     info.add_argument("target", metavar="PRESET|MODEL_DIR", help="a preset name or a model directory")
-    info.set_defaults(handler=run_info)
 
-    init = subparsers.add_parser(
-        "init",
-        help="write an untrained model on a substrate",
-        description="Write an untrained model directory (weights, code, tokenizer) on a substrate. "
-        "The width and vocabulary come from the substrate; depth and heads from --preset or --layers/--heads.",
-        epilog=INIT_EXAMPLES,
-        formatter_class=formatter,
+    init = options.add_command(
+        subparsers, "init", help="write an untrained model on a substrate",
+        description="Write an untrained model directory (a standard transformers `arcee` checkpoint: "
+        "weights, config, tokenizer, model card) on a substrate. The width and vocabulary come from the "
+        "substrate; depth and heads from --preset or --layers/--heads.",
+        examples=["pgt init --substrate runs/sub --preset tiny --out runs/tiny-init",
+                  "pgt init --substrate runs/sub --layers 4 --heads 8 --out runs/m0 --seed 1",
+                  "pgt init --substrate runs/sub --layers 2 --heads 4 --hidden-act relu2 --out runs/m-relu2"],
+        handler=run_init,
     )
-    init.add_argument("--substrate", required=True, type=Path, help="substrate directory")
+    options.add_substrate(init)
     size = init.add_argument_group("size (a preset, or --layers and --heads)")
     size.add_argument("--preset", help="named size, see `pgt info PRESET`")
-    size.add_argument("--layers", type=int, help="number of decoder blocks")
-    size.add_argument("--heads", type=int, help="attention heads per block")
-    init.add_argument("--out", required=True, type=Path, help="model directory to create")
+    size.add_argument("--layers", type=options.positive_int, help="number of decoder blocks")
+    size.add_argument("--heads", type=options.positive_int, help="attention heads per block")
+    init.add_argument("--hidden-act", choices=HIDDEN_ACTS, default=DEFAULT_HIDDEN_ACT,
+                      help=f"MLP activation (default: {DEFAULT_HIDDEN_ACT}; relu2 serves natively in vLLM/SGLang)")
+    options.add_out(init, "model directory to create")
     init.add_argument("--seed", type=int, default=0, help="seed of the random initialisation (default: 0)")
-    init.add_argument("--overwrite", action="store_true", help="replace an existing --out")
-    init.set_defaults(handler=run_init)
 
-    generate = subparsers.add_parser(
-        "generate",
-        help="continue a prompt, streaming tokens as they come",
+    generate = options.add_command(
+        subparsers, "generate", help="continue a prompt, streaming tokens as they come",
         description="Continue PROMPT with the model in MODEL_DIR, printing tokens as they are generated. "
-        f"Sampling defaults are the model card's (temperature {CARD_TEMPERATURE}, top-k {CARD_TOP_K}, "
-        f"top-p {CARD_TOP_P}); --greedy picks the most likely token instead.",
-        epilog=GENERATE_EXAMPLES,
-        formatter_class=formatter,
+        f"Sampling defaults are the model card's (temperature {SAMPLING['temperature']}, top-k "
+        f"{SAMPLING['top_k']}, top-p {SAMPLING['top_p']}); --greedy picks the most likely token instead.",
+        examples=['pgt generate runs/demo/stage-2 "Hello, I am a language model "',
+                  'pgt generate runs/m0 "The capital of France is" --greedy --max-new-tokens 20',
+                  'pgt generate runs/m0 "Once upon a time" --seed 7 --temperature 1.0 --top-k 0'],
+        handler=run_generate,
     )
     generate.add_argument("model", type=Path, metavar="MODEL_DIR", help="model directory")
     generate.add_argument("prompt", metavar="PROMPT", help="text to continue")
-    generate.add_argument("--max-new-tokens", type=int, default=100, help="tokens to generate (default: 100)")
+    generate.add_argument("--max-new-tokens", type=options.positive_int, default=100,
+                          help="tokens to generate (default: 100)")
     sampling = generate.add_argument_group("sampling (the model card's defaults)")
-    sampling.add_argument("--temperature", type=float, default=CARD_TEMPERATURE, help="temperature (%(default)s)")
-    sampling.add_argument("--top-k", type=int, default=CARD_TOP_K, help="k likeliest tokens, 0: all (%(default)s)")
-    sampling.add_argument("--top-p", type=float, default=CARD_TOP_P, help="nucleus mass, 1.0: off (%(default)s)")
+    sampling.add_argument("--temperature", type=options.positive_float, default=SAMPLING["temperature"],
+                          help="temperature (%(default)s)")
+    sampling.add_argument("--top-k", type=options.non_negative_int, default=SAMPLING["top_k"],
+                          help="k likeliest tokens, 0: all (%(default)s)")
+    sampling.add_argument("--top-p", type=options.fraction, default=SAMPLING["top_p"],
+                          help="nucleus mass, 1.0: off (%(default)s)")
     sampling.add_argument("--seed", type=int, help="random seed, for reproducible sampling")
     sampling.add_argument("--greedy", action="store_true", help="no sampling: always the most likely token")
-    generate.add_argument("--dtype", choices=DTYPES, default="float32", help="weights dtype (default: float32)")
+    options.add_dtype(generate)
+    options.add_device(generate)
+    add_attn_implementation(generate)
     generate.add_argument(
         "--truncate",
         action="store_true",
         help="keep only the last tokens of a prompt too long for the context (default: refuse it)",
     )
-    generate.set_defaults(handler=run_generate)
+
+    push = options.add_command(
+        subparsers, "push", help="upload a model directory to the Hugging Face Hub",
+        description="Upload MODEL_DIR (a stage, an init or a merged model: config, weights, tokenizer, "
+        "model card) as the Hub model repository REPO_ID. Needs a network and a token (`hf auth login`).",
+        examples=["pgt push runs/grow/stage-3 me/pgt-stage-3",
+                  "pgt push runs/grow/merged/en-ru-zh me/pgt-merged --private"],
+        handler=run_push,
+    )
+    push.add_argument("model", type=Path, metavar="MODEL_DIR", help="model directory")
+    push.add_argument("repo_id", metavar="REPO_ID", help="Hub repository, e.g. USER/NAME (created if missing)")
+    push.add_argument("--private", action="store_true", help="create the repository as private")
 
 
 def format_count(count: int) -> str:
@@ -101,15 +113,9 @@ def run_info(args: argparse.Namespace) -> int:
         config = preset.config()
         lines = [f"preset:     {preset.name} (substrate family {preset.family})"]
     elif Path(target).is_dir():
-        from transformers import AutoConfig
+        from pgt.model.loading import read_model_config
 
-        from pgt.model import register_auto_classes
-
-        register_auto_classes()
-        try:
-            config = AutoConfig.from_pretrained(target, local_files_only=True)
-        except (OSError, ValueError) as exc:
-            raise PgtError(f"{target} is not a model directory: {str(exc).splitlines()[0]}") from None
+        config = read_model_config(target)
         lines = [f"model:      {target} ({config.model_type})", f"substrate:  {config.substrate_fingerprint}"]
         preset = None
     else:
@@ -121,7 +127,7 @@ def run_info(args: argparse.Namespace) -> int:
     lines.append(f"d_model:    {config.hidden_size}")
     if hasattr(config, "num_attention_heads"):
         lines.append(f"heads:      {config.num_attention_heads} (head dim {config.head_dim})")
-        lines.append(f"mlp:        {config.intermediate_size}")
+        lines.append(f"mlp:        {config.intermediate_size} ({config.hidden_act})")
     lines += [
         f"vocab:      {config.vocab_size:,}",
         f"context:    {config.max_position_embeddings}",
@@ -148,6 +154,7 @@ def run_init(args: argparse.Namespace) -> int:
         heads=args.heads,
         seed=args.seed,
         overwrite=args.overwrite,
+        hidden_act=args.hidden_act,
     )
     print(f"wrote {out}")
     return 0
@@ -155,8 +162,6 @@ def run_init(args: argparse.Namespace) -> int:
 
 def fit_prompt(input_ids: list[int], max_new_tokens: int, context: int, *, truncate: bool) -> list[int]:
     """The prompt ids, checked (or, with `truncate`, left-truncated) to leave room for the new tokens."""
-    if max_new_tokens < 1:
-        raise PgtError("--max-new-tokens must be at least 1")
     room = context - max_new_tokens
     if room < 1:
         raise PgtError(f"--max-new-tokens {max_new_tokens} leaves no room for a prompt in the context of {context}")
@@ -179,10 +184,10 @@ def run_generate(args: argparse.Namespace) -> int:
 
     from pgt.model.loading import load_model
 
-    if not args.greedy and (args.temperature <= 0 or not 0 < args.top_p <= 1 or args.top_k < 0):
-        raise PgtError("sampling needs --temperature > 0, 0 < --top-p <= 1 and --top-k >= 0 (or pass --greedy)")
     hf_logging.disable_progress_bar()
-    model, tokenizer = load_model(args.model, dtype=getattr(torch, args.dtype))
+    device = options.resolve_device(args.device)
+    model, tokenizer = load_model(args.model, dtype=options.torch_dtype(args.dtype), device=device,
+                                  attn_implementation=args.attn_implementation)
     input_ids = fit_prompt(
         tokenizer(args.prompt)["input_ids"],
         args.max_new_tokens,
@@ -192,18 +197,25 @@ def run_generate(args: argparse.Namespace) -> int:
     if args.seed is not None:
         torch.manual_seed(args.seed)
     sampling = (
-        {"do_sample": False}
+        {"do_sample": False, "temperature": None, "top_k": None, "top_p": None}
         if args.greedy
         else {"do_sample": True, "temperature": args.temperature, "top_k": args.top_k, "top_p": args.top_p}
     )
     print(tokenizer.decode(input_ids), end="", flush=True)
     with torch.inference_mode():
         model.generate(
-            torch.tensor([input_ids]),
-            attention_mask=torch.ones(1, len(input_ids), dtype=torch.long),
+            torch.tensor([input_ids], device=device),
+            attention_mask=torch.ones(1, len(input_ids), dtype=torch.long, device=device),
             max_new_tokens=args.max_new_tokens,
             streamer=TextStreamer(tokenizer, skip_prompt=True),
             pad_token_id=model.config.pad_token_id,
             **sampling,
         )
+    return 0
+
+
+def run_push(args: argparse.Namespace) -> int:
+    from pgt.model.hub import push_model
+
+    print(f"pushed {args.model} to {push_model(args.model, args.repo_id, private=args.private)}")
     return 0

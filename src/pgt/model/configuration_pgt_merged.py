@@ -1,9 +1,9 @@
 """Configuration of a merged PGT model: N experts on one frozen substrate (shipped into saved directories).
 
 Experts that share the substrate share their input and output index spaces, so their
-next-token logits can be combined directly (DESIGN.md §6). Like `configuration_pgt.py`,
-this file imports only transformers and its sibling, because saved directories carry it
-for `trust_remote_code` loading.
+next-token logits can be combined directly (docs/merging.md). Each expert is a standard
+transformers `ArceeConfig`. Saved merged directories carry this file for
+`trust_remote_code` loading, so it imports only transformers.
 """
 
 from __future__ import annotations
@@ -11,25 +11,29 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from transformers import PretrainedConfig
-
-from .configuration_pgt import PgtConfig
+from transformers import ArceeConfig, PretrainedConfig
 
 MERGE_MODES = ("mean", "adapter")
 
-# Bookkeeping that `PgtConfig.to_diff_dict()` adds and that has no meaning inside a merged config.
+# Bookkeeping that `to_diff_dict()` adds and that has no meaning inside a merged config.
 _EXPERT_KEYS_DROPPED = ("architectures", "auto_map", "transformers_version", "_name_or_path", "dtype")
 
 
-def expert_config_dict(config: PgtConfig) -> dict[str, Any]:
+def expert_config_dict(config: ArceeConfig) -> dict[str, Any]:
     """The part of an expert's config that rebuilds it inside a merged model."""
     return {key: value for key, value in config.to_diff_dict().items() if key not in _EXPERT_KEYS_DROPPED}
+
+
+def check_merge_mode(mode: str) -> None:
+    """ValueError unless `mode` is one of MERGE_MODES."""
+    if mode not in MERGE_MODES:
+        raise ValueError(f"unknown merge mode {mode!r} (choose {' or '.join(MERGE_MODES)})")
 
 
 class PgtMergedConfig(PretrainedConfig):
     """Hyper-parameters of `PgtMergedForCausalLM`: the experts' configs and how their logits combine.
 
-    - `experts`: one `PgtConfig` dict per expert (see `expert_config_dict`).
+    - `experts`: one `ArceeConfig` dict per expert (see `expert_config_dict`).
     - `mode="mean"`: logits = Σ wᵢ·logitsᵢ, the paper's logit averaging; `expert_weights`
       wᵢ default to equal and are normalised to sum to 1.
     - `mode="adapter"`: a trainable adapter over the concatenated logits
@@ -53,6 +57,7 @@ class PgtMergedConfig(PretrainedConfig):
     num_hidden_layers: int = 0
     max_position_embeddings: int = 1024
     substrate_fingerprint: str | None = None
+    freeze_embeddings: bool = True
     use_cache: bool = True
     pad_token_id: int | None = 57344
     bos_token_id: int | None = 57345
@@ -64,8 +69,7 @@ class PgtMergedConfig(PretrainedConfig):
     def __post_init__(self, **kwargs) -> None:
         # The no-argument constructor must work (transformers builds defaults with it).
         self.experts = [dict(expert) for expert in self.experts or []]
-        if self.mode not in MERGE_MODES:
-            raise ValueError(f"mode must be one of {', '.join(MERGE_MODES)}, not {self.mode!r}")
+        check_merge_mode(self.mode)
         if self.adapter_hidden_size < 1:
             raise ValueError(f"adapter_hidden_size must be positive, not {self.adapter_hidden_size}")
         if self.experts:
@@ -75,13 +79,13 @@ class PgtMergedConfig(PretrainedConfig):
     def _derive_from_experts(self) -> None:
         configs = self.expert_configs()
         for key in ("vocab_size", "hidden_size", "substrate_fingerprint"):
-            values = {getattr(config, key) for config in configs}
+            values = {getattr(config, key, None) for config in configs}
             if len(values) > 1:
                 raise ValueError(f"the experts disagree on {key}: {sorted(map(str, values))}")
         first = configs[0]
         self.vocab_size = first.vocab_size
         self.hidden_size = first.hidden_size
-        self.substrate_fingerprint = first.substrate_fingerprint
+        self.substrate_fingerprint = getattr(first, "substrate_fingerprint", None)
         self.pad_token_id = first.pad_token_id
         self.bos_token_id = first.bos_token_id
         self.eos_token_id = first.eos_token_id
@@ -90,9 +94,9 @@ class PgtMergedConfig(PretrainedConfig):
         self.tie_word_embeddings = len(configs) > 1
         self.expert_weights = normalised_weights(self.expert_weights, len(configs))
 
-    def expert_configs(self) -> list[PgtConfig]:
+    def expert_configs(self) -> list[ArceeConfig]:
         """The experts' configurations, in order."""
-        return [PgtConfig(**expert) for expert in self.experts]
+        return [ArceeConfig(**expert) for expert in self.experts]
 
     @property
     def expert_layer_counts(self) -> list[int]:
@@ -111,4 +115,4 @@ def normalised_weights(weights: list[float] | None, count: int) -> list[float]:
     return [weight / total for weight in weights]
 
 
-__all__ = ["MERGE_MODES", "PgtMergedConfig", "expert_config_dict", "normalised_weights"]
+__all__ = ["MERGE_MODES", "PgtMergedConfig", "check_merge_mode", "expert_config_dict", "normalised_weights"]

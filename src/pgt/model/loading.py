@@ -1,28 +1,76 @@
 """Model directories: create untrained ones, save trained ones, load them with every check.
 
-A model directory holds `config.json` (with `auto_map` and `substrate_fingerprint`),
-`model.safetensors` (frozen embedding included), the self-contained `configuration_pgt.py`
-and `modeling_pgt.py`, `generation_config.json`, the tokenizer files and a copy of the
-substrate's `substrate.json`. Loading checks three fingerprints against one another: the
-config's, the copied `substrate.json`'s, and one recomputed from the embedding weights.
+A model directory is a Hugging Face model repository (docs/architecture.md): `config.json`
+(a standard `arcee` config plus the extra keys `substrate_fingerprint` and
+`freeze_embeddings`), `model.safetensors` (frozen embedding included),
+`generation_config.json` (the card's sampling), the tokenizer files (`model_max_length` =
+the context), `README.md` (the model card) and a copy of the substrate's `substrate.json`.
+Only a merged-experts directory carries code (`trust_remote_code`). Loading checks three
+fingerprints against one another: the config's, the copied `substrate.json`'s and one
+recomputed from the embedding weights; and the tokenizer's token texts against the
+substrate's record of them.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pgt.errors import PgtError
-from pgt.io import atomic_dir, read_json
-from pgt.substrate.store import SUBSTRATE_FILE, Substrate, SubstrateMeta, fingerprint
+from pgt.io import atomic_dir, read_json, write_json
+from pgt.model.architecture import DEFAULT_ATTN_IMPLEMENTATION, SAMPLING, check_heads
+from pgt.substrate.store import SUBSTRATE_FILE, Substrate, fingerprint
 
 if TYPE_CHECKING:
     import torch
-    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+    from transformers import PretrainedConfig, PreTrainedModel, PreTrainedTokenizerBase
 
 WEIGHTS_FILE = "model.safetensors"
 WEIGHTS_INDEX_FILE = "model.safetensors.index.json"  # the same, in shards (very large models)
+CONFIG_FILE = "config.json"
+CARD_FILE = "README.md"
+TOKENIZER_CONFIG_FILE = "tokenizer_config.json"
+SINGLE_MODEL_TYPE = "arcee"
+MERGED_MODEL_TYPE = "pgt_merged"
+
+
+def model_class(model_type: str) -> type[PreTrainedModel]:
+    """The class of a pgt model directory's `model_type` (PgtError for any other)."""
+    if model_type == SINGLE_MODEL_TYPE:
+        from transformers import ArceeForCausalLM
+
+        return ArceeForCausalLM
+    if model_type == MERGED_MODEL_TYPE:
+        from pgt.model.modeling_pgt_merged import PgtMergedForCausalLM
+
+        return PgtMergedForCausalLM
+    raise PgtError(f"model type {model_type!r} is not a pgt model ({SINGLE_MODEL_TYPE} or {MERGED_MODEL_TYPE})")
+
+
+def build_from_config(config: PretrainedConfig) -> PreTrainedModel:
+    """A randomly initialised pgt model of `config`, its substrate embedding frozen."""
+    from pgt.model.frozen import freeze_embedding
+
+    return freeze_embedding(model_class(config.model_type)(config))
+
+
+def read_model_config(path: str | os.PathLike) -> PretrainedConfig:
+    """The config of a pgt model directory, or a one-line PgtError naming what is wrong."""
+    path = Path(path)
+    if not path.is_dir():
+        raise PgtError(f"model directory not found: {path}")
+    raw = read_json(path / CONFIG_FILE, "model config")
+    if not raw.get("substrate_fingerprint"):
+        raise PgtError(f"{path} is not a pgt model directory (its config has no substrate_fingerprint)")
+    cls = model_class(str(raw.get("model_type")))
+    try:
+        return cls.config_class.from_pretrained(str(path), local_files_only=True)
+    except (OSError, ValueError, TypeError) as exc:
+        raise PgtError(f"{path / CONFIG_FILE} is not a valid {cls.config_class.__name__}: "
+                       f"{str(exc).splitlines()[0]}") from None
 
 
 def model_config_kwargs(
@@ -47,11 +95,19 @@ def model_config_kwargs(
         }
     if layers is None or heads is None:
         raise PgtError("give a --preset, or both --layers and --heads")
-    if layers < 1 or heads < 1:
-        raise PgtError(f"--layers and --heads must be positive (got {layers} and {heads})")
-    if hidden_size % heads or (hidden_size // heads) % 2:
-        raise PgtError(f"--heads {heads} must divide the substrate dimension {hidden_size} into even head sizes")
+    if layers < 1:
+        raise PgtError(f"--layers must be positive (got {layers})")
+    check_heads(hidden_size, heads)
     return {"num_hidden_layers": layers, "num_attention_heads": heads}
+
+
+def _generation_config(config: PretrainedConfig) -> Any:
+    from transformers import GenerationConfig
+
+    return GenerationConfig(
+        **SAMPLING, pad_token_id=config.pad_token_id, bos_token_id=config.bos_token_id,
+        eos_token_id=config.eos_token_id,
+    )
 
 
 def save_model(
@@ -59,20 +115,30 @@ def save_model(
     tokenizer: PreTrainedTokenizerBase,
     out: str | os.PathLike,
     *,
-    substrate_meta: SubstrateMeta,
+    substrate_meta: dict[str, Any],
+    card: str | None = None,
     overwrite: bool = False,
 ) -> Path:
-    """Write a complete model directory atomically (weights as safetensors, code, tokenizer,
-    `substrate.json`); `substrate_meta` is the substrate's `substrate.json` record."""
-    from pgt.model import register_auto_classes
+    """Write a complete model directory atomically (safetensors weights, config, generation
+    config, tokenizer, `substrate.json`, model card); `substrate_meta` is the content of the
+    substrate's `substrate.json`. `card` is the README.md (`pgt.model.card.model_card`);
+    without one, a card is written from what the model and substrate record."""
+    from pgt.model.card import facts_of, model_card
 
-    register_auto_classes()  # makes save_pretrained write auto_map and ship the modeling code
-    if getattr(model.config, "substrate_fingerprint", None) != substrate_meta.fingerprint:
+    if getattr(model.config, "substrate_fingerprint", None) != substrate_meta.get("fingerprint"):
         raise PgtError("the model's substrate_fingerprint differs from the substrate.json given to save it")
+    model.generation_config = _generation_config(model.config)
     with atomic_dir(out, overwrite=overwrite) as tmp:
         model.save_pretrained(str(tmp), safe_serialization=True)
         tokenizer.save_pretrained(str(tmp))
-        substrate_meta.save(tmp / SUBSTRATE_FILE)
+        # The tokenizer warns about a prompt longer than the model's context (transformers' default: 1e30).
+        tokenizer_config = read_json(tmp / TOKENIZER_CONFIG_FILE, "tokenizer config")
+        write_json(tmp / TOKENIZER_CONFIG_FILE, {**tokenizer_config,
+                                                 "model_max_length": model.config.max_position_embeddings})
+        write_json(tmp / SUBSTRATE_FILE, substrate_meta)
+        if card is None:
+            card = model_card(**facts_of(model, substrate_meta, Path(out).name))
+        (tmp / CARD_FILE).write_text(card, encoding="utf-8")
     return Path(out)
 
 
@@ -90,59 +156,94 @@ def init_model_dir(
     """Write an untrained model on the substrate in `substrate_dir` to `out` and return `out`.
 
     Width and vocabulary come from the substrate; depth and heads from `preset` or from
-    `layers` and `heads`. `seed` fixes the random initialisation of the trainable weights.
+    `layers` and `heads`; `config_overrides` go to `pgt.model.architecture.pgt_config`
+    (e.g. `hidden_act="relu2"`). `seed` fixes the random initialisation of the trainable weights.
     """
     import torch
 
-    from pgt.model.modeling_pgt import PgtForCausalLM
+    from pgt.io import refuse_overlap
+    from pgt.model.architecture import from_substrate
 
+    refuse_overlap(out, [substrate_dir])
     substrate = Substrate.load(substrate_dir)
     config_kwargs = model_config_kwargs(preset=preset, layers=layers, heads=heads, hidden_size=substrate.dim)
     torch.manual_seed(seed)
-    model = PgtForCausalLM.from_substrate(substrate, **config_kwargs, **config_overrides)
+    model = from_substrate(substrate, **config_kwargs, **config_overrides)
     return save_model(model, substrate.tokenizer, out, substrate_meta=substrate.meta, overwrite=overwrite)
 
 
-def embedding_fingerprint(model: PreTrainedModel, substrate_meta: SubstrateMeta) -> str:
+def embedding_fingerprint(model: PreTrainedModel, substrate_meta: dict[str, Any]) -> str:
     """The substrate fingerprint recomputed from the model's (float32) token embedding."""
     weight = model.get_input_embeddings().weight.detach()
-    return fingerprint(weight.float().cpu().numpy(), substrate_meta.params)
+    return fingerprint(weight.float().cpu().numpy(), substrate_meta.get("params", {}))
+
+
+def _texts_sha256(texts: list[str]) -> str:
+    return hashlib.sha256(json.dumps(texts, ensure_ascii=False).encode()).hexdigest()
+
+
+def check_token_texts(tokenizer: PreTrainedTokenizerBase, substrate_meta: dict[str, Any], where: Path) -> None:
+    """PgtError unless the tokenizer's tokens are those whose glyphs the substrate rendered.
+
+    The substrate records `params.token_texts_sha256`. A bvv241 build hashes the vocabulary
+    strings; a substrate built from another tokenizer hashes their rendered texts
+    (`pgt.substrate.tokenizer.token_texts`); either matching is the same tokenizer.
+    """
+    recorded = substrate_meta.get("params", {}).get("token_texts_sha256")
+    if recorded is None:  # substrates written before the record existed
+        return
+    ids = list(range(len(tokenizer)))
+    if _texts_sha256(tokenizer.convert_ids_to_tokens(ids)) == recorded:
+        return
+    from pgt.substrate.tokenizer import token_texts
+
+    if _texts_sha256(token_texts(tokenizer)) != recorded:
+        raise PgtError(
+            f"{where}: the tokenizer's tokens are not those of the model's substrate (tokenizer.json was "
+            "replaced or edited); restore the tokenizer files of the model's own substrate"
+        )
 
 
 def load_model(
-    path: str | os.PathLike, *, dtype: torch.dtype | None = None, device: str | torch.device = "cpu"
+    path: str | os.PathLike,
+    *,
+    dtype: torch.dtype | None = None,
+    device: str | torch.device = "cpu",
+    attn_implementation: str = DEFAULT_ATTN_IMPLEMENTATION,
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """Load a model directory as (model, tokenizer), in eval mode, after checking that its
-    config, its tokenizer's `substrate.json` and its embedding weights share one substrate.
+    config, its tokenizer's `substrate.json` and its embedding weights share one substrate
+    and that the tokenizer is the substrate's. The embedding comes back frozen.
 
-    `dtype` defaults to float32. Only safetensors weights are read (never pickle).
+    `dtype` defaults to float32; `attn_implementation` is transformers' attention backend.
+    Only safetensors weights are read (never pickle).
     Raises PgtError on a missing or corrupt directory or any fingerprint mismatch.
     """
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
 
-    from pgt.model import register_auto_classes
+    from pgt.model.architecture import ATTN_IMPLEMENTATIONS, check_choice
+    from pgt.model.frozen import freeze_embedding
 
-    register_auto_classes()
+    check_choice("attention implementation", attn_implementation, ATTN_IMPLEMENTATIONS)
     path = Path(path)
-    if not path.is_dir():
-        raise PgtError(f"model directory not found: {path}")
-    config = read_json(path / "config.json", "model config")
-    substrate_meta = SubstrateMeta.load(path / SUBSTRATE_FILE)
-    recorded = config.get("substrate_fingerprint")
-    if not recorded:
-        raise PgtError(f"{path} is not a pgt model directory (its config has no substrate_fingerprint)")
-    if recorded != substrate_meta.fingerprint:
+    config = read_model_config(path)
+    substrate_meta = read_json(path / SUBSTRATE_FILE, "substrate description of the model's tokenizer")
+    recorded = config.substrate_fingerprint
+    if recorded != substrate_meta.get("fingerprint"):
         raise PgtError(
             f"{path}: the model was built on substrate {recorded[:19]}… but its tokenizer belongs to "
-            f"{substrate_meta.fingerprint[:19]}…; use the tokenizer of the model's own substrate"
+            f"{str(substrate_meta.get('fingerprint'))[:19]}…; use the tokenizer of the model's own substrate"
         )
     if not (path / WEIGHTS_FILE).is_file() and not (path / WEIGHTS_INDEX_FILE).is_file():
         raise PgtError(f"{path} has no {WEIGHTS_FILE} (pgt reads safetensors weights only)")
     try:
-        model, info = AutoModelForCausalLM.from_pretrained(
-            str(path), dtype=torch.float32, use_safetensors=True, local_files_only=True, output_loading_info=True
+        model, info = model_class(config.model_type).from_pretrained(
+            str(path), dtype=torch.float32, use_safetensors=True, local_files_only=True, output_loading_info=True,
+            attn_implementation=attn_implementation,
         )
+    except ImportError as exc:  # e.g. flash_attention_2 without the flash-attn package
+        raise PgtError(f"--attn-implementation {attn_implementation}: {str(exc).splitlines()[0]}") from None
     except Exception as exc:  # safetensors, OSError and shape errors all mean the same to the user
         raise PgtError(f"cannot load the weights in {path / WEIGHTS_FILE}: {str(exc).splitlines()[0]}") from None
     if info["missing_keys"] or info["mismatched_keys"]:
@@ -156,10 +257,11 @@ def load_model(
         raise PgtError(f"cannot load the tokenizer in {path}: {exc}") from None
     if len(tokenizer) > model.config.vocab_size:
         raise PgtError(f"{path}: tokenizer has {len(tokenizer)} ids but the model only {model.config.vocab_size}")
+    check_token_texts(tokenizer, substrate_meta, path)
     model.to(device=device, dtype=dtype or torch.float32)
-    return model.eval(), tokenizer
+    return freeze_embedding(model).eval(), tokenizer
 
 
-def substrate_meta_of(path: str | os.PathLike) -> SubstrateMeta:
+def substrate_meta_of(path: str | os.PathLike) -> dict[str, Any]:
     """The `substrate.json` of a substrate or model directory (what `save_model` needs)."""
-    return SubstrateMeta.load(Path(path) / SUBSTRATE_FILE)
+    return read_json(Path(path) / SUBSTRATE_FILE, "substrate description")

@@ -1,11 +1,12 @@
-"""Merged PGT experts: N `PgtForCausalLM` on one frozen substrate, their logits combined.
+"""Merged PGT experts: N `ArceeForCausalLM` on one frozen substrate, their logits combined.
 
 Experts trained on different data but on the same frozen matrix share input and output
-index spaces, so `mean(logits_i)` is a mixture of experts without training (DESIGN.md §6);
+index spaces, so `mean(logits_i)` is a mixture of experts without training (docs/merging.md);
 the paper's trainable alternative fuses the concatenated logits with a small adapter.
 
-Like `modeling_pgt.py`, this file is copied into saved model directories for
-`trust_remote_code` loading, so it imports only torch, transformers and its siblings.
+transformers has no standard class for either, so this file (with its siblings) is copied
+into saved merged directories for `trust_remote_code` loading: it imports only torch,
+transformers and those siblings.
 """
 
 from __future__ import annotations
@@ -16,14 +17,14 @@ from itertools import accumulate
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import GenerationMixin, PreTrainedModel
+from transformers import ArceeForCausalLM, GenerationMixin, PreTrainedModel
 from transformers import initialization as init
 from transformers.cache_utils import Cache, DynamicCache
 from transformers.modeling_outputs import CausalLMOutputWithPast
 from transformers.utils import can_return_tuple
 
 from .configuration_pgt_merged import PgtMergedConfig, expert_config_dict
-from .modeling_pgt import PgtForCausalLM
+from .frozen import freeze_embedding
 
 
 class PgtLogitAdapter(nn.Module):
@@ -89,8 +90,10 @@ class PgtMergedPreTrainedModel(PreTrainedModel):
     config: PgtMergedConfig
     base_model_prefix = "merged"
     supports_gradient_checkpointing = True
-    _no_split_modules = ["PgtDecoderLayer"]
+    _no_split_modules = ["ArceeDecoderLayer"]
     _supports_sdpa = True
+    _supports_flash_attn = True
+    _supports_flex_attn = True
 
     def _init_weights(self, module: nn.Module) -> None:
         # The experts are PreTrainedModels and initialise themselves; only the adapter is ours.
@@ -99,7 +102,7 @@ class PgtMergedPreTrainedModel(PreTrainedModel):
 
 
 class PgtMergedForCausalLM(PgtMergedPreTrainedModel, GenerationMixin):
-    """N PGT experts sharing one substrate; logits = weighted mean, or a trainable adapter of them.
+    """N PGT (Arcee) experts sharing one substrate; logits = weighted mean, or a trainable adapter of them.
 
     Build one from trained experts with `from_experts`; `save_pretrained`/`from_pretrained`
     and `generate` work as for any causal LM. The experts' frozen embeddings are one tensor.
@@ -108,13 +111,13 @@ class PgtMergedForCausalLM(PgtMergedPreTrainedModel, GenerationMixin):
     # Experts 1 … N-1 use expert 0's embedding tensor (see `tie_word_embeddings` in the config).
     _tied_weights_keys = {r"experts\.[1-9]\d*\.model\.embed_tokens\.weight": "experts.0.model.embed_tokens.weight"}
 
-    def __init__(self, config: PgtMergedConfig, experts: list[PgtForCausalLM] | None = None) -> None:
+    def __init__(self, config: PgtMergedConfig, experts: list[ArceeForCausalLM] | None = None) -> None:
         super().__init__(config)
         if not config.experts:
             raise ValueError("a merged model needs at least one expert config")
         if experts is None:
-            experts = [PgtForCausalLM(expert_config) for expert_config in config.expert_configs()]
-        self.experts = nn.ModuleList(experts)
+            experts = [ArceeForCausalLM(expert_config) for expert_config in config.expert_configs()]
+        self.experts = nn.ModuleList(freeze_embedding(expert) for expert in experts)
         self.adapter = (
             PgtLogitAdapter(len(experts), config.vocab_size, config.adapter_hidden_size)
             if config.mode == "adapter"
@@ -127,7 +130,7 @@ class PgtMergedForCausalLM(PgtMergedPreTrainedModel, GenerationMixin):
     @classmethod
     def from_experts(
         cls,
-        experts: list[PgtForCausalLM],
+        experts: list[ArceeForCausalLM],
         *,
         mode: str = "mean",
         weights: list[float] | None = None,
@@ -206,3 +209,8 @@ class PgtMergedForCausalLM(PgtMergedPreTrainedModel, GenerationMixin):
 
 
 __all__ = ["PgtLogitAdapter", "PgtMergedPreTrainedModel", "PgtMergedForCausalLM", "expert_cache_view"]
+
+# save_pretrained writes `auto_map` and copies this file and its siblings beside the weights,
+# so a merged directory loads with trust_remote_code where pgt is not installed.
+PgtMergedConfig.register_for_auto_class()
+PgtMergedForCausalLM.register_for_auto_class("AutoModelForCausalLM")

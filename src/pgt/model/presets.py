@@ -8,21 +8,20 @@ checked by instantiating the model on the meta device, which allocates nothing.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pgt.errors import PgtError
+from pgt.model.architecture import DEFAULT_CONTEXT
 
 if TYPE_CHECKING:
-    from transformers import PretrainedConfig
-
-    from pgt.model.configuration_pgt import PgtConfig
+    from transformers import ArceeConfig, PretrainedConfig
 
 BYTE_FALLBACK_IDS = 256  # see pgt.substrate.layout: appended after the reference layout
 VOCAB_131K = 131_072 + BYTE_FALLBACK_IDS  # bvv241-abs / bvv241-max
 VOCAB_65K = 65_536 + BYTE_FALLBACK_IDS  # bvv241-2-3
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Preset:
     """One named size. `published` is the size the reference reports, in billions."""
 
@@ -33,11 +32,11 @@ class Preset:
     vocab_size: int
     family: str
     published: float | None = None
-    max_position_embeddings: int = 1024
+    max_position_embeddings: int = DEFAULT_CONTEXT
 
-    def config(self, **overrides: object) -> PgtConfig:
-        """The preset as a `PgtConfig`; keyword arguments override its fields."""
-        from pgt.model.configuration_pgt import PgtConfig
+    def config(self, **overrides: Any) -> ArceeConfig:
+        """The preset as a PGT `ArceeConfig`; keyword arguments override its fields."""
+        from pgt.model.architecture import pgt_config
 
         fields = {
             "num_hidden_layers": self.num_hidden_layers,
@@ -46,21 +45,28 @@ class Preset:
             "vocab_size": self.vocab_size,
             "max_position_embeddings": self.max_position_embeddings,
         }
-        return PgtConfig(**{**fields, **overrides})
+        return pgt_config(**{**fields, **overrides})
 
+
+_PUBLISHED_ABS = (1.3, 1.5, 1.7, 1.9, 2.1, 2.3)  # abs-bvv-1 ... 6, billions
 
 PRESETS: dict[str, Preset] = {
     preset.name: preset
     for preset in [
         *(
-            Preset(f"abs-bvv-{k}", k, 4096, 32, VOCAB_131K, "bvv241-abs", published)
-            for k, published in zip(range(1, 7), (1.3, 1.5, 1.7, 1.9, 2.1, 2.3), strict=True)
+            Preset(name=f"abs-bvv-{k}", num_hidden_layers=k, hidden_size=4096, num_attention_heads=32,
+                   vocab_size=VOCAB_131K, family="bvv241-abs", published=published)
+            for k, published in enumerate(_PUBLISHED_ABS, start=1)
         ),
-        Preset("best-bvv", 16, 1024, 32, VOCAB_131K, "bvv241-max", 0.5),
+        Preset(name="best-bvv", num_hidden_layers=16, hidden_size=1024, num_attention_heads=32,
+               vocab_size=VOCAB_131K, family="bvv241-max", published=0.5),
         # CPU sizes for tests, the demo and quick experiments.
-        Preset("tiny", 2, 64, 4, VOCAB_65K, "bvv241-2-3"),
-        Preset("small", 4, 256, 8, VOCAB_65K, "bvv241-2-3"),
-        Preset("medium", 8, 512, 8, VOCAB_65K, "bvv241-2-3"),
+        Preset(name="tiny", num_hidden_layers=2, hidden_size=64, num_attention_heads=4, vocab_size=VOCAB_65K,
+               family="bvv241-2-3"),
+        Preset(name="small", num_hidden_layers=4, hidden_size=256, num_attention_heads=8, vocab_size=VOCAB_65K,
+               family="bvv241-2-3"),
+        Preset(name="medium", num_hidden_layers=8, hidden_size=512, num_attention_heads=8, vocab_size=VOCAB_65K,
+               family="bvv241-2-3"),
     ]
 }
 
@@ -73,22 +79,20 @@ def get_preset(name: str) -> Preset:
         raise PgtError(f"unknown preset {name!r}; known presets: {', '.join(PRESETS)}") from None
 
 
-def preset_config(name: str, **overrides: object) -> PgtConfig:
-    """`PgtConfig` of the named preset, with optional field overrides."""
+def preset_config(name: str, **overrides: Any) -> ArceeConfig:
+    """PGT `ArceeConfig` of the named preset, with optional field overrides."""
     return get_preset(name).config(**overrides)
 
 
 def parameter_counts(config: PretrainedConfig) -> tuple[int, int]:
-    """(total, trainable) parameters of the causal LM of `config` (a `PgtConfig` or a merged
-    one), counted on the meta device. Trainable excludes the frozen substrate embedding."""
+    """(total, trainable) parameters of the causal LM of `config` (a PGT `ArceeConfig` or a
+    merged one), counted on the meta device. Trainable excludes the frozen substrate embedding."""
     import torch
-    from transformers import AutoModelForCausalLM
 
-    from pgt.model import register_auto_classes
+    from pgt.model.loading import model_class
 
-    register_auto_classes()
     with torch.device("meta"):
-        model = AutoModelForCausalLM.from_config(config)
+        model = model_class(config.model_type)(config)
     total = sum(p.numel() for p in model.parameters())
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     return total, trainable

@@ -1,0 +1,31 @@
+"""`push_model`: upload a model directory to the Hugging Face Hub (only when the user asks)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pgt.errors import PgtError
+
+
+def push_model(model_dir: str | os.PathLike, repo_id: str, *, private: bool = False) -> str:
+    """Upload `model_dir` (checked with `load_model` first) as the model repository `repo_id`;
+    return the repository's URL. Needs a network and a Hugging Face token (`hf auth login`)."""
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
+
+    from pgt.model.loading import read_model_config
+
+    model_dir = Path(model_dir)
+    read_model_config(model_dir)  # a pgt model directory, not any folder
+    api = HfApi()
+    try:
+        url = api.create_repo(repo_id, repo_type="model", private=private, exist_ok=True)
+        api.upload_folder(folder_path=str(model_dir), repo_id=repo_id, repo_type="model",
+                          commit_message=f"pgt push {model_dir.name}")
+    except OfflineModeIsEnabled:
+        raise PgtError("cannot push: Hugging Face offline mode is on (HF_HUB_OFFLINE=1)") from None
+    except (HfHubHTTPError, OSError, ValueError) as exc:  # no network, no token, no permission
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise PgtError(f"cannot push {model_dir} to {repo_id}: {first}") from None
+    return str(url)
