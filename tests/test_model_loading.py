@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import dataclasses
+import json
 import pickle
 import shutil
 from pathlib import Path
@@ -13,8 +13,10 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from pgt.errors import PgtError
+from transformers import ArceeForCausalLM
+
+from pgt.model.architecture import SAMPLING
 from pgt.model.loading import init_model_dir, load_model, save_model, substrate_meta_of
-from pgt.model.modeling_pgt import PgtForCausalLM
 from pgt.substrate.store import SUBSTRATE_FILE, Substrate, save_substrate
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", SUBSTRATE_FILE)
@@ -37,15 +39,19 @@ def other_substrate_dir(substrate_dir: Path, tmp_path_factory: pytest.TempPathFa
     matrix = np.random.default_rng(1).standard_normal(tuple(substrate.embeddings.shape)).astype(np.float32)
     matrix /= np.linalg.norm(matrix, axis=1, keepdims=True)
     out = tmp_path_factory.mktemp("other") / "substrate"
-    params = dataclasses.replace(substrate.meta.params, token_texts_sha256="other")
-    return save_substrate(out, substrate.tokenizer, matrix, params)
+    return save_substrate(out, substrate.tokenizer, matrix, {**substrate.meta["params"], "variant": "other"})
 
 
 def test_init_writes_a_complete_directory_that_loads(model_dir, substrate_dir):
     names = {path.name for path in model_dir.iterdir()}
-    assert {"config.json", "model.safetensors", "configuration_pgt.py", "modeling_pgt.py", "generation_config.json",
-            "tokenizer.json", SUBSTRATE_FILE} <= names
-    assert not any(name.endswith((".bin", ".pt", ".pth")) for name in names)
+    assert {"config.json", "model.safetensors", "generation_config.json", "README.md", "tokenizer.json",
+            SUBSTRATE_FILE} <= names
+    assert not any(name.endswith((".bin", ".pt", ".pth", ".py")) for name in names)  # no code, no pickles
+    config = json.loads((model_dir / "config.json").read_text())
+    assert config["model_type"] == "arcee" and config["architectures"] == ["ArceeForCausalLM"]
+    assert "auto_map" not in config and config["freeze_embeddings"] is True
+    assert config["hidden_act"] == "gelu" and config["num_key_value_heads"] == config["num_attention_heads"] == 4
+    assert not config["tie_word_embeddings"] and not config["attention_bias"] and not config["mlp_bias"]
     model, tokenizer = load_model(model_dir)
     substrate = Substrate.load(substrate_dir)
     assert torch.equal(model.model.embed_tokens.weight, substrate.embeddings)
@@ -148,32 +154,67 @@ def test_missing_directory_and_foreign_config(tmp_path, model_copy):
         load_model(model_copy)
 
 
-def test_auto_classes_load_without_trust_remote_code(model_dir):
-    import pgt  # noqa: F401  (registration on import)
-    from transformers import AutoConfig, AutoModelForCausalLM
+def test_auto_classes_load_without_pgt_registration_or_remote_code(model_dir, substrate_dir):
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     model = AutoModelForCausalLM.from_pretrained(model_dir)
-    assert isinstance(model, PgtForCausalLM)
-    assert AutoConfig.from_pretrained(model_dir).model_type == "pgt"
+    assert type(model) is ArceeForCausalLM
+    assert AutoConfig.from_pretrained(model_dir).substrate_fingerprint == Substrate.load(substrate_dir).fingerprint
+    reference, _ = load_model(model_dir)
+    tokens = AutoTokenizer.from_pretrained(model_dir)("the nation", return_tensors="pt").input_ids
+    assert torch.equal(model.eval()(tokens).logits, reference(tokens).logits)
 
 
-@pytest.mark.parametrize(
-    "code",
-    [
-        # importing pgt stays light: the registration waits for transformers
-        "import sys, pgt; assert 'torch' not in sys.modules and 'transformers' not in sys.modules",
-        # ... and happens once transformers arrives, even when the modeling module itself
-        # (half-imported at that moment) is what imports it
-        "import pgt.model.modeling_pgt as m; from transformers import AutoModelForCausalLM as A; "
-        "assert A._model_mapping[m.PgtConfig] is m.PgtForCausalLM and m.PgtForCausalLM._auto_class",
-    ],
-)
-def test_auto_registration_is_lazy_and_survives_a_circular_import(code):
+def test_importing_pgt_stays_light():
     import subprocess
     import sys
 
+    code = "import sys, pgt, pgt.model.cli; assert 'torch' not in sys.modules and 'transformers' not in sys.modules"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_directory_is_a_hub_repository(model_dir, substrate_dir):
+    from transformers import AutoTokenizer, GenerationConfig
+
+    generation = GenerationConfig.from_pretrained(model_dir)
+    assert {key: getattr(generation, key) for key in SAMPLING} == SAMPLING
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    assert tokenizer.model_max_length == 1024  # the context, so a too-long prompt is warned about
+    card = (model_dir / "README.md").read_text()
+    fingerprint = Substrate.load(substrate_dir).fingerprint
+    for fact in ("library_name: transformers", "| blocks | 2 |", "| d_model | 64 |", "| heads | 4 |", fingerprint,
+                 "ArceeForCausalLM", "arXiv:2507.04886", "arXiv:2507.07129", "dtype=torch.bfloat16",
+                 "temperature 0.8", "## Limitations"):
+        assert fact in card
+    assert "trust_remote_code" not in card and "torch_dtype" not in card
+
+
+def test_swapped_tokenizer_json_is_refused(model_copy):
+    """tokenizer.json alone replaced (substrate.json intact): the token texts give it away."""
+    from transformers import AutoTokenizer
+
+    tokenizer_file = json.loads((model_copy / "tokenizer.json").read_text())
+    vocab = tokenizer_file["model"]["vocab"]
+    vocab["A"], vocab["B"] = vocab["B"], vocab["A"]  # two tokens trade ids: same size, other texts
+    (model_copy / "tokenizer.json").write_text(json.dumps(tokenizer_file))
+    assert AutoTokenizer.from_pretrained(model_copy)("A").input_ids != [65]
+    with pytest.raises(PgtError, match="tokenizer's tokens are not those of the model's substrate"):
+        load_model(model_copy)
+
+
+def test_init_refuses_an_output_overlapping_the_substrate(substrate_dir):
+    with pytest.raises(PgtError, match="overlaps the input"):
+        init_model_dir(substrate_dir, substrate_dir / "model", layers=1, heads=4)
+    assert not (substrate_dir / "model").exists()
+
+
+def test_relu2_is_a_recorded_option(substrate_dir, tmp_path):
+    out = init_model_dir(substrate_dir, tmp_path / "relu2", layers=1, heads=4, hidden_act="relu2")
+    model, _ = load_model(out)
+    assert model.config.hidden_act == "relu2" and "relu2" in (out / "README.md").read_text()
+    with pytest.raises(PgtError, match="unknown hidden_act 'silu'"):
+        init_model_dir(substrate_dir, tmp_path / "silu", layers=1, heads=4, hidden_act="silu")
 
 
 def test_sharded_weights_load(model_copy):
