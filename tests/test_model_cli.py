@@ -75,3 +75,51 @@ def test_generate_refuses_prompts_past_the_context_unless_truncating(substrate_d
 def test_generate_on_a_missing_directory(tmp_path, capsys):
     assert main(["generate", str(tmp_path / "nope"), "hi"]) == 2
     assert "model directory not found" in capsys.readouterr().err
+
+
+def test_info_on_a_directory_that_is_not_a_pgt_model(tmp_path, capsys):
+    (tmp_path / "config.json").write_text('{"model_type": "llama"}')
+    assert main(["info", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "not a pgt model directory" in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("flag, value", [("--temperature", "nan"), ("--temperature", "0"), ("--top-p", "1.5"),
+                                          ("--top-k", "-1"), ("--max-new-tokens", "0"),
+                                          ("--attn-implementation", "eager")])
+def test_generate_refuses_bad_options_at_parse_time(flag, value, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["generate", str(tmp_path), "hi", flag, value])
+    assert exit_.value.code == 2 and flag in capsys.readouterr().err
+
+
+def test_init_out_inside_the_substrate_is_refused(substrate_dir, capsys):
+    assert main(["init", "--substrate", str(substrate_dir), "--layers", "1", "--heads", "4",
+                 "--out", str(substrate_dir / "m")]) == 2
+    assert "overlaps the input" in capsys.readouterr().err and not (substrate_dir / "m").exists()
+
+
+def test_generate_with_an_explicit_attention_backend(eval_model_dir, capsys):
+    args = ["generate", str(eval_model_dir), "Hello", "--greedy", "--max-new-tokens", "4", "--device", "cpu"]
+    assert main([*args, "--attn-implementation", "sdpa"]) == 0
+    model, tokenizer = load_model(eval_model_dir, attn_implementation="sdpa")
+    assert model.config._attn_implementation == "sdpa"
+    expected = model.generate(**tokenizer("Hello", return_tensors="pt"), max_new_tokens=4, do_sample=False)
+    assert capsys.readouterr().out.rstrip("\n") == tokenizer.decode(expected[0])
+
+
+def test_push_offline_is_a_one_line_error(eval_model_dir, monkeypatch, capsys):
+    import huggingface_hub.constants
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    assert main(["push", str(eval_model_dir), "someone/pgt-test"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: cannot push") and err.count("\n") == 1
+
+
+def test_model_commands_show_examples(capsys):
+    for command in ("info", "init", "generate", "push"):
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        assert "examples:\n  pgt " + command in capsys.readouterr().out

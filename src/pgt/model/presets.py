@@ -89,10 +89,10 @@ def parameter_counts(config: PretrainedConfig) -> tuple[int, int]:
     merged one), counted on the meta device. Trainable excludes the frozen substrate embedding."""
     import torch
 
-    from pgt.model.loading import model_class
+    from pgt.model.loading import build_from_config
 
     with torch.device("meta"):
-        model = model_class(config.model_type)(config)
+        model = build_from_config(config)
     total = sum(p.numel() for p in model.parameters())
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     return total, trainable
