@@ -9,7 +9,9 @@ import pytest
 import torch
 
 from pgt.data.corpus import default_corpus_files, iter_fortunes
-from pgt.model.modeling_pgt import PgtForCausalLM
+from transformers import ArceeForCausalLM
+
+from pgt.model.architecture import from_substrate
 from pgt.model.modeling_pgt_merged import PgtMergedForCausalLM
 from pgt.substrate.store import Substrate
 
@@ -19,13 +21,13 @@ def substrate(substrate_dir: Path) -> Substrate:
     return Substrate.load(substrate_dir)
 
 
-def random_expert(substrate: Substrate, *, layers: int, seed: int) -> PgtForCausalLM:
+def random_expert(substrate: Substrate, *, layers: int, seed: int) -> ArceeForCausalLM:
     torch.manual_seed(seed)
-    return PgtForCausalLM.from_substrate(substrate, num_hidden_layers=layers, num_attention_heads=4).eval()
+    return from_substrate(substrate, num_hidden_layers=layers, num_attention_heads=4).eval()
 
 
 @pytest.fixture(scope="module")
-def experts(substrate: Substrate) -> list[PgtForCausalLM]:
+def experts(substrate: Substrate) -> list[ArceeForCausalLM]:
     """Two different experts on one substrate, of different depths (1 and 2 blocks)."""
     return [random_expert(substrate, layers=1, seed=1), random_expert(substrate, layers=2, seed=2)]
 
@@ -141,7 +143,7 @@ def language_tokens(substrate: Substrate, language: str, rows: int, length: int 
     return torch.tensor(ids).view(rows, length)
 
 
-def trained_expert(substrate: Substrate, batches: torch.Tensor, seed: int) -> PgtForCausalLM:
+def trained_expert(substrate: Substrate, batches: torch.Tensor, seed: int) -> ArceeForCausalLM:
     """A 1-block expert after a few AdamW steps on `batches` (rows of tokens, two per step)."""
     expert = random_expert(substrate, layers=1, seed=seed).train()
     optimizer = torch.optim.AdamW([p for p in expert.parameters() if p.requires_grad], lr=1e-2)

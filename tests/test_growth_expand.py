@@ -20,11 +20,10 @@ def substrate(substrate_dir):
 @pytest.fixture()
 def model(substrate):
     """A 2-block model whose blocks are not at their initial values (so a copy or a no-op is visible)."""
-    from pgt.model.modeling_pgt import PgtForCausalLM
+    from pgt.model.architecture import from_substrate
 
     torch.manual_seed(0)
-    model = PgtForCausalLM.from_substrate(substrate, num_hidden_layers=2, num_attention_heads=4,
-                                          max_position_embeddings=64).float()
+    model = from_substrate(substrate, num_hidden_layers=2, num_attention_heads=4, max_position_embeddings=64).float()
     with torch.no_grad():
         for p in model.model.layers.parameters():
             p.add_(0.05 * torch.randn_like(p))
@@ -63,11 +62,11 @@ def test_random_block_changes_the_outputs_and_copy_top_copies(model, batch):
 
 
 def test_block_init_is_reproducible(substrate):
-    from pgt.model.modeling_pgt import PgtForCausalLM
+    from pgt.model.architecture import from_substrate
 
     blocks = []
     for _ in range(2):
-        model = PgtForCausalLM.from_substrate(substrate, num_hidden_layers=1, num_attention_heads=4)
+        model = from_substrate(substrate, num_hidden_layers=1, num_attention_heads=4)
         blocks.append(add_block(model, "random", seed=7).state_dict())
     assert all(torch.equal(blocks[0][k], blocks[1][k]) for k in blocks[0])
 
@@ -108,7 +107,7 @@ def test_lora_merge_matches_unmerged_adapters(model, batch):
         unmerged = peft_model(input_ids=batch, use_cache=False).logits
         merged_model = merge_lora(peft_model)
         merged = merged_model(input_ids=batch, use_cache=False).logits
-    assert type(merged_model).__name__ == "PgtForCausalLM"
+    assert type(merged_model).__name__ == "ArceeForCausalLM"
     assert not any("lora" in n for n, _ in merged_model.named_parameters())
     assert merged_model.model.layers[2] is new
     assert torch.allclose(unmerged, merged, atol=1e-5, rtol=0)

@@ -1,8 +1,9 @@
 """`merge_experts`: several trained PGT models on one substrate -> one merged model directory.
 
-The merged directory is a model directory like any other (architecture.md): config
+The merged directory is a model directory like any other (docs/architecture.md): config
 (recording every expert's config, the mode and the weights), safetensors weights, the
-modeling code for `trust_remote_code`, the shared tokenizer and a copy of `substrate.json`.
+shared tokenizer, a copy of `substrate.json`, a model card, and (the one directory kind
+that has code) the merged modeling files for `trust_remote_code`.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pgt.errors import PgtError
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
-    from pgt.model.modeling_pgt import PgtForCausalLM
+    from transformers import ArceeForCausalLM
 
 
 def merge_experts(
@@ -36,14 +37,16 @@ def merge_experts(
     Experts with different substrates or vocabularies are refused with a PgtError naming
     the two directories. The output appears atomically; returns its path.
     """
-    from pgt.model.configuration_pgt_merged import MERGE_MODES, normalised_weights
+    from pgt.model.configuration_pgt_merged import check_merge_mode, normalised_weights
     from pgt.model.loading import save_model, substrate_meta_of
     from pgt.model.modeling_pgt_merged import PgtMergedForCausalLM
 
     if len(expert_dirs) < 2:
         raise PgtError(f"merging needs at least two expert directories, got {len(expert_dirs)}")
-    if mode not in MERGE_MODES:
-        raise PgtError(f"unknown merge mode {mode!r} (choose {' or '.join(MERGE_MODES)})")
+    try:
+        check_merge_mode(mode)
+    except ValueError as exc:
+        raise PgtError(str(exc)) from None
     try:
         weights = normalised_weights(None if weights is None else list(weights), len(expert_dirs))
     except ValueError as exc:
@@ -67,19 +70,20 @@ def merge_experts(
 
 class _Expert(NamedTuple):
     path: Path
-    model: PgtForCausalLM
+    model: ArceeForCausalLM
     tokenizer: PreTrainedTokenizerBase
 
 
 def _load_compatible_experts(expert_dirs: list[Path]) -> list[_Expert]:
     """Load every expert (with `load_model`'s checks) and refuse any that cannot merge with the first."""
+    from transformers import ArceeForCausalLM
+
     from pgt.model.loading import load_model
-    from pgt.model.modeling_pgt import PgtForCausalLM
 
     experts: list[_Expert] = []
     for path in expert_dirs:
         expert = _Expert(path, *load_model(path))
-        if not isinstance(expert.model, PgtForCausalLM):
+        if not isinstance(expert.model, ArceeForCausalLM):
             kind = type(expert.model).__name__
             raise PgtError(f"{path} is a {kind}, not a single PGT model; merge its experts instead")
         if experts:

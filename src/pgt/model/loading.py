@@ -204,6 +204,23 @@ def check_token_texts(tokenizer: PreTrainedTokenizerBase, substrate_meta: dict[s
         )
 
 
+def _load_tokenizer(path: Path, *, merged: bool) -> PreTrainedTokenizerBase:
+    """The directory's tokenizer. A merged directory's config names custom code, which a tokenizer
+    never needs: refusing it avoids transformers' terminal prompt (and its model-type warning)."""
+    from transformers import AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    verbosity = hf_logging.get_verbosity()
+    if merged:
+        hf_logging.set_verbosity_error()
+    try:
+        return AutoTokenizer.from_pretrained(str(path), local_files_only=True, trust_remote_code=False)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise PgtError(f"cannot load the tokenizer in {path}: {exc}") from None
+    finally:
+        hf_logging.set_verbosity(verbosity)
+
+
 def load_model(
     path: str | os.PathLike,
     *,
@@ -220,7 +237,6 @@ def load_model(
     Raises PgtError on a missing or corrupt directory or any fingerprint mismatch.
     """
     import torch
-    from transformers import AutoTokenizer
 
     from pgt.model.architecture import ATTN_IMPLEMENTATIONS, check_choice
     from pgt.model.frozen import freeze_embedding
@@ -251,10 +267,7 @@ def load_model(
         raise PgtError(f"{path / WEIGHTS_FILE} is incomplete or mismatched: {', '.join(missing[:5])}")
     if embedding_fingerprint(model, substrate_meta) != recorded:
         raise PgtError(f"{path}: the token embedding in the weights is not the recorded substrate (altered or corrupt)")
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise PgtError(f"cannot load the tokenizer in {path}: {exc}") from None
+    tokenizer = _load_tokenizer(path, merged=config.model_type == MERGED_MODEL_TYPE)
     if len(tokenizer) > model.config.vocab_size:
         raise PgtError(f"{path}: tokenizer has {len(tokenizer)} ids but the model only {model.config.vocab_size}")
     check_token_texts(tokenizer, substrate_meta, path)
