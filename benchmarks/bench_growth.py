@@ -45,8 +45,7 @@ def timed_steps(model, layers, frozen: int, batch, steps: int) -> float:
 
 
 def bench_stage_update(args: argparse.Namespace) -> None:
-    from pgt.model.configuration_pgt import PgtConfig
-    from pgt.model.modeling_pgt import PgtForCausalLM
+    from pgt.model.architecture import build_model, pgt_config
 
     device = torch.device(args.device)
     print(f"\n1. stage-k update vs full backprop (d={args.dim}, vocab={args.vocab}, batch {args.batch}x{args.seq}, "
@@ -54,9 +53,9 @@ def bench_stage_update(args: argparse.Namespace) -> None:
     print(f"{'k':>3} {'stage-k step':>13} {'full step':>11} {'speed-up':>9}")
     for k in (2, 4, 8):
         torch.manual_seed(0)
-        config = PgtConfig(vocab_size=args.vocab, hidden_size=args.dim, num_hidden_layers=k,
-                           num_attention_heads=max(1, args.dim // 64), max_position_embeddings=args.seq)
-        model = PgtForCausalLM(config).to(device).train()
+        config = pgt_config(vocab_size=args.vocab, hidden_size=args.dim, num_hidden_layers=k,
+                            num_attention_heads=max(1, args.dim // 64), max_position_embeddings=args.seq)
+        model = build_model(config).to(device).train()
         layers = model.model.layers
         batch = torch.randint(0, args.vocab, (args.batch, args.seq + 1), device=device)
         results = {}

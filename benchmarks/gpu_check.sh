@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# One growth step of the abs-bvv-4 preset on one GPU, in bfloat16 autocast: prints tokens/s and MFU.
+# One growth step of the abs-bvv-4 preset on one GPU, in bfloat16 autocast: prints tokens/s and MFU;
+# then a grown stage served by vLLM against transformers' greedy continuation (benchmarks/vllm_check.py).
 #
 # Stage 4 of abs-bvv: 3 frozen blocks (run without autograd) + 1 new block + final norm + head
 # at d_model 4,096, 32 heads, vocabulary 131,328, sequence 1,024. The frozen embedding is a
@@ -12,7 +13,10 @@
 #   BATCH=4 STEPS=5 benchmarks/gpu_check.sh  # smaller / shorter
 #   PEAK_TFLOPS=989 benchmarks/gpu_check.sh  # the GPU's dense bf16 peak, if not recognised
 #
-# Expected runtime: about 1-2 minutes on an H100/H200 (under 8 minutes on any 40 GB+ GPU).
+#   VLLM=0 benchmarks/gpu_check.sh          # skip the vLLM check (it needs `pip install vllm`)
+#
+# Expected runtime: about 1-2 minutes on an H100/H200 for the step (under 8 minutes on any 40 GB+ GPU),
+# plus 2-4 minutes for the vLLM check (a small substrate, two tiny growth stages, two engine starts).
 # Without a CUDA device it says so and exits 0 without measuring anything.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,7 +24,7 @@ PY="${PY:-.venv/bin/python}"
 [ -x "$PY" ] || PY=python3
 export BATCH="${BATCH:-8}" SEQ="${SEQ:-1024}" STEPS="${STEPS:-10}" PRESET="${PRESET:-abs-bvv-4}"
 
-exec timeout 480 "$PY" - <<'EOF'
+timeout 480 "$PY" - <<'EOF'
 import os, sys, time
 
 import torch
@@ -32,7 +36,7 @@ if not torch.cuda.is_available():
 from pgt.growth.distributed import autocast
 from pgt.growth.expand import count_parameters, frozen_prefix, set_trainable
 from pgt.growth.trainer import causal_lm_loss
-from pgt.model.modeling_pgt import PgtForCausalLM
+from pgt.model.architecture import build_model
 from pgt.model.presets import get_preset
 
 batch_size, seq, steps = int(os.environ["BATCH"]), int(os.environ["SEQ"]), int(os.environ["STEPS"])
@@ -48,7 +52,7 @@ t0 = time.perf_counter()
 torch.manual_seed(0)
 config = preset.config(max_position_embeddings=seq)
 with device:
-    model = PgtForCausalLM(config)
+    model = build_model(config)
     stand_in = torch.randn(preset.vocab_size, preset.hidden_size)
     model.model.embed_tokens.weight.data.copy_(stand_in / stand_in.norm(dim=1, keepdim=True))
     del stand_in
@@ -112,3 +116,7 @@ full = measure(frozen=0)
 report(f"full backprop through {k} blocks (same model, batch)", full, flops(0, k))
 print(f"  full-backprop step time / growth step time = {full / growth:.2f}; total {time.perf_counter() - t0:.0f} s")
 EOF
+
+if [ "${VLLM:-1}" != 0 ]; then
+  timeout 600 "$PY" benchmarks/vllm_check.py
+fi

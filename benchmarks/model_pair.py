@@ -1,4 +1,5 @@
-"""A PGT model and a transformers Llama of the same shape, for side-by-side benchmarks.
+"""A PGT model (transformers' ArceeForCausalLM, as pgt builds it) and a transformers Llama of the
+same shape, for side-by-side benchmarks.
 
 Same depth, width, heads and vocabulary; Llama's gated MLP (three d x i matrices) gets
 i = 8d/3 so that it costs the FLOPs of PGT's non-gated 4d MLP (two d x 4d matrices).
@@ -15,8 +16,7 @@ from collections.abc import Callable
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from pgt.model.configuration_pgt import PgtConfig
-from pgt.model.modeling_pgt import PgtForCausalLM
+from pgt.model.architecture import build_model, pgt_config
 
 
 def add_shape_arguments(parser: argparse.ArgumentParser, *, layers: int, width: int, heads: int) -> None:
@@ -29,10 +29,10 @@ def add_shape_arguments(parser: argparse.ArgumentParser, *, layers: int, width: 
 
 
 def build_pair(args: argparse.Namespace) -> dict[str, torch.nn.Module]:
-    """{"pgt": PgtForCausalLM, "llama": LlamaForCausalLM} of the shape in `args`, in eval mode."""
+    """{"pgt": pgt's ArceeForCausalLM, "llama": LlamaForCausalLM} of the shape in `args`, in eval mode."""
     torch.manual_seed(0)
-    pgt = PgtForCausalLM(
-        PgtConfig(
+    pgt = build_model(
+        pgt_config(
             vocab_size=args.vocab,
             hidden_size=args.width,
             num_hidden_layers=args.layers,
