@@ -155,3 +155,11 @@ def test_model_card_code_runs_a_merged_model_without_pgt(expert_dirs, tmp_path):
     assert report["model_module"].endswith("modeling_pgt_merged")
     assert report["dtype"] == "torch.bfloat16"
     assert report["total_tokens"] == report["prompt_tokens"] + 100
+
+
+def test_info_on_a_merged_directory(expert_dirs, tmp_path, capsys):
+    out = merge_experts(expert_dirs, tmp_path / "info")
+    assert main(["info", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "(pgt_merged)" in printed and "experts:    2 (merge mode mean)" in printed
+    assert "(embedding frozen)" in printed

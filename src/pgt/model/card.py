@@ -34,7 +34,7 @@ class EvalFigure:
 
 
 def _count(count: int) -> str:
-    return f"{count / 1e9:.2f} B" if count >= 1e8 else f"{count / 1e6:.1f} M"
+    return f"{count / 1e9:.2f} B" if count >= 1e9 else f"{count / 1e6:.1f} M"
 
 
 def loading_snippet(*, trust_remote_code: bool = False) -> str:
