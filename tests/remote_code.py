@@ -66,7 +66,9 @@ print(json.dumps({
 }))
 """
 
-TOKENIZER_ONLY = "import sys; from transformers import AutoTokenizer; AutoTokenizer.from_pretrained(sys.argv[1]); print('loaded')"
+TOKENIZER_ONLY = (
+    "import sys; from transformers import AutoTokenizer; AutoTokenizer.from_pretrained(sys.argv[1]); print('loaded')"
+)
 
 
 def clean_virtualenv(root: Path) -> Path:

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import subprocess
 from pathlib import Path
 
 import pytest
 import torch
-from remote_code import CARD, clean_virtualenv
+from remote_code import CARD, clean_env, clean_virtualenv
 from safetensors import safe_open
 from transformers import AutoModelForCausalLM
 
@@ -143,8 +142,7 @@ def test_pgt_merge_and_pgt_generate_on_the_result(expert_dirs, tmp_path, capsys)
 def test_model_card_code_runs_a_merged_model_without_pgt(expert_dirs, tmp_path):
     out = merge_experts(expert_dirs, tmp_path / "card", mode="adapter", adapter_hidden_size=8)
     python = clean_virtualenv(tmp_path / "venv")
-    env = {key: value for key, value in os.environ.items() if key not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
-    env.update(HF_HOME=str(tmp_path / "hf-home"), HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
+    env = clean_env(tmp_path / "hf-home")
     result = subprocess.run(
         [str(python), "-I", "-c", CARD, str(out)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
     )

@@ -14,7 +14,8 @@ FACTS = {
 def test_card_carries_the_stage_record():
     card = model_card(**FACTS, stage=3, training_data="fortunes (en, ru)", training_tokens=3_000_000,
                       growth="stage 2 plus one block (copy-top); blocks 1-2 frozen",
-                      evaluations=[EvalFigure("arc_easy", "accuracy %", 21.04, "reference prompt, letter match, 10 runs")])
+                      evaluations=[EvalFigure("arc_easy", "accuracy %", 21.04,
+                                              "reference prompt, letter match, 10 runs")])
     for fact in ("# stage-3", "| stage | 3 |", "| blocks | 3 |", "| d_model | 1024 |", "| heads | 32 |",
                  "185.0 M total, 118.0 M trainable (the embedding is frozen)", "sha256:abc123", "bvv241-2-3",
                  "fortunes (en, ru)", "3,000,000", "copy-top", "| arc_easy | accuracy % | 21.04 | reference prompt",

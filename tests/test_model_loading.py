@@ -224,3 +224,14 @@ def test_sharded_weights_load(model_copy):
     assert len(list(model_copy.glob("model-*.safetensors"))) > 1
     reloaded, _ = load_model(model_copy)
     assert torch.equal(reloaded.lm_head.weight, model.lm_head.weight)
+
+
+def test_unusable_attention_backend_is_a_one_line_error(model_dir):
+    from transformers.utils import is_flash_attn_2_available
+
+    if is_flash_attn_2_available():
+        pytest.skip("flash-attn is installed here")
+    with pytest.raises(PgtError, match="flash_attention_2 needs CUDA and the flash-attn package"):
+        load_model(model_dir, attn_implementation="flash_attention_2")
+    with pytest.raises(PgtError, match="unknown attention implementation 'eager'"):
+        load_model(model_dir, attn_implementation="eager")

@@ -62,6 +62,17 @@ def check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
         raise PgtError(f"unknown {name} {value!r} (choose from {', '.join(choices)})")
 
 
+def check_attn_implementation(name: str) -> None:
+    """PgtError unless `name` is a backend this machine can run (flash attention needs its package)."""
+    check_choice("attention implementation", name, ATTN_IMPLEMENTATIONS)
+    if name == "flash_attention_2":
+        from transformers.utils import is_flash_attn_2_available
+
+        if not is_flash_attn_2_available():
+            raise PgtError("--attn-implementation flash_attention_2 needs CUDA and the flash-attn package "
+                           "(pip install flash-attn); use sdpa")
+
+
 def pgt_config(
     *,
     vocab_size: int,
@@ -84,7 +95,7 @@ def pgt_config(
 
     check_heads(hidden_size, num_attention_heads)
     check_choice("hidden_act", hidden_act, HIDDEN_ACTS)
-    check_choice("attention implementation", attn_implementation, ATTN_IMPLEMENTATIONS)
+    check_attn_implementation(attn_implementation)
     config = ArceeConfig(
         vocab_size=vocab_size,
         hidden_size=hidden_size,

@@ -238,10 +238,10 @@ def load_model(
     """
     import torch
 
-    from pgt.model.architecture import ATTN_IMPLEMENTATIONS, check_choice
+    from pgt.model.architecture import check_attn_implementation
     from pgt.model.frozen import freeze_embedding
 
-    check_choice("attention implementation", attn_implementation, ATTN_IMPLEMENTATIONS)
+    check_attn_implementation(attn_implementation)
     path = Path(path)
     config = read_model_config(path)
     substrate_meta = read_json(path / SUBSTRATE_FILE, "substrate description of the model's tokenizer")
@@ -258,8 +258,6 @@ def load_model(
             str(path), dtype=torch.float32, use_safetensors=True, local_files_only=True, output_loading_info=True,
             attn_implementation=attn_implementation,
         )
-    except ImportError as exc:  # e.g. flash_attention_2 without the flash-attn package
-        raise PgtError(f"--attn-implementation {attn_implementation}: {str(exc).splitlines()[0]}") from None
     except Exception as exc:  # safetensors, OSError and shape errors all mean the same to the user
         raise PgtError(f"cannot load the weights in {path / WEIGHTS_FILE}: {str(exc).splitlines()[0]}") from None
     if info["missing_keys"] or info["mismatched_keys"]:
