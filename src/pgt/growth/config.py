@@ -16,7 +16,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pgt.errors import PgtError
-from pgt.model.architecture import AttnImplementation, BlockInit, HiddenAct
+from pgt.model.architecture import (
+    DEFAULT_ATTN_IMPLEMENTATION,
+    DEFAULT_HIDDEN_ACT,
+    AttnImplementation,
+    BlockInit,
+    HiddenAct,
+)
 
 Init = BlockInit
 Baseline = Literal["none", "monolithic", "trainable-embeddings"]
@@ -49,8 +55,8 @@ class GrowthConfig:
     heads: int = 4  # attention heads (must divide the substrate's dim)
     intermediate_multiple: int = 4  # MLP hidden size = multiple x d_model
     context: int = 1024  # the saved models' maximum position (>= seq_len)
-    hidden_act: HiddenAct = "gelu"  # MLP activation: gelu (ours), relu2 (served natively by vLLM/SGLang)
-    attn_implementation: AttnImplementation = "sdpa"  # transformers attention backend
+    hidden_act: HiddenAct = DEFAULT_HIDDEN_ACT  # MLP activation: gelu (ours), relu2 (served natively by vLLM/SGLang)
+    attn_implementation: AttnImplementation = DEFAULT_ATTN_IMPLEMENTATION  # transformers attention backend
     seed: int = 0  # seeds block initialisation and the data order
     lora_from: int = 5  # from this stage on, older blocks train through LoRA adapters (0 = never)
     lora_rank: int = 8  # LoRA rank
