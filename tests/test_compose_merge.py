@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import subprocess
 from pathlib import Path
@@ -94,7 +93,7 @@ def test_experts_on_different_substrates_are_refused(substrate_dir, expert_dirs,
         tmp_path / "other-substrate",
         substrate.tokenizer,
         -substrate.embeddings.numpy(),
-        dataclasses.replace(substrate.meta.params, token_texts_sha256="negated"),
+        substrate.meta.params,  # the same tokenizer and build parameters: only the matrix differs
     )
     stranger = init_model_dir(other_substrate, tmp_path / "stranger", layers=1, heads=4)
     out = tmp_path / "refused"

@@ -39,7 +39,7 @@ def other_substrate_dir(substrate_dir: Path, tmp_path_factory: pytest.TempPathFa
     matrix = np.random.default_rng(1).standard_normal(tuple(substrate.embeddings.shape)).astype(np.float32)
     matrix /= np.linalg.norm(matrix, axis=1, keepdims=True)
     out = tmp_path_factory.mktemp("other") / "substrate"
-    return save_substrate(out, substrate.tokenizer, matrix, {**substrate.meta["params"], "variant": "other"})
+    return save_substrate(out, substrate.tokenizer, matrix, substrate.meta.params)  # same tokenizer, other matrix
 
 
 def test_init_writes_a_complete_directory_that_loads(model_dir, substrate_dir):

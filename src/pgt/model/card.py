@@ -16,6 +16,8 @@ from pgt.model.architecture import SAMPLING
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
 
+    from pgt.substrate.store import SubstrateMeta
+
 PAPERS = (
     ("Emergent Semantics Beyond Token Embeddings: Transformer LMs with Frozen Visual Unicode Representations",
      "2507.04886"),
@@ -149,7 +151,7 @@ def model_card(
     return "\n".join(lines)
 
 
-def facts_of(model: PreTrainedModel, substrate_meta: dict[str, Any], name: str) -> dict[str, Any]:
+def facts_of(model: PreTrainedModel, substrate_meta: SubstrateMeta, name: str) -> dict[str, Any]:
     """The `model_card` fields that `model` and its `substrate.json` content already fix."""
     config = model.config
     experts = len(getattr(config, "experts", None) or [])
@@ -166,8 +168,8 @@ def facts_of(model: PreTrainedModel, substrate_meta: dict[str, Any], name: str) 
         "hidden_act": first.hidden_act,
         "params_total": total,
         "params_trainable": total - frozen,
-        "substrate_family": str(substrate_meta.get("family", "custom")),
-        "substrate_fingerprint": str(substrate_meta.get("fingerprint")),
+        "substrate_family": substrate_meta.family,
+        "substrate_fingerprint": substrate_meta.fingerprint,
         "embedding_trained": bool(getattr(config, "embedding_trained", False)),
         "experts": experts,
         "architecture": type(model).__name__,

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from pgt.errors import PgtError
 from pgt.io import atomic_dir, read_json, write_json
 from pgt.model.architecture import DEFAULT_ATTN_IMPLEMENTATION, SAMPLING, check_heads
-from pgt.substrate.store import SUBSTRATE_FILE, Substrate, fingerprint
+from pgt.substrate.store import SUBSTRATE_FILE, Substrate, SubstrateMeta, fingerprint
 
 if TYPE_CHECKING:
     import torch
@@ -115,17 +115,17 @@ def save_model(
     tokenizer: PreTrainedTokenizerBase,
     out: str | os.PathLike,
     *,
-    substrate_meta: dict[str, Any],
+    substrate_meta: SubstrateMeta,
     card: str | None = None,
     overwrite: bool = False,
 ) -> Path:
     """Write a complete model directory atomically (safetensors weights, config, generation
-    config, tokenizer, `substrate.json`, model card); `substrate_meta` is the content of the
-    substrate's `substrate.json`. `card` is the README.md (`pgt.model.card.model_card`);
+    config, tokenizer, `substrate.json`, model card); `substrate_meta` is the substrate's
+    `substrate.json` record. `card` is the README.md (`pgt.model.card.model_card`);
     without one, a card is written from what the model and substrate record."""
     from pgt.model.card import facts_of, model_card
 
-    if getattr(model.config, "substrate_fingerprint", None) != substrate_meta.get("fingerprint"):
+    if getattr(model.config, "substrate_fingerprint", None) != substrate_meta.fingerprint:
         raise PgtError("the model's substrate_fingerprint differs from the substrate.json given to save it")
     model.generation_config = _generation_config(model.config)
     with atomic_dir(out, overwrite=overwrite) as tmp:
@@ -135,7 +135,7 @@ def save_model(
         tokenizer_config = read_json(tmp / TOKENIZER_CONFIG_FILE, "tokenizer config")
         write_json(tmp / TOKENIZER_CONFIG_FILE, {**tokenizer_config,
                                                  "model_max_length": model.config.max_position_embeddings})
-        write_json(tmp / SUBSTRATE_FILE, substrate_meta)
+        substrate_meta.save(tmp / SUBSTRATE_FILE)
         if card is None:
             card = model_card(**facts_of(model, substrate_meta, Path(out).name))
         (tmp / CARD_FILE).write_text(card, encoding="utf-8")
@@ -172,26 +172,24 @@ def init_model_dir(
     return save_model(model, substrate.tokenizer, out, substrate_meta=substrate.meta, overwrite=overwrite)
 
 
-def embedding_fingerprint(model: PreTrainedModel, substrate_meta: dict[str, Any]) -> str:
+def embedding_fingerprint(model: PreTrainedModel, substrate_meta: SubstrateMeta) -> str:
     """The substrate fingerprint recomputed from the model's (float32) token embedding."""
     weight = model.get_input_embeddings().weight.detach()
-    return fingerprint(weight.float().cpu().numpy(), substrate_meta.get("params", {}))
+    return fingerprint(weight.float().cpu().numpy(), substrate_meta.params)
 
 
 def _texts_sha256(texts: list[str]) -> str:
     return hashlib.sha256(json.dumps(texts, ensure_ascii=False).encode()).hexdigest()
 
 
-def check_token_texts(tokenizer: PreTrainedTokenizerBase, substrate_meta: dict[str, Any], where: Path) -> None:
+def check_token_texts(tokenizer: PreTrainedTokenizerBase, substrate_meta: SubstrateMeta, where: Path) -> None:
     """PgtError unless the tokenizer's tokens are those whose glyphs the substrate rendered.
 
     The substrate records `params.token_texts_sha256`. A bvv241 build hashes the vocabulary
     strings; a substrate built from another tokenizer hashes their rendered texts
     (`pgt.substrate.tokenizer.token_texts`); either matching is the same tokenizer.
     """
-    recorded = substrate_meta.get("params", {}).get("token_texts_sha256")
-    if recorded is None:  # substrates written before the record existed
-        return
+    recorded = substrate_meta.params.token_texts_sha256
     ids = list(range(len(tokenizer)))
     if _texts_sha256(tokenizer.convert_ids_to_tokens(ids)) == recorded:
         return
@@ -244,12 +242,12 @@ def load_model(
     check_attn_implementation(attn_implementation)
     path = Path(path)
     config = read_model_config(path)
-    substrate_meta = read_json(path / SUBSTRATE_FILE, "substrate description of the model's tokenizer")
+    substrate_meta = SubstrateMeta.load(path / SUBSTRATE_FILE)
     recorded = config.substrate_fingerprint
-    if recorded != substrate_meta.get("fingerprint"):
+    if recorded != substrate_meta.fingerprint:
         raise PgtError(
             f"{path}: the model was built on substrate {recorded[:19]}… but its tokenizer belongs to "
-            f"{str(substrate_meta.get('fingerprint'))[:19]}…; use the tokenizer of the model's own substrate"
+            f"{substrate_meta.fingerprint[:19]}…; use the tokenizer of the model's own substrate"
         )
     if not (path / WEIGHTS_FILE).is_file() and not (path / WEIGHTS_INDEX_FILE).is_file():
         raise PgtError(f"{path} has no {WEIGHTS_FILE} (pgt reads safetensors weights only)")
@@ -273,6 +271,6 @@ def load_model(
     return freeze_embedding(model).eval(), tokenizer
 
 
-def substrate_meta_of(path: str | os.PathLike) -> dict[str, Any]:
+def substrate_meta_of(path: str | os.PathLike) -> SubstrateMeta:
     """The `substrate.json` of a substrate or model directory (what `save_model` needs)."""
-    return read_json(Path(path) / SUBSTRATE_FILE, "substrate description")
+    return SubstrateMeta.load(Path(path) / SUBSTRATE_FILE)
