@@ -27,7 +27,7 @@ DEFAULT_HELD_OUT = "default"
 
 
 def load_for_eval(
-    model_dir: str | os.PathLike, dtype: str = "float32", device: str = "auto"
+    model_dir: str | os.PathLike, dtype: str = "float32", device: str = "auto", attn_implementation: str = "sdpa"
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """Load a pgt model (with its fingerprint checks) or any HF causal LM, in eval mode."""
     from pgt.options import resolve_device, torch_dtype
@@ -35,16 +35,18 @@ def load_for_eval(
     model_dir = Path(model_dir)
     target = resolve_device(device)  # before reading anything: `--device cuda` without CUDA is one line
     config = read_json(model_dir / "config.json", "model config")
-    if str(config.get("model_type", "")).startswith("pgt"):
+    if config.get("substrate_fingerprint"):  # a pgt model directory (arcee, or merged experts)
         from pgt.model import load_model
 
-        model, tokenizer = load_model(model_dir, dtype=torch_dtype(dtype), device=target)
+        model, tokenizer = load_model(model_dir, dtype=torch_dtype(dtype), device=target,
+                                      attn_implementation=attn_implementation)
     else:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         try:
             tokenizer = AutoTokenizer.from_pretrained(model_dir)
-            model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch_dtype(dtype)).to(target)
+            model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch_dtype(dtype),
+                                                         attn_implementation=attn_implementation).to(target)
         except (OSError, ValueError) as exc:
             raise PgtError(f"cannot load {model_dir} as a causal LM: {one_line(exc)}") from None
     model.eval()
