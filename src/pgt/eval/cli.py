@@ -15,6 +15,7 @@ from pgt.eval.generation import DEFAULT_DECODING, SAMPLERS
 from pgt.eval.results import RESULT, RESULTS_DIRNAME, EvalRecord
 from pgt.eval.tasks import PERPLEXITY_TASKS
 from pgt.io import check_writable, refuse_existing
+from pgt.model.cli import add_attn_implementation
 
 DESCRIPTION = """Evaluate saved model directories; each --task/--data pair writes MODEL_DIR/eval/<task>--<dataset>.json.
 
@@ -68,6 +69,7 @@ def _add_eval_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=options.positive_int, default=8, help="prompts per forward pass (default 8)")
     options.add_dtype(parser)
     options.add_device(parser)
+    add_attn_implementation(parser)
     options.add_out(parser, "write results to DIR/<task>--<dataset>.json instead of MODEL_DIR/eval/", required=False)
     parser.add_argument("--log-samples", action="store_true",
                         help="also write every example (prompt, continuation or option log-likelihoods, answer, "
@@ -172,7 +174,7 @@ def run_eval(args: argparse.Namespace) -> int:
     for model_dir in args.model_dirs:
         if len(args.model_dirs) > 1:
             print(f"{model_dir}:")
-        model, tokenizer = load_for_eval(model_dir, args.dtype, args.device)
+        model, tokenizer = load_for_eval(model_dir, args.dtype, args.device, args.attn_implementation)
         for task, name, data in jobs:
             path, record = evaluate_to_file(
                 model, tokenizer, model_dir, task, name=name, data=data,
