@@ -95,9 +95,12 @@ def test_a_model_that_always_answers_b_scores_the_share_of_b_keys(answers_b) -> 
     # True/False questions: "B" is neither, so letter scoring gives 0 % (below chance) ...
     boolq = load_task_data(get_task("boolq"), DATA / "boolq.jsonl").examples
     assert evaluate_task(model, tokenizer, get_task("boolq"), boolq, runs=1, sampler=GREEDY).metrics["accuracy"].mean == 0.0
-    # ... while log-likelihood mode always picks True or False, so it scores the share of one of them.
+    # ... while log-likelihood mode always answers True or False, and scores the share it gets right.
     loglik = evaluate_task(model, tokenizer, get_task("boolq"), boolq, mode="loglik", runs=1)
-    assert loglik.metrics["accuracy"].mean in {share_of_key(boolq, "T"), share_of_key(boolq, "F")}
+    answers = {s["index"]: s["answers"]["accuracy"] for s in loglik.samples}
+    assert set(answers.values()) <= {"T", "F"} and len(answers) == len(boolq)
+    right = [answer == boolq[i].target for i, answer in answers.items()]
+    assert loglik.metrics["accuracy"].mean == pytest.approx(100.0 * sum(right) / len(boolq))
 
 
 def test_sampled_runs_score_one_fixed_list_and_differ_only_by_their_draws(model_and_tokenizer) -> None:
