@@ -17,7 +17,7 @@ from pgt.growth.metrics import read_metrics
 
 # Stage 2 has a frozen block, stage 3 LoRA on the older two: every kind of stage runs distributed.
 COMMON = ["grow", "--stages", "3", "--lora-from", "3", "--init", "random", "--tokens-per-stage", str(4 * 32 * 6),
-          "--seq-len", "32", "--heads", "4", "--context", "64", "--eval-every", "3", "--eval-batches", "2",
+          "--seq-len", "32", "--heads", "4", "--context", "64", "--eval-every", "3", "--eval-tokens", "2048",
           "--checkpoint-every", "3", "--log-every", "1", "--lr", "3e-3", "--grad-accum", "2", "--no-progress"]
 
 

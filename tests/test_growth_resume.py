@@ -22,7 +22,7 @@ from pgt.growth.checkpoint import load_checkpoint
 # Two stages, LoRA in the second, a checkpoint every 3 of 16 steps per stage.
 ARGS = ["--stages", "2", "--init", "random", "--lora-from", "2", "--tokens-per-stage", str(4 * 32 * 16),
         "--batch-size", "4", "--seq-len", "32", "--heads", "4", "--context", "64", "--eval-every", "8",
-        "--eval-batches", "2", "--checkpoint-every", "3", "--log-every", "4", "--lr", "3e-3", "--no-progress"]
+        "--eval-tokens", "2048", "--checkpoint-every", "3", "--log-every", "4", "--lr", "3e-3", "--no-progress"]
 
 
 def command(substrate_dir, token_data_dir, out) -> list[str]:
@@ -94,7 +94,7 @@ def test_flipped_byte_and_missing_checkpoint_are_clear_errors(killed_run, tmp_pa
     with pytest.raises(PgtError, match="checksum mismatch"):
         load_checkpoint(run_dir)
     shutil.rmtree(checkpoint)
-    with pytest.raises(PgtError, match="is missing; pass --restart"):
+    with pytest.raises(PgtError, match="is missing; pass --overwrite"):
         load_checkpoint(run_dir)
 
 

@@ -13,7 +13,7 @@ from pgt.growth import GrowthConfig, grow
 from pgt.growth.metrics import read_metrics
 
 TINY = {"batch_size": 4, "seq_len": 32, "heads": 4, "context": 64, "tokens_per_stage": 4 * 32 * 10, "eval_every": 4,
-        "eval_batches": 2, "checkpoint_every": 4, "log_every": 2, "lr": 3e-3, "progress": False}
+        "eval_tokens": 2048, "checkpoint_every": 4, "log_every": 2, "lr": 3e-3, "progress": False}
 
 
 def tiny_config(substrate_dir, token_data_dir, out, **overrides) -> GrowthConfig:

@@ -26,7 +26,7 @@ def tiny_growth(substrate: Path, data: Path, out: Path, **overrides) -> Path:
     from pgt.growth import GrowthConfig, grow
 
     settings = dict(substrate=str(substrate), data=str(data), out=str(out), stages=2, tokens_per_stage=256,
-                    seq_len=16, batch_size=2, heads=2, eval_every=4, eval_batches=1, checkpoint_every=0,
+                    seq_len=16, batch_size=2, heads=2, eval_every=4, eval_tokens=1024, checkpoint_every=0,
                     log_every=2, progress=False)
     return grow(GrowthConfig(**(settings | overrides)))
 

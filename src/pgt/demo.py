@@ -92,7 +92,7 @@ def growth_config(args: argparse.Namespace, substrate: Path, data: Path, run_dir
         substrate=str(substrate), data=str(data), out=str(run_dir), stages=args.stages, init=args.init,
         tokens_per_stage=tokens_per_stage, batch_size=args.batch_size, seq_len=args.seq_len, heads=HEADS,
         lr=args.lr, seed=args.seed, context=max(256, args.seq_len), eval_every=max(1, steps // 4),
-        eval_batches=4, checkpoint_every=max(1, steps // 4), log_every=max(1, steps // 40),
+        eval_tokens=8192, checkpoint_every=max(1, steps // 4), log_every=max(1, steps // 40),
         progress=options.show_progress(args),
     )  # fmt: skip
 

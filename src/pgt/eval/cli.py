@@ -98,6 +98,8 @@ def _print_result(path: Path, record: EvalRecord) -> None:
     metrics = record.metrics
     spread = "" if record.runs_identical or metrics.ci95 is None else f" ± {metrics.ci95:.2f} (σ {metrics.std:.2f})"
     extra = f" (bpb {record.value('bpb'):.4f})" if "bpb" in record.other_metrics else ""
+    if "bz2_bpb" in record.other_metrics:  # a held-out bits per byte: the compressors on the same bytes beside it
+        extra += f" (bzip2 -9 {record.value('bz2_bpb'):.4f}, xz -9e {record.value('xz_bpb'):.4f} bits/byte)"
     chance = f", chance {record.chance:.1f}" if record.chance is not None else ""
     print(f"{record.task} on {record.dataset}: {record.metric} {metrics.mean:.4f}{spread}{extra}{chance} "
           f"[{record.n_examples} examples x {record.runs} runs] -> {path}")

@@ -85,7 +85,8 @@ def _perplexity_record(
 
     texts = list(islice(held_out_texts(data, split), limit))
     score = score_texts(model, tokenizer, texts, batch_size=batch_size)
-    values = {"perplexity": score.perplexity, "bpb": score.bits_per_byte, "loss": score.nats_per_token}
+    values = {"perplexity": score.perplexity, "bpb": score.bits_per_byte, "loss": score.nats_per_token,
+              "bz2_bpb": score.bz2_bpb, "xz_bpb": score.xz_bpb}  # compressors on the same bytes
     primary = "bpb" if task == "bpb" else "perplexity"
     record = EvalRecord(
         task=task,

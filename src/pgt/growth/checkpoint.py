@@ -10,7 +10,8 @@ Layout under `RUN_DIR/checkpoints/`:
 
 A kill at any moment leaves either the previous or the new checkpoint named by
 `latest.json`, never a half-written one; older directories are removed only after
-the pointer moved. Frozen weights are not stored: they are the previous stage's
+the pointer moved. Should `latest.json` itself be lost, the newest checkpoint whose
+checksums verify is found by scanning (docs/growth.md, "Resume"). Frozen weights are not stored: they are the previous stage's
 saved model (`RUN_DIR/stage-(K-1)`), rebuilt exactly on resume. Tensors go to
 safetensors and scalars to JSON, never pickle.
 """
@@ -126,22 +127,44 @@ class Checkpoint:
     rng: dict[str, torch.Tensor]
 
 
+START_OVER = "pass --overwrite to discard the run and start over"
+
+
 def has_checkpoint(run_dir: Path) -> bool:
     return (run_dir / CHECKPOINT_DIR / POINTER_FILE).exists()
 
 
 def load_checkpoint(run_dir: Path) -> Checkpoint:
     """Load the checkpoint `latest.json` names; any damage is a PgtError, never a fresh start."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
     root = run_dir / CHECKPOINT_DIR
     pointer = read_json(root / POINTER_FILE, "checkpoint pointer")
     if not isinstance(pointer, dict) or not isinstance(pointer.get("name"), str):
-        raise PgtError(f"checkpoint pointer {root / POINTER_FILE} is corrupt; pass --restart to start over")
+        raise PgtError(f"checkpoint pointer {root / POINTER_FILE} is corrupt; {START_OVER}")
     path = root / pointer["name"]
     if not path.is_dir():
-        raise PgtError(f"checkpoint {path} named by {POINTER_FILE} is missing; pass --restart to start over")
+        raise PgtError(f"checkpoint {path} named by {POINTER_FILE} is missing; {START_OVER}")
+    return load_checkpoint_dir(path)
+
+
+def newest_verified_checkpoint(run_dir: Path) -> Checkpoint | None:
+    """Without `latest.json`: the newest checkpoint directory whose files verify, or None.
+
+    Names sort by stage, then step, then `-done` after the steps of its stage."""
+    root = run_dir / CHECKPOINT_DIR
+    candidates = sorted((p for p in root.glob("stage-*-step-*") if p.is_dir()), reverse=True) if root.is_dir() else []
+    for path in candidates:
+        try:
+            return load_checkpoint_dir(path)
+        except PgtError:
+            continue
+    return None
+
+
+def load_checkpoint_dir(path: Path) -> Checkpoint:
+    """Load one checkpoint directory, verifying every file's sha256."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
     meta = read_json(path / "state.json", "checkpoint state")
     if meta.get("format_version") != FORMAT_VERSION:
         raise PgtError(f"checkpoint {path} has format {meta.get('format_version')}, expected {FORMAT_VERSION}")
@@ -149,9 +172,9 @@ def load_checkpoint(run_dir: Path) -> Checkpoint:
     for file in TENSOR_FILES:
         expected = meta.get("files", {}).get(file)
         if not (path / file).is_file():
-            raise PgtError(f"checkpoint {path} lacks {file}; it is damaged (pass --restart to start over)")
+            raise PgtError(f"checkpoint {path} lacks {file}; it is damaged ({START_OVER})")
         if file_sha256(path / file) != expected:
-            raise PgtError(f"checkpoint file {path / file} is corrupt (checksum mismatch); pass --restart to start over")
+            raise PgtError(f"checkpoint file {path / file} is corrupt (checksum mismatch); {START_OVER}")
         try:
             tensors[file] = load_file(str(path / file))
         except (SafetensorError, OSError) as exc:

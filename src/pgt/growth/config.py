@@ -1,13 +1,15 @@
 """Growth configuration: one dataclass, loadable from YAML, every field also a CLI option.
 
-Precedence: command line > YAML file > dataclass defaults. The argparse options are
-generated from the fields, so a new key is automatically settable both ways.
+Precedence: command line > YAML file > preset (`--preset NAME`) > dataclass defaults. The
+argparse options are generated from the fields, so a new key is automatically settable
+both ways; numbers are parsed by `pgt.options`' finite number types (docs/growth.md).
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import os
 import types
 import typing
@@ -15,6 +17,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Literal
 
+from pgt import options
 from pgt.errors import PgtError
 from pgt.model.architecture import (
     DEFAULT_ATTN_IMPLEMENTATION,
@@ -30,7 +33,13 @@ Autocast = Literal["auto", "off", "bf16"]
 
 # Keys that may differ between the run that wrote a checkpoint and the one resuming it:
 # they change where and how verbosely we run, never the numbers that come out.
-RESUME_NEUTRAL_KEYS = frozenset({"out", "progress", "log_every", "checkpoint_every", "device", "compile"})
+RESUME_NEUTRAL_KEYS = frozenset({"out", "progress", "log_every", "checkpoint_every", "device", "compile",
+                                 "gradient_checkpointing"})
+# Optimizer and schedule settings: after a non-finite loss stopped a run they may change on resume
+# (the change is recorded in run.json), since the usual remedy is a lower lr or a tighter clip.
+OPTIMIZER_KEYS = frozenset({"lr", "min_lr_ratio", "warmup_steps", "weight_decay", "grad_clip", "betas"})
+# Keys a preset sets (pgt.model.presets): depth, attention heads and context.
+PRESET_KEYS = ("stages", "heads", "context")
 
 
 @dataclass
@@ -46,7 +55,8 @@ class GrowthConfig:
     batch_size: int = 8  # sequences per micro-batch per process
     grad_accum: int = 1  # micro-batches per optimizer step
     seq_len: int = 256  # tokens per training sequence
-    lr: float = 1e-3  # peak learning rate of each stage
+    preset: str | None = None  # a named size (pgt.model.presets): sets stages, heads, context; checks the substrate's width
+    lr: float = 8e-3  # peak learning rate of each stage (8e-3 trains small stages best; lower it for wide models)
     min_lr_ratio: float = 0.1  # cosine floor as a fraction of lr
     warmup_steps: float = 0.05  # warmup steps per stage; below 1 it is a fraction of the stage's steps
     weight_decay: float = 0.1  # AdamW decoupled weight decay (matrices only, not norms/biases)
@@ -64,16 +74,17 @@ class GrowthConfig:
     train_head: bool = True  # the output head trains with the new block
     train_norm: bool = True  # the final norm trains with the new block
     eval_every: int = 100  # optimizer steps between validation evaluations (0 = stage ends only)
-    eval_batches: int = 8  # validation batches per evaluation
+    eval_tokens: int = 32_768  # size of the fixed validation sample: whole documents spread over the split
     patience: int = 0  # end a stage after this many evaluations without improvement (0 = off)
     checkpoint_every: int = 100  # optimizer steps between resumable checkpoints (0 = stage ends only)
-    log_every: int = 10  # optimizer steps between train-metric lines
+    log_every: int = 10  # optimizer steps between train-metric records and log lines
     baseline: Baseline = "none"  # none = progressive growth; monolithic / trainable-embeddings = one stage, all blocks
     autocast: Autocast = "auto"  # auto = bfloat16 autocast on GPU, float32 on CPU
     device: str = "auto"  # auto, cpu, cuda, cuda:1, ...
     compile: bool = False  # torch.compile the model (GPU runs)
     fsdp: bool = False  # shard with FSDP2 (fully_shard) instead of DDP under torchrun (for the 4,096-wide presets)
-    progress: bool = True  # tqdm progress bars (rank 0)
+    gradient_checkpointing: bool = False  # recompute block activations in the backward pass (less memory, ~30 % slower)
+    progress: bool | None = None  # tqdm progress bar (rank 0) instead of log lines (default: when stderr is a terminal)
 
     def __post_init__(self) -> None:
         self.betas = tuple(float(b) for b in self.betas)  # YAML gives lists
@@ -88,8 +99,13 @@ class GrowthConfig:
         for key in ("substrate", "data", "out"):
             if not getattr(self, key):
                 raise PgtError(f"--{key} is required (on the command line or in the config file)")
+        for f in fields(self):
+            value = getattr(self, f.name)
+            numbers = value if isinstance(value, tuple) else (value,)
+            if any(isinstance(v, float) and not math.isfinite(v) for v in numbers):
+                raise PgtError(f"{f.name} must be a finite number (got {value})")
         positive = ("stages", "tokens_per_stage", "batch_size", "grad_accum", "seq_len", "heads",
-                    "intermediate_multiple", "eval_batches", "log_every", "lora_rank")
+                    "intermediate_multiple", "eval_tokens", "log_every", "lora_rank")
         for key in positive:
             if getattr(self, key) < 1:
                 raise PgtError(f"{key} must be at least 1 (got {getattr(self, key)})")
@@ -99,14 +115,28 @@ class GrowthConfig:
                 raise PgtError(f"{key} must not be negative (got {getattr(self, key)})")
         if not self.lr > 0:
             raise PgtError(f"lr must be positive (got {self.lr})")
+        if not all(0 <= b < 1 for b in self.betas) or len(self.betas) != 2:
+            raise PgtError(f"betas must be two numbers in [0, 1) (got {' '.join(map(str, self.betas))})")
+        if not self.lora_alpha > 0:
+            raise PgtError(f"lora_alpha must be positive (got {self.lora_alpha})")
         if not 0 <= self.min_lr_ratio <= 1:
             raise PgtError(f"min_lr_ratio must be within [0, 1] (got {self.min_lr_ratio})")
         if self.context < self.seq_len:
             raise PgtError(f"context ({self.context}) must be at least seq_len ({self.seq_len})")
+        if self.preset is not None:
+            from pgt.model.presets import get_preset
+
+            get_preset(self.preset)  # an unknown name lists the known ones
         for name, value in zip(("init", "baseline", "autocast"), (self.init, self.baseline, self.autocast)):
             allowed = typing.get_args(_field_types()[name])
             if value not in allowed:
                 raise PgtError(f"{name} must be one of {', '.join(allowed)} (got {value!r})")
+
+    def show_progress(self) -> bool:
+        """The progress bar, or (False) plain log lines: the setting, else whether stderr is a terminal."""
+        import sys
+
+        return sys.stderr.isatty() if self.progress is None else self.progress
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON/YAML-able values."""
@@ -141,7 +171,7 @@ def _coerce(name: str, value: Any, annotation: Any) -> Any:
             items = list(value)
             if len(items) != len(typing.get_args(annotation)):
                 raise ValueError(f"expected {len(typing.get_args(annotation))} numbers")
-            return tuple(float(v) for v in items)
+            return tuple(_coerce(name, v, float) for v in items)
         if annotation is bool:
             if not isinstance(value, bool):
                 raise ValueError("expected true or false")
@@ -151,6 +181,8 @@ def _coerce(name: str, value: Any, annotation: Any) -> Any:
                 raise ValueError("expected an integer")
             return int(float(value))
         if annotation is float:
+            if isinstance(value, bool) or not math.isfinite(float(value)):
+                raise ValueError("expected a finite number")
             return float(value)
         return str(value)
     except (TypeError, ValueError) as exc:
@@ -177,23 +209,41 @@ def load_yaml(path: str | os.PathLike) -> dict[str, Any]:
     return {name: _coerce(name, value, types_[name]) for name, value in raw.items()}
 
 
-def add_config_arguments(parser: argparse.ArgumentParser) -> None:
-    """One `--key` option per field; defaults are None so that only given options override."""
+# The `pgt.options` number type of each numeric field (finite; signs as `validate` wants them).
+_NUMBER_TYPES = {
+    "lr": options.positive_float, "lora_alpha": options.positive_float,
+    "min_lr_ratio": options.non_negative_float, "warmup_steps": options.non_negative_float,
+    "weight_decay": options.non_negative_float, "grad_clip": options.non_negative_float,
+    "betas": options.non_negative_float,
+    **{key: options.non_negative_int for key in ("eval_every", "checkpoint_every", "patience", "lora_from", "seed")},
+}
+
+
+def add_config_arguments(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
+    """One `--key` option per field (but `skip`); defaults are None so that only given options override."""
     help_texts = _field_help()
     for f in fields(GrowthConfig):
+        if f.name in skip:
+            continue
         annotation = _scalar_type(_field_types()[f.name])
         flag = "--" + f.name.replace("_", "-")
         default = f.default if f.default is not dataclasses.MISSING else None
         help_text = f"{help_texts.get(f.name, '')} ({'required' if default is None else f'default: {default}'})"
         kwargs: dict[str, Any] = {"dest": f.name, "default": None, "help": help_text}
-        if typing.get_origin(annotation) is Literal:
+        if f.name == "preset":
+            from pgt.model.presets import PRESETS
+
+            kwargs["choices"] = list(PRESETS)
+        elif typing.get_origin(annotation) is Literal:
             kwargs["choices"] = typing.get_args(annotation)
         elif typing.get_origin(annotation) is tuple:
-            kwargs.update(type=float, nargs=len(typing.get_args(annotation)), metavar="X")
+            kwargs.update(type=_NUMBER_TYPES[f.name], nargs=len(typing.get_args(annotation)), metavar="X")
         elif annotation is bool:
             kwargs["action"] = argparse.BooleanOptionalAction
-        elif annotation in (int, float):
-            kwargs["type"] = annotation
+        elif annotation is int:
+            kwargs["type"] = _NUMBER_TYPES.get(f.name, options.positive_int)
+        elif annotation is float:
+            kwargs["type"] = _NUMBER_TYPES[f.name]
         parser.add_argument(flag, **kwargs)
 
 
@@ -212,15 +262,26 @@ def _field_help() -> dict[str, str]:
 def resolve_config(
     yaml_path: str | os.PathLike | None = None, overrides: dict[str, Any] | None = None
 ) -> GrowthConfig:
-    """Defaults, then the YAML file, then non-None `overrides` (e.g. parsed CLI options)."""
+    """Defaults, then the preset, then the YAML file, then non-None `overrides` (e.g. parsed CLI options)."""
     values: dict[str, Any] = load_yaml(yaml_path) if yaml_path else {}
     types_ = _field_types()
     for name, value in (overrides or {}).items():
         if name in types_ and value is not None:
             values[name] = _coerce(name, value, types_[name])
+    if values.get("preset"):
+        values = {**preset_values(values["preset"]), **values}
     config = GrowthConfig(**values)
     config.validate()
     return config
+
+
+def preset_values(name: str) -> dict[str, Any]:
+    """The config values a preset sets (PRESET_KEYS): its depth as the stage count, its heads and context."""
+    from pgt.model.presets import get_preset
+
+    preset = get_preset(name)
+    return dict(zip(PRESET_KEYS, (preset.num_hidden_layers, preset.num_attention_heads,
+                                  preset.max_position_embeddings), strict=True))
 
 
 def config_differences(saved: dict[str, Any], current: GrowthConfig) -> list[str]:
@@ -236,4 +297,5 @@ def config_differences(saved: dict[str, Any], current: GrowthConfig) -> list[str
     return sorted(k for k in keys if saved.get(k) != now.get(k))
 
 
-__all__ = ["GrowthConfig", "add_config_arguments", "config_differences", "load_yaml", "resolve_config"]
+__all__ = ["GrowthConfig", "OPTIMIZER_KEYS", "add_config_arguments", "config_differences", "load_yaml",
+           "preset_values", "resolve_config"]

@@ -19,6 +19,8 @@ import torch.distributed as dist
 from torch import nn
 
 from pgt.errors import PgtError
+from pgt.growth.checkpoint import START_OVER
+from pgt.options import resolve_device
 
 
 @dataclass
@@ -35,25 +37,14 @@ class DistContext:
         return self.rank == 0
 
 
-def resolve_device(name: str, local_rank: int = 0) -> torch.device:
-    """`auto` -> this process's GPU if there is one, else CPU."""
-    if name == "auto":
-        return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
-    device = torch.device(name)
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise PgtError(f"device {name} requested but CUDA is not available")
-        if device.index is None:
-            device = torch.device(f"cuda:{local_rank}")
-    return device
-
-
 def init_distributed(device_name: str) -> DistContext:
     """Join torchrun's process group (gloo on CPU, nccl on GPU) or describe the single process."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     device = resolve_device(device_name, local_rank)
+    if device.type == "cuda" and device.index is None:  # plain `cuda`: this rank's own GPU
+        device = torch.device("cuda", local_rank)
     if world_size == 1:
         return DistContext(0, 1, device, distributed=False)
     if device.type == "cuda":
@@ -169,7 +160,7 @@ def load_training_state(
         missing, extra = sorted(expected - set(trainable)), sorted(set(trainable) - expected)
         raise PgtError(
             f"checkpoint does not match the model being trained (missing {missing[:3]}, unexpected {extra[:3]}); "
-            "pass --restart to start over"
+            f"{START_OVER}"
         )
     set_model_state_dict(model, trainable, options=_options(ctx, strict=False))
     set_optimizer_state_dict(model, optimizer, optimizer_state_, options=_options(ctx, strict=False))

@@ -2,16 +2,18 @@
 
 Every record is one JSON line with a `kind`:
   train  stage, step, global_step, tokens, loss, lr, grad_norm, tokens_per_s
-  eval   stage, step, global_step, tokens, val_loss, val_bpb
+  eval   stage, step, global_step, tokens, val_loss, val_bpb, bz2_bpb, xz_bpb
   event  stage, global_step, tokens, event (grow | stage_end | stop), details
 `tokens` counts training tokens since the start of the run (all stages), so growth
 steps line up on one axis. On resume the file is cut back to the length it had at
-the checkpoint, so records of the killed tail are not duplicated.
+the checkpoint, so records of the killed tail are not duplicated. A non-finite number
+(the loss that stopped a run) is written as null: every line is valid JSON.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 from pathlib import Path
@@ -55,8 +57,9 @@ class MetricsLogger:
     def log(self, kind: str, **record: Any) -> None:
         if not self.enabled:
             return
-        record = {"kind": kind, **record}
-        self._file.write(json.dumps(record, sort_keys=True) + "\n")
+        record = {"kind": kind, **{k: None if isinstance(v, float) and not math.isfinite(v) else v
+                                   for k, v in record.items()}}
+        self._file.write(json.dumps(record, sort_keys=True, allow_nan=False) + "\n")
         self._file.flush()
         step = record.get("global_step", 0)
         for key in ("loss", "lr", "grad_norm", "tokens_per_s", "val_loss", "val_bpb"):

@@ -1,4 +1,4 @@
-"""The progressive trainer behind `pgt grow` and `pgt.growth.grow()`.
+"""The progressive trainer behind `pgt grow` and `pgt.growth.grow()` (docs/growth.md).
 
 A run is a list of stages. Growth stage k loads the saved stage-(k-1) model, stacks one
 new block on it, trains the new block (plus final norm and head; from `lora_from` on
@@ -6,11 +6,14 @@ also LoRA adapters on the older blocks) for `tokens_per_stage` tokens or until
 validation stops improving, and saves the result as `RUN_DIR/stage-k`. A baseline run
 is a single stage that trains all N blocks from scratch for N x tokens_per_stage tokens.
 
+Every setting is checked (the first stage's model and optimizer are built on the meta
+device) before the run directory is touched; the run then holds `RUN_DIR/.lock` to the end.
 Every process of a torchrun launch executes this code; rank 0 alone writes files.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import shutil
@@ -27,41 +30,42 @@ from torch.distributed.tensor import DTensor
 from pgt.errors import PgtError
 from pgt.growth import checkpoint as ckpt
 from pgt.growth import distributed as pdist
-from pgt.growth.config import GrowthConfig, config_differences
+from pgt.growth.config import OPTIMIZER_KEYS, GrowthConfig, config_differences
 from pgt.growth.expand import add_block, count_parameters, frozen_prefix, set_trainable
 from pgt.growth.lora import attach_lora, merge_lora
 from pgt.growth.metrics import MetricsLogger, plot_loss
-from pgt.io import atomic_dir, atomic_file, read_json, write_json
+from pgt.growth.records import RUN_FILE, STAGE_FILE, ConfigChange, Halt, LoraRecord, RunRecord, StageRecord
+from pgt.growth.validation import TextScore, decoder, score_documents, validation_sample
+from pgt.io import LOCK_FILE, atomic_dir, atomic_file, refuse_overlap, remove_stale_temporaries, run_lock
 
-RUN_FILE = "run.json"
 CONFIG_FILE = "config.yaml"
-STAGE_FILE = "stage.json"
-# Other runs that live inside a run directory by convention (docs/architecture.md).
+# Other runs that live inside a run directory by convention (docs/growth.md).
 NESTED_DIRS = frozenset({"baselines", "merged"})
+NON_FINITE = "non-finite loss or gradient"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class StagePlan:
     """What one stage builds and trains."""
 
     stage: int  # stage number = blocks in the model it produces
     tokens: int  # training-token budget
     fresh: bool  # True: a new model from the substrate; False: stage-(k-1) plus one block
-    frozen_blocks: int  # bottom blocks that run without autograd
-    lora_blocks: range  # blocks adapted through LoRA (empty: none)
+    frozen_blocks: int = 0  # bottom blocks that run without autograd
+    lora_blocks: range = range(0)  # blocks adapted through LoRA (empty: none)
     train_embeddings: bool = False
 
 
 def plan_stages(config: GrowthConfig) -> list[StagePlan]:
     """The stages of a run: 1..N for growth, one N-block stage for a baseline."""
     if config.baseline != "none":
-        return [StagePlan(config.stages, config.stages * config.tokens_per_stage, True, 0, range(0),
+        return [StagePlan(stage=config.stages, tokens=config.stages * config.tokens_per_stage, fresh=True,
                           train_embeddings=config.baseline == "trainable-embeddings")]
     plans = []
     for k in range(1, config.stages + 1):
         lora = config.lora_from > 0 and k >= config.lora_from and k > 1
-        plans.append(StagePlan(k, config.tokens_per_stage, k == 1, 0 if lora else k - 1,
-                               range(k - 1) if lora else range(0)))
+        plans.append(StagePlan(stage=k, tokens=config.tokens_per_stage, fresh=k == 1,
+                               frozen_blocks=0 if lora else k - 1, lora_blocks=range(k - 1) if lora else range(0)))
     return plans
 
 
@@ -86,68 +90,128 @@ def causal_lm_loss(model: nn.Module, batch: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(logits.flatten(0, 1).float(), batch[:, 1:].flatten())
 
 
-class GrowthRun:
-    """One `pgt grow` invocation: prepares (or resumes) the run directory and trains its stages."""
+def duration(seconds: float) -> str:
+    """`1h02m`, `3m05s`, `42s`."""
+    seconds = max(0, round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s" if rest >= 60 else f"{rest}s"
 
-    def __init__(self, config: GrowthConfig, *, restart: bool = False) -> None:
+
+class GrowthRun:
+    """One `pgt grow` invocation: checks every setting, then starts, resumes or overwrites the run directory."""
+
+    def __init__(self, config: GrowthConfig, *, overwrite: bool = False) -> None:
         from pgt.data.loader import TokenData
         from pgt.substrate.store import Substrate
 
         config.validate()
         self.config = config
-        self.restart = restart
+        self.overwrite = overwrite
         self.run_dir = Path(config.out)
+        if self.run_dir.exists() and not self.run_dir.is_dir():
+            raise PgtError(f"--out {self.run_dir} is a file, not a directory; choose another --out")
+        refuse_overlap(self.run_dir, [config.substrate, config.data])
         self.ctx = pdist.init_distributed(config.device)
         self.substrate = Substrate.load(config.substrate)
-        if self.substrate.dim % config.heads:
-            raise PgtError(f"--heads {config.heads} does not divide the substrate's dimension {self.substrate.dim}")
+        self._check_shape()
         self.data = TokenData(config.data)
         self.data.check_tokenizer(self.substrate.fingerprint)
         self.plans = plan_stages(config)
         self.tokens_per_step = config.batch_size * config.grad_accum * config.seq_len * self.ctx.world_size
-        # Batches of the global batch size, so the validation set does not depend on the world size.
-        self.validation = self.data.validation_batches(config.batch_size * self.ctx.world_size, config.seq_len,
-                                                       config.eval_batches)
+        self.data.train_batch(0, config.batch_size, config.seq_len, seed=config.seed)  # enough training text?
+        self.sample = validation_sample(self.data, config.eval_tokens)
+        StageTrainer.check_buildable(self, self.plans[0])
         self.logger: MetricsLogger | None = None
+        self.history: list[ConfigChange] = []
+
+    def _check_shape(self) -> None:
+        """Heads that split the substrate's width into even head dimensions; a preset's width and vocabulary."""
+        config, dim = self.config, self.substrate.dim
+        if dim % config.heads or (dim // config.heads) % 2:
+            raise PgtError(f"--heads {config.heads} must divide the substrate's dimension {dim} into an even head "
+                           "dimension (rotary embeddings rotate pairs)")
+        if config.preset:
+            from pgt.model.presets import get_preset
+
+            preset = get_preset(config.preset)
+            if (preset.hidden_size, preset.vocab_size) != (dim, self.substrate.vocab_size):
+                raise PgtError(
+                    f"--preset {preset.name} is {preset.hidden_size} wide over {preset.vocab_size:,} ids, but the "
+                    f"substrate {config.substrate} is {dim} wide over {self.substrate.vocab_size:,}; build a "
+                    f"{preset.family} substrate with --dim {preset.hidden_size}")
 
     # ------------------------------------------------------------------ run directory
 
     def _open_run_dir(self) -> ckpt.Checkpoint | None | bool:
-        """Start, resume or recognise a finished run. Returns the checkpoint to resume from,
-        None for a fresh start, or True when the run is already finished."""
+        """Start, resume or recognise a finished run (rank 0 holds the lock). Returns the checkpoint
+        to resume from, None for a fresh start, or True when the run is already finished."""
         run_file = self.run_dir / RUN_FILE
-        foreign = [p.name for p in self.run_dir.iterdir() if p.name not in NESTED_DIRS] if self.run_dir.is_dir() else []
+        foreign = [p.name for p in self.run_dir.iterdir() if p.name not in NESTED_DIRS | {LOCK_FILE}]
         if foreign and not run_file.exists():
             raise PgtError(f"{self.run_dir} exists and is not a pgt run directory (it holds {foreign[0]}); "
                            "choose another --out")
-        if run_file.exists() and self.restart:
+        if run_file.exists() and self.overwrite:
             pdist.barrier(self.ctx)
-            if self.ctx.is_main:  # only what a run writes: baselines/ and merged/ inside it survive
-                for path in self.run_dir.iterdir():
-                    if path.name in NESTED_DIRS:
-                        continue
-                    shutil.rmtree(path) if path.is_dir() else path.unlink()
+            if self.ctx.is_main:
+                self._discard(keep_nested=True)
             pdist.barrier(self.ctx)
-        if run_file.exists():
-            saved = read_json(run_file, "run description")
-            differences = config_differences(saved.get("config", {}), self.config)
-            if differences:
-                shown = ", ".join(f"{k}: {saved['config'].get(k)!r} -> {self.config.to_dict().get(k)!r}"
-                                  for k in differences[:4])
-                raise PgtError(f"{self.run_dir} holds a run with a different configuration ({shown}); "
-                               "rerun with the same settings to resume, or pass --restart to discard it")
-            if saved.get("tokens_per_step") != self.tokens_per_step:
-                raise PgtError(
-                    f"{self.run_dir} was trained with {saved.get('tokens_per_step')} tokens per step "
-                    f"({saved.get('world_size')} processes); this launch gives {self.tokens_per_step}. Resume with "
-                    "the same global batch (batch_size x grad_accum x processes), or pass --restart")
-            if saved.get("finished") and saved["config"].get("stages") == self.config.stages:
-                return True
-            if ckpt.has_checkpoint(self.run_dir):
-                self._record_config()  # e.g. a raised stage count
-                return ckpt.load_checkpoint(self.run_dir)
-        self._record_config()
+        if not run_file.exists():
+            self._record_config()
+            return None
+        saved = RunRecord.load(run_file)
+        self._check_resumable(saved)
+        if saved.finished and saved.config.get("stages") == self.config.stages:
+            return True
+        resume = self._find_checkpoint()
+        self._record_config()  # e.g. a raised stage count, or changed optimizer settings
+        return resume
+
+    def _check_resumable(self, saved: RunRecord) -> None:
+        """The same settings as the run on disk, but optimizer/schedule ones after a non-finite stop."""
+        differences = config_differences(saved.config, self.config)
+        now = self.config.to_dict()
+        self.history = list(saved.config_changes)
+        if saved.halted and differences and set(differences) <= OPTIMIZER_KEYS:
+            self.history.append(ConfigChange(
+                stage=saved.halted.stage, step=saved.halted.step, reason=f"resumed after a {saved.halted.reason}",
+                changes={k: [saved.config.get(k), now.get(k)] for k in differences}))
+        elif differences:
+            shown = ", ".join(f"{k}: {saved.config.get(k)!r} -> {now.get(k)!r}" for k in differences[:4])
+            allowed = ("; only optimizer and schedule settings may change when resuming after a non-finite loss"
+                       if saved.halted else "")
+            raise PgtError(f"{self.run_dir} holds a run with a different configuration ({shown}){allowed}; "
+                           "rerun with the same settings to resume, or pass --overwrite to discard it")
+        if saved.tokens_per_step != self.tokens_per_step:
+            raise PgtError(
+                f"{self.run_dir} was trained with {saved.tokens_per_step} tokens per step "
+                f"({saved.world_size} processes); this launch gives {self.tokens_per_step}. Resume with "
+                "the same global batch (batch_size x grad_accum x processes), or pass --overwrite")
+
+    def _find_checkpoint(self) -> ckpt.Checkpoint | None:
+        """The checkpoint to resume from. Never a silent fresh start over trained work: without
+        `latest.json`, the newest checkpoint that verifies; without any, an error if stages exist."""
+        if ckpt.has_checkpoint(self.run_dir):
+            return ckpt.load_checkpoint(self.run_dir)
+        found = ckpt.newest_verified_checkpoint(self.run_dir)
+        if found is not None:
+            if self.ctx.is_main:
+                print(f"{self.run_dir}: {ckpt.CHECKPOINT_DIR}/{ckpt.POINTER_FILE} is missing; resuming from the "
+                      f"newest checkpoint that verifies, {found.path.name}")
+            return found
+        trained = sorted(p.name for p in self.run_dir.glob("stage-*") if p.is_dir())
+        checkpoints = self.run_dir / ckpt.CHECKPOINT_DIR
+        if trained or (checkpoints.is_dir() and any(checkpoints.iterdir())):
+            held = ", ".join(trained) or f"{checkpoints} (none of them verifies)"
+            raise PgtError(f"{self.run_dir} holds trained work ({held}) but no usable checkpoint to resume from "
+                           f"({ckpt.CHECKPOINT_DIR}/{ckpt.POINTER_FILE} is missing); {ckpt.START_OVER}")
         return None
+
+    def _discard(self, *, keep_nested: bool) -> None:
+        """Remove what a run writes (rank 0). Runs nested by convention (baselines/, merged/) survive."""
+        for path in self.run_dir.iterdir():
+            if path.name == LOCK_FILE or (keep_nested and path.name in NESTED_DIRS):
+                continue
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
 
     def _record_config(self) -> None:
         """Write run.json (not finished) and config.yaml for the current settings (rank 0)."""
@@ -161,16 +225,21 @@ class GrowthRun:
                 yaml.safe_dump(self.config.to_dict(), handle, sort_keys=True)
         pdist.barrier(self.ctx)
 
-    def _write_run_file(self, *, finished: bool, stages: list[dict[str, Any]] | None = None) -> None:
-        write_json(self.run_dir / RUN_FILE, {
-            "kind": self.config.kind,
-            "config": self.config.to_dict(),
-            "world_size": self.ctx.world_size,
-            "tokens_per_step": self.tokens_per_step,
-            "stages": [p.stage for p in self.plans],
-            "finished": finished,
-            **({"results": stages} if stages is not None else {}),
-        })
+    def _write_run_file(self, *, finished: bool, stages: list[StageRecord] | None = None,
+                        halted: Halt | None = None) -> None:
+        RunRecord(kind=self.config.kind, config=self.config.to_dict(), world_size=self.ctx.world_size,
+                  tokens_per_step=self.tokens_per_step, stages=[p.stage for p in self.plans], finished=finished,
+                  results=stages or [], halted=halted, config_changes=self.history).save(self.run_dir / RUN_FILE)
+
+    def halt(self, stage: int, step: int, reason: str) -> None:
+        """Record in run.json that the run stopped on its own, so a resume may change optimizer settings."""
+        if self.ctx.is_main:
+            self._write_run_file(finished=False, halted=Halt(reason=reason, stage=stage, step=step))
+
+    def say(self, message: str) -> None:
+        """A line of the run's log (rank 0), printed even when stdout is a pipe."""
+        if self.ctx.is_main:
+            print(message, flush=True)
 
     # ------------------------------------------------------------------ the run
 
@@ -180,40 +249,59 @@ class GrowthRun:
 
         hf_bars = hf_logging.is_progress_bar_enabled()
         hf_logging.disable_progress_bar()  # per-file load/save bars would drown the stage bars
+        created = not self.run_dir.exists()
+        started = False  # True once this invocation's run directory holds work worth keeping
         try:
-            resume = self._open_run_dir()
-            if resume is True:
-                if self.ctx.is_main:
-                    print(f"{self.run_dir} already holds this finished run (pass --restart to train it again)")
+            with run_lock(self.run_dir) if self.ctx.is_main else contextlib.nullcontext():
+                if self.ctx.is_main:  # leftovers of killed writes; safe only under the lock
+                    for directory in (self.run_dir, self.run_dir / ckpt.CHECKPOINT_DIR):
+                        remove_stale_temporaries(directory)
+                resume = self._open_run_dir()
+                started = resume is not None or not created
+                if resume is True:
+                    self.say(f"{self.run_dir} already holds this finished run (pass --overwrite to train it again)")
+                    return self.run_dir
+                self._train(resume)
                 return self.run_dir
-            state = resume.state if resume else ckpt.TrainState(stage=self.plans[0].stage)
-            self.logger = MetricsLogger(
-                self.run_dir,
-                resume_offset=state.metrics_offset if resume else None,
-                resume_step=state.global_step if resume else None,
-                enabled=self.ctx.is_main,
-            )
-            for plan in self.plans:
-                if plan.stage < state.stage or (plan.stage == state.stage and state.stage_complete):
-                    continue
-                if plan.stage != state.stage:  # the previous stage is complete: carry the counters over
-                    state = ckpt.TrainState(stage=plan.stage, global_step=state.global_step,
-                                            tokens_total=state.tokens_total, data_step=state.data_step)
-                    resume = None
-                state = StageTrainer(self, plan, state, resume).train()
-                resume = None
-            if self.ctx.is_main:
-                results = [read_json(stage_dir(self.run_dir, p.stage) / STAGE_FILE, "stage description")
-                           for p in self.plans]
-                self._write_run_file(finished=True, stages=results)
-                plot_loss(self.run_dir)
-            return self.run_dir
+        except BaseException:
+            # A first attempt that failed before its first checkpoint leaves nothing that blocks the corrected command.
+            if (created and not started and self.ctx.is_main and self.run_dir.is_dir()
+                    and not (self.run_dir / ckpt.CHECKPOINT_DIR).exists() and not any(self.run_dir.glob("stage-*"))):
+                shutil.rmtree(self.run_dir, ignore_errors=True)
+            raise
         finally:
             if self.logger:
                 self.logger.close()
             pdist.shutdown(self.ctx)
             if hf_bars:
                 hf_logging.enable_progress_bar()
+
+    def _train(self, resume: ckpt.Checkpoint | None) -> None:
+        state = resume.state if resume else ckpt.TrainState(stage=self.plans[0].stage)
+        self.logger = MetricsLogger(
+            self.run_dir,
+            resume_offset=state.metrics_offset if resume else None,
+            resume_step=state.global_step if resume else None,
+            enabled=self.ctx.is_main,
+        )
+        if resume:
+            self.say(f"resuming {self.run_dir} from {resume.path.name}: stage {state.stage}, step {state.step}, "
+                     f"{state.tokens_total:,} tokens trained")
+        self.say(f"validation sample: {len(self.sample.documents):,} of {self.sample.split_documents:,} documents, "
+                 f"{self.sample.tokens:,} of {self.sample.split_tokens:,} validation tokens")
+        for plan in self.plans:
+            if plan.stage < state.stage or (plan.stage == state.stage and state.stage_complete):
+                continue
+            if plan.stage != state.stage:  # the previous stage is complete: carry the counters over
+                state = ckpt.TrainState(stage=plan.stage, global_step=state.global_step,
+                                        tokens_total=state.tokens_total, data_step=state.data_step)
+                resume = None
+            state = StageTrainer(self, plan, state, resume).train()
+            resume = None
+        if self.ctx.is_main:
+            results = [StageRecord.load(stage_dir(self.run_dir, p.stage) / STAGE_FILE) for p in self.plans]
+            self._write_run_file(finished=True, stages=results)
+            plot_loss(self.run_dir)
 
 
 class StageTrainer:
@@ -228,6 +316,9 @@ class StageTrainer:
         self.state = state
         self.total_steps = max(1, math.ceil(plan.tokens / run.tokens_per_step))
         self.model = self._build_model()
+        if self.config.gradient_checkpointing:  # recompute activations in backward: memory for time
+            base = self.model.get_base_model() if plan.lora_blocks else self.model
+            base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         self.params_total, self.params_trainable = count_parameters(self.model)
         self.model.to(self.ctx.device)
         bf16 = self.config.autocast == "bf16" or (self.config.autocast == "auto" and self.ctx.device.type == "cuda")
@@ -238,8 +329,24 @@ class StageTrainer:
         self.optimizer = self._optimizer()
         if resume is not None:
             pdist.load_training_state(self.wrapped, self.optimizer, resume.trainable, resume.optimizer_state, self.ctx)
+            self._apply_optimizer_settings()  # the checkpoint's groups carry the settings they were saved with
             ckpt.set_rng_state(resume.rng)
         self.checkpoint_path = resume.path if resume else None
+
+    @classmethod
+    def check_buildable(cls, run: GrowthRun, plan: StagePlan) -> None:
+        """Build a fresh stage's model and optimizer on the meta device (no memory, no files): settings
+        that cannot train fail here, before the run directory is touched."""
+        probe = cls.__new__(cls)
+        probe.run, probe.config, probe.ctx, probe.plan = run, run.config, run.ctx, plan
+        try:
+            with torch.device("meta"):
+                probe.model = probe._build_model()
+                probe.trainable_parameters = [p for p in probe.model.parameters() if p.requires_grad]
+                probe._optimizer()
+        except (ValueError, RuntimeError, TypeError, AssertionError) as exc:
+            raise PgtError(f"these settings cannot build stage {plan.stage}'s model: {str(exc).splitlines()[0]}") \
+                from None
 
     # ------------------------------------------------------------------ model
 
@@ -291,10 +398,16 @@ class StageTrainer:
         """AdamW; weight decay on matrices only (not on norms)."""
         decay = [p for p in self.trainable_parameters if p.ndim >= 2]
         no_decay = [p for p in self.trainable_parameters if p.ndim < 2]
-        groups = [{"params": decay, "weight_decay": self.config.weight_decay},
-                  {"params": no_decay, "weight_decay": 0.0}]
+        groups = [{"params": decay, "weight_decay": self.config.weight_decay, "decays": True},
+                  {"params": no_decay, "weight_decay": 0.0, "decays": False}]
         return torch.optim.AdamW([g for g in groups if g["params"]], lr=self.config.lr,
                                  betas=self.config.betas, foreach=self.ctx.device.type == "cuda" or None)
+
+    def _apply_optimizer_settings(self) -> None:
+        """This run's betas and weight decay on every group (they may change after a non-finite stop)."""
+        for group in self.optimizer.param_groups:
+            group["betas"] = self.config.betas
+            group["weight_decay"] = self.config.weight_decay if group.get("decays") else 0.0
 
     def _base_layers(self) -> nn.ModuleList:
         base = self.model.get_base_model() if self.plan.lora_blocks else self.model
@@ -303,32 +416,33 @@ class StageTrainer:
     # ------------------------------------------------------------------ evaluation
 
     @torch.no_grad()
-    def evaluate(self) -> tuple[float, float]:
-        """Mean validation loss (nats/token) and bits per byte over the fixed validation batches.
-        Every rank evaluates the same batches (identical results, no collective needed)."""
+    def evaluate(self) -> TextScore:
+        """The validation sample scored as `pgt eval` scores text (pgt.growth.validation.score_documents).
+        Every rank scores the same documents (identical results, no collective needed)."""
+        tokenizer = self.run.substrate.tokenizer
         self.model.eval()
-        total_nats, predicted = 0.0, 0
         with pdist.autocast(self.ctx.device, self.config.autocast):
-            for batch in self.run.validation:
-                batch = batch.to(self.ctx.device)
-                logits = self.wrapped(input_ids=batch[:, :-1], use_cache=False).logits
-                nats = F.cross_entropy(logits.flatten(0, 1).float(), batch[:, 1:].flatten(), reduction="sum")
-                total_nats += float(nats)
-                predicted += batch[:, 1:].numel()
+            score = score_documents(
+                lambda ids: self.wrapped(input_ids=ids, use_cache=False).logits, self.run.sample.documents,
+                decoder(tokenizer), context=self.config.context, bos_id=tokenizer.bos_token_id,
+                pad_id=self.run.data.eos_id, device=self.ctx.device, batch_size=self.config.batch_size)
         self.model.train()
-        return total_nats / predicted, self.run.data.bits_per_byte(total_nats, predicted)
+        return score
 
     def _log_eval(self) -> float:
-        val_loss, val_bpb = self.evaluate()
+        score = self.evaluate()
         s = self.state
         self.run.logger.log("eval", stage=self.plan.stage, step=s.step, global_step=s.global_step,
-                            tokens=s.tokens_total, val_loss=val_loss, val_bpb=val_bpb)
-        if s.best_val is None or val_loss < s.best_val:
-            s.best_val, s.evals_since_best = val_loss, 0
+                            tokens=s.tokens_total, val_loss=score.nats_per_token, val_bpb=score.bits_per_byte,
+                            bz2_bpb=score.bz2_bpb, xz_bpb=score.xz_bpb)
+        self.run.say(f"stage {self.plan.stage} step {s.step}: val_loss {score.nats_per_token:.4f}, "
+                     f"{score.describe()}")
+        if s.best_val is None or score.nats_per_token < s.best_val:
+            s.best_val, s.evals_since_best = score.nats_per_token, 0
         else:
             s.evals_since_best += 1
-        self.last_eval = (s.step, val_loss, val_bpb)
-        return val_loss
+        self.last_eval = (s.step, score)
+        return score.nats_per_token
 
     # ------------------------------------------------------------------ checkpoints
 
@@ -347,7 +461,7 @@ class StageTrainer:
 
     def train(self) -> ckpt.TrainState:
         config, s, plan, ctx = self.config, self.state, self.plan, self.ctx
-        self.last_eval: tuple[int, float, float] | None = None
+        self.last_eval: tuple[int, TextScore] | None = None
         self.model.train()
         if s.step == 0 and not s.stage_tokens:
             self.run.logger.log("event", event="grow", stage=plan.stage, global_step=s.global_step,
@@ -357,9 +471,11 @@ class StageTrainer:
             self._log_eval()
         from tqdm.auto import tqdm
 
+        progress = config.show_progress()
         bar = tqdm(total=plan.tokens, initial=s.stage_tokens, unit="tok", unit_scale=True, dynamic_ncols=True,
-                   desc=f"stage {plan.stage}/{self.run.plans[-1].stage}", disable=not (ctx.is_main and config.progress))
+                   desc=f"stage {plan.stage}/{self.run.plans[-1].stage}", disable=not (ctx.is_main and progress))
         window_start, timed_steps = time.perf_counter(), 0  # tokens/s of this process's own steps
+        steps_start, session_start = s.step, time.perf_counter()  # for the ETA of this session's pace
         stage_start = time.perf_counter() - s.wall_time
         with frozen_prefix(self._base_layers(), plan.frozen_blocks):
             while s.step < self.total_steps and not s.stopped_early:
@@ -368,12 +484,17 @@ class StageTrainer:
                 s.window_loss, s.window_steps, timed_steps = s.window_loss + loss, s.window_steps + 1, timed_steps + 1
                 if s.step % config.log_every == 0 or s.step == self.total_steps:
                     elapsed = time.perf_counter() - window_start
-                    mean_loss = s.window_loss / s.window_steps
+                    mean_loss, lr = s.window_loss / s.window_steps, self.optimizer.param_groups[0]["lr"]
+                    speed = timed_steps * self.run.tokens_per_step / max(elapsed, 1e-9)
                     self.run.logger.log(
                         "train", stage=plan.stage, step=s.step, global_step=s.global_step, tokens=s.tokens_total,
-                        loss=mean_loss, lr=self.optimizer.param_groups[0]["lr"], grad_norm=self.last_grad_norm,
-                        tokens_per_s=timed_steps * self.run.tokens_per_step / max(elapsed, 1e-9))
-                    bar.set_postfix(loss=f"{mean_loss:.3f}")
+                        loss=mean_loss, lr=lr, grad_norm=self.last_grad_norm, tokens_per_s=speed)
+                    bar.set_postfix(loss=f"{mean_loss:.3f}", lr=f"{lr:.2e}")
+                    if not progress:  # nanoGPT-style log lines where no bar is drawn
+                        pace = (time.perf_counter() - session_start) / max(1, s.step - steps_start)
+                        self.run.say(f"stage {plan.stage} step {s.step}/{self.total_steps} | loss {mean_loss:.4f} | "
+                                     f"lr {lr:.2e} | {speed:,.0f} tok/s | "
+                                     f"ETA {duration(pace * (self.total_steps - s.step))}")
                     s.window_loss, s.window_steps = 0.0, 0
                     window_start, timed_steps = time.perf_counter(), 0
                 paused = time.perf_counter()  # evaluation and checkpoints do not count as training time
@@ -433,13 +554,15 @@ class StageTrainer:
     def _stop_non_finite(self, loss: float, grad_norm: float) -> None:
         s = self.state
         self.run.logger.log("event", event="stop", stage=self.plan.stage, global_step=s.global_step,
-                            tokens=s.tokens_total, reason="non-finite loss or gradient", loss=loss,
-                            grad_norm=grad_norm)
+                            tokens=s.tokens_total, reason=NON_FINITE, loss=loss, grad_norm=grad_norm)
+        self.run.halt(self.plan.stage, s.step + 1, NON_FINITE)
         kept = f"the last good checkpoint {self.checkpoint_path} is intact" if self.checkpoint_path else \
-            "no checkpoint of this stage was written yet"
+            "no checkpoint of this stage was written yet (a rerun starts the stage again)"
         raise PgtError(
             f"stage {self.plan.stage}, step {s.step + 1}: the loss became non-finite (loss {loss}, gradient norm "
-            f"{grad_norm}); training stopped before the update and {kept}; lower --lr or --grad-clip and rerun"
+            f"{grad_norm}); training stopped before the update and {kept}. To resume, rerun the same command with a "
+            f"lower --lr (or a smaller --grad-clip, longer --warmup-steps, other --betas, --weight-decay or "
+            f"--min-lr-ratio): after a non-finite loss these may change, and run.json records the change"
         )
 
     def _finish_stage(self) -> None:
@@ -447,26 +570,25 @@ class StageTrainer:
         s, plan = self.state, self.plan
         model = self._full_cpu_model()
         if self.ctx.is_main:
-            _, val_loss, val_bpb = self.last_eval
-            info = {
-                "stage": plan.stage, "blocks": plan.stage, "kind": self.config.kind,
-                "tokens_seen": s.stage_tokens, "tokens_total": s.tokens_total, "steps": s.step,
-                "stopped_early": s.stopped_early, "val_loss": val_loss, "val_bpb": val_bpb,
-                "best_val_loss": s.best_val, "params_total": count_parameters(model)[0],
-                "params_trainable": self.params_trainable,
-                "init": "fresh" if plan.fresh else self.config.init,
-                "frozen_blocks": plan.frozen_blocks,
-                "lora": {"blocks": list(plan.lora_blocks), "rank": self.config.lora_rank,
-                         "alpha": self.config.lora_alpha} if plan.lora_blocks else None,
-                "embedding_trained": plan.train_embeddings,
-                "wall_time_s": round(s.wall_time, 3),
-            }
+            _, score = self.last_eval
+            info = StageRecord(
+                stage=plan.stage, blocks=plan.stage, kind=self.config.kind, tokens_seen=s.stage_tokens,
+                tokens_total=s.tokens_total, steps=s.step, stopped_early=s.stopped_early,
+                val_loss=score.nats_per_token, val_bpb=score.bits_per_byte, best_val_loss=s.best_val,
+                params_total=count_parameters(model)[0], params_trainable=self.params_trainable,
+                init="fresh" if plan.fresh else self.config.init, frozen_blocks=plan.frozen_blocks,
+                lora=LoraRecord(blocks=list(plan.lora_blocks), rank=self.config.lora_rank,
+                                alpha=self.config.lora_alpha) if plan.lora_blocks else None,
+                embedding_trained=plan.train_embeddings, wall_time_s=round(s.wall_time, 3),
+                val_documents=score.n_documents, val_tokens=score.n_tokens, val_bytes=score.n_bytes,
+                bz2_bpb=score.bz2_bpb, xz_bpb=score.xz_bpb,
+            )
             save_stage_model(model, self.run.substrate, stage_dir(self.run.run_dir, plan.stage), info)
             self.run.logger.log("event", event="stage_end", stage=plan.stage, global_step=s.global_step,
-                                tokens=s.tokens_total, val_loss=val_loss, val_bpb=val_bpb,
+                                tokens=s.tokens_total, val_loss=info.val_loss, val_bpb=info.val_bpb,
                                 stopped_early=s.stopped_early)
-            print(f"stage {plan.stage}: val_loss {val_loss:.4f}, {val_bpb:.4f} bits/byte after "
-                  f"{s.stage_tokens:,} tokens -> {stage_dir(self.run.run_dir, plan.stage)}")
+            self.run.say(f"stage {plan.stage}: val_loss {info.val_loss:.4f}, {score.describe()} after "
+                         f"{s.stage_tokens:,} tokens -> {stage_dir(self.run.run_dir, plan.stage)}")
         self._checkpoint(final=True)
         if self.ctx.is_main:
             plot_loss(self.run.run_dir)
@@ -483,7 +605,7 @@ class StageTrainer:
         return merge_lora(model)
 
 
-def save_stage_model(model: nn.Module, substrate: Any, out: Path, info: dict[str, Any]) -> None:
+def save_stage_model(model: nn.Module, substrate: Any, out: Path, info: StageRecord) -> None:
     """Write a stage as a standalone model directory (pgt.model.loading.save_model) plus
     `stage.json`, all appearing at once.
 
@@ -495,23 +617,31 @@ def save_stage_model(model: nn.Module, substrate: Any, out: Path, info: dict[str
     from pgt.model.loading import embedding_fingerprint, save_model
 
     meta = substrate.meta
-    if info.get("embedding_trained"):
+    if info.embedding_trained:
         meta = dataclasses.replace(meta, fingerprint=embedding_fingerprint(model, meta),
                                    derived_from=substrate.fingerprint, embedding_trained=True)
         model.config.substrate_fingerprint = meta.fingerprint
         model.config.embedding_trained = True
     with atomic_dir(out, overwrite=True) as tmp:
         save_model(model, substrate.tokenizer, tmp, substrate_meta=meta, overwrite=True)
-        write_json(tmp / STAGE_FILE, info)
+        info.save(tmp / STAGE_FILE)
 
 
-def grow(config: GrowthConfig, *, restart: bool = False) -> Path:
+def grow(config: GrowthConfig, *, overwrite: bool = False) -> Path:
     """Run (or resume) progressive growth or a baseline as `config` says; return the run directory.
 
-    Rerunning the same config continues from the last checkpoint; `restart` discards an
-    existing run in `config.out` first.
+    Rerunning the same config continues from the last checkpoint; `overwrite` discards an
+    existing run in `config.out` first, once every setting has been checked.
     """
-    return GrowthRun(config, restart=restart).run()
+    return GrowthRun(config, overwrite=overwrite).run()
 
 
-__all__ = ["GrowthRun", "StagePlan", "causal_lm_loss", "grow", "lr_at", "plan_stages", "save_stage_model"]
+def check_settings(config: GrowthConfig) -> GrowthRun:
+    """Every check `grow` makes before it touches the run directory, and nothing else (`--dry-run`)."""
+    run = GrowthRun(config)
+    pdist.shutdown(run.ctx)
+    return run
+
+
+__all__ = ["GrowthRun", "StagePlan", "causal_lm_loss", "check_settings", "grow", "lr_at", "plan_stages",
+           "save_stage_model"]
