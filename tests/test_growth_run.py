@@ -143,3 +143,131 @@ def test_a_finished_run_grows_further_when_given_more_stages(substrate_dir, toke
     assert [r["stage"] for r in read_metrics(run_dir) if r.get("event") == "grow"] == [1, 2]
     with pytest.raises(PgtError, match="different configuration"):  # fewer stages would contradict the run
         grow(GrowthConfig(**{**config.to_dict(), "stages": 1}))
+
+
+# ---------------------------------------------------------------- one bits-per-byte (issue 11)
+
+
+def test_trainer_and_pgt_eval_agree_on_bits_per_byte(grown, token_data_dir):
+    """The stage record's figure and `pgt eval`'s computation on the same model and documents agree to 1e-6."""
+    from pgt.data.loader import TokenData
+    from pgt.eval.perplexity import score_texts
+    from pgt.growth.records import StageRecord
+    from pgt.growth.validation import decoder, validation_sample
+    from pgt.model.loading import load_model
+
+    config, run_dir = grown
+    info = StageRecord.load(run_dir / "stage-2" / "stage.json")  # stage 2: no LoRA, saved as trained
+    model, tokenizer = load_model(run_dir / "stage-2")
+    sample = validation_sample(TokenData(token_data_dir), config.eval_tokens)
+    texts = [decoder(tokenizer)(doc) for doc in sample.documents]
+    score = score_texts(model.eval(), tokenizer, texts, batch_size=config.batch_size)
+    assert abs(score.bits_per_byte - info.val_bpb) < 1e-6
+    assert (score.n_bytes, score.n_documents) == (info.val_bytes, info.val_documents)
+    assert score.n_bytes == sum(len(text.encode("utf-8")) for text in texts)  # the exact bytes of the tokens
+    assert (score.bz2_bpb, score.xz_bpb) == (info.bz2_bpb, info.xz_bpb) and 0 < info.bz2_bpb < 8
+
+
+def test_validation_sample_is_fixed_and_spread_over_the_split(token_data_dir):
+    from pgt.data.loader import TokenData
+    from pgt.growth.validation import validation_sample
+
+    data = TokenData(token_data_dir)
+    split = data.splits["validation"]
+    tokens = split.read(0, split.tokens).tolist()
+    documents, current = [], []
+    for token in tokens:
+        if token == data.eos_id:
+            documents.append(current)
+            current = []
+        else:
+            current.append(token)
+    quarter = validation_sample(data, split.tokens // 4)
+    assert quarter == validation_sample(data, split.tokens // 4)  # a function of the data and the size only
+    picked = [documents.index(doc) for doc in quarter.documents]
+    assert picked == sorted(picked) and len(picked) >= 4
+    assert picked[0] < len(documents) / 4 and picked[-1] >= 3 * len(documents) / 4  # not the first few documents
+    assert abs(quarter.tokens - split.tokens / 4) < split.tokens / 8
+    whole = validation_sample(data, 10 * split.tokens)
+    assert whole.documents == documents and whole.split_documents == len(documents)
+
+
+def test_stage_and_run_records_check_their_fields(grown, tmp_path):
+    from pgt.growth.records import RunRecord, StageRecord
+
+    _, run_dir = grown
+    run = RunRecord.load(run_dir / "run.json")
+    assert run.finished and [r.stage for r in run.results] == [1, 2, 3] and run.results[2].lora.blocks == [0, 1]
+    record = StageRecord.load(run_dir / "stage-1" / "stage.json")
+    copy = tmp_path / "stage.json"
+    record.save(copy)
+    assert StageRecord.load(copy) == record
+    data = json.loads(copy.read_text())
+    copy.write_text(json.dumps({**data, "val_bpb": "low"}))
+    with pytest.raises(PgtError, match=r"stage description .*stage.json: field 'val_bpb' is 'low', expected float"):
+        StageRecord.load(copy)
+    del data["tokens_seen"]
+    copy.write_text(json.dumps(data))
+    with pytest.raises(PgtError, match="lacks the field 'tokens_seen'"):
+        StageRecord.load(copy)
+
+
+# ---------------------------------------------------------------- presets, logging (issue 13)
+
+
+def test_a_small_preset_trains_and_logs_lines_without_a_terminal(substrate_dir, token_data_dir, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    out = tmp_path / "tiny"
+    argv = [sys.executable, "-m", "pgt", "grow", "--preset", "tiny", "--substrate", substrate_dir, "--data",
+            token_data_dir, "--out", out, "--tokens-per-stage", 4 * 32 * 4, "--batch-size", 4, "--seq-len", 32,
+            "--eval-every", 0, "--eval-tokens", 1024, "--log-every", 2]
+    result = subprocess.run([str(a) for a in argv], capture_output=True, text=True, check=False, timeout=600,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})  # stderr is a pipe: log lines, no bar
+    assert result.returncode == 0, result.stderr[-3000:]
+    import re
+
+    lines = [x for x in result.stdout.splitlines() if x.startswith("stage 2 step ") and "| loss" in x]
+    assert re.fullmatch(r"stage 2 step 2/4 \| loss \d+\.\d{4} \| lr \d\.\d\de-\d\d \| [\d,]+ tok/s \| ETA \d+s",
+                        lines[0]), lines
+    assert "bits/byte (bzip2 -9 " in result.stdout and "validation sample: " in result.stdout
+    config = json.loads((out / "stage-2" / "config.json").read_text())
+    assert (config["num_hidden_layers"], config["num_attention_heads"], config["hidden_size"]) == (2, 4, 64)
+    assert json.loads((out / "run.json").read_text())["config"]["preset"] == "tiny"
+
+
+def test_a_preset_of_another_width_is_refused_before_anything_is_written(substrate_dir, token_data_dir, tmp_path):
+    config = tiny_config(substrate_dir, token_data_dir, tmp_path / "small", preset="small")
+    with pytest.raises(PgtError, match=r"--preset small is 256 wide .* substrate .* is 64 wide .* --dim 256"):
+        grow(config)
+    assert not (tmp_path / "small").exists()
+
+
+@pytest.mark.parametrize("name", ["abs-bvv-1", "abs-bvv-2", "abs-bvv-3", "abs-bvv-4", "abs-bvv-5", "abs-bvv-6",
+                                  "best-bvv"])
+def test_the_published_presets_build_with_their_optimizer_on_the_meta_device(name, substrate_dir):
+    """The 4,096-wide presets (and best-bvv) through the trainer's own pre-flight check, allocating nothing."""
+    from types import SimpleNamespace
+
+    from pgt.growth.config import resolve_config
+    from pgt.growth.distributed import DistContext
+    from pgt.growth.trainer import StagePlan, StageTrainer
+    from pgt.model.presets import get_preset
+    from pgt.substrate.store import Substrate
+
+    preset = get_preset(name)
+    config = resolve_config(overrides={"substrate": "S", "data": "D", "out": "O", "preset": name})
+    assert (config.stages, config.heads, config.context) == (preset.num_hidden_layers, preset.num_attention_heads,
+                                                              preset.max_position_embeddings)
+    tokenizer = Substrate.load(substrate_dir).tokenizer
+    wide = SimpleNamespace(embeddings=torch.empty(preset.vocab_size, preset.hidden_size, device="meta"),
+                           tokenizer=tokenizer, fingerprint="sha256:meta", dim=preset.hidden_size)
+    run = SimpleNamespace(config=config, ctx=DistContext(0, 1, torch.device("cpu"), False), substrate=wide)
+    one = StageTrainer.check_buildable(run, StagePlan(stage=1, tokens=1, fresh=True))
+    full = StageTrainer.check_buildable(run, StagePlan(stage=config.stages, tokens=1, fresh=True))
+    embedding = preset.vocab_size * preset.hidden_size
+    assert one[0] - one[1] == embedding == full[0] - full[1]  # only the substrate is frozen
+    assert full[0] - one[0] == (config.stages - 1) * (one[0] - 2 * embedding - preset.hidden_size)
+    assert abs(full[0] / 1e9 - preset.published) / preset.published < 0.07  # the published size, rounded

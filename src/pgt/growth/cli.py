@@ -47,7 +47,9 @@ def run_grow(args: argparse.Namespace) -> int:
     config = resolve_config(args.config_file, vars(args))
     if args.dry_run:
         run = check_settings(config)
-        print(f"settings OK: {len(run.plans)} stage(s) of a {run.substrate.dim}-wide model with {config.heads} heads; "
+        total, trainable = run.final_parameters
+        print(f"settings OK: {len(run.plans)} stage(s) up to a {run.plans[-1].stage}-block, {run.substrate.dim}-wide "
+              f"model with {config.heads} heads ({total:,} parameters, {trainable:,} trainable); "
               f"validation sample of {len(run.sample.documents):,} documents ({run.sample.tokens:,} tokens); "
               f"nothing was written to {config.out}")
         return 0

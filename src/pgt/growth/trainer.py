@@ -121,6 +121,9 @@ class GrowthRun:
         self.data.train_batch(0, config.batch_size, config.seq_len, seed=config.seed)  # enough training text?
         self.sample = validation_sample(self.data, config.eval_tokens)
         StageTrainer.check_buildable(self, self.plans[0])
+        # The deepest model the run makes, as one fresh N-block stage: the size it must fit in.
+        self.final_parameters = StageTrainer.check_buildable(
+            self, StagePlan(stage=self.plans[-1].stage, tokens=self.plans[-1].tokens, fresh=True))
         self.logger: MetricsLogger | None = None
         self.history: list[ConfigChange] = []
 
@@ -334,9 +337,10 @@ class StageTrainer:
         self.checkpoint_path = resume.path if resume else None
 
     @classmethod
-    def check_buildable(cls, run: GrowthRun, plan: StagePlan) -> None:
+    def check_buildable(cls, run: GrowthRun, plan: StagePlan) -> tuple[int, int]:
         """Build a fresh stage's model and optimizer on the meta device (no memory, no files): settings
-        that cannot train fail here, before the run directory is touched."""
+        that cannot train fail here, before the run directory is touched. Returns (total, trainable)
+        parameters."""
         probe = cls.__new__(cls)
         probe.run, probe.config, probe.ctx, probe.plan = run, run.config, run.ctx, plan
         try:
@@ -347,6 +351,7 @@ class StageTrainer:
         except (ValueError, RuntimeError, TypeError, AssertionError) as exc:
             raise PgtError(f"these settings cannot build stage {plan.stage}'s model: {str(exc).splitlines()[0]}") \
                 from None
+        return count_parameters(probe.model)
 
     # ------------------------------------------------------------------ model
 
