@@ -542,11 +542,13 @@ def demo(args: argparse.Namespace) -> Path:
     from pgt.eval.report import growth_steps, stage_dirs, write_report
     from pgt.growth.metrics import read_metrics
 
-    stages = [read_json(d / "stage.json", "stage description") for d in stage_dirs(run_dir)]
-    _say(f"{'stage':>5}  {'blocks':>6}  {'tokens seen':>12}  {'val loss':>8}  {'bits/byte':>9}")
+    from pgt.growth.records import STAGE_FILE, StageRecord
+
+    stages = [StageRecord.load(d / STAGE_FILE) for d in stage_dirs(run_dir)]
+    _say(f"{'stage':>5}  {'blocks':>6}  {'tokens seen':>12}  {'val loss':>8}  {'bits/byte':>9}  {'bzip2 -9':>8}")
     for info in stages:
-        _say(f"{info['stage']:>5}  {info['blocks']:>6}  {info['tokens_seen']:>12,}  {info['val_loss']:>8.4f}  "
-             f"{info['val_bpb']:>9.4f}")
+        _say(f"{info.stage:>5}  {info.blocks:>6}  {info.tokens_seen:>12,}  {info.val_loss:>8.4f}  "
+             f"{info.val_bpb:>9.4f}  {info.bz2_bpb or float('nan'):>8.4f}")
     for stage, before, after in growth_steps(read_metrics(run_dir)):
         _say(f"  adding block {stage}: validation loss {before:.4f} -> {after:.4f} ({after - before:+.4f}) "
              "before the new block trained")

@@ -16,6 +16,7 @@ from typing import Any
 from pgt.errors import PgtError
 from pgt.eval import published as pub
 from pgt.growth.metrics import read_metrics
+from pgt.growth.records import RUN_FILE, STAGE_FILE, RunRecord, StageRecord
 from pgt.io import read_json
 
 STAGE_DIR = re.compile(r"stage-(\d+)$")
@@ -131,10 +132,10 @@ def load_entry(path: Path, name: str, kind: str, notes: list[str]) -> ModelEntry
     if not path.is_dir():
         raise PgtError(f"model directory not found: {path}")
     model_dir = path
-    if (path / "run.json").is_file():
-        kind = str(read_json(path / "run.json", "run description").get("kind", kind))
+    if (path / RUN_FILE).is_file():
+        kind = RunRecord.load(path / RUN_FILE).kind
         model_dir = next(reversed(stage_dirs(path)), path)
-    info = read_json(model_dir / "stage.json", "stage description") if (model_dir / "stage.json").is_file() else {}
+    info = StageRecord.load(model_dir / STAGE_FILE).to_json() if (model_dir / STAGE_FILE).is_file() else {}
     if not info and not (model_dir / "config.json").is_file():
         raise PgtError(f"{path} is neither a model directory nor a run directory "
                        "(no config.json, stage.json or run.json)")
@@ -153,7 +154,7 @@ def collect(run_dir: str | os.PathLike, *, baselines: tuple[str | os.PathLike, .
         raise PgtError(f"run directory not found: {run_dir}")
     if not (run_dir / "run.json").is_file():
         raise PgtError(f"{run_dir} is not a growth run directory (no run.json; make one with `pgt grow --out DIR`)")
-    run = read_json(run_dir / "run.json", "run description")
+    run = RunRecord.load(run_dir / RUN_FILE).to_json()
     notes: list[str] = []
     stages = [load_entry(path, path.name, "growth", notes) for path in stage_dirs(run_dir)]
     if not stages:
