@@ -43,6 +43,8 @@ def test_every_field_is_a_command_line_option():
         ("init: zero\n", "config key init: bad value 'zero'"),
         ("- a\n- b\n", "must hold a mapping"),
         ("stages: [\n", "not valid YAML"),
+        ("lr: .inf\n", "config key lr: bad value inf .*expected a finite number"),
+        ("betas: [0.9, .nan]\n", "config key betas: bad value nan"),
     ],
 )
 def test_bad_yaml_is_a_one_line_error(tmp_path, yaml_text, message):
@@ -85,3 +87,33 @@ def test_stage_plans():
     assert (monolithic.stage, monolithic.tokens, monolithic.fresh, monolithic.train_embeddings) == (4, 400, True, False)
     (embeddings,) = plan_stages(GrowthConfig(stages=4, tokens_per_stage=100, baseline="trainable-embeddings"))
     assert embeddings.train_embeddings
+
+
+def test_a_preset_sets_depth_heads_and_context_below_yaml_and_command_line(tmp_path):
+    from pgt.model.presets import get_preset
+
+    preset = get_preset("abs-bvv-4")
+    config = parse([*REQUIRED, "--preset", "abs-bvv-4"])
+    assert (config.stages, config.heads, config.context) == (4, preset.num_attention_heads, 1024)
+    yaml_file = tmp_path / "grow.yaml"
+    yaml_file.write_text("preset: small\nstages: 2\n")
+    config = parse([str(yaml_file), *REQUIRED, "--heads", "2"])
+    assert (config.preset, config.stages, config.heads) == ("small", 2, 2)  # YAML and command line win
+    with pytest.raises(SystemExit):
+        parse([*REQUIRED, "--preset", "huge"])
+
+
+def test_numbers_are_checked_in_the_python_api_too():
+    for bad in ({"lr": float("inf")}, {"grad_clip": float("nan")}, {"betas": (0.9, 1.0)}, {"lora_alpha": 0.0}):
+        with pytest.raises(PgtError, match="must be"):
+            GrowthConfig(substrate="S", data="D", out="O", **bad).validate()
+
+
+def test_progress_defaults_to_whether_stderr_is_a_terminal(monkeypatch):
+    import sys
+
+    config = GrowthConfig()
+    for tty in (True, False):
+        monkeypatch.setattr(sys.stderr, "isatty", lambda tty=tty: tty)
+        assert config.show_progress() is tty
+    assert GrowthConfig(progress=False).show_progress() is False

@@ -545,10 +545,10 @@ def demo(args: argparse.Namespace) -> Path:
     from pgt.growth.records import STAGE_FILE, StageRecord
 
     stages = [StageRecord.load(d / STAGE_FILE) for d in stage_dirs(run_dir)]
-    _say(f"{'stage':>5}  {'blocks':>6}  {'tokens seen':>12}  {'val loss':>8}  {'bits/byte':>9}  {'bzip2 -9':>8}")
+    _say(f"{'stage':>5}  {'blocks':>6}  {'tokens seen':>12}  {'val loss':>8}  {'bits/byte':>9}")
     for info in stages:
         _say(f"{info.stage:>5}  {info.blocks:>6}  {info.tokens_seen:>12,}  {info.val_loss:>8.4f}  "
-             f"{info.val_bpb:>9.4f}  {info.bz2_bpb or float('nan'):>8.4f}")
+             f"{info.val_bpb:>9.4f}")
     for stage, before, after in growth_steps(read_metrics(run_dir)):
         _say(f"  adding block {stage}: validation loss {before:.4f} -> {after:.4f} ({after - before:+.4f}) "
              "before the new block trained")
