@@ -423,12 +423,14 @@ class StageTrainer:
     @torch.no_grad()
     def evaluate(self) -> TextScore:
         """The validation sample scored as `pgt eval` scores text (pgt.growth.validation.score_documents).
-        Every rank scores the same documents (identical results, no collective needed)."""
+        Every rank scores the same documents (identical results, no gradient reduction). The model, not
+        its DDP or compiled wrapper: FSDP2 shards it in place, and the windows' varied lengths would
+        only make torch.compile recompile."""
         tokenizer = self.run.substrate.tokenizer
         self.model.eval()
         with pdist.autocast(self.ctx.device, self.config.autocast):
             score = score_documents(
-                lambda ids: self.wrapped(input_ids=ids, use_cache=False).logits, self.run.sample.documents,
+                lambda ids: self.model(input_ids=ids, use_cache=False).logits, self.run.sample.documents,
                 decoder(tokenizer), context=self.config.context, bos_id=tokenizer.bos_token_id,
                 pad_id=self.run.data.eos_id, device=self.ctx.device, batch_size=self.config.batch_size)
         self.model.train()
