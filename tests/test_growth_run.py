@@ -271,3 +271,16 @@ def test_the_published_presets_build_with_their_optimizer_on_the_meta_device(nam
     assert one[0] - one[1] == embedding == full[0] - full[1]  # only the substrate is frozen
     assert full[0] - one[0] == (config.stages - 1) * (one[0] - 2 * embedding - preset.hidden_size)
     assert abs(full[0] / 1e9 - preset.published) / preset.published < 0.07  # the published size, rounded
+
+
+def test_dry_run_checks_everything_and_writes_nothing(substrate_dir, token_data_dir, tmp_path, capsys):
+    from pgt.cli import main as pgt_main
+
+    argv = ["grow", "--preset", "tiny", "--substrate", str(substrate_dir), "--data", str(token_data_dir),
+            "--out", str(tmp_path / "run"), "--dry-run"]
+    assert pgt_main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "settings OK: 2 stage(s) up to a 2-block, 64-wide model with 4 heads" in printed
+    assert not (tmp_path / "run").exists()
+    assert pgt_main([*argv, "--heads", "3"]) == 2
+    assert "--heads 3 must divide the substrate's dimension 64" in capsys.readouterr().err
