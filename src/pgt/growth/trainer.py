@@ -149,7 +149,9 @@ class GrowthRun:
         """Start, resume or recognise a finished run (rank 0 holds the lock). Returns the checkpoint
         to resume from, None for a fresh start, or True when the run is already finished."""
         run_file = self.run_dir / RUN_FILE
-        foreign = [p.name for p in self.run_dir.iterdir() if p.name not in NESTED_DIRS | {LOCK_FILE}]
+        pdist.barrier(self.ctx)  # rank 0 holds the lock (and has created the directory)
+        foreign = [p.name for p in self.run_dir.iterdir() if p.name not in NESTED_DIRS | {LOCK_FILE}] \
+            if self.run_dir.is_dir() else []
         if foreign and not run_file.exists():
             raise PgtError(f"{self.run_dir} exists and is not a pgt run directory (it holds {foreign[0]}); "
                            "choose another --out")
