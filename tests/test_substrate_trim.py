@@ -129,7 +129,7 @@ def grown(trimmed_substrate_dir, trimmed_token_data_dir, tmp_path_factory) -> Pa
     out = tmp_path_factory.mktemp("trimmed-growth") / "run"
     config = GrowthConfig(substrate=str(trimmed_substrate_dir), data=str(trimmed_token_data_dir), out=str(out),
                           stages=2, tokens_per_stage=4 * 32 * 6, batch_size=4, seq_len=32, heads=4, context=64,
-                          eval_every=3, eval_batches=2, checkpoint_every=3, log_every=2, lr=3e-3, progress=False)
+                          eval_every=3, eval_tokens=2048, checkpoint_every=3, log_every=2, lr=3e-3, progress=False)
     return grow(config)
 
 

@@ -105,10 +105,9 @@ def stage_dirs(run_dir: Path) -> list[Path]:
 
 def stage_tokens(stage_dir: Path) -> int:
     """Every training token of the run up to and including this stage (stage.json's tokens_total)."""
-    from pgt.growth.trainer import STAGE_FILE
-    from pgt.io import read_json
+    from pgt.growth.records import STAGE_FILE, StageRecord
 
-    return int(read_json(stage_dir / STAGE_FILE, "stage description")["tokens_total"])
+    return StageRecord.load(stage_dir / STAGE_FILE).tokens_total
 
 
 def read_metrics(run_dir: Path) -> list[dict[str, Any]]:

@@ -76,7 +76,8 @@ def growth_settings(arm: Arm, seed: int, scale: Scale, substrate: Path, data: Pa
     return dict(substrate=str(substrate), data=str(data), out=str(out), stages=scale.stages, init=arm.init,
                 baseline=arm.baseline, tokens_per_stage=scale.tokens_per_stage, batch_size=scale.batch_size,
                 seq_len=scale.seq_len, heads=scale.heads, lr=scale.lr, seed=seed, context=max(512, scale.seq_len),
-                eval_every=max(1, steps // 3), eval_batches=2, checkpoint_every=max(1, steps // 2), log_every=1,
+                eval_every=max(1, steps // 3), eval_tokens=2 * scale.batch_size * scale.seq_len,
+                checkpoint_every=max(1, steps // 2), log_every=1,
                 lora_from=0, device=scale.device, progress=progress)
 
 
