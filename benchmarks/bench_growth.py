@@ -100,7 +100,7 @@ def bench_trainer_overhead(args: argparse.Namespace) -> None:
           f"block, batch {args.batch}x{args.seq}, {args.repeats} x {block} steps each, {args.device})")
     config = GrowthConfig(substrate=substrate, data=data_dir, out=tempfile.mkdtemp(prefix="bench-growth-"), stages=1,
                           tokens_per_stage=tokens_per_step, batch_size=args.batch, seq_len=args.seq,
-                          context=args.seq, heads=max(1, args.dim // 64), eval_every=0, eval_batches=1,
+                          context=args.seq, heads=max(1, args.dim // 64), eval_every=0, eval_tokens=1024,
                           checkpoint_every=0, progress=False, device=args.device)
     grow(config)  # stage 1, which stage 2 grows from
     config.stages = 2

@@ -23,7 +23,7 @@ def grown_stage(substrate_dir, token_data_dir, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("grown") / "run"
     grow(GrowthConfig(substrate=str(substrate_dir), data=str(token_data_dir), out=str(out), stages=2,
                       init="copy-top", batch_size=2, seq_len=32, heads=4, context=64, tokens_per_stage=2 * 32 * 4,
-                      eval_every=0, eval_batches=1, checkpoint_every=0, progress=False))
+                      eval_every=0, eval_tokens=1024, checkpoint_every=0, progress=False))
     return out / "stage-2"
 
 
