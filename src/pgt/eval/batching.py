@@ -38,8 +38,13 @@ def pad_token_id(tokenizer: PreTrainedTokenizerBase) -> int:
 
 
 def encode(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], *, special_tokens: bool = True) -> list[list[int]]:
-    """Token ids of each text, tokenized separately (the tokenizer's own special tokens included)."""
-    return [list(ids) for ids in tokenizer(list(texts), add_special_tokens=special_tokens)["input_ids"]]
+    """Token ids of each text, tokenized separately (the tokenizer's own special tokens included).
+
+    Texts longer than the context are expected here (callers window or truncate them and count
+    the truncations), so the tokenizer's "longer than the maximum" warning is turned off.
+    """
+    encoded = tokenizer(list(texts), add_special_tokens=special_tokens, verbose=False)
+    return [list(ids) for ids in encoded["input_ids"]]
 
 
 def left_truncate(ids: list[int], budget: int) -> tuple[list[int], bool]:
