@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from pgt import options
+from pgt.model.architecture import MERGE_MODES
 
 MERGE_EXAMPLES = (
     "pgt merge runs/en-ru/stage-4 runs/en-zh/stage-4 --out runs/merged/en-ru-zh   # average two experts' logits",
@@ -35,7 +36,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     options.add_out(merge, "merged model directory to create")
     merge.add_argument("--weights", type=_weight_list, metavar="W1,W2,…",
                        help="one positive weight per expert, comma-separated (default: equal)")
-    merge.add_argument("--mode", choices=["mean", "adapter"], default="mean", help="how logits combine (default: mean)")
+    merge.add_argument("--mode", choices=MERGE_MODES, default="mean", help="how logits combine (default: mean)")
     merge.add_argument("--adapter-hidden-size", type=options.positive_int, default=64, metavar="N",
                        help="width of the adapter's bottleneck (--mode adapter; default: 64)")
 

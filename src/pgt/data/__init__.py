@@ -4,7 +4,7 @@ resolve_sources(specs) -> [Source]                 the one corpus reader (also n
 prepare_token_data(sources, substrate_dir, out)    build a token data directory; returns its Manifest
 held_out_documents(language)                       the validation documents of the default corpus in a language
 TokenData(out).train_batch(step, batch, seq, seed=...)   pure, rank-aware training windows
-TokenData(out).validation_batches(batch, seq)      fixed validation windows (bits per byte)
+TokenData(out).validation_batches(batch, seq)      fixed validation windows (`pgt tune`'s validation loss)
 """
 
 from pgt.data.loader import TokenData

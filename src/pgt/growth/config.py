@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pgt import options
-from pgt.errors import PgtError
+from pgt.errors import PgtError, one_line
 from pgt.model.architecture import (
     DEFAULT_ATTN_IMPLEMENTATION,
     DEFAULT_HIDDEN_ACT,
@@ -199,7 +199,7 @@ def load_yaml(path: str | os.PathLike) -> dict[str, Any]:
     except FileNotFoundError:
         raise PgtError(f"config file not found: {path}") from None
     except yaml.YAMLError as exc:
-        raise PgtError(f"config file {path} is not valid YAML: {' '.join(str(exc).split())}") from None
+        raise PgtError(f"config file {path} is not valid YAML: {one_line(exc)}") from None
     if not isinstance(raw, dict):
         raise PgtError(f"config file {path} must hold a mapping of keys to values")
     types_ = _field_types()
