@@ -430,7 +430,8 @@ def compressor_section(results: list[StageResult], eval_docs: int | None) -> lis
     if not scored:
         return []
     texts = list(islice(held_out_texts(None), eval_docs))
-    compressors = {COMPRESSOR_NAMES[key]: value for key, value in compressed_bits_per_byte("".join(texts).encode()).items()}
+    figures = compressed_bits_per_byte("".join(texts).encode())
+    compressors = {COMPRESSOR_NAMES[key]: value for key, value in figures.items()}
     last = scored[-1]
     verdict = "below" if all(last.bpb < value for value in compressors.values()) else "not below every compressor"
     lines = ["## Held-out bits per byte against compressors", "",
@@ -600,7 +601,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--batch-size", type=options.positive_int, default=8, help="sequences per step (default: 8)")
     parser.add_argument("--lr", type=options.positive_float, default=DEFAULT_LR,
                         help=f"peak learning rate (default: {DEFAULT_LR:g})")
-    parser.add_argument("--seed", type=int, default=0, help="seed of training and sampling (default: 0)")
+    parser.add_argument("--seed", type=options.non_negative_int, default=0,
+                        help="seed of training and sampling (default: 0)")
     parser.add_argument("--threads", type=options.positive_int,
                         help="torch CPU threads (default: 1 or min(2, CPUs), whichever trains faster here)")
     options.add_progress(parser)

@@ -80,7 +80,7 @@ class GrowthConfig:
     log_every: int = 10  # optimizer steps between train-metric records and log lines
     baseline: Baseline = "none"  # none = progressive growth; monolithic / trainable-embeddings = one stage, all blocks
     autocast: Autocast = "auto"  # auto = bfloat16 autocast on GPU, float32 on CPU
-    device: str = "auto"  # auto, cpu, cuda, cuda:1, ...
+    device: str = options.DEVICE_AUTO  # auto, cpu, cuda, cuda:1, ...
     compile: bool = False  # torch.compile the model (GPU runs)
     fsdp: bool = False  # shard with FSDP2 (fully_shard) instead of DDP under torchrun (for the 4,096-wide presets)
     gradient_checkpointing: bool = False  # recompute block activations in the backward pass (less memory, ~30 % slower)
