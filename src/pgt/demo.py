@@ -132,7 +132,7 @@ def _dim_of(path: Path) -> int:
 def ensure_substrate(out: Path, given: str | None, dim: int | None, trim: bool, progress: bool) -> Path:
     """The substrate to train on: `given` (trimmed to the default corpus into OUT/substrate when it is a full one
     and `trim`), what a previous run left in OUT/substrate, or a new build trimmed to the default corpus."""
-    from pgt.data.corpus import default_corpus_files
+    from pgt.corpus.fortunes import default_corpus_files
     from pgt.substrate.build import build_substrate
     from pgt.substrate.trim import load_trim_record, trim_substrate
 

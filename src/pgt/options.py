@@ -111,7 +111,7 @@ def add_progress(parser: argparse.ArgumentParser) -> None:
 
 
 def add_strict(parser: argparse.ArgumentParser) -> None:
-    """`--strict`: the corpus reader (pgt.data.sources) refuses invalid UTF-8 instead of counting replacements."""
+    """`--strict`: the corpus reader (pgt.corpus.sources) refuses invalid UTF-8 instead of counting replacements."""
     parser.add_argument("--strict", action="store_true",
                         help="refuse invalid UTF-8 instead of replacing it (and warning)")  # fmt: skip
 

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from pgt.data.sources import local_inputs
+from pgt.corpus.sources import local_inputs
 from pgt.errors import PgtError
 from pgt.io import (
     check_writable,
