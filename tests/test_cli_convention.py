@@ -44,6 +44,13 @@ def _flags(parser: argparse.ArgumentParser) -> dict[str, argparse.Action]:
     return {flag: action for action in parser._actions for flag in action.option_strings}
 
 
+def test_command_groups_have_examples() -> None:
+    groups = [sub.choices[name] for sub in build_parser()._actions if isinstance(sub, argparse._SubParsersAction)
+              for name in sub.choices]
+    for group in groups:
+        assert "examples:\n  pgt " in (group.epilog or ""), f"{group.prog}: no examples epilog"
+
+
 def test_the_tree_has_every_documented_command() -> None:
     names = {name for name, _ in COMMANDS}
     assert {"substrate build", "substrate trim", "data prepare", "data show", "grow", "eval", "merge", "tune",
