@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 from pgt.data import TokenData, prepare_token_data
-from pgt.data.corpus import default_corpus_files, iter_fortunes
+from pgt.corpus.fortunes import default_corpus_files, iter_fortunes
 from pgt.data.prepare import load_tokenizer_info
 
 

@@ -72,7 +72,7 @@ def ensure_inputs(args: argparse.Namespace) -> tuple[str, str]:
     """The given substrate and data, or a small fortune-corpus pair built once under .cache/."""
     if args.substrate and args.data:
         return args.substrate, args.data
-    from pgt.data.corpus import default_corpus_files
+    from pgt.corpus.fortunes import default_corpus_files
     from pgt.data.prepare import prepare_token_data
     from pgt.substrate.build import build_substrate
 

@@ -36,7 +36,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    from pgt.data.corpus import default_corpus_files
+    from pgt.corpus.fortunes import default_corpus_files
     from pgt.substrate.build import build_substrate
     from pgt.substrate.trim import trim_substrate
 

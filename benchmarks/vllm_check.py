@@ -26,7 +26,7 @@ PROMPTS = ["Hello, I am a language model ", "The cat sat on the", "Жизнь �
 
 def build_models(work: Path) -> tuple[Path, Path]:
     """(stage 2 of a GELU growth run, an untrained relu2 model) on one small substrate."""
-    from pgt.data.corpus import default_corpus_files
+    from pgt.corpus.fortunes import default_corpus_files
     from pgt.data.prepare import prepare_token_data
     from pgt.growth import GrowthConfig, grow
     from pgt.model.loading import init_model_dir

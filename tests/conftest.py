@@ -54,7 +54,7 @@ def cached_artifact(name: str, key: str, build: Callable[[Path], None]) -> Path:
 @pytest.fixture(scope="session")
 def corpus_files() -> list[Path]:
     """The embedded default corpus (Debian fortunes: en, ru, de)."""
-    from pgt.data.corpus import default_corpus_files
+    from pgt.corpus.fortunes import default_corpus_files
 
     return default_corpus_files()
 
@@ -84,7 +84,7 @@ def byte_level_tokenizer_dir(corpus_files: list[Path], tmp_path_factory: pytest.
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
-    from pgt.data.corpus import iter_fortunes
+    from pgt.corpus.fortunes import iter_fortunes
 
     backend = Tokenizer(models.BPE())
     backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)

@@ -4,7 +4,6 @@ split across ranks without overlap, and a damaged data directory is refused."""
 from __future__ import annotations
 
 import json
-import math
 import shutil
 from pathlib import Path
 
@@ -53,7 +52,7 @@ def test_manifest_facts(data_dir):
     assert data.validation_tokens == len(stream(data_dir, "validation")) > 1_000
     assert data.eos_id == json.loads((data_dir / "manifest.json").read_text())["eos_id"]
     assert (train == data.eos_id).sum() == data.splits["train"].documents
-    assert 1.0 < data.validation_bytes_per_token < 4.0
+    assert 1.0 < data.splits["validation"].bytes / data.validation_tokens < 4.0
     data.check_tokenizer(data.tokenizer_fingerprint)
     with pytest.raises(PgtError, match="prepared with tokenizer"):
         data.check_tokenizer("sha256:another")
@@ -100,12 +99,6 @@ def test_validation_batches_cover_the_split_in_order(data_dir):
     assert np.array_equal(covered, stream(data_dir, "validation")[: count * seq_len + 1])
     assert len(data.validation_batches(batch_size, seq_len, max_batches=2)) == 2
     assert data.validation_batches(batch_size, seq_len)[0].tolist() == batches[0].tolist()
-
-
-def test_bits_per_byte_uses_bytes_per_token(data_dir):
-    data = TokenData(data_dir)
-    # A loss of ln 2 nats per token is one bit per token, i.e. 1 / (bytes per token) bits per byte.
-    assert data.bits_per_byte(1000 * math.log(2), 1000) == pytest.approx(1 / data.validation_bytes_per_token)
 
 
 def test_too_short_corpus_for_the_sequence_is_a_clear_error(data_dir):

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from pgt.data.prepare import held_out_documents, split_documents
-from pgt.data.sources import Source, resolve_sources
+from pgt.corpus.sources import Source, resolve_sources
 from pgt.errors import PgtError
 from pgt.substrate.layout import get_family
 from pgt.substrate.ngrams import NgramCounter, collect_ngrams, mine_ngrams, parse_corpus_arg
@@ -62,7 +62,7 @@ def test_fortune_documents_keep_their_indentation(tmp_path):
 
 @pytest.mark.parametrize("suffix", [".txt", ".jsonl"])
 def test_long_lines_come_in_bounded_pieces_cut_before_spaces(tmp_path, monkeypatch, suffix):
-    monkeypatch.setattr("pgt.data.sources.PIECE_CHARS", 64)
+    monkeypatch.setattr("pgt.corpus.sources.PIECE_CHARS", 64)
     words = " ".join(f"word{i}" for i in range(400))  # one line of ~3,600 characters
     path = tmp_path / f"long{suffix}"
     path.write_text(json.dumps({"text": words}) + "\n" if suffix == ".jsonl" else words + "\n", encoding="utf-8")
@@ -92,7 +92,7 @@ def test_corpus_takes_jsonl_parquet_and_datasets_with_languages(tmp_path, corpus
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from pgt.data.corpus import iter_fortunes
+    from pgt.corpus.fortunes import iter_fortunes
 
     russian = list(iter_fortunes(next(p for p in corpus_files if p.parent.name == "ru")))[:200]
     (tmp_path / "ru.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in russian), encoding="utf-8")

@@ -11,7 +11,8 @@ import pytest
 from PIL import Image
 
 from pgt.cli import main
-from pgt.demo import PROMPTS, compressor_bits_per_byte
+from pgt.demo import PROMPTS
+from pgt.growth.validation import compressed_bits_per_byte
 from pgt.eval.results import EvalRecord
 from pgt.eval.runner import held_out_texts
 
@@ -59,7 +60,7 @@ def test_demo_writes_report_plots_samples_and_glyphs(demo):
     rows = dict(re.findall(r"^\| (.+?) \| ([\d.]+) \|$", section, re.MULTILINE))
     assert [float(rows[f"stage {stage}"]) for stage in (1, 2)] == pytest.approx(bpbs, abs=5e-4)
     texts = list(islice(held_out_texts(None), 3))
-    assert float(rows["`bzip2 -9`"]) == pytest.approx(compressor_bits_per_byte(texts)["bzip2 -9"], abs=5e-4)
+    assert float(rows["`bzip2 -9`"]) == pytest.approx(compressed_bits_per_byte("".join(texts).encode())["bz2_bpb"], abs=5e-4)
     assert float(rows["`xz -9e`"]) > 1
 
 

@@ -30,6 +30,7 @@ from typing import Any
 from pgt import options
 from pgt.errors import PgtError
 from pgt.io import atomic_file, read_json
+from pgt.model.architecture import SAMPLING
 from pgt.records import Record
 
 EXAMPLES = [
@@ -47,8 +48,7 @@ DIM_REASON = (
     "128 wide trains about 3x the tokens of 256 in the same minutes (measured), which a 10-minute run needs more than "
     "width, and the first 128 PCA components of the glyph bitmaps still tell glyphs apart (see the neighbours)"
 )
-# The reference model card's sampling settings, seeded so every run prints the same samples.
-SAMPLING = {"do_sample": True, "temperature": 0.8, "top_k": 50, "top_p": 0.95}
+# Samples use the model card's sampling settings (SAMPLING), seeded so every run prints the same samples.
 PROMPTS = ("The meaning of life is", "Жизнь — это")
 SAMPLE_TOKENS = 40
 SHOWCASE_TOKENS = ("A", "Ж", "the", "Α", "А", "ing", "ого", "漢")
@@ -132,7 +132,7 @@ def _dim_of(path: Path) -> int:
 def ensure_substrate(out: Path, given: str | None, dim: int | None, trim: bool, progress: bool) -> Path:
     """The substrate to train on: `given` (trimmed to the default corpus into OUT/substrate when it is a full one
     and `trim`), what a previous run left in OUT/substrate, or a new build trimmed to the default corpus."""
-    from pgt.data.corpus import default_corpus_files
+    from pgt.corpus.fortunes import default_corpus_files
     from pgt.substrate.build import build_substrate
     from pgt.substrate.trim import load_trim_record, trim_substrate
 
@@ -362,18 +362,6 @@ def ensure_run(plan: DemoPlan, progress: bool) -> Path:
     return grow(config)
 
 
-def compressor_bits_per_byte(texts: list[str]) -> dict[str, float]:
-    """`bzip2 -9` and `xz -9e` (Python's bz2 and lzma) on the UTF-8 bytes of `texts`, concatenated, in bits per byte."""
-    import bz2
-    import lzma
-
-    data = "".join(texts).encode("utf-8")
-    if not data:
-        return {}
-    sizes = {"bzip2 -9": len(bz2.compress(data, 9)), "xz -9e": len(lzma.compress(data, preset=9 | lzma.PRESET_EXTREME))}
-    return {name: 8 * size / len(data) for name, size in sizes.items()}
-
-
 @dataclass(frozen=True)
 class StageResult:
     """One stage's held-out score and samples."""
@@ -436,12 +424,14 @@ def compressor_section(results: list[StageResult], eval_docs: int | None) -> lis
     from itertools import islice
 
     from pgt.eval.runner import held_out_texts
+    from pgt.growth.validation import COMPRESSOR_NAMES, compressed_bits_per_byte
 
     scored = [result for result in results if result.bpb is not None]
     if not scored:
         return []
     texts = list(islice(held_out_texts(None), eval_docs))
-    compressors = compressor_bits_per_byte(texts)
+    figures = compressed_bits_per_byte("".join(texts).encode())
+    compressors = {COMPRESSOR_NAMES[key]: value for key, value in figures.items()}
     last = scored[-1]
     verdict = "below" if all(last.bpb < value for value in compressors.values()) else "not below every compressor"
     lines = ["## Held-out bits per byte against compressors", "",
@@ -611,7 +601,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--batch-size", type=options.positive_int, default=8, help="sequences per step (default: 8)")
     parser.add_argument("--lr", type=options.positive_float, default=DEFAULT_LR,
                         help=f"peak learning rate (default: {DEFAULT_LR:g})")
-    parser.add_argument("--seed", type=int, default=0, help="seed of training and sampling (default: 0)")
+    parser.add_argument("--seed", type=options.non_negative_int, default=0,
+                        help="seed of training and sampling (default: 0)")
     parser.add_argument("--threads", type=options.positive_int,
                         help="torch CPU threads (default: 1 or min(2, CPUs), whichever trains faster here)")
     options.add_progress(parser)

@@ -1,7 +1,7 @@
 """The one command-line convention every `pgt` command follows, defined once.
 
 - A command is registered with `add_command(subparsers, name, help=..., examples=[...])`;
-  its handler is `run(args) -> int`, set by `add_command`'s `handler`.
+  its handler is `run_<command>(args) -> int` (`run_grow`, `run_data_prepare`), set by `handler`.
 - The output is `--out`; replacing an existing output is `--overwrite`.
 - A substrate (or tokenizer) directory is `--substrate`.
 - Progress bars: `--progress/--no-progress` (default: on when stderr is a terminal).
@@ -111,7 +111,7 @@ def add_progress(parser: argparse.ArgumentParser) -> None:
 
 
 def add_strict(parser: argparse.ArgumentParser) -> None:
-    """`--strict`: the corpus reader (pgt.data.sources) refuses invalid UTF-8 instead of counting replacements."""
+    """`--strict`: the corpus reader (pgt.corpus.sources) refuses invalid UTF-8 instead of counting replacements."""
     parser.add_argument("--strict", action="store_true",
                         help="refuse invalid UTF-8 instead of replacing it (and warning)")  # fmt: skip
 

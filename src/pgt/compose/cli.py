@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from pgt import options
+from pgt.model.architecture import MERGE_MODES
 
 MERGE_EXAMPLES = (
     "pgt merge runs/en-ru/stage-4 runs/en-zh/stage-4 --out runs/merged/en-ru-zh   # average two experts' logits",
@@ -35,7 +36,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     options.add_out(merge, "merged model directory to create")
     merge.add_argument("--weights", type=_weight_list, metavar="W1,W2,…",
                        help="one positive weight per expert, comma-separated (default: equal)")
-    merge.add_argument("--mode", choices=["mean", "adapter"], default="mean", help="how logits combine (default: mean)")
+    merge.add_argument("--mode", choices=MERGE_MODES, default="mean", help="how logits combine (default: mean)")
     merge.add_argument("--adapter-hidden-size", type=options.positive_int, default=64, metavar="N",
                        help="width of the adapter's bottleneck (--mode adapter; default: 64)")
 
@@ -54,7 +55,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                       help=f"tokens per sequence (default: {defaults.seq_len})")
     tune.add_argument("--lr", type=options.positive_float, default=defaults.lr,
                       help=f"peak learning rate (default: {defaults.lr:g})")
-    tune.add_argument("--seed", type=int, default=defaults.seed, help=f"data order (default: {defaults.seed})")
+    tune.add_argument("--seed", type=options.non_negative_int, default=defaults.seed,
+                      help=f"data order (default: {defaults.seed})")
     options.add_device(tune)
     options.add_progress(tune)
     options.add_out(tune, "tuned model directory to create (with tune.json, its loss curve)")

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
 from pgt.errors import PgtError
+from pgt.io import refuse_existing
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -53,8 +54,7 @@ def merge_experts(
         raise PgtError(f"bad expert weights: {exc}") from None
     if adapter_hidden_size < 1:
         raise PgtError(f"adapter hidden size must be positive, not {adapter_hidden_size}")
-    if Path(out).exists() and not overwrite:  # checked again on writing; here before loading GBs of experts
-        raise PgtError(f"output directory {out} already exists (choose another --out or pass --overwrite)")
+    refuse_existing(out, overwrite=overwrite)  # checked again on writing; here before loading GBs of experts
 
     experts = _load_compatible_experts([Path(path) for path in expert_dirs])
     try:

@@ -1,23 +1,21 @@
 """Corpora -> uint32 token shards with a manifest (`pgt data prepare`), and batches from them (docs/data.md).
 
-resolve_sources(specs) -> [Source]                 the one corpus reader (also n-gram mining's and evaluation's)
+Text is read by pgt.corpus (resolve_sources), the one corpus reader.
+
 prepare_token_data(sources, substrate_dir, out)    build a token data directory; returns its Manifest
 held_out_documents(language)                       the validation documents of the default corpus in a language
 TokenData(out).train_batch(step, batch, seq, seed=...)   pure, rank-aware training windows
-TokenData(out).validation_batches(batch, seq)      fixed validation windows (bits per byte)
+TokenData(out).validation_batches(batch, seq)      fixed validation windows (`pgt tune`'s validation loss)
 """
 
 from pgt.data.loader import TokenData
 from pgt.data.manifest import Manifest
 from pgt.data.prepare import held_out_documents, prepare_token_data, split_documents
-from pgt.data.sources import Source, resolve_sources
 
 __all__ = [
     "Manifest",
-    "Source",
     "TokenData",
     "held_out_documents",
     "prepare_token_data",
-    "resolve_sources",
     "split_documents",
 ]

@@ -13,7 +13,7 @@ from pgt.data.prepare import (
     DEFAULT_VAL_FRACTION,
     MAX_VAL_FRACTION,
 )
-from pgt.data.sources import TEXT_FORMATS
+from pgt.corpus.sources import TEXT_FORMATS
 
 if TYPE_CHECKING:
     from pgt.data.manifest import Manifest

@@ -10,7 +10,6 @@ instead of an index error deep inside the model.
 
 from __future__ import annotations
 
-import math
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -111,13 +110,6 @@ class TokenData:
     def validation_tokens(self) -> int:
         return self.splits["validation"].tokens
 
-    @property
-    def validation_bytes_per_token(self) -> float:
-        """UTF-8 bytes of validation text per validation token (eos ids included in the count)."""
-        if not self.validation_tokens:
-            raise PgtError(f"token data {self.path} has no validation split")
-        return self.splits["validation"].bytes / self.validation_tokens
-
     def check_tokenizer(self, fingerprint: str) -> None:
         """Raise PgtError unless the data was tokenized with the tokenizer of this fingerprint."""
         if fingerprint != self.tokenizer_fingerprint:
@@ -177,7 +169,3 @@ class TokenData:
             count = min(count, max_batches * batch_size)
         windows = [split.read(i * seq_len, seq_len + 1) for i in range(count)]
         return [torch.from_numpy(np.stack(windows[i : i + batch_size])) for i in range(0, count, batch_size)]
-
-    def bits_per_byte(self, total_nats: float, predicted_tokens: int) -> float:
-        """Bits per UTF-8 byte of a summed validation loss over `predicted_tokens` predictions."""
-        return total_nats / math.log(2) / (predicted_tokens * self.validation_bytes_per_token)

@@ -45,7 +45,7 @@ from pgt.data.manifest import (
     SplitRule,
     TokenizerRecord,
 )
-from pgt.data.sources import ReadStats, Source, local_inputs, resolve_sources
+from pgt.corpus.sources import ReadStats, Source, local_inputs, resolve_sources
 from pgt.errors import PgtError, one_line
 from pgt.io import (
     atomic_dir,

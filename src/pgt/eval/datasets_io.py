@@ -6,7 +6,7 @@ files (the hub's layout: the split is chosen by file name, e.g.
 `Dataset.save_to_disk`, or `hf:NAME[:CONFIG]` for the Hugging Face hub. Local files
 are read with `json` and `pyarrow`, not through `datasets.load_dataset`, so a local
 evaluation opens no network connection. `hf:lukaemon/mmlu` without a config reads all
-57 subject configs. Hub loads run under `pgt.data.hub`'s timeout ($PGT_HUB_TIMEOUT). Every failure is a one-line
+57 subject configs. Hub loads run under `pgt.corpus.hub`'s timeout ($PGT_HUB_TIMEOUT). Every failure is a one-line
 PgtError naming the file and, for JSON lines, the line.
 """
 
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pgt.data.hub import hub_spec, is_hub_spec, parse_hub_spec, with_timeout
+from pgt.corpus.hub import hub_spec, is_hub_spec, parse_hub_spec, with_timeout
 from pgt.errors import PgtError, one_line
 from pgt.eval.tasks import MMLU_SUBJECTS, Example, Task
 

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Literal
 
 from pgt.errors import PgtError
 from pgt.eval.batching import context_length, encode, left_truncate, length_sorted_batches, pad_left, pad_token_id
+from pgt.model.architecture import SAMPLING
 
 if TYPE_CHECKING:
     import torch
@@ -42,7 +43,7 @@ class Sampler:
 # temperature-1 sampling from the full softmax); `card` the model card's settings; `greedy` ours.
 SAMPLERS = {
     "sample": Sampler("sample"),
-    "card": Sampler("sample", temperature=0.8, top_k=50, top_p=0.95),
+    "card": Sampler("sample", temperature=SAMPLING["temperature"], top_k=SAMPLING["top_k"], top_p=SAMPLING["top_p"]),
     "greedy": Sampler("greedy"),
 }
 DEFAULT_DECODING = "sample"

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from pgt import __version__
-from pgt.data.hub import HF_PREFIX, is_hub_spec
+from pgt.corpus.hub import HF_PREFIX, is_hub_spec
 from pgt.io import atomic_file, files_sha256, read_json
 from pgt.records import Record
 

@@ -12,7 +12,7 @@ from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pgt.data.hub import hub_spec
+from pgt.corpus.hub import hub_spec
 from pgt.errors import PgtError, one_line
 from pgt.eval import protocol
 from pgt.eval.generation import DEFAULT_DECODING, SAMPLERS, Sampler

@@ -8,16 +8,9 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from pgt.growth.config import GrowthConfig
+from pgt.lazy import lazy_exports
 
 __all__ = ["GrowthConfig", "grow"]
 
-
-def __getattr__(name: str) -> Any:
-    if name == "grow":
-        from pgt.growth.trainer import grow
-
-        return grow
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, {"grow": "trainer"})

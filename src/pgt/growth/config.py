@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pgt import options
-from pgt.errors import PgtError
+from pgt.errors import PgtError, one_line
 from pgt.model.architecture import (
     DEFAULT_ATTN_IMPLEMENTATION,
     DEFAULT_HIDDEN_ACT,
@@ -80,7 +80,7 @@ class GrowthConfig:
     log_every: int = 10  # optimizer steps between train-metric records and log lines
     baseline: Baseline = "none"  # none = progressive growth; monolithic / trainable-embeddings = one stage, all blocks
     autocast: Autocast = "auto"  # auto = bfloat16 autocast on GPU, float32 on CPU
-    device: str = "auto"  # auto, cpu, cuda, cuda:1, ...
+    device: str = options.DEVICE_AUTO  # auto, cpu, cuda, cuda:1, ...
     compile: bool = False  # torch.compile the model (GPU runs)
     fsdp: bool = False  # shard with FSDP2 (fully_shard) instead of DDP under torchrun (for the 4,096-wide presets)
     gradient_checkpointing: bool = False  # recompute block activations in the backward pass (less memory, ~30 % slower)
@@ -199,7 +199,7 @@ def load_yaml(path: str | os.PathLike) -> dict[str, Any]:
     except FileNotFoundError:
         raise PgtError(f"config file not found: {path}") from None
     except yaml.YAMLError as exc:
-        raise PgtError(f"config file {path} is not valid YAML: {' '.join(str(exc).split())}") from None
+        raise PgtError(f"config file {path} is not valid YAML: {one_line(exc)}") from None
     if not isinstance(raw, dict):
         raise PgtError(f"config file {path} must hold a mapping of keys to values")
     types_ = _field_types()

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.distributed.tensor import DTensor
 
-from pgt.errors import PgtError
+from pgt.errors import PgtError, one_line
 from pgt.growth import checkpoint as ckpt
 from pgt.growth import distributed as pdist
 from pgt.growth.config import OPTIMIZER_KEYS, GrowthConfig, config_differences
@@ -351,7 +351,7 @@ class StageTrainer:
                 probe.trainable_parameters = [p for p in probe.model.parameters() if p.requires_grad]
                 probe._optimizer()
         except (ValueError, RuntimeError, TypeError, AssertionError) as exc:
-            raise PgtError(f"these settings cannot build stage {plan.stage}'s model: {str(exc).splitlines()[0]}") \
+            raise PgtError(f"these settings cannot build stage {plan.stage}'s model: {one_line(exc)}") \
                 from None
         return count_parameters(probe.model)
 

@@ -39,6 +39,10 @@ if TYPE_CHECKING:
 _SCAN_TOKENS = 1 << 22
 
 
+# The figures' keys in records and the commands users would type for them.
+COMPRESSOR_NAMES = {"bz2_bpb": "bzip2 -9", "xz_bpb": "xz -9e"}
+
+
 def compressed_bits_per_byte(data: bytes) -> dict[str, float]:
     """Bits per byte of `bzip2 -9` and `xz -9e` on `data`: the figures a model should beat."""
     if not data:
@@ -210,5 +214,5 @@ def validation_sample(data: TokenData, budget_tokens: int) -> ValidationSample:
     return ValidationSample(documents, n, split.tokens)
 
 
-__all__ = ["DocumentScore", "TextScore", "ValidationSample", "compressed_bits_per_byte", "decoder", "default_forward", "score_documents",
+__all__ = ["COMPRESSOR_NAMES", "DocumentScore", "TextScore", "ValidationSample", "compressed_bits_per_byte", "decoder", "default_forward", "score_documents",
            "validation_sample", "windows"]

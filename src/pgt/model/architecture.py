@@ -45,6 +45,10 @@ BLOCK_INITS: tuple[str, ...] = get_args(BlockInit)
 # The model card's sampling settings: generation_config.json, `pgt generate`, the demo.
 SAMPLING: dict[str, Any] = {"do_sample": True, "temperature": 0.8, "top_k": 50, "top_p": 0.95}
 
+# How a merged model combines its experts' logits (`pgt merge --mode`). The shipped
+# configuration_pgt_merged.py cannot import pgt, so it keeps the same tuple (a test checks).
+MERGE_MODES: tuple[str, ...] = ("mean", "adapter")
+
 INTERMEDIATE_MULTIPLE = 4  # MLP width = 4 x d_model unless given
 ROPE_THETA = 10000.0
 RMS_NORM_EPS = 1e-5

@@ -53,7 +53,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     init.add_argument("--hidden-act", choices=HIDDEN_ACTS, default=DEFAULT_HIDDEN_ACT,
                       help=f"MLP activation (default: {DEFAULT_HIDDEN_ACT}; relu2 serves natively in vLLM/SGLang)")
     options.add_out(init, "model directory to create")
-    init.add_argument("--seed", type=int, default=0, help="seed of the random initialisation (default: 0)")
+    init.add_argument("--seed", type=options.non_negative_int, default=0,
+                      help="seed of the random initialisation (default: 0)")
 
     generate = options.add_command(
         subparsers, "generate", help="continue a prompt, streaming tokens as they come",
@@ -76,7 +77,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                           help="k likeliest tokens, 0: all (%(default)s)")
     sampling.add_argument("--top-p", type=options.fraction, default=SAMPLING["top_p"],
                           help="nucleus mass, 1.0: off (%(default)s)")
-    sampling.add_argument("--seed", type=int, help="random seed, for reproducible sampling")
+    sampling.add_argument("--seed", type=options.non_negative_int, help="random seed, for reproducible sampling")
     sampling.add_argument("--greedy", action="store_true", help="no sampling: always the most likely token")
     options.add_dtype(generate)
     options.add_device(generate)

@@ -13,6 +13,7 @@ from typing import Any
 
 from transformers import ArceeConfig, PretrainedConfig
 
+# pgt.model.architecture.MERGE_MODES: this file travels into model directories without pgt.
 MERGE_MODES = ("mean", "adapter")
 
 # Bookkeeping that `to_diff_dict()` adds and that has no meaning inside a merged config.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from pgt.errors import PgtError
+from pgt.errors import PgtError, one_line
 
 
 def push_model(model_dir: str | os.PathLike, repo_id: str, *, private: bool = False) -> str:
@@ -26,6 +26,5 @@ def push_model(model_dir: str | os.PathLike, repo_id: str, *, private: bool = Fa
     except OfflineModeIsEnabled:
         raise PgtError("cannot push: Hugging Face offline mode is on (HF_HUB_OFFLINE=1)") from None
     except (HfHubHTTPError, OSError, ValueError) as exc:  # no network, no token, no permission
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise PgtError(f"cannot push {model_dir} to {repo_id}: {first}") from None
+        raise PgtError(f"cannot push {model_dir} to {repo_id}: {one_line(exc)}") from None
     return str(url)

@@ -13,13 +13,11 @@ substrate's record of them.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pgt.errors import PgtError
+from pgt.errors import PgtError, one_line
 from pgt.io import atomic_dir, read_json, write_json
 from pgt.model.architecture import DEFAULT_ATTN_IMPLEMENTATION, SAMPLING, check_heads
 from pgt.substrate.store import SUBSTRATE_FILE, Substrate, SubstrateMeta, fingerprint
@@ -70,7 +68,7 @@ def read_model_config(path: str | os.PathLike) -> PretrainedConfig:
         return cls.config_class.from_pretrained(str(path), local_files_only=True)
     except (OSError, ValueError, TypeError) as exc:
         raise PgtError(f"{path / CONFIG_FILE} is not a valid {cls.config_class.__name__}: "
-                       f"{str(exc).splitlines()[0]}") from None
+                       f"{one_line(exc)}") from None
 
 
 def model_config_kwargs(
@@ -178,10 +176,6 @@ def embedding_fingerprint(model: PreTrainedModel, substrate_meta: SubstrateMeta)
     return fingerprint(weight.float().cpu().numpy(), substrate_meta.params)
 
 
-def _texts_sha256(texts: list[str]) -> str:
-    return hashlib.sha256(json.dumps(texts, ensure_ascii=False).encode()).hexdigest()
-
-
 def check_token_texts(tokenizer: PreTrainedTokenizerBase, substrate_meta: SubstrateMeta, where: Path) -> None:
     """PgtError unless the tokenizer's tokens are those whose glyphs the substrate rendered.
 
@@ -191,11 +185,11 @@ def check_token_texts(tokenizer: PreTrainedTokenizerBase, substrate_meta: Substr
     """
     recorded = substrate_meta.params.token_texts_sha256
     ids = list(range(len(tokenizer)))
-    if _texts_sha256(tokenizer.convert_ids_to_tokens(ids)) == recorded:
-        return
-    from pgt.substrate.tokenizer import token_texts
+    from pgt.substrate.tokenizer import texts_sha256, token_texts
 
-    if _texts_sha256(token_texts(tokenizer)) != recorded:
+    if texts_sha256(tokenizer.convert_ids_to_tokens(ids)) == recorded:
+        return
+    if texts_sha256(token_texts(tokenizer)) != recorded:
         raise PgtError(
             f"{where}: the tokenizer's tokens are not those of the model's substrate (tokenizer.json was "
             "replaced or edited); restore the tokenizer files of the model's own substrate"
@@ -257,7 +251,7 @@ def load_model(
             attn_implementation=attn_implementation,
         )
     except Exception as exc:  # safetensors, OSError and shape errors all mean the same to the user
-        raise PgtError(f"cannot load the weights in {path / WEIGHTS_FILE}: {str(exc).splitlines()[0]}") from None
+        raise PgtError(f"cannot load the weights in {path / WEIGHTS_FILE}: {one_line(exc)}") from None
     if info["missing_keys"] or info["mismatched_keys"]:
         missing = sorted(info["missing_keys"]) + [str(key) for key in info["mismatched_keys"]]
         raise PgtError(f"{path / WEIGHTS_FILE} is incomplete or mismatched: {', '.join(missing[:5])}")

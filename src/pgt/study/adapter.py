@@ -18,20 +18,20 @@ from typing import Any
 
 def default_corpus(language: str) -> list[str]:
     """The embedded fortune files of one language."""
-    from pgt.data.corpus import default_corpus_files
+    from pgt.corpus.fortunes import default_corpus_files
 
     return [str(p) for p in default_corpus_files((language,))]
 
 
 def default_languages() -> list[str]:
-    from pgt.data.corpus import DEFAULT_LANGUAGES
+    from pgt.corpus.fortunes import DEFAULT_LANGUAGES
 
     return list(DEFAULT_LANGUAGES)
 
 
 def documents(sources: list[str]) -> Iterator[str]:
     """The non-empty documents of `sources`, stripped, read by pgt's one corpus reader (as `pgt data prepare`)."""
-    from pgt.data.sources import resolve_sources
+    from pgt.corpus.sources import resolve_sources
 
     for source in resolve_sources(sources):
         for document in source.documents():

@@ -9,14 +9,12 @@ anywhere give the same fingerprint.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from pgt.data.sources import local_inputs
+from pgt.corpus.sources import local_inputs
 from pgt.errors import PgtError
 from pgt.io import (
     check_writable,
@@ -28,7 +26,7 @@ from pgt.io import (
 )
 from pgt.substrate.layout import BYTE_FALLBACK_COUNT, DEFAULT_LAYOUT_ENGINE, Family, build_layout, get_family
 from pgt.substrate.ngrams import collect_ngrams
-from pgt.substrate.tokenizer import build_tokenizer, load_tokenizer, token_texts
+from pgt.substrate.tokenizer import build_tokenizer, load_tokenizer, texts_sha256, token_texts
 
 ANY_TOKENIZER_FAMILY = "bvv241-nemo"
 
@@ -125,7 +123,7 @@ with a warning, or with `strict` refused). `from_tokenizer` instead
             augment=preset.augment,
             layout_engine=layout_engine,
             font=FontRecord(name=font_path.name, sha256=file_sha256(font_path)),
-            token_texts_sha256=hashlib.sha256(json.dumps(texts, ensure_ascii=False).encode()).hexdigest(),
+            token_texts_sha256=texts_sha256(texts),
             pca_fit_rows=fit_rows,
             sources=sources,
         )

@@ -47,7 +47,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "substrate",
         help="build and inspect bvv241 tokenizers with frozen glyph embeddings",
         description="Build a substrate (tokenizer + frozen glyph-embedding matrix) or look inside one.",
-        examples=["pgt substrate build --help", "pgt substrate show --help"],
+        examples=["pgt substrate build --family bvv241-2-3 --corpus en=corpus/en --dim 256 --out substrates/s",
+                  "pgt substrate show A --substrate substrates/s --png A.png",
+                  "pgt substrate trim substrates/s --corpus default --out substrates/t"],
         handler=run_substrate,
     )
     commands = substrate.add_subparsers(dest="substrate_command", metavar="COMMAND")

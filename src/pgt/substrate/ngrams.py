@@ -2,7 +2,7 @@
 
 All three give plain token strings; `collect_ngrams` unites them for one family.
 
-A corpus is read by pgt's one corpus reader (`pgt.data.sources`): any SOURCE that
+A corpus is read by pgt's one corpus reader (`pgt.corpus.sources`): any SOURCE that
 `pgt data prepare` takes (text and fortune files, JSONL, parquet, directories, saved or
 `hf:` datasets, `default`), each tagged with a language (`LANG=SOURCE`; untagged sources
 count as language "xx"). Mining follows the reference's counting rules
@@ -24,7 +24,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pgt.data.sources import ReadStats, Source, resolve_sources
+from pgt.corpus.sources import ReadStats, Source, resolve_sources
 from pgt.errors import PgtError, one_line
 from pgt.io import file_sha256
 from pgt.substrate.layout import Family

@@ -11,6 +11,8 @@ decode is lossless for all of Unicode.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import re
 from collections.abc import Iterable, Sequence
@@ -81,6 +83,11 @@ def load_tokenizer(path: str | os.PathLike) -> PreTrainedTokenizerBase:
         return AutoTokenizer.from_pretrained(str(path), local_files_only=True)
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise PgtError(f"cannot load a tokenizer from {path}: {one_line(exc)}") from None
+
+
+def texts_sha256(texts: Sequence[str]) -> str:
+    """The sha256 a substrate records of its token texts in id order (`params.token_texts_sha256`)."""
+    return hashlib.sha256(json.dumps(list(texts), ensure_ascii=False).encode()).hexdigest()
 
 
 def token_texts(tokenizer: PreTrainedTokenizerBase, ids: Sequence[int] | None = None) -> list[str]:

@@ -90,7 +90,7 @@ def ids_in_token_data(data_dir: str | os.PathLike, parent: Substrate) -> tuple[n
 
 def _text_batches(sources: Sequence[str]) -> Iterator[list[str]]:
     """The corpus's documents as `pgt data prepare` reads them (pieces), in batches of about ENCODE_BATCH_CHARS."""
-    from pgt.data.sources import resolve_sources
+    from pgt.corpus.sources import resolve_sources
 
     batch: list[str] = []
     size = 0

@@ -32,8 +32,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pgt.data.corpus import DEFAULT_LANGUAGES, default_corpus_files
-from pgt.data.hub import is_hub_spec, parse_hub_spec, with_timeout
+from pgt.corpus.fortunes import DEFAULT_LANGUAGES, default_corpus_files
+from pgt.corpus.hub import is_hub_spec, parse_hub_spec, with_timeout
 from pgt.errors import PgtError, one_line
 from pgt.io import file_sha256
 

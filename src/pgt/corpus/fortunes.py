@@ -39,7 +39,7 @@ def default_corpus_files(languages: tuple[str, ...] = ("en", "ru", "de")) -> lis
 
 
 def iter_fortunes(path: str | os.PathLike) -> Iterator[str]:
-    """Yield the quotations of one fortune file (see `pgt.data.sources`, format "fortunes")."""
-    from pgt.data.sources import Source
+    """Yield the quotations of one fortune file (see `pgt.corpus.sources`, format "fortunes")."""
+    from pgt.corpus.sources import Source
 
     yield from Source(str(path), "fortunes").documents()
