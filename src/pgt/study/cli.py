@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import shlex
 import sys
 from pathlib import Path
@@ -43,6 +44,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     options.add_substrate(parser, required=False, help="use this substrate (e.g. from `pgt substrate trim`) "
                           "instead of building one into OUT/substrate")
     options.add_device(parser)
+    parser.add_argument("--threads", type=options.positive_int,
+                        help="torch CPU threads (default: 1 for smoke and cpu, whose d = 64 products run faster on "
+                        "one thread of shared cores; torch's default for gpu)")
     options.add_progress(parser)
     parser.add_argument("--out", required=True, metavar="DIR", help="study directory; rerun to resume")
 
@@ -52,7 +56,7 @@ def run_study(args: argparse.Namespace) -> int:
     from pgt.study.scales import get_scale
 
     scale = get_scale(args.scale)
-    scale = type(scale)(**{**scale.__dict__, "device": args.device})
+    scale = dataclasses.replace(scale, device=args.device, threads=args.threads or scale.threads)
     results = run(StudyOptions(out=Path(args.out), scale=scale, seeds=args.seeds or scale.seeds, corpus=args.corpus,
                                substrate=Path(args.substrate) if args.substrate else None,
                                progress=options.show_progress(args)),

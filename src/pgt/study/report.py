@@ -155,6 +155,8 @@ def write_study_report(out: Path, results: StudyResults) -> Path:
     lines = [f"# pgt study: `{results.out}`", "",
              f"`{results.command}` — scale **{results.scale}**, {results.seeds} seeds, languages "
              f"{', '.join(results.languages)}, written {results.created}.", "",
+             f"Every arm stands on the substrate `{results.substrate.path}`: {results.substrate.describe()}; "
+             "the frozen-random control has its tokenizer and shape.", "",
              *claims_section(results), *models_section(results),
              "## Plots", "",
              f"![held-out metrics against depth]({PLOTS['depth']})", "",

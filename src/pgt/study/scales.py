@@ -28,6 +28,10 @@ class Scale:
     tune_tokens: int  # tokens of `pgt tune` on the adapter merge
     seeds: int = 3
     device: str = "auto"
+    # torch CPU threads (None: torch's default). At d = 64 the matrix products are so small that a second
+    # thread on shared cores costs more than it gives (measured: held-out scoring 7x slower at 2 threads
+    # than at 1 on a loaded 2-core machine).
+    threads: int | None = 1
 
 
 SCALES = {
@@ -39,7 +43,7 @@ SCALES = {
                  lr=8e-3, heldout=24, cloze_items=16, max_train_documents=2_000, tune_tokens=4_096),
     # One H200: wider, deeper, 40x the tokens per stage; an estimate, not yet run.
     "gpu": Scale(name="gpu", dim=256, stages=6, tokens_per_stage=1_048_576, batch_size=32, seq_len=256, heads=8,
-                 lr=3e-3, heldout=300, cloze_items=200, max_train_documents=None, tune_tokens=524_288),
+                 lr=3e-3, heldout=300, cloze_items=200, max_train_documents=None, tune_tokens=524_288, threads=None),
 }
 
 
