@@ -55,7 +55,7 @@ def test_rows_carry_budgets_and_scoring_data(study: Path) -> None:
     for row in rows.values():
         assert all(len(values) == 2 for values in row.bits_per_byte.values())  # one per seed
         assert all(0 < v < 30 for values in row.bits_per_byte.values() for v in values)
-    assert all(0 < figures["lzma"] < 8 for figures in results.compressors.values())
+    assert all(0 < figures["xz_bpb"] < 8 for figures in results.compressors.values())
 
 
 def test_the_page_leads_with_the_claims_and_links_its_figures(study: Path) -> None:

@@ -178,12 +178,18 @@ def load(model_dir: Path, device: str) -> tuple[Any, Any]:
     return load_model(model_dir, device=resolve_device(device))
 
 
-def text_nats(model: Any, tokenizer: Any, texts: list[str]) -> tuple[float, int]:
-    """(summed nats, UTF-8 bytes) of `texts`: exact held-out bits per byte are nats / ln 2 / bytes."""
+def heldout_score(model: Any, tokenizer: Any, texts: list[str]) -> Any:
+    """The exact held-out score of `texts` (a TextScore): the bits per byte of `pgt eval` and the trainer's log."""
     from pgt.eval.perplexity import score_texts
 
-    score = score_texts(model, tokenizer, texts)
-    return score.nats, score.n_bytes
+    return score_texts(model, tokenizer, texts)
+
+
+def compressors(texts: list[str]) -> dict[str, float]:
+    """`bzip2 -9` and `xz -9e` bits per byte of `texts` concatenated, as beside every held-out score."""
+    from pgt.growth.validation import compressed_bits_per_byte
+
+    return compressed_bits_per_byte("".join(texts).encode("utf-8"))
 
 
 def option_logprobs(model: Any, tokenizer: Any, requests: list[tuple[str, str]]) -> list[tuple[float, int]]:

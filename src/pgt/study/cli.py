@@ -24,7 +24,7 @@ several seeds per arm: frozen glyph vs trainable vs frozen random embeddings; gr
 monolithic (random and identity init) at equal depth and tokens, with the FLOPs each spent;
 every metric per growth stage; an en+X and an en+Y expert merged by logit averaging, and the
 merge's adapter trained with `pgt tune`. Scores: exact held-out bits per byte per language
-(bz2/lzma beside them) and a 4-way cloze task per language from held-out text. Writes
+(bzip2 -9 / xz -9e beside them) and a 4-way cloze task per language from held-out text. Writes
 OUT/report.md: each claim's difference with its 95 % interval and a verdict (holds, reversed,
 or inconclusive at this scale). Every arm is a normal `pgt grow` run under OUT/runs/."""
 

@@ -83,7 +83,7 @@ class StudyResults(Record):
     scoring_id: str
     substrate: SubstrateLineage  # what every arm stands on and its full-vocabulary parent
     heldout_documents: int
-    compressors: dict[str, dict[str, float]]  # language -> {bz2, lzma} bits per byte of the held-out text
+    compressors: dict[str, dict[str, float]]  # language -> {bz2_bpb, xz_bpb} of the held-out text
     cloze_chance: float
     rows: list[ModelRow]
     tune_start: list[float]

@@ -28,7 +28,7 @@ from pgt.study.arms import ARMS, MERGE, TUNED, Arm
 from pgt.study.corpus import StudyCorpus, parse_corpus_specs, split_corpus
 from pgt.study.results import ModelRow, StudyResults, evaluate_claims
 from pgt.study.scales import Scale
-from pgt.study.scoring import ModelScore, cloze_items, compressor_bits_per_byte, score_model
+from pgt.study.scoring import ModelScore, cloze_items, score_model
 
 PLAN_FILE = "study-plan.json"
 RESULTS_FILE = "study.json"
@@ -90,6 +90,7 @@ def run_study(options: StudyOptions, command: str = "") -> StudyResults:
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # a bar per loaded model would drown the study's own lines
+    hf_logging.set_verbosity_error()  # as would a long-document warning per model (scoring windows them)
     scale, out = options.scale, options.out
     out.mkdir(parents=True, exist_ok=True)
     with run_lock(out):
@@ -222,7 +223,7 @@ def _score_all(out: Path, corpus: StudyCorpus, options: StudyOptions, substrate:
             expert_flops + flops.adapter_tune_flops(**shape, expert_blocks=[n, n], hidden=ADAPTER_HIDDEN,
                                                     tokens=tuned.tokens))
     ordered = list(rows.values())
-    compressors = {s.language: compressor_bits_per_byte(s.heldout) for s in corpus.languages}
+    compressors = {s.language: adapter.compressors(s.heldout) for s in corpus.languages}
     from pgt.study.cloze import CHANCE
 
     return StudyResults(
