@@ -55,7 +55,23 @@ def test_rows_carry_budgets_and_scoring_data(study: Path) -> None:
     for row in rows.values():
         assert all(len(values) == 2 for values in row.bits_per_byte.values())  # one per seed
         assert all(0 < v < 30 for values in row.bits_per_byte.values() for v in values)
-    assert all(0 < figures["lzma"] < 8 for figures in results.compressors.values())
+    assert all(0 < figures["xz_bpb"] < 8 for figures in results.compressors.values())
+
+
+def test_every_arm_stands_on_the_substrate_trimmed_to_the_training_text(study: Path, substrate_dir: Path) -> None:
+    from pgt.substrate.store import SUBSTRATE_FILE, SubstrateMeta
+
+    full = SubstrateMeta.load(substrate_dir / SUBSTRATE_FILE)
+    results = StudyResults.load(study / RESULTS_FILE)
+    lineage = results.substrate
+    assert lineage.parent_fingerprint == full.fingerprint and lineage.parent_vocab_size == full.vocab_size
+    assert lineage.vocab_size < full.vocab_size // 10  # the head shrinks to the ids the training text uses
+    control = SubstrateMeta.load(study / "substrate-random" / SUBSTRATE_FILE)
+    assert control.vocab_size == lineage.vocab_size and control.derived_from == lineage.fingerprint
+    for run in ("monolithic", "frozen-random", "expert-a"):
+        model = SubstrateMeta.load(study / "runs" / run / "seed-0" / "stage-2" / SUBSTRATE_FILE)
+        assert model.vocab_size == lineage.vocab_size
+    assert full.fingerprint in (study / "report.md").read_text(encoding="utf-8")
 
 
 def test_the_page_leads_with_the_claims_and_links_its_figures(study: Path) -> None:

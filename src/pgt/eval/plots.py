@@ -152,7 +152,7 @@ def plot_depth(report: RunReport, path: Path) -> bool:
         if any(v is not None for v in values):
             panels.append(Panel(label, "blocks", label, [line("grown", values), *others(lambda e, k=key: e.metric(k))],
                                   integer_x=True))
-    params = [line(label, [e.info.get(key) for e in stages]) for key, label in
+    params = [line(label, [e.field(key) for e in stages]) for key, label in
               (("params_total", "total"), ("params_trainable", "trainable"))]
     params[1].style["linestyle"] = "--"  # trainable: the same model, so the same colour
     if any(series.y for series in params):

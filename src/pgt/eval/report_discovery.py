@@ -1,7 +1,9 @@
 """What `pgt report` shows, gathered from a run directory: its stages, baselines, merged experts and events.
 
-Each model directory is read once: its `stage.json` (growth stages and baselines), its
-`config.json` where there is no stage record, and its `eval/*.json` results.
+Each record is read once, through its type: `run.json` (RunRecord), every model directory's
+`stage.json` (StageRecord: growth stages and baselines) and `eval/*.json` results
+(EvalRecord); a model without a stage record (a merge) is described by its `config.json`
+and the headers of its weight files.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any
 
 from pgt.errors import PgtError
 from pgt.eval import published as pub
+from pgt.eval.results import RESULTS_DIRNAME, EvalRecord
 from pgt.growth.metrics import read_metrics
 from pgt.growth.records import RUN_FILE, STAGE_FILE, RunRecord, StageRecord
 from pgt.io import read_json
@@ -26,33 +29,38 @@ LOSS_METRICS = (("val_loss", "val loss"), ("val_bpb", "bits/byte"))
 
 @dataclass
 class ModelEntry:
-    """One model on the page: a growth stage, a baseline or a merged expert."""
+    """One model on the page: a growth stage, a baseline or a merged expert, with its records read once."""
 
     name: str
     kind: str
     path: Path
     blocks: int | None
-    info: dict[str, Any]  # stage.json where there is one
-    evals: dict[str, dict[str, Any]]  # task -> eval result JSON
+    stage: StageRecord | None  # stage.json where there is one
+    params_total: int | None
+    evals: dict[str, EvalRecord]  # task -> its `pgt eval` result
+
+    def field(self, key: str) -> Any:
+        """A stage.json field (`tokens_total`, `init`, ...), or None where the model has no stage record."""
+        if key == "params_total":
+            return self.params_total
+        return getattr(self.stage, key, None)
 
     def metric(self, key: str) -> float | None:
         """`val_loss` / `val_bpb` from stage.json, else from a `pgt eval --task perplexity` result."""
-        value = self.info.get(key)
+        value = self.field(key)
         if value is None:
             short = key.removeprefix("val_")  # perplexity results carry `loss` and `bpb`
-            value = next((r["metrics"]["mean"] if r.get("metric") == short else r["other_metrics"][short]["mean"]
-                          for r in self.evals.values() if short in (r.get("metric"), *r.get("other_metrics", {}))), None)
+            value = next((r.value(short) for r in self.evals.values()
+                          if short == r.metric or short in r.other_metrics), None)
         return float(value) if isinstance(value, int | float) else None
 
     def task_score(self, task: str) -> tuple[float, float | None] | None:
         """(mean, 95 % half-interval) of `task`'s primary metric, where it was evaluated."""
-        result = self.evals.get(task, {})
-        metrics = result.get("metrics", {})
-        mean = metrics.get("mean")
-        ci = None if result.get("runs_identical") else metrics.get("ci95")  # identical runs: no spread to show
-        if not isinstance(mean, int | float):
+        result = self.evals.get(task)
+        if result is None:
             return None
-        return float(mean), float(ci) if isinstance(ci, int | float) else None
+        ci = None if result.runs_identical else result.metrics.ci95  # identical runs: no spread to show
+        return result.metrics.mean, ci
 
 
 @dataclass
@@ -60,7 +68,7 @@ class RunReport:
     """Everything the page shows, gathered from the run directory and the extra model dirs."""
 
     run_dir: Path
-    run: dict[str, Any]
+    run: RunRecord
     stages: list[ModelEntry]
     others: list[ModelEntry]  # baselines, then merged experts
     events: list[dict[str, Any]]
@@ -73,7 +81,7 @@ class RunReport:
         return sorted({t for e in self.stages + self.others for t in e.evals if e.task_score(t) is not None})
 
     def _result_field(self, task: str, key: str) -> Any:
-        return next((e.evals[task].get(key) for e in self.stages + self.others if task in e.evals), None)
+        return next((getattr(e.evals[task], key) for e in self.stages + self.others if task in e.evals), None)
 
     def task_label(self, task: str) -> str:
         """`task (metric)` as the column header, e.g. `arc_easy (accuracy)`."""
@@ -85,16 +93,15 @@ class RunReport:
         return str(self._result_field(task, "unit") or "score")
 
 
-def _read_evals(model_dir: Path, notes: list[str]) -> dict[str, dict[str, Any]]:
+def _read_evals(model_dir: Path, notes: list[str]) -> dict[str, EvalRecord]:
     evals = {}
-    for path in sorted((model_dir / "eval").glob("*.json")):
+    for path in sorted((model_dir / RESULTS_DIRNAME).glob("*.json")):
         try:
-            result = read_json(path, "evaluation result")
+            result = EvalRecord.load(path)
         except PgtError as exc:
             notes.append(f"skipped {exc}")
             continue
-        if isinstance(result, dict):
-            evals[str(result.get("task", path.stem))] = result
+        evals[result.task] = result
     return evals
 
 
@@ -135,15 +142,15 @@ def load_entry(path: Path, name: str, kind: str, notes: list[str]) -> ModelEntry
     if (path / RUN_FILE).is_file():
         kind = RunRecord.load(path / RUN_FILE).kind
         model_dir = next(reversed(stage_dirs(path)), path)
-    info = StageRecord.load(model_dir / STAGE_FILE).to_json() if (model_dir / STAGE_FILE).is_file() else {}
-    if not info and not (model_dir / "config.json").is_file():
+    stage = StageRecord.load(model_dir / STAGE_FILE) if (model_dir / STAGE_FILE).is_file() else None
+    if stage is None and not (model_dir / "config.json").is_file():
         raise PgtError(f"{path} is neither a model directory nor a run directory "
                        "(no config.json, stage.json or run.json)")
-    if "params_total" not in info:
-        info = {**info, "params_total": count_parameters(model_dir)}
+    # A model without a stage record (a merge) has only its config and weights to say what it is.
+    params = stage.params_total if stage else count_parameters(model_dir)
     # A merge is not a deeper model: its config's layer count is its experts' together.
-    blocks = None if kind == "merged" else info.get("blocks") or _blocks_from_config(model_dir) or info.get("stage")
-    return ModelEntry(name, kind, model_dir, blocks, info, _read_evals(model_dir, notes))
+    blocks = None if kind == "merged" else stage.blocks if stage else _blocks_from_config(model_dir)
+    return ModelEntry(name, kind, model_dir, blocks, stage, params, _read_evals(model_dir, notes))
 
 
 def collect(run_dir: str | os.PathLike, *, baselines: tuple[str | os.PathLike, ...] = (),
@@ -152,9 +159,9 @@ def collect(run_dir: str | os.PathLike, *, baselines: tuple[str | os.PathLike, .
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise PgtError(f"run directory not found: {run_dir}")
-    if not (run_dir / "run.json").is_file():
+    if not (run_dir / RUN_FILE).is_file():
         raise PgtError(f"{run_dir} is not a growth run directory (no run.json; make one with `pgt grow --out DIR`)")
-    run = RunRecord.load(run_dir / RUN_FILE).to_json()
+    run = RunRecord.load(run_dir / RUN_FILE)
     notes: list[str] = []
     stages = [load_entry(path, path.name, "growth", notes) for path in stage_dirs(run_dir)]
     if not stages:

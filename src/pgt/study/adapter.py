@@ -10,7 +10,10 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
+
+from pgt.records import Record
 
 
 # ---------------------------------------------------------------- substrate and data
@@ -39,24 +42,55 @@ def documents(sources: list[str]) -> Iterator[str]:
                 yield document.strip()
 
 
-def build_substrate(out: Path, corpus_files: list[str], dim: int, progress: bool) -> Path:
-    """The shared substrate of all arms: bvv241-2-3 with n-grams mined from the study's training text.
+def build_substrate(out: Path, full: Path, ngram_corpus: list[str], train_corpus: list[str], dim: int,
+                    progress: bool) -> Path:
+    """The shared substrate of all arms: `full` trimmed to the study's training text, in `out`.
 
-    The trimmed substrate (`pgt substrate trim`) is not on this branch's main yet; until it
-    is, the study uses the full small substrate (or the user's `--substrate`, trimmed or not).
+    A missing `full` is built first (bvv241-2-3, n-grams mined from `ngram_corpus`); a `full`
+    that is already trimmed (`pgt substrate trim`) is returned as is. The trim keeps exactly the
+    ids the training text encodes to (docs/trimming.md): the output head shrinks from 65,792
+    rows to a few thousand, and held-out text the training text lacks falls back to byte tokens,
+    losslessly, so no held-out document shapes the vocabulary either.
     """
     from pgt.substrate.build import build_substrate as build
+    from pgt.substrate.store import SUBSTRATE_FILE
+    from pgt.substrate.trim import load_trim_record, trim_substrate
 
-    build(out, family="bvv241-2-3", corpus=[Path(p) for p in corpus_files], dim=dim, progress=progress)
+    if not (full / SUBSTRATE_FILE).is_file():
+        build(full, family="bvv241-2-3", corpus=[Path(p) for p in ngram_corpus], dim=dim, progress=progress)
+    if load_trim_record(full) is not None:
+        return full
+    if not (out / SUBSTRATE_FILE).is_file():  # published atomically: present means finished
+        trim_substrate(full, out, corpus=train_corpus)
     return out
 
 
-def substrate_dim(substrate: Path) -> tuple[int, int]:
-    """(dim, vocabulary size) of a substrate directory."""
+@dataclass
+class SubstrateLineage(Record):
+    """Which substrate the arms stand on and which full-vocabulary substrate it was trimmed from."""
+
+    WHAT = "study substrate"
+    path: str
+    fingerprint: str
+    vocab_size: int
+    dim: int
+    parent_fingerprint: str | None  # None: a full substrate (not trimmed)
+    parent_vocab_size: int | None
+
+    def describe(self) -> str:
+        where = (f"trimmed from the full-vocabulary substrate `{self.parent_fingerprint}` "
+                 f"({self.parent_vocab_size:,} ids)" if self.parent_fingerprint else "a full substrate (not trimmed)")
+        return f"`{self.fingerprint}`, {self.vocab_size:,} ids at d = {self.dim}, {where}"
+
+
+def substrate_lineage(substrate: Path) -> SubstrateLineage:
     from pgt.substrate.store import SUBSTRATE_FILE, SubstrateMeta
+    from pgt.substrate.trim import load_trim_record
 
     meta = SubstrateMeta.load(substrate / SUBSTRATE_FILE)
-    return meta.dim, meta.vocab_size
+    trim = load_trim_record(substrate)
+    return SubstrateLineage(str(substrate), meta.fingerprint, meta.vocab_size, meta.dim, meta.parent_fingerprint,
+                            trim.parent_vocab_size if trim else None)
 
 
 def random_unit_substrate(glyph: Path, out: Path, seed: int) -> Path:
@@ -144,12 +178,18 @@ def load(model_dir: Path, device: str) -> tuple[Any, Any]:
     return load_model(model_dir, device=resolve_device(device))
 
 
-def text_nats(model: Any, tokenizer: Any, texts: list[str]) -> tuple[float, int]:
-    """(summed nats, UTF-8 bytes) of `texts`: exact held-out bits per byte are nats / ln 2 / bytes."""
+def heldout_score(model: Any, tokenizer: Any, texts: list[str]) -> Any:
+    """The exact held-out score of `texts` (a TextScore): the bits per byte of `pgt eval` and the trainer's log."""
     from pgt.eval.perplexity import score_texts
 
-    score = score_texts(model, tokenizer, texts)
-    return score.nats, score.n_bytes
+    return score_texts(model, tokenizer, texts)
+
+
+def compressors(texts: list[str]) -> dict[str, float]:
+    """`bzip2 -9` and `xz -9e` bits per byte of `texts` concatenated, as beside every held-out score."""
+    from pgt.growth.validation import compressed_bits_per_byte
+
+    return compressed_bits_per_byte("".join(texts).encode("utf-8"))
 
 
 def option_logprobs(model: Any, tokenizer: Any, requests: list[tuple[str, str]]) -> list[tuple[float, int]]:

@@ -19,6 +19,7 @@ from pgt.study.results import METRICS, ModelRow, StudyResults
 
 REPORT_FILE = "report.md"
 PLOTS = {"depth": "report-depth.png", "loss": "report-loss-curves.png", "tune": "report-tune.png"}
+COMPRESSORS = {"bz2_bpb": "bzip2 -9", "xz_bpb": "xz -9e"}  # pgt.growth.validation's figures, as labelled there
 PALETTE = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown", "tab:pink", "tab:olive",
            "tab:cyan", "black")
 
@@ -62,8 +63,8 @@ def models_section(results: StudyResults) -> list[str]:
         rows.append([f"`{row.key}` {row.label}", row.kind, blocks, f"{row.training_tokens:,}",
                      f"{row.training_flops:.3g}", f"held-out `{row.scoring_id}`",
                      *(_cell(row, "bpb", c, 3) for c in codes), *(_cell(row, "cloze", c, 2) for c in codes)])
-    for name in ("bz2", "lzma"):
-        rows.append([f"{name} (compressor)", "compressor", "–", "–", "–", f"held-out `{results.scoring_id}`",
+    for name, label in COMPRESSORS.items():
+        rows.append([f"{label} (compressor)", "compressor", "–", "–", "–", f"held-out `{results.scoring_id}`",
                      *(f"{results.compressors[c][name]:.3f}" for c in codes), *("–" for _ in codes)])
     items = results.rows[0].cloze_items if results.rows else {}
     return ["## Models", "", *markdown_table(header, rows), "",
@@ -97,8 +98,8 @@ def plot_depth(results: StudyResults, path: Path) -> None:
                 series.append(Series(f"{row.key} ({where})", span, [value.mean] * 2,
                                      style={"linestyle": "--", "color": colour[row.key]}))
             if metric == "bpb":
-                for name, style in (("bz2", ":"), ("lzma", "-.")):
-                    series.append(Series(name, span, [results.compressors[code][name]] * 2,
+                for (name, label), style in zip(COMPRESSORS.items(), (":", "-."), strict=True):
+                    series.append(Series(label, span, [results.compressors[code][name]] * 2,
                                          style={"linestyle": style, "color": "grey"}))
             else:
                 series.append(Series("chance", span, [results.cloze_chance] * 2,
@@ -155,6 +156,8 @@ def write_study_report(out: Path, results: StudyResults) -> Path:
     lines = [f"# pgt study: `{results.out}`", "",
              f"`{results.command}` — scale **{results.scale}**, {results.seeds} seeds, languages "
              f"{', '.join(results.languages)}, written {results.created}.", "",
+             f"Every arm stands on the substrate `{results.substrate.path}`: {results.substrate.describe()}; "
+             "the frozen-random control has its tokenizer and shape.", "",
              *claims_section(results), *models_section(results),
              "## Plots", "",
              f"![held-out metrics against depth]({PLOTS['depth']})", "",

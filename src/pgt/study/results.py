@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pgt.records import Record
+from pgt.study.adapter import SubstrateLineage
 from pgt.study.arms import BEST_EXPERT, CLAIMS, MERGE, TUNE_END, TUNE_START, TUNED, Claim
 from pgt.study.stats import Estimate, estimate, paired_difference, verdict
 
@@ -80,8 +81,9 @@ class StudyResults(Record):
     created: str
     languages: list[str]
     scoring_id: str
+    substrate: SubstrateLineage  # what every arm stands on and its full-vocabulary parent
     heldout_documents: int
-    compressors: dict[str, dict[str, float]]  # language -> {bz2, lzma} bits per byte of the held-out text
+    compressors: dict[str, dict[str, float]]  # language -> {bz2_bpb, xz_bpb} of the held-out text
     cloze_chance: float
     rows: list[ModelRow]
     tune_start: list[float]

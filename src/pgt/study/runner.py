@@ -2,7 +2,9 @@
 
   OUT/study-plan.json           the settings (a rerun with others is refused)
   OUT/corpus/                   training JSONL/text per language and the held-out documents
-  OUT/substrate/                the shared substrate (unless --substrate), OUT/substrate-random/ the control
+  OUT/substrate-full/           the full bvv241-2-3 substrate (unless --substrate names one)
+  OUT/substrate/                it trimmed to the training text: every arm stands on it (a trimmed
+                                --substrate is used as is); OUT/substrate-random/ the control
   OUT/data/{all,all-random,expert-a,expert-b}/   token data (`pgt data prepare`)
   OUT/runs/ARM/seed-S/          one normal `pgt grow` run per arm and seed
   OUT/runs/merge/seed-S/        the experts' logit mean (`pgt merge`)
@@ -26,7 +28,7 @@ from pgt.study.arms import ARMS, MERGE, TUNED, Arm
 from pgt.study.corpus import StudyCorpus, parse_corpus_specs, split_corpus
 from pgt.study.results import ModelRow, StudyResults, evaluate_claims
 from pgt.study.scales import Scale
-from pgt.study.scoring import ModelScore, cloze_items, compressor_bits_per_byte, score_model
+from pgt.study.scoring import ModelScore, cloze_items, score_model
 
 PLAN_FILE = "study-plan.json"
 RESULTS_FILE = "study.json"
@@ -88,11 +90,17 @@ def run_study(options: StudyOptions, command: str = "") -> StudyResults:
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # a bar per loaded model would drown the study's own lines
+    hf_logging.set_verbosity_error()  # as would a long-document warning per model (scoring windows them)
     scale, out = options.scale, options.out
     out.mkdir(parents=True, exist_ok=True)
     with run_lock(out):
         languages = parse_corpus_specs(options.corpus)
-        sizes = {k: v for k, v in dataclasses.asdict(scale).items() if k != "device"}  # where, not what
+        where = ("device", "threads")  # where it runs, not what it measures
+        sizes = {k: v for k, v in dataclasses.asdict(scale).items() if k not in where}
+        if scale.threads is not None:
+            import torch
+
+            torch.set_num_threads(scale.threads)
         _check_plan(out, StudyPlan(sizes, options.seeds,
                                    [f"{k}={v}" for k, vs in languages.items() for v in vs],
                                    str(options.substrate) if options.substrate else None))
@@ -125,16 +133,22 @@ def run_study(options: StudyOptions, command: str = "") -> StudyResults:
 
 
 def _substrates(out: Path, options: StudyOptions, corpus: StudyCorpus) -> tuple[Path, Path]:
+    """The trimmed substrate every arm stands on (from --substrate or a new full build) and the random control."""
     from pgt.substrate.store import SUBSTRATE_FILE
 
-    substrate = options.substrate or out / "substrate"
-    if options.substrate is None and not (substrate / SUBSTRATE_FILE).is_file():
-        _say(f"== substrate: bvv241-2-3 at dim {options.scale.dim}, n-grams from the training text")
-        adapter.build_substrate(substrate, [f"{s.language}={s.ngram_file}" for s in corpus.languages],
-                                options.scale.dim, options.progress)
-    dim, _ = adapter.substrate_dim(substrate)
-    if dim % (2 * options.scale.heads):
-        raise PgtError(f"the substrate's dim {dim} does not split into {options.scale.heads} heads of even width")
+    full = options.substrate or out / "substrate-full"
+    if not (full / SUBSTRATE_FILE).is_file():
+        if options.substrate is not None:
+            raise PgtError(f"--substrate {full} is not a substrate directory (no {SUBSTRATE_FILE})")
+        _say(f"== substrate: bvv241-2-3 at dim {options.scale.dim}, n-grams from the training text -> {full}")
+    substrate = adapter.build_substrate(out / "substrate", full,
+                                        [f"{s.language}={s.ngram_file}" for s in corpus.languages],
+                                        [s.train_file for s in corpus.languages], options.scale.dim, options.progress)
+    lineage = adapter.substrate_lineage(substrate)
+    _say(f"== the arms stand on {substrate}: {lineage.describe()}")
+    if lineage.dim % (2 * options.scale.heads):
+        raise PgtError(f"the substrate's dim {lineage.dim} does not split into {options.scale.heads} heads "
+                       "of even width")
     random_substrate = out / "substrate-random"
     if not (random_substrate / SUBSTRATE_FILE).is_file():
         adapter.random_unit_substrate(substrate, random_substrate, seed=0)
@@ -157,9 +171,9 @@ def _score_all(out: Path, corpus: StudyCorpus, options: StudyOptions, substrate:
     from pgt.compose.tune import TUNE_FILE, TuneRecord
 
     scale = options.scale
-    dim, vocab = adapter.substrate_dim(substrate)
+    lineage = adapter.substrate_lineage(substrate)
     items = cloze_items(corpus, scale.cloze_items)
-    shape = dict(d=dim, vocab=vocab, seq_len=scale.seq_len)
+    shape = dict(d=lineage.dim, vocab=lineage.vocab_size, seq_len=scale.seq_len)
     runs = out / "runs"
     rows: dict[str, ModelRow] = {}
 
@@ -209,13 +223,13 @@ def _score_all(out: Path, corpus: StudyCorpus, options: StudyOptions, substrate:
             expert_flops + flops.adapter_tune_flops(**shape, expert_blocks=[n, n], hidden=ADAPTER_HIDDEN,
                                                     tokens=tuned.tokens))
     ordered = list(rows.values())
-    compressors = {s.language: compressor_bits_per_byte(s.heldout) for s in corpus.languages}
+    compressors = {s.language: adapter.compressors(s.heldout) for s in corpus.languages}
     from pgt.study.cloze import CHANCE
 
     return StudyResults(
         out=str(out), command=command or " ".join(sys.argv), scale=scale.name, seeds=options.seeds,
         created=datetime.now(UTC).isoformat(timespec="seconds"), languages=corpus.codes, scoring_id=corpus.scoring_id,
-        heldout_documents=scale.heldout, compressors=compressors, cloze_chance=CHANCE, rows=ordered,
+        substrate=lineage, heldout_documents=scale.heldout, compressors=compressors, cloze_chance=CHANCE, rows=ordered,
         tune_start=[r.start_val_loss for r in tune_records], tune_end=[r.end_val_loss for r in tune_records],
         claims=evaluate_claims(ordered, [r.start_val_loss for r in tune_records],
                                [r.end_val_loss for r in tune_records]))

@@ -1,7 +1,7 @@
 """Scores of one model on the study's held-out text: exact bits per byte and cloze accuracy per language.
 
-Bits per byte come from the evaluation layer's sliding-window scorer over whole held-out
-documents (every byte of every document predicted once); cloze options are scored by the
+Bits per byte are pgt's one figure (pgt.growth.validation, as in the trainer's log and
+`pgt eval`): every token of every whole held-out document predicted once; cloze options are scored by the
 evaluation layer's log-likelihood of each continuation, normalised by its UTF-8 bytes (the
 options differ in length). This module only assembles them: no scoring code of its own.
 The result is saved as MODEL_DIR/study/<scoring id>.json (beside, not among, `pgt eval`'s
@@ -10,9 +10,6 @@ results), so a model scored on other held-out text keeps both files, and a rerun
 
 from __future__ import annotations
 
-import bz2
-import lzma
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,8 +63,8 @@ def score_model(model_dir: Path, corpus: StudyCorpus, items: dict[str, list[Cloz
     model, tokenizer = adapter.load(model_dir, device)
     bpb, n_bytes, cloze, n_items = {}, {}, {}, {}
     for split in corpus.languages:
-        nats, size = adapter.text_nats(model, tokenizer, split.heldout)
-        bpb[split.language], n_bytes[split.language] = nats / math.log(2) / size, size
+        heldout = adapter.heldout_score(model, tokenizer, split.heldout)
+        bpb[split.language], n_bytes[split.language] = heldout.bits_per_byte, heldout.n_bytes
         language_items = items[split.language]
         n_items[split.language] = len(language_items)
         if language_items:
@@ -75,14 +72,3 @@ def score_model(model_dir: Path, corpus: StudyCorpus, items: dict[str, list[Cloz
     score = ModelScore(str(model_dir), corpus.scoring_id, bpb, n_bytes, cloze, n_items)
     score.save(path)
     return score
-
-
-def compressor_bits_per_byte(texts: list[str]) -> dict[str, float]:
-    """bz2 and lzma (xz, preset 9) bits per byte of the held-out documents, concatenated.
-
-    The growth layer is adding these figures for the validation sample; until it does, the
-    study computes them for its own held-out text here.
-    """
-    data = "\n".join(texts).encode("utf-8")
-    return {"bz2": 8 * len(bz2.compress(data, 9)) / len(data),
-            "lzma": 8 * len(lzma.compress(data, preset=9)) / len(data)}
