@@ -16,10 +16,9 @@ FORBIDDEN_FLAGS = {"--restart", "--quiet", "--tokenizer", "--hub_split"}
 # Flags whose value is a number that a nan, inf or negative must not reach.
 NUMERIC_FLAGS = {"--workers", "--lr", "--temperature", "--top-p", "--top-k", "--seed", "--batch-size", "--seq-len",
                  "--tokens", "--tokens-per-stage", "--stages", "--max-new-tokens", "--limit", "--min-lr-ratio"}
-# Commands that resume into their --out instead of replacing it (no --overwrite yet; issue 13).
+# Commands whose --out is their own working directory: they resume into it (study, demo) or
+# rewrite their own page in it (report), so there is nothing of the user's to overwrite.
 OUT_WITHOUT_OVERWRITE = {"report", "study", "demo"}
-# Known deviations, to be fixed in the files named (then removed from here).
-HANDLER_EXCEPTIONS = {"report": "eval/report.py sets handler=run"}
 
 
 def _commands() -> list[tuple[str, argparse.ArgumentParser]]:
@@ -62,7 +61,7 @@ def test_command_follows_the_convention(name: str, parser: argparse.ArgumentPars
     epilog = parser.epilog or ""
     assert epilog.startswith("examples:\n") and f"  pgt {name}" in epilog, f"pgt {name}: no examples epilog"
     handler = parser.get_default("handler")
-    assert handler.__name__.startswith("run_") or name in HANDLER_EXCEPTIONS, f"pgt {name}: {handler.__name__}"
+    assert handler.__name__.startswith("run_"), f"pgt {name}: {handler.__name__}"
     flags = _flags(parser)
     assert not FORBIDDEN_FLAGS & set(flags), f"pgt {name}: {FORBIDDEN_FLAGS & set(flags)}"
     if "--no-progress" in flags:

@@ -30,7 +30,7 @@ def _logits(model_dir: Path) -> torch.Tensor:
 
 def test_tuning_the_adapter_lowers_the_loss_and_the_model_reloads(merges, token_data_dir, tmp_path) -> None:
     out = tmp_path / "tuned"
-    config = TuneConfig(tokens=24 * 4 * 32, batch_size=4, seq_len=32, lr=1e-2, eval_every=6, eval_batches=2,
+    config = TuneConfig(tokens=24 * 4 * 32, batch_size=4, seq_len=32, lr=1e-2, eval_every=6, eval_tokens=2048,
                         device="cpu")
     record = tune_merged(merges["adapter"], token_data_dir, out, config)
     assert record.trains == "adapter" and record.steps == 24

@@ -86,27 +86,10 @@ def test_windows_cross_shard_boundaries(data_dir):
     assert np.array_equal(split.read(0, 2 * SHARD_TOKENS + 3), train[: 2 * SHARD_TOKENS + 3])
 
 
-def test_validation_batches_cover_the_split_in_order(data_dir):
-    data = TokenData(data_dir)
-    seq_len, batch_size = 50, 6
-    batches = data.validation_batches(batch_size, seq_len)
-    windows = torch.cat(batches)
-    count = data.validation_windows(seq_len)
-    assert windows.shape == (count, seq_len + 1) and count == (data.validation_tokens - 1) // seq_len
-    assert all(b.shape[0] == batch_size for b in batches[:-1])
-    assert torch.equal(windows[1:, 0], windows[:-1, -1])  # consecutive windows share one token
-    covered = torch.cat([windows[:, :-1].reshape(-1), windows[-1:, -1]]).numpy()
-    assert np.array_equal(covered, stream(data_dir, "validation")[: count * seq_len + 1])
-    assert len(data.validation_batches(batch_size, seq_len, max_batches=2)) == 2
-    assert data.validation_batches(batch_size, seq_len)[0].tolist() == batches[0].tolist()
-
-
 def test_too_short_corpus_for_the_sequence_is_a_clear_error(data_dir):
     data = TokenData(data_dir)
     with pytest.raises(PgtError, match="too few for sequences of"):
         data.train_batch(0, 1, data.train_tokens, seed=0)
-    with pytest.raises(PgtError, match="larger --val-fraction"):
-        data.validation_batches(1, data.validation_tokens)
 
 
 def test_damaged_data_directories_are_refused(data_dir, tmp_path):

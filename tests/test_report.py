@@ -67,7 +67,7 @@ def test_one_row_per_stage_with_the_numbers_of_stage_json(run_dir: Path, tmp_pat
             f"{info['params_total']:,}",
             f"{info['params_trainable']:,}",
             f"{info['tokens_total']:,}",  # every token that trained it, not one stage's share
-            "trainer's validation batches",
+            "trainer's validation sample",
             f"{info['val_loss']:.4f}",
             f"{info['val_bpb']:.4f}",
         ]
@@ -94,7 +94,7 @@ def test_baselines_and_merged_experts_stand_beside_the_deepest_stage(run_dir: Pa
     baseline = json.loads((run_dir / "baselines/monolithic/stage-2/stage.json").read_text())
     assert rows["`baselines/monolithic`"][1] == "monolithic"
     assert rows["`baselines/monolithic`"][3:8] == [f"{baseline['params_total']:,}", f"{baseline['params_trainable']:,}",
-                                                    f"{baseline['tokens_total']:,}", "trainer's validation batches",
+                                                    f"{baseline['tokens_total']:,}", "trainer's validation sample",
                                                     f"{baseline['val_loss']:.4f}"]
     # A merged model has no stage.json: its size comes from its weights, its losses from `pgt eval`, marked so.
     merged = rows["`merged/mean`"]

@@ -3,8 +3,9 @@
 By default only the logit adapter of a `pgt merge --mode adapter` model trains (the experts
 stay as they are); `full=True` trains the whole merged model except the frozen substrate
 embedding (for a `--mode mean` merge too). The learning rate warms up linearly and decays
-by a cosine as `pgt grow`'s does. The validation loss on the data's fixed validation batches
-is measured before the first step (the merge's starting loss) and every `eval_every` steps;
+by a cosine as `pgt grow`'s does. The validation loss (nats per token) on the same fixed
+validation sample the trainer scores (whole documents spread over the data's validation
+split, `pgt.growth.validation`) is measured before the first step (the merge's starting loss) and every `eval_every` steps;
 the curve, with the training loss of every step, is saved as `tune.json` beside the tuned
 model, which is a normal merged-model directory that loads with `pgt.model.load_model`.
 """
@@ -33,7 +34,7 @@ class TuneConfig:
     warmup_steps: float = 0.1  # below 1: a fraction of the steps
     min_lr_ratio: float = 0.1  # cosine floor as a fraction of lr
     eval_every: int = 0  # steps between validation losses (0: about 8 over the run)
-    eval_batches: int = 4  # validation batches per evaluation
+    eval_tokens: int = 16_384  # size of the fixed validation sample (whole documents spread over the split)
     seed: int = 0  # data order
     device: str = "auto"
     progress: bool = False
@@ -82,21 +83,28 @@ def _trainable(model, full: bool, merged_dir: Path) -> list:
 def tune_merged(merged_dir: str | Path, data_dir: str | Path, out: str | Path, config: TuneConfig, *,
                 overwrite: bool = False) -> TuneRecord:
     """Train the merged model in `merged_dir` on `data_dir` and save it to `out` (see the module docstring)."""
+    from pgt.io import output_lock, refuse_existing, refuse_overlap
+
+    merged_dir, data_dir, out = Path(merged_dir), Path(data_dir), Path(out)
+    if config.tokens < 1 or config.batch_size < 1 or config.seq_len < 1 or config.eval_tokens < 1 or not config.lr > 0:
+        raise PgtError("--tokens, --batch-size, --seq-len, --eval-tokens and --lr must be positive")
+    refuse_overlap(out, [merged_dir, data_dir])
+    refuse_existing(out, overwrite=overwrite)
+    with output_lock(out):
+        return _tune(merged_dir, data_dir, out, config, overwrite=overwrite)
+
+
+def _tune(merged_dir: Path, data_dir: Path, out: Path, config: TuneConfig, *, overwrite: bool) -> TuneRecord:
     import torch
 
     from pgt.data.loader import TokenData
     from pgt.growth.trainer import causal_lm_loss, lr_at
-    from pgt.io import atomic_dir, refuse_overlap
+    from pgt.growth.validation import decoder, score_documents, validation_sample
+    from pgt.io import atomic_dir
     from pgt.model import load_model
     from pgt.model.loading import save_model, substrate_meta_of
     from pgt.options import resolve_device
 
-    merged_dir, data_dir, out = Path(merged_dir), Path(data_dir), Path(out)
-    if config.tokens < 1 or config.batch_size < 1 or config.seq_len < 1 or not config.lr > 0:
-        raise PgtError("--tokens, --batch-size, --seq-len and --lr must be positive")
-    refuse_overlap(out, [merged_dir, data_dir])
-    if out.exists() and not overwrite:
-        raise PgtError(f"output directory {out} already exists (choose another --out or pass --overwrite)")
     device = resolve_device(config.device)
     model, tokenizer = load_model(merged_dir, device=device)
     data = TokenData(data_dir)
@@ -106,14 +114,16 @@ def tune_merged(merged_dir: str | Path, data_dir: str | Path, out: str | Path, c
     tokens_per_step = config.batch_size * config.seq_len
     steps = max(1, math.ceil(config.tokens / tokens_per_step))
     eval_every = config.eval_every or max(1, steps // 8)
-    validation = data.validation_batches(config.batch_size, config.seq_len, config.eval_batches)
+    sample = validation_sample(data, config.eval_tokens)
 
     @torch.no_grad()
     def val_loss() -> float:
         model.eval()
-        losses = [float(causal_lm_loss(model, batch.to(device))) * batch[:, 1:].numel() for batch in validation]
+        score = score_documents(lambda ids: model(input_ids=ids, use_cache=False).logits, sample.documents,
+                                decoder(tokenizer), context=config.seq_len + 1, bos_id=tokenizer.bos_token_id,
+                                pad_id=data.eos_id, device=device, batch_size=config.batch_size)
         model.train()
-        return sum(losses) / sum(batch[:, 1:].numel() for batch in validation)
+        return score.nats_per_token
 
     from tqdm.auto import tqdm
 

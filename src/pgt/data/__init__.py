@@ -5,7 +5,6 @@ Text is read by pgt.corpus (resolve_sources), the one corpus reader.
 prepare_token_data(sources, substrate_dir, out)    build a token data directory; returns its Manifest
 held_out_documents(language)                       the validation documents of the default corpus in a language
 TokenData(out).train_batch(step, batch, seq, seed=...)   pure, rank-aware training windows
-TokenData(out).validation_batches(batch, seq)      fixed validation windows (`pgt tune`'s validation loss)
 """
 
 from pgt.data.loader import TokenData

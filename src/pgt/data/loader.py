@@ -145,27 +145,3 @@ class TokenData:
         mine = chosen[rank * batch_size : (rank + 1) * batch_size]
         return torch.from_numpy(np.stack([split.read(int(start), seq_len + 1) for start in mine]))
 
-    def validation_windows(self, seq_len: int) -> int:
-        """How many validation windows of `seq_len + 1` tokens there are (consecutive ones share one token)."""
-        tokens = self.validation_tokens
-        if seq_len < 1 or tokens < seq_len + 1:
-            raise PgtError(
-                f"token data {self.path}: the validation split has {tokens} tokens, too few for sequences "
-                f"of {seq_len} (+1) tokens; use a shorter sequence or prepare with a larger --val-fraction"
-            )
-        return (tokens - 1) // seq_len
-
-    def validation_batches(self, batch_size: int, seq_len: int, max_batches: int | None = None) -> list[torch.Tensor]:
-        """Fixed validation batches: window i is tokens [i * seq_len, i * seq_len + seq_len + 1).
-
-        Every validation token after the first is predicted exactly once over all windows;
-        the last batch may be smaller. `max_batches` keeps only the first batches.
-        """
-        import torch
-
-        split = self.splits["validation"]
-        count = self.validation_windows(seq_len)
-        if max_batches is not None:
-            count = min(count, max_batches * batch_size)
-        windows = [split.read(i * seq_len, seq_len + 1) for i in range(count)]
-        return [torch.from_numpy(np.stack(windows[i : i + batch_size])) for i in range(0, count, batch_size)]

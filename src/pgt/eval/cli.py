@@ -90,7 +90,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     _add_eval_arguments(parser)
     report = options.add_command(subparsers, "report", help="one Markdown page with plots for a growth run",
-                                 handler=report_module.run)
+                                 handler=report_module.run_report)
     report_module.add_arguments(report)  # options, examples and handler live with the report
 
 

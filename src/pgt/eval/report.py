@@ -87,10 +87,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="extra merged-expert model directory (RUN_DIR/merged/* are found on their own)")
     parser.add_argument("--published", metavar="FILE", help="the reference's published-benchmarks.txt "
                         "(default: the figures embedded in pgt, listed in docs/evaluation.md)")
-    parser.set_defaults(handler=run)
+    parser.set_defaults(handler=run_report)
 
 
-def run(args: argparse.Namespace) -> int:
+def run_report(args: argparse.Namespace) -> int:
     """Handler of `pgt report`."""
     figures = pub.load_published(args.published) if args.published else None
     page = write_report(args.run_dir, args.out, baselines=tuple(args.baseline), merged=tuple(args.merged),

@@ -50,7 +50,7 @@ def training_tokens(entry: ModelEntry) -> int | None:
 def scored_on(entry: ModelEntry) -> str:
     """The data the row's losses come from."""
     if entry.stage is not None:
-        return "trainer's validation batches"
+        return "trainer's validation sample"
     result = next((r for r in entry.evals.values() if "bpb" in (r.metric, *r.other_metrics)), None)
     if result is None:
         return "–"
@@ -73,10 +73,10 @@ def _entry_row(entry: ModelEntry, tasks: list[str], budget: int | None = None) -
     ]
 
 
-# Marks losses that come from `pgt eval --task perplexity` rather than the trainer's validation batches.
+# Marks losses that come from `pgt eval --task perplexity` rather than the trainer's validation sample.
 EVAL_MARK = "†"
 EVAL_MARK_NOTE = (f"{EVAL_MARK} From `pgt eval --task perplexity` (held-out documents), not the trainer's "
-                  "validation batches, so not strictly comparable with the unmarked values.")
+                  "validation sample, so not strictly comparable with the unmarked values.")
 
 
 # Marks a row whose training budget differs from the deepest grown stage's.

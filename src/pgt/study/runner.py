@@ -85,12 +85,11 @@ def growth_settings(arm: Arm, seed: int, scale: Scale, substrate: Path, data: Pa
 
 def run_study(options: StudyOptions, command: str = "") -> StudyResults:
     """Run (or resume) the whole study in `options.out`; return its results (also OUT/study.json and the report)."""
-    from pgt.io import run_lock
-
     from transformers.utils import logging as hf_logging
 
+    from pgt.io import run_lock
+
     hf_logging.disable_progress_bar()  # a bar per loaded model would drown the study's own lines
-    hf_logging.set_verbosity_error()  # as would a long-document warning per model (scoring windows them)
     scale, out = options.scale, options.out
     out.mkdir(parents=True, exist_ok=True)
     with run_lock(out):
