@@ -29,7 +29,7 @@ from typing import Any
 
 from pgt import options
 from pgt.errors import PgtError
-from pgt.io import atomic_file, read_json
+from pgt.io import atomic_file
 from pgt.model.architecture import SAMPLING
 from pgt.records import Record
 

@@ -25,7 +25,7 @@ from pgt.eval.report_discovery import RunReport, collect, growth_steps, stage_di
 from pgt.eval.report_markdown import render_markdown
 from pgt.io import atomic_file
 
-__all__ = ["add_arguments", "collect", "growth_steps", "run", "stage_dirs", "write_report"]
+__all__ = ["add_arguments", "collect", "growth_steps", "run_report", "stage_dirs", "write_report"]
 
 EXAMPLES = """examples:
   pgt report runs/demo/run                              # writes runs/demo/run/report.md + PNGs
