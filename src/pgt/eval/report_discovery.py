@@ -21,6 +21,7 @@ from pgt.eval.results import RESULTS_DIRNAME, EvalRecord
 from pgt.growth.metrics import read_metrics
 from pgt.growth.records import RUN_FILE, STAGE_FILE, RunRecord, StageRecord
 from pgt.io import read_json
+from pgt.substrate.health import SubstrateHealth, inspect_substrate
 
 STAGE_DIR = re.compile(r"stage-(\d+)$")
 # The loss-like metrics every model entry can carry; tasks follow them in the tables.
@@ -74,6 +75,7 @@ class RunReport:
     events: list[dict[str, Any]]
     published: pub.PublishedFigures
     notes: list[str] = field(default_factory=list)
+    health: SubstrateHealth | None = None  # the run's substrate on the ids its data uses
 
     @property
     def tasks(self) -> list[str]:
@@ -180,10 +182,21 @@ def collect(run_dir: str | os.PathLike, *, baselines: tuple[str | os.PathLike, .
     events = read_metrics(run_dir)
     if not events:
         notes.append("no training metrics (metrics.jsonl is missing or empty): the loss curve is missing")
-    report = RunReport(run_dir, run, stages, others, events, published or pub.load_published(), notes)
+    report = RunReport(run_dir, run, stages, others, events, published or pub.load_published(), notes,
+                       run_substrate_health(run, notes))
     if stages and not report.tasks:
         notes.append("no task evaluations found (run `pgt eval RUN_DIR/stage-K --task T` to add them)")
     return report
+
+
+def run_substrate_health(run: RunRecord, notes: list[str]) -> SubstrateHealth | None:
+    """`pgt substrate inspect` of the run's substrate on the ids its data uses; None (with a note) where
+    either directory is gone or no longer matches."""
+    try:
+        return inspect_substrate(run.substrate, run.data) if run.substrate and run.data else None
+    except PgtError as exc:
+        notes.append(f"substrate health not measured: {exc}")
+        return None
 
 
 def growth_steps(events: list[dict[str, Any]]) -> list[tuple[int, float, float]]:

@@ -9,6 +9,7 @@ from typing import Any
 
 from pgt.eval import published as pub
 from pgt.eval.report_discovery import LOSS_METRICS, ModelEntry, RunReport, growth_steps
+from pgt.substrate.health import SubstrateHealth
 
 
 def _int(value: Any) -> str:
@@ -119,6 +120,16 @@ def _published_section(report: RunReport) -> list[str]:
     return lines
 
 
+def health_section(health: SubstrateHealth, groups: int = 6) -> list[str]:
+    """`pgt substrate inspect`'s figures for the substrate a run stands on, beside random unit rows."""
+    share = "" if health.data_share_in_groups is None else f", carrying {health.data_share_in_groups:.1%} of its tokens"
+    return ["## Substrate health", "",
+            f"`{health.substrate}` measured on {health.scope} ({health.glyph.rows:,} rows of d = {health.dim}): "
+            f"{len(health.groups):,} groups of ids share one vector ({health.ids_in_groups:,} ids{share}).", "",
+            *markdown_table(["figure", "these rows", "random unit rows"], [list(row) for row in health.rows()]), "",
+            f"Largest groups: {health.largest_groups(groups)}."]
+
+
 def render_markdown(report: RunReport, plots: dict[str, str]) -> str:
     """The page's Markdown; `plots` maps a plot role (loss, depth, comparison) to its file name."""
     run_name = report.run_dir.resolve().name
@@ -143,6 +154,8 @@ def render_markdown(report: RunReport, plots: dict[str, str]) -> str:
         lines += ["No stage has finished yet.", ""]
     if "depth" in plots:
         lines += [f"![metrics against depth]({plots['depth']})", ""]
+    if report.health is not None:
+        lines += [*health_section(report.health), ""]
 
     lines += ["## Loss curve", ""]
     if "loss" in plots:

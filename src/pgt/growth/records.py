@@ -90,5 +90,15 @@ class RunRecord(Record):
     halted: Halt | None = None
     config_changes: list[ConfigChange] = field(default_factory=list)
 
+    @property
+    def substrate(self) -> str | None:
+        """The substrate directory the run trains on (its config's `substrate`)."""
+        return self.config.get("substrate")
+
+    @property
+    def data(self) -> str | None:
+        """The token data directory the run trains on (its config's `data`)."""
+        return self.config.get("data")
+
 
 __all__ = ["RUN_FILE", "STAGE_FILE", "ConfigChange", "Halt", "LoraRecord", "RunRecord", "StageRecord"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +60,7 @@ def build_substrate(
     dim: int | None = None,
     font: str | os.PathLike | None = None,
     layout_engine: str = DEFAULT_LAYOUT_ENGINE,
+    visible_blanks: bool = False,
     workers: int | None = None,
     overwrite: bool = False,
     progress: bool = True,
@@ -71,7 +73,8 @@ def build_substrate(
 with a warning, or with `strict` refused). `from_tokenizer` instead
     keeps an existing Hugging Face tokenizer's vocabulary (family `bvv241-nemo`). `dim`
     defaults to the family's; `font` to `$PGT_FONT`, then Debian's GNU Unifont;
-    `layout_engine` is Pillow's text layout engine (`basic` or `raqm`). The output appears
+    `layout_engine` is Pillow's text layout engine (`basic` or `raqm`); `visible_blanks` (beyond
+    the reference) draws invisible characters visibly and distinctly. The output appears
     atomically; bad input (also an output overlapping an input, or one that cannot be
     written) raises PgtError before the long render.
     """
@@ -126,6 +129,7 @@ with a warning, or with `strict` refused). `from_tokenizer` instead
             token_texts_sha256=texts_sha256(texts),
             pca_fit_rows=fit_rows,
             sources=sources,
+            visible_blanks=visible_blanks,
         )
         matrix = glyph_matrix(
             texts,
@@ -134,8 +138,48 @@ with a warning, or with `strict` refused). `from_tokenizer` instead
             augment=preset.augment,
             font=font_path,
             layout_engine=layout_engine,
+            visible_blanks=visible_blanks,
             fit_rows=fit_rows,
             workers=workers,
             progress=progress,
         )
         return save_substrate(out, tokenizer, matrix, params, overwrite=overwrite, extra_meta=meta)
+
+
+def rebuild_substrate(
+    source_dir: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    visible_blanks: bool,
+    font: str | os.PathLike | None = None,
+    workers: int | None = None,
+    progress: bool = True,
+) -> Path:
+    """The substrate at `source_dir` rendered again with `visible_blanks` set as given: the same tokenizer,
+    token texts, font, cell, augmentation, layout engine and PCA rows, so only that option differs (the
+    `pgt study` twin of a substrate). A trimmed or trained substrate is refused: rebuild its full parent."""
+    from pgt.substrate.font import find_font
+    from pgt.substrate.glyphs import glyph_matrix
+    from pgt.substrate.store import Substrate, save_substrate
+
+    out = Path(out)
+    refuse_existing(out, overwrite=False)
+    source = Substrate.load(source_dir)
+    meta = source.meta
+    if meta.parent_fingerprint is not None or meta.derived_from is not None or meta.embedding_trained:
+        raise PgtError(f"{source_dir} is not a built substrate (trimmed, derived or trained): rebuild its full parent")
+    tokenizer = source.tokenizer
+    ids = list(range(len(tokenizer)))
+    texts = token_texts(tokenizer) if meta.from_tokenizer else tokenizer.convert_ids_to_tokens(ids)
+    if texts_sha256(texts) != meta.params.token_texts_sha256:
+        raise PgtError(f"{source_dir}: its tokenizer does not give back the token texts it was rendered from")
+    font_path = find_font(font)
+    if file_sha256(font_path) != meta.params.font.sha256:
+        raise PgtError(f"font {font_path} is not the one {source_dir} was built with ({meta.params.font.name})")
+    with output_lock(out):
+        matrix = glyph_matrix(texts, cell=meta.cell, dim=meta.dim, augment=meta.augment, font=font_path,
+                              layout_engine=meta.layout_engine, visible_blanks=visible_blanks,
+                              fit_rows=meta.params.pca_fit_rows, workers=workers, progress=progress)
+        params = replace(meta.params, visible_blanks=visible_blanks)
+        kept = ("reference_vocab_size", "byte_fallback_tokens", "ngrams", "ngrams_dropped", "from_tokenizer")
+        return save_substrate(out, tokenizer, matrix, params, extra_meta={k: getattr(meta, k) for k in kept})

@@ -78,6 +78,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     build.add_argument("--font", metavar="PATH", help="glyph font file (default: $PGT_FONT, else GNU Unifont)")
     build.add_argument("--layout-engine", choices=list(LAYOUT_ENGINES), default=DEFAULT_LAYOUT_ENGINE,
                        help=f"Pillow's text layout engine (default: {DEFAULT_LAYOUT_ENGINE}; recorded in substrate.json)")  # fmt: skip
+    build.add_argument("--visible-blanks", action="store_true",
+                       help="beyond the reference: draw invisible characters (space, tab, newline, no-break space, "
+                            "other control, format and blank characters) as Control Pictures or boxed hex code "
+                            "points, so they get distinct vectors (off by default; in the fingerprint)")  # fmt: skip
     options.add_workers(build, "glyph-rendering processes")
     options.add_progress(build)
     options.add_out(build, "substrate directory to create")
@@ -98,6 +102,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     _register_trim(commands)
 
+    inspect = options.add_command(
+        commands,
+        "inspect",
+        help="how distinct a substrate's rows are: identical vectors, nearest-neighbour cosines, effective dimension",
+        description="Report groups of ids whose vectors are identical (with their texts and, with --data, the share "
+        "of the data's tokens they carry), the distribution of each row's nearest-neighbour cosine, the mean pairwise "
+        "cosine and the participation ratio (effective dimension), beside the same figures for random unit rows of "
+        "the same shape. With --data only the ids the data uses are measured.",
+        examples=["pgt substrate inspect substrates/t --data runs/data",
+                  "pgt substrate inspect substrates/full --groups 20 --json health.json"],
+        handler=run_substrate_inspect,
+    )
+    inspect.add_argument("substrate", metavar="SUBSTRATE", help="the substrate directory to measure")
+    inspect.add_argument("--data", metavar="DIR", help="token data prepared with SUBSTRATE: measure the ids it uses")
+    inspect.add_argument("--groups", type=options.positive_int, default=10, metavar="N",
+                         help="identical groups to list (default 10)")
+    inspect.add_argument("--json", metavar="FILE", help="also write every figure and group as JSON here")
+
     tokenize = options.add_command(
         subparsers,
         "tokenize",
@@ -111,7 +133,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_substrate(args: argparse.Namespace) -> int:
-    raise PgtError("give a command: pgt substrate build|show|trim … (see pgt substrate --help)")
+    raise PgtError("give a command: pgt substrate build|show|trim|inspect … (see pgt substrate --help)")
 
 
 def _register_trim(commands: argparse._SubParsersAction) -> None:
@@ -126,6 +148,7 @@ def _register_trim(commands: argparse._SubParsersAction) -> None:
         examples=[
             "pgt substrate trim substrates/full --corpus default --out substrates/fortunes",
             "pgt substrate trim substrates/full --data runs/data --out substrates/trimmed  # ids from token data",
+            "pgt substrate trim substrates/full --corpus default --recentre --out substrates/centred  # beyond",
             "# experts to merge: one trim on the union of their corpora",
             "pgt substrate trim substrates/full --corpus corpus/en corpus/ru.jsonl --out substrates/en-ru",
         ],
@@ -136,6 +159,9 @@ def _register_trim(commands: argparse._SubParsersAction) -> None:
     corpus.add_argument("--data", metavar="DIR", help="token data prepared with SUBSTRATE (`pgt data prepare`)")
     corpus.add_argument("--corpus", nargs="+", metavar="SOURCE",
                         help="text sources as `pgt data prepare` takes them (files, directories, default)")
+    trim.add_argument("--recentre", action="store_true",
+                      help="beyond the reference: subtract the kept rows' mean from every row and renormalise, "
+                           "removing the offset the kept rows share (off by default; in trim.json and the fingerprint)")
     options.add_out(trim, "trimmed substrate directory to create")
 
 
@@ -144,11 +170,22 @@ def run_substrate_trim(args: argparse.Namespace) -> int:
 
     started = time.perf_counter()
     record = trim_substrate(args.substrate, args.out, data=args.data, corpus=args.corpus or (),
-                            overwrite=args.overwrite)  # fmt: skip
+                            recentre=args.recentre, overwrite=args.overwrite)  # fmt: skip
     print(f"trimmed {args.substrate} to {args.out} in {time.perf_counter() - started:.1f} s: "
           f"{record.vocab_size:,} of {record.parent_vocab_size:,} ids ({record.corpus_ids:,} used by "
           f"{record.corpus_tokens:,} corpus tokens, {record.merge_ids:,} merge halves, {record.special_ids} specials, "
           f"{record.byte_ids} byte tokens); parent {record.parent_fingerprint}")  # fmt: skip
+    return 0
+
+
+def run_substrate_inspect(args: argparse.Namespace) -> int:
+    from pgt.substrate.health import inspect_substrate
+
+    health = inspect_substrate(args.substrate, args.data)
+    print("\n".join(health.summary(args.groups)))
+    if args.json:
+        health.save(args.json)
+        print(f"wrote {args.json}")
     return 0
 
 
@@ -171,6 +208,7 @@ def run_substrate_build(args: argparse.Namespace) -> int:
         dim=args.dim,
         font=args.font,
         layout_engine=args.layout_engine,
+        visible_blanks=args.visible_blanks,
         workers=options.workers(args),
         overwrite=args.overwrite,
         progress=options.show_progress(args),
@@ -224,7 +262,7 @@ def run_substrate_show(args: argparse.Namespace) -> int:
         from PIL import Image
 
         meta = substrate.meta
-        bitmap = render_bitmap(text, meta.cell, args.font, meta.augment, meta.layout_engine)
+        bitmap = render_bitmap(text, meta.cell, args.font, meta.augment, meta.layout_engine, meta.params.visible_blanks)
         with atomic_file(args.png, "wb") as handle:
             Image.fromarray(((~bitmap) * 255).astype("uint8")).save(handle, format="PNG")
         print(f"wrote {args.png}")

@@ -10,6 +10,7 @@ reference's published run used is unknown, so it is a recorded build parameter.
 from __future__ import annotations
 
 import os
+import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -87,12 +88,28 @@ class GlyphTile:
         return self.pixels is None or bool(np.isin(self.pixels, (BLACK, WHITE)).all())
 
 
-class GlyphFont:
-    """The glyph font at size `cell`: draws one character centred in its cell."""
+# Visible forms of invisible characters (the `visible_blanks` build option, beyond the reference):
+# Unicode's Control Pictures for the C0 controls, space and DEL, the open box for no-break space;
+# every other invisible character is drawn as its code point in hex digits inside a box.
+CONTROL_PICTURES = {chr(code): chr(0x2400 + code) for code in range(0x20)} | {
+    " ": "\u2420", "\x7f": "\u2421", "\u00a0": "\u2423"}
+INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Zs", "Zl", "Zp"})  # controls, format characters, separators
 
-    def __init__(self, path: Path, cell: int, layout_engine: str = DEFAULT_LAYOUT_ENGINE):
+
+class GlyphFont:
+    """The glyph font at size `cell`: draws one character centred in its cell.
+
+    With `visible_blanks`, an invisible character (a control, format or separator character: space,
+    tab, newline, no-break space, …) or one the font draws no ink for is drawn in a visible form instead
+    (`CONTROL_PICTURES`, else its hex code point in a box), so no two of them look alike.
+    """
+
+    def __init__(self, path: Path, cell: int, layout_engine: str = DEFAULT_LAYOUT_ENGINE,
+                 visible_blanks: bool = False):
         self.cell = cell
+        self.path, self.layout_engine = path, layout_engine
         self.font = _pil_font(path, cell, layout_engine)
+        self.visible_blanks = visible_blanks
 
     def draw(self, draw: ImageDraw.ImageDraw, char: str, cell_x: int, cell_y: int = 0) -> None:
         """Draw `char` black, centred by its bounding box in the cell whose top-left is (cell_x, cell_y).
@@ -100,13 +117,45 @@ class GlyphFont:
         x = cell_x + (cell − w)//2, y = cell_y + (cell − h)//2 − top. As in the reference, a
         character whose drawing raises leaves its cell blank.
         """
+        if self.visible_blanks and self.is_invisible(char):
+            if char not in CONTROL_PICTURES:
+                self._draw_hex_box(draw, ord(char), cell_x, cell_y)
+                return
+            char = CONTROL_PICTURES[char]
+        self._draw_centred(draw, char, self.font, self.cell, cell_x, cell_y)
+
+    @staticmethod
+    def _draw_centred(draw: ImageDraw.ImageDraw, char: str, font: ImageFont.FreeTypeFont, cell: int, cell_x: int,
+                      cell_y: int) -> None:
         try:
-            left, top, right, bottom = draw.textbbox((0, 0), char, font=self.font)
-            x = cell_x + (self.cell - (right - left)) // 2
-            y = cell_y + (self.cell - (bottom - top)) // 2 - top
-            draw.text((x, y), char, font=self.font, fill=BLACK)
+            left, top, right, bottom = draw.textbbox((0, 0), char, font=font)
+            x = cell_x + (cell - (right - left)) // 2
+            y = cell_y + (cell - (bottom - top)) // 2 - top
+            draw.text((x, y), char, font=font, fill=BLACK)
         except Exception:  # noqa: BLE001 - the reference blanks the cell on any failure (e.g. raqm_layout() failing)
             return
+
+    def is_invisible(self, char: str) -> bool:
+        """A control, format or separator character (invisible in text, even where Unifont draws a dashed box
+        for it), or one whose glyph has no ink or cannot be drawn."""
+        if unicodedata.category(char) in INVISIBLE_CATEGORIES:
+            return True
+        try:
+            return self.font.getmask(char).getbbox() is None
+        except Exception:  # noqa: BLE001 - a glyph the layout engine cannot draw is blank in the reference
+            return True
+
+    def _draw_hex_box(self, draw: ImageDraw.ImageDraw, code: int, cell_x: int, cell_y: int) -> None:
+        """The code point's hex digits in two rows inside a one-pixel box the size of the cell."""
+        digits = f"{code:04X}" if code <= 0xFFFF else f"{code:06X}"
+        columns = len(digits) // 2
+        small = max(1, self.cell // columns)
+        font = _pil_font(self.path, small, self.layout_engine)
+        draw.rectangle((cell_x, cell_y, cell_x + self.cell - 1, cell_y + self.cell - 1), outline=BLACK)
+        for index, digit in enumerate(digits):
+            row, column = divmod(index, columns)
+            self._draw_centred(draw, digit, font, small, cell_x + column * small,
+                               cell_y + row * (self.cell // 2) + (self.cell // 2 - small) // 2)
 
     def tile(self, char: str) -> GlyphTile:
         """Draw `char` alone with a one-cell margin all round and keep just its ink."""

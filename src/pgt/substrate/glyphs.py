@@ -17,7 +17,9 @@ The recipe per token text, at `cell` pixels, as the reference's code does it:
    bilinear), so the resize picks columns of the wide canvas;
 5. bits (1 = black) in `polar_order`; 6. mean-centred PCA to `dim`, rows L2-normalised (`pca.py`).
 
-`augment=None` renders without any augmentation (threshold and resize only).
+`augment=None` renders without any augmentation (threshold and resize only);
+`visible_blanks` (beyond the reference, off by default) draws invisible characters in a
+visible form (`font.GlyphFont`).
 
 Speed: `glyph_bits` draws each distinct character once per process and builds canvases
 from those cached tiles, reuses the random draws per canvas width, and spreads chunks of
@@ -165,9 +167,10 @@ def render_canvas(
     font: str | os.PathLike | None = None,
     augment: AugmentParams | None = None,
     layout_engine: str = DEFAULT_LAYOUT_ENGINE,
+    visible_blanks: bool = False,
 ) -> np.ndarray:
     """Steps 1–3 for one token text: the augmented 1-bit canvas, bool [cell, cell · len(text)], True = black."""
-    glyph_font = GlyphFont(find_font(font), cell, layout_engine)
+    glyph_font = GlyphFont(find_font(font), cell, layout_engine, visible_blanks)
     easy = is_easy(text)
     draws = None if augment is None else _draw_randoms(cell, _canvas_width(text, cell), easy, augment)
     return _augment(_draw_canvas(text, glyph_font), easy, augment, draws)
@@ -179,16 +182,18 @@ def render_bitmap(
     font: str | os.PathLike | None = None,
     augment: AugmentParams | None = None,
     layout_engine: str = DEFAULT_LAYOUT_ENGINE,
+    visible_blanks: bool = False,
 ) -> np.ndarray:
     """Steps 1–4 for one token text: bool [cell, cell], True = black."""
-    return _to_cell(render_canvas(text, cell, font, augment, layout_engine), cell)
+    return _to_cell(render_canvas(text, cell, font, augment, layout_engine, visible_blanks), cell)
 
 
 class _FastRenderer:
     """`render_bitmap` for many texts: cached glyph tiles and per-width random draws."""
 
-    def __init__(self, font: Path, cell: int, augment: AugmentParams | None, layout_engine: str):
-        self.font = GlyphFont(font, cell, layout_engine)
+    def __init__(self, font: Path, cell: int, augment: AugmentParams | None, layout_engine: str,
+                 visible_blanks: bool = False):
+        self.font = GlyphFont(font, cell, layout_engine, visible_blanks)
         self.cell = cell
         self.augment = augment
         self.order = polar_order(cell)
@@ -267,10 +272,11 @@ def _die_with_parent(parent: int) -> None:
         os._exit(1)
 
 
-def _init_worker(parent: int, font: Path, cell: int, augment: AugmentParams | None, layout_engine: str) -> None:
+def _init_worker(parent: int, font: Path, cell: int, augment: AugmentParams | None, layout_engine: str,
+                 visible_blanks: bool) -> None:
     global _worker_renderer
     _die_with_parent(parent)
-    _worker_renderer = _FastRenderer(font, cell, augment, layout_engine)
+    _worker_renderer = _FastRenderer(font, cell, augment, layout_engine, visible_blanks)
 
 
 def _render_chunk(start: int, texts: list[str]) -> tuple[int, np.ndarray]:
@@ -285,6 +291,7 @@ def glyph_bits(
     augment: AugmentParams | None,
     font: str | os.PathLike | None = None,
     layout_engine: str = DEFAULT_LAYOUT_ENGINE,
+    visible_blanks: bool = False,
     workers: int | None = None,
     progress: bool = True,
 ) -> np.ndarray:
@@ -301,7 +308,7 @@ def glyph_bits(
         raise PgtError(f"glyph cell must be a positive number of pixels, got {cell}")
     font_path = find_font(font)
     # Reads the font: a bad one (or engine) fails here, not in a worker.
-    renderer = _FastRenderer(font_path, cell, augment, layout_engine)
+    renderer = _FastRenderer(font_path, cell, augment, layout_engine, visible_blanks)
     workers = workers or available_cpus()
     chunks = [(start, list(texts[start : start + CHUNK_TEXTS])) for start in range(0, len(texts), CHUNK_TEXTS)]
     bits = np.empty((len(texts), cell * cell), dtype=np.uint8)
@@ -319,7 +326,7 @@ def glyph_bits(
                 max_workers=min(workers, len(chunks)),
                 mp_context=_pool_context(),
                 initializer=_init_worker,
-                initargs=(os.getpid(), font_path, cell, augment, layout_engine),
+                initargs=(os.getpid(), font_path, cell, augment, layout_engine, visible_blanks),
             ) as pool:
                 futures = [pool.submit(_render_chunk, start, chunk) for start, chunk in chunks]
                 for future in concurrent.futures.as_completed(futures):
@@ -335,6 +342,7 @@ def glyph_matrix(
     augment: AugmentParams | None,
     font: str | os.PathLike | None = None,
     layout_engine: str = DEFAULT_LAYOUT_ENGINE,
+    visible_blanks: bool = False,
     fit_rows: int | None = None,
     workers: int | None = None,
     progress: bool = True,
@@ -350,7 +358,8 @@ def glyph_matrix(
     if not texts:
         raise PgtError("no token texts to embed")
     bits = glyph_bits(
-        texts, cell=cell, augment=augment, font=font, layout_engine=layout_engine, workers=workers, progress=progress
+        texts, cell=cell, augment=augment, font=font, layout_engine=layout_engine, visible_blanks=visible_blanks,
+        workers=workers, progress=progress,
     )
     return pca_unit_rows(bits, dim, fit_rows=fit_rows, progress=progress)
 

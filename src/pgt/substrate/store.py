@@ -69,6 +69,21 @@ class BuildParams(Record):
     token_texts_sha256: str
     pca_fit_rows: int
     sources: list[dict[str, Any]]
+    # Beyond the reference, both off by default (docs/substrate.md, "Beyond the reference"):
+    visible_blanks: bool = False  # invisible characters drawn as Control Pictures / hex boxes
+    recentred: bool = False  # a trimmed substrate's rows re-centred on their own mean, renormalised
+
+    def fingerprint_json(self) -> dict[str, Any]:
+        """The parameters as the fingerprint hashes them: options left off are omitted, so every
+        substrate built without them keeps the fingerprint it had before they existed."""
+        data = self.to_json()
+        for option in BEYOND_OPTIONS:
+            if not data[option]:
+                del data[option]
+        return data
+
+
+BEYOND_OPTIONS = ("visible_blanks", "recentred")
 
 
 @dataclass
@@ -127,7 +142,7 @@ def fingerprint(matrix: np.ndarray, params: BuildParams) -> str:
     digest = hashlib.sha256()
     digest.update(json.dumps(list(matrix.shape)).encode())
     digest.update(memoryview(matrix).cast("B"))
-    digest.update(json.dumps(params.to_json(), sort_keys=True, ensure_ascii=False).encode())
+    digest.update(json.dumps(params.fingerprint_json(), sort_keys=True, ensure_ascii=False).encode())
     return "sha256:" + digest.hexdigest()
 
 

@@ -60,6 +60,7 @@ class TrimRecord(Record):
     special_ids: int  # named special tokens kept
     byte_ids: int  # byte-fallback tokens kept
     parent_ids: list[int]
+    recentred: bool = False  # rows re-centred on their own mean and renormalised (beyond the reference)
 
     @property
     def vocab_size(self) -> int:
@@ -75,16 +76,22 @@ def load_trim_record(substrate_dir: str | os.PathLike) -> TrimRecord | None:
 # ---------------------------------------------------------------- the ids a corpus uses
 
 
-def ids_in_token_data(data_dir: str | os.PathLike, parent: Substrate) -> tuple[np.ndarray, int]:
-    """Distinct ids (sorted) and the token count of both splits of a `pgt data prepare` directory."""
+def token_counts(data_dir: str | os.PathLike, substrate: Substrate) -> np.ndarray:
+    """How often each id occurs in both splits of a `pgt data prepare` directory made with `substrate`."""
     from pgt.data.loader import TokenData
 
     data = TokenData(data_dir)
-    data.check_tokenizer(parent.fingerprint)
-    counts = np.zeros(parent.vocab_size, dtype=np.int64)
+    data.check_tokenizer(substrate.fingerprint)
+    counts = np.zeros(substrate.vocab_size, dtype=np.int64)
     for split in data.splits.values():
         for start in range(0, split.tokens, 1 << 24):
-            counts += np.bincount(split.read(start, min(1 << 24, split.tokens - start)), minlength=parent.vocab_size)
+            counts += np.bincount(split.read(start, min(1 << 24, split.tokens - start)), minlength=substrate.vocab_size)
+    return counts
+
+
+def ids_in_token_data(data_dir: str | os.PathLike, parent: Substrate) -> tuple[np.ndarray, int]:
+    """Distinct ids (sorted) and the token count of both splits of a `pgt data prepare` directory."""
+    counts = token_counts(data_dir, parent)
     return np.flatnonzero(counts), int(counts.sum())
 
 
@@ -176,18 +183,32 @@ def _build_tokenizer(parent: Substrate, backend_json: dict[str, Any]):
     )  # fmt: skip
 
 
+def recentre_rows(matrix: np.ndarray) -> np.ndarray:
+    """Rows minus their mean, L2-normalised (a row equal to the mean stays zero).
+
+    The PCA is centred on every glyph of the full layout (mostly CJK), so the few thousand rows
+    a corpus keeps share one direction; centring them on their own mean removes it.
+    """
+    centred = matrix.astype(np.float64) - matrix.astype(np.float64).mean(axis=0)
+    norms = np.linalg.norm(centred, axis=1, keepdims=True)
+    return (centred / np.where(norms > 0, norms, 1.0)).astype(np.float32)
+
+
 def trim_substrate(
     substrate_dir: str | os.PathLike,
     out: str | os.PathLike,
     *,
     data: str | os.PathLike | None = None,
     corpus: Sequence[str] = (),
+    recentre: bool = False,
     overwrite: bool = False,
 ) -> TrimRecord:
     """Write the substrate of `substrate_dir` trimmed to the ids of `data` (token data) or `corpus` (sources) to `out`.
 
     Exactly one of `data` (a `pgt data prepare` directory made with this substrate) and `corpus`
-    (sources as `pgt data prepare` takes them) says which tokens stay. Returns the trim record.
+    (sources as `pgt data prepare` takes them) says which tokens stay. With `recentre` (beyond
+    the reference) the kept rows are re-centred on their own mean and renormalised
+    (`recentre_rows`). Returns the trim record.
     """
     from pgt.substrate.store import Substrate, save_substrate
 
@@ -224,13 +245,16 @@ def trim_substrate(
         sources=[str(Path(data).resolve())] if data is not None else list(corpus),
         corpus_tokens=corpus_tokens, corpus_ids=len(used), merge_ids=len(with_merges - used_tokens),
         special_ids=len(specials - with_merges), byte_ids=len(bytes_ - with_merges - specials), parent_ids=kept,
+        recentred=recentre,
     )  # fmt: skip
     tokenizer = _build_tokenizer(parent, _trimmed_backend_json(backend, kept, id_to_token))
     matrix = parent.embeddings.numpy()[np.asarray(kept)]
+    if recentre:
+        matrix = recentre_rows(matrix)
     # The fingerprinted params are the parent's with the trimmed token texts, so two trims differ in their
     # fingerprints whenever their vocabularies differ (identical glyphs would give identical rows).
     texts = [id_to_token[parent_id] for parent_id in kept]
-    params = replace(parent.meta.params, token_texts_sha256=hashlib.sha256(
+    params = replace(parent.meta.params, recentred=recentre, token_texts_sha256=hashlib.sha256(
         json.dumps(texts, ensure_ascii=False).encode()).hexdigest())  # fmt: skip
     extra = {"parent_fingerprint": parent.fingerprint, "byte_fallback_tokens": parent.meta.byte_fallback_tokens,
              "from_tokenizer": parent.meta.from_tokenizer}  # fmt: skip
