@@ -1,4 +1,5 @@
-"""The verdict rule and the FLOPs formula of `pgt study`, on constructed numbers."""
+"""The verdict rule, Holm's correction, the undertrained rule, the best-expert choice and the FLOPs formula of
+`pgt study`, on constructed numbers."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ import math
 import pytest
 
 from pgt.study import flops
-from pgt.study.stats import Estimate, estimate, paired_difference, verdict
+from pgt.study.results import ModelRow, below_anchor, best_expert, judge_family
+from pgt.study.stats import Estimate, estimate, family_verdict, holm, p_value, paired_difference, verdict
 
 
 def test_estimate_is_the_student_t_interval() -> None:
@@ -54,3 +56,58 @@ def test_flops_of_growth_and_monolithic() -> None:
     grown = flops.grown_flops(d=d, vocab=vocab, seq_len=seq, stages=n, tokens_per_stage=tokens)
     assert grown == pytest.approx(tokens * sum((k + 2) * block + 3 * head for k in range(1, n + 1)))
     assert grown < mono  # a grown step backpropagates through one block only
+
+
+def test_holm_adjusts_in_order_and_skips_untested() -> None:
+    # m = 3 tested: 0.01 x 3 = 0.03, 0.02 x 2 = 0.04, 0.04 x 1 = 0.04 (kept non-decreasing)
+    adjusted = holm([0.04, None, 0.01, 0.02])
+    assert adjusted[1] is None and adjusted[0] == pytest.approx(0.04) and adjusted[2] == pytest.approx(0.03)
+    assert holm([0.5, 0.6]) == pytest.approx([1.0, 1.0])  # capped at 1
+    assert holm([]) == []
+
+
+def test_p_value_is_the_paired_t_test() -> None:
+    from scipy import stats as scipy_stats
+
+    values = [0.30, 0.10, 0.25]
+    expected = scipy_stats.ttest_1samp(values, 0.0).pvalue
+    assert p_value(estimate(values), values) == pytest.approx(expected)
+    assert p_value(estimate([0.2, 0.2]), [0.2, 0.2]) is None  # no spread: no test
+
+
+def test_a_family_verdict_needs_the_adjusted_p_below_alpha() -> None:
+    assert family_verdict(Estimate(0.3, 0.1, 3), 0.01) == "holds"
+    assert family_verdict(Estimate(-0.3, 0.1, 3), 0.01) == "reversed"
+    assert family_verdict(Estimate(0.3, 0.1, 3), 0.06) == "inconclusive at this scale"
+    assert family_verdict(Estimate(0.3, None, 3), None) == "inconclusive at this scale"
+
+
+def _row(key: str, bpb: dict[str, list[float]], *, kind: str = "baseline", trained=("en", "ru"), tokens: int = 100,
+         validation: dict[str, list[float]] | None = None) -> ModelRow:
+    return ModelRow(key=key, label=key, family="embeddings", kind=kind, blocks=1, runs=[], training_tokens=tokens,
+                    training_flops=1.0, trained_parameters=10, lr=1e-3, trained_languages=list(trained),
+                    scoring_id="s", bits_per_byte=bpb, cloze_accuracy={}, cloze_items={},
+                    validation_bits_per_byte=validation or bpb)
+
+
+def test_undertrained_arms_get_no_verdict_and_do_not_count_among_the_tests() -> None:
+    anchors = {"en": 3.0, "ru": 2.0}
+    glyph = _row("glyph", {"en": [2.50, 2.52, 2.51], "ru": [1.90, 1.91, 2.30]})  # ru: interval reaches the anchor
+    trainable = _row("trainable", {"en": [2.80, 2.83, 2.81], "ru": [1.70, 1.71, 1.72]})
+    rows = [glyph, trainable, *(_row(k, {"en": [2.6, 2.61, 2.6], "ru": [1.8, 1.81, 1.8]})
+                                for k in ("frozen-random", "glyph-shuffled", "glyph-recentred", "glyph-visible"))]
+    comparisons, tested = judge_family("embeddings", rows, ["en", "ru"], anchors, [], [])
+    first = {c.scope: c for c in comparisons if c.claim == "glyph-vs-trainable"}
+    assert first["ru"].verdict == "undertrained: no verdict" and "glyph:ru" in first["ru"].note
+    assert first["ru"].p_holm is None
+    assert first["en"].verdict == "holds" and first["en"].p_holm >= first["en"].p_value
+    assert tested == sum(c.p_holm is not None for c in comparisons) < len(comparisons)
+    # every arm below the anchor everywhere: the same numbers give a verdict
+    assert below_anchor([1.90, 1.91, 1.92], 2.0) and not below_anchor([1.90, 1.91, 2.30], 2.0)
+
+
+def test_the_best_expert_is_chosen_on_validation_documents_not_on_the_held_out_text() -> None:
+    a = _row("expert-a", {"en": [2.0, 2.0]}, kind="expert", trained=("en", "ru"), validation={"en": [3.0, 1.0]})
+    b = _row("expert-b", {"en": [1.0, 1.0]}, kind="expert", trained=("en", "de"), validation={"en": [2.0, 2.0]})
+    chosen = best_expert({"expert-a": a, "expert-b": b}, "en")
+    assert [row.key for row in chosen] == ["expert-b", "expert-a"]  # seed 1 picks a, though b scores better held out

@@ -43,14 +43,14 @@ def documents(sources: list[str]) -> Iterator[str]:
 
 
 def build_substrate(out: Path, full: Path, ngram_corpus: list[str], train_corpus: list[str], dim: int,
-                    progress: bool) -> Path:
-    """The shared substrate of all arms: `full` trimmed to the study's training text, in `out`.
+                    progress: bool, *, recentre: bool = False) -> Path:
+    """A substrate of all arms: `full` trimmed to the study's training text, in `out`.
 
     A missing `full` is built first (bvv241-2-3, n-grams mined from `ngram_corpus`); a `full`
-    that is already trimmed (`pgt substrate trim`) is returned as is. The trim keeps exactly the
-    ids the training text encodes to (docs/trimming.md): the output head shrinks from 65,792
-    rows to a few thousand, and held-out text the training text lacks falls back to byte tokens,
-    losslessly, so no held-out document shapes the vocabulary either.
+    that is already trimmed (`pgt substrate trim`) is returned as is. The trim keeps exactly the ids the training text encodes to
+    (docs/trimming.md), `recentre`d if asked: the output head shrinks from 65,792 rows to a few
+    thousand, and held-out text the training text lacks falls back to byte tokens, losslessly,
+    so no held-out document shapes the vocabulary either.
     """
     from pgt.substrate.build import build_substrate as build
     from pgt.substrate.store import SUBSTRATE_FILE
@@ -61,7 +61,17 @@ def build_substrate(out: Path, full: Path, ngram_corpus: list[str], train_corpus
     if load_trim_record(full) is not None:
         return full
     if not (out / SUBSTRATE_FILE).is_file():  # published atomically: present means finished
-        trim_substrate(full, out, corpus=train_corpus)
+        trim_substrate(full, out, corpus=train_corpus, recentre=recentre)
+    return out
+
+
+def visible_twin(full: Path, out: Path, progress: bool) -> Path:
+    """`full` rendered again with invisible characters drawn visibly (the same tokenizer and recipe otherwise)."""
+    from pgt.substrate.build import rebuild_substrate
+    from pgt.substrate.store import SUBSTRATE_FILE
+
+    if not (out / SUBSTRATE_FILE).is_file():
+        rebuild_substrate(full, out, visible_blanks=True, progress=progress)
     return out
 
 
@@ -93,21 +103,46 @@ def substrate_lineage(substrate: Path) -> SubstrateLineage:
                             trim.parent_vocab_size if trim else None)
 
 
-def random_unit_substrate(glyph: Path, out: Path, seed: int) -> Path:
-    """The control: the glyph substrate's tokenizer with a random matrix of the same shape, unit rows."""
+def control_substrate(glyph: Path, out: Path, control: str, seed: int) -> Path:
+    """A control on the glyph substrate's tokenizer: `random` unit rows of its shape, or its rows `shuffled`
+    across ids (the same multiset of rows, so the same geometry, with no visual content behind each id)."""
     import dataclasses
 
     import numpy as np
 
-    from pgt.substrate.store import Substrate, save_substrate
+    from pgt.substrate.health import random_unit_matrix
+    from pgt.substrate.store import SUBSTRATE_FILE, Substrate, save_substrate
 
+    if (out / SUBSTRATE_FILE).is_file():
+        return out
     source = Substrate.load(glyph)
-    matrix = np.random.default_rng(seed).standard_normal(tuple(source.embeddings.shape)).astype(np.float32)
-    matrix /= np.linalg.norm(matrix, axis=1, keepdims=True)
+    rows = source.embeddings.numpy()
+    if control == "random":
+        matrix = random_unit_matrix(rows.shape, seed)
+    else:
+        matrix = rows[np.random.default_rng(seed).permutation(len(rows))]
     # Recorded among the sources, so the fingerprint says this is not the glyph matrix.
     params = dataclasses.replace(source.meta.params, sources=[*source.meta.params.sources,
-                                                              {"control": "random unit rows", "seed": seed}])
+                                                              {"control": CONTROLS[control], "seed": seed}])
     return save_substrate(out, source.tokenizer, matrix, params, extra_meta={"derived_from": source.fingerprint})
+
+
+CONTROLS = {"random": "random unit rows", "shuffled": "glyph rows shuffled across ids"}
+
+
+def substrate_health(substrate: Path, data: Path, out: Path) -> Any:
+    """`pgt substrate inspect SUBSTRATE --data DATA` (a SubstrateHealth), saved at `out` and reused."""
+    from pgt.substrate.health import SubstrateHealth, inspect_substrate
+
+    if out.is_file():
+        return SubstrateHealth.load(out)
+    health = inspect_substrate(substrate, data)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    health.save(out)
+    return health
+
+
+VALIDATION_BYTES = 60_000  # the data's validation split: the learning-rate sweeps are decided on it
 
 
 def prepare_data(sources: list[str], substrate: Path, out: Path, progress: bool) -> Path:
@@ -116,8 +151,8 @@ def prepare_data(sources: list[str], substrate: Path, out: Path, progress: bool)
     from pgt.data.prepare import prepare_token_data
 
     if not (out / MANIFEST_FILE).is_file():
-        prepare_token_data(sources, substrate, out, workers=min(2, os.cpu_count() or 1), min_val_bytes=20_000,
-                           progress=progress)
+        prepare_token_data(sources, substrate, out, workers=min(2, os.cpu_count() or 1),
+                           min_val_bytes=VALIDATION_BYTES, progress=progress)
     return out
 
 
@@ -137,11 +172,17 @@ def stage_dirs(run_dir: Path) -> list[Path]:
     return dirs(run_dir)
 
 
-def stage_tokens(stage_dir: Path) -> int:
-    """Every training token of the run up to and including this stage (stage.json's tokens_total)."""
+def stage_record(stage_dir: Path) -> Any:
+    """The stage's StageRecord: its tokens, validation loss on the training data's validation split, parameters."""
     from pgt.growth.records import STAGE_FILE, StageRecord
 
-    return StageRecord.load(stage_dir / STAGE_FILE).tokens_total
+    return StageRecord.load(stage_dir / STAGE_FILE)
+
+
+def tune_record(out: Path) -> Any:
+    from pgt.compose.tune import TUNE_FILE, TuneRecord
+
+    return TuneRecord.load(out / TUNE_FILE)
 
 
 def read_metrics(run_dir: Path) -> list[dict[str, Any]]:

@@ -2,9 +2,11 @@
 
 Held-out documents are the `heldout` ones per language with the smallest salted sha256 of
 their text (the same documents whatever the file order, and independent of the hash with
-which `pgt data prepare` picks its own validation split); the rest, in reading order and
-capped at `max_train`, is training text. Nothing held out is ever trained on: the arms' token data is prepared from the
-training documents only (written as JSONL per language under OUT/corpus/).
+which `pgt data prepare` picks its own validation split); the next `validation` ones by the
+same order are validation documents (they choose the best expert, never score a claim); the
+rest, in reading order and capped at `max_train`, is training text. Nothing held out or
+validation is ever trained on: the arms' token data is prepared from the training documents
+only (written as JSONL per language under OUT/corpus/).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ class LanguageSplit(Record):
     train_documents: int
     heldout: list[str]  # the held-out documents themselves
     heldout_sha256: str  # identifies the scoring data
+    validation: list[str]  # documents that choose between models (never trained on, never scored)
 
 
 @dataclass
@@ -57,7 +60,8 @@ class StudyCorpus(Record):
     @property
     def scoring_id(self) -> str:
         """A short id of all held-out text together (names the score files; equal id = equal scoring data)."""
-        digest = hashlib.sha256("".join(s.language + s.heldout_sha256 for s in self.languages).encode())
+        digest = hashlib.sha256("".join(s.language + s.heldout_sha256 + _texts_sha256(s.validation)
+                                        for s in self.languages).encode())
         return digest.hexdigest()[:12]
 
 
@@ -80,17 +84,22 @@ def parse_corpus_specs(specs: list[str] | None) -> dict[str, list[str]]:
 HELDOUT_SALT = b"pgt-study-heldout\x00"
 
 
+def _texts_sha256(texts: list[str]) -> str:
+    return hashlib.sha256("\x00".join(texts).encode("utf-8")).hexdigest()
+
+
 def _key(text: str) -> str:
     return hashlib.sha256(HELDOUT_SALT + text.encode("utf-8")).hexdigest()
 
 
-def split_corpus(languages: dict[str, list[str]], out: Path, *, heldout: int, max_train: int | None) -> StudyCorpus:
+def split_corpus(languages: dict[str, list[str]], out: Path, *, heldout: int, validation: int,
+                 max_train: int | None) -> StudyCorpus:
     """Split every language (see the module docstring) into OUT/corpus/; reuse a finished split."""
     path = out / CORPUS_FILE
     if path.is_file():
         saved = StudyCorpus.load(path)
         if {s.language: s.sources for s in saved.languages} == languages and all(
-                len(s.heldout) == heldout for s in saved.languages):
+                len(s.heldout) == heldout and len(s.validation) == validation for s in saved.languages):
             return saved
         raise PgtError(f"{out} holds a study corpus made from other sources or sizes; choose another --out")
     if "en" not in languages or len(languages) < 3:
@@ -100,11 +109,12 @@ def split_corpus(languages: dict[str, list[str]], out: Path, *, heldout: int, ma
     splits = []
     for lang, sources in languages.items():
         documents = list(dict.fromkeys(adapter.documents(sources)))  # reading order, duplicates once
-        if len(documents) < 2 * heldout:
+        if len(documents) < 2 * (heldout + validation):
             raise PgtError(f"language {lang}: {len(documents)} documents, too few to hold out {heldout} "
-                           "and still train (give more text)")
-        held = sorted(documents, key=_key)[:heldout]
-        kept = set(held)
+                           f"and {validation} for validation and still train (give more text)")
+        ordered = sorted(documents, key=_key)
+        held, chosen = ordered[:heldout], ordered[heldout:heldout + validation]
+        kept = set(held) | set(chosen)
         train = [text for text in documents if text not in kept]
         if max_train is not None:
             train = train[:max_train]
@@ -115,7 +125,7 @@ def split_corpus(languages: dict[str, list[str]], out: Path, *, heldout: int, ma
         with atomic_file(ngram_file, "w", encoding="utf-8") as handle:
             handle.write("\n\n".join(train) + "\n")
         splits.append(LanguageSplit(lang, sources, str(train_file), str(ngram_file), len(train), held,
-                                    hashlib.sha256("\x00".join(held).encode("utf-8")).hexdigest()))
+                                    _texts_sha256(held), chosen))
     corpus = StudyCorpus(splits)
     corpus.save(path)
     return corpus

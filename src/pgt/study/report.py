@@ -1,32 +1,46 @@
 """The study's page: OUT/report.md with its PNGs, from OUT/study.json (read once, through its type).
 
-Order: the claims table (claim, the papers' figure, ours with intervals, the difference with
-its interval, the verdict, what differs in budget or scoring data), the models table (every
-row with its total training tokens, FLOPs and scoring data; experts beside their merge;
-compressors and chance beside the models), the plots, then the published figures, which are
-set beside ours only for the same task under the same protocol (none here).
+Order: how to read the verdicts; per family its comparisons (primary rows first), its models
+(tokens, FLOPs, trained parameters, the swept learning rate, bits per byte beside bzip2 -9),
+its learning-rate sweeps; the substrates' health; the plots; what the study does not show.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from pgt.eval.plots import Panel, Series, plot_panels
+from pgt.eval.plots import PALETTE, Panel, Series, plot_panels
 from pgt.eval.report_markdown import markdown_table
 from pgt.io import atomic_file
 from pgt.study import adapter
-from pgt.study.results import METRICS, ModelRow, StudyResults
+from pgt.study.results import ANCHOR, METRICS, FamilyResults, ModelRow, StudyResults, below_anchor
+from pgt.study.stats import ALPHA
+from pgt.substrate.health import SubstrateHealth
 
 REPORT_FILE = "report.md"
-PLOTS = {"depth": "report-depth.png", "loss": "report-loss-curves.png", "tune": "report-tune.png"}
+PLOTS = {"depth": "report-depth.png", "loss": "report-loss-curves-{family}.png", "tune": "report-tune.png"}
 COMPRESSORS = {"bz2_bpb": "bzip2 -9", "xz_bpb": "xz -9e"}  # pgt.growth.validation's figures, as labelled there
-PALETTE = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown", "tab:pink", "tab:olive",
-           "tab:cyan", "black")
+HEALTH_LABELS = {"glyph": "glyph (reference)", "recentred": "re-centred", "shuffled": "shuffled across ids",
+                 "visible": "visible blanks", "random": "random unit rows"}
+
+NOT_SHOWN = (
+    "- **Scale.** Models of a few hundred thousand parameters trained on a few million tokens of fortunes: the "
+    "papers' claims are about 0.5–2.3 B-parameter models on billions of tokens and on other tasks (MMLU, ARC). A "
+    "verdict here says what holds at this scale, not at theirs.",
+    "- **Uncertainty.** The intervals cover the variation between training seeds (initialisation and data order) "
+    "on one fixed held-out text; they say nothing about another corpus, another width or another held-out sample.",
+    "- **Learning rates.** Each arm's rate is the best of the swept candidates on the training data's validation "
+    "split, at a share of the arm's budget; a wider sweep, other schedules or other optimiser settings could "
+    "change a close verdict.",
+    "- **Inconclusive is not equal.** An interval that includes zero says the difference is too small to resolve "
+    "with these seeds, not that there is none.",
+    "- **Cloze.** A 4-way choice between held-out half-quotations: near chance at this scale, it shows little.",
+)
 
 
-def colours(results: StudyResults) -> dict[str, str]:
+def colours(rows: list[ModelRow]) -> dict[str, str]:
     """One colour per model, the same in every panel (grown stages share their arm's colour)."""
-    keys = list(dict.fromkeys(row.key.split("@")[0] for row in results.rows))
+    keys = list(dict.fromkeys(row.key.split("@")[0] for row in rows))
     return {key: PALETTE[i % len(PALETTE)] for i, key in enumerate(keys)}
 
 
@@ -35,108 +49,126 @@ def _cell(row: ModelRow, metric: str, code: str, digits: int) -> str:
     return "–" if value is None else value.format(digits)
 
 
-def claims_section(results: StudyResults) -> list[str]:
+def _p(value: float | None) -> str:
+    return "–" if value is None else f"{value:.2g}"
+
+
+def comparisons_section(results: StudyResults, family: FamilyResults) -> list[str]:
     rows = []
-    for claim in results.claims:
-        better, other, difference = claim.estimates()
-        digits = 3
-        rows.append([claim.text, claim.reference, METRICS[claim.metric][0],
-                     f"`{claim.better}` {better.format(digits)}", f"`{claim.other}` {other.format(digits)}",
-                     difference.format_interval(digits), f"**{claim.verdict}**", claim.note])
-    return ["## Claims", "",
-            *markdown_table(["claim", "reference figure (papers)", "metric", "ours: claimed better", "ours: other",
-                     "difference (positive = as claimed) [95 % CI]", "verdict", "budgets and scoring data"], rows),
-            "", f"Mean ± the 95 % Student-t half-interval over {results.seeds} seeds; the difference is paired by "
-            "seed. Verdict: **holds** when the whole interval of the difference is above zero, **reversed** when "
-            "it is below, otherwise **inconclusive at this scale** (an interval that includes zero never holds). "
-            "The reference figures are the papers' own, on other tasks and at far larger scale: orientation, "
-            "not a comparison.", ""]
+    for c in sorted(family.comparisons, key=lambda c: not c.primary):
+        better, other, difference = c.estimates()
+        scope = {"mean": "mean of languages", "tuning": "tuning data"}.get(c.scope, c.scope)
+        rows.append([c.text + ("" if c.primary else " *(secondary)*"), c.reference, METRICS[c.metric][0], scope,
+                     f"`{c.better}` {better.format(3)}", f"`{c.other}` {other.format(3)}",
+                     difference.format_interval(3), _p(c.p_value), _p(c.p_holm), f"**{c.verdict}**", c.note])
+    return [*markdown_table(["claim", "reference figure (papers)", "metric", "scored on", "ours: claimed better",
+                             "ours: other", "difference (positive = as claimed) [95 % CI]", "p", "p (Holm)",
+                             "verdict", "budgets and scoring data"], rows), "",
+            f"{family.tested} comparisons of this family were tested; their p-values (paired t-test over "
+            f"{results.seeds} seeds) are Holm–Bonferroni adjusted together, and a verdict is **holds** or "
+            f"**reversed** only where the adjusted p is below {ALPHA:.2f}. A comparison where either model is not "
+            "below bzip2 -9 on a language it trained on is **undertrained: no verdict** and is not tested.", ""]
 
 
-def models_section(results: StudyResults) -> list[str]:
+def models_section(results: StudyResults, family: FamilyResults) -> list[str]:
     codes = results.languages
-    header = ["model", "kind", "blocks", "training tokens", "training FLOPs", "scored on",
-              *(f"bits/byte {c}" for c in codes), *(f"cloze {c} (chance {results.cloze_chance:.2f})" for c in codes)]
+    header = ["model", "kind", "blocks", "training tokens", "training FLOPs", "trained parameters", "lr",
+              *(f"bits/byte {c}" for c in codes), *(f"cloze {c}" for c in codes)]
     rows = []
-    for row in results.rows:
-        blocks = str(row.blocks) if row.blocks is not None else "– (merge: 2 experts, not deeper)"
+    for row in family.rows:
+        blocks = str(row.blocks) if row.blocks is not None else "– (merge)"
+        bpb = []
+        for code in codes:
+            mark = "" if code not in row.trained_languages or below_anchor(
+                row.bits_per_byte[code], results.compressors[code][ANCHOR]) else " ⚠"
+            bpb.append(_cell(row, "bpb", code, 3) + ("" if code in row.trained_languages else " (not trained on)")
+                       + mark)
         rows.append([f"`{row.key}` {row.label}", row.kind, blocks, f"{row.training_tokens:,}",
-                     f"{row.training_flops:.3g}", f"held-out `{row.scoring_id}`",
-                     *(_cell(row, "bpb", c, 3) for c in codes), *(_cell(row, "cloze", c, 2) for c in codes)])
+                     f"{row.training_flops:.3g}", f"{row.trained_parameters:,}",
+                     "–" if row.lr is None else f"{row.lr:g}", *bpb, *(_cell(row, "cloze", c, 2) for c in codes)])
     for name, label in COMPRESSORS.items():
-        rows.append([f"{label} (compressor)", "compressor", "–", "–", "–", f"held-out `{results.scoring_id}`",
-                     *(f"{results.compressors[c][name]:.3f}" for c in codes), *("–" for _ in codes)])
-    items = results.rows[0].cloze_items if results.rows else {}
-    return ["## Models", "", *markdown_table(header, rows), "",
-            f"Held-out text: {results.heldout_documents} documents per language never trained on "
-            f"(scoring data `{results.scoring_id}`); cloze items per language: "
-            + ", ".join(f"{c} {items.get(c, 0)}" for c in codes)
-            + ". FLOPs are analytic (docs/study.md); a merge's tokens and FLOPs are its experts' together, "
-            "and the tuned merge adds its tuning.", ""]
+        rows.append([f"{label} (compressor)", "anchor" if name == ANCHOR else "compressor", *["–"] * 5,
+                     *(f"{results.compressors[c][name]:.3f}" for c in codes),
+                     *(f"chance {results.cloze_chance:.2f}" for _ in codes)])
+    return [*markdown_table(header, rows), "",
+            "Mean ± the 95 % Student-t half-interval over seeds. ⚠: not below bzip2 -9 on a language the model "
+            "trained on (undertrained there). FLOPs are analytic (docs/study.md); a merge's tokens, FLOPs and "
+            "parameters are its experts' together, and the tuned merge adds its tuning.", ""]
 
 
-def plot_depth(results: StudyResults, path: Path) -> None:
-    """Bits per byte and cloze accuracy per language against depth; other models as horizontal lines."""
-    colour = colours(results)
-    grown = sorted((r for r in results.rows if r.key.split("@")[0] == "grown-random"), key=lambda r: r.blocks)
+def sweeps_section(family: FamilyResults) -> list[str]:
+    rows = [[f"`{s.arm}`", ", ".join(f"{lr:g}: {loss:.4f}" for lr, loss in zip(s.lrs, s.val_losses, strict=True)),
+             f"**{s.chosen_lr:g}**", f"{s.tokens:,}"] for s in family.sweeps]
+    return [*markdown_table(["arm", "validation loss per learning rate", "chosen", "tokens per candidate"], rows),
+            "", "Each candidate trained once with the sweep's own seed (none of the study's); the validation loss is "
+            "on the training data's validation split, never on the held-out text.", ""]
+
+
+def health_section(results: StudyResults) -> list[str]:
+    keys = list(results.health)
+    first: SubstrateHealth = results.health[keys[0]]
+    table = []
+    for index, (label, _, theirs) in enumerate(first.rows()):
+        table.append([label, *(results.health[k].rows()[index][1] for k in keys), theirs])
+    table.append(["ids sharing a vector", *(f"{results.health[k].ids_in_groups:,}" for k in keys), "0"])
+    table.append(["tokens on such ids", *(f"{results.health[k].data_share_in_groups:.1%}" for k in keys), "0.0%"])
+    return ["## Substrate health", "",
+            f"`pgt substrate inspect` of each matrix on the ids the training text uses ({first.glyph.rows:,} rows "
+            f"of d = {first.dim}), beside random unit rows of the same shape:", "",
+            *markdown_table(["figure", *(HEALTH_LABELS[k] for k in keys), "random (reference point)"], table), "",
+            f"Largest groups of identical glyph vectors: {first.largest_groups()}.", ""]
+
+
+def plot_depth(results: StudyResults, family: FamilyResults, path: Path) -> None:
+    """Held-out bits per byte per language against depth; the family's other models as horizontal lines."""
+    colour = colours(family.rows)
+    grown = sorted((r for r in family.rows if r.key.split("@")[0] == "grown-random"), key=lambda r: r.blocks)
     depth = [float(r.blocks) for r in grown]
     span = [min(depth), max(depth)] if len(depth) > 1 else [depth[0] - 0.5, depth[0] + 0.5]
     panels = []
-    for metric, unit in (("bpb", "bits per byte"), ("cloze", "accuracy")):
-        for code in results.languages:
-            points = [r.language(metric, code) for r in grown]
-            if any(p is None for p in points):
+    for code in results.languages:
+        points = [r.language("bpb", code) for r in grown]
+        series = [Series("grown, random init (stages)", depth, [p.mean for p in points],
+                         err=[p.half or 0.0 for p in points], style={"marker": "o", "color": colour["grown-random"]})]
+        for row in family.rows:
+            if row.key.split("@")[0] == "grown-random":
                 continue
-            series = [Series("grown, random init (stages)", depth, [p.mean for p in points],
-                             err=[p.half or 0.0 for p in points],
-                             style={"marker": "o", "color": colour["grown-random"]})]
-            for row in results.rows:
-                value = row.language(metric, code)
-                if row.key.split("@")[0] == "grown-random" or value is None:
-                    continue
-                where = f"{row.blocks} blocks" if row.blocks else "merge"
-                series.append(Series(f"{row.key} ({where})", span, [value.mean] * 2,
-                                     style={"linestyle": "--", "color": colour[row.key]}))
-            if metric == "bpb":
-                for (name, label), style in zip(COMPRESSORS.items(), (":", "-."), strict=True):
-                    series.append(Series(label, span, [results.compressors[code][name]] * 2,
-                                         style={"linestyle": style, "color": "grey"}))
-            else:
-                series.append(Series("chance", span, [results.cloze_chance] * 2,
-                                     style={"linestyle": ":", "color": "grey"}))
-            panels.append(Panel(f"{code}: {unit}", "blocks (grown stages)", unit, series, integer_x=True))
+            value = row.language("bpb", code)
+            series.append(Series(f"{row.key} ({row.blocks} blocks)", span, [value.mean] * 2,
+                                 style={"linestyle": "--", "color": colour[row.key]}))
+        for (name, label), style in zip(COMPRESSORS.items(), (":", "-."), strict=True):
+            series.append(Series(label, span, [results.compressors[code][name]] * 2,
+                                 style={"linestyle": style, "color": "grey"}))
+        panels.append(Panel(f"{code}: bits per byte", "blocks (grown stages)", "bits per byte", series,
+                            integer_x=True))
     plot_panels(panels, path, columns=len(results.languages),
-                title=f"{results.out}: held-out metrics against depth ({results.seeds} seeds, ± 95 %)")
+                title=f"{results.out}: held-out bits per byte against depth ({results.seeds} seeds, ± 95 %)")
 
 
-def plot_losses(results: StudyResults, path: Path) -> None:
-    """Training loss of every arm's seed-0 run on one axis; growth steps of the grown runs marked."""
-    colour = colours(results)
+def plot_losses(results: StudyResults, family: FamilyResults, path: Path) -> None:
+    """Training loss of the family's seed-0 runs on one axis; growth steps of the grown runs marked."""
+    colour = colours(family.rows)
     series, markers = [], []
-    for row in results.rows:
+    for row in family.rows:
         run_dir = Path(row.runs[0]).parent
         if "@" in row.key or not Path(row.runs[0]).name.startswith("stage-"):
             continue  # a grown run appears once (its deepest stage); merges have no training curve
-        key = row.key
         records = adapter.read_metrics(run_dir)
         train = [r for r in records if r["kind"] == "train"]
-        series.append(Series(f"{key} ({run_dir.parent.name}/{run_dir.name})", [r["tokens"] for r in train],
-                             [r["loss"] for r in train], style={"color": colour[key], "linewidth": 1}))
-        if key == "grown-random":
+        series.append(Series(row.key, [r["tokens"] for r in train], [r["loss"] for r in train],
+                             style={"color": colour[row.key], "linewidth": 1}))
+        if row.key == "grown-random":
             markers = [(r["tokens"], f"+block {r['stage']}") for r in records
                        if r["kind"] == "event" and r.get("event") == "grow" and r["stage"] > 1]
-    plot_panels([Panel("Training loss of every arm (seed 0); dotted: growth steps of the grown runs",
-                       "training tokens", "loss (nats/token)", series, markers_x=markers)],
-                path, columns=1, panel_size=(10.0, 5.0), title=f"{results.out}/runs/*/seed-0")
+    plot_panels([Panel(f"{family.family}: training loss (seed 0)", "training tokens", "loss (nats/token)", series,
+                       markers_x=markers)], path, columns=1, panel_size=(10.0, 5.0), title=f"{results.out}/runs")
 
 
-def plot_tune(results: StudyResults, path: Path) -> None:
+def plot_tune(results: StudyResults, family: FamilyResults, path: Path) -> None:
     """Validation loss of the adapter merge during `pgt tune`, from the merge's starting loss, per seed."""
-    from pgt.compose.tune import TUNE_FILE, TuneRecord
-
     series = []
-    for index, run in enumerate(results.row("merge-tuned").runs):
-        record = TuneRecord.load(Path(run) / TUNE_FILE)
+    for index, run in enumerate(family.row("merge-tuned").runs):
+        record = adapter.tune_record(Path(run))
         points = [p for p in record.curve if p.val_loss is not None]
         series.append(Series(f"{Path(run).name}: validation", [p.tokens for p in points],
                              [p.val_loss for p in points], style={"marker": "o", "color": PALETTE[index]}))
@@ -150,26 +182,37 @@ def plot_tune(results: StudyResults, path: Path) -> None:
 
 def write_study_report(out: Path, results: StudyResults) -> Path:
     """Write OUT/report.md and its PNGs (plots first, so the page never links a missing one)."""
-    plot_depth(results, out / PLOTS["depth"])
-    plot_losses(results, out / PLOTS["loss"])
-    plot_tune(results, out / PLOTS["tune"])
     lines = [f"# pgt study: `{results.out}`", "",
              f"`{results.command}` — scale **{results.scale}**, {results.seeds} seeds, languages "
              f"{', '.join(results.languages)}, written {results.created}.", "",
-             f"Every arm stands on the substrate `{results.substrate.path}`: {results.substrate.describe()}; "
-             "the frozen-random control has its tokenizer and shape.", "",
-             *claims_section(results), *models_section(results),
-             "## Plots", "",
-             f"![held-out metrics against depth]({PLOTS['depth']})", "",
-             "Grown stages as a line (± 95 %); every other model as a dashed line at its own value (baselines "
-             "and experts have N blocks; a merge has no depth of its own); compressors and chance in grey.", "",
-             f"![loss curves of all arms]({PLOTS['loss']})", "",
-             f"![tuning the merge]({PLOTS['tune']})", "",
-             "## Published figures", "",
-             "The papers publish MMLU, ARC-Easy, ARC-Challenge, CommonsenseQA and SQuAD scores of 0.5–2.3 B "
-             "models (docs/evaluation.md). This study measures held-out bits per byte and a cloze task built "
-             "from held-out fortunes: not the same tasks, so no published figure is set beside ours. The "
-             "papers' statements appear in the claims table as reference figures only.", ""]
+             f"The glyph arms stand on `{results.substrate.path}`: {results.substrate.describe()}. Held-out text: "
+             f"{results.heldout_documents} documents per language, never trained on (scoring data "
+             f"`{results.scoring_id}`); {results.validation_documents} further documents per language choose the "
+             "best expert.", ""]
+    figures = []
+    for family in results.families:
+        lines += [f"## Family: {family.family}", "", f"Trained and scored in {family.seconds / 60:.1f} minutes "
+                  "(wall time, over all invocations).", "", *comparisons_section(results, family),
+                  "### Models", "", *models_section(results, family), "### Learning-rate sweeps", "",
+                  *sweeps_section(family)]
+        loss_png = PLOTS["loss"].format(family=family.family)
+        plot_losses(results, family, out / loss_png)
+        figures += [f"![{family.family}: training loss]({loss_png})", ""]
+        if family.family == "growth":
+            plot_depth(results, family, out / PLOTS["depth"])
+            figures += [f"![held-out bits per byte against depth]({PLOTS['depth']})", "",
+                        "Grown stages as a line (± 95 %); the family's other models as dashed lines at their own "
+                        "value; compressors in grey.", ""]
+        if family.family == "merging":
+            plot_tune(results, family, out / PLOTS["tune"])
+            figures += [f"![tuning the merge]({PLOTS['tune']})", ""]
+    lines += [*health_section(results), "## Plots", "", *figures,
+              "## What this study does not show", "", *NOT_SHOWN, "",
+              "## Published figures", "",
+              "The papers publish MMLU, ARC-Easy, ARC-Challenge, CommonsenseQA and SQuAD scores of 0.5–2.3 B "
+              "models (docs/evaluation.md). This study measures held-out bits per byte and a cloze task built "
+              "from held-out fortunes: not the same tasks, so no published figure is set beside ours. The "
+              "papers' statements appear in the tables as reference figures only.", ""]
     path = out / REPORT_FILE
     with atomic_file(path, "w", encoding="utf-8") as handle:
         handle.write("\n".join(lines))

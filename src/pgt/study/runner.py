@@ -1,14 +1,17 @@
 """`pgt study`: the orchestrator. Every step reuses what a previous run of the same study finished.
 
-  OUT/study-plan.json           the settings (a rerun with others is refused)
-  OUT/corpus/                   training JSONL/text per language and the held-out documents
+  OUT/study-plan.json           the settings (a rerun with others is refused; families may differ)
+  OUT/corpus/                   training JSONL/text per language, the held-out and validation documents
   OUT/substrate-full/           the full bvv241-2-3 substrate (unless --substrate names one)
-  OUT/substrate/                it trimmed to the training text: every arm stands on it (a trimmed
-                                --substrate is used as is); OUT/substrate-random/ the control
-  OUT/data/{all,all-random,expert-a,expert-b}/   token data (`pgt data prepare`)
+  OUT/substrate/                it trimmed to the training text: the glyph arms stand on it
+  OUT/substrate-{recentred,shuffled,visible,random}/   the embeddings family's other matrices
+  OUT/data/SUBSTRATE-{all,expert-a,expert-b}/          token data (`pgt data prepare`)
+  OUT/sweeps/ARM.json, OUT/sweeps/ARM/lr-X/            each arm's learning-rate sweep
   OUT/runs/ARM/seed-S/          one normal `pgt grow` run per arm and seed
   OUT/runs/merge/seed-S/        the experts' logit mean (`pgt merge`)
   OUT/runs/merge-adapter/seed-S/, OUT/runs/merge-tuned/seed-S/   `pgt merge --mode adapter`, then `pgt tune`
+  OUT/families/FAMILY.json      a family's state (finished, seconds spent)
+  OUT/health/SUBSTRATE.json     `pgt substrate inspect` of each matrix on the training data
   MODEL/study/ID.json           each model's held-out scores (ID names the held-out text)
   OUT/study.json, OUT/report.md the results and the page
 """
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import sys
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,15 +28,24 @@ from pathlib import Path
 from pgt.errors import PgtError
 from pgt.records import Record
 from pgt.study import adapter, flops
-from pgt.study.arms import ARMS, MERGE, TUNED, Arm
+from pgt.study.arms import FAMILIES, MERGE, TUNED, Arm, Family, family_arms
 from pgt.study.corpus import StudyCorpus, parse_corpus_specs, split_corpus
-from pgt.study.results import ModelRow, StudyResults, evaluate_claims
+from pgt.study.results import (
+    ANCHOR,
+    FamilyResults,
+    ModelRow,
+    StudyResults,
+    SweepRecord,
+    judge_family,
+)
 from pgt.study.scales import Scale
 from pgt.study.scoring import ModelScore, cloze_items, score_model
 
 PLAN_FILE = "study-plan.json"
 RESULTS_FILE = "study.json"
 ADAPTER_HIDDEN = 64  # `pgt merge --mode adapter`'s default width
+SWEEP_SEED = 1000  # the sweeps' seed: none of the study's seeds, so no reported run is the one that chose its lr
+CONTROL_SEED = 0  # the random and shuffled matrices
 
 
 @dataclass
@@ -47,10 +60,21 @@ class StudyPlan(Record):
 
 
 @dataclass
+class FamilyRun(Record):
+    """OUT/families/FAMILY.json."""
+
+    WHAT = "study family state"
+    family: str
+    finished: bool
+    seconds: float  # wall time spent training and scoring it, over all invocations
+
+
+@dataclass
 class StudyOptions:
     out: Path
     scale: Scale
     seeds: int
+    families: tuple[Family, ...] = FAMILIES
     corpus: list[str] | None = None
     substrate: Path | None = None
     progress: bool = False
@@ -64,27 +88,42 @@ def _check_plan(out: Path, plan: StudyPlan) -> None:
     path = out / PLAN_FILE
     if path.is_file():
         saved = StudyPlan.load(path)
-        same = dataclasses.replace(saved, seeds=plan.seeds) == plan  # more (or fewer) seeds reuse the rest
+        # compared as JSON (tuples read back as lists); more (or fewer) seeds reuse the rest
+        same = dataclasses.replace(saved, seeds=plan.seeds).to_json() == plan.to_json()
         if not same:
             raise PgtError(f"{out} holds a study made with other settings (scale, corpus or substrate); "
                            "rerun with the same options or choose another --out")
     plan.save(path)
 
 
-def growth_settings(arm: Arm, seed: int, scale: Scale, substrate: Path, data: Path, out: Path,
-                    progress: bool) -> dict:
-    """The `pgt grow` configuration of one arm and seed: all arms share everything but what the arm says."""
-    steps = max(1, scale.tokens_per_stage // (scale.batch_size * scale.seq_len))
-    return dict(substrate=str(substrate), data=str(data), out=str(out), stages=scale.stages, init=arm.init,
-                baseline=arm.baseline, tokens_per_stage=scale.tokens_per_stage, batch_size=scale.batch_size,
-                seq_len=scale.seq_len, heads=scale.heads, lr=scale.lr, seed=seed, context=max(512, scale.seq_len),
-                eval_every=max(1, steps // 3), eval_tokens=2 * scale.batch_size * scale.seq_len,
-                checkpoint_every=max(1, steps // 2), log_every=1,
+def arm_budget(arm: Arm, scale: Scale) -> tuple[int, int]:
+    """(blocks, tokens per stage) of an arm: a baseline's run trains blocks x tokens per stage in one stage."""
+    if arm.family == "embeddings":
+        return scale.embedding_blocks, scale.embedding_tokens // scale.embedding_blocks
+    if arm.family == "growth":
+        total = scale.growth_stages * scale.growth_tokens
+        return (1, total) if arm.one_block else (scale.growth_stages, scale.growth_tokens)
+    return scale.expert_stages, scale.expert_tokens
+
+
+def growth_settings(arm: Arm, seed: int, scale: Scale, substrate: Path, data: Path, out: Path, progress: bool,
+                    lr: float, share: float = 1.0) -> dict:
+    """The `pgt grow` configuration of one arm and seed: a family's arms share everything but what the arm says."""
+    blocks, per_stage = arm_budget(arm, scale)
+    tokens_per_step = scale.batch_size * scale.seq_len
+    per_stage = max(tokens_per_step, int(per_stage * share) // tokens_per_step * tokens_per_step)
+    steps = per_stage // tokens_per_step
+    return dict(substrate=str(substrate), data=str(data), out=str(out), stages=blocks, init=arm.init,
+                baseline=arm.baseline, tokens_per_stage=per_stage, batch_size=scale.batch_size,
+                seq_len=scale.seq_len, heads=scale.heads, lr=lr, seed=seed, context=max(256, scale.seq_len),
+                eval_every=max(1, steps // 2), eval_tokens=32 * tokens_per_step,
+                checkpoint_every=max(1, steps // 2), log_every=max(1, steps // 20),
                 lora_from=0, device=scale.device, progress=progress)
 
 
 def run_study(options: StudyOptions, command: str = "") -> StudyResults:
-    """Run (or resume) the whole study in `options.out`; return its results (also OUT/study.json and the report)."""
+    """Run (or resume) the study's families in `options.out`; return the results of every finished family
+    (also OUT/study.json and the report)."""
     from transformers.utils import logging as hf_logging
 
     from pgt.io import run_lock
@@ -103,26 +142,15 @@ def run_study(options: StudyOptions, command: str = "") -> StudyResults:
         _check_plan(out, StudyPlan(sizes, options.seeds,
                                    [f"{k}={v}" for k, vs in languages.items() for v in vs],
                                    str(options.substrate) if options.substrate else None))
-        _say(f"== corpus: {', '.join(languages)} ({scale.heldout} held-out documents per language)")
-        corpus = split_corpus(languages, out / "corpus", heldout=scale.heldout, max_train=scale.max_train_documents)
-        a, b = [code for code in corpus.codes if code != "en"][:2]
-        substrate, random_substrate = _substrates(out, options, corpus)
-        data = _data(out, corpus, substrate, random_substrate, a, b, options.progress)
-        runs = out / "runs"
-        for seed in range(options.seeds):
-            for arm in ARMS:
-                run_dir = runs / arm.name / f"seed-{seed}"
-                _say(f"== {arm.name}, seed {seed} -> {run_dir}")
-                adapter.grow(growth_settings(arm, seed, scale, random_substrate if arm.random_substrate else substrate,
-                                             data[arm.data], run_dir, options.progress))
-            experts = [adapter.stage_dirs(runs / name / f"seed-{seed}")[-1] for name in ("expert-a", "expert-b")]
-            adapter.merge(experts, runs / MERGE / f"seed-{seed}", "mean")
-            adapter.merge(experts, runs / "merge-adapter" / f"seed-{seed}", "adapter")
-            _say(f"== tuning the adapter merge, seed {seed}")
-            adapter.tune(runs / "merge-adapter" / f"seed-{seed}", data["all"], runs / TUNED / f"seed-{seed}",
-                         tokens=scale.tune_tokens, batch_size=scale.batch_size, seq_len=scale.seq_len, seed=seed,
-                         device=scale.device, progress=options.progress)
-        results = _score_all(out, corpus, options, substrate, (a, b), command)
+        _say(f"== corpus: {', '.join(languages)} ({scale.heldout} held-out and {scale.validation} validation "
+             "documents per language)")
+        corpus = split_corpus(languages, out / "corpus", heldout=scale.heldout, validation=scale.validation,
+                              max_train=scale.max_train_documents)
+        study = _Study(out, options, corpus)
+        for family in FAMILIES:
+            if family in options.families:
+                study.train(family)
+        results = study.results(command)
         results.save(out / RESULTS_FILE)
         from pgt.study.report import write_study_report
 
@@ -131,104 +159,252 @@ def run_study(options: StudyOptions, command: str = "") -> StudyResults:
         return results
 
 
-def _substrates(out: Path, options: StudyOptions, corpus: StudyCorpus) -> tuple[Path, Path]:
-    """The trimmed substrate every arm stands on (from --substrate or a new full build) and the random control."""
-    from pgt.substrate.store import SUBSTRATE_FILE
+class _Study:
+    """One study directory: its substrates, data, runs and scores, built on demand and reused."""
 
-    full = options.substrate or out / "substrate-full"
-    if not (full / SUBSTRATE_FILE).is_file():
-        if options.substrate is not None:
-            raise PgtError(f"--substrate {full} is not a substrate directory (no {SUBSTRATE_FILE})")
-        _say(f"== substrate: bvv241-2-3 at dim {options.scale.dim}, n-grams from the training text -> {full}")
-    substrate = adapter.build_substrate(out / "substrate", full,
-                                        [f"{s.language}={s.ngram_file}" for s in corpus.languages],
-                                        [s.train_file for s in corpus.languages], options.scale.dim, options.progress)
-    lineage = adapter.substrate_lineage(substrate)
-    _say(f"== the arms stand on {substrate}: {lineage.describe()}")
-    if lineage.dim % (2 * options.scale.heads):
-        raise PgtError(f"the substrate's dim {lineage.dim} does not split into {options.scale.heads} heads "
-                       "of even width")
-    random_substrate = out / "substrate-random"
-    if not (random_substrate / SUBSTRATE_FILE).is_file():
-        adapter.random_unit_substrate(substrate, random_substrate, seed=0)
-    return substrate, random_substrate
+    def __init__(self, out: Path, options: StudyOptions, corpus: StudyCorpus) -> None:
+        self.out, self.options, self.scale, self.corpus = out, options, options.scale, corpus
+        self.experts = tuple(code for code in corpus.codes if code != "en")[:2]
+        self.substrates: dict[str, Path] = {}
+        self.data_dirs: dict[tuple[str, str], Path] = {}
 
+    # ------------------------------------------------------------ substrates and data
 
-def _data(out: Path, corpus: StudyCorpus, substrate: Path, random_substrate: Path, a: str, b: str,
-          progress: bool) -> dict[str, Path]:
-    every = [s.train_file for s in corpus.languages]
-    plans = {"all": (every, substrate), "all-random": (every, random_substrate),
-             "expert-a": ([corpus.language("en").train_file, corpus.language(a).train_file], substrate),
-             "expert-b": ([corpus.language("en").train_file, corpus.language(b).train_file], substrate)}
-    _say("== token data: " + ", ".join(plans))
-    return {key: adapter.prepare_data(files, sub, out / "data" / key, progress) for key, (files, sub) in plans.items()}
+    def _full(self) -> Path:
+        return self.options.substrate or self.out / "substrate-full"
 
+    def _ngram_corpus(self) -> list[str]:
+        return [f"{s.language}={s.ngram_file}" for s in self.corpus.languages]
 
-def _score_all(out: Path, corpus: StudyCorpus, options: StudyOptions, substrate: Path, experts: tuple[str, str],
-               command: str) -> StudyResults:
-    """Score every model of every seed and gather the rows; FLOPs and tokens from the runs' records."""
-    from pgt.compose.tune import TUNE_FILE, TuneRecord
+    def _train_files(self) -> list[str]:
+        return [s.train_file for s in self.corpus.languages]
 
-    scale = options.scale
-    lineage = adapter.substrate_lineage(substrate)
-    items = cloze_items(corpus, scale.cloze_items)
-    shape = dict(d=lineage.dim, vocab=lineage.vocab_size, seq_len=scale.seq_len)
-    runs = out / "runs"
-    rows: dict[str, ModelRow] = {}
+    def substrate(self, key: str) -> Path:
+        if key in self.substrates:
+            return self.substrates[key]
+        from pgt.substrate.store import SUBSTRATE_FILE
 
-    def add(key: str, label: str, kind: str, blocks: int | None, model_dir: Path, tokens: int, spent: float) -> None:
-        _say(f"   scoring {model_dir}")
-        score: ModelScore = score_model(model_dir, corpus, items, scale.device)
-        row = rows.setdefault(key, ModelRow(key=key, label=label, kind=kind, blocks=blocks, runs=[],
-                                            training_tokens=tokens, training_flops=spent,
-                                            scoring_id=score.scoring_id, bits_per_byte={}, cloze_accuracy={},
-                                            cloze_items=score.cloze_items))
-        row.runs.append(str(model_dir))
-        for code in corpus.codes:
-            row.bits_per_byte.setdefault(code, []).append(score.bits_per_byte[code])
-            if code in score.cloze_accuracy:
-                row.cloze_accuracy.setdefault(code, []).append(score.cloze_accuracy[code])
+        scale, progress = self.scale, self.options.progress
+        if key == "glyph":
+            full = self._full()
+            if not (full / SUBSTRATE_FILE).is_file():
+                if self.options.substrate is not None:
+                    raise PgtError(f"--substrate {full} is not a substrate directory (no {SUBSTRATE_FILE})")
+                _say(f"== substrate: bvv241-2-3 at dim {scale.dim}, n-grams from the training text -> {full}")
+            path = adapter.build_substrate(self.out / "substrate", full, self._ngram_corpus(), self._train_files(),
+                                           scale.dim, progress)
+            lineage = adapter.substrate_lineage(path)
+            _say(f"== the glyph arms stand on {path}: {lineage.describe()}")
+            if lineage.dim % (2 * scale.heads):
+                raise PgtError(f"the substrate's dim {lineage.dim} does not split into {scale.heads} heads "
+                               "of even width")
+        elif key in ("random", "shuffled"):
+            path = adapter.control_substrate(self.substrate("glyph"), self.out / f"substrate-{key}", key, CONTROL_SEED)
+        else:
+            path = self._variant(key)
+        self.substrates[key] = path
+        return path
 
-    n = scale.stages
-    names = {"expert-a": experts[0], "expert-b": experts[1]}
-    tune_records = []
-    for seed in range(options.seeds):
-        _say(f"== scoring seed {seed} on the held-out text")
-        for arm in ARMS:
-            run = runs / arm.name / f"seed-{seed}"
-            stages = adapter.stage_dirs(run)
-            label = arm.label.format(a=experts[0], b=experts[1])
-            if arm.baseline != "none":
-                tokens = adapter.stage_tokens(stages[-1])
-                add(arm.name, label, "baseline", n, stages[-1], tokens,
-                    flops.monolithic_flops(**shape, blocks=n, tokens=tokens))
-                continue
-            depths = range(1, n + 1) if arm.name == "grown-random" else [n]
-            for k in depths:
-                key = arm.name if k == n else f"{arm.name}@{k}"
-                kind = "expert" if arm.name in names else "grown"
-                tokens = adapter.stage_tokens(stages[k - 1])
-                add(key, label + (f", stage {k}" if k < n else ""), kind, k, stages[k - 1], tokens,
-                    flops.grown_flops(**shape, stages=k, tokens_per_stage=tokens // k))
-        expert_tokens = sum(adapter.stage_tokens(adapter.stage_dirs(runs / name / f"seed-{seed}")[-1])
-                            for name in ("expert-a", "expert-b"))
-        expert_flops = 2 * flops.grown_flops(**shape, stages=n, tokens_per_stage=expert_tokens // (2 * n))
-        add(MERGE, f"merge of en+{experts[0]} and en+{experts[1]} (logit mean)", "merge", None,
-            runs / MERGE / f"seed-{seed}", expert_tokens, expert_flops)
-        tuned = TuneRecord.load(runs / TUNED / f"seed-{seed}" / TUNE_FILE)
-        tune_records.append(tuned)
+    def _variant(self, key: str) -> Path:
+        """The glyph substrate's parent trimmed with its rows re-centred, or its visible-blanks twin trimmed."""
+        glyph = self.substrate("glyph")
+        full = self._full()
+        if full == glyph:
+            raise PgtError(f"the embeddings family re-trims the full substrate; --substrate {glyph} is already "
+                           "trimmed: give its full parent or let the study build one")
+        if key == "visible":
+            _say(f"== {full} rendered again with visible blanks -> {self.out / 'substrate-visible-full'}")
+            full = adapter.visible_twin(full, self.out / "substrate-visible-full", self.options.progress)
+        path = adapter.build_substrate(self.out / f"substrate-{key}", full, self._ngram_corpus(), self._train_files(),
+                                       self.scale.dim, self.options.progress, recentre=key == "recentred")
+        if adapter.substrate_lineage(path).vocab_size != adapter.substrate_lineage(glyph).vocab_size:
+            raise PgtError(f"substrate variant {key} has another vocabulary than {glyph}")
+        return path
+
+    def data(self, substrate_key: str, data_key: str) -> Path:
+        key = (substrate_key, data_key)
+        if key not in self.data_dirs:
+            if data_key == "all":
+                files = self._train_files()
+            else:
+                other = self.experts[0 if data_key == "expert-a" else 1]
+                files = [self.corpus.language("en").train_file, self.corpus.language(other).train_file]
+            self.data_dirs[key] = adapter.prepare_data(files, self.substrate(substrate_key),
+                                                       self.out / "data" / f"{substrate_key}-{data_key}",
+                                                       self.options.progress)
+        return self.data_dirs[key]
+
+    # ------------------------------------------------------------ training
+
+    def _family_run(self, family: Family) -> FamilyRun:
+        path = self.out / "families" / f"{family}.json"
+        return FamilyRun.load(path) if path.is_file() else FamilyRun(family, False, 0.0)
+
+    def _save_family_run(self, state: FamilyRun) -> None:
+        state.save(self.out / "families" / f"{state.family}.json")
+
+    def train(self, family: Family) -> None:
+        """Sweep every arm's learning rate, train every seed (and for merging: merge and tune)."""
+        started, state = time.monotonic(), self._family_run(family)
+        _say(f"== family {family}")
+        lrs = {arm.name: self.sweep(arm).chosen_lr for arm in family_arms(family)}
+        runs = self.out / "runs"
+        for seed in range(self.options.seeds):
+            for arm in family_arms(family):
+                run_dir = runs / arm.name / f"seed-{seed}"
+                _say(f"== {arm.name}, seed {seed}, lr {lrs[arm.name]:g} -> {run_dir}")
+                adapter.grow(growth_settings(arm, seed, self.scale, self.substrate(arm.substrate),
+                                             self.data(arm.substrate, arm.data), run_dir, self.options.progress,
+                                             lrs[arm.name]))
+            if family == "merging":
+                self._merge(seed)
+        state.seconds += time.monotonic() - started
+        state.finished = True
+        self._save_family_run(state)
+
+    def sweep(self, arm: Arm) -> SweepRecord:
+        """The arm's learning rate: the candidate with the lowest final loss on the training data's validation split."""
+        path = self.out / "sweeps" / f"{arm.name}.json"
+        if path.is_file():
+            return SweepRecord.load(path)
+        scale, losses, tokens = self.scale, [], 0
+        for lr in scale.sweep_lrs:
+            run_dir = self.out / "sweeps" / arm.name / f"lr-{lr:g}"
+            _say(f"== sweep {arm.name}: lr {lr:g} -> {run_dir}")
+            settings = growth_settings(arm, SWEEP_SEED, scale, self.substrate(arm.substrate),
+                                       self.data(arm.substrate, arm.data), run_dir, self.options.progress, lr,
+                                       share=scale.sweep_share)
+            adapter.grow(settings)
+            final = adapter.stage_record(adapter.stage_dirs(run_dir)[-1])
+            losses.append(final.val_loss)
+            tokens = final.tokens_total
+        chosen = scale.sweep_lrs[min(range(len(losses)), key=losses.__getitem__)]
+        record = SweepRecord(arm.name, list(scale.sweep_lrs), losses, chosen, tokens, SWEEP_SEED)
+        record.save(path)
+        _say(f"   {arm.name}: lr {chosen:g} (validation loss " + ", ".join(
+            f"{lr:g}: {loss:.4f}" for lr, loss in zip(scale.sweep_lrs, losses, strict=True)) + ")")
+        return record
+
+    def _merge(self, seed: int) -> None:
+        runs = self.out / "runs"
+        experts = [adapter.stage_dirs(runs / name / f"seed-{seed}")[-1] for name in ("expert-a", "expert-b")]
+        adapter.merge(experts, runs / MERGE / f"seed-{seed}", "mean")
+        adapter.merge(experts, runs / "merge-adapter" / f"seed-{seed}", "adapter")
+        _say(f"== tuning the adapter merge, seed {seed}")
+        adapter.tune(runs / "merge-adapter" / f"seed-{seed}", self.data("glyph", "all"), runs / TUNED / f"seed-{seed}",
+                     tokens=self.scale.tune_tokens, batch_size=self.scale.batch_size, seq_len=self.scale.seq_len,
+                     seed=seed, device=self.scale.device, progress=self.options.progress)
+
+    # ------------------------------------------------------------ scoring
+
+    def results(self, command: str) -> StudyResults:
+        scale = self.scale
+        families = []
+        for family in FAMILIES:
+            state = self._family_run(family)
+            if state.finished:
+                started = time.monotonic()
+                families.append(self._score_family(family))
+                state.seconds += time.monotonic() - started
+                self._save_family_run(state)
+                families[-1].seconds = state.seconds
+        if not families:
+            raise PgtError(f"{self.out} has no finished family yet")
+        keys = ["glyph", *(["recentred", "shuffled", "visible", "random"] if self._family_run("embeddings").finished
+                           else [])]
+        health = {key: adapter.substrate_health(self.substrate(key), self.data(key, "all"),
+                                                self.out / "health" / f"{key}.json") for key in keys}
+        from pgt.study.cloze import CHANCE
+
+        return StudyResults(
+            out=str(self.out), command=command or " ".join(sys.argv), scale=scale.name, seeds=self.options.seeds,
+            created=datetime.now(UTC).isoformat(timespec="seconds"), languages=self.corpus.codes,
+            scoring_id=self.corpus.scoring_id, substrate=adapter.substrate_lineage(self.substrate("glyph")),
+            health=health, heldout_documents=scale.heldout, validation_documents=scale.validation,
+            compressors=self._compressors(), cloze_chance=CHANCE, families=families)
+
+    def _compressors(self) -> dict[str, dict[str, float]]:
+        return {s.language: adapter.compressors(s.heldout) for s in self.corpus.languages}
+
+    def _score_family(self, family: Family) -> FamilyResults:
+        """Score every model of every seed and gather the rows; FLOPs and tokens from the runs' records."""
+        scale, runs = self.scale, self.out / "runs"
+        lineage = adapter.substrate_lineage(self.substrate("glyph"))
+        items = cloze_items(self.corpus, scale.cloze_items)
+        shape = dict(d=lineage.dim, vocab=lineage.vocab_size, seq_len=scale.seq_len)
+        frozen_rows = lineage.dim * lineage.vocab_size
+        everywhere = self.corpus.codes
+        rows: dict[str, ModelRow] = {}
+        sweeps = [self.sweep(arm) for arm in family_arms(family)]
+        lrs = {s.arm: s.chosen_lr for s in sweeps}
+
+        def add(key: str, label: str, kind: str, blocks: int | None, model_dir: Path, tokens: int, spent: float,
+                trained: int, lr: float | None, languages: list[str]) -> None:
+            _say(f"   scoring {model_dir}")
+            score: ModelScore = score_model(model_dir, self.corpus, items, scale.device)
+            row = rows.setdefault(key, ModelRow(
+                key=key, label=label, family=family, kind=kind, blocks=blocks, runs=[], training_tokens=tokens,
+                training_flops=spent, trained_parameters=trained, lr=lr, trained_languages=languages,
+                scoring_id=score.scoring_id, bits_per_byte={}, cloze_accuracy={}, cloze_items=score.cloze_items,
+                validation_bits_per_byte={}))
+            row.runs.append(str(model_dir))
+            for code in self.corpus.codes:
+                row.bits_per_byte.setdefault(code, []).append(score.bits_per_byte[code])
+                row.validation_bits_per_byte.setdefault(code, []).append(score.validation_bits_per_byte[code])
+                if code in score.cloze_accuracy:
+                    row.cloze_accuracy.setdefault(code, []).append(score.cloze_accuracy[code])
+
+        def trained_parameters(stage: object) -> int:
+            return stage.params_total - (0 if stage.embedding_trained else frozen_rows)
+
+        tune_start, tune_end = [], []
+        for seed in range(self.options.seeds):
+            _say(f"== scoring family {family}, seed {seed}, on the held-out text")
+            for arm in family_arms(family):
+                stages = adapter.stage_dirs(runs / arm.name / f"seed-{seed}")
+                languages = everywhere if arm.data == "all" else ["en", self._expert_language(arm.data)]
+                label = arm.label.format(a=self.experts[0], b=self.experts[1])
+                if arm.baseline != "none":
+                    record = adapter.stage_record(stages[-1])
+                    add(arm.name, label, "baseline", record.blocks, stages[-1], record.tokens_total,
+                        flops.monolithic_flops(**shape, blocks=record.blocks, tokens=record.tokens_total),
+                        trained_parameters(record), lrs[arm.name], languages)
+                    continue
+                depths = range(1, len(stages) + 1) if arm.name == "grown-random" else [len(stages)]
+                for k in depths:
+                    record = adapter.stage_record(stages[k - 1])
+                    key = arm.name if k == len(stages) else f"{arm.name}@{k}"
+                    kind = "expert" if arm.family == "merging" else "grown"
+                    add(key, label + (f", stage {k}" if k < len(stages) else ""), kind, k, stages[k - 1],
+                        record.tokens_total,
+                        flops.grown_flops(**shape, stages=k, tokens_per_stage=record.tokens_total // k),
+                        trained_parameters(record), lrs[arm.name], languages)
+            if family == "merging":
+                tune_start_seed, tune_end_seed = self._score_merges(seed, rows, add, shape)
+                tune_start.append(tune_start_seed)
+                tune_end.append(tune_end_seed)
+        ordered = list(rows.values())
+        anchors = {code: figures[ANCHOR] for code, figures in self._compressors().items()}
+        comparisons, tested = judge_family(family, ordered, self.corpus.codes, anchors, tune_start, tune_end)
+        return FamilyResults(family, ordered, sweeps, comparisons, tested, tune_start, tune_end)
+
+    def _expert_language(self, data_key: str) -> str:
+        return self.experts[0 if data_key == "expert-a" else 1]
+
+    def _score_merges(self, seed: int, rows: dict[str, ModelRow], add, shape: dict) -> tuple[float, float]:
+        runs = self.out / "runs"
+        experts = [adapter.stage_record(adapter.stage_dirs(runs / name / f"seed-{seed}")[-1])
+                   for name in ("expert-a", "expert-b")]
+        tokens = sum(e.tokens_total for e in experts)
+        spent = sum(rows[name].training_flops for name in ("expert-a", "expert-b"))
+        trained = sum(rows[name].trained_parameters for name in ("expert-a", "expert-b"))
+        a, b = self.experts
+        add(MERGE, f"merge of en+{a} and en+{b} (logit mean)", "merge", None, runs / MERGE / f"seed-{seed}", tokens,
+            spent, trained, None, self.corpus.codes)
+        tuned = adapter.tune_record(runs / TUNED / f"seed-{seed}")
         add(TUNED, f"adapter merge after `pgt tune` ({tuned.tokens:,} tokens)", "merge", None,
-            runs / TUNED / f"seed-{seed}", expert_tokens + tuned.tokens,
-            expert_flops + flops.adapter_tune_flops(**shape, expert_blocks=[n, n], hidden=ADAPTER_HIDDEN,
-                                                    tokens=tuned.tokens))
-    ordered = list(rows.values())
-    compressors = {s.language: adapter.compressors(s.heldout) for s in corpus.languages}
-    from pgt.study.cloze import CHANCE
-
-    return StudyResults(
-        out=str(out), command=command or " ".join(sys.argv), scale=scale.name, seeds=options.seeds,
-        created=datetime.now(UTC).isoformat(timespec="seconds"), languages=corpus.codes, scoring_id=corpus.scoring_id,
-        substrate=lineage, heldout_documents=scale.heldout, compressors=compressors, cloze_chance=CHANCE, rows=ordered,
-        tune_start=[r.start_val_loss for r in tune_records], tune_end=[r.end_val_loss for r in tune_records],
-        claims=evaluate_claims(ordered, [r.start_val_loss for r in tune_records],
-                               [r.end_val_loss for r in tune_records]))
+            runs / TUNED / f"seed-{seed}", tokens + tuned.tokens,
+            spent + flops.adapter_tune_flops(**shape, expert_blocks=[e.blocks for e in experts],
+                                             hidden=ADAPTER_HIDDEN, tokens=tuned.tokens),
+            trained + tuned.trainable_parameters, None, self.corpus.codes)
+        return tuned.start_val_loss, tuned.end_val_loss

@@ -1,8 +1,13 @@
 """Named sizes of the study (litgpt-style presets as keyword data): `--scale smoke|cpu|gpu`.
 
-`cpu` is sized from measurements on 2 shared CPU cores (docs/study.md, "Sizing"); `gpu` is
-sized for about 8 minutes on one H200 by the same arithmetic at an assumed throughput and
-has not been run yet; `smoke` finishes in well under a minute so CI can run it.
+Each claim family has its own budget: the embeddings family trains monolithic models of
+`embedding_blocks` blocks on `embedding_tokens` tokens; the growth family grows
+`growth_stages` blocks on `growth_tokens` tokens each (its baselines get the same total); the
+merging family grows two experts of `expert_stages` blocks on `expert_tokens` tokens per stage.
+Every arm's learning rate is chosen from `sweep_lrs` by a sweep on the training data's
+validation split (`sweep_share` of the arm's tokens per candidate). `cpu` is sized from
+measurements on 2 CPU cores (docs/study.md, "Sizing"); `gpu` is an estimate for one H200 and
+has not been run; `smoke` runs every code path in seconds for CI.
 """
 
 from __future__ import annotations
@@ -16,35 +21,45 @@ from pgt.errors import PgtError
 class Scale:
     name: str
     dim: int  # substrate width built for the study (ignored with --substrate)
-    stages: int  # depth N of every arm (grown stages 1..N; baselines N blocks)
-    tokens_per_stage: int  # training tokens per grown stage; baselines get stages x this
+    heads: int
     batch_size: int
     seq_len: int
-    heads: int
-    lr: float
+    embedding_blocks: int  # depth of every embeddings-family arm
+    embedding_tokens: int  # training tokens of each embeddings-family arm
+    growth_stages: int  # depth N of the growth family (grown stages 1..N; baselines N blocks)
+    growth_tokens: int  # training tokens per grown stage; baselines get N x this
+    expert_stages: int  # depth of each expert of the merging family
+    expert_tokens: int  # training tokens per expert stage
+    sweep_lrs: tuple[float, ...]  # learning rates every arm's sweep tries
+    sweep_share: float  # share of an arm's tokens each sweep candidate trains
     heldout: int  # held-out documents per language (bits per byte and the cloze pool)
+    validation: int  # further documents per language, never trained on: they choose the best expert
     cloze_items: int  # cloze questions per language (at most; short or long quotations are skipped)
     max_train_documents: int | None  # training documents per language (None: all)
     tune_tokens: int  # tokens of `pgt tune` on the adapter merge
     seeds: int = 3
     device: str = "auto"
-    # torch CPU threads (None: torch's default). At d = 64 the matrix products are so small that a second
-    # thread on shared cores costs more than it gives (measured: held-out scoring 7x slower at 2 threads
-    # than at 1 on a loaded 2-core machine).
-    threads: int | None = 1
+    threads: int | None = None  # torch CPU threads (None: torch's default)
 
 
 SCALES = {
-    "smoke": Scale(name="smoke", dim=64, stages=2, tokens_per_stage=64, batch_size=2, seq_len=32, heads=2,
-                   lr=8e-3, heldout=6, cloze_items=4, max_train_documents=60, tune_tokens=64, seeds=2),
-    # 2 shared CPU cores, d = 64, the substrate trimmed to the training text (~1,000-2,000 ids): ~15,000
-    # training tokens/s measured on one thread (grown and monolithic alike), 50x the full vocabulary's 300;
-    # 7 arms x 3 seeds x 3 x 262,144 tokens (~18 min) + scoring ~30 models fit ~30 minutes (docs/study.md).
-    "cpu": Scale(name="cpu", dim=64, stages=3, tokens_per_stage=262_144, batch_size=8, seq_len=64, heads=4,
-                 lr=8e-3, heldout=150, cloze_items=100, max_train_documents=6_000, tune_tokens=65_536),
-    # One H200: wider, deeper, 40x the tokens per stage; an estimate, not yet run.
-    "gpu": Scale(name="gpu", dim=256, stages=6, tokens_per_stage=1_048_576, batch_size=32, seq_len=256, heads=8,
-                 lr=3e-3, heldout=300, cloze_items=200, max_train_documents=None, tune_tokens=524_288, threads=None),
+    "smoke": Scale(name="smoke", dim=64, heads=2, batch_size=2, seq_len=32, embedding_blocks=1, embedding_tokens=64,
+                   growth_stages=2, growth_tokens=64, expert_stages=1, expert_tokens=64,
+                   sweep_lrs=(4e-3, 8e-3, 1.6e-2), sweep_share=1.0, heldout=6, validation=4, cloze_items=4,
+                   max_train_documents=60, tune_tokens=64, seeds=2, threads=1),
+    # 2 CPU cores, d = 128, the substrate trimmed to the training text (~2,100 ids), batch 16 x 128:
+    # sized so that every arm is well below bzip2 -9 on each language it trains on and each family
+    # finishes within 30 minutes (docs/study.md, "Sizing", has the measurements).
+    "cpu": Scale(name="cpu", dim=128, heads=4, batch_size=16, seq_len=128, embedding_blocks=1,
+                 embedding_tokens=3_145_728, growth_stages=3, growth_tokens=786_432, expert_stages=2,
+                 expert_tokens=1_048_576, sweep_lrs=(4e-3, 8e-3, 1.6e-2), sweep_share=0.25, heldout=150,
+                 validation=50, cloze_items=100, max_train_documents=None, tune_tokens=262_144),
+    # One H200, width 512 (where glyph rows are as distinct as at the native 1,024): ~350 M training tokens
+    # in all, about 8 minutes at an assumed 1 M tokens/s; an estimate, not yet run on a GPU.
+    "gpu": Scale(name="gpu", dim=512, heads=8, batch_size=64, seq_len=256, embedding_blocks=2,
+                 embedding_tokens=8_388_608, growth_stages=4, growth_tokens=2_097_152, expert_stages=3,
+                 expert_tokens=2_097_152, sweep_lrs=(1e-3, 2e-3, 4e-3), sweep_share=0.25, heldout=300,
+                 validation=100, cloze_items=200, max_train_documents=None, tune_tokens=2_097_152),
 }
 
 

@@ -32,6 +32,7 @@ class ModelScore(Record):
     heldout_bytes: dict[str, int]
     cloze_accuracy: dict[str, float]  # language -> fraction correct
     cloze_items: dict[str, int]
+    validation_bits_per_byte: dict[str, float]  # on the validation documents: chooses between models
 
 
 def score_path(model_dir: Path, corpus: StudyCorpus) -> Path:
@@ -61,14 +62,15 @@ def score_model(model_dir: Path, corpus: StudyCorpus, items: dict[str, list[Cloz
     if path.is_file():
         return ModelScore.load(path)
     model, tokenizer = adapter.load(model_dir, device)
-    bpb, n_bytes, cloze, n_items = {}, {}, {}, {}
+    bpb, n_bytes, cloze, n_items, validation = {}, {}, {}, {}, {}
     for split in corpus.languages:
         heldout = adapter.heldout_score(model, tokenizer, split.heldout)
         bpb[split.language], n_bytes[split.language] = heldout.bits_per_byte, heldout.n_bytes
+        validation[split.language] = adapter.heldout_score(model, tokenizer, split.validation).bits_per_byte
         language_items = items[split.language]
         n_items[split.language] = len(language_items)
         if language_items:
             cloze[split.language] = cloze_accuracy(model, tokenizer, language_items)
-    score = ModelScore(str(model_dir), corpus.scoring_id, bpb, n_bytes, cloze, n_items)
+    score = ModelScore(str(model_dir), corpus.scoring_id, bpb, n_bytes, cloze, n_items, validation)
     score.save(path)
     return score

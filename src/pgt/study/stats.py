@@ -1,11 +1,13 @@
-"""Means with 95 % intervals over seeds, paired differences and the verdict rule of `pgt study`.
+"""Means with 95 % intervals over seeds, paired differences, p-values, Holm's correction and the verdict rule.
 
 The verdict rule (docs/study.md): every claim is phrased so that a positive difference is
-what the paper says. With the difference's 95 % interval [lo, hi] over seeds:
-  lo > 0 -> holds;  hi < 0 -> reversed;  otherwise (the interval includes zero, or there is
-  no interval: fewer than two seeds, or seeds that all gave the same value, whose spread
-  says nothing about the uncertainty) -> inconclusive at this scale.
-An interval that includes zero is therefore never "holds".
+what the paper says. A single comparison, with the difference's 95 % interval [lo, hi] over
+seeds: lo > 0 -> holds; hi < 0 -> reversed; otherwise (the interval includes zero, or there
+is no interval: fewer than two seeds, or seeds that all gave the same value, whose spread
+says nothing about the uncertainty) -> inconclusive at this scale. A family of m comparisons
+is judged on Holm-adjusted p-values of the paired t-test (`holm`): holds / reversed only
+where the adjusted p is below ALPHA, which implies the unadjusted interval excludes zero, so
+an interval that includes zero is never "holds".
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Literal
 
 Verdict = Literal["holds", "reversed", "inconclusive at this scale"]
 CONFIDENCE = 0.95
+ALPHA = 1 - CONFIDENCE  # the family-wise error rate Holm's procedure keeps
 
 
 @dataclass(frozen=True)
@@ -74,3 +77,38 @@ def verdict(difference: Estimate) -> Verdict:
     if difference.half is None or difference.low <= 0 <= difference.high:
         return "inconclusive at this scale"
     return "holds" if difference.low > 0 else "reversed"
+
+
+def p_value(difference: Estimate, values: Sequence[float]) -> float | None:
+    """Two-sided p of the one-sample t-test of `values` (paired differences) against 0; None without an interval."""
+    from scipy import stats
+
+    if difference.half is None:
+        return None
+    n = len(values)
+    sd = math.sqrt(sum((v - difference.mean) ** 2 for v in values) / (n - 1))
+    return float(2 * stats.t.sf(abs(difference.mean) / (sd / math.sqrt(n)), n - 1))
+
+
+def holm(p_values: Sequence[float | None]) -> list[float | None]:
+    """Holm–Bonferroni adjusted p-values (None stays None and does not count among the m tests).
+
+    Sorted ascending, the i-th of m p-values (from 0) is multiplied by m − i; the adjusted values
+    are made non-decreasing in that order and capped at 1. Rejecting where adjusted p < ALPHA
+    keeps the chance of any false verdict in the family below ALPHA.
+    """
+    tested = sorted((p, index) for index, p in enumerate(p_values) if p is not None)
+    m = len(tested)
+    adjusted: list[float | None] = [None] * len(p_values)
+    running = 0.0
+    for rank, (p, index) in enumerate(tested):
+        running = max(running, min(1.0, (m - rank) * p))
+        adjusted[index] = running
+    return adjusted
+
+
+def family_verdict(difference: Estimate, adjusted_p: float | None) -> Verdict:
+    """holds / reversed where the Holm-adjusted p is below ALPHA, by the difference's sign."""
+    if adjusted_p is None or adjusted_p >= ALPHA:
+        return "inconclusive at this scale"
+    return "holds" if difference.mean > 0 else "reversed"
