@@ -27,6 +27,7 @@ def test_estimate_is_the_student_t_interval() -> None:
     ([0.5], "inconclusive at this scale"),  # one seed: no interval
     ([0.0, 0.0, 0.0], "inconclusive at this scale"),  # an interval [0, 0] includes zero
     ([0.25, 0.25], "inconclusive at this scale"),  # identical seeds: no spread, no interval
+    ([0.1 + 0.2 - 0.3, 0.0, 5.55e-17], "inconclusive at this scale"),  # equal up to rounding: no interval either
 ])
 def test_verdict(values: list[float], expected: str) -> None:
     assert verdict(estimate(values)) == expected

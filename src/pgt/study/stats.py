@@ -20,6 +20,7 @@ from typing import Literal
 Verdict = Literal["holds", "reversed", "inconclusive at this scale"]
 CONFIDENCE = 0.95
 ALPHA = 1 - CONFIDENCE  # the family-wise error rate Holm's procedure keeps
+SAME = 1e-9  # relative spread below which seeds count as giving one value (float rounding, not variation)
 
 
 @dataclass(frozen=True)
@@ -59,7 +60,7 @@ def estimate(values: Sequence[float]) -> Estimate:
     n = len(values)
     mean = sum(values) / n
     sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else 0.0
-    if sd == 0:
+    if sd <= SAME * max(1.0, abs(mean)):  # equal values (up to rounding): their spread says nothing
         return Estimate(mean, None, n)
     return Estimate(mean, float(stats.t.ppf(0.5 + CONFIDENCE / 2, n - 1)) * sd / math.sqrt(n), n)
 
