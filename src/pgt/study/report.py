@@ -67,7 +67,8 @@ def comparisons_section(results: StudyResults, family: FamilyResults) -> list[st
             f"{family.tested} comparisons of this family were tested; their p-values (paired t-test over "
             f"{results.seeds} seeds) are Holm–Bonferroni adjusted together, and a verdict is **holds** or "
             f"**reversed** only where the adjusted p is below {ALPHA:.2f}. A comparison where either model is not "
-            "below bzip2 -9 on a language it trained on is **undertrained: no verdict** and is not tested.", ""]
+            "below bzip2 -9 with every seed on a language it trained on is **undertrained: no verdict** and is not "
+            "tested.", ""]
 
 
 def models_section(results: StudyResults, family: FamilyResults) -> list[str]:
@@ -81,8 +82,8 @@ def models_section(results: StudyResults, family: FamilyResults) -> list[str]:
         for code in codes:
             mark = "" if code not in row.trained_languages or below_anchor(
                 row.bits_per_byte[code], results.compressors[code][ANCHOR]) else " ⚠"
-            bpb.append(_cell(row, "bpb", code, 3) + ("" if code in row.trained_languages else " (not trained on)")
-                       + mark)
+            untrained = " (not known to both experts)" if row.kind == "merge" else " (not trained on)"
+            bpb.append(_cell(row, "bpb", code, 3) + ("" if code in row.trained_languages else untrained) + mark)
         rows.append([f"`{row.key}` {row.label}", row.kind, blocks, f"{row.training_tokens:,}",
                      f"{row.training_flops:.3g}", f"{row.trained_parameters:,}",
                      "–" if row.lr is None else f"{row.lr:g}", *bpb, *(_cell(row, "cloze", c, 2) for c in codes)])
@@ -91,8 +92,9 @@ def models_section(results: StudyResults, family: FamilyResults) -> list[str]:
                      *(f"{results.compressors[c][name]:.3f}" for c in codes),
                      *(f"chance {results.cloze_chance:.2f}" for _ in codes)])
     return [*markdown_table(header, rows), "",
-            "Mean ± the 95 % Student-t half-interval over seeds. ⚠: not below bzip2 -9 on a language the model "
-            "trained on (undertrained there). FLOPs are analytic (docs/study.md); a merge's tokens, FLOPs and "
+            "Mean ± the 95 % Student-t half-interval over seeds. ⚠: some seed not below bzip2 -9 on a language "
+            "the model trained on (undertrained there); a merge is held to the anchor only on the language both "
+            "its experts trained on. FLOPs are analytic (docs/study.md); a merge's tokens, FLOPs and "
             "parameters are its experts' together, and the tuned merge adds its tuning.", ""]
 
 

@@ -28,7 +28,7 @@ from pathlib import Path
 from pgt.errors import PgtError
 from pgt.records import Record
 from pgt.study import adapter, flops
-from pgt.study.arms import FAMILIES, MERGE, TUNED, Arm, Family, family_arms
+from pgt.study.arms import FAMILIES, MERGE, SHARED_LANGUAGE, TUNED, Arm, Family, family_arms
 from pgt.study.corpus import StudyCorpus, parse_corpus_specs, split_corpus
 from pgt.study.results import (
     ANCHOR,
@@ -399,8 +399,9 @@ class _Study:
         spent = sum(rows[name].training_flops for name in ("expert-a", "expert-b"))
         trained = sum(rows[name].trained_parameters for name in ("expert-a", "expert-b"))
         a, b = self.experts
+        # The merge trains nothing itself: it has learned only what both experts learned.
         add(MERGE, f"merge of en+{a} and en+{b} (logit mean)", "merge", None, runs / MERGE / f"seed-{seed}", tokens,
-            spent, trained, None, self.corpus.codes)
+            spent, trained, None, [SHARED_LANGUAGE])
         tuned = adapter.tune_record(runs / TUNED / f"seed-{seed}")
         add(TUNED, f"adapter merge after `pgt tune` ({tuned.tokens:,} tokens)", "merge", None,
             runs / TUNED / f"seed-{seed}", tokens + tuned.tokens,

@@ -51,8 +51,8 @@ SCALES = {
     # sized so that every arm is well below bzip2 -9 on each language it trains on and each family
     # finishes within 30 minutes (docs/study.md, "Sizing", has the measurements).
     "cpu": Scale(name="cpu", dim=128, heads=4, batch_size=16, seq_len=128, embedding_blocks=1,
-                 embedding_tokens=3_145_728, growth_stages=3, growth_tokens=786_432, expert_stages=2,
-                 expert_tokens=1_048_576, sweep_lrs=(4e-3, 8e-3, 1.6e-2), sweep_share=0.25, heldout=150,
+                 embedding_tokens=2_621_440, growth_stages=2, growth_tokens=1_572_864, expert_stages=2,
+                 expert_tokens=1_048_576, sweep_lrs=(4e-3, 8e-3, 1.6e-2), sweep_share=0.2, heldout=150,
                  validation=50, cloze_items=100, max_train_documents=None, tune_tokens=262_144),
     # One H200, width 512 (where glyph rows are as distinct as at the native 1,024): ~350 M training tokens
     # in all, about 8 minutes at an assumed 1 M tokens/s; an estimate, not yet run on a GPU.
