@@ -105,3 +105,12 @@ def test_merge_modes_match_the_shipped_config() -> None:
 
     merge = dict(COMMANDS)["merge"]
     assert tuple(_flags(merge)["--mode"].choices) == MERGE_MODES == shipped
+
+
+@pytest.mark.parametrize(("name", "parser"), COMMANDS, ids=[name for name, _ in COMMANDS])
+def test_help_renders_without_leaks_or_false_required_marks(name: str, parser: argparse.ArgumentParser) -> None:
+    text = parser.format_help()
+    assert "{'" not in text and "%(" not in text, f"pgt {name} --help leaks a format string or a dict"
+    for action in parser._actions:
+        if "(required)" in (action.help or ""):
+            assert action.required, f"pgt {name}: {action.option_strings} is marked (required) but is optional"

@@ -107,6 +107,7 @@ def test_baselines_and_merged_experts_stand_beside_the_deepest_stage(run_dir: Pa
     assert merged[7:9] == [f"{perplexity.value('loss'):.4f}†", f"{perplexity.value('bpb'):.4f}†"]
     assert "† From `pgt eval --task perplexity`" in text
     assert "⚠" not in text  # equal budgets: no flag
+    assert "perplexity (perplexity)" not in text  # a task named after its metric is named once
 
 
 def test_a_baseline_of_another_budget_is_flagged(run_dir: Path, substrate_dir: Path, token_data_dir: Path,

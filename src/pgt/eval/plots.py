@@ -154,7 +154,7 @@ def plot_depth(report: RunReport, path: Path) -> bool:
                                   integer_x=True))
     params = [line(label, [e.field(key) for e in stages]) for key, label in
               (("params_total", "total"), ("params_trainable", "trainable"))]
-    params[1].style["linestyle"] = "--"  # trainable: the same model, so the same colour
+    params[1].style.update(color=PALETTE[1], linestyle="--")  # two quantities: two colours
     if any(series.y for series in params):
         panels.append(Panel("parameters", "blocks", "parameters", params, log_y=True, integer_x=True))
     for task in report.tasks:

@@ -86,9 +86,10 @@ class RunReport:
         return next((getattr(e.evals[task], key) for e in self.stages + self.others if task in e.evals), None)
 
     def task_label(self, task: str) -> str:
-        """`task (metric)` as the column header, e.g. `arc_easy (accuracy)`."""
+        """`task (metric)` as the column header, e.g. `arc_easy (accuracy)`; `perplexity`, not
+        `perplexity (perplexity)`."""
         metric = self._result_field(task, "metric")
-        return f"{task} ({metric})" if metric else task
+        return f"{task} ({metric})" if metric and metric != task else task
 
     def task_unit(self, task: str) -> str:
         """What the task's scores measure (`percent`, `perplexity`, ...), for a plot axis."""

@@ -38,6 +38,8 @@ RESUME_NEUTRAL_KEYS = frozenset({"out", "progress", "log_every", "checkpoint_eve
 # Optimizer and schedule settings: after a non-finite loss stopped a run they may change on resume
 # (the change is recorded in run.json), since the usual remedy is a lower lr or a tighter clip.
 OPTIMIZER_KEYS = frozenset({"lr", "min_lr_ratio", "warmup_steps", "weight_decay", "grad_clip", "betas"})
+# Keys without a default that a run cannot do without (given as options or in CONFIG.yaml).
+REQUIRED_KEYS = ("substrate", "data", "out")
 # Keys a preset sets (pgt.model.presets): depth, attention heads and context.
 PRESET_KEYS = ("stages", "heads", "context")
 
@@ -96,7 +98,7 @@ class GrowthConfig:
 
     def validate(self) -> None:
         """Raise PgtError on a missing or inconsistent setting."""
-        for key in ("substrate", "data", "out"):
+        for key in REQUIRED_KEYS:
             if not getattr(self, key):
                 raise PgtError(f"--{key} is required (on the command line or in the config file)")
         for f in fields(self):
@@ -228,7 +230,12 @@ def add_config_arguments(parser: argparse.ArgumentParser, skip: tuple[str, ...] 
         annotation = _scalar_type(_field_types()[f.name])
         flag = "--" + f.name.replace("_", "-")
         default = f.default if f.default is not dataclasses.MISSING else None
-        help_text = f"{help_texts.get(f.name, '')} ({'required' if default is None else f'default: {default}'})"
+        if f.name in REQUIRED_KEYS:
+            suffix = " (required: here or in CONFIG.yaml)"
+        else:
+            suffix = "" if default is None else f" (default: {default})"
+        # argparse formats help with %: a literal one (as in "~30 %") must be doubled
+        help_text = (help_texts.get(f.name, "") + suffix).replace("%", "%%")
         kwargs: dict[str, Any] = {"dest": f.name, "default": None, "help": help_text}
         if f.name == "preset":
             from pgt.model.presets import PRESETS
