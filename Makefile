@@ -4,7 +4,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.pgt-installed
 DEMO   ?= runs/demo
 
-.PHONY: demo test system-deps venv clean
+.PHONY: demo test test-quick system-deps venv clean
 
 venv: $(STAMP)
 
@@ -24,6 +24,10 @@ demo: $(STAMP) system-deps
 
 test: $(STAMP) system-deps
 	$(PY) -m pytest -n 2 --dist loadgroup
+
+# Everything but the tests marked slow (torchrun launches, full-vocabulary builds): for a quick check.
+test-quick: $(STAMP) system-deps
+	$(PY) -m pytest -n 2 --dist loadgroup -m "not slow"
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -15,6 +15,8 @@ from safetensors.torch import load_file
 from pgt.cli import main as pgt_main
 from pgt.growth.metrics import read_metrics
 
+pytestmark = pytest.mark.slow  # each test launches torchrun
+
 # Stage 2 has a frozen block, stage 3 LoRA on the older two: every kind of stage runs distributed.
 COMMON = ["grow", "--stages", "3", "--lora-from", "3", "--init", "random", "--tokens-per-stage", str(4 * 32 * 6),
           "--seq-len", "32", "--heads", "4", "--context", "64", "--eval-every", "3", "--eval-tokens", "2048",

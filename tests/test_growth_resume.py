@@ -1,6 +1,6 @@
 """Trust: SIGKILL + rerun gives bit-identical weights; damaged checkpoints and NaN losses stop clearly;
 nothing a user trained is lost to a bad --overwrite, a lost pointer, a second process or a failed start
-(issue 14, tested end to end through `python -m pgt grow`)."""
+(tested end to end through `python -m pgt grow`)."""
 
 from __future__ import annotations
 

@@ -145,7 +145,7 @@ def test_a_finished_run_grows_further_when_given_more_stages(substrate_dir, toke
         grow(GrowthConfig(**{**config.to_dict(), "stages": 1}))
 
 
-# ---------------------------------------------------------------- one bits-per-byte (issue 11)
+# ---------------------------------------------------------------- one bits-per-byte
 
 
 def test_trainer_and_pgt_eval_agree_on_bits_per_byte(grown, token_data_dir):
@@ -212,7 +212,7 @@ def test_stage_and_run_records_check_their_fields(grown, tmp_path):
         StageRecord.load(copy)
 
 
-# ---------------------------------------------------------------- presets, logging (issue 13)
+# ---------------------------------------------------------------- presets, logging
 
 
 def test_a_small_preset_trains_and_logs_lines_without_a_terminal(substrate_dir, token_data_dir, tmp_path):
