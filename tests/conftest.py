@@ -84,7 +84,7 @@ def byte_level_tokenizer_dir(corpus_files: list[Path], tmp_path_factory: pytest.
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
-    from pgt.corpus.fortunes import iter_fortunes
+    from pgt.corpus.sources import iter_fortunes
 
     backend = Tokenizer(models.BPE())
     backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)

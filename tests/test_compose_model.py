@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from pgt.corpus.fortunes import default_corpus_files, iter_fortunes
+from pgt.corpus.fortunes import default_corpus_files
+from pgt.corpus.sources import iter_fortunes
 from transformers import ArceeForCausalLM
 
 from pgt.model.architecture import from_substrate

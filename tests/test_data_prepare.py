@@ -15,7 +15,7 @@ import pytest
 
 from pgt.cli import main
 from pgt.data import prepare as prepare_module
-from pgt.corpus.fortunes import iter_fortunes
+from pgt.corpus.sources import iter_fortunes
 from pgt.data.prepare import iter_chunks, prepare_token_data, split_documents, split_of
 from pgt.corpus.sources import resolve_sources
 from pgt.errors import PgtError

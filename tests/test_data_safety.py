@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from pgt.cli import main
-from pgt.corpus.fortunes import iter_fortunes
+from pgt.corpus.sources import iter_fortunes
 from pgt.data.loader import TokenData
 from pgt.data.prepare import prepare_token_data
 from pgt.errors import PgtError

@@ -92,7 +92,7 @@ def test_corpus_takes_jsonl_parquet_and_datasets_with_languages(tmp_path, corpus
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from pgt.corpus.fortunes import iter_fortunes
+    from pgt.corpus.sources import iter_fortunes
 
     russian = list(iter_fortunes(next(p for p in corpus_files if p.parent.name == "ru")))[:200]
     (tmp_path / "ru.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in russian), encoding="utf-8")

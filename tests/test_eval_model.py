@@ -31,7 +31,7 @@ def model_and_tokenizer(eval_model_dir: Path):
 @pytest.fixture(scope="module")
 def answers_b(eval_model_dir: Path, corpus_files: list[Path]):
     """The test model trained for a few steps to predict the token `B` after anything."""
-    from pgt.corpus.fortunes import iter_fortunes
+    from pgt.corpus.sources import iter_fortunes
 
     model, tokenizer = load_model(eval_model_dir)
     (letter,) = tokenizer("B", add_special_tokens=False)["input_ids"]
@@ -129,7 +129,7 @@ def test_windows_score_every_token_once_within_the_context() -> None:
 
 
 def test_bits_per_byte_equals_the_manual_computation(model_and_tokenizer, corpus_files: list[Path]) -> None:
-    from pgt.corpus.fortunes import iter_fortunes
+    from pgt.corpus.sources import iter_fortunes
 
     model, tokenizer = model_and_tokenizer
     texts = [t for t in iter_fortunes(corpus_files[0]) if 20 < len(t) < 100][:3]

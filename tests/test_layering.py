@@ -63,3 +63,39 @@ def test_module_imports_only_lower_layers(path: Path) -> None:
     area = _area(path)
     upward = _imported_areas(path) - ALLOWED[area] - {area} - KNOWN_UPWARD.get(str(path.relative_to(ROOT)), set())
     assert not upward, f"{path.relative_to(ROOT)} ({area}) imports {sorted(upward)}"
+
+
+def _module_name(path: Path) -> str:
+    parts = ["pgt", *path.relative_to(ROOT).with_suffix("").parts]
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _imported_modules(path: Path, known: set[str]) -> set[str]:
+    """pgt modules (not packages) named by every import in the file, wherever it stands."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found |= {node.module} | {f"{node.module}.{alias.name}" for alias in node.names}
+    return {name for name in found if name in known}
+
+
+def test_no_import_cycles_between_modules() -> None:
+    """A cycle hides in imports inside functions; packages' __init__ (lazy re-exports) are not counted."""
+    files = {_module_name(p): p for p in ROOT.rglob("*.py") if p.name != "__init__.py"}
+    graph = {name: _imported_modules(path, set(files)) - {name} for name, path in files.items()}
+    done: set[str] = set()
+
+    def visit(name: str, trail: list[str]) -> None:
+        if name in trail:
+            cycle = trail[trail.index(name):] + [name]
+            raise AssertionError("import cycle: " + " -> ".join(cycle))
+        if name in done:
+            return
+        for child in sorted(graph[name]):
+            visit(child, [*trail, name])
+        done.add(name)
+
+    for name in sorted(graph):
+        visit(name, [])

@@ -7,7 +7,8 @@ import torch
 
 from pgt.cli import main
 from pgt.model.loading import load_model
-from pgt.model.presets import PRESETS, parameter_counts
+from pgt.model.loading import parameter_counts
+from pgt.model.presets import PRESETS
 
 
 @pytest.mark.parametrize(

@@ -137,7 +137,7 @@ def test_loss_curve_marks_the_growth_step(run_dir: Path, tmp_path: Path):
 
 def arc_style_file(path: Path, corpus_files: list[Path]) -> Path:
     """Four ARC-format questions made of real fortune text (answer key A), for `pgt eval --task arc_easy`."""
-    from pgt.corpus.fortunes import iter_fortunes
+    from pgt.corpus.sources import iter_fortunes
 
     texts = [t for t in iter_fortunes(corpus_files[0]) if 10 < len(t) < 120][:20]
     rows = [{"question": texts[i], "choices": {"label": list("ABCD"), "text": texts[i + 1: i + 5]}, "answerKey": "A"}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pgt.corpus.fortunes import iter_fortunes
+from pgt.corpus.sources import iter_fortunes
 from pgt.study.cloze import CHANCE, OPTIONS, build_cloze, split_half
 
 

@@ -8,7 +8,6 @@ install the packages; nothing here touches the network.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 from pgt.errors import PgtError
@@ -36,10 +35,3 @@ def default_corpus_files(languages: tuple[str, ...] = ("en", "ru", "de")) -> lis
             )
         files.extend(found)
     return files
-
-
-def iter_fortunes(path: str | os.PathLike) -> Iterator[str]:
-    """Yield the quotations of one fortune file (see `pgt.corpus.sources`, format "fortunes")."""
-    from pgt.corpus.sources import Source
-
-    yield from Source(str(path), "fortunes").documents()

@@ -485,3 +485,8 @@ def _loaded_dataset_pieces(name: str, config: str | None, split: str, field: str
             f"cannot load {where}, split {split!r}: {one_line(exc)} "
             "(hub datasets need network access; offline, pass a save_to_disk directory instead)"
         ) from None
+
+
+def iter_fortunes(path: str | os.PathLike) -> Iterator[str]:
+    """Yield the quotations of one fortune file (format "fortunes")."""
+    yield from Source(str(path), "fortunes").documents()

@@ -20,7 +20,7 @@ _EXPORTS = {
     "PRESETS": "presets",
     "get_preset": "presets",
     "preset_config": "presets",
-    "parameter_counts": "presets",
+    "parameter_counts": "loading",
     "model_card": "card",
     "init_model_dir": "loading",
     "load_model": "loading",

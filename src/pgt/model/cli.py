@@ -106,7 +106,8 @@ def format_count(count: int) -> str:
 
 
 def run_info(args: argparse.Namespace) -> int:
-    from pgt.model.presets import PRESETS, parameter_counts
+    from pgt.model.loading import parameter_counts
+    from pgt.model.presets import PRESETS
 
     target = args.target
     if target in PRESETS:

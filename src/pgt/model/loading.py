@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from pgt.errors import PgtError, one_line
 from pgt.io import atomic_dir, read_json, write_json
 from pgt.model.architecture import DEFAULT_ATTN_IMPLEMENTATION, SAMPLING, check_heads
+from pgt.model.presets import get_preset
 from pgt.substrate.store import SUBSTRATE_FILE, Substrate, SubstrateMeta, fingerprint
 
 if TYPE_CHECKING:
@@ -75,8 +76,6 @@ def model_config_kwargs(
     *, preset: str | None = None, layers: int | None = None, heads: int | None = None, hidden_size: int
 ) -> dict[str, Any]:
     """Config fields for a model on a substrate of width `hidden_size`: a preset or layers + heads."""
-    from pgt.model.presets import get_preset
-
     if preset is not None:
         if layers is not None or heads is not None:
             raise PgtError("give either a preset or --layers/--heads, not both")
@@ -268,3 +267,15 @@ def load_model(
 def substrate_meta_of(path: str | os.PathLike) -> SubstrateMeta:
     """The `substrate.json` of a substrate or model directory (what `save_model` needs)."""
     return SubstrateMeta.load(Path(path) / SUBSTRATE_FILE)
+
+
+def parameter_counts(config: PretrainedConfig) -> tuple[int, int]:
+    """(total, trainable) parameters of the causal LM of `config` (a PGT `ArceeConfig` or a
+    merged one), counted on the meta device. Trainable excludes the frozen substrate embedding."""
+    import torch
+
+    with torch.device("meta"):
+        model = build_from_config(config)
+    total = sum(p.numel() for p in model.parameters())
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return total, trainable

@@ -14,7 +14,7 @@ from pgt.errors import PgtError
 from pgt.model.architecture import DEFAULT_CONTEXT
 
 if TYPE_CHECKING:
-    from transformers import ArceeConfig, PretrainedConfig
+    from transformers import ArceeConfig
 
 BYTE_FALLBACK_IDS = 256  # see pgt.substrate.layout: appended after the reference layout
 VOCAB_131K = 131_072 + BYTE_FALLBACK_IDS  # bvv241-abs / bvv241-max
@@ -82,17 +82,3 @@ def get_preset(name: str) -> Preset:
 def preset_config(name: str, **overrides: Any) -> ArceeConfig:
     """PGT `ArceeConfig` of the named preset, with optional field overrides."""
     return get_preset(name).config(**overrides)
-
-
-def parameter_counts(config: PretrainedConfig) -> tuple[int, int]:
-    """(total, trainable) parameters of the causal LM of `config` (a PGT `ArceeConfig` or a
-    merged one), counted on the meta device. Trainable excludes the frozen substrate embedding."""
-    import torch
-
-    from pgt.model.loading import build_from_config
-
-    with torch.device("meta"):
-        model = build_from_config(config)
-    total = sum(p.numel() for p in model.parameters())
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    return total, trainable
