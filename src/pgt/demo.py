@@ -30,8 +30,9 @@ from typing import Any
 from pgt import options
 from pgt.errors import PgtError
 from pgt.io import atomic_file
-from pgt.model.architecture import SAMPLING
+from pgt.model.architecture import SAMPLING, check_heads
 from pgt.records import Record
+from pgt.substrate.layout import SMALL_FAMILY
 
 EXAMPLES = [
     "pgt demo                                   # the full story into runs/demo (about 10 minutes on 2 cores)",
@@ -41,7 +42,6 @@ EXAMPLES = [
     "pgt demo --out /tmp/full --no-trim       # the full 65,792-id vocabulary, to compare",
 ]
 
-FAMILY = "bvv241-2-3"
 DEFAULT_DIM = 128
 DIM_REASON = (
     "trimmed to the corpus's tokens, the output head is small and the blocks take the compute; at 2 CPU cores "
@@ -109,8 +109,7 @@ def _step(number: int, title: str) -> None:
 
 
 def _check_dim(dim: int) -> None:
-    if dim % (2 * HEADS):  # rotary embeddings need an even width per head
-        raise PgtError(f"the demo's {HEADS} attention heads need a dim divisible by {2 * HEADS} (got {dim})")
+    check_heads(dim, HEADS)
 
 
 def _finished(path: Path) -> bool:
@@ -158,9 +157,9 @@ def ensure_substrate(out: Path, given: str | None, dim: int | None, trim: bool, 
     if not _finished(full):
         dim = dim or DEFAULT_DIM
         _check_dim(dim)
-        _say(f"building {FAMILY} at dim {dim}: {DIM_REASON}.")
+        _say(f"building {SMALL_FAMILY} at dim {dim}: {DIM_REASON}.")
         start = time.perf_counter()
-        build_substrate(full, family=FAMILY, corpus=default_corpus_files(), dim=dim, progress=progress)
+        build_substrate(full, family=SMALL_FAMILY, corpus=default_corpus_files(), dim=dim, progress=progress)
         _say(f"built {full} in {time.perf_counter() - start:.0f} s")
     _check_dim(_dim_of(full))
     if not trim:
@@ -357,7 +356,7 @@ def ensure_run(plan: DemoPlan, progress: bool) -> Path:
 
     config = plan.growth_config(progress)
     dim = _dim_of(Path(config.substrate))
-    _say(f"growing {config.stages} blocks on {FAMILY} (d = {dim}) with {config.init} init of each new block, "
+    _say(f"growing {config.stages} blocks on {SMALL_FAMILY} (d = {dim}) with {config.init} init of each new block, "
          f"{config.tokens_per_stage:,} tokens per stage; older blocks stay frozen")
     return grow(config)
 

@@ -37,6 +37,7 @@ from pgt.growth.metrics import MetricsLogger, plot_loss
 from pgt.growth.records import RUN_FILE, STAGE_FILE, ConfigChange, Halt, LoraRecord, RunRecord, StageRecord
 from pgt.growth.validation import TextScore, decoder, score_documents, validation_sample
 from pgt.io import LOCK_FILE, atomic_dir, atomic_file, refuse_overlap, remove_stale_temporaries, run_lock
+from pgt.model.architecture import check_heads
 
 CONFIG_FILE = "config.yaml"
 # Other runs that live inside a run directory by convention (docs/growth.md).
@@ -130,9 +131,7 @@ class GrowthRun:
     def _check_shape(self) -> None:
         """Heads that split the substrate's width into even head dimensions; a preset's width and vocabulary."""
         config, dim = self.config, self.substrate.dim
-        if dim % config.heads or (dim // config.heads) % 2:
-            raise PgtError(f"--heads {config.heads} must divide the substrate's dimension {dim} into an even head "
-                           "dimension (rotary embeddings rotate pairs)")
+        check_heads(dim, config.heads)
         if config.preset:
             from pgt.model.presets import get_preset
 

@@ -58,7 +58,8 @@ DEFAULT_CONTEXT = 1024
 def check_heads(hidden_size: int, heads: int) -> None:
     """PgtError unless `heads` splits `hidden_size` into equal, even (rotary) head sizes."""
     if heads < 1 or hidden_size % heads or (hidden_size // heads) % 2:
-        raise PgtError(f"--heads {heads} must divide the substrate dimension {hidden_size} into even head sizes")
+        raise PgtError(f"--heads {heads} must divide the substrate's dimension {hidden_size} into an even head "
+                       "dimension (rotary embeddings rotate pairs)")
 
 
 def check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from pgt.errors import PgtError
 from pgt.model.architecture import DEFAULT_CONTEXT
+from pgt.substrate.layout import SMALL_FAMILY
 
 if TYPE_CHECKING:
     from transformers import ArceeConfig
@@ -62,11 +63,11 @@ PRESETS: dict[str, Preset] = {
                vocab_size=VOCAB_131K, family="bvv241-max", published=0.5),
         # CPU sizes for tests, the demo and quick experiments.
         Preset(name="tiny", num_hidden_layers=2, hidden_size=64, num_attention_heads=4, vocab_size=VOCAB_65K,
-               family="bvv241-2-3"),
+               family=SMALL_FAMILY),
         Preset(name="small", num_hidden_layers=4, hidden_size=256, num_attention_heads=8, vocab_size=VOCAB_65K,
-               family="bvv241-2-3"),
+               family=SMALL_FAMILY),
         Preset(name="medium", num_hidden_layers=8, hidden_size=512, num_attention_heads=8, vocab_size=VOCAB_65K,
-               family="bvv241-2-3"),
+               family=SMALL_FAMILY),
     ]
 }
 

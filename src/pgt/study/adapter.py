@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pgt.records import Record
+from pgt.substrate.layout import SMALL_FAMILY
 
 
 # ---------------------------------------------------------------- substrate and data
@@ -57,7 +58,7 @@ def build_substrate(out: Path, full: Path, ngram_corpus: list[str], train_corpus
     from pgt.substrate.trim import load_trim_record, trim_substrate
 
     if not (full / SUBSTRATE_FILE).is_file():
-        build(full, family="bvv241-2-3", corpus=[Path(p) for p in ngram_corpus], dim=dim, progress=progress)
+        build(full, family=SMALL_FAMILY, corpus=[Path(p) for p in ngram_corpus], dim=dim, progress=progress)
     if load_trim_record(full) is not None:
         return full
     if not (out / SUBSTRATE_FILE).is_file():  # published atomically: present means finished

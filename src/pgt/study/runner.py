@@ -26,6 +26,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from pgt.errors import PgtError
+from pgt.model.architecture import check_heads
+from pgt.substrate.layout import SMALL_FAMILY
 from pgt.records import Record
 from pgt.study import adapter, flops
 from pgt.study.arms import FAMILIES, MERGE, SHARED_LANGUAGE, TUNED, Arm, Family, family_arms
@@ -190,14 +192,12 @@ class _Study:
             if not (full / SUBSTRATE_FILE).is_file():
                 if self.options.substrate is not None:
                     raise PgtError(f"--substrate {full} is not a substrate directory (no {SUBSTRATE_FILE})")
-                _say(f"== substrate: bvv241-2-3 at dim {scale.dim}, n-grams from the training text -> {full}")
+                _say(f"== substrate: {SMALL_FAMILY} at dim {scale.dim}, n-grams from the training text -> {full}")
             path = adapter.build_substrate(self.out / "substrate", full, self._ngram_corpus(), self._train_files(),
                                            scale.dim, progress)
             lineage = adapter.substrate_lineage(path)
             _say(f"== the glyph arms stand on {path}: {lineage.describe()}")
-            if lineage.dim % (2 * scale.heads):
-                raise PgtError(f"the substrate's dim {lineage.dim} does not split into {scale.heads} heads "
-                               "of even width")
+            check_heads(lineage.dim, scale.heads)
         elif key in ("random", "shuffled"):
             path = adapter.control_substrate(self.substrate("glyph"), self.out / f"substrate-{key}", key, CONTROL_SEED)
         else:

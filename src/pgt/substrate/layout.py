@@ -132,6 +132,8 @@ FAMILIES: dict[str, Family] = {
         Family(name="bvv241-nemo", cell=32, dim=1024, augment=AUGMENT_CELL_64),
     )
 }  # fmt: skip
+# The smallest family (65,792 ids, n-grams of orders 2 and 3): the one the demo and the study build.
+SMALL_FAMILY = "bvv241-2-3"
 
 
 def get_family(name: str) -> Family:
