@@ -42,6 +42,7 @@ CONFIG_FILE = "config.yaml"
 # Other runs that live inside a run directory by convention (docs/growth.md).
 NESTED_DIRS = frozenset({"baselines", "merged"})
 NON_FINITE = "non-finite loss or gradient"
+PROBE_TOKENS = 16  # window length of the probe step that --overwrite runs before it removes a run
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -156,6 +157,7 @@ class GrowthRun:
             raise PgtError(f"{self.run_dir} exists and is not a pgt run directory (it holds {foreign[0]}); "
                            "choose another --out")
         if run_file.exists() and self.overwrite:
+            self._probe_step()  # a setting that fails only when training fails here, before anything is removed
             pdist.barrier(self.ctx)
             if self.ctx.is_main:
                 self._discard(keep_nested=True)
@@ -210,6 +212,25 @@ class GrowthRun:
             raise PgtError(f"{self.run_dir} holds trained work ({held}) but no usable checkpoint to resume from "
                            f"({ckpt.CHECKPOINT_DIR}/{ckpt.POINTER_FILE} is missing); {ckpt.START_OVER}")
         return None
+
+    def _probe_step(self) -> None:
+        """One real forward and backward step of the new settings' first stage on a tiny batch, on this
+        process's device, wrapped (DDP/FSDP, compile) as training wraps it: whatever fails only when a
+        model trains (a single-process --fsdp, an attention kernel without a backward on this device)
+        fails here. Writes nothing; the random state is left as it was."""
+        plan = self.plans[0]
+        tiny = self.data.train_batch(0, 1, min(self.config.seq_len, PROBE_TOKENS), seed=self.config.seed)
+        devices = [self.ctx.device] if self.ctx.device.type == "cuda" else []
+        try:
+            with torch.random.fork_rng(devices=devices):
+                probe = StageTrainer(self, plan, ckpt.TrainState(stage=plan.stage), None)
+                with pdist.autocast(self.ctx.device, self.config.autocast):
+                    loss = causal_lm_loss(probe.wrapped, tiny.to(self.ctx.device))
+                loss.backward()
+                probe.optimizer.zero_grad(set_to_none=True)
+        except (ValueError, RuntimeError, TypeError, AssertionError) as exc:  # NotImplementedError included
+            raise PgtError(f"these settings fail in a training step of stage {plan.stage}, so {self.run_dir} "
+                           f"was left as it is: {one_line(exc)}") from None
 
     def _discard(self, *, keep_nested: bool) -> None:
         """Remove what a run writes (rank 0). Runs nested by convention (baselines/, merged/) survive."""
