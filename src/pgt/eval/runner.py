@@ -16,9 +16,9 @@ from pgt.corpus.hub import hub_spec
 from pgt.errors import PgtError, one_line
 from pgt.eval import protocol
 from pgt.eval.generation import DEFAULT_DECODING, SAMPLERS, Sampler
-from pgt.eval.results import RESULT, EvalRecord, dataset_name, model_fingerprint, results_path, write_results
+from pgt.eval.results import EvalRecord, dataset_name, model_fingerprint, result_lock, results_path, write_results
 from pgt.eval.tasks import MC_TASK, PERPLEXITY_TASKS, Task, get_task, mc_task
-from pgt.io import read_json, refuse_existing
+from pgt.io import read_json
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -255,14 +255,15 @@ def evaluate_to_file(
     an existing result of the same task and dataset is an error.
     """
     path = planned_path(model_dir, task_name, name=name, data=data, split=split, mode=mode, out_dir=out_dir)
-    refuse_existing(path, overwrite=overwrite, what=RESULT)
-    model.eval()
-    task = resolve_task(task_name, name)
-    if task is None:
-        record, samples = _perplexity_record(model, tokenizer, model_dir, task_name, data, split, limit, batch_size)
-    else:
-        record, samples = _task_record(
-            model, tokenizer, model_dir, task, data=data, split=split, mode=mode, runs=runs, limit=limit, sampler=sampler,
-            seed=seed, batch_size=batch_size,
-        )
-    return write_results(path, record, samples if log_samples else None), record
+    with result_lock(path, overwrite=overwrite):
+        model.eval()
+        task = resolve_task(task_name, name)
+        if task is None:
+            record, samples = _perplexity_record(model, tokenizer, model_dir, task_name, data, split, limit,
+                                                 batch_size)
+        else:
+            record, samples = _task_record(
+                model, tokenizer, model_dir, task, data=data, split=split, mode=mode, runs=runs, limit=limit,
+                sampler=sampler, seed=seed, batch_size=batch_size,
+            )
+        return write_results(path, record, samples if log_samples else None), record

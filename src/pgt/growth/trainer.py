@@ -36,7 +36,15 @@ from pgt.growth.lora import attach_lora, merge_lora
 from pgt.growth.metrics import MetricsLogger, plot_loss
 from pgt.growth.records import RUN_FILE, STAGE_FILE, ConfigChange, Halt, LoraRecord, RunRecord, StageRecord
 from pgt.growth.validation import TextScore, decoder, score_documents, validation_sample
-from pgt.io import LOCK_FILE, atomic_dir, atomic_file, refuse_overlap, remove_stale_temporaries, run_lock
+from pgt.io import (
+    LOCK_FILE,
+    atomic_dir,
+    atomic_file,
+    refuse_foreign,
+    refuse_overlap,
+    remove_stale_temporaries,
+    run_lock,
+)
 
 CONFIG_FILE = "config.yaml"
 # Other runs that live inside a run directory by convention (docs/growth.md).
@@ -109,8 +117,7 @@ class GrowthRun:
         self.config = config
         self.overwrite = overwrite
         self.run_dir = Path(config.out)
-        if self.run_dir.exists() and not self.run_dir.is_dir():
-            raise PgtError(f"--out {self.run_dir} is a file, not a directory; choose another --out")
+        refuse_foreign(self.run_dir, RUN_FILE, what="run directory", ignore=NESTED_DIRS)
         refuse_overlap(self.run_dir, [config.substrate, config.data])
         self.ctx = pdist.init_distributed(config.device)
         self.substrate = Substrate.load(config.substrate)
@@ -151,11 +158,7 @@ class GrowthRun:
         to resume from, None for a fresh start, or True when the run is already finished."""
         run_file = self.run_dir / RUN_FILE
         pdist.barrier(self.ctx)  # rank 0 holds the lock (and has created the directory)
-        foreign = [p.name for p in self.run_dir.iterdir() if p.name not in NESTED_DIRS | {LOCK_FILE}] \
-            if self.run_dir.is_dir() else []
-        if foreign and not run_file.exists():
-            raise PgtError(f"{self.run_dir} exists and is not a pgt run directory (it holds {foreign[0]}); "
-                           "choose another --out")
+        refuse_foreign(self.run_dir, RUN_FILE, what="run directory", ignore=NESTED_DIRS)  # again, under the lock
         if run_file.exists() and self.overwrite:
             self._probe_step()  # a setting that fails only when training fails here, before anything is removed
             pdist.barrier(self.ctx)

@@ -126,7 +126,7 @@ def save_model(
     if getattr(model.config, "substrate_fingerprint", None) != substrate_meta.fingerprint:
         raise PgtError("the model's substrate_fingerprint differs from the substrate.json given to save it")
     model.generation_config = _generation_config(model.config)
-    with atomic_dir(out, overwrite=overwrite) as tmp:
+    with atomic_dir(out, overwrite=overwrite, marker=CONFIG_FILE) as tmp:
         model.save_pretrained(str(tmp), safe_serialization=True)
         tokenizer.save_pretrained(str(tmp))
         # The tokenizer warns about a prompt longer than the model's context (transformers' default: 1e30).
@@ -159,10 +159,11 @@ def init_model_dir(
     """
     import torch
 
-    from pgt.io import refuse_overlap
+    from pgt.io import refuse_existing, refuse_overlap
     from pgt.model.architecture import from_substrate
 
     refuse_overlap(out, [substrate_dir])
+    refuse_existing(out, overwrite=overwrite, marker=CONFIG_FILE)  # before the model is built
     substrate = Substrate.load(substrate_dir)
     config_kwargs = model_config_kwargs(preset=preset, layers=layers, heads=heads, hidden_size=substrate.dim)
     torch.manual_seed(seed)
