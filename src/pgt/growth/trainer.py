@@ -50,6 +50,8 @@ CONFIG_FILE = "config.yaml"
 # Other runs that live inside a run directory by convention (docs/growth.md).
 NESTED_DIRS = frozenset({"baselines", "merged"})
 NON_FINITE = "non-finite loss or gradient"
+SET_ASIDE_DIR = ".overwritten"  # the run an --overwrite replaces, until the new run's first checkpoint
+OWN_NEIGHBOURS = NESTED_DIRS | {SET_ASIDE_DIR}  # what a run directory may hold besides the run
 PROBE_TOKENS = 16  # window length of the probe step that --overwrite runs before it removes a run
 
 
@@ -117,7 +119,7 @@ class GrowthRun:
         self.config = config
         self.overwrite = overwrite
         self.run_dir = Path(config.out)
-        refuse_foreign(self.run_dir, RUN_FILE, what="run directory", ignore=NESTED_DIRS)
+        refuse_foreign(self.run_dir, RUN_FILE, what="run directory", ignore=OWN_NEIGHBOURS)
         refuse_overlap(self.run_dir, [config.substrate, config.data])
         self.ctx = pdist.init_distributed(config.device)
         self.substrate = Substrate.load(config.substrate)
@@ -134,6 +136,7 @@ class GrowthRun:
             self, StagePlan(stage=self.plans[-1].stage, tokens=self.plans[-1].tokens, fresh=True))
         self.logger: MetricsLogger | None = None
         self.history: list[ConfigChange] = []
+        self.set_aside: Path | None = None  # the run an --overwrite replaces, until the new one's first checkpoint
 
     def _check_shape(self) -> None:
         """Heads that split the substrate's width into even head dimensions; a preset's width and vocabulary."""
@@ -158,12 +161,12 @@ class GrowthRun:
         to resume from, None for a fresh start, or True when the run is already finished."""
         run_file = self.run_dir / RUN_FILE
         pdist.barrier(self.ctx)  # rank 0 holds the lock (and has created the directory)
-        refuse_foreign(self.run_dir, RUN_FILE, what="run directory", ignore=NESTED_DIRS)  # again, under the lock
+        refuse_foreign(self.run_dir, RUN_FILE, what="run directory", ignore=OWN_NEIGHBOURS)  # under the lock
         if run_file.exists() and self.overwrite:
             self._probe_step()  # a setting that fails only when training fails here, before anything is removed
             pdist.barrier(self.ctx)
             if self.ctx.is_main:
-                self._discard(keep_nested=True)
+                self._set_aside()
             pdist.barrier(self.ctx)
         if not run_file.exists():
             self._record_config()
@@ -235,12 +238,49 @@ class GrowthRun:
             raise PgtError(f"these settings fail in a training step of stage {plan.stage}, so {self.run_dir} "
                            f"was left as it is: {one_line(exc)}") from None
 
-    def _discard(self, *, keep_nested: bool) -> None:
-        """Remove what a run writes (rank 0). Runs nested by convention (baselines/, merged/) survive."""
-        for path in self.run_dir.iterdir():
-            if path.name == LOCK_FILE or (keep_nested and path.name in NESTED_DIRS):
-                continue
-            shutil.rmtree(path) if path.is_dir() else path.unlink()
+    def _own_entries(self) -> list[Path]:
+        """What the run itself wrote: all but its lock, the runs nested by convention and a set-aside run."""
+        return [path for path in self.run_dir.iterdir() if path.name not in OWN_NEIGHBOURS | {LOCK_FILE}]
+
+    def _set_aside(self) -> None:
+        """--overwrite (rank 0): move the old run into RUN_DIR/.overwritten (a rename: no disk space needed).
+        It comes back if the new run fails (or is killed) before its first checkpoint and goes at that
+        checkpoint, so a full disk or a crash early in the new run loses nothing."""
+        aside = self.run_dir / SET_ASIDE_DIR
+        shutil.rmtree(aside, ignore_errors=True)
+        aside.mkdir()
+        for path in self._own_entries():
+            path.rename(aside / path.name)
+        self.set_aside = aside
+
+    def _restore_set_aside(self) -> None:
+        """The new run wrote no checkpoint: remove what it wrote and put the old run back (rank 0)."""
+        aside = self.run_dir / SET_ASIDE_DIR
+        for path in self._own_entries():
+            shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
+        for path in aside.iterdir():
+            path.rename(self.run_dir / path.name)
+        aside.rmdir()
+        self.set_aside = None
+
+    def release_set_aside(self) -> None:
+        """The new run has its first checkpoint: the run it replaced goes (rank 0)."""
+        if self.set_aside is not None:
+            shutil.rmtree(self.set_aside, ignore_errors=True)
+            self.set_aside = None
+
+    def _recover_set_aside(self) -> None:
+        """A run set aside by an --overwrite that was killed (rank 0, under the lock): back in place when the
+        new run got no checkpoint, else removed as the overwrite asked."""
+        aside = self.run_dir / SET_ASIDE_DIR
+        if not aside.is_dir():
+            return
+        self.set_aside = aside
+        if (self.run_dir / ckpt.CHECKPOINT_DIR).is_dir():
+            self.release_set_aside()
+        else:
+            self._restore_set_aside()
+            self.say(f"{self.run_dir}: an interrupted --overwrite had set the previous run aside; it is back in place")
 
     def _record_config(self) -> None:
         """Write run.json (not finished) and config.yaml for the current settings (rank 0)."""
@@ -285,6 +325,7 @@ class GrowthRun:
                 if self.ctx.is_main:  # leftovers of killed writes; safe only under the lock
                     for directory in (self.run_dir, self.run_dir / ckpt.CHECKPOINT_DIR):
                         remove_stale_temporaries(directory)
+                    self._recover_set_aside()
                 resume = self._open_run_dir()
                 started = resume is not None or not created
                 if resume is True:
@@ -293,6 +334,10 @@ class GrowthRun:
                 self._train(resume)
                 return self.run_dir
         except BaseException:
+            if self.set_aside is not None and self.ctx.is_main:
+                if self.logger:
+                    self.logger.close()
+                self._restore_set_aside()
             # A first attempt that failed before its first checkpoint leaves nothing that blocks the corrected command.
             if (created and not started and self.ctx.is_main and self.run_dir.is_dir()
                     and not (self.run_dir / ckpt.CHECKPOINT_DIR).exists() and not any(self.run_dir.glob("stage-*"))):
@@ -488,6 +533,7 @@ class StageTrainer:
         optimizer = {} if final else pdist.optimizer_state(self.wrapped, self.optimizer, self.ctx)
         if self.ctx.is_main:
             self.checkpoint_path = ckpt.save_checkpoint(self.run.run_dir, s, trainable, optimizer)
+            self.run.release_set_aside()
         pdist.barrier(self.ctx)
 
     # ------------------------------------------------------------------ training
