@@ -111,13 +111,14 @@ def duration(seconds: float) -> str:
 class GrowthRun:
     """One `pgt grow` invocation: checks every setting, then starts, resumes or overwrites the run directory."""
 
-    def __init__(self, config: GrowthConfig, *, overwrite: bool = False) -> None:
+    def __init__(self, config: GrowthConfig, *, overwrite: bool = False, allow_data_change: bool = False) -> None:
         from pgt.data.loader import TokenData
         from pgt.substrate.store import Substrate
 
         config.validate()
         self.config = config
         self.overwrite = overwrite
+        self.allow_data_change = allow_data_change
         self.run_dir = Path(config.out)
         refuse_foreign(self.run_dir, RUN_FILE, what="run directory", ignore=OWN_NEIGHBOURS)
         refuse_overlap(self.run_dir, [config.substrate, config.data])
@@ -126,6 +127,7 @@ class GrowthRun:
         self._check_shape()
         self.data = TokenData(config.data)
         self.data.check_tokenizer(self.substrate.fingerprint)
+        self.data_fingerprint = self.data.fingerprint()
         self.plans = plan_stages(config)
         self.tokens_per_step = config.batch_size * config.grad_accum * config.seq_len * self.ctx.world_size
         self.data.train_batch(0, config.batch_size, config.seq_len, seed=config.seed)  # enough training text?
@@ -176,7 +178,8 @@ class GrowthRun:
         if saved.finished and saved.config.get("stages") == self.config.stages:
             return True
         resume = self._find_checkpoint()
-        self._record_config()  # e.g. a raised stage count, or changed optimizer settings
+        self._check_same_data(saved, resume)
+        self._record_config()  # e.g. a raised stage count, changed optimizer settings, the data's fingerprint
         return resume
 
     def _check_resumable(self, saved: RunRecord) -> None:
@@ -199,6 +202,27 @@ class GrowthRun:
                 f"{self.run_dir} was trained with {saved.tokens_per_step} tokens per step "
                 f"({saved.world_size} processes); this launch gives {self.tokens_per_step}. Resume with "
                 "the same global batch (batch_size x grad_accum x processes), or pass --overwrite")
+
+    def _check_same_data(self, saved: RunRecord, resume: ckpt.Checkpoint | None) -> None:
+        """A resume trains on the data the run trained on: another manifest (the data prepared again) or a
+        shard edited in place is refused, or with --allow-data-change recorded in run.json's config_changes."""
+        recorded = saved.data_fingerprint
+        if recorded is None:  # a run.json written before pgt recorded its data
+            return
+        if recorded.sha256 != self.data_fingerprint.sha256:
+            what = "was prepared again since (its manifest differs)"
+        elif changed := self.data.changed_shards(recorded):
+            what = f"changed since: {', '.join(changed[:3])} no longer match their checksums"
+        else:
+            return
+        if not self.allow_data_change:
+            raise PgtError(f"{self.run_dir} was trained on other data: {self.config.data} {what}. Resume on the "
+                           "data it was trained on, pass --allow-data-change to go on with this data (run.json and "
+                           "the report record the change), or --overwrite to start again")
+        state = resume.state if resume else ckpt.TrainState(stage=self.plans[0].stage)
+        self.history.append(ConfigChange(stage=state.stage, step=state.step, reason=f"the token data {what}",
+                                         changes={"data_fingerprint": [recorded.sha256, self.data_fingerprint.sha256]}))
+        self.say(f"{self.run_dir}: the token data {what}; going on with it (--allow-data-change), recorded in run.json")
 
     def _find_checkpoint(self) -> ckpt.Checkpoint | None:
         """The checkpoint to resume from. Never a silent fresh start over trained work: without
@@ -298,7 +322,8 @@ class GrowthRun:
                         halted: Halt | None = None) -> None:
         RunRecord(kind=self.config.kind, config=self.config.to_dict(), world_size=self.ctx.world_size,
                   tokens_per_step=self.tokens_per_step, stages=[p.stage for p in self.plans], finished=finished,
-                  results=stages or [], halted=halted, config_changes=self.history).save(self.run_dir / RUN_FILE)
+                  results=stages or [], halted=halted, config_changes=self.history,
+                  data_fingerprint=self.data_fingerprint).save(self.run_dir / RUN_FILE)
 
     def halt(self, stage: int, step: int, reason: str) -> None:
         """Record in run.json that the run stopped on its own, so a resume may change optimizer settings."""
@@ -358,6 +383,8 @@ class GrowthRun:
             resume_step=state.global_step if resume else None,
             enabled=self.ctx.is_main,
         )
+        if self.logger.repaired:
+            self.say(self.logger.repaired)
         if resume:
             self.say(f"resuming {self.run_dir} from {resume.path.name}: stage {state.stage}, step {state.step}, "
                      f"{state.tokens_total:,} tokens trained")
@@ -706,13 +733,14 @@ def save_stage_model(model: nn.Module, substrate: Any, out: Path, info: StageRec
         info.save(tmp / STAGE_FILE)
 
 
-def grow(config: GrowthConfig, *, overwrite: bool = False) -> Path:
+def grow(config: GrowthConfig, *, overwrite: bool = False, allow_data_change: bool = False) -> Path:
     """Run (or resume) progressive growth or a baseline as `config` says; return the run directory.
 
-    Rerunning the same config continues from the last checkpoint; `overwrite` discards an
-    existing run in `config.out` first, once every setting has been checked.
+    Rerunning the same config continues from the last checkpoint (on the same token data, unless
+    `allow_data_change`); `overwrite` replaces an existing run in `config.out`, once every setting has
+    been checked.
     """
-    return GrowthRun(config, overwrite=overwrite).run()
+    return GrowthRun(config, overwrite=overwrite, allow_data_change=allow_data_change).run()
 
 
 def check_settings(config: GrowthConfig) -> GrowthRun:
