@@ -604,7 +604,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--batch-size", type=options.positive_int, default=8, help="sequences per step (default: 8)")
     parser.add_argument("--lr", type=options.positive_float, default=DEFAULT_LR,
                         help=f"peak learning rate (default: {DEFAULT_LR:g})")
-    parser.add_argument("--seed", type=options.non_negative_int, default=0,
+    parser.add_argument("--seed", type=options.seed, default=0,
                         help="seed of training and sampling (default: 0)")
     parser.add_argument("--threads", type=options.positive_int,
                         help="torch CPU threads (default: 1 or min(2, CPUs), whichever trains faster here)")

@@ -95,8 +95,8 @@ def load_tokenizer_info(tokenizer_dir: str | os.PathLike) -> TokenizerInfo:
     if not directory.is_dir():
         raise PgtError(f"tokenizer directory not found: {directory}")
     try:
-        tokenizer = AutoTokenizer.from_pretrained(str(directory))
-    except (OSError, ValueError, json.JSONDecodeError) as exc:
+        tokenizer = AutoTokenizer.from_pretrained(str(directory), local_files_only=True, trust_remote_code=False)
+    except (OSError, ValueError, TypeError, json.JSONDecodeError) as exc:
         raise PgtError(f"cannot load a tokenizer from {directory}: {one_line(exc)}") from None
     if not tokenizer.is_fast:
         raise PgtError(f"tokenizer {directory} is not a fast (tokenizers-backed) tokenizer")

@@ -64,7 +64,7 @@ def _add_eval_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--runs", type=options.positive_int, help="runs over the one fixed list (default 10)")
     parser.add_argument("--limit", type=options.positive_int,
                         help="examples in the list (default: the reference's size) / held-out documents")
-    parser.add_argument("--seed", type=options.non_negative_int, default=0,
+    parser.add_argument("--seed", type=options.seed, default=0,
                         help="seed of the list's shuffle and of the samples (default 0)")
     parser.add_argument("--batch-size", type=options.positive_int, default=8, help="prompts per forward pass (default 8)")
     options.add_dtype(parser)

@@ -43,11 +43,15 @@ def load_for_eval(
     else:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        try:
-            tokenizer = AutoTokenizer.from_pretrained(model_dir)
-            model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch_dtype(dtype),
-                                                         attn_implementation=attn_implementation).to(target)
-        except (OSError, ValueError) as exc:
+        from pgt.model.loading import refuse_pickle_weights
+
+        refuse_pickle_weights(model_dir)
+        try:  # never custom code (no prompt either), never the network, never pickle
+            tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True, trust_remote_code=False)
+            model = AutoModelForCausalLM.from_pretrained(
+                model_dir, dtype=torch_dtype(dtype), attn_implementation=attn_implementation, use_safetensors=True,
+                local_files_only=True, trust_remote_code=False).to(target)
+        except (OSError, ValueError, TypeError, KeyError) as exc:
             raise PgtError(f"cannot load {model_dir} as a causal LM: {one_line(exc)}") from None
     model.eval()
     return model, tokenizer
