@@ -185,9 +185,12 @@ def finished_run(substrate_dir, token_data_dir, tmp_path_factory):
     ("--betas", ["1.5", "2"], "betas must be two numbers in [0, 1)"),
     ("--device", ["tpu9"], "unknown device 'tpu9'"),
     ("--seq-len", ["1000000"], "too few for sequences of 1000000"),
+    # Issue 20.1: settings that fail only in a training step, caught by the probe step before any removal.
+    ("--fsdp", [], "a single process has nothing to shard over"),
+    ("--attn-implementation", ["flex_attention"], "does not support backward on CPU"),
 ])
 def test_overwrite_with_bad_settings_deletes_nothing(finished_run, option, values, message):
-    """Issue 14.1: --overwrite checks everything before it removes anything."""
+    """Issues 14.1 and 20.1: --overwrite checks everything before it removes anything."""
     argv, out = finished_run
     before = snapshot(out)
     changed = [*argv[: argv.index(option)], option, *values, *argv[argv.index(option) + 2:]] \

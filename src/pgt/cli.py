@@ -12,7 +12,7 @@ import sys
 
 from pgt import __version__
 from pgt.errors import PgtError
-from pgt.io import ENVIRONMENT_ERRNOS
+from pgt.io import environment_error
 
 # Modules that define `register(subparsers)`, in the order their commands are listed.
 COMMAND_MODULES = (
@@ -49,11 +49,11 @@ def main(argv: list[str] | None = None) -> int:
     except PgtError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except OSError as exc:
-        if exc.errno not in ENVIRONMENT_ERRNOS:
+    except Exception as exc:
+        message = environment_error(exc)
+        if message is None:
             raise
-        where = f": {exc.filename}" if exc.filename else ""
-        print(f"error: {exc.strerror}{where}", file=sys.stderr)
+        print(f"error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -55,7 +55,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                       help=f"tokens per sequence (default: {defaults.seq_len})")
     tune.add_argument("--lr", type=options.positive_float, default=defaults.lr,
                       help=f"peak learning rate (default: {defaults.lr:g})")
-    tune.add_argument("--seed", type=options.non_negative_int, default=defaults.seed,
+    tune.add_argument("--seed", type=options.seed, default=defaults.seed,
                       help=f"data order (default: {defaults.seed})")
     options.add_device(tune)
     options.add_progress(tune)

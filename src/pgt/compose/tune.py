@@ -84,12 +84,13 @@ def tune_merged(merged_dir: str | Path, data_dir: str | Path, out: str | Path, c
                 overwrite: bool = False) -> TuneRecord:
     """Train the merged model in `merged_dir` on `data_dir` and save it to `out` (see the module docstring)."""
     from pgt.io import output_lock, refuse_existing, refuse_overlap
+    from pgt.model.loading import CONFIG_FILE
 
     merged_dir, data_dir, out = Path(merged_dir), Path(data_dir), Path(out)
     if config.tokens < 1 or config.batch_size < 1 or config.seq_len < 1 or config.eval_tokens < 1 or not config.lr > 0:
         raise PgtError("--tokens, --batch-size, --seq-len, --eval-tokens and --lr must be positive")
     refuse_overlap(out, [merged_dir, data_dir])
-    refuse_existing(out, overwrite=overwrite)
+    refuse_existing(out, overwrite=overwrite, marker=CONFIG_FILE)
     with output_lock(out):
         return _tune(merged_dir, data_dir, out, config, overwrite=overwrite)
 
@@ -102,7 +103,7 @@ def _tune(merged_dir: Path, data_dir: Path, out: Path, config: TuneConfig, *, ov
     from pgt.growth.validation import decoder, score_documents, validation_sample
     from pgt.io import atomic_dir
     from pgt.model import load_model
-    from pgt.model.loading import save_model, substrate_meta_of
+    from pgt.model.loading import CONFIG_FILE, save_model, substrate_meta_of
     from pgt.options import resolve_device
 
     device = resolve_device(config.device)
@@ -146,7 +147,7 @@ def _tune(merged_dir: Path, data_dir: Path, out: Path, config: TuneConfig, *, ov
     model.eval()
     record = TuneRecord(str(merged_dir), str(data_dir), "full" if config.full else "adapter", steps * tokens_per_step,
                         steps, sum(p.numel() for p in trainable), curve[0].val_loss, curve[-1].val_loss, curve)
-    with atomic_dir(out, overwrite=overwrite) as tmp:
+    with atomic_dir(out, overwrite=overwrite, marker=CONFIG_FILE) as tmp:
         save_model(model.to("cpu"), tokenizer, tmp, substrate_meta=substrate_meta_of(merged_dir), overwrite=True)
         record.save(tmp / TUNE_FILE)
     return record

@@ -34,7 +34,7 @@ from typing import Any
 
 from pgt.corpus.fortunes import DEFAULT_LANGUAGES, default_corpus_files
 from pgt.corpus.hub import is_hub_spec, parse_hub_spec, with_timeout
-from pgt.errors import PgtError, one_line
+from pgt.errors import PgtError, one_line, refuse_surrogates
 from pgt.io import file_sha256
 
 Piece = tuple[str, bool]
@@ -55,7 +55,6 @@ SNIFF_BYTES = 1 << 16
 SCAN_LINES_FOR_FORTUNES = 10_000
 # Invalid UTF-8 bytes arrive as the lone surrogates of Python's "surrogateescape" decoding.
 ESCAPED_BYTE = re.compile("[\udc80-\udcff]")
-SURROGATE = re.compile("[\ud800-\udfff]")
 STRICT_HINT = "without --strict such bytes are replaced by U+FFFD"
 
 
@@ -415,12 +414,7 @@ def _jsonl_pieces(path: str, field: str, decoding: _Decoding) -> Iterator[Piece]
             raise PgtError(f"{path}:{number}: malformed JSON ({exc.msg} at column {exc.colno})") from None
         if not isinstance(record, dict) or not isinstance(record.get(field), str):
             raise PgtError(f"{path}:{number}: expected an object with a string field {field!r} (see --text-field)")
-        text = record[field]
-        if not text.isascii() and (surrogate := SURROGATE.search(text)):
-            raise PgtError(
-                f"{path}:{number}: field {field!r} holds the lone surrogate \\u{ord(surrogate.group()):04x}, "
-                "which is not text (UTF-8 cannot encode it); fix or drop that record"
-            )
+        text = refuse_surrogates(record[field], f"{path}:{number}: field {field!r}")
         if text:
             yield from _cut(text)
 

@@ -10,13 +10,14 @@ instead of an index error deep inside the model.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from pgt.data.manifest import DTYPE, MANIFEST_FILE, SPLITS, Manifest, SplitRecord
+from pgt.data.manifest import DTYPE, MANIFEST_FILE, SPLITS, DataFingerprint, Manifest, SplitRecord
 from pgt.errors import PgtError
 from pgt.io import file_sha256
 
@@ -109,6 +110,26 @@ class TokenData:
     @property
     def validation_tokens(self) -> int:
         return self.splits["validation"].tokens
+
+    def fingerprint(self) -> DataFingerprint:
+        """The data's identity from its manifest (each shard's checksum included) and its shards' sizes and
+        modification times, so that a resume can tell re-prepared or edited data from the data it trained on."""
+        digest = hashlib.sha256(f"{self.tokenizer_fingerprint}\n{self.eos_id}\n".encode())
+        shards = {}
+        for name in SPLITS:
+            for shard in self.manifest.splits[name].shards:
+                digest.update(f"{name}\t{shard.file}\t{shard.tokens}\t{shard.sha256}\n".encode())
+                stat = (self.path / shard.file).stat()
+                shards[shard.file] = [stat.st_size, stat.st_mtime_ns]
+        return DataFingerprint(sha256=digest.hexdigest(), shards=shards)
+
+    def changed_shards(self, recorded: DataFingerprint) -> list[str]:
+        """Shards of the same manifest whose bytes no longer match their checksum (only those whose size or
+        modification time moved since `recorded` are read)."""
+        now = self.fingerprint().shards
+        checksums = {s.file: s.sha256 for name in SPLITS for s in self.manifest.splits[name].shards}
+        return [file for file, stat in now.items()
+                if recorded.shards.get(file) != stat and file_sha256(self.path / file) != checksums[file]]
 
     def check_tokenizer(self, fingerprint: str) -> None:
         """Raise PgtError unless the data was tokenized with the tokenizer of this fingerprint."""

@@ -109,6 +109,16 @@ class Manifest(Record):
         return cls.load(Path(directory) / MANIFEST_FILE)
 
 
+@dataclass
+class DataFingerprint(Record):
+    """What a run trained on (`run.json`): the data's identity, and where its shards stood on disk."""
+
+    WHAT: ClassVar[str] = "token data fingerprint"
+
+    sha256: str  # over the tokenizer, eos id and every shard's name, tokens and sha256 (TokenData.fingerprint)
+    shards: dict[str, list[int]]  # shard file -> [size, mtime_ns]: a changed one has its checksum read again
+
+
 def is_token_data(directory: str | os.PathLike) -> bool:
     """Whether `directory` holds a token data manifest (it may still be damaged)."""
     return (Path(directory) / MANIFEST_FILE).is_file()

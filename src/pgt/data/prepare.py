@@ -95,8 +95,8 @@ def load_tokenizer_info(tokenizer_dir: str | os.PathLike) -> TokenizerInfo:
     if not directory.is_dir():
         raise PgtError(f"tokenizer directory not found: {directory}")
     try:
-        tokenizer = AutoTokenizer.from_pretrained(str(directory))
-    except (OSError, ValueError, json.JSONDecodeError) as exc:
+        tokenizer = AutoTokenizer.from_pretrained(str(directory), local_files_only=True, trust_remote_code=False)
+    except (OSError, ValueError, TypeError, json.JSONDecodeError) as exc:
         raise PgtError(f"cannot load a tokenizer from {directory}: {one_line(exc)}") from None
     if not tokenizer.is_fast:
         raise PgtError(f"tokenizer {directory} is not a fast (tokenizers-backed) tokenizer")
@@ -409,7 +409,7 @@ def prepare_token_data(
         raise PgtError(f"--val-fraction must be in [0, 1), got {val_fraction}")
     if workers < 1 or shard_tokens < 1 or min_val_bytes < 0 or chunk_chars < 1:
         raise PgtError("--workers and --shard-tokens must be positive and --min-val-bytes not negative")
-    refuse_existing(out, overwrite=overwrite)
+    refuse_existing(out, overwrite=overwrite, marker=MANIFEST_FILE)
     refuse_overlap(out, [tokenizer_dir, *local_inputs(sources)])
     with output_lock(out):
         remove_stale_temporaries(out.parent, out.name)
@@ -475,7 +475,7 @@ def _prepare(
         sources=state.sources,
         splits=descriptions,
     )
-    with atomic_dir(out, overwrite=overwrite) as tmp:
+    with atomic_dir(out, overwrite=overwrite, marker=MANIFEST_FILE) as tmp:
         for description in manifest.splits.values():
             for shard in description.shards:
                 _link_or_copy(work / shard.file, tmp / shard.file)

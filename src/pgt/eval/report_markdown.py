@@ -141,6 +141,12 @@ def render_markdown(report: RunReport, plots: dict[str, str]) -> str:
     if config:
         shown = json.dumps(config, indent=2, sort_keys=True, ensure_ascii=False, default=str)
         lines += ["<details><summary>resolved run configuration</summary>", "", "```json", shown, "```", "</details>", ""]
+    if report.run.config_changes:  # settings or data that changed when the run was resumed
+        lines += ["## Changes on resume", ""]
+        lines += markdown_table(["stage", "step", "reason", "changed"], [
+            [str(c.stage), str(c.step), c.reason, "; ".join(f"{k}: {a} → {b}" for k, (a, b) in c.changes.items())]
+            for c in report.run.config_changes])
+        lines += [""]
 
     tasks = report.tasks
     lines += ["## Stages", ""]

@@ -115,6 +115,8 @@ class GrowthConfig:
                     "weight_decay"):
             if getattr(self, key) < 0:
                 raise PgtError(f"{key} must not be negative (got {getattr(self, key)})")
+        if not 0 <= self.seed <= options.SEED_MAX:  # a config file's seed, which no parser saw
+            raise PgtError(f"seed must be within 0 … {options.SEED_MAX} (got {self.seed})")
         if not self.lr > 0:
             raise PgtError(f"lr must be positive (got {self.lr})")
         if not all(0 <= b < 1 for b in self.betas) or len(self.betas) != 2:
@@ -217,7 +219,8 @@ _NUMBER_TYPES = {
     "min_lr_ratio": options.non_negative_float, "warmup_steps": options.non_negative_float,
     "weight_decay": options.non_negative_float, "grad_clip": options.non_negative_float,
     "betas": options.non_negative_float,
-    **{key: options.non_negative_int for key in ("eval_every", "checkpoint_every", "patience", "lora_from", "seed")},
+    **{key: options.non_negative_int for key in ("eval_every", "checkpoint_every", "patience", "lora_from")},
+    "seed": options.seed,
 }
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from pgt.data.manifest import DataFingerprint
 from pgt.records import Record
 
 RUN_FILE = "run.json"
@@ -56,7 +57,8 @@ class StageRecord(Record):
 
 @dataclass
 class ConfigChange(Record):
-    """Optimizer or schedule settings changed when a run stopped by a non-finite loss was resumed."""
+    """Settings changed on a resume: optimizer or schedule ones after a non-finite loss, or the token
+    data with --allow-data-change."""
 
     WHAT = "configuration change"
     stage: int  # where the run resumed
@@ -89,6 +91,7 @@ class RunRecord(Record):
     results: list[StageRecord] = field(default_factory=list)
     halted: Halt | None = None
     config_changes: list[ConfigChange] = field(default_factory=list)
+    data_fingerprint: DataFingerprint | None = None  # of the token data trained on (None: written before pgt had it)
 
     @property
     def substrate(self) -> str | None:

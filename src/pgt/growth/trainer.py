@@ -36,13 +36,24 @@ from pgt.growth.lora import attach_lora, merge_lora
 from pgt.growth.metrics import MetricsLogger, plot_loss
 from pgt.growth.records import RUN_FILE, STAGE_FILE, ConfigChange, Halt, LoraRecord, RunRecord, StageRecord
 from pgt.growth.validation import TextScore, decoder, score_documents, validation_sample
-from pgt.io import LOCK_FILE, atomic_dir, atomic_file, refuse_overlap, remove_stale_temporaries, run_lock
+from pgt.io import (
+    LOCK_FILE,
+    atomic_dir,
+    atomic_file,
+    refuse_foreign,
+    refuse_overlap,
+    remove_stale_temporaries,
+    run_lock,
+)
 from pgt.model.architecture import check_heads
 
 CONFIG_FILE = "config.yaml"
 # Other runs that live inside a run directory by convention (docs/growth.md).
 NESTED_DIRS = frozenset({"baselines", "merged"})
 NON_FINITE = "non-finite loss or gradient"
+SET_ASIDE_DIR = ".overwritten"  # the run an --overwrite replaces, until the new run's first checkpoint
+OWN_NEIGHBOURS = NESTED_DIRS | {SET_ASIDE_DIR}  # what a run directory may hold besides the run
+PROBE_TOKENS = 16  # window length of the probe step that --overwrite runs before it removes a run
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -101,22 +112,23 @@ def duration(seconds: float) -> str:
 class GrowthRun:
     """One `pgt grow` invocation: checks every setting, then starts, resumes or overwrites the run directory."""
 
-    def __init__(self, config: GrowthConfig, *, overwrite: bool = False) -> None:
+    def __init__(self, config: GrowthConfig, *, overwrite: bool = False, allow_data_change: bool = False) -> None:
         from pgt.data.loader import TokenData
         from pgt.substrate.store import Substrate
 
         config.validate()
         self.config = config
         self.overwrite = overwrite
+        self.allow_data_change = allow_data_change
         self.run_dir = Path(config.out)
-        if self.run_dir.exists() and not self.run_dir.is_dir():
-            raise PgtError(f"--out {self.run_dir} is a file, not a directory; choose another --out")
+        refuse_foreign(self.run_dir, RUN_FILE, what="run directory", ignore=OWN_NEIGHBOURS)
         refuse_overlap(self.run_dir, [config.substrate, config.data])
         self.ctx = pdist.init_distributed(config.device)
         self.substrate = Substrate.load(config.substrate)
         self._check_shape()
         self.data = TokenData(config.data)
         self.data.check_tokenizer(self.substrate.fingerprint)
+        self.data_fingerprint = self.data.fingerprint()
         self.plans = plan_stages(config)
         self.tokens_per_step = config.batch_size * config.grad_accum * config.seq_len * self.ctx.world_size
         self.data.train_batch(0, config.batch_size, config.seq_len, seed=config.seed)  # enough training text?
@@ -127,6 +139,7 @@ class GrowthRun:
             self, StagePlan(stage=self.plans[-1].stage, tokens=self.plans[-1].tokens, fresh=True))
         self.logger: MetricsLogger | None = None
         self.history: list[ConfigChange] = []
+        self.set_aside: Path | None = None  # the run an --overwrite replaces, until the new one's first checkpoint
 
     def _check_shape(self) -> None:
         """Heads that split the substrate's width into even head dimensions; a preset's width and vocabulary."""
@@ -149,15 +162,12 @@ class GrowthRun:
         to resume from, None for a fresh start, or True when the run is already finished."""
         run_file = self.run_dir / RUN_FILE
         pdist.barrier(self.ctx)  # rank 0 holds the lock (and has created the directory)
-        foreign = [p.name for p in self.run_dir.iterdir() if p.name not in NESTED_DIRS | {LOCK_FILE}] \
-            if self.run_dir.is_dir() else []
-        if foreign and not run_file.exists():
-            raise PgtError(f"{self.run_dir} exists and is not a pgt run directory (it holds {foreign[0]}); "
-                           "choose another --out")
+        refuse_foreign(self.run_dir, RUN_FILE, what="run directory", ignore=OWN_NEIGHBOURS)  # under the lock
         if run_file.exists() and self.overwrite:
+            self._probe_step()  # a setting that fails only when training fails here, before anything is removed
             pdist.barrier(self.ctx)
             if self.ctx.is_main:
-                self._discard(keep_nested=True)
+                self._set_aside()
             pdist.barrier(self.ctx)
         if not run_file.exists():
             self._record_config()
@@ -167,7 +177,8 @@ class GrowthRun:
         if saved.finished and saved.config.get("stages") == self.config.stages:
             return True
         resume = self._find_checkpoint()
-        self._record_config()  # e.g. a raised stage count, or changed optimizer settings
+        self._check_same_data(saved, resume)
+        self._record_config()  # e.g. a raised stage count, changed optimizer settings, the data's fingerprint
         return resume
 
     def _check_resumable(self, saved: RunRecord) -> None:
@@ -191,6 +202,27 @@ class GrowthRun:
                 f"({saved.world_size} processes); this launch gives {self.tokens_per_step}. Resume with "
                 "the same global batch (batch_size x grad_accum x processes), or pass --overwrite")
 
+    def _check_same_data(self, saved: RunRecord, resume: ckpt.Checkpoint | None) -> None:
+        """A resume trains on the data the run trained on: another manifest (the data prepared again) or a
+        shard edited in place is refused, or with --allow-data-change recorded in run.json's config_changes."""
+        recorded = saved.data_fingerprint
+        if recorded is None:  # a run.json written before pgt recorded its data
+            return
+        if recorded.sha256 != self.data_fingerprint.sha256:
+            what = "was prepared again since (its manifest differs)"
+        elif changed := self.data.changed_shards(recorded):
+            what = f"changed since: {', '.join(changed[:3])} no longer match their checksums"
+        else:
+            return
+        if not self.allow_data_change:
+            raise PgtError(f"{self.run_dir} was trained on other data: {self.config.data} {what}. Resume on the "
+                           "data it was trained on, pass --allow-data-change to go on with this data (run.json and "
+                           "the report record the change), or --overwrite to start again")
+        state = resume.state if resume else ckpt.TrainState(stage=self.plans[0].stage)
+        self.history.append(ConfigChange(stage=state.stage, step=state.step, reason=f"the token data {what}",
+                                         changes={"data_fingerprint": [recorded.sha256, self.data_fingerprint.sha256]}))
+        self.say(f"{self.run_dir}: the token data {what}; going on with it (--allow-data-change), recorded in run.json")
+
     def _find_checkpoint(self) -> ckpt.Checkpoint | None:
         """The checkpoint to resume from. Never a silent fresh start over trained work: without
         `latest.json`, the newest checkpoint that verifies; without any, an error if stages exist."""
@@ -210,12 +242,68 @@ class GrowthRun:
                            f"({ckpt.CHECKPOINT_DIR}/{ckpt.POINTER_FILE} is missing); {ckpt.START_OVER}")
         return None
 
-    def _discard(self, *, keep_nested: bool) -> None:
-        """Remove what a run writes (rank 0). Runs nested by convention (baselines/, merged/) survive."""
-        for path in self.run_dir.iterdir():
-            if path.name == LOCK_FILE or (keep_nested and path.name in NESTED_DIRS):
-                continue
-            shutil.rmtree(path) if path.is_dir() else path.unlink()
+    def _probe_step(self) -> None:
+        """One real forward and backward step of the new settings' first stage on a tiny batch, on this
+        process's device, wrapped (DDP/FSDP, compile) as training wraps it: whatever fails only when a
+        model trains (a single-process --fsdp, an attention kernel without a backward on this device)
+        fails here. Writes nothing; the random state is left as it was."""
+        plan = self.plans[0]
+        tiny = self.data.train_batch(0, 1, min(self.config.seq_len, PROBE_TOKENS), seed=self.config.seed)
+        devices = [self.ctx.device] if self.ctx.device.type == "cuda" else []
+        try:
+            with torch.random.fork_rng(devices=devices):
+                probe = StageTrainer(self, plan, ckpt.TrainState(stage=plan.stage), None)
+                with pdist.autocast(self.ctx.device, self.config.autocast):
+                    loss = causal_lm_loss(probe.wrapped, tiny.to(self.ctx.device))
+                loss.backward()
+                probe.optimizer.zero_grad(set_to_none=True)
+        except (ValueError, RuntimeError, TypeError, AssertionError) as exc:  # NotImplementedError included
+            raise PgtError(f"these settings fail in a training step of stage {plan.stage}, so {self.run_dir} "
+                           f"was left as it is: {one_line(exc)}") from None
+
+    def _own_entries(self) -> list[Path]:
+        """What the run itself wrote: all but its lock, the runs nested by convention and a set-aside run."""
+        return [path for path in self.run_dir.iterdir() if path.name not in OWN_NEIGHBOURS | {LOCK_FILE}]
+
+    def _set_aside(self) -> None:
+        """--overwrite (rank 0): move the old run into RUN_DIR/.overwritten (a rename: no disk space needed).
+        It comes back if the new run fails (or is killed) before its first checkpoint and goes at that
+        checkpoint, so a full disk or a crash early in the new run loses nothing."""
+        aside = self.run_dir / SET_ASIDE_DIR
+        shutil.rmtree(aside, ignore_errors=True)
+        aside.mkdir()
+        for path in self._own_entries():
+            path.rename(aside / path.name)
+        self.set_aside = aside
+
+    def _restore_set_aside(self) -> None:
+        """The new run wrote no checkpoint: remove what it wrote and put the old run back (rank 0)."""
+        aside = self.run_dir / SET_ASIDE_DIR
+        for path in self._own_entries():
+            shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
+        for path in aside.iterdir():
+            path.rename(self.run_dir / path.name)
+        aside.rmdir()
+        self.set_aside = None
+
+    def release_set_aside(self) -> None:
+        """The new run has its first checkpoint: the run it replaced goes (rank 0)."""
+        if self.set_aside is not None:
+            shutil.rmtree(self.set_aside, ignore_errors=True)
+            self.set_aside = None
+
+    def _recover_set_aside(self) -> None:
+        """A run set aside by an --overwrite that was killed (rank 0, under the lock): back in place when the
+        new run got no checkpoint, else removed as the overwrite asked."""
+        aside = self.run_dir / SET_ASIDE_DIR
+        if not aside.is_dir():
+            return
+        self.set_aside = aside
+        if (self.run_dir / ckpt.CHECKPOINT_DIR).is_dir():
+            self.release_set_aside()
+        else:
+            self._restore_set_aside()
+            self.say(f"{self.run_dir}: an interrupted --overwrite had set the previous run aside; it is back in place")
 
     def _record_config(self) -> None:
         """Write run.json (not finished) and config.yaml for the current settings (rank 0)."""
@@ -233,7 +321,8 @@ class GrowthRun:
                         halted: Halt | None = None) -> None:
         RunRecord(kind=self.config.kind, config=self.config.to_dict(), world_size=self.ctx.world_size,
                   tokens_per_step=self.tokens_per_step, stages=[p.stage for p in self.plans], finished=finished,
-                  results=stages or [], halted=halted, config_changes=self.history).save(self.run_dir / RUN_FILE)
+                  results=stages or [], halted=halted, config_changes=self.history,
+                  data_fingerprint=self.data_fingerprint).save(self.run_dir / RUN_FILE)
 
     def halt(self, stage: int, step: int, reason: str) -> None:
         """Record in run.json that the run stopped on its own, so a resume may change optimizer settings."""
@@ -260,6 +349,7 @@ class GrowthRun:
                 if self.ctx.is_main:  # leftovers of killed writes; safe only under the lock
                     for directory in (self.run_dir, self.run_dir / ckpt.CHECKPOINT_DIR):
                         remove_stale_temporaries(directory)
+                    self._recover_set_aside()
                 resume = self._open_run_dir()
                 started = resume is not None or not created
                 if resume is True:
@@ -268,6 +358,10 @@ class GrowthRun:
                 self._train(resume)
                 return self.run_dir
         except BaseException:
+            if self.set_aside is not None and self.ctx.is_main:
+                if self.logger:
+                    self.logger.close()
+                self._restore_set_aside()
             # A first attempt that failed before its first checkpoint leaves nothing that blocks the corrected command.
             if (created and not started and self.ctx.is_main and self.run_dir.is_dir()
                     and not (self.run_dir / ckpt.CHECKPOINT_DIR).exists() and not any(self.run_dir.glob("stage-*"))):
@@ -288,6 +382,8 @@ class GrowthRun:
             resume_step=state.global_step if resume else None,
             enabled=self.ctx.is_main,
         )
+        if self.logger.repaired:
+            self.say(self.logger.repaired)
         if resume:
             self.say(f"resuming {self.run_dir} from {resume.path.name}: stage {state.stage}, step {state.step}, "
                      f"{state.tokens_total:,} tokens trained")
@@ -463,6 +559,7 @@ class StageTrainer:
         optimizer = {} if final else pdist.optimizer_state(self.wrapped, self.optimizer, self.ctx)
         if self.ctx.is_main:
             self.checkpoint_path = ckpt.save_checkpoint(self.run.run_dir, s, trainable, optimizer)
+            self.run.release_set_aside()
         pdist.barrier(self.ctx)
 
     # ------------------------------------------------------------------ training
@@ -635,13 +732,14 @@ def save_stage_model(model: nn.Module, substrate: Any, out: Path, info: StageRec
         info.save(tmp / STAGE_FILE)
 
 
-def grow(config: GrowthConfig, *, overwrite: bool = False) -> Path:
+def grow(config: GrowthConfig, *, overwrite: bool = False, allow_data_change: bool = False) -> Path:
     """Run (or resume) progressive growth or a baseline as `config` says; return the run directory.
 
-    Rerunning the same config continues from the last checkpoint; `overwrite` discards an
-    existing run in `config.out` first, once every setting has been checked.
+    Rerunning the same config continues from the last checkpoint (on the same token data, unless
+    `allow_data_change`); `overwrite` replaces an existing run in `config.out`, once every setting has
+    been checked.
     """
-    return GrowthRun(config, overwrite=overwrite).run()
+    return GrowthRun(config, overwrite=overwrite, allow_data_change=allow_data_change).run()
 
 
 def check_settings(config: GrowthConfig) -> GrowthRun:

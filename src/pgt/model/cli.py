@@ -53,7 +53,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     init.add_argument("--hidden-act", choices=HIDDEN_ACTS, default=DEFAULT_HIDDEN_ACT,
                       help=f"MLP activation (default: {DEFAULT_HIDDEN_ACT}; relu2 serves natively in vLLM/SGLang)")
     options.add_out(init, "model directory to create")
-    init.add_argument("--seed", type=options.non_negative_int, default=0,
+    init.add_argument("--seed", type=options.seed, default=0,
                       help="seed of the random initialisation (default: 0)")
 
     generate = options.add_command(
@@ -67,7 +67,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         handler=run_generate,
     )
     generate.add_argument("model", type=Path, metavar="MODEL_DIR", help="model directory")
-    generate.add_argument("prompt", metavar="PROMPT", help="text to continue")
+    generate.add_argument("prompt", type=options.text, metavar="PROMPT", help="text to continue")
     generate.add_argument("--max-new-tokens", type=options.positive_int, default=100,
                           help="tokens to generate (default: 100)")
     sampling = generate.add_argument_group("sampling (the model card's defaults)")
@@ -77,7 +77,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                           help="k likeliest tokens, 0: all (%(default)s)")
     sampling.add_argument("--top-p", type=options.fraction, default=SAMPLING["top_p"],
                           help="nucleus mass, 1.0: off (%(default)s)")
-    sampling.add_argument("--seed", type=options.non_negative_int, help="random seed, for reproducible sampling")
+    sampling.add_argument("--seed", type=options.seed, help="random seed, for reproducible sampling")
     sampling.add_argument("--greedy", action="store_true", help="no sampling: always the most likely token")
     options.add_dtype(generate)
     options.add_device(generate)

@@ -128,10 +128,11 @@ def run_study(options: StudyOptions, command: str = "") -> StudyResults:
     (also OUT/study.json and the report)."""
     from transformers.utils import logging as hf_logging
 
-    from pgt.io import run_lock
+    from pgt.io import refuse_foreign, run_lock
 
     hf_logging.disable_progress_bar()  # a bar per loaded model would drown the study's own lines
     scale, out = options.scale, options.out
+    refuse_foreign(out, PLAN_FILE, what="study directory")
     out.mkdir(parents=True, exist_ok=True)
     with run_lock(out):
         languages = parse_corpus_specs(options.corpus)

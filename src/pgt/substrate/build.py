@@ -34,7 +34,9 @@ ANY_TOKENIZER_FAMILY = "bvv241-nemo"
 
 def _check_request(family: Family, from_tokenizer: object, dim: int, out: Path, overwrite: bool) -> None:
     """Reject a bad request before any expensive work."""
-    refuse_existing(out, overwrite=overwrite)
+    from pgt.substrate.store import SUBSTRATE_FILE
+
+    refuse_existing(out, overwrite=overwrite, marker=SUBSTRATE_FILE)
     if from_tokenizer is None and not family.uses_layout:
         raise PgtError(f"family {family.name} keeps another tokenizer's vocabulary: give --from-tokenizer DIR")
     if from_tokenizer is not None and family.uses_layout:

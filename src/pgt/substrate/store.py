@@ -216,7 +216,7 @@ def save_substrate(
 
     matrix = np.ascontiguousarray(matrix, dtype=np.float32)
     fp = fingerprint(matrix, params)
-    with atomic_dir(out, overwrite=overwrite) as tmp:
+    with atomic_dir(out, overwrite=overwrite, marker=SUBSTRATE_FILE) as tmp:
         tokenizer.save_pretrained(str(tmp))
         save_file(
             {EMBEDDINGS_KEY: torch.from_numpy(matrix)},
