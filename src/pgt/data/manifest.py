@@ -60,6 +60,8 @@ class SourceRecord(Record):
     config: str | None = None
     hub_split: str | None = None
     text_field: str | None = None
+    record_format: str | None = None  # records: auto, text or a chat format (pgt.corpus.chat)
+    conversations: int = 0  # documents rendered from chat or instruction records
 
 
 @dataclass

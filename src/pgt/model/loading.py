@@ -17,6 +17,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pgt.corpus.chat import save_tokenizer
 from pgt.errors import PgtError, one_line
 from pgt.io import atomic_dir, read_json, write_json
 from pgt.model.architecture import DEFAULT_ATTN_IMPLEMENTATION, SAMPLING, check_heads
@@ -142,7 +143,7 @@ def save_model(
     model.generation_config = _generation_config(model.config)
     with atomic_dir(out, overwrite=overwrite, marker=CONFIG_FILE) as tmp:
         model.save_pretrained(str(tmp), safe_serialization=True)
-        tokenizer.save_pretrained(str(tmp))
+        save_tokenizer(tokenizer, tmp)  # with the chat template (pgt.corpus.chat)
         # The tokenizer warns about a prompt longer than the model's context (transformers' default: 1e30).
         tokenizer_config = read_json(tmp / TOKENIZER_CONFIG_FILE, "tokenizer config")
         write_json(tmp / TOKENIZER_CONFIG_FILE, {**tokenizer_config,
