@@ -74,3 +74,17 @@ def test_pickle_weights_are_refused_in_one_line(eval_model_dir, tmp_path, capsys
             (model / "config.json").write_text(json.dumps(config))
         line = one_line_error(["eval", model, "--task", "perplexity", "--out", tmp_path / f"out-{name}"], capsys)
         assert "holds pickle weights only (pytorch_model.bin)" in line and "can run code" in line
+
+
+def test_push_without_a_network_is_one_line(eval_model_dir, tmp_path):
+    """Issue 20.12: online mode, but nothing answers (a closed local port stands in for no network)."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "HF_HUB_OFFLINE": "0", "HF_ENDPOINT": "http://127.0.0.1:9", "HF_TOKEN": "hf_none",
+           "HF_HOME": str(tmp_path / "hf")}
+    result = subprocess.run([sys.executable, "-m", "pgt", "push", str(eval_model_dir), "someone/pgt-test"],
+                            capture_output=True, text=True, env=env, timeout=300, check=False)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert result.stderr.startswith(f"error: cannot push {eval_model_dir} to someone/pgt-test")
