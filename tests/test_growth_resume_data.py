@@ -121,3 +121,31 @@ def test_a_torn_last_line_is_skipped(tmp_path):
     good = '{"kind": "eval", "stage": 1, "global_step": 0, "tokens": 0, "val_loss": 4.0}\n'
     (tmp_path / "metrics.jsonl").write_text(good + '{"kind": "train", "sta')
     assert read_metrics(tmp_path) == [json.loads(good)]
+
+
+@pytest.mark.parametrize("file", ["../train-00000.bin", "/etc/passwd", "..", ""])
+def test_a_manifest_shard_outside_the_data_directory_is_refused(token_data_dir, tmp_path, file):
+    """Issue 20.17: the manifest's shard names are read through its record, which keeps them inside."""
+    from pgt.data.loader import TokenData
+
+    data = tmp_path / "data"
+    shutil.copytree(token_data_dir, data)
+    manifest = json.loads((data / "manifest.json").read_text())
+    manifest["splits"]["train"]["shards"][0]["file"] = file
+    (data / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(PgtError, match="is not a file name inside the token data directory"):
+        TokenData(data)
+
+
+@pytest.mark.parametrize(("field", "value", "message"), [("step", "x", "field 'step' is 'x', expected int"),
+                                                         ("step", 1e30, "field 'step' is 1e\\+30, expected int"),
+                                                         ("tokens_total", -5, "tokens_total -5 is impossible")])
+def test_a_damaged_checkpoint_state_is_refused(run_copy, substrate_dir, field, value, message, capsys):
+    """Issue 20.17: state.json goes through its record (TrainState) before a resume trusts it."""
+    data, run = run_copy
+    (state_file,) = (run / "checkpoints").glob("*/state.json")
+    state = json.loads(state_file.read_text())
+    state[field] = value
+    state_file.write_text(json.dumps(state))
+    line = one_line_error(grow(substrate_dir, data, run, 2), capsys)
+    assert "checkpoint state" in line and message.replace("\\", "") in line.replace("\\", "")

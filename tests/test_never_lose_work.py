@@ -136,11 +136,13 @@ def test_out_never_destroys_what_exists(name, world, tmp_path, capsys):
     for extra in flags:
         assert "not written by pgt" in one_line_error([*command.line(foreign), *extra], capsys) or not extra
         one_line_error([*command.line(a_file), *extra], capsys)
+        one_line_error([*command.line(a_file / _out_name(name)), *extra], capsys)  # through a file (issue 20.11)
         if name == "report":  # its input is the run; the page beside a stage is the model card
             one_line_error([*command.line(world["report"].inputs[0] / "stage-1" / "README.md"), *extra], capsys)
         for source in inputs[:1]:
             one_line_error([*command.line(source), *extra], capsys)
     assert not lost(before, snapshot(tmp_path, *command.inputs))
+    assert not list(tmp_path.rglob("*.lock"))  # issue 20.20: locks go with the command
 
 
 @pytest.mark.parametrize("name", [n for n in COMMANDS if n in TAKES_OVERWRITE])
@@ -175,3 +177,43 @@ def test_a_read_only_directory_is_one_line(name, world, tmp_path, capsys):
     finally:
         locked.chmod(0o755)
         shutil.rmtree(locked)
+
+
+def test_no_library_progress_bars_nor_lock_files_when_stderr_is_not_a_terminal(substrate_dir, tmp_path):
+    """Issue 20.20, as a user's pipe sees it (transformers drew a bar per model load)."""
+    import subprocess
+    import sys
+
+    def pgt(*argv: str) -> str:
+        return subprocess.run([sys.executable, "-m", "pgt", *argv], capture_output=True, text=True, timeout=300,
+                              check=True).stderr
+
+    model = tmp_path / "model"
+    err = pgt("init", "--substrate", str(substrate_dir), "--layers", "1", "--heads", "2", "--out", str(model))
+    err += pgt("eval", str(model), "--task", "perplexity", "--limit", "2", "--out", str(tmp_path / "results"))
+    assert "it/s" not in err and "Loading weights" not in err, err
+    assert sorted(p.name for p in tmp_path.rglob("*") if p.name.startswith(".")) == []  # no lock, no temporary
+
+
+def test_report_replaces_only_its_own_page(world, tmp_path, capsys):
+    """Issue 20.2: an existing page is refused without --overwrite; --overwrite rewrites a page pgt wrote."""
+    page = tmp_path / "report.md"
+    argv = world["report"].line(page)
+    assert pgt_main(argv) == 0
+    first = page.read_bytes()
+    assert "already exists" in one_line_error(argv, capsys) and page.read_bytes() == first
+    assert pgt_main([*argv, "--overwrite"]) == 0 and page.read_text().startswith("<!-- written by pgt report")
+
+
+def test_a_second_eval_of_the_same_task_into_the_same_place_is_refused_while_the_first_runs(world, tmp_path, capsys):
+    """Issue 20.6: both passed the early "already exists" check and the second replaced the first; the
+    result's lock is held from the check through the write."""
+    from pgt.io import output_lock
+
+    out = tmp_path / "results"
+    result = out / "perplexity--text.json"
+    with output_lock(result):  # a first `pgt eval` of the same task, still computing
+        line = one_line_error(world["eval"].line(out), capsys)
+    assert f"{result} is in use by another pgt process" in line and not result.exists()
+    assert pgt_main(world["eval"].line(out)) == 0 and result.is_file()
+    assert "already exists" in one_line_error(world["eval"].line(out), capsys)

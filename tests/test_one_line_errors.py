@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from pgt.cli import main as pgt_main
+from pgt.errors import PgtError
 from test_never_lose_work import one_line_error
 
 SURROGATE = "half a pair \udcff here"  # what invalid UTF-8 on a command line becomes
@@ -74,3 +75,60 @@ def test_pickle_weights_are_refused_in_one_line(eval_model_dir, tmp_path, capsys
             (model / "config.json").write_text(json.dumps(config))
         line = one_line_error(["eval", model, "--task", "perplexity", "--out", tmp_path / f"out-{name}"], capsys)
         assert "holds pickle weights only (pytorch_model.bin)" in line and "can run code" in line
+
+
+def test_push_without_a_network_is_one_line(eval_model_dir, tmp_path):
+    """Issue 20.12: online mode, but nothing answers (a closed local port stands in for no network)."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "HF_HUB_OFFLINE": "0", "HF_ENDPOINT": "http://127.0.0.1:9", "HF_TOKEN": "hf_none",
+           "HF_HOME": str(tmp_path / "hf")}
+    result = subprocess.run([sys.executable, "-m", "pgt", "push", str(eval_model_dir), "someone/pgt-test"],
+                            capture_output=True, text=True, env=env, timeout=300, check=False)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert result.stderr.startswith(f"error: cannot push {eval_model_dir} to someone/pgt-test")
+
+
+@pytest.mark.parametrize(("option", "value"), [("--batch-size", "10000"), ("--grad-accum", "1000000")])
+def test_a_stage_budget_below_one_step_is_refused(option, value, substrate_dir, token_data_dir, tmp_path, capsys):
+    """Issue 20.15: 4,000 tokens per stage used to train 320,000 (or one 128 M-token step)."""
+    argv = ["grow", "--substrate", substrate_dir, "--data", token_data_dir, "--out", tmp_path / "run", "--stages", "1",
+            "--tokens-per-stage", "4000", "--seq-len", "32", "--heads", "2", option, value]
+    line = one_line_error(argv, capsys)
+    assert "--tokens-per-stage 4,000 is less than one optimizer step" in line and not (tmp_path / "run").exists()
+
+
+def test_tune_refuses_a_budget_below_one_step_and_windows_beyond_the_context(substrate_dir, token_data_dir,
+                                                                               tmp_path, capsys):
+    """Issue 20.14: --tokens 300 trained 40,000 tokens; --seq-len beyond the context trained positions never seen."""
+    from pgt.model.loading import init_model_dir
+
+    experts = [init_model_dir(substrate_dir, tmp_path / f"e{i}", layers=1, heads=2, seed=i,
+                              max_position_embeddings=32) for i in range(2)]
+    assert pgt_main(["merge", *map(str, experts), "--mode", "adapter", "--out", str(tmp_path / "merged")]) == 0
+    tune = ["tune", tmp_path / "merged", "--data", token_data_dir, "--device", "cpu", "--out", tmp_path / "tuned"]
+    line = one_line_error([*tune, "--tokens", "300", "--seq-len", "5000", "--batch-size", "8"], capsys)
+    assert "--tokens 300 is less than one optimizer step of 40,000 tokens" in line
+    line = one_line_error([*tune, "--tokens", "3000", "--seq-len", "64", "--batch-size", "2"], capsys)
+    assert "--seq-len 64 is longer than the model's context of 32 tokens" in line
+    assert not (tmp_path / "tuned").exists()
+
+
+def test_a_directory_given_for_a_file_is_named_not_a_temporary(substrate_dir, tmp_path, capsys):
+    """Issue 20.18: `--png DIR` printed the path of a hidden temporary file."""
+    line = one_line_error(["substrate", "show", "A", "--substrate", substrate_dir, "--png", tmp_path], capsys)
+    assert line == f"error: {tmp_path} is a directory; give a file name"
+    assert not list(tmp_path.iterdir())
+
+
+def test_report_into_a_path_through_a_file_is_one_line(tmp_path, capsys):
+    """Issue 20.11: `--out afile/x.md` where afile is a file raised FileExistsError."""
+    from pgt.io import make_dirs
+
+    (tmp_path / "afile").write_text("mine")
+    with pytest.raises(PgtError, match=f"cannot create the directory {tmp_path / 'afile' / 'x'}: "
+                                       f"{tmp_path / 'afile'} is a file"):
+        make_dirs(tmp_path / "afile" / "x")
+    assert (tmp_path / "afile").read_text() == "mine"

@@ -13,6 +13,7 @@ import sys
 from pgt import __version__
 from pgt.errors import PgtError
 from pgt.io import environment_error
+from pgt.options import quiet_library_progress, show_progress
 
 # Modules that define `register(subparsers)`, in the order their commands are listed.
 COMMAND_MODULES = (
@@ -44,6 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if not show_progress(args):
+        quiet_library_progress()
     try:
         return int(args.handler(args) or 0)
     except PgtError as exc:

@@ -130,6 +130,8 @@ def atomic_dir(out: str | os.PathLike, *, overwrite: bool = False, marker: str |
 def atomic_file(path: str | os.PathLike, mode: str = "w", **open_kwargs: Any) -> Iterator[Any]:
     """Open a temporary file beside `path`; on success fsync and rename it over `path`."""
     path = Path(path)
+    if path.is_dir():  # else the rename fails naming the temporary, not the path given
+        raise PgtError(f"{path} is a directory; give a file name")
     make_dirs(path.parent)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
     os.close(fd)
@@ -220,22 +222,38 @@ def exclusive_lock(lock_path: str | os.PathLike, what: str) -> Iterator[None]:
     """Hold an exclusive `flock` on `lock_path` for the block; a second holder gets a one-line error.
 
     The lock file records the holder's PID so the error can name it; the kernel releases
-    the lock when the process dies, so a SIGKILLed run never leaves a stale lock.
+    the lock when the process dies, so a SIGKILLed run never leaves a stale lock. The holder
+    removes the file when the block ends (still holding the lock), and a process that locked
+    a file removed meanwhile tries again on the file now at `lock_path`.
     """
     lock_path = Path(lock_path)
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o666 & ~_umask())
-    try:
+    make_dirs(lock_path.parent)
+    while True:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o666 & ~_umask())
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
             raise PgtError(f"{what} is in use by another pgt process (PID {holder}); wait for it or choose another --out") from None
+        if _same_file(fd, lock_path):
+            break
+        os.close(fd)  # the previous holder removed this file as we opened it
+    try:
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         yield
     finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(lock_path)  # while the lock is held: no other process holds this file
         os.close(fd)
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    try:
+        return os.path.samestat(os.fstat(fd), os.stat(path))
+    except FileNotFoundError:
+        return False
 
 
 def run_lock(run_dir: str | os.PathLike) -> contextlib.AbstractContextManager[None]:

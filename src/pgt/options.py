@@ -139,8 +139,21 @@ def add_strict(parser: argparse.ArgumentParser) -> None:
 
 
 def show_progress(args: argparse.Namespace) -> bool:
-    """Whether to draw progress bars: the flag, else whether stderr is a terminal."""
-    return sys.stderr.isatty() if args.progress is None else bool(args.progress)
+    """Whether to draw progress bars: the flag (for commands that have it), else whether stderr is a terminal."""
+    progress = getattr(args, "progress", None)
+    return sys.stderr.isatty() if progress is None else bool(progress)
+
+
+HUB_PROGRESS_VARIABLE = "HF_HUB_DISABLE_PROGRESS_BARS"  # read by huggingface_hub, transformers and datasets
+
+
+def quiet_library_progress() -> None:
+    """No Hugging Face progress bars (weights written, files fetched) where pgt draws none of its own."""
+    os.environ[HUB_PROGRESS_VARIABLE] = "1"
+    if "huggingface_hub" in sys.modules:  # imported before: the variable was read already
+        from huggingface_hub.utils import disable_progress_bars
+
+        disable_progress_bars()
 
 
 def add_device(parser: argparse.ArgumentParser) -> None:

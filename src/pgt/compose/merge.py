@@ -54,7 +54,7 @@ def merge_experts(
         raise PgtError(f"bad expert weights: {exc}") from None
     if adapter_hidden_size < 1:
         raise PgtError(f"adapter hidden size must be positive, not {adapter_hidden_size}")
-    refuse_existing(out, overwrite=overwrite, marker=CONFIG_FILE)  # checked again on writing; here before loading GBs of experts
+    refuse_existing(out, overwrite=overwrite, marker=CONFIG_FILE)  # again on writing; here before loading experts
 
     experts = _load_compatible_experts([Path(path) for path in expert_dirs])
     try:

@@ -99,7 +99,7 @@ def _tune(merged_dir: Path, data_dir: Path, out: Path, config: TuneConfig, *, ov
     import torch
 
     from pgt.data.loader import TokenData
-    from pgt.growth.trainer import causal_lm_loss, lr_at
+    from pgt.growth.trainer import causal_lm_loss, check_budget, lr_at
     from pgt.growth.validation import decoder, score_documents, validation_sample
     from pgt.io import atomic_dir
     from pgt.model import load_model
@@ -107,12 +107,17 @@ def _tune(merged_dir: Path, data_dir: Path, out: Path, config: TuneConfig, *, ov
     from pgt.options import resolve_device
 
     device = resolve_device(config.device)
+    tokens_per_step = config.batch_size * config.seq_len
+    check_budget(config.tokens, tokens_per_step, "--tokens", f"--batch-size {config.batch_size} x --seq-len "
+                 f"{config.seq_len}")
     model, tokenizer = load_model(merged_dir, device=device)
+    context = model.config.max_position_embeddings
+    if config.seq_len > context:  # positions beyond it were never trained (or do not exist)
+        raise PgtError(f"--seq-len {config.seq_len} is longer than the model's context of {context} tokens")
     data = TokenData(data_dir)
     data.check_tokenizer(model.config.substrate_fingerprint)
     trainable = _trainable(model, config.full, merged_dir)
     optimizer = torch.optim.AdamW(trainable, lr=config.lr, weight_decay=0.0)
-    tokens_per_step = config.batch_size * config.seq_len
     steps = max(1, math.ceil(config.tokens / tokens_per_step))
     eval_every = config.eval_every or max(1, steps // 8)
     sample = validation_sample(data, config.eval_tokens)

@@ -56,11 +56,14 @@ class TokenSplit:
                 f"the manifest says {description.tokens}"
             )
 
-    def _check_ids(self, ids: np.ndarray, where: str) -> None:
-        if ids.size and (largest := int(ids.max())) >= self.vocab_size:
+    def _check_ids(self, ids: np.ndarray, where: str, start: int = 0) -> None:
+        """Every id below the vocabulary size; the error names the first bad one and its position."""
+        if ids.size and int(ids.max()) >= self.vocab_size:
+            first = int(np.argmax(ids >= self.vocab_size))
             raise PgtError(
-                f"token data {self.directory}: {where} holds token id {largest}, beyond the tokenizer's "
-                f"{self.vocab_size} ids; the shards were altered or written with another tokenizer (prepare again)"
+                f"token data {self.directory}: {where} holds token id {int(ids[first])} at token {start + first}, "
+                f"beyond the tokenizer's {self.vocab_size} ids; the shards were altered or written with another "
+                "tokenizer (prepare again)"
             )
 
     def read(self, start: int, length: int) -> np.ndarray:
@@ -74,7 +77,7 @@ class TokenSplit:
             out[filled : filled + take] = self._shards[shard][local : local + take]
             filled += take
             shard += 1
-        self._check_ids(out, f"the {self.name} split at token {start}")
+        self._check_ids(out, f"the {self.name} split", start)
         return out
 
 

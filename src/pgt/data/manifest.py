@@ -12,6 +12,7 @@ from typing import ClassVar, Literal
 
 import numpy as np
 
+from pgt.errors import PgtError
 from pgt.records import Record
 
 FORMAT = "pgt-token-data"
@@ -29,6 +30,13 @@ class ShardRecord(Record):
     file: str
     tokens: int
     sha256: str
+
+    def check(self, where: str) -> None:
+        """A shard is a file directly inside the data directory: no path may lead elsewhere."""
+        if not self.file or self.file in (".", "..") or "/" in self.file or "\\" in self.file or "\0" in self.file:
+            raise PgtError(f"{where}: file {self.file!r} is not a file name inside the token data directory")
+        if self.tokens < 0:
+            raise PgtError(f"{where}: tokens is {self.tokens}, a count cannot be negative")
 
 
 @dataclass
@@ -104,6 +112,11 @@ class Manifest(Record):
     @property
     def tokens(self) -> int:
         return sum(split.tokens for split in self.splits.values())
+
+    def check(self, where: str) -> None:
+        if not 0 <= self.eos_id < self.tokenizer.vocab_size:
+            raise PgtError(f"{where}: eos_id {self.eos_id} is not an id of the tokenizer's "
+                           f"{self.tokenizer.vocab_size:,}")
 
     @classmethod
     def read(cls, directory: str | os.PathLike) -> Manifest:

@@ -415,8 +415,8 @@ def prepare_token_data(
         raise PgtError(f"--val-fraction must be in [0, 1), got {val_fraction}")
     if workers < 1 or shard_tokens < 1 or min_val_bytes < 0 or chunk_chars < 1:
         raise PgtError("--workers and --shard-tokens must be positive and --min-val-bytes not negative")
-    refuse_existing(out, overwrite=overwrite, marker=MANIFEST_FILE)
     refuse_overlap(out, [tokenizer_dir, *local_inputs(sources)])
+    refuse_existing(out, overwrite=overwrite, marker=MANIFEST_FILE)
     with output_lock(out):
         remove_stale_temporaries(out.parent, out.name)
         return _prepare(

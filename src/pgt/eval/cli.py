@@ -104,7 +104,8 @@ def _print_result(path: Path, record: EvalRecord) -> None:
     print(f"{record.task} on {record.dataset}: {record.metric} {metrics.mean:.4f}{spread}{extra}{chance} "
           f"[{record.n_examples} examples x {record.runs} runs] -> {path}")
     if record.n_truncated_prompts:
-        print(f"  note: {record.n_truncated_prompts} prompts were longer than the context and lost their beginning",
+        print(f"  note: {record.n_truncated_prompts} prompts with their new tokens exceeded the context and were "
+              "cropped to its last tokens before each new token, as the reference's sampler does",
               file=sys.stderr)
 
 

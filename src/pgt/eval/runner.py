@@ -24,6 +24,9 @@ if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 DEFAULT_HELD_OUT = "default"
+# How generation fits long prompts (every generated result records it; docs/evaluation.md).
+PROMPT_CROPPING = ("as the reference's nanoGPT-style sampler: before every new token the sequence is cropped to its "
+                   "last context tokens (n_truncated_prompts counts the prompts cropped)")
 
 
 def load_for_eval(
@@ -180,8 +183,7 @@ def _task_record(
             "seed": seed,
             "run_definition": "one list shuffled once with the seed, the same in every run; runs differ by "
             "their sampled continuations (greedy: identical runs, σ 0)" if generated else "deterministic",
-            "prompt_truncation": "a prompt longer than the context minus its own new tokens loses its beginning"
-            if generated else "lm-evaluation-harness's window: the last context+1 ids, the last one not fed",
+            "prompt_truncation": PROMPT_CROPPING if generated else "lm-evaluation-harness's window: the last context+1 ids, the last one not fed",
             "reference_size": task.reference_size,
             "notes": list(task.notes),
         },

@@ -102,6 +102,14 @@ def causal_lm_loss(model: nn.Module, batch: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(logits.flatten(0, 1).float(), batch[:, 1:].flatten())
 
 
+def check_budget(tokens: int, tokens_per_step: int, budget: str, step: str) -> None:
+    """Refuse a token budget smaller than one optimizer step (it would train a whole step anyway, maybe
+    many times the budget); `budget` names the budget's option, `step` spells out what a step is."""
+    if tokens < tokens_per_step:
+        raise PgtError(f"{budget} {tokens:,} is less than one optimizer step of {tokens_per_step:,} tokens ({step}); "
+                       f"lower the batch or raise {budget.split()[0]}")
+
+
 def duration(seconds: float) -> str:
     """`1h02m`, `3m05s`, `42s`."""
     seconds = max(0, round(seconds))
@@ -131,6 +139,9 @@ class GrowthRun:
         self.data_fingerprint = self.data.fingerprint()
         self.plans = plan_stages(config)
         self.tokens_per_step = config.batch_size * config.grad_accum * config.seq_len * self.ctx.world_size
+        check_budget(config.tokens_per_stage, self.tokens_per_step, "--tokens-per-stage",
+                     f"--batch-size {config.batch_size} x --grad-accum {config.grad_accum} x --seq-len "
+                     f"{config.seq_len} x {self.ctx.world_size} process(es)")
         self.data.train_batch(0, config.batch_size, config.seq_len, seed=config.seed)  # enough training text?
         self.sample = validation_sample(self.data, config.eval_tokens)
         StageTrainer.check_buildable(self, self.plans[0])
@@ -663,8 +674,9 @@ class StageTrainer:
         self.run.halt(self.plan.stage, s.step + 1, NON_FINITE)
         kept = f"the last good checkpoint {self.checkpoint_path} is intact" if self.checkpoint_path else \
             "no checkpoint of this stage was written yet (a rerun starts the stage again)"
+        which = "the loss" if not math.isfinite(loss) else "the gradient norm"  # a finite loss can overflow it
         raise PgtError(
-            f"stage {self.plan.stage}, step {s.step + 1}: the loss became non-finite (loss {loss}, gradient norm "
+            f"stage {self.plan.stage}, step {s.step + 1}: {which} became non-finite (loss {loss}, gradient norm "
             f"{grad_norm}); training stopped before the update and {kept}. To resume, rerun the same command with a "
             f"lower --lr (or a smaller --grad-clip, longer --warmup-steps, other --betas, --weight-decay or "
             f"--min-lr-ratio): after a non-finite loss these may change, and run.json records the change"

@@ -203,7 +203,8 @@ def validation_sample(data: TokenData, budget_tokens: int) -> ValidationSample:
         ends.append(np.flatnonzero(chunk == data.eos_id) + start)
     doc_ends = np.concatenate(ends) if ends else np.empty(0, np.int64)
     if not len(doc_ends):
-        raise PgtError(f"token data {data.path}: the validation split holds no complete document")
+        raise PgtError(f"token data {data.path}: the validation split holds no complete document (no token "
+                       f"{data.eos_id}, the manifest's eos_id, ends one; a wrong eos_id, or data that is not text)")
     n = len(doc_ends)
     k = min(n, math.ceil(budget_tokens / (split.tokens / n)))
     picks = sorted({int((i + 0.5) * n / k) for i in range(k)})
