@@ -181,8 +181,9 @@ def run_data_show(args: argparse.Namespace) -> int:
     print(f"sources: {len(manifest.sources)}")
     for source in manifest.sources[:10]:
         print(
-            f"  {source.path} ({source.format}, {source.language}, {source.documents:,} documents, "
-            f"{source.bytes:,} bytes)"
+            f"  {source.path} ({source.format}, {source.language}, {source.documents:,} documents"
+            + (f" of which {source.conversations:,} chat records" if source.conversations else "")
+            + f", {source.bytes:,} bytes)"
         )
     if len(manifest.sources) > 10:
         print(f"  … and {len(manifest.sources) - 10} more")

@@ -56,6 +56,9 @@ class TrainState(Record):
     window_loss: float = 0.0  # summed loss of the steps since the last train record
     window_steps: int = 0  # ... and their number (a resumed run logs the same means)
     wall_time: float = 0.0  # seconds spent training in this stage (summed over resumes)
+    # Training tokens drawn from each source of a weighted mixture: in the whole run, and in this stage.
+    source_tokens: dict[str, int] = field(default_factory=dict)
+    stage_source_tokens: dict[str, int] = field(default_factory=dict)
     param_groups: list[dict[str, Any]] = field(default_factory=list)
 
     def check(self, where: str) -> None:
