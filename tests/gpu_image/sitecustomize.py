@@ -1,4 +1,5 @@
-"""The GPU machine's image, as far as imports go: `datasets`, `lm_eval` and `vllm` are not installed there.
+"""The GPU machine's image, as far as imports go: `datasets`, `lm_eval` and `vllm` are not installed there,
+nor `scipy` and `threadpoolctl` (none of its packages pulls them in).
 
 tests/test_gpu_check.py puts this folder first on PYTHONPATH, so every Python process of the dry run
 (and of the import check) starts with these packages unimportable, whatever this machine has.
@@ -9,7 +10,7 @@ from __future__ import annotations
 import importlib.abc
 import sys
 
-MISSING = ("datasets", "lm_eval", "vllm")
+MISSING = ("datasets", "lm_eval", "vllm", "scipy", "threadpoolctl")
 
 
 class _Missing(importlib.abc.MetaPathFinder):
