@@ -14,39 +14,20 @@ unless LoRA adapts them.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pgt.errors import PgtError
+from pgt.growth.records import STAGE_FILE, Lineage, StageRecord
 from pgt.io import file_sha256
-from pgt.records import Record
 
 if TYPE_CHECKING:
     from pgt.growth.config import GrowthConfig
     from pgt.substrate.store import Substrate
 
 
-@dataclass
-class Lineage(Record):
-    """The saved model a run started from."""
-
-    WHAT = "lineage"
-    path: str  # where the source model was (resolved)
-    weights_sha256: str  # sha256 of its model.safetensors
-    blocks: int  # its depth: the run grows stages blocks + 1 …
-    substrate_fingerprint: str
-    tokens_total: int | None = None  # the source's own training tokens, where its stage.json says
-
-    def describe(self) -> str:
-        """`runs/a/stage-2 (2 blocks, 40,960 tokens, model.safetensors sha256 1a2b3c4d5e6f…)`."""
-        tokens = f", {self.tokens_total:,} tokens" if self.tokens_total is not None else ""
-        return f"`{self.path}` ({self.blocks} blocks{tokens}, model.safetensors sha256 {self.weights_sha256[:12]}…)"
-
-
 def check_source_model(path: str | os.PathLike, substrate: Substrate, config: GrowthConfig) -> Lineage:
     """The lineage of `--from PATH` after checking it can be grown on with `config`; PgtError otherwise."""
-    from pgt.growth.records import STAGE_FILE, StageRecord
     from pgt.model.loading import (
         SINGLE_MODEL_TYPE, WEIGHTS_FILE, check_token_texts, read_model_config, substrate_meta_of,
     )  # fmt: skip
@@ -93,4 +74,4 @@ def check_unchanged(started: Lineage, now: Lineage) -> None:
                        "--overwrite to start the run anew")
 
 
-__all__ = ["Lineage", "check_source_model", "check_unchanged"]
+__all__ = ["check_source_model", "check_unchanged"]

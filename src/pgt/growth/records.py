@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from pgt.data.manifest import DataFingerprint
-from pgt.growth.lineage import Lineage
 from pgt.records import Record
 
 if TYPE_CHECKING:
@@ -28,6 +27,23 @@ class LoraRecord(Record):
     blocks: list[int]  # 0-based blocks adapted (and merged into the saved model)
     rank: int
     alpha: float
+
+
+@dataclass
+class Lineage(Record):
+    """The saved model a run started from (`pgt grow --from`, pgt.growth.lineage)."""
+
+    WHAT = "lineage"
+    path: str  # where the source model was (resolved)
+    weights_sha256: str  # sha256 of its model.safetensors
+    blocks: int  # its depth: the run grows stages blocks + 1 …
+    substrate_fingerprint: str
+    tokens_total: int | None = None  # the source's own training tokens, where its stage.json says
+
+    def describe(self) -> str:
+        """`runs/a/stage-2 (2 blocks, 40,960 tokens, model.safetensors sha256 1a2b3c4d5e6f…)`."""
+        tokens = f", {self.tokens_total:,} tokens" if self.tokens_total is not None else ""
+        return f"`{self.path}` ({self.blocks} blocks{tokens}, model.safetensors sha256 {self.weights_sha256[:12]}…)"
 
 
 @dataclass
