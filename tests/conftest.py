@@ -164,7 +164,7 @@ def write_instruction_set(path: Path, corpus_files: list[Path], count: int = 240
     """A small instruction set written for the tests: Alpaca records asking to repeat or shorten real fortunes."""
     import json
 
-    from pgt.corpus.fortunes import iter_fortunes
+    from pgt.corpus.sources import iter_fortunes
 
     english = next(f for f in corpus_files if f.parent.name == "fortunes" and 20_000 <= f.stat().st_size <= 60_000)
     sayings = [text for text, _ in zip(iter_fortunes(english), range(count), strict=False)]
