@@ -1,8 +1,8 @@
 """pgt's GPU check: one command, a few minutes on one GPU, every figure written as soon as it is measured.
 
-    python benchmarks/gpu_check.py prepare            # on a CPU machine with the fonts and fortunes, beforehand
+    PYTHONPATH=src python benchmarks/gpu_check.py prepare  # beforehand, on a CPU with the fonts and fortunes
     benchmarks/gpu_check.sh                           # on the GPU machine: `run`, into $OUT (or docs/results/gpu/DATE)
-    python benchmarks/gpu_check.py run --tiny --device cpu --out /tmp/g   # the dry run the test suite does
+    benchmarks/gpu_check.sh --tiny --device cpu --prepared P --out /tmp/g  # the dry run (P: prepare --tiny)
 
 `prepare` builds what is slow or impossible on the GPU machine (no fonts, no fortune files, no network)
 into one git-ignored folder, `.cache/gpu-check/`: the study's corpus split, its trimmed substrates and
@@ -174,9 +174,34 @@ def _record_path(out: Path, step: str) -> Path:
 # ====================================================================== prepare
 
 
-def prepare(out: Path, *, tiny: bool, substrate: str | None, families: tuple[str, ...], overwrite: bool) -> Path:
-    """Build the study's inputs for `run` into `out` (see the module docstring); return `out`."""
-    from pgt.io import atomic_dir
+FULL_SUBSTRATES = ("substrate-full", "substrate-visible-full")  # the study reuses its trims without them
+
+
+def _carried(member: tarfile.TarInfo) -> tarfile.TarInfo | None:
+    """What goes to the GPU machine: not the full-vocabulary substrates, not lock files."""
+    parts = Path(member.name).parts
+    return None if (len(parts) > 1 and parts[1] in FULL_SUBSTRATES) or parts[-1].endswith(".lock") else member
+
+
+def _link_duplicates(folder: Path) -> None:
+    """Hard-link byte-identical files (the embeddings arms' token shards: one tokenizer, the same ids), so that
+    the archive stores each once. pgt replaces files by renaming, never in place, so the links stay safe."""
+    import hashlib
+
+    seen: dict[tuple[int, str], Path] = {}
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        key = (path.stat().st_size, hashlib.sha256(path.read_bytes()).hexdigest())
+        first = seen.setdefault(key, path)
+        if first != path and not path.samefile(first):
+            path.unlink()
+            os.link(first, path)
+
+
+def prepare(out: Path, *, tiny: bool, substrate: str | None, families: tuple[str, ...], overwrite: bool,
+            build: Path | None = None) -> Path:
+    """Build the study's inputs for `run` into `out` (see the module docstring) by way of the study folder
+    `build` (default: OUT-build, kept so that a rerun reuses every finished step); return `out`."""
+    from pgt.io import atomic_dir, refuse_existing
     from pgt.study.corpus import parse_corpus_specs
     from pgt.study.runner import StudyOptions, prepare_study
     from pgt.study.scales import get_scale
@@ -185,20 +210,14 @@ def prepare(out: Path, *, tiny: bool, substrate: str | None, families: tuple[str
     scale = get_scale(sizes.study_scale)
     # The fortunes' file names, spelled out: the run repeats them without reading them (the split is reused).
     corpus = [f"{lang}={source}" for lang, sources in parse_corpus_specs(None).items() for source in sources]
+    refuse_existing(out, overwrite=overwrite)
+    study = (build or out.parent / f"{out.name}-build") / "study"
+    prepare_study(StudyOptions(out=study, scale=scale, seeds=scale.seeds, families=families, corpus=corpus,
+                               substrate=Path(substrate) if substrate else None, progress=not tiny))
+    _link_duplicates(study / "data")
     with atomic_dir(out, overwrite=overwrite) as tmp:
-        build = Path(tempfile.mkdtemp(prefix="pgt-gpu-prepare-"))
-        try:
-            study = build / "study"
-            prepare_study(StudyOptions(out=study, scale=scale, seeds=scale.seeds, families=families, corpus=corpus,
-                                       substrate=Path(substrate) if substrate else None, progress=not tiny))
-            for full in ("substrate-full", "substrate-visible-full"):  # trimmed ones are reused without them
-                shutil.rmtree(study / full, ignore_errors=True)
-            # xz with a dictionary larger than one data directory: the embeddings arms' token data
-            # (the same ids on the same tokenizer) is stored about once.
-            with tarfile.open(tmp / STUDY_ARCHIVE, "w:xz", preset=9) as archive:
-                archive.add(study, arcname="study")
-        finally:
-            shutil.rmtree(build, ignore_errors=True)
+        with tarfile.open(tmp / STUDY_ARCHIVE, "w:xz", preset=6) as archive:
+            archive.add(study, arcname="study", filter=_carried)
         size = sum(p.stat().st_size for p in tmp.rglob("*") if p.is_file())
         if size > PREPARED_BUDGET_MIB * 2**20:
             raise PgtError(f"the prepared folder is {size / 2**20:.1f} MiB, over its {PREPARED_BUDGET_MIB} MiB budget")
@@ -430,7 +449,13 @@ def step_growth(ctx: Context, record: StepRecord, save: Any) -> None:
     _say(f"{sizes.growth_preset}: d {d}, {k} blocks, vocab {vocab:,}, batch {sizes.batch} x {sizes.seq}; "
          f"FLOP ratio full / growth {step_flops['full'] / step_flops['growth']:.2f}")
 
+    compiled_model = None  # torch.compile(model), made on first use: as `pgt grow --compile` wraps its model
+
     def measure(kind: str, attention: str, compiled: bool, profile: bool = False) -> dict:
+        nonlocal compiled_model
+        if compiled and compiled_model is None:
+            compiled_model = torch.compile(model, backend=sizes.compile_backend)
+        runner = compiled_model if compiled else model
         model.set_attn_implementation(attention)
         frozen = k - 1 if kind == "growth" else 0
         set_trainable(model, [layers[-1], model.model.norm, model.lm_head] if kind == "growth"
@@ -444,7 +469,7 @@ def step_growth(ctx: Context, record: StepRecord, save: Any) -> None:
 
         def train_step() -> torch.Tensor:
             with autocast(device, "auto"):  # bfloat16 on a GPU, as `pgt grow`; float32 on a CPU
-                loss = causal_lm_loss(model, batch)
+                loss = causal_lm_loss(runner, batch)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             optimizer.step()
@@ -495,16 +520,13 @@ def step_growth(ctx: Context, record: StepRecord, save: Any) -> None:
     attempt("full", "sdpa", False, eager)
     best, best_rate = "sdpa", growth["tokens_per_s"] if growth else 0.0
     available = [name for name, ok in attention_backends(device).items() if ok and name != "sdpa"]
-    # flex attention compiles its kernel on first use: it goes last, after the compiled blocks.
+    # flex attention compiles its kernel on first use: it goes last, after the compiled model.
     for attention in [name for name in available if name != "flex_attention"]:
         result = attempt("growth", attention, False, eager)
         if result and result["tokens_per_s"] > best_rate:
             best, best_rate = attention, result["tokens_per_s"]
     record.figures["best_eager_attention"] = best
-    # Each block compiled in place (frozen blocks under no_grad get their own graphs).
     if ctx.left() > 6 * eager:
-        for layer in layers:
-            layer.compile(backend=sizes.compile_backend)
         attempt("growth", best, True, 6 * eager)
         attempt("full", best, True, 4 * eager)
     else:
@@ -790,14 +812,7 @@ def summarize(out: Path) -> Summary:
     device = (machine.figures.get("gpu") or machine.figures.get("device", "?")) if machine else "?"
     rows: list[list[str]] = [[s, r.status, f"{r.seconds:.0f} s", _headline(s, r)] for s, r in steps.items()]
     found = targets(steps)
-    lines = [f"# pgt GPU check, {device}, {_now()}", "",
-             "| step | status | time | result |", "| --- | --- | --- | --- |",
-             *(f"| {' | '.join(row)} |" for row in rows), "",
-             "| target | goal | measured | verdict | note |", "| --- | --- | --- | --- | --- |"]
-    for t in found:
-        measured = "–" if t.value is None else (_pct(t.value) if "MFU" in t.name else f"{t.value:.2f}x")
-        goal = _pct(t.goal) if "MFU" in t.name else f"≥ {t.goal:.1f}x"
-        lines.append(f"| {t.name} | {goal} | {measured} | {t.verdict()} | {t.note} |")
+    lines = [f"# pgt GPU check, {device}, {_now()}", ""]
     for s, r in steps.items():
         lines.extend(f"- {s}: {note}" for note in r.notes)
     profiled = [v for v in (steps["growth"].figures.get("variants", []) if "growth" in steps else []) if v.get("profile")]
@@ -805,6 +820,14 @@ def summarize(out: Path) -> Summary:
         v = profiled[0]
         lines += ["", f"Where the time of the {v['kind']} step ({v['attention']}, eager) goes, two profiled steps:",
                   "", "```", *v["profile"], "```"]
+    # The tables last: the end of the output is what a cut-off log shows.
+    lines += ["", "| step | status | time | result |", "| --- | --- | --- | --- |",
+              *(f"| {' | '.join(row)} |" for row in rows), "",
+              "| target | goal | measured | verdict | note |", "| --- | --- | --- | --- | --- |"]
+    for t in found:
+        measured = "–" if t.value is None else (_pct(t.value) if "MFU" in t.name else f"{t.value:.2f}x")
+        goal = _pct(t.goal) if "MFU" in t.name else f"≥ {t.goal:.1f}x"
+        lines.append(f"| {t.name} | {goal} | {measured} | {t.verdict()} | {t.note} |")
     (out / "summary.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
     summary = Summary(_now(), device, rows, [dataclasses.asdict(t) | {"verdict": t.verdict()} for t in found])
     summary.save(out / "summary.json")
@@ -829,7 +852,7 @@ def _headline(step: str, record: StepRecord) -> str:
         verdicts = f.get("verdicts", [])
         held = sum(v["verdict"] == "holds" for v in verdicts)
         return (f"{', '.join(f.get('families', [])) or 'no family'} (x {f.get('sizing', {}).get('factor', 0):.3f} "
-                f"of the gpu scale): {len(verdicts)} comparisons, {held} hold")
+                f"of the {f.get('sizing', {}).get('scale', '?')} scale): {len(verdicts)} comparisons, {held} hold")
     return "–"
 
 
@@ -844,6 +867,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tiny", action="store_true", help="the dry run's smoke-scale study")
     p.add_argument("--substrate", help="a full bvv241-2-3 substrate to trim (default: the study builds one)")
     p.add_argument("--families", nargs="+", default=list(STUDY_FAMILY_ORDER), choices=STUDY_FAMILY_ORDER)
+    p.add_argument("--build", help="where the study's inputs are built and kept (default: OUT-build)")
     p.add_argument("--overwrite", action="store_true")
     r = commands.add_parser("run", help="measure (a GPU, or --tiny --device cpu for the dry run)")
     r.add_argument("--out", help="output folder (default: $OUT, else docs/results/gpu/DATE)")
@@ -865,7 +889,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "prepare":
             prepare(Path(args.out), tiny=args.tiny, substrate=args.substrate, families=tuple(args.families),
-                    overwrite=args.overwrite)
+                    overwrite=args.overwrite, build=Path(args.build) if args.build else None)
         elif args.command == "run":
             out = Path(args.out or os.environ.get("OUT") or REPO / "docs" / "results" / "gpu" / _now()[:10])
             run(out, prepared=Path(args.prepared), work=Path(args.work) if args.work else None, device=args.device,

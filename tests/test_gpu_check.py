@@ -29,7 +29,7 @@ def _image_env(tmp_path: Path) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def prepared(substrate_dir: Path) -> Path:
+def prepared(substrate_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """`gpu_check.py prepare --tiny` (the smoke-scale study's inputs), built once per version of the code."""
     made_by = inspect.getsource(gpu_check.prepare) + repr(gpu_check.SIZES["tiny"].study_scale)
     key = hashlib.sha256((code_hash("study", "substrate", "data", "corpus") + made_by).encode())
@@ -37,7 +37,7 @@ def prepared(substrate_dir: Path) -> Path:
     def build(out: Path) -> None:
         env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
         subprocess.run([sys.executable, str(SCRIPT), "prepare", "--tiny", "--substrate", str(substrate_dir),
-                        "--out", str(out)], env=env, check=True)
+                        "--out", str(out), "--build", str(tmp_path_factory.mktemp("prepare"))], env=env, check=True)
 
     return cached_artifact("gpu-check-tiny", key.hexdigest()[:16], build)
 

@@ -2,23 +2,24 @@
 nor `scipy` and `threadpoolctl` (none of its packages pulls them in).
 
 tests/test_gpu_check.py puts this folder first on PYTHONPATH, so every Python process of the dry run
-(and of the import check) starts with these packages unimportable, whatever this machine has.
+(and of the import check) starts with these packages looking absent, whatever this machine has: the
+path finder does not find them, so `import scipy` fails and `importlib.util.find_spec("scipy")` is None
+(which is how transformers asks whether a package is there).
 """
 
 from __future__ import annotations
 
-import importlib.abc
-import sys
+from importlib.machinery import PathFinder
 
 MISSING = ("datasets", "lm_eval", "vllm", "scipy", "threadpoolctl")
 
 
-class _Missing(importlib.abc.MetaPathFinder):
-    def find_spec(self, name: str, path: object = None, target: object = None) -> None:
-        if name.partition(".")[0] in MISSING:
-            raise ModuleNotFoundError(f"No module named {name!r} (hidden: not on the GPU image)", name=name)
-        return None
+def _hiding(find_spec):  # noqa: ANN001, ANN202
+    def find(cls, fullname, path=None, target=None):  # noqa: ANN001, ANN202
+        return None if fullname.partition(".")[0] in MISSING else find_spec(fullname, path, target)
+
+    return classmethod(find)
 
 
 if __name__ == "sitecustomize":  # run at start-up; importing this file by another name hides nothing
-    sys.meta_path.insert(0, _Missing())
+    PathFinder.find_spec = _hiding(PathFinder.find_spec)
