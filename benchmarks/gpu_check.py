@@ -210,12 +210,12 @@ def prepare(out: Path, *, tiny: bool, substrate: str | None, families: tuple[str
     scale = get_scale(sizes.study_scale)
     # The fortunes' file names, spelled out: the run repeats them without reading them (the split is reused).
     corpus = [f"{lang}={source}" for lang, sources in parse_corpus_specs(None).items() for source in sources]
-    refuse_existing(out, overwrite=overwrite)
+    refuse_existing(out, overwrite=overwrite, marker=PREPARED_FILE)
     study = (build or out.parent / f"{out.name}-build") / "study"
     prepare_study(StudyOptions(out=study, scale=scale, seeds=scale.seeds, families=families, corpus=corpus,
                                substrate=Path(substrate) if substrate else None, progress=not tiny))
     _link_duplicates(study / "data")
-    with atomic_dir(out, overwrite=overwrite) as tmp:
+    with atomic_dir(out, overwrite=overwrite, marker=PREPARED_FILE) as tmp:
         with tarfile.open(tmp / STUDY_ARCHIVE, "w:xz", preset=6) as archive:
             archive.add(study, arcname="study", filter=_carried)
         size = sum(p.stat().st_size for p in tmp.rglob("*") if p.is_file())
