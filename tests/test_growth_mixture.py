@@ -112,7 +112,7 @@ def test_every_source_is_scored_in_metrics_report_and_card(runs):
     assert {d.name: d.val_bpb for d in stage.mixture} == last
     assert pgt_main(["report", str(run_dir)]) == 0
     report = (run_dir / "report.md").read_text(encoding="utf-8")
-    section = report.split("### Data mixture", 1)[1].split("##", 1)[0]
+    section = report.split("## Data mixture", 1)[1].split("\n## ", 1)[0]
     for name in WEIGHTS:
         assert f"| `stage-2` | {name} | {WEIGHTS[name]:.1%} |" in section
     assert f"{last['sft']:.4f}" in section

@@ -143,7 +143,7 @@ def stopping_section(stages: list[ModelEntry]) -> list[str]:
         rows.append([f"`{entry.name}`", _int(budget) if budget is not None else "–", _int(stage.tokens_seen),
                      f"{stage.tokens_seen / budget:.0%}" if budget else "–", _int(stage.steps), stopped,
                      _float(stage.best_val_loss)])
-    return ["### Tokens each stage used", ""] + markdown_table(
+    return ["## Tokens each stage used", ""] + markdown_table(
         ["stage", "token budget", "tokens used", "share", "steps", "stopped", "best val loss"], rows)
 
 
@@ -154,7 +154,7 @@ def mixture_section(stages: list[ModelEntry]) -> list[str]:
             for entry in stages if entry.stage and entry.stage.mixture for d in entry.stage.mixture]
     if not rows:
         return []
-    return ["### Data mixture", "", "Validation per source is scored on that source's part of the validation "
+    return ["## Data mixture", "", "Validation per source is scored on that source's part of the validation "
             "sample (each source gives its weight's share of it).", ""] + markdown_table(
         ["stage", "source", "weight", "tokens drawn (stage)", "tokens drawn (run)", "epochs (run)", "val loss",
          "bits/byte"], rows)
@@ -189,16 +189,17 @@ def render_markdown(report: RunReport, plots: dict[str, str]) -> str:
                          + [_text(e.field("init")), _text(e.stage.lora.to_json() if e.stage and e.stage.lora else None)]
                          + [_score(e.task_score(t)) for t in tasks] for e in report.stages])
         lines += ["", "Task scores are mean ± the 95 % interval over runs, as `pgt eval` reports them.", ""]
-        lines += [*stopping_section(report.stages), ""]
-        mixture = mixture_section(report.stages)
-        if mixture:
-            lines += [*mixture, ""]
     else:
         lines += ["No stage has finished yet.", ""]
     if "depth" in plots:
         lines += [f"![metrics against depth]({plots['depth']})", ""]
     if report.health is not None:
         lines += [*health_section(report.health), ""]
+    if report.stages:
+        lines += [*stopping_section(report.stages), ""]
+        mixture = mixture_section(report.stages)
+        if mixture:
+            lines += [*mixture, ""]
 
     lines += ["## Loss curve", ""]
     if "loss" in plots:
