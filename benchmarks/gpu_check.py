@@ -576,7 +576,8 @@ def _prompts(ctx: Context, count: int) -> list[str]:
     corpus = StudyCorpus.load(ctx.study_dir / "corpus" / CORPUS_FILE)
     texts = [t for s in corpus.languages for t in s.heldout if len(t) >= ctx.sizes.prompt_chars]
     if len(texts) < count:
-        raise PgtError(f"only {len(texts)} held-out documents of {ctx.sizes.prompt_chars}+ characters for {count} prompts")
+        raise PgtError(f"only {len(texts)} held-out documents of {ctx.sizes.prompt_chars}+ characters "
+                       f"for {count} prompts")
     return [t[: ctx.sizes.prompt_chars] for t in texts[:count]]
 
 
@@ -731,7 +732,8 @@ def step_study(ctx: Context, record: StepRecord, save: Any) -> None:
     scale, predicted = size_study(ctx, ctx.left() - MARGIN_S, record)
     save()
     sizing = record.figures["sizing"]
-    _say(f"study at {scale.name} scale x {sizing['factor']:.3f} (embeddings {scale.embedding_tokens:,} tokens per arm), "
+    _say(f"study at {scale.name} scale x {sizing['factor']:.3f} "
+         f"(embeddings {scale.embedding_tokens:,} tokens per arm), "
          "predicted " + ", ".join(f"{f} {s:.0f} s" for f, s in predicted.items()))
     shown = ctx.out / "study"
     done: list[str] = []
@@ -815,7 +817,8 @@ def summarize(out: Path) -> Summary:
     lines = [f"# pgt GPU check, {device}, {_now()}", ""]
     for s, r in steps.items():
         lines.extend(f"- {s}: {note}" for note in r.notes)
-    profiled = [v for v in (steps["growth"].figures.get("variants", []) if "growth" in steps else []) if v.get("profile")]
+    variants = steps["growth"].figures.get("variants", []) if "growth" in steps else []
+    profiled = [v for v in variants if v.get("profile")]
     if profiled and found[0].verdict() != "pass":  # why the MFU target is missed: where the step's time goes
         v = profiled[0]
         lines += ["", f"Where the time of the {v['kind']} step ({v['attention']}, eager) goes, two profiled steps:",
@@ -846,8 +849,9 @@ def _headline(step: str, record: StepRecord) -> str:
                  for v in f.get("variants", []) if v.get("status") == "ok"]
         return "; ".join(parts) or "–"
     if step == "generate":
+        batches = f.get("batches", {}).items()
         return "; ".join(f"batch {b}: pgt {g['pgt_tokens_per_s']:,.0f}, transformers "
-                         f"{g['transformers_tokens_per_s']:,.0f} tok/s" for b, g in f.get("batches", {}).items()) or "–"
+                         f"{g['transformers_tokens_per_s']:,.0f} tok/s" for b, g in batches) or "–"
     if step == "study":
         verdicts = f.get("verdicts", [])
         held = sum(v["verdict"] == "holds" for v in verdicts)
