@@ -128,8 +128,8 @@ class GrowthRun:
         self.overwrite = overwrite
         self.allow_data_change = allow_data_change
         self.run_dir = Path(config.out)
-        refuse_foreign(self.run_dir, RUN_FILE, what="run directory", ignore=OWN_NEIGHBOURS)
         refuse_overlap(self.run_dir, [config.substrate, config.data])
+        refuse_foreign(self.run_dir, RUN_FILE, what="run directory", ignore=OWN_NEIGHBOURS)
         self.ctx = pdist.init_distributed(config.device)
         self.substrate = Substrate.load(config.substrate)
         self._check_shape()
@@ -138,10 +138,10 @@ class GrowthRun:
         self.data_fingerprint = self.data.fingerprint()
         self.plans = plan_stages(config)
         self.tokens_per_step = config.batch_size * config.grad_accum * config.seq_len * self.ctx.world_size
+        self.data.train_batch(0, config.batch_size, config.seq_len, seed=config.seed)  # enough training text?
         check_budget(config.tokens_per_stage, self.tokens_per_step, "--tokens-per-stage",
                      f"--batch-size {config.batch_size} x --grad-accum {config.grad_accum} x --seq-len "
                      f"{config.seq_len} x {self.ctx.world_size} process(es)")
-        self.data.train_batch(0, config.batch_size, config.seq_len, seed=config.seed)  # enough training text?
         self.sample = validation_sample(self.data, config.eval_tokens)
         StageTrainer.check_buildable(self, self.plans[0])
         # The deepest model the run makes, as one fresh N-block stage: the size it must fit in.
