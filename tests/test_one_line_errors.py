@@ -132,3 +132,26 @@ def test_report_into_a_path_through_a_file_is_one_line(tmp_path, capsys):
                                        f"{tmp_path / 'afile'} is a file"):
         make_dirs(tmp_path / "afile" / "x")
     assert (tmp_path / "afile").read_text() == "mine"
+
+
+def test_a_directory_that_needs_custom_code_is_refused_without_asking(eval_model_dir, tmp_path):
+    """Issue 20.20: transformers asked "Do you wish to run the custom code? [y/N]" with stdin closed."""
+    import os
+    import subprocess
+    import sys
+
+    model = tmp_path / "custom"
+    shutil.copytree(eval_model_dir, model)
+    config = json.loads((model / "config.json").read_text())
+    del config["substrate_fingerprint"]  # not a pgt directory: transformers' Auto classes load it
+    config.update(model_type="someone_custom", auto_map={"AutoConfig": "custom.Config",
+                                                         "AutoModelForCausalLM": "custom.Model"})
+    (model / "config.json").write_text(json.dumps(config))
+    (model / "custom.py").write_text("raise SystemExit('custom code ran')\n")
+    result = subprocess.run([sys.executable, "-m", "pgt", "eval", str(model), "--task", "perplexity", "--limit", "2",
+                             "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=300,
+                            stdin=subprocess.DEVNULL, env={**os.environ, "HF_HUB_OFFLINE": "1"}, check=False)
+    assert "Do you wish to run" not in result.stdout + result.stderr and "custom code ran" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert len(errors) == 1 and errors[0].startswith(f"error: cannot load {model} as a causal LM")

@@ -146,9 +146,9 @@ class GrowthRun:
         self.overwrite = overwrite
         self.allow_data_change = allow_data_change
         self.run_dir = Path(config.out)
-        refuse_foreign(self.run_dir, RUN_FILE, what="run directory", ignore=OWN_NEIGHBOURS)
         self.data = TokenMixture(config.data)
         refuse_overlap(self.run_dir, [config.substrate, *self.data.paths, *filter(None, [config.from_model])])
+        refuse_foreign(self.run_dir, RUN_FILE, what="run directory", ignore=OWN_NEIGHBOURS)
         self.ctx = pdist.init_distributed(config.device)
         self.substrate = Substrate.load(config.substrate)
         self._check_shape()
@@ -157,10 +157,10 @@ class GrowthRun:
         self.lineage = check_source_model(config.from_model, self.substrate, config) if config.from_model else None
         self.plans = plan_stages(config, start=self.lineage.blocks if self.lineage else 0)
         self.tokens_per_step = config.batch_size * config.grad_accum * config.seq_len * self.ctx.world_size
+        self.data.train_batch(0, config.batch_size, config.seq_len, seed=config.seed)  # enough training text?
         check_budget(config.tokens_per_stage, self.tokens_per_step, "--tokens-per-stage",
                      f"--batch-size {config.batch_size} x --grad-accum {config.grad_accum} x --seq-len "
                      f"{config.seq_len} x {self.ctx.world_size} process(es)")
-        self.data.train_batch(0, config.batch_size, config.seq_len, seed=config.seed)  # enough training text?
         self.sample = mixture_validation_sample(self.data, config.eval_tokens)
         StageTrainer.check_buildable(self, dataclasses.replace(self.plans[0], fresh=True, frozen_blocks=0,
                                                                lora_blocks=range(0)))
