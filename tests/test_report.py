@@ -46,8 +46,7 @@ def run_dir(substrate_dir: Path, token_data_dir: Path, tmp_path_factory) -> Path
 def table_rows(markdown: str, section: str) -> list[list[str]]:
     """The body rows of the first table under `## section`, as stripped cells."""
     body = markdown.split(f"## {section}\n", 1)[1].split("\n## ", 1)[0]
-    table = body[body.index("\n| "):].split("\n\n", 1)[0]  # the section may hold more tables after it
-    rows = [line for line in table.splitlines() if line.startswith("| ")]
+    rows = [line for line in body.splitlines() if line.startswith("| ")]
     return [[cell.strip() for cell in row.strip("|").split("|")] for row in rows[2:]]  # after header and rule
 
 
