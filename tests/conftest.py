@@ -158,3 +158,31 @@ def hf_offline(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+
+
+def write_instruction_set(path: Path, corpus_files: list[Path], count: int = 240) -> Path:
+    """A small instruction set written for the tests: Alpaca records asking to repeat or shorten real fortunes."""
+    import json
+
+    from pgt.corpus.sources import iter_fortunes
+
+    english = next(f for f in corpus_files if f.parent.name == "fortunes" and 20_000 <= f.stat().st_size <= 60_000)
+    sayings = [text for text, _ in zip(iter_fortunes(english), range(count), strict=False)]
+    with open(path, "w", encoding="utf-8") as handle:
+        for number, saying in enumerate(sayings):
+            first = saying.split("\n", 1)[0]
+            record = ({"instruction": "Repeat this saying.", "input": saying, "output": saying} if number % 2 else
+                      {"instruction": "Give the first line of this saying.", "input": saying, "output": first})
+            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+    return path
+
+
+@pytest.fixture(scope="session")
+def sft_data_dir(substrate_dir: Path, corpus_files: list[Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`write_instruction_set` rendered with the chat template and tokenized with `substrate_dir`."""
+    from pgt.data.prepare import prepare_token_data
+
+    root = tmp_path_factory.mktemp("sft")
+    source = write_instruction_set(root / "instructions.jsonl", corpus_files)
+    prepare_token_data([str(source)], substrate_dir, root / "data", min_val_bytes=3_000, progress=False)
+    return root / "data"

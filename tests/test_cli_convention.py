@@ -16,9 +16,9 @@ FORBIDDEN_FLAGS = {"--restart", "--quiet", "--tokenizer", "--hub_split"}
 # Flags whose value is a number that a nan, inf or negative must not reach.
 NUMERIC_FLAGS = {"--workers", "--lr", "--temperature", "--top-p", "--top-k", "--seed", "--batch-size", "--seq-len",
                  "--tokens", "--tokens-per-stage", "--stages", "--max-new-tokens", "--limit", "--min-lr-ratio"}
-# Commands whose --out is their own working directory: they resume into it (study, demo) or
-# rewrite their own page in it (report), so there is nothing of the user's to overwrite.
-OUT_WITHOUT_OVERWRITE = {"report", "study", "demo"}
+# Commands whose --out is their own working directory: they resume into it (study, demo) and
+# refuse a directory they did not write, so there is nothing of the user's to overwrite.
+OUT_WITHOUT_OVERWRITE = {"study", "demo"}
 
 
 def _commands() -> list[tuple[str, argparse.ArgumentParser]]:

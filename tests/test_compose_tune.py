@@ -48,7 +48,7 @@ def test_tuning_the_adapter_lowers_the_loss_and_the_model_reloads(merges, token_
 
 def test_full_tuning_trains_a_mean_merge_and_refuses_without_full(merges, token_data_dir, tmp_path) -> None:
     with pytest.raises(PgtError, match="no adapter to train"):
-        tune_merged(merges["mean"], token_data_dir, tmp_path / "x", TuneConfig(tokens=64, device="cpu"))
+        tune_merged(merges["mean"], token_data_dir, tmp_path / "x", TuneConfig(tokens=8 * 32, seq_len=32, device="cpu"))
     record = tune_merged(merges["mean"], token_data_dir, tmp_path / "full",
                          TuneConfig(tokens=8 * 2 * 32, batch_size=2, seq_len=32, lr=3e-3, device="cpu", full=True))
     assert record.trains == "full" and record.end_val_loss < record.start_val_loss

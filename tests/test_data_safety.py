@@ -147,7 +147,7 @@ def test_token_ids_beyond_the_vocabulary_are_a_one_line_error(data_dir):
     ids[:] = manifest["tokenizer"]["vocab_size"] + 7  # same size: only the ids tell
     shard.unlink()  # shards are hard links of the work files; write a new file
     ids.tofile(shard)
-    with pytest.raises(PgtError, match=r"holds token id \d+, beyond the tokenizer's 400 ids") as caught:
+    with pytest.raises(PgtError, match=r"holds token id \d+ at token \d+, beyond the tokenizer's 400 ids") as caught:
         TokenData(data_dir).train_batch(0, 2, 16, seed=0)
     assert "\n" not in str(caught.value)
     manifest["splits"]["train"]["shards"][0]["sha256"] = hashlib.sha256(shard.read_bytes()).hexdigest()
@@ -156,7 +156,31 @@ def test_token_ids_beyond_the_vocabulary_are_a_one_line_error(data_dir):
         TokenData(data_dir, verify=True)  # the checksum now agrees: --verify reads the ids too
 
 
+def test_a_bad_id_is_reported_where_it_is(data_dir):
+    """Issue 20.18: a bad id at index 100 of a window starting at 70 was reported "at token 70"."""
+    manifest = json.loads((data_dir / "manifest.json").read_text())
+    shard = data_dir / manifest["splits"]["train"]["shards"][0]["file"]
+    ids = np.fromfile(shard, dtype="<u4")
+    ids[100] = manifest["tokenizer"]["vocab_size"] + 7
+    shard.unlink()
+    ids.tofile(shard)
+    with pytest.raises(PgtError, match=r"the train split holds token id 407 at token 100, beyond"):
+        TokenData(data_dir).splits["train"].read(70, 40)
+
+
+def test_nested_records_name_the_file_once(data_dir):
+    """Issue 20.18: "token data split token data manifest …" named two records for one file."""
+    manifest = json.loads((data_dir / "manifest.json").read_text())
+    manifest["splits"]["train"]["tokens"] = "many"
+    (data_dir / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(PgtError) as caught:
+        TokenData(data_dir)
+    assert str(caught.value).startswith(f"token data manifest {data_dir / 'manifest.json'}: field 'splits'['train']")
+    assert "token data split" not in str(caught.value)
+
+
 @pytest.mark.parametrize(("field", "value", "message"), [
+    ("eos_id", 10**6, "eos_id 1000000 is not an id of the tokenizer's 400"),
     ("eos_id", None, "lacks the field 'eos_id'"),
     ("shard_tokens", "many", "field 'shard_tokens' is 'many', expected int"),
     ("format", "other-format", "field 'format' is 'other-format'"),

@@ -381,3 +381,35 @@ def test_eval_records_round_trip_and_reject_ill_typed_files(eval_model_dir: Path
         with pytest.raises(PgtError, match="evaluation result .*field 'metrics'|field 'runs'") as error:
             EvalRecord.load(path)
         assert "\n" not in str(error.value)
+
+
+def _nanogpt_generate(model, ids: list[int], n: int, context: int, generator=None) -> list[int]:
+    """The reference's sampler as nanoGPT writes it: crop to the last `context` ids before every new token."""
+    sequence = list(ids)
+    with torch.no_grad():
+        for _ in range(n):
+            logits = model(input_ids=torch.tensor([sequence[-context:]])).logits[0, -1].float()
+            pick = logits.argmax() if generator is None else torch.multinomial(torch.softmax(logits, -1), 1,
+                                                                                generator=generator)
+            sequence.append(int(pick))
+    return sequence[len(ids):]
+
+
+def test_long_prompts_are_cropped_before_every_new_token_as_the_reference_does(model_and_tokenizer) -> None:
+    """Issue 20.19: one crop of the prompt differed from the reference's sampler once the prompt and its new
+    tokens exceed the context; each new token now sees the last `context` tokens, batched or not."""
+    model, tokenizer = model_and_tokenizer
+    rows = [json.loads(line) for line in (DATA / "squad_v2.jsonl").read_text(encoding="utf-8").splitlines()]
+    long_prompt = get_task("squad_v2").build({**rows[0], "context": " ".join(r["context"] for r in rows)}).prompt
+    ids = tokenizer(long_prompt)["input_ids"]
+    edge = tokenizer.decode(ids[: 128 - 2], skip_special_tokens=True)  # fits, but not with its 6 new tokens
+    prompts, counts = [long_prompt, edge, rows[1]["question"]], [6, 6, 6]
+    greedy = generate_continuations(model, tokenizer, prompts, counts, batch_size=3)
+    sampled = generate_continuations(model, tokenizer, prompts, counts, sampler=SAMPLERS["sample"], seeds=[7, 8, 9],
+                                     batch_size=3)
+    encoded = [tokenizer(p)["input_ids"] for p in prompts]
+    assert greedy.truncated == sampled.truncated == [True, True, False]
+    for i, prompt_ids in enumerate(encoded[:2]):  # the cropped ones; the third is batched with the KV cache
+        assert greedy.new_ids[i] == _nanogpt_generate(model, prompt_ids, 6, 128)
+        generator = torch.Generator().manual_seed(7 + i)
+        assert sampled.new_ids[i] == _nanogpt_generate(model, prompt_ids, 6, 128, generator)

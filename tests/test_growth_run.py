@@ -127,8 +127,18 @@ def test_stage_ends_when_validation_stops_improving(substrate_dir, token_data_di
     # At lr 1e-30 no weight changes in float32, so the validation loss never improves.
     config = tiny_config(substrate_dir, token_data_dir, tmp_path / "patience", stages=1, lr=1e-30, eval_every=2,
                          patience=2, tokens_per_stage=4 * 32 * 20)
-    info = json.loads((grow(config) / "stage-1" / "stage.json").read_text())
+    run_dir = grow(config)
+    info = json.loads((run_dir / "stage-1" / "stage.json").read_text())
     assert info["stopped_early"] and info["steps"] == 4 and info["tokens_seen"] == 4 * 4 * 32
+    # Issue 18.4: convergence under a token cap, shown where it stopped in the card and the report.
+    assert info["tokens_budget"] == 4 * 32 * 20
+    card = (run_dir / "stage-1" / "README.md").read_text(encoding="utf-8")
+    assert "stopped by --patience at 512 of 2,560 tokens" in card
+    from pgt.cli import main
+
+    assert main(["report", str(run_dir)]) == 0
+    report = (run_dir / "report.md").read_text(encoding="utf-8")
+    assert "| `stage-1` | 2,560 | 512 | 20% | 4 | converged: --patience ended it at step 4 |" in report
 
 
 def test_a_finished_run_grows_further_when_given_more_stages(substrate_dir, token_data_dir, tmp_path):

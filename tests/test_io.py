@@ -102,6 +102,22 @@ def test_exclusive_lock_names_the_holder(tmp_path: Path) -> None:
     deadline = time.time() + 10
     with run_lock(tmp_path):  # the kernel released the dead holder's lock
         assert time.time() < deadline
+        assert (tmp_path / ".lock").read_text() == f"{os.getpid()}\n"
+    assert not (tmp_path / ".lock").exists()  # issue 20.20: the holder removes its lock file
+
+
+def test_output_locks_leave_no_file(tmp_path: Path) -> None:
+    """Issue 20.20: `.NAME.lock` goes with the command, also when the block fails, and locks again afterwards."""
+    from pgt.io import output_lock
+
+    out = tmp_path / "out"
+    with output_lock(out):
+        assert (tmp_path / ".out.lock").read_text() == f"{os.getpid()}\n"
+    with pytest.raises(RuntimeError), output_lock(out):
+        raise RuntimeError("failed")
+    with output_lock(out):
+        pass
+    assert not list(tmp_path.iterdir())
 
 
 def test_refuse_overlap(tmp_path: Path) -> None:
@@ -158,3 +174,26 @@ def test_one_line_folds_a_library_message() -> None:
     assert one_line(ValueError("bad\n  value\n\tat line 3")) == "bad value at line 3"
     assert one_line(KeyboardInterrupt()) == "KeyboardInterrupt"
     assert one_line(OSError("x" * 500)) == "x" * 300 + "…"
+
+
+def test_a_full_disk_inside_safetensors_is_an_environment_error(tmp_path: Path) -> None:
+    """Issue 20.7: safetensors reports a full disk as its own SafetensorError ("... os error 28"/27)."""
+    import resource
+
+    import torch
+    from safetensors import SafetensorError
+    from safetensors.torch import save_file
+
+    from pgt.io import environment_error
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (1024, hard))  # writes past 1 KiB fail with EFBIG, like ENOSPC
+    try:
+        with pytest.raises(SafetensorError) as caught:
+            save_file({"w": torch.zeros(4096)}, str(tmp_path / "w.safetensors"))
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    message = environment_error(caught.value)
+    assert message is not None and message.startswith("File too large") and "\n" not in message
+    assert environment_error(ValueError("os error 2")) is None  # not an environment errno: a real bug stays loud
+    assert environment_error(SafetensorError("header too large")) is None

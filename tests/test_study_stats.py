@@ -9,7 +9,17 @@ import pytest
 
 from pgt.study import flops
 from pgt.study.results import ModelRow, below_anchor, best_expert, judge_family
-from pgt.study.stats import Estimate, estimate, family_verdict, holm, p_value, paired_difference, verdict
+from pgt.study.stats import (
+    Estimate,
+    estimate,
+    family_verdict,
+    holm,
+    p_value,
+    paired_difference,
+    t_quantile,
+    t_sf,
+    verdict,
+)
 
 
 def test_estimate_is_the_student_t_interval() -> None:
@@ -67,8 +77,25 @@ def test_holm_adjusts_in_order_and_skips_untested() -> None:
     assert holm([]) == []
 
 
+def test_student_t_without_scipy_matches_the_tables() -> None:
+    for df, quantile in [(1, 12.706205), (2, 4.302653), (4, 2.776445), (10, 2.228139), (30, 2.042272)]:
+        assert t_quantile(0.975, df) == pytest.approx(quantile, rel=1e-6)
+        assert t_sf(quantile, df) == pytest.approx(0.025, rel=1e-5)
+        assert t_sf(-quantile, df) == pytest.approx(0.975, rel=1e-6)
+    assert t_sf(0.0, 3) == pytest.approx(0.5)
+
+
+def test_student_t_without_scipy_matches_scipy() -> None:
+    scipy_stats = pytest.importorskip("scipy.stats")
+    for df in (1, 2, 3, 5, 9, 50):
+        for t in (0.01, 0.5, 1.0, 2.5, 7.0, 40.0):
+            assert t_sf(t, df) == pytest.approx(scipy_stats.t.sf(t, df), rel=1e-9, abs=1e-300)
+        for q in (0.6, 0.9, 0.975, 0.999):
+            assert t_quantile(q, df) == pytest.approx(scipy_stats.t.ppf(q, df), rel=1e-9)
+
+
 def test_p_value_is_the_paired_t_test() -> None:
-    from scipy import stats as scipy_stats
+    scipy_stats = pytest.importorskip("scipy.stats")
 
     values = [0.30, 0.10, 0.25]
     expected = scipy_stats.ttest_1samp(values, 0.0).pvalue

@@ -99,13 +99,20 @@ def test_existing_output_is_kept(byte_level_tokenizer_dir: Path, tmp_path: Path)
     out = tmp_path / "out"
     out.mkdir()
     (out / "keep.txt").write_text("mine", encoding="utf-8")
-    with pytest.raises(PgtError, match="already exists"):
-        build_substrate(out, family="bvv241-nemo", from_tokenizer=byte_level_tokenizer_dir, dim=8, progress=False)
-    assert leftovers(tmp_path) == ["out"] and leftovers(out) == ["keep.txt"]
-    build_substrate(out, family="bvv241-nemo", from_tokenizer=byte_level_tokenizer_dir, dim=8, overwrite=True,
-                    progress=False)  # fmt: skip
-    assert leftovers(tmp_path) == ["out"] and "keep.txt" not in leftovers(out)
+    for overwrite, refusal in ((False, "already exists"), (True, "was not written by pgt")):  # not pgt's: kept
+        with pytest.raises(PgtError, match=refusal):
+            build_substrate(out, family="bvv241-nemo", from_tokenizer=byte_level_tokenizer_dir, dim=8,
+                            overwrite=overwrite, progress=False)
+        assert leftovers(tmp_path) == ["out"] and leftovers(out) == ["keep.txt"]
+    (out / "keep.txt").unlink()
+    out.rmdir()
+    build_substrate(out, family="bvv241-nemo", from_tokenizer=byte_level_tokenizer_dir, dim=8, progress=False)
+    with pytest.raises(PgtError, match="already exists"):  # pgt's own: kept without --overwrite
+        build_substrate(out, family="bvv241-nemo", from_tokenizer=byte_level_tokenizer_dir, dim=16, progress=False)
     assert Substrate.load(out).dim == 8
+    build_substrate(out, family="bvv241-nemo", from_tokenizer=byte_level_tokenizer_dir, dim=16, overwrite=True,
+                    progress=False)
+    assert leftovers(tmp_path) == ["out"] and Substrate.load(out).dim == 16
 
 
 def nemo(out: Path, tokenizer_dir: Path, **kwargs) -> Path:

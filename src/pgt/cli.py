@@ -12,7 +12,8 @@ import sys
 
 from pgt import __version__
 from pgt.errors import PgtError
-from pgt.io import ENVIRONMENT_ERRNOS
+from pgt.io import environment_error
+from pgt.options import quiet_library_progress, show_progress
 
 # Modules that define `register(subparsers)`, in the order their commands are listed.
 COMMAND_MODULES = (
@@ -44,16 +45,18 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if not show_progress(args):
+        quiet_library_progress()
     try:
         return int(args.handler(args) or 0)
     except PgtError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except OSError as exc:
-        if exc.errno not in ENVIRONMENT_ERRNOS:
+    except Exception as exc:
+        message = environment_error(exc)
+        if message is None:
             raise
-        where = f": {exc.filename}" if exc.filename else ""
-        print(f"error: {exc.strerror}{where}", file=sys.stderr)
+        print(f"error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

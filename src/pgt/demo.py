@@ -29,7 +29,7 @@ from typing import Any
 
 from pgt import options
 from pgt.errors import PgtError
-from pgt.io import atomic_file
+from pgt.io import atomic_file, refuse_foreign
 from pgt.model.architecture import SAMPLING, check_heads
 from pgt.records import Record
 from pgt.substrate.layout import SMALL_FAMILY
@@ -64,6 +64,8 @@ STAGE_OVERHEAD_S = 5.0
 # Fraction of the training time that goes into tokens (the rest: periodic evaluation, checkpoints).
 TRAIN_SHARE = 0.8
 PLAN_FILE = "demo.json"
+SUBSTRATE_DIR, FULL_SUBSTRATE_DIR, DATA_DIR = "substrate", "full-substrate", "data"
+STEP_DIRS = (SUBSTRATE_DIR, FULL_SUBSTRATE_DIR, DATA_DIR)  # written before the plan: a rerun resumes them
 
 
 @dataclass
@@ -135,7 +137,7 @@ def ensure_substrate(out: Path, given: str | None, dim: int | None, trim: bool, 
     from pgt.substrate.build import build_substrate
     from pgt.substrate.trim import load_trim_record, trim_substrate
 
-    path = out / "substrate"
+    path = out / SUBSTRATE_DIR
     if given:
         full = Path(given)
         if not _finished(full):
@@ -147,7 +149,7 @@ def ensure_substrate(out: Path, given: str | None, dim: int | None, trim: bool, 
             _say(f"reusing the substrate {full} (dim {_dim_of(full)})")
             return full
     else:
-        full = out / "full-substrate"
+        full = out / FULL_SUBSTRATE_DIR
     if _finished(path):
         if dim is not None and dim != _dim_of(path):
             raise PgtError(f"{path} was built with dim {_dim_of(path)}, not {dim}: rerun with --dim {_dim_of(path)} "
@@ -189,7 +191,7 @@ def ensure_data(out: Path, given: str | None, substrate: Path, progress: bool) -
     from pgt.data import Manifest, prepare_token_data
     from pgt.data.prepare import MANIFEST_FILE
 
-    path = Path(given) if given else out / "data"
+    path = Path(given) if given else out / DATA_DIR
     if (path / MANIFEST_FILE).is_file():  # written atomically, so present means complete
         _say(f"reusing {path}")
     elif given:
@@ -509,6 +511,7 @@ def demo(args: argparse.Namespace) -> Path:
         _check_dim(args.dim)
     started = time.perf_counter()
     out = Path(args.out)  # each step creates what it writes
+    refuse_foreign(out, PLAN_FILE, what="demo directory", ignore=STEP_DIRS)
     torch.set_num_threads(args.threads or available_threads())
     progress = options.show_progress(args)
 
@@ -550,7 +553,7 @@ def demo(args: argparse.Namespace) -> Path:
             _say(f"  stage {result.stage} | {prompt}{text}".replace("\n", " ⏎ ")[:160])
 
     _step(7, "report")
-    report = write_report(run_dir, out / "report.md")
+    report = write_report(run_dir, out / "report.md", overwrite=True)  # a rerun rewrites its own page
     if comparison:
         page = report.read_text(encoding="utf-8")
         with atomic_file(report, "w", encoding="utf-8") as handle:
@@ -600,7 +603,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--batch-size", type=options.positive_int, default=8, help="sequences per step (default: 8)")
     parser.add_argument("--lr", type=options.positive_float, default=DEFAULT_LR,
                         help=f"peak learning rate (default: {DEFAULT_LR:g})")
-    parser.add_argument("--seed", type=options.non_negative_int, default=0,
+    parser.add_argument("--seed", type=options.seed, default=0,
                         help="seed of training and sampling (default: 0)")
     parser.add_argument("--threads", type=options.positive_int,
                         help="torch CPU threads (default: 1 or min(2, CPUs), whichever trains faster here)")

@@ -1,5 +1,12 @@
 """The one exception type users see: its message is a complete, one-line explanation."""
 
+import re
+from typing import Any
+
+# A lone surrogate is no text: UTF-8 cannot encode it and tokenizers refuse it with a TypeError. Invalid
+# UTF-8 bytes on a command line or in a file read with "surrogateescape" arrive as such code points.
+SURROGATE = re.compile("[\ud800-\udfff]")
+
 
 class PgtError(Exception):
     """A user-facing error (bad input, missing file, inconsistent artefacts).
@@ -10,6 +17,23 @@ class PgtError(Exception):
 
 
 ONE_LINE_LIMIT = 300  # characters of a library's message kept in a PgtError
+
+
+def refuse_surrogates(value: Any, where: str) -> Any:
+    """`value` unchanged, or a one-line PgtError naming `where` when a string in it (nested lists and
+    dicts included) holds a lone surrogate."""
+    if isinstance(value, str):
+        if not value.isascii() and (found := SURROGATE.search(value)):
+            raise PgtError(f"{where} holds the lone surrogate \\u{ord(found.group()):04x}, which is not text "
+                           "(invalid UTF-8, or an unpaired \\ud800-\\udfff escape); give valid UTF-8 text")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            refuse_surrogates(key, where)
+            refuse_surrogates(item, where)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            refuse_surrogates(item, where)
+    return value
 
 
 def one_line(exc: BaseException) -> str:

@@ -8,7 +8,8 @@
 - Weights: `--dtype` from `DTYPES`; device: `--device` (`auto` = CUDA when available).
 - Parallel processes: `--workers N` (default: the CPUs this process may use).
 - Numbers that must be finite and positive are parsed by `positive_float`/`positive_int`,
-  so `--lr inf`, `--temperature nan` or `--workers -3` are refused at parse time.
+  so `--lr inf`, `--temperature nan` or `--workers -3` are refused at parse time; every
+  `--seed` is parsed by `seed` (0 … SEED_MAX = 2^32 - 1).
 
 torch is imported only inside the functions that need it, so `pgt --help` stays fast.
 """
@@ -52,6 +53,27 @@ positive_float = _number(float, minimum=0.0, inclusive=False)
 non_negative_float = _number(float, minimum=0.0, inclusive=True)
 positive_int = _number(int, minimum=1, inclusive=True)
 non_negative_int = _number(int, minimum=0, inclusive=True)
+
+
+SEED_MAX = 2**32 - 1  # the largest seed every generator pgt seeds (numpy's legacy one, torch's, Python's) takes
+
+
+def seed(text: str) -> int:
+    """A random seed: an integer in 0 … SEED_MAX (2^32 - 1)."""
+    value = non_negative_int(text)
+    if value > SEED_MAX:
+        raise argparse.ArgumentTypeError(f"{text} must be at most {SEED_MAX} (2^32 - 1)")
+    return value
+
+
+def text(value: str) -> str:
+    """Text for a tokenizer (a prompt, a token): valid UTF-8, so no lone surrogate."""
+    from pgt.errors import PgtError, refuse_surrogates
+
+    try:
+        return refuse_surrogates(value, "the text")
+    except PgtError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def finite_float(text: str) -> float:
@@ -117,8 +139,21 @@ def add_strict(parser: argparse.ArgumentParser) -> None:
 
 
 def show_progress(args: argparse.Namespace) -> bool:
-    """Whether to draw progress bars: the flag, else whether stderr is a terminal."""
-    return sys.stderr.isatty() if args.progress is None else bool(args.progress)
+    """Whether to draw progress bars: the flag (for commands that have it), else whether stderr is a terminal."""
+    progress = getattr(args, "progress", None)
+    return sys.stderr.isatty() if progress is None else bool(progress)
+
+
+HUB_PROGRESS_VARIABLE = "HF_HUB_DISABLE_PROGRESS_BARS"  # read by huggingface_hub, transformers and datasets
+
+
+def quiet_library_progress() -> None:
+    """No Hugging Face progress bars (weights written, files fetched) where pgt draws none of its own."""
+    os.environ[HUB_PROGRESS_VARIABLE] = "1"
+    if "huggingface_hub" in sys.modules:  # imported before: the variable was read already
+        from huggingface_hub.utils import disable_progress_bars
+
+        disable_progress_bars()
 
 
 def add_device(parser: argparse.ArgumentParser) -> None:

@@ -1,9 +1,10 @@
 """Typed records: every JSON file pgt writes has one dataclass that all writers and readers use.
 
 A record subclasses `Record` and declares its fields with type hints; `from_json` checks
-every field against its hint, so a file with a missing or wrong-typed field is a one-line
-`PgtError` naming the file and the field, never a `KeyError` three modules later. Unknown
-keys are ignored, so files written by a newer pgt with extra fields still load.
+every field against its hint (and then the record's own `check`), so a file with a missing,
+wrong-typed or impossible field is a one-line `PgtError` naming the file and the field, never
+a `KeyError` three modules later. Unknown keys are ignored, so files written by a newer pgt
+with extra fields still load.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ def _check(value: Any, hint: Any, where: str) -> Any:
         raise PgtError(f"{where} is {value!r}, expected one of {', '.join(map(repr, typing.get_args(hint)))}")
     elif isinstance(hint, type) and issubclass(hint, Record):
         if isinstance(value, dict):
-            return hint.from_json(value, where)
+            return hint.build(value, where)
     elif origin is list or origin is tuple:
         if isinstance(value, list | tuple):
             args = typing.get_args(hint)
@@ -102,7 +103,11 @@ class Record:
     @classmethod
     def from_json(cls, data: Any, source: str | os.PathLike = "") -> Self:
         """Build the record from JSON data, checking every field; `source` names the file in errors."""
-        where = f"{cls.WHAT} {source}".strip()
+        return cls.build(data, f"{cls.WHAT} {source}".strip())
+
+    @classmethod
+    def build(cls, data: Any, where: str) -> Self:
+        """`from_json` with the errors' prefix given whole: a nested record is named by its path in the file."""
         if not isinstance(data, dict):
             raise PgtError(f"{where} is not a JSON object")
         hints = typing.get_type_hints(cls)
@@ -115,7 +120,13 @@ class Record:
                     raise PgtError(f"{where} lacks the field {f.name!r}")
                 continue
             values[f.name] = _check(data[f.name], hints[f.name], f"{where}: field {f.name!r}")
-        return cls(**values)
+        record = cls(**values)
+        record.check(where)
+        return record
+
+    def check(self, where: str) -> None:
+        """Refuse, with a PgtError naming `where`, values of the right type that are still wrong (a
+        negative counter, a path outside its directory); records that have such rules override it."""
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the record atomically as indented JSON."""

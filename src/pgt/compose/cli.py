@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from pgt import options
+from pgt.data.mixture import DATA_SPEC
 from pgt.model.architecture import MERGE_MODES
 
 MERGE_EXAMPLES = (
@@ -21,6 +22,7 @@ installed). Experts must share the substrate: different substrates or vocabulari
 TUNE_EXAMPLES = (
     "pgt tune runs/merged/adapter --data runs/data --tokens 200000 --out runs/merged/adapter-tuned",
     "pgt tune runs/merged/mean --data runs/data --tokens 200000 --full --lr 1e-4 --out runs/merged/mean-tuned",
+    "pgt tune runs/merged/adapter --data wiki=runs/wiki:0.9 --data sft=runs/sft:0.1 --tokens 200000 --out runs/t",
 )
 TUNE_DESCRIPTION = """Train a merged model (`pgt merge`) on token data (`pgt data prepare` with the experts'
 substrate): its adapter (a `--mode adapter` merge), or with --full the whole model except the
@@ -46,7 +48,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     tune = options.add_command(subparsers, "tune", help="train a merged model's adapter (or all of it) on token data",
                                description=TUNE_DESCRIPTION, examples=TUNE_EXAMPLES, handler=run_tune)
     tune.add_argument("merged", metavar="MERGED_DIR", help="a `pgt merge` output")
-    tune.add_argument("--data", required=True, metavar="DIR", help="token data directory (`pgt data prepare`)")
+    tune.add_argument("--data", required=True, action="append", metavar=f"DIR|{DATA_SPEC}",
+                      help="token data directory (`pgt data prepare`), or NAME=DIR:WEIGHT, repeated: a weighted "
+                      "mixture drawn as `pgt grow` draws it")
     tune.add_argument("--tokens", required=True, type=options.positive_int, help="training tokens")
     tune.add_argument("--full", action="store_true", help="train the whole merged model, not only its adapter")
     tune.add_argument("--batch-size", type=options.positive_int, default=defaults.batch_size,
@@ -55,7 +59,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                       help=f"tokens per sequence (default: {defaults.seq_len})")
     tune.add_argument("--lr", type=options.positive_float, default=defaults.lr,
                       help=f"peak learning rate (default: {defaults.lr:g})")
-    tune.add_argument("--seed", type=options.non_negative_int, default=defaults.seed,
+    tune.add_argument("--seed", type=options.seed, default=defaults.seed,
                       help=f"data order (default: {defaults.seed})")
     options.add_device(tune)
     options.add_progress(tune)

@@ -39,7 +39,7 @@ def merge_experts(
     the two directories. The output appears atomically; returns its path.
     """
     from pgt.model.configuration_pgt_merged import check_merge_mode, normalised_weights
-    from pgt.model.loading import save_model, substrate_meta_of
+    from pgt.model.loading import CONFIG_FILE, save_model, substrate_meta_of
     from pgt.model.modeling_pgt_merged import PgtMergedForCausalLM
 
     if len(expert_dirs) < 2:
@@ -54,7 +54,7 @@ def merge_experts(
         raise PgtError(f"bad expert weights: {exc}") from None
     if adapter_hidden_size < 1:
         raise PgtError(f"adapter hidden size must be positive, not {adapter_hidden_size}")
-    refuse_existing(out, overwrite=overwrite)  # checked again on writing; here before loading GBs of experts
+    refuse_existing(out, overwrite=overwrite, marker=CONFIG_FILE)  # again on writing; here before loading experts
 
     experts = _load_compatible_experts([Path(path) for path in expert_dirs])
     try:

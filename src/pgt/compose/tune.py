@@ -8,6 +8,8 @@ validation sample the trainer scores (whole documents spread over the data's val
 split, `pgt.growth.validation`) is measured before the first step (the merge's starting loss) and every `eval_every` steps;
 the curve, with the training loss of every step, is saved as `tune.json` beside the tuned
 model, which is a normal merged-model directory that loads with `pgt.model.load_model`.
+The data may be a weighted mixture (`--data NAME=DIR:WEIGHT`, repeated; pgt.data.mixture),
+drawn exactly as `pgt grow` draws it; `tune.json` then records the tokens drawn per source.
 """
 
 from __future__ import annotations
@@ -15,9 +17,14 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pgt.errors import PgtError
+from pgt.growth.records import MixtureDraw
 from pgt.records import Record
+
+if TYPE_CHECKING:
+    from pgt.data.mixture import TokenMixture
 
 TUNE_FILE = "tune.json"
 
@@ -55,7 +62,7 @@ class TuneRecord(Record):
 
     WHAT = "tuning record"
     merged_from: str
-    data: str
+    data: str | list[str]  # a token data directory, or a mixture's NAME=DIR:WEIGHT specs
     trains: str  # "adapter" or "full"
     tokens: int
     steps: int
@@ -63,6 +70,7 @@ class TuneRecord(Record):
     start_val_loss: float
     end_val_loss: float
     curve: list[TunePoint]
+    mixture: list[MixtureDraw] | None = None  # a weighted mixture's sources and the tokens drawn from each
 
 
 def _trainable(model, full: bool, merged_dir: Path) -> list:
@@ -80,41 +88,51 @@ def _trainable(model, full: bool, merged_dir: Path) -> list:
     return trainable
 
 
-def tune_merged(merged_dir: str | Path, data_dir: str | Path, out: str | Path, config: TuneConfig, *,
+def tune_merged(merged_dir: str | Path, data: str | Path | list[str], out: str | Path, config: TuneConfig, *,
                 overwrite: bool = False) -> TuneRecord:
-    """Train the merged model in `merged_dir` on `data_dir` and save it to `out` (see the module docstring)."""
+    """Train the merged model in `merged_dir` on `data` (a token data directory, or a mixture's
+    NAME=DIR:WEIGHT specs) and save it to `out` (see the module docstring)."""
+    from pgt.data.mixture import TokenMixture, normalize_specs
     from pgt.io import output_lock, refuse_existing, refuse_overlap
+    from pgt.model.loading import CONFIG_FILE
 
-    merged_dir, data_dir, out = Path(merged_dir), Path(data_dir), Path(out)
+    merged_dir, out = Path(merged_dir), Path(out)
     if config.tokens < 1 or config.batch_size < 1 or config.seq_len < 1 or config.eval_tokens < 1 or not config.lr > 0:
         raise PgtError("--tokens, --batch-size, --seq-len, --eval-tokens and --lr must be positive")
-    refuse_overlap(out, [merged_dir, data_dir])
-    refuse_existing(out, overwrite=overwrite)
+    specs = normalize_specs(str(data) if isinstance(data, Path) else data)
+    mixture = TokenMixture(specs)
+    refuse_overlap(out, [merged_dir, *mixture.paths])
+    refuse_existing(out, overwrite=overwrite, marker=CONFIG_FILE)
     with output_lock(out):
-        return _tune(merged_dir, data_dir, out, config, overwrite=overwrite)
+        return _tune(merged_dir, specs, mixture, out, config, overwrite=overwrite)
 
 
-def _tune(merged_dir: Path, data_dir: Path, out: Path, config: TuneConfig, *, overwrite: bool) -> TuneRecord:
+def _tune(merged_dir: Path, specs: str | list[str], data: TokenMixture, out: Path, config: TuneConfig, *,
+          overwrite: bool) -> TuneRecord:
     import torch
 
-    from pgt.data.loader import TokenData
-    from pgt.growth.trainer import causal_lm_loss, lr_at
-    from pgt.growth.validation import decoder, score_documents, validation_sample
+    from pgt.growth.records import mixture_draws
+    from pgt.growth.trainer import causal_lm_loss, check_budget, lr_at
+    from pgt.growth.validation import decoder, mixture_validation_sample, score_documents
     from pgt.io import atomic_dir
     from pgt.model import load_model
-    from pgt.model.loading import save_model, substrate_meta_of
+    from pgt.model.loading import CONFIG_FILE, save_model, substrate_meta_of
     from pgt.options import resolve_device
 
     device = resolve_device(config.device)
+    tokens_per_step = config.batch_size * config.seq_len
+    check_budget(config.tokens, tokens_per_step, "--tokens", f"--batch-size {config.batch_size} x --seq-len "
+                 f"{config.seq_len}")
     model, tokenizer = load_model(merged_dir, device=device)
-    data = TokenData(data_dir)
+    context = model.config.max_position_embeddings
+    if config.seq_len > context:  # positions beyond it were never trained (or do not exist)
+        raise PgtError(f"--seq-len {config.seq_len} is longer than the model's context of {context} tokens")
     data.check_tokenizer(model.config.substrate_fingerprint)
     trainable = _trainable(model, config.full, merged_dir)
     optimizer = torch.optim.AdamW(trainable, lr=config.lr, weight_decay=0.0)
-    tokens_per_step = config.batch_size * config.seq_len
     steps = max(1, math.ceil(config.tokens / tokens_per_step))
     eval_every = config.eval_every or max(1, steps // 8)
-    sample = validation_sample(data, config.eval_tokens)
+    sample = mixture_validation_sample(data, config.eval_tokens)
 
     @torch.no_grad()
     def val_loss() -> float:
@@ -128,11 +146,15 @@ def _tune(merged_dir: Path, data_dir: Path, out: Path, config: TuneConfig, *, ov
     from tqdm.auto import tqdm
 
     curve = [TunePoint(0, 0, None, val_loss())]
+    drawn = dict.fromkeys(data.names, 0)
     model.train()
     for step in tqdm(range(steps), desc="tune", disable=not config.progress):
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step, steps, config)
         batch = data.train_batch(step, config.batch_size, config.seq_len, seed=config.seed).to(device)
+        for name, rows in zip(data.names, data.rows_per_source(step, config.batch_size, seed=config.seed),
+                              strict=True):
+            drawn[name] += rows * config.seq_len
         loss = causal_lm_loss(model, batch)
         if not torch.isfinite(loss):
             raise PgtError(f"step {step + 1}: the loss became non-finite ({float(loss)}); lower --lr and rerun")
@@ -144,9 +166,10 @@ def _tune(merged_dir: Path, data_dir: Path, out: Path, config: TuneConfig, *, ov
         evaluated = val_loss() if done % eval_every == 0 or done == steps else None
         curve.append(TunePoint(done, done * tokens_per_step, float(loss.detach()), evaluated))
     model.eval()
-    record = TuneRecord(str(merged_dir), str(data_dir), "full" if config.full else "adapter", steps * tokens_per_step,
-                        steps, sum(p.numel() for p in trainable), curve[0].val_loss, curve[-1].val_loss, curve)
-    with atomic_dir(out, overwrite=overwrite) as tmp:
+    record = TuneRecord(str(merged_dir), specs, "full" if config.full else "adapter", steps * tokens_per_step,
+                        steps, sum(p.numel() for p in trainable), curve[0].val_loss, curve[-1].val_loss, curve,
+                        mixture_draws(data, drawn, drawn))
+    with atomic_dir(out, overwrite=overwrite, marker=CONFIG_FILE) as tmp:
         save_model(model.to("cpu"), tokenizer, tmp, substrate_meta=substrate_meta_of(merged_dir), overwrite=True)
         record.save(tmp / TUNE_FILE)
     return record

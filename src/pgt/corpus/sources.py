@@ -7,8 +7,8 @@
 
   default               the embedded fortune corpus (languages en, ru, de)
   FILE                  plain text: paragraphs (auto), or fortunes if it has `%` lines; see TEXT_FORMATS
-  FILE.jsonl            one JSON object per line, the text in a field
-  FILE.parquet          the text in a column
+  FILE.jsonl            one JSON object per line, the text in a field, or a chat record (pgt.corpus.chat)
+  FILE.parquet          the text in a column, or chat records
   DIR                   every such file below DIR, or a `save_to_disk` dataset
   hf:NAME[:CONFIG]      `datasets.load_dataset`, streamed (a hub name or a local dataset directory)
   LANG=SPEC             any of these, tagged with a language (untagged: "xx")
@@ -32,9 +32,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pgt.corpus.chat import RECORD_FORMATS, RecordError, missing_chat_tokens_error, record_text
 from pgt.corpus.fortunes import DEFAULT_LANGUAGES, default_corpus_files
 from pgt.corpus.hub import is_hub_spec, parse_hub_spec, with_timeout
-from pgt.errors import PgtError, one_line
+from pgt.errors import PgtError, one_line, refuse_surrogates
 from pgt.io import file_sha256
 
 Piece = tuple[str, bool]
@@ -55,7 +56,6 @@ SNIFF_BYTES = 1 << 16
 SCAN_LINES_FOR_FORTUNES = 10_000
 # Invalid UTF-8 bytes arrive as the lone surrogates of Python's "surrogateescape" decoding.
 ESCAPED_BYTE = re.compile("[\udc80-\udcff]")
-SURROGATE = re.compile("[\ud800-\udfff]")
 STRICT_HINT = "without --strict such bytes are replaced by U+FFFD"
 
 
@@ -66,6 +66,7 @@ class ReadStats:
     documents: int = 0
     text_bytes: int = 0
     replaced_bytes: int = 0  # invalid UTF-8 bytes read as U+FFFD
+    conversations: int = 0  # chat or instruction records rendered with the chat template
     hasher: Any = field(default_factory=hashlib.sha256)
 
     def add(self, text: str, ends_document: bool) -> None:
@@ -110,7 +111,11 @@ class Source:
     `kind` is the reader: one of LINE_FORMATS, "text" (the whole file is one document),
     "jsonl", "parquet", "hf-disk" (a `save_to_disk` directory) or "hf-load"
     (`datasets.load_dataset` on a hub name or a local dataset directory, streamed).
-    `strict` makes invalid UTF-8 an error instead of a counted replacement.
+    `strict` makes invalid UTF-8 an error instead of a counted replacement. `record_format`
+    says how a record (JSONL object, parquet row, dataset row) becomes a document: its
+    `text_field`, or a conversation rendered with the chat template (pgt.corpus.chat; `auto`
+    decides per record from its fields); `chat_tokens` is False where the tokenizer that will
+    read the text lacks the template's tokens, so a chat record is an error.
     """
 
     path: str
@@ -120,6 +125,13 @@ class Source:
     hub_split: str = "train"
     config: str | None = None
     strict: bool = False
+    record_format: str = "auto"
+    chat_tokens: bool = True
+
+    @property
+    def is_records(self) -> bool:
+        """Whether documents come from records (JSONL, parquet, datasets) rather than lines of text."""
+        return self.kind in {"jsonl", "parquet", *DATASET_KINDS}
 
     @property
     def is_dataset(self) -> bool:
@@ -152,7 +164,8 @@ class Source:
             "language": self.language,
             "config": self.config,
             "hub_split": self.hub_split if self.is_dataset else None,
-            "text_field": self.text_field if self.kind in {"jsonl", "parquet", *DATASET_KINDS} else None,
+            "text_field": self.text_field if self.is_records else None,
+            "record_format": self.record_format if self.is_records else None,
             "bytes": self.size_on_disk(),
             "sha256": self.file_sha256(),
         }
@@ -163,13 +176,14 @@ class Source:
         if self.kind in LINE_FORMATS or self.kind == "text":
             pieces = _line_documents(_read_lines(self.path, decoding, PIECE_CHARS), self.kind)
         elif self.kind == "jsonl":
-            pieces = _jsonl_pieces(self.path, self.text_field, decoding)
+            pieces = self._record_pieces(_jsonl_records(self.path, decoding), stats)
         elif self.kind == "parquet":
-            pieces = _parquet_pieces(self.path, self.text_field)
+            pieces = self._record_pieces(_parquet_records(self.path, self.text_field, self.record_format), stats)
         elif self.kind == "hf-disk":
-            pieces = _saved_dataset_pieces(self.path, self.hub_split, self.text_field)
+            pieces = self._record_pieces(_saved_dataset_records(self.path, self.hub_split, self.text_field,
+                                                                self.record_format), stats)
         else:
-            pieces = _loaded_dataset_pieces(self.path, self.config, self.hub_split, self.text_field)
+            pieces = self._record_pieces(_loaded_dataset_records(self.path, self.config, self.hub_split), stats)
         for text, ends_document in pieces:
             if stats is not None:
                 stats.add(text, ends_document)
@@ -177,6 +191,21 @@ class Source:
         decoding.report()
         if stats is not None:
             stats.replaced_bytes = decoding.replaced
+
+    def _record_pieces(self, records: Iterator[tuple[str, Any]], stats: ReadStats | None) -> Iterator[Piece]:
+        """Each record's document (`record_text`) in pieces; a bad record is a `where: what` error."""
+        for where, record in records:
+            try:
+                text, chat = record_text(record, self.record_format, self.text_field)
+            except RecordError as exc:
+                raise PgtError(f"{where}: {exc}") from None
+            if chat and not self.chat_tokens:
+                raise missing_chat_tokens_error(where)
+            refuse_surrogates(text, f"{where}: " + (f"field {self.text_field!r}" if not chat else "a message"))
+            if stats is not None:
+                stats.conversations += chat
+            if text:
+                yield from _cut(text)
 
     def documents(self) -> Iterator[str]:
         """The source's whole documents (pieces joined): for small documents, such as tests' and evaluation's."""
@@ -195,6 +224,8 @@ def resolve_sources(
     text_field: str = "text",
     hub_split: str = "train",
     strict: bool = False,
+    record_format: str = "auto",
+    chat_tokens: bool = True,
 ) -> list[Source]:
     """Expand SOURCE arguments (see the module's docstring) into an ordered list of sources.
 
@@ -204,9 +235,12 @@ def resolve_sources(
     """
     if text_format not in TEXT_FORMATS:
         raise PgtError(f"unknown text format {text_format!r} (choose from {', '.join(TEXT_FORMATS)})")
+    if record_format not in RECORD_FORMATS:
+        raise PgtError(f"unknown record format {record_format!r} (choose from {', '.join(RECORD_FORMATS)})")
     if not specs:
         raise PgtError("no sources given")
-    options = {"text_field": text_field, "hub_split": hub_split, "strict": strict}
+    options = {"text_field": text_field, "hub_split": hub_split, "strict": strict, "record_format": record_format,
+               "chat_tokens": chat_tokens}
     sources: list[Source] = []
     for given in specs:
         language, spec = split_label(given)
@@ -405,47 +439,40 @@ def _cut(text: str) -> Iterator[Piece]:
 # --------------------------------------------------------------------------- records
 
 
-def _jsonl_pieces(path: str, field: str, decoding: _Decoding) -> Iterator[Piece]:
+def _jsonl_records(path: str, decoding: _Decoding) -> Iterator[tuple[str, Any]]:
     for number, (line, _) in enumerate(_read_lines(path, decoding, None), start=1):
         if not line.strip():
             continue
         try:
-            record = json.loads(line)
+            yield f"{path}:{number}", json.loads(line)
         except json.JSONDecodeError as exc:
             raise PgtError(f"{path}:{number}: malformed JSON ({exc.msg} at column {exc.colno})") from None
-        if not isinstance(record, dict) or not isinstance(record.get(field), str):
-            raise PgtError(f"{path}:{number}: expected an object with a string field {field!r} (see --text-field)")
-        text = record[field]
-        if not text.isascii() and (surrogate := SURROGATE.search(text)):
-            raise PgtError(
-                f"{path}:{number}: field {field!r} holds the lone surrogate \\u{ord(surrogate.group()):04x}, "
-                "which is not text (UTF-8 cannot encode it); fix or drop that record"
-            )
-        if text:
-            yield from _cut(text)
 
 
-def _parquet_pieces(path: str, field: str) -> Iterator[Piece]:
+def _parquet_records(path: str, field: str, record_format: str) -> Iterator[tuple[str, Any]]:
+    """Rows as records: only the text column when the documents are texts, else every column."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     try:
         parquet = pq.ParquetFile(path)
         names = parquet.schema_arrow.names
-        if field not in names:
+        text_only = record_format == "text" or (record_format == "auto" and field in names)
+        if record_format == "text" and field not in names:
             raise PgtError(f"{path}: no column {field!r} (columns: {', '.join(names)}; see --text-field)")
-        for batch in parquet.iter_batches(batch_size=1024, columns=[field]):
-            column = batch.column(0)
-            if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
-                raise PgtError(f"{path}: column {field!r} holds {column.type}, not text")
-            for text in column.to_pylist():
-                if text:
-                    yield from _cut(text)
+        row = 0
+        for batch in parquet.iter_batches(batch_size=1024, columns=[field] if text_only else None):
+            if text_only and not (pa.types.is_string(batch.column(0).type)
+                                  or pa.types.is_large_string(batch.column(0).type)):
+                raise PgtError(f"{path}: column {field!r} holds {batch.column(0).type}, not text")
+            for record in batch.to_pylist():
+                row += 1
+                yield f"{path}: row {row}", record
     except (pa.ArrowException, OSError) as exc:
         raise PgtError(f"{path}: unreadable parquet file ({one_line(exc)})") from None
 
 
-def _saved_dataset_pieces(path: str, split: str, field: str) -> Iterator[Piece]:
+def _saved_dataset_records(path: str, split: str, field: str, record_format: str) -> Iterator[tuple[str, Any]]:
     import datasets
 
     try:
@@ -456,15 +483,15 @@ def _saved_dataset_pieces(path: str, split: str, field: str) -> Iterator[Piece]:
         if split not in dataset:
             raise PgtError(f"{path}: no split {split!r} (splits: {', '.join(dataset)}; see --hub-split)")
         dataset = dataset[split]
-    if field not in dataset.column_names:
+    if record_format == "text" and field not in dataset.column_names:
         raise PgtError(f"{path}: no column {field!r} (columns: {', '.join(dataset.column_names)}; see --text-field)")
-    for batch in dataset.select_columns([field]).iter(batch_size=1024):
-        for text in batch[field]:
-            if text:
-                yield from _cut(text)
+    if record_format in ("text", "auto") and field in dataset.column_names:
+        dataset = dataset.select_columns([field])  # documents are texts: read that column only
+    for number, record in enumerate(dataset, 1):
+        yield f"{path}: record {number}", record
 
 
-def _loaded_dataset_pieces(name: str, config: str | None, split: str, field: str) -> Iterator[Piece]:
+def _loaded_dataset_records(name: str, config: str | None, split: str) -> Iterator[tuple[str, Any]]:
     where = f"Hugging Face dataset {name!r}" + (f" (config {config!r})" if config else "")
 
     def records() -> Iterator[dict[str, Any]]:
@@ -473,11 +500,8 @@ def _loaded_dataset_pieces(name: str, config: str | None, split: str, field: str
         yield from datasets.load_dataset(name, config, split=split, streaming=True)
 
     try:
-        for record in with_timeout(records, f"cannot load {where}, split {split!r}"):
-            if field not in record:
-                raise PgtError(f"{where}: no field {field!r} (fields: {', '.join(record)}; see --text-field)")
-            if record[field]:
-                yield from _cut(record[field])
+        for number, record in enumerate(with_timeout(records, f"cannot load {where}, split {split!r}"), 1):
+            yield f"{where}: record {number}", record
     except PgtError:
         raise
     except Exception as exc:  # datasets and the hub raise many types; all mean "cannot read it"

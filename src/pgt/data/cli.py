@@ -13,6 +13,7 @@ from pgt.data.prepare import (
     DEFAULT_VAL_FRACTION,
     MAX_VAL_FRACTION,
 )
+from pgt.corpus.chat import RECORD_FORMATS
 from pgt.corpus.sources import TEXT_FORMATS
 
 if TYPE_CHECKING:
@@ -23,8 +24,8 @@ sources (docs/data.md):
   default                 the embedded corpus: Debian fortunes in English, Russian and German
   FILE.txt, FILE          plain text: by default one document per paragraph (blank lines separate
                           documents); a file with `%` lines is read as fortunes; see --format
-  FILE.jsonl              one JSON object per line, text in --text-field
-  FILE.parquet            text in the --text-field column
+  FILE.jsonl              one JSON object per line, text in --text-field, or a chat record (--record-format)
+  FILE.parquet            text in the --text-field column, or chat records
   DIR                     every such file below DIR (sorted; hidden, symlinked and binary files skipped),
                           or a dataset saved with datasets' save_to_disk (--hub-split picks a split)
   hf:NAME[:CONFIG]        datasets.load_dataset(NAME, CONFIG, split=--hub-split, streaming=True): a hub
@@ -34,6 +35,12 @@ sources (docs/data.md):
 Lossless: a document keeps its text exactly; only separators (blank lines, line ends between
 documents, `%` lines, JSON syntax) are dropped. Invalid UTF-8 is replaced by U+FFFD with a
 warning that counts the bytes (--strict refuses it).
+
+Chat and instruction records (messages with role/content, Alpaca's instruction/input/output,
+ShareGPT's conversations with from/value) are rendered with the chat template, which the
+substrate's tokenizer also carries as its chat_template: system [INST]…[/INST], user
+[USER]…[EOT], assistant [ASSISTANT]…[EOT]. --record-format auto (the default) decides per
+record from its fields: the --text-field first, then messages, conversations, instruction.
 
 Documents go to the validation split when a hash of their text falls below a threshold:
 --val-fraction, raised for small corpora so validation holds about --min-val-bytes of text
@@ -48,6 +55,8 @@ PREPARE_EXAMPLES = [
     "pgt data prepare book.txt --substrate runs/substrate --out runs/book      # one document per paragraph",
     "pgt data prepare books/ en=notes.jsonl --substrate runs/substrate --out runs/data --workers 4",
     "pgt data prepare hf:wikimedia/wikipedia:20231101.en --hub-split train --substrate runs/substrate --out runs/wiki",
+    "pgt data prepare hf:HuggingFaceH4/ultrachat_200k --hub-split train_sft --substrate runs/substrate --out runs/sft",
+    "pgt data prepare alpaca.jsonl --record-format alpaca --substrate runs/substrate --out runs/sft",
     "pgt data show runs/data",
 ]
 SHOW_EXAMPLES = [
@@ -114,6 +123,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--hub-split", default="train", metavar="NAME", help="split of a Hugging Face dataset to read (default: train)"
     )
     prepare.add_argument("--format", dest="text_format", choices=TEXT_FORMATS, default="auto", help=FORMAT_HELP)
+    prepare.add_argument(
+        "--record-format", choices=RECORD_FORMATS, default="auto",
+        help="how a JSONL/parquet/dataset record becomes a document: auto (from its fields), text (--text-field), "
+        "messages, alpaca, sharegpt (rendered with the chat template)",
+    )
     options.add_strict(prepare)
     options.add_progress(prepare)
 
@@ -144,6 +158,7 @@ def run_data_prepare(args: argparse.Namespace) -> int:
         text_field=args.text_field,
         hub_split=args.hub_split,
         text_format=args.text_format,
+        record_format=args.record_format,
         strict=args.strict,
         overwrite=args.overwrite,
         progress=options.show_progress(args),
@@ -166,8 +181,9 @@ def run_data_show(args: argparse.Namespace) -> int:
     print(f"sources: {len(manifest.sources)}")
     for source in manifest.sources[:10]:
         print(
-            f"  {source.path} ({source.format}, {source.language}, {source.documents:,} documents, "
-            f"{source.bytes:,} bytes)"
+            f"  {source.path} ({source.format}, {source.language}, {source.documents:,} documents"
+            + (f" of which {source.conversations:,} chat records" if source.conversations else "")
+            + f", {source.bytes:,} bytes)"
         )
     if len(manifest.sources) > 10:
         print(f"  … and {len(manifest.sources) - 10} more")

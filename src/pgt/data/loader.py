@@ -10,13 +10,14 @@ instead of an index error deep inside the model.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from pgt.data.manifest import DTYPE, MANIFEST_FILE, SPLITS, Manifest, SplitRecord
+from pgt.data.manifest import DTYPE, MANIFEST_FILE, SPLITS, DataFingerprint, Manifest, SplitRecord
 from pgt.errors import PgtError
 from pgt.io import file_sha256
 
@@ -55,11 +56,14 @@ class TokenSplit:
                 f"the manifest says {description.tokens}"
             )
 
-    def _check_ids(self, ids: np.ndarray, where: str) -> None:
-        if ids.size and (largest := int(ids.max())) >= self.vocab_size:
+    def _check_ids(self, ids: np.ndarray, where: str, start: int = 0) -> None:
+        """Every id below the vocabulary size; the error names the first bad one and its position."""
+        if ids.size and int(ids.max()) >= self.vocab_size:
+            first = int(np.argmax(ids >= self.vocab_size))
             raise PgtError(
-                f"token data {self.directory}: {where} holds token id {largest}, beyond the tokenizer's "
-                f"{self.vocab_size} ids; the shards were altered or written with another tokenizer (prepare again)"
+                f"token data {self.directory}: {where} holds token id {int(ids[first])} at token {start + first}, "
+                f"beyond the tokenizer's {self.vocab_size} ids; the shards were altered or written with another "
+                "tokenizer (prepare again)"
             )
 
     def read(self, start: int, length: int) -> np.ndarray:
@@ -73,7 +77,7 @@ class TokenSplit:
             out[filled : filled + take] = self._shards[shard][local : local + take]
             filled += take
             shard += 1
-        self._check_ids(out, f"the {self.name} split at token {start}")
+        self._check_ids(out, f"the {self.name} split", start)
         return out
 
 
@@ -109,6 +113,26 @@ class TokenData:
     @property
     def validation_tokens(self) -> int:
         return self.splits["validation"].tokens
+
+    def fingerprint(self) -> DataFingerprint:
+        """The data's identity from its manifest (each shard's checksum included) and its shards' sizes and
+        modification times, so that a resume can tell re-prepared or edited data from the data it trained on."""
+        digest = hashlib.sha256(f"{self.tokenizer_fingerprint}\n{self.eos_id}\n".encode())
+        shards = {}
+        for name in SPLITS:
+            for shard in self.manifest.splits[name].shards:
+                digest.update(f"{name}\t{shard.file}\t{shard.tokens}\t{shard.sha256}\n".encode())
+                stat = (self.path / shard.file).stat()
+                shards[shard.file] = [stat.st_size, stat.st_mtime_ns]
+        return DataFingerprint(sha256=digest.hexdigest(), shards=shards)
+
+    def changed_shards(self, recorded: DataFingerprint) -> list[str]:
+        """Shards of the same manifest whose bytes no longer match their checksum (only those whose size or
+        modification time moved since `recorded` are read)."""
+        now = self.fingerprint().shards
+        checksums = {s.file: s.sha256 for name in SPLITS for s in self.manifest.splits[name].shards}
+        return [file for file, stat in now.items()
+                if recorded.shards.get(file) != stat and file_sha256(self.path / file) != checksums[file]]
 
     def check_tokenizer(self, fingerprint: str) -> None:
         """Raise PgtError unless the data was tokenized with the tokenizer of this fingerprint."""

@@ -12,6 +12,7 @@ from typing import ClassVar, Literal
 
 import numpy as np
 
+from pgt.errors import PgtError
 from pgt.records import Record
 
 FORMAT = "pgt-token-data"
@@ -29,6 +30,13 @@ class ShardRecord(Record):
     file: str
     tokens: int
     sha256: str
+
+    def check(self, where: str) -> None:
+        """A shard is a file directly inside the data directory: no path may lead elsewhere."""
+        if not self.file or self.file in (".", "..") or "/" in self.file or "\\" in self.file or "\0" in self.file:
+            raise PgtError(f"{where}: file {self.file!r} is not a file name inside the token data directory")
+        if self.tokens < 0:
+            raise PgtError(f"{where}: tokens is {self.tokens}, a count cannot be negative")
 
 
 @dataclass
@@ -60,6 +68,8 @@ class SourceRecord(Record):
     config: str | None = None
     hub_split: str | None = None
     text_field: str | None = None
+    record_format: str | None = None  # records: auto, text or a chat format (pgt.corpus.chat)
+    conversations: int = 0  # documents rendered from chat or instruction records
 
 
 @dataclass
@@ -103,10 +113,25 @@ class Manifest(Record):
     def tokens(self) -> int:
         return sum(split.tokens for split in self.splits.values())
 
+    def check(self, where: str) -> None:
+        if not 0 <= self.eos_id < self.tokenizer.vocab_size:
+            raise PgtError(f"{where}: eos_id {self.eos_id} is not an id of the tokenizer's "
+                           f"{self.tokenizer.vocab_size:,}")
+
     @classmethod
     def read(cls, directory: str | os.PathLike) -> Manifest:
         """The manifest of the token data directory `directory` (one-line PgtError if missing or ill-typed)."""
         return cls.load(Path(directory) / MANIFEST_FILE)
+
+
+@dataclass
+class DataFingerprint(Record):
+    """What a run trained on (`run.json`): the data's identity, and where its shards stood on disk."""
+
+    WHAT: ClassVar[str] = "token data fingerprint"
+
+    sha256: str  # over the tokenizer, eos id and every shard's name, tokens and sha256 (TokenData.fingerprint)
+    shards: dict[str, list[int]]  # shard file -> [size, mtime_ns]: a changed one has its checksum read again
 
 
 def is_token_data(directory: str | os.PathLike) -> bool:

@@ -83,20 +83,22 @@ class TokenizerInfo:
     eos_id: int
     vocab_size: int
     backend_json: str  # the fast tokenizer as transformers configured it; workers rebuild it from this
+    chat_tokens: bool  # it has the chat template's special tokens (pgt.corpus.chat)
 
 
 def load_tokenizer_info(tokenizer_dir: str | os.PathLike) -> TokenizerInfo:
     """Load DIR with `AutoTokenizer` and derive its fingerprint (substrate.json's, else sha256 of tokenizer.json)."""
     from transformers import AutoTokenizer
 
+    from pgt.corpus.chat import has_chat_tokens
     from pgt.substrate.store import SUBSTRATE_FILE, SubstrateMeta
 
     directory = Path(tokenizer_dir)
     if not directory.is_dir():
         raise PgtError(f"tokenizer directory not found: {directory}")
     try:
-        tokenizer = AutoTokenizer.from_pretrained(str(directory))
-    except (OSError, ValueError, json.JSONDecodeError) as exc:
+        tokenizer = AutoTokenizer.from_pretrained(str(directory), local_files_only=True, trust_remote_code=False)
+    except (OSError, ValueError, TypeError, json.JSONDecodeError) as exc:
         raise PgtError(f"cannot load a tokenizer from {directory}: {one_line(exc)}") from None
     if not tokenizer.is_fast:
         raise PgtError(f"tokenizer {directory} is not a fast (tokenizers-backed) tokenizer")
@@ -110,7 +112,8 @@ def load_tokenizer_info(tokenizer_dir: str | os.PathLike) -> TokenizerInfo:
     else:
         fingerprint = "sha256:" + hashlib.sha256(backend_json.encode()).hexdigest()
     return TokenizerInfo(
-        str(directory.resolve()), fingerprint, int(tokenizer.eos_token_id), len(tokenizer), backend_json
+        str(directory.resolve()), fingerprint, int(tokenizer.eos_token_id), len(tokenizer), backend_json,
+        has_chat_tokens(tokenizer),
     )
 
 
@@ -272,7 +275,7 @@ def validation_threshold(val_fraction: float, min_val_bytes: int, known_bytes: i
 def source_record(identity: dict[str, Any], stats: ReadStats) -> SourceRecord:
     """The manifest entry of a source: its identity plus what reading it found."""
     record = {**identity, "documents": stats.documents, "text_bytes": stats.text_bytes,
-              "replaced_bytes": stats.replaced_bytes}  # fmt: skip
+              "replaced_bytes": stats.replaced_bytes, "conversations": stats.conversations}  # fmt: skip
     if record["sha256"] is None:  # a dataset: hash and size of its documents' text
         record["sha256"], record["bytes"] = stats.hasher.hexdigest(), stats.text_bytes
     return SourceRecord.from_json(record)
@@ -394,6 +397,7 @@ def prepare_token_data(
     text_field: str = "text",
     hub_split: str = "train",
     text_format: str = "auto",
+    record_format: str = "auto",
     strict: bool = False,
     overwrite: bool = False,
     progress: bool = True,
@@ -403,20 +407,23 @@ def prepare_token_data(
 
     Rerunning an interrupted call with the same arguments resumes it; the result is identical
     to an uninterrupted run whatever `workers` is. `strict` makes invalid UTF-8 an error.
+    `record_format` says how records become documents (pgt.corpus.chat: a text field, or a
+    conversation rendered with the chat template).
     """
     out = Path(out)
     if not 0 <= val_fraction < 1:
         raise PgtError(f"--val-fraction must be in [0, 1), got {val_fraction}")
     if workers < 1 or shard_tokens < 1 or min_val_bytes < 0 or chunk_chars < 1:
         raise PgtError("--workers and --shard-tokens must be positive and --min-val-bytes not negative")
-    refuse_existing(out, overwrite=overwrite)
     refuse_overlap(out, [tokenizer_dir, *local_inputs(sources)])
+    refuse_existing(out, overwrite=overwrite, marker=MANIFEST_FILE)
     with output_lock(out):
         remove_stale_temporaries(out.parent, out.name)
         return _prepare(
             sources, tokenizer_dir, out, val_fraction=val_fraction, min_val_bytes=min_val_bytes, workers=workers,
             shard_tokens=shard_tokens, overwrite=overwrite, progress=progress, chunk_chars=chunk_chars,
-            resolve=dict(text_format=text_format, text_field=text_field, hub_split=hub_split, strict=strict),
+            resolve=dict(text_format=text_format, text_field=text_field, hub_split=hub_split, strict=strict,
+                         record_format=record_format),
         )  # fmt: skip
 
 
@@ -436,7 +443,7 @@ def _prepare(
 ) -> Manifest:
     """`prepare_token_data` under the output's lock."""
     tokenizer = load_tokenizer_info(tokenizer_dir)
-    resolved = resolve_sources(list(sources), **resolve)
+    resolved = resolve_sources(list(sources), **resolve, chat_tokens=tokenizer.chat_tokens)
     identities = [source.identity() for source in resolved]
     known_bytes = sum(identity["bytes"] or 0 for identity in identities)
     threshold = validation_threshold(val_fraction, min_val_bytes, known_bytes)
@@ -475,7 +482,7 @@ def _prepare(
         sources=state.sources,
         splits=descriptions,
     )
-    with atomic_dir(out, overwrite=overwrite) as tmp:
+    with atomic_dir(out, overwrite=overwrite, marker=MANIFEST_FILE) as tmp:
         for description in manifest.splits.values():
             for shard in description.shards:
                 _link_or_copy(work / shard.file, tmp / shard.file)

@@ -12,9 +12,9 @@ from pgt import options
 from pgt.errors import PgtError
 from pgt.eval import report as report_module
 from pgt.eval.generation import DEFAULT_DECODING, SAMPLERS
-from pgt.eval.results import RESULT, RESULTS_DIRNAME, EvalRecord
+from pgt.eval.results import RESULTS_DIRNAME, EvalRecord, refuse_existing_result
 from pgt.eval.tasks import PERPLEXITY_TASKS
-from pgt.io import check_writable, refuse_existing
+from pgt.io import check_writable
 from pgt.model.cli import add_attn_implementation
 
 DESCRIPTION = """Evaluate saved model directories; each --task/--data pair writes MODEL_DIR/eval/<task>--<dataset>.json.
@@ -64,7 +64,7 @@ def _add_eval_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--runs", type=options.positive_int, help="runs over the one fixed list (default 10)")
     parser.add_argument("--limit", type=options.positive_int,
                         help="examples in the list (default: the reference's size) / held-out documents")
-    parser.add_argument("--seed", type=options.non_negative_int, default=0,
+    parser.add_argument("--seed", type=options.seed, default=0,
                         help="seed of the list's shuffle and of the samples (default 0)")
     parser.add_argument("--batch-size", type=options.positive_int, default=8, help="prompts per forward pass (default 8)")
     options.add_dtype(parser)
@@ -104,7 +104,8 @@ def _print_result(path: Path, record: EvalRecord) -> None:
     print(f"{record.task} on {record.dataset}: {record.metric} {metrics.mean:.4f}{spread}{extra}{chance} "
           f"[{record.n_examples} examples x {record.runs} runs] -> {path}")
     if record.n_truncated_prompts:
-        print(f"  note: {record.n_truncated_prompts} prompts were longer than the context and lost their beginning",
+        print(f"  note: {record.n_truncated_prompts} prompts with their new tokens exceeded the context and were "
+              "cropped to its last tokens before each new token, as the reference's sampler does",
               file=sys.stderr)
 
 
@@ -166,7 +167,7 @@ def run_eval(args: argparse.Namespace) -> int:
 
             paths += harness_paths(model_dir, harness_tasks, include_path=args.include_path, out_dir=args.out)
         for path in paths:
-            refuse_existing(path, overwrite=args.overwrite, what=RESULT)
+            refuse_existing_result(path, overwrite=args.overwrite)
         check_writable(Path(args.out) if args.out else Path(model_dir) / RESULTS_DIRNAME)
 
     batching.set_progress(options.show_progress(args))

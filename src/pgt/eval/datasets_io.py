@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from pgt.corpus.hub import hub_spec, is_hub_spec, parse_hub_spec, with_timeout
-from pgt.errors import PgtError, one_line
+from pgt.errors import PgtError, one_line, refuse_surrogates
 from pgt.eval.tasks import MMLU_SUBJECTS, Example, Task
 
 FILE_SUFFIXES = (".jsonl", ".json", ".parquet", ".csv")
@@ -85,7 +85,7 @@ def read_rows(path: Path) -> list[Row]:
     if suffix not in FILE_SUFFIXES:
         raise PgtError(f"unsupported dataset file {path} (use {', '.join(FILE_SUFFIXES)} or a dataset directory)")
     reader = {".jsonl": _read_jsonl, ".json": _read_json}.get(suffix, _read_table)
-    rows = list(reader(path))
+    rows = [(where, refuse_surrogates(row, where)) for where, row in reader(path)]
     if not rows:
         raise PgtError(f"{path}: no rows (the file is empty)")
     return rows

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 from pgt.errors import PgtError
-from pgt.eval.batching import context_length, encode, left_truncate, length_sorted_batches, pad_left, pad_token_id
+from pgt.eval.batching import context_length, encode, length_sorted_batches, pad_left, pad_token_id
 from pgt.model.architecture import SAMPLING
 
 if TYPE_CHECKING:
@@ -51,11 +51,11 @@ DEFAULT_DECODING = "sample"
 
 @dataclass(frozen=True)
 class Continuations:
-    """Per prompt (in prompt order): the new token ids, the extracted continuation text, and truncation."""
+    """Per prompt (in prompt order): the new token ids, the extracted continuation text, and cropping."""
 
     new_ids: list[list[int]]
     texts: list[str]  # the reference's reading: see `continuation_text`
-    truncated: list[bool]  # prompt left-truncated to fit the context
+    truncated: list[bool]  # prompt and new tokens exceeded the context: cropped before some new token
     n_capped: int  # examples whose new-token count was capped at half the context
 
     @property
@@ -63,17 +63,13 @@ class Continuations:
         return sum(self.truncated)
 
 
-def continuation_text(tokenizer: PreTrainedTokenizerBase, prompt: str, prompt_ids: list[int], new_ids: list[int],
-                      truncated: bool) -> str:
+def continuation_text(tokenizer: PreTrainedTokenizerBase, prompt: str, prompt_ids: list[int],
+                      new_ids: list[int]) -> str:
     """The reference's continuation: decode prompt + new tokens keeping special-token text, remove the
-    beginning-of-sequence text (`<s>`), drop the prompt's characters.
-
-    A cut prompt (never in the reference, which does not truncate) drops its decoded characters instead.
-    """
+    beginning-of-sequence text (`<s>`), drop the prompt's characters."""
     bos = tokenizer.bos_token or "<s>"
     text = tokenizer.decode(prompt_ids + new_ids, skip_special_tokens=False).replace(bos, "")
-    prefix = tokenizer.decode(prompt_ids, skip_special_tokens=False).replace(bos, "") if truncated else prompt
-    return text[len(prefix) :]
+    return text[len(prompt) :]
 
 
 class _RowSampler:
@@ -115,10 +111,12 @@ def generate_continuations(
 ) -> Continuations:
     """Generate exactly `new_tokens[i]` tokens after `prompts[i]` (sampled with seed `seeds[i]`).
 
-    A prompt that does not fit the context with its own new tokens loses its beginning
-    (the passage of a reading task), never the question and `Answer:` at its end. A batch
-    holds prompts with the same new-token count, so no prompt's budget depends on another.
-    New-token counts are capped at half the context.
+    A prompt that fits the context with its own new tokens is generated in a batch with the KV
+    cache; a batch holds prompts with the same new-token count, so no prompt depends on another.
+    One that does not is generated as the reference's nanoGPT-style sampler does, alone: before
+    every new token the sequence is cropped to its last `context` tokens (the passage of a
+    reading task goes first, never the question and `Answer:`). New-token counts are capped at
+    half the context.
     """
     import torch
     from transformers import GenerationConfig, LogitsProcessorList
@@ -129,27 +127,50 @@ def generate_continuations(
     pad_id = pad_token_id(tokenizer)
     wanted = [min(max(n, 1), limit // 2) for n in new_tokens]
     encoded = encode(tokenizer, prompts)
-    kept = [left_truncate(ids, limit - n) for ids, n in zip(encoded, wanted, strict=True)]
+    cropped = [len(ids) + n > limit for ids, n in zip(encoded, wanted, strict=True)]
     new_ids: list[list[int]] = [[] for _ in prompts]
     device = next(model.parameters()).device
+
+    def generators(rows: list[int]) -> list[torch.Generator]:
+        return [torch.Generator(device=device).manual_seed(int(seeds[i])) for i in rows]  # type: ignore[index]
+
+    for i in (i for i, cut in enumerate(cropped) if cut):
+        new_ids[i] = _cropped_continuation(model, encoded[i], wanted[i], limit, sampler,
+                                           generators([i]) if sampler.kind == "sample" else [])
     for steps in sorted(set(wanted)):  # one new-token count per batch: equal budgets, no neighbour effects
-        group = [i for i, n in enumerate(wanted) if n == steps]
-        for chunk in length_sorted_batches([len(kept[i][0]) for i in group], batch_size, "generating"):
+        group = [i for i, n in enumerate(wanted) if n == steps and not cropped[i]]
+        for chunk in length_sorted_batches([len(encoded[i]) for i in group], batch_size, "generating"):
             batch = [group[j] for j in chunk]
-            input_ids, attention_mask = pad_left([kept[i][0] for i in batch], pad_id, device)
+            input_ids, attention_mask = pad_left([encoded[i] for i in batch], pad_id, device)
             processors = LogitsProcessorList()
             if sampler.kind == "sample":
-                generators = [torch.Generator(device=device).manual_seed(int(seeds[i])) for i in batch]  # type: ignore[index]
-                processors.append(_RowSampler(sampler, generators))
+                processors.append(_RowSampler(sampler, generators(batch)))
             # eos_token_id=[]: never stop early (and never take the model's saved sampling settings).
             config = GenerationConfig(max_new_tokens=steps, do_sample=False, pad_token_id=pad_id, eos_token_id=[])
             output = model.generate(input_ids=input_ids, attention_mask=attention_mask, generation_config=config,
                                     logits_processor=processors)
             for row, i in enumerate(batch):
                 new_ids[i] = output[row, input_ids.shape[1] :].tolist()
-    texts = [
-        continuation_text(tokenizer, prompt, ids, new, cut)
-        for prompt, (ids, cut), new in zip(prompts, kept, new_ids, strict=True)
-    ]
+    texts = [continuation_text(tokenizer, prompt, ids, new)
+             for prompt, ids, new in zip(prompts, encoded, new_ids, strict=True)]
     n_capped = sum(w < n for w, n in zip(wanted, new_tokens, strict=True))
-    return Continuations(new_ids, texts, [cut for _, cut in kept], n_capped)
+    return Continuations(new_ids, texts, cropped, n_capped)
+
+
+def _cropped_continuation(model: PreTrainedModel, ids: list[int], steps: int, context: int, sampler: Sampler,
+                          generators: list[torch.Generator]) -> list[int]:
+    """nanoGPT's `generate`: before every new token, crop the sequence to its last `context` ids and run
+    the model on that window (no cache: a cropped window starts again at position 0)."""
+    import torch
+
+    chooser = _RowSampler(sampler, generators) if sampler.kind == "sample" else None
+    sequence = list(ids)
+    device = next(model.parameters()).device
+    with torch.no_grad():
+        for _ in range(steps):
+            window = torch.tensor([sequence[-context:]], device=device)
+            scores = model(input_ids=window, use_cache=False).logits[:, -1, :]
+            if chooser is not None:
+                scores = chooser(window, scores)
+            sequence.append(int(scores.argmax(dim=-1)))
+    return sequence[len(ids) :]

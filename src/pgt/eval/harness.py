@@ -18,14 +18,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pgt.errors import PgtError, one_line
-from pgt.io import refuse_existing
 from pgt.eval.protocol import Z_95
 from pgt.eval.results import (
-    RESULT,
     EvalRecord,
     Summary,
     dataset_name,
     model_fingerprint,
+    refuse_existing_result,
+    result_lock,
     results_path,
     write_results,
 )
@@ -179,7 +179,7 @@ def run_harness(
     manager = _task_manager(tuple(tasks), str(include_path) if include_path else None)
     if not overwrite:
         for path in harness_paths(model_dir, tasks, include_path=include_path, out_dir=out_dir):
-            refuse_existing(path, what=RESULT)
+            refuse_existing_result(path, overwrite=False)
     import lm_eval
     from lm_eval.models.huggingface import HFLM
 
@@ -201,6 +201,6 @@ def run_harness(
         record = _harness_record(task, figures, config, model_dir, getattr(lm_eval, "__version__", None))
         samples = [_sample_line(s) for s in output.get("samples", {}).get(task, [])] if log_samples else None
         path = results_path(model_dir, record.task, record.dataset, out_dir)
-        refuse_existing(path, overwrite=overwrite, what=RESULT)
-        written.append((write_results(path, record, samples), record))
+        with result_lock(path, overwrite=overwrite):
+            written.append((write_results(path, record, samples), record))
     return written

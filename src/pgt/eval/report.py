@@ -23,13 +23,14 @@ from pgt.eval import published as pub
 from pgt.eval.plots import plot_comparison, plot_depth
 from pgt.eval.report_discovery import RunReport, collect, growth_steps, stage_dirs
 from pgt.eval.report_markdown import render_markdown
-from pgt.io import atomic_file
+from pgt.io import atomic_file, make_dirs, refuse_existing_file
 
 __all__ = ["add_arguments", "collect", "growth_steps", "run_report", "stage_dirs", "write_report"]
 
 EXAMPLES = """examples:
   pgt report runs/demo/run                              # writes runs/demo/run/report.md + PNGs
   pgt report runs/grow --out reports/grow.md
+  pgt report runs/grow --overwrite                      # rewrite runs/grow/report.md after more stages
   pgt report runs/grow --baseline runs/mono --merged runs/merged/en-ru+en-de
 """
 
@@ -44,31 +45,45 @@ def plot_loss_curve(report: RunReport, path: Path) -> bool:
     return True
 
 
+PAGE_MARKER = "<!-- written by pgt report; `pgt report --overwrite` replaces it -->"
 PLOTTERS = {"loss": ("loss-curve", plot_loss_curve), "depth": ("depth", plot_depth),
             "comparison": ("comparison", plot_comparison)}
 
 
-def write_report(run_dir: str | os.PathLike, out: str | os.PathLike | None = None, *,
+def is_report_page(path: Path) -> bool:
+    """Whether `path` is a page `pgt report` wrote (its first line is PAGE_MARKER)."""
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        return handle.readline().rstrip("\n") == PAGE_MARKER
+
+
+def write_report(run_dir: str | os.PathLike, out: str | os.PathLike | None = None, *, overwrite: bool = False,
                  baselines: tuple[str | os.PathLike, ...] = (), merged: tuple[str | os.PathLike, ...] = (),
                  published: pub.PublishedFigures | None = None) -> Path:
     """Write the report page (default RUN_DIR/report.md) and its PNGs beside it; return the page's path.
 
-    Each file is written atomically; the plots come first so the page never links a missing one.
+    An existing page, or a file where a PNG goes, is refused; `overwrite` replaces only a page pgt
+    wrote and the PNGs beside it. Each file is written atomically; the plots come first so the page
+    never links a missing one.
     """
-    report = collect(run_dir, baselines=baselines, merged=merged, published=published)
     out = Path(out) if out is not None else Path(run_dir) / "report.md"
     if out.suffix.lower() != ".md":
         raise PgtError(f"report output must be a Markdown file ending in .md, got {out}")
-    out.parent.mkdir(parents=True, exist_ok=True)
+    refuse_existing_file(out, overwrite=overwrite, what="report page", ours=is_report_page)
+    ours = os.path.lexists(out)  # and checked: the PNGs beside a page pgt wrote are its own
+    pngs = {role: out.with_name(f"{out.stem}-{suffix}.png") for role, (suffix, _) in PLOTTERS.items()}
+    for png in pngs.values():
+        refuse_existing_file(png, overwrite=overwrite, what="report figure", ours=lambda _: ours)
+    report = collect(run_dir, baselines=baselines, merged=merged, published=published)
+    make_dirs(out.parent)
     plots = {}
-    for role, (suffix, plotter) in PLOTTERS.items():
-        png = out.with_name(f"{out.stem}-{suffix}.png")
+    for role, (_, plotter) in PLOTTERS.items():
+        png = pngs[role]
         if plotter(report, png):
             plots[role] = png.name
         else:
             png.unlink(missing_ok=True)  # a stale plot from an earlier report would mislead
     with atomic_file(out, "w", encoding="utf-8") as handle:
-        handle.write(render_markdown(report, plots))
+        handle.write(f"{PAGE_MARKER}\n{render_markdown(report, plots)}")
     return out
 
 
@@ -81,6 +96,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_dir", metavar="RUN_DIR", help="growth run directory (from `pgt grow --out`)")
     parser.add_argument("--out", metavar="FILE.md", help="Markdown page to write (default RUN_DIR/report.md); "
                         "its PNGs go beside it")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an existing page that pgt report wrote (and its PNGs); never another file")
     parser.add_argument("--baseline", metavar="DIR", action="append", default=[],
                         help="extra baseline run or model directory (RUN_DIR/baselines/* are found on their own)")
     parser.add_argument("--merged", metavar="DIR", action="append", default=[],
@@ -93,7 +110,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run_report(args: argparse.Namespace) -> int:
     """Handler of `pgt report`."""
     figures = pub.load_published(args.published) if args.published else None
-    page = write_report(args.run_dir, args.out, baselines=tuple(args.baseline), merged=tuple(args.merged),
+    page = write_report(args.run_dir, args.out, overwrite=args.overwrite, baselines=tuple(args.baseline), merged=tuple(args.merged),
                         published=figures)
     print(f"report: {page}")
     return 0

@@ -130,6 +130,36 @@ def health_section(health: SubstrateHealth, groups: int = 6) -> list[str]:
             f"Largest groups: {health.largest_groups(groups)}."]
 
 
+def stopping_section(stages: list[ModelEntry]) -> list[str]:
+    """Tokens each stage used against its budget, and where it stopped (`--patience`: convergence)."""
+    rows = []
+    for entry in stages:
+        stage = entry.stage
+        if stage is None:
+            continue
+        budget = stage.tokens_budget
+        stopped = (f"converged: --patience ended it at step {stage.steps}" if stage.stopped_early else
+                   "budget spent")
+        rows.append([f"`{entry.name}`", _int(budget) if budget is not None else "–", _int(stage.tokens_seen),
+                     f"{stage.tokens_seen / budget:.0%}" if budget else "–", _int(stage.steps), stopped,
+                     _float(stage.best_val_loss)])
+    return ["## Tokens each stage used", ""] + markdown_table(
+        ["stage", "token budget", "tokens used", "share", "steps", "stopped", "best val loss"], rows)
+
+
+def mixture_section(stages: list[ModelEntry]) -> list[str]:
+    """A weighted mixture's sources per stage: tokens drawn, epochs so far, validation loss and bits per byte."""
+    rows = [[f"`{entry.name}`", d.name, f"{d.weight:.1%}", _int(d.tokens), _int(d.tokens_total), f"{d.epochs:.3f}",
+             _float(d.val_loss), _float(d.val_bpb)]
+            for entry in stages if entry.stage and entry.stage.mixture for d in entry.stage.mixture]
+    if not rows:
+        return []
+    return ["## Data mixture", "", "Validation per source is scored on that source's part of the validation "
+            "sample (each source gives its weight's share of it).", ""] + markdown_table(
+        ["stage", "source", "weight", "tokens drawn (stage)", "tokens drawn (run)", "epochs (run)", "val loss",
+         "bits/byte"], rows)
+
+
 def render_markdown(report: RunReport, plots: dict[str, str]) -> str:
     """The page's Markdown; `plots` maps a plot role (loss, depth, comparison) to its file name."""
     run_name = report.run_dir.resolve().name
@@ -141,6 +171,15 @@ def render_markdown(report: RunReport, plots: dict[str, str]) -> str:
     if config:
         shown = json.dumps(config, indent=2, sort_keys=True, ensure_ascii=False, default=str)
         lines += ["<details><summary>resolved run configuration</summary>", "", "```json", shown, "```", "</details>", ""]
+    if report.run.started_from:
+        lines += [f"Started from the saved model {report.run.started_from.describe()} (`pgt grow --from`): its blocks "
+                  "are the first blocks of every stage below.", ""]
+    if report.run.config_changes:  # settings or data that changed when the run was resumed
+        lines += ["## Changes on resume", ""]
+        lines += markdown_table(["stage", "step", "reason", "changed"], [
+            [str(c.stage), str(c.step), c.reason, "; ".join(f"{k}: {a} → {b}" for k, (a, b) in c.changes.items())]
+            for c in report.run.config_changes])
+        lines += [""]
 
     tasks = report.tasks
     lines += ["## Stages", ""]
@@ -156,6 +195,11 @@ def render_markdown(report: RunReport, plots: dict[str, str]) -> str:
         lines += [f"![metrics against depth]({plots['depth']})", ""]
     if report.health is not None:
         lines += [*health_section(report.health), ""]
+    if report.stages:
+        lines += [*stopping_section(report.stages), ""]
+        mixture = mixture_section(report.stages)
+        if mixture:
+            lines += [*mixture, ""]
 
     lines += ["## Loss curve", ""]
     if "loss" in plots:

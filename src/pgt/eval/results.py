@@ -11,10 +11,11 @@ beside it: one line per example. docs/evaluation.md lists the fields.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,7 +23,8 @@ from typing import Any, ClassVar, Literal
 
 from pgt import __version__
 from pgt.corpus.hub import HF_PREFIX, is_hub_spec
-from pgt.io import atomic_file, files_sha256, read_json
+from pgt.errors import PgtError
+from pgt.io import atomic_file, files_sha256, output_lock, read_json, refuse_existing_file
 from pgt.records import Record
 
 WEIGHT_PATTERNS = ("*.safetensors",)
@@ -142,6 +144,28 @@ def write_results(path: str | os.PathLike, record: EvalRecord, samples: Iterable
         record.samples_file = target.name
     record.save(path)
     return path
+
+
+def _is_result(path: Path) -> bool:
+    try:
+        EvalRecord.load(path)
+    except PgtError:
+        return False
+    return True
+
+
+def refuse_existing_result(path: str | os.PathLike, *, overwrite: bool) -> None:
+    """An existing result file is refused; `overwrite` replaces only a file that reads as a result record."""
+    refuse_existing_file(path, overwrite=overwrite, what=RESULT, ours=_is_result)
+
+
+@contextlib.contextmanager
+def result_lock(path: str | os.PathLike, *, overwrite: bool) -> Iterator[None]:
+    """Hold the result file's lock, checked against an existing result under it, while it is computed and
+    written: a second pgt evaluating the same task into the same directory is refused, never replaces it."""
+    with output_lock(path):
+        refuse_existing_result(path, overwrite=overwrite)
+        yield
 
 
 def read_results(model_dir: str | os.PathLike) -> list[EvalRecord]:

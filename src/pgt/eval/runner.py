@@ -16,14 +16,17 @@ from pgt.corpus.hub import hub_spec
 from pgt.errors import PgtError, one_line
 from pgt.eval import protocol
 from pgt.eval.generation import DEFAULT_DECODING, SAMPLERS, Sampler
-from pgt.eval.results import RESULT, EvalRecord, dataset_name, model_fingerprint, results_path, write_results
+from pgt.eval.results import EvalRecord, dataset_name, model_fingerprint, result_lock, results_path, write_results
 from pgt.eval.tasks import MC_TASK, PERPLEXITY_TASKS, Task, get_task, mc_task
-from pgt.io import read_json, refuse_existing
+from pgt.io import read_json
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 DEFAULT_HELD_OUT = "default"
+# How generation fits long prompts (every generated result records it; docs/evaluation.md).
+PROMPT_CROPPING = ("as the reference's nanoGPT-style sampler: before every new token the sequence is cropped to its "
+                   "last context tokens (n_truncated_prompts counts the prompts cropped)")
 
 
 def load_for_eval(
@@ -43,11 +46,15 @@ def load_for_eval(
     else:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        try:
-            tokenizer = AutoTokenizer.from_pretrained(model_dir)
-            model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch_dtype(dtype),
-                                                         attn_implementation=attn_implementation).to(target)
-        except (OSError, ValueError) as exc:
+        from pgt.model.loading import refuse_pickle_weights
+
+        refuse_pickle_weights(model_dir)
+        try:  # never custom code (no prompt either), never the network, never pickle
+            tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True, trust_remote_code=False)
+            model = AutoModelForCausalLM.from_pretrained(
+                model_dir, dtype=torch_dtype(dtype), attn_implementation=attn_implementation, use_safetensors=True,
+                local_files_only=True, trust_remote_code=False).to(target)
+        except (OSError, ValueError, TypeError, KeyError) as exc:
             raise PgtError(f"cannot load {model_dir} as a causal LM: {one_line(exc)}") from None
     model.eval()
     return model, tokenizer
@@ -176,8 +183,7 @@ def _task_record(
             "seed": seed,
             "run_definition": "one list shuffled once with the seed, the same in every run; runs differ by "
             "their sampled continuations (greedy: identical runs, σ 0)" if generated else "deterministic",
-            "prompt_truncation": "a prompt longer than the context minus its own new tokens loses its beginning"
-            if generated else "lm-evaluation-harness's window: the last context+1 ids, the last one not fed",
+            "prompt_truncation": PROMPT_CROPPING if generated else "lm-evaluation-harness's window: the last context+1 ids, the last one not fed",
             "reference_size": task.reference_size,
             "notes": list(task.notes),
         },
@@ -255,14 +261,15 @@ def evaluate_to_file(
     an existing result of the same task and dataset is an error.
     """
     path = planned_path(model_dir, task_name, name=name, data=data, split=split, mode=mode, out_dir=out_dir)
-    refuse_existing(path, overwrite=overwrite, what=RESULT)
-    model.eval()
-    task = resolve_task(task_name, name)
-    if task is None:
-        record, samples = _perplexity_record(model, tokenizer, model_dir, task_name, data, split, limit, batch_size)
-    else:
-        record, samples = _task_record(
-            model, tokenizer, model_dir, task, data=data, split=split, mode=mode, runs=runs, limit=limit, sampler=sampler,
-            seed=seed, batch_size=batch_size,
-        )
-    return write_results(path, record, samples if log_samples else None), record
+    with result_lock(path, overwrite=overwrite):
+        model.eval()
+        task = resolve_task(task_name, name)
+        if task is None:
+            record, samples = _perplexity_record(model, tokenizer, model_dir, task_name, data, split, limit,
+                                                 batch_size)
+        else:
+            record, samples = _task_record(
+                model, tokenizer, model_dir, task, data=data, split=split, mode=mode, runs=runs, limit=limit,
+                sampler=sampler, seed=seed, batch_size=batch_size,
+            )
+        return write_results(path, record, samples if log_samples else None), record

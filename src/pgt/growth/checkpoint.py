@@ -19,25 +19,29 @@ safetensors and scalars to JSON, never pickle.
 from __future__ import annotations
 
 import shutil
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
 from pgt.errors import PgtError
 from pgt.io import atomic_dir, file_sha256, read_json, write_json
+from pgt.records import Record
 
 CHECKPOINT_DIR = "checkpoints"
 POINTER_FILE = "latest.json"
+STATE_FILE = "state.json"
 FORMAT_VERSION = 1
 TENSOR_FILES = ("trainable.safetensors", "optimizer.safetensors", "rng.safetensors")
 
 
 @dataclass
-class TrainState:
-    """The counters that, with the weights and optimizer, define where a run stands."""
+class TrainState(Record):
+    """The counters that, with the weights and optimizer, define where a run stands (a checkpoint's
+    `state.json`, beside its format version and file checksums)."""
 
+    WHAT: ClassVar[str] = "checkpoint state"
     stage: int = 1  # stage being trained (1-based)
     step: int = 0  # optimizer steps done in this stage
     stage_complete: bool = False  # stage weights saved as RUN_DIR/stage-K; the next stage starts fresh
@@ -52,7 +56,17 @@ class TrainState:
     window_loss: float = 0.0  # summed loss of the steps since the last train record
     window_steps: int = 0  # ... and their number (a resumed run logs the same means)
     wall_time: float = 0.0  # seconds spent training in this stage (summed over resumes)
+    # Training tokens drawn from each source of a weighted mixture: in the whole run, and in this stage.
+    source_tokens: dict[str, int] = field(default_factory=dict)
+    stage_source_tokens: dict[str, int] = field(default_factory=dict)
     param_groups: list[dict[str, Any]] = field(default_factory=list)
+
+    def check(self, where: str) -> None:
+        counters = {f.name: getattr(self, f.name) for f in fields(self) if f.type in ("int", "float")}
+        negative = [f"{name} {value}" for name, value in counters.items() if value < 0]
+        if negative or self.stage < 1:
+            raise PgtError(f"{where}: {', '.join(negative) or f'stage {self.stage}'} is impossible (damaged); "
+                           f"{START_OVER}")
 
 
 def rng_state() -> dict[str, torch.Tensor]:
@@ -108,7 +122,7 @@ def save_checkpoint(
         save_file(flatten_optimizer_state(optimizer_state.get("state", {})), str(tmp / TENSOR_FILES[1]))
         save_file(rng_state(), str(tmp / TENSOR_FILES[2]))
         files = {f: file_sha256(tmp / f) for f in TENSOR_FILES}
-        write_json(tmp / "state.json", {"format_version": FORMAT_VERSION, "files": files, **asdict(train_state)})
+        write_json(tmp / STATE_FILE, {"format_version": FORMAT_VERSION, "files": files, **train_state.to_json()})
     write_json(root / POINTER_FILE, {"name": name})
     for old in root.iterdir():
         if old.is_dir() and old.name != name:
@@ -165,7 +179,9 @@ def load_checkpoint_dir(path: Path) -> Checkpoint:
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    meta = read_json(path / "state.json", "checkpoint state")
+    meta = read_json(path / STATE_FILE, "checkpoint state")
+    if not isinstance(meta, dict) or not isinstance(meta.get("files"), dict):
+        raise PgtError(f"checkpoint state {path / STATE_FILE} is damaged (no file checksums); {START_OVER}")
     if meta.get("format_version") != FORMAT_VERSION:
         raise PgtError(f"checkpoint {path} has format {meta.get('format_version')}, expected {FORMAT_VERSION}")
     tensors = {}
@@ -179,7 +195,6 @@ def load_checkpoint_dir(path: Path) -> Checkpoint:
             tensors[file] = load_file(str(path / file))
         except (SafetensorError, OSError) as exc:
             raise PgtError(f"checkpoint file {path / file} is corrupt: {exc}") from None
-    fields_ = {k: v for k, v in meta.items() if k in TrainState.__dataclass_fields__}
-    state = TrainState(**fields_)
+    state = TrainState.from_json(meta, path / STATE_FILE)
     optimizer_state = {"state": unflatten_optimizer_state(tensors[TENSOR_FILES[1]]), "param_groups": state.param_groups}
     return Checkpoint(path, state, tensors[TENSOR_FILES[0]], optimizer_state, tensors[TENSOR_FILES[2]])

@@ -37,6 +37,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     options.add_substrate(parser, required=False)
     parser.add_argument("--dry-run", action="store_true",
                         help="check every setting (the model and optimizer are built on the meta device) and exit")
+    parser.add_argument("--allow-data-change", action="store_true",
+                        help="resume on token data that changed since the run began (prepared again or edited); "
+                        "run.json and the report record the change")
     add_config_arguments(parser, skip=("out", "substrate"))
 
 
@@ -53,5 +56,5 @@ def run_grow(args: argparse.Namespace) -> int:
               f"validation sample of {len(run.sample.documents):,} documents ({run.sample.tokens:,} tokens); "
               f"nothing was written to {config.out}")
         return 0
-    grow(config, overwrite=args.overwrite)
+    grow(config, overwrite=args.overwrite, allow_data_change=args.allow_data_change)
     return 0

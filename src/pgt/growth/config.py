@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pgt import options
+from pgt.data.mixture import DATA_SPEC, normalize_specs, parse_mixture
 from pgt.errors import PgtError, one_line
 from pgt.model.architecture import (
     DEFAULT_ATTN_IMPLEMENTATION,
@@ -40,6 +41,8 @@ RESUME_NEUTRAL_KEYS = frozenset({"out", "progress", "log_every", "checkpoint_eve
 OPTIMIZER_KEYS = frozenset({"lr", "min_lr_ratio", "warmup_steps", "weight_decay", "grad_clip", "betas"})
 # Keys without a default that a run cannot do without (given as options or in CONFIG.yaml).
 REQUIRED_KEYS = ("substrate", "data", "out")
+# Option spellings other than `--key-name` (the key's own spelling stays accepted).
+FLAG_ALIASES = {"from_model": ("--from",)}
 # Keys a preset sets (pgt.model.presets): depth, attention heads and context.
 PRESET_KEYS = ("stages", "heads", "context")
 
@@ -49,8 +52,9 @@ class GrowthConfig:
     """Everything `pgt grow` needs. Field comments double as the CLI help."""
 
     substrate: str | None = None  # substrate directory (tokenizer + frozen glyph matrix); sets d_model
-    data: str | None = None  # token data directory from `pgt data prepare`
+    data: str | list[str] | None = None  # token data DIR from `pgt data prepare`, or NAME=DIR:WEIGHT, repeated: a weighted mixture
     out: str | None = None  # run directory (stage-K models, checkpoints, metrics)
+    from_model: str | None = None  # a saved K-block single model (any run's stage-K) to grow on: stages K+1..N on top of it
     stages: int = 3  # number of blocks to grow (= stages)
     init: Init = "random"  # new-block initialisation: random (reference), identity, copy-top
     tokens_per_stage: int = 1_000_000  # training-token budget of each stage
@@ -90,6 +94,7 @@ class GrowthConfig:
 
     def __post_init__(self) -> None:
         self.betas = tuple(float(b) for b in self.betas)  # YAML gives lists
+        self.data = normalize_specs(self.data)  # one plain DIR stays a string, as before mixtures
 
     @property
     def kind(self) -> str:
@@ -115,6 +120,9 @@ class GrowthConfig:
                     "weight_decay"):
             if getattr(self, key) < 0:
                 raise PgtError(f"{key} must not be negative (got {getattr(self, key)})")
+        if not 0 <= self.seed <= options.SEED_MAX:  # a config file's seed, which no parser saw
+            raise PgtError(f"seed must be within 0 … {options.SEED_MAX} (got {self.seed})")
+        parse_mixture(self.data)  # names, paths and weights (checked against the substrate when the run opens)
         if not self.lr > 0:
             raise PgtError(f"lr must be positive (got {self.lr})")
         if not all(0 <= b < 1 for b in self.betas) or len(self.betas) != 2:
@@ -125,6 +133,8 @@ class GrowthConfig:
             raise PgtError(f"min_lr_ratio must be within [0, 1] (got {self.min_lr_ratio})")
         if self.context < self.seq_len:
             raise PgtError(f"context ({self.context}) must be at least seq_len ({self.seq_len})")
+        if self.from_model and self.baseline != "none":
+            raise PgtError(f"--from grows stages on a saved model; a {self.baseline} baseline trains from scratch")
         if self.preset is not None:
             from pgt.model.presets import get_preset
 
@@ -152,9 +162,10 @@ def _field_types() -> dict[str, Any]:
 
 
 def _scalar_type(annotation: Any) -> Any:
-    """`int | None` -> int; `Literal[...]` stays; used to build argparse options."""
+    """`int | None` -> int; `str | list[str] | None` -> list[str]; `Literal[...]` stays; used to build argparse options."""
     if typing.get_origin(annotation) in (typing.Union, types.UnionType):
-        (annotation,) = [a for a in typing.get_args(annotation) if a is not type(None)]
+        options_ = [a for a in typing.get_args(annotation) if a is not type(None)]
+        (annotation,) = [a for a in options_ if typing.get_origin(a) is list] or options_
     return annotation
 
 
@@ -169,6 +180,12 @@ def _coerce(name: str, value: Any, annotation: Any) -> Any:
             if value not in typing.get_args(annotation):
                 raise ValueError(f"expected one of {', '.join(typing.get_args(annotation))}")
             return value
+        if origin is list:  # --data: one DIR or a list of NAME=DIR:WEIGHT
+            if isinstance(value, str):
+                return value
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise ValueError(f"expected a directory or a list of {DATA_SPEC}")
+            return list(value)
         if origin is tuple:
             items = list(value)
             if len(items) != len(typing.get_args(annotation)):
@@ -217,7 +234,8 @@ _NUMBER_TYPES = {
     "min_lr_ratio": options.non_negative_float, "warmup_steps": options.non_negative_float,
     "weight_decay": options.non_negative_float, "grad_clip": options.non_negative_float,
     "betas": options.non_negative_float,
-    **{key: options.non_negative_int for key in ("eval_every", "checkpoint_every", "patience", "lora_from", "seed")},
+    **{key: options.non_negative_int for key in ("eval_every", "checkpoint_every", "patience", "lora_from")},
+    "seed": options.seed,
 }
 
 
@@ -243,6 +261,8 @@ def add_config_arguments(parser: argparse.ArgumentParser, skip: tuple[str, ...] 
             kwargs["choices"] = list(PRESETS)
         elif typing.get_origin(annotation) is Literal:
             kwargs["choices"] = typing.get_args(annotation)
+        elif typing.get_origin(annotation) is list:
+            kwargs.update(action="append", metavar=f"DIR|{DATA_SPEC}")
         elif typing.get_origin(annotation) is tuple:
             kwargs.update(type=_NUMBER_TYPES[f.name], nargs=len(typing.get_args(annotation)), metavar="X")
         elif annotation is bool:
@@ -251,7 +271,7 @@ def add_config_arguments(parser: argparse.ArgumentParser, skip: tuple[str, ...] 
             kwargs["type"] = _NUMBER_TYPES.get(f.name, options.positive_int)
         elif annotation is float:
             kwargs["type"] = _NUMBER_TYPES[f.name]
-        parser.add_argument(flag, **kwargs)
+        parser.add_argument(*FLAG_ALIASES.get(f.name, ()), flag, **kwargs)
 
 
 def _field_help() -> dict[str, str]:

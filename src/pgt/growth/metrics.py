@@ -6,8 +6,10 @@ Every record is one JSON line with a `kind`:
   event  stage, global_step, tokens, event (grow | stage_end | stop), details
 `tokens` counts training tokens since the start of the run (all stages), so growth
 steps line up on one axis. On resume the file is cut back to the length it had at
-the checkpoint, so records of the killed tail are not duplicated. A non-finite number
-(the loss that stopped a run) is written as null: every line is valid JSON.
+the checkpoint, so records of the killed tail are not duplicated; a file shorter than that
+(truncated, or padded with NUL bytes by a crash) is cut back to its last complete record,
+and the log says so. A non-finite number (the loss that stopped a run) is written as null:
+every line is valid JSON, and readers refuse NaN and Infinity.
 """
 
 from __future__ import annotations
@@ -19,9 +21,13 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from pgt.errors import PgtError
+
 METRICS_FILE = "metrics.jsonl"
 PLOT_FILE = "loss.png"
 TB_DIR = "tb"
+COUNTERS = ("stage", "global_step", "tokens")  # integers every record holds
+KIND_FIELDS = {"train": "loss", "eval": "val_loss", "event": "event"}  # each kind's own field
 
 
 class MetricsLogger:
@@ -33,11 +39,11 @@ class MetricsLogger:
         self.enabled = enabled
         self._file = None
         self._tb = None
+        self.repaired: str | None = None  # what resuming had to cut beyond the killed tail, for the log
         if not enabled:
             return
         if resume_offset is not None and self.path.exists():
-            with open(self.path, "r+b") as handle:
-                handle.truncate(resume_offset)
+            self.repaired = _cut_back(self.path, resume_offset)
         elif resume_offset is None:  # a fresh start: drop what an earlier attempt logged
             self.path.unlink(missing_ok=True)
             shutil.rmtree(run_dir / TB_DIR, ignore_errors=True)
@@ -78,17 +84,55 @@ class MetricsLogger:
             self._tb = None
 
 
+def _record(line: bytes) -> dict[str, Any] | None:
+    """One line's record, or None when it is not a complete JSON object (NaN and Infinity refused)."""
+    try:
+        record = json.loads(line, parse_constant=_refuse_constant)
+    except (ValueError, UnicodeDecodeError):  # JSONDecodeError is a ValueError
+        return None
+    if not isinstance(record, dict) or record.get("kind") not in KIND_FIELDS:
+        return None
+    if any(not isinstance(record.get(key), int) for key in COUNTERS) or KIND_FIELDS[record["kind"]] not in record:
+        return None
+    return record
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number metrics.jsonl may hold")
+
+
+def _cut_back(path: Path, offset: int) -> str | None:
+    """Cut metrics.jsonl back to `offset` bytes (the checkpoint's), or, where the file is shorter or damaged
+    before it, to its last complete record; return what was cut beyond the killed tail, for the log."""
+    with open(path, "r+b") as handle:
+        data = handle.read(offset)
+        kept = 0
+        for line in data.splitlines(keepends=True):
+            if not line.endswith(b"\n") or _record(line) is None:
+                break
+            kept += len(line)
+        handle.truncate(kept)
+    if kept == offset:
+        return None
+    return (f"{path} held {len(data):,} of the {offset:,} bytes the checkpoint recorded, or damaged ones: it "
+            f"was cut back to its last complete record ({kept:,} bytes); the history after it is lost")
+
+
 def read_metrics(run_dir: str | os.PathLike) -> list[dict[str, Any]]:
-    """All records of a run's metrics.jsonl (a torn last line from a kill is skipped)."""
+    """All records of a run's metrics.jsonl; a torn last line (a kill while writing: no newline, no NUL
+    byte) is skipped, any other line that is not a complete record (garbage, NUL padding, NaN or Infinity,
+    a missing field) is a one-line PgtError."""
     path = Path(run_dir) / METRICS_FILE
-    records = []
+    records: list[dict[str, Any]] = []
     if not path.exists():
         return records
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
+    lines = path.read_bytes().splitlines(keepends=True)
+    for number, line in enumerate(lines, 1):
+        record = _record(line)
+        if record is not None:
+            records.append(record)
+        elif number < len(lines) or line.endswith(b"\n") or b"\0" in line:  # NUL bytes: padding, not a torn write
+            raise PgtError(f"{path} line {number} is not a complete metrics record: {line[:60]!r}")
     return records
 
 

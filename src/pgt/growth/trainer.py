@@ -32,17 +32,44 @@ from pgt.growth import checkpoint as ckpt
 from pgt.growth import distributed as pdist
 from pgt.growth.config import OPTIMIZER_KEYS, GrowthConfig, config_differences
 from pgt.growth.expand import add_block, count_parameters, frozen_prefix, set_trainable
+from pgt.growth.lineage import check_source_model, check_unchanged
 from pgt.growth.lora import attach_lora, merge_lora
 from pgt.growth.metrics import MetricsLogger, plot_loss
-from pgt.growth.records import RUN_FILE, STAGE_FILE, ConfigChange, Halt, LoraRecord, RunRecord, StageRecord
-from pgt.growth.validation import TextScore, decoder, score_documents, validation_sample
-from pgt.io import LOCK_FILE, atomic_dir, atomic_file, refuse_overlap, remove_stale_temporaries, run_lock
+from pgt.growth.records import (
+    RUN_FILE,
+    STAGE_FILE,
+    ConfigChange,
+    Halt,
+    LoraRecord,
+    RunRecord,
+    StageRecord,
+    mixture_draws,
+)
+from pgt.growth.validation import (
+    TextScore,
+    decoder,
+    mixture_validation_sample,
+    score_documents,
+    source_scores,
+)
+from pgt.io import (
+    LOCK_FILE,
+    atomic_dir,
+    atomic_file,
+    refuse_foreign,
+    refuse_overlap,
+    remove_stale_temporaries,
+    run_lock,
+)
 from pgt.model.architecture import check_heads
 
 CONFIG_FILE = "config.yaml"
 # Other runs that live inside a run directory by convention (docs/growth.md).
 NESTED_DIRS = frozenset({"baselines", "merged"})
 NON_FINITE = "non-finite loss or gradient"
+SET_ASIDE_DIR = ".overwritten"  # the run an --overwrite replaces, until the new run's first checkpoint
+OWN_NEIGHBOURS = NESTED_DIRS | {SET_ASIDE_DIR}  # what a run directory may hold besides the run
+PROBE_TOKENS = 16  # window length of the probe step that --overwrite runs before it removes a run
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -57,13 +84,14 @@ class StagePlan:
     train_embeddings: bool = False
 
 
-def plan_stages(config: GrowthConfig) -> list[StagePlan]:
-    """The stages of a run: 1..N for growth, one N-block stage for a baseline."""
+def plan_stages(config: GrowthConfig, start: int = 0) -> list[StagePlan]:
+    """The stages of a run: 1..N for growth (start+1..N on a saved `start`-block model), one N-block stage
+    for a baseline."""
     if config.baseline != "none":
         return [StagePlan(stage=config.stages, tokens=config.stages * config.tokens_per_stage, fresh=True,
                           train_embeddings=config.baseline == "trainable-embeddings")]
     plans = []
-    for k in range(1, config.stages + 1):
+    for k in range(start + 1, config.stages + 1):
         lora = config.lora_from > 0 and k >= config.lora_from and k > 1
         plans.append(StagePlan(stage=k, tokens=config.tokens_per_stage, fresh=k == 1,
                                frozen_blocks=0 if lora else k - 1, lora_blocks=range(k - 1) if lora else range(0)))
@@ -91,6 +119,14 @@ def causal_lm_loss(model: nn.Module, batch: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(logits.flatten(0, 1).float(), batch[:, 1:].flatten())
 
 
+def check_budget(tokens: int, tokens_per_step: int, budget: str, step: str) -> None:
+    """Refuse a token budget smaller than one optimizer step (it would train a whole step anyway, maybe
+    many times the budget); `budget` names the budget's option, `step` spells out what a step is."""
+    if tokens < tokens_per_step:
+        raise PgtError(f"{budget} {tokens:,} is less than one optimizer step of {tokens_per_step:,} tokens ({step}); "
+                       f"lower the batch or raise {budget.split()[0]}")
+
+
 def duration(seconds: float) -> str:
     """`1h02m`, `3m05s`, `42s`."""
     seconds = max(0, round(seconds))
@@ -101,32 +137,39 @@ def duration(seconds: float) -> str:
 class GrowthRun:
     """One `pgt grow` invocation: checks every setting, then starts, resumes or overwrites the run directory."""
 
-    def __init__(self, config: GrowthConfig, *, overwrite: bool = False) -> None:
-        from pgt.data.loader import TokenData
+    def __init__(self, config: GrowthConfig, *, overwrite: bool = False, allow_data_change: bool = False) -> None:
+        from pgt.data.mixture import TokenMixture
         from pgt.substrate.store import Substrate
 
         config.validate()
         self.config = config
         self.overwrite = overwrite
+        self.allow_data_change = allow_data_change
         self.run_dir = Path(config.out)
-        if self.run_dir.exists() and not self.run_dir.is_dir():
-            raise PgtError(f"--out {self.run_dir} is a file, not a directory; choose another --out")
-        refuse_overlap(self.run_dir, [config.substrate, config.data])
+        self.data = TokenMixture(config.data)
+        refuse_overlap(self.run_dir, [config.substrate, *self.data.paths, *filter(None, [config.from_model])])
+        refuse_foreign(self.run_dir, RUN_FILE, what="run directory", ignore=OWN_NEIGHBOURS)
         self.ctx = pdist.init_distributed(config.device)
         self.substrate = Substrate.load(config.substrate)
         self._check_shape()
-        self.data = TokenData(config.data)
         self.data.check_tokenizer(self.substrate.fingerprint)
-        self.plans = plan_stages(config)
+        self.data_fingerprint = self.data.fingerprint()
+        self.lineage = check_source_model(config.from_model, self.substrate, config) if config.from_model else None
+        self.plans = plan_stages(config, start=self.lineage.blocks if self.lineage else 0)
         self.tokens_per_step = config.batch_size * config.grad_accum * config.seq_len * self.ctx.world_size
         self.data.train_batch(0, config.batch_size, config.seq_len, seed=config.seed)  # enough training text?
-        self.sample = validation_sample(self.data, config.eval_tokens)
-        StageTrainer.check_buildable(self, self.plans[0])
+        check_budget(config.tokens_per_stage, self.tokens_per_step, "--tokens-per-stage",
+                     f"--batch-size {config.batch_size} x --grad-accum {config.grad_accum} x --seq-len "
+                     f"{config.seq_len} x {self.ctx.world_size} process(es)")
+        self.sample = mixture_validation_sample(self.data, config.eval_tokens)
+        StageTrainer.check_buildable(self, dataclasses.replace(self.plans[0], fresh=True, frozen_blocks=0,
+                                                               lora_blocks=range(0)))
         # The deepest model the run makes, as one fresh N-block stage: the size it must fit in.
         self.final_parameters = StageTrainer.check_buildable(
             self, StagePlan(stage=self.plans[-1].stage, tokens=self.plans[-1].tokens, fresh=True))
         self.logger: MetricsLogger | None = None
         self.history: list[ConfigChange] = []
+        self.set_aside: Path | None = None  # the run an --overwrite replaces, until the new one's first checkpoint
 
     def _check_shape(self) -> None:
         """Heads that split the substrate's width into even head dimensions; a preset's width and vocabulary."""
@@ -149,15 +192,12 @@ class GrowthRun:
         to resume from, None for a fresh start, or True when the run is already finished."""
         run_file = self.run_dir / RUN_FILE
         pdist.barrier(self.ctx)  # rank 0 holds the lock (and has created the directory)
-        foreign = [p.name for p in self.run_dir.iterdir() if p.name not in NESTED_DIRS | {LOCK_FILE}] \
-            if self.run_dir.is_dir() else []
-        if foreign and not run_file.exists():
-            raise PgtError(f"{self.run_dir} exists and is not a pgt run directory (it holds {foreign[0]}); "
-                           "choose another --out")
+        refuse_foreign(self.run_dir, RUN_FILE, what="run directory", ignore=OWN_NEIGHBOURS)  # under the lock
         if run_file.exists() and self.overwrite:
+            self._probe_step()  # a setting that fails only when training fails here, before anything is removed
             pdist.barrier(self.ctx)
             if self.ctx.is_main:
-                self._discard(keep_nested=True)
+                self._set_aside()
             pdist.barrier(self.ctx)
         if not run_file.exists():
             self._record_config()
@@ -167,7 +207,8 @@ class GrowthRun:
         if saved.finished and saved.config.get("stages") == self.config.stages:
             return True
         resume = self._find_checkpoint()
-        self._record_config()  # e.g. a raised stage count, or changed optimizer settings
+        self._check_same_data(saved, resume)
+        self._record_config()  # e.g. a raised stage count, changed optimizer settings, the data's fingerprint
         return resume
 
     def _check_resumable(self, saved: RunRecord) -> None:
@@ -185,11 +226,34 @@ class GrowthRun:
                        if saved.halted else "")
             raise PgtError(f"{self.run_dir} holds a run with a different configuration ({shown}){allowed}; "
                            "rerun with the same settings to resume, or pass --overwrite to discard it")
+        if saved.started_from and self.lineage:
+            check_unchanged(saved.started_from, self.lineage)
         if saved.tokens_per_step != self.tokens_per_step:
             raise PgtError(
                 f"{self.run_dir} was trained with {saved.tokens_per_step} tokens per step "
                 f"({saved.world_size} processes); this launch gives {self.tokens_per_step}. Resume with "
                 "the same global batch (batch_size x grad_accum x processes), or pass --overwrite")
+
+    def _check_same_data(self, saved: RunRecord, resume: ckpt.Checkpoint | None) -> None:
+        """A resume trains on the data the run trained on: another manifest (the data prepared again) or a
+        shard edited in place is refused, or with --allow-data-change recorded in run.json's config_changes."""
+        recorded = saved.data_fingerprint
+        if recorded is None:  # a run.json written before pgt recorded its data
+            return
+        if recorded.sha256 != self.data_fingerprint.sha256:
+            what = "was prepared again since (its manifest differs)"
+        elif changed := self.data.changed_shards(recorded):
+            what = f"changed since: {', '.join(changed[:3])} no longer match their checksums"
+        else:
+            return
+        if not self.allow_data_change:
+            raise PgtError(f"{self.run_dir} was trained on other data: {', '.join(self.data.paths)} {what}. Resume "
+                           "on the data it was trained on, pass --allow-data-change to go on with this data (run.json and "
+                           "the report record the change), or --overwrite to start again")
+        state = resume.state if resume else ckpt.TrainState(stage=self.plans[0].stage)
+        self.history.append(ConfigChange(stage=state.stage, step=state.step, reason=f"the token data {what}",
+                                         changes={"data_fingerprint": [recorded.sha256, self.data_fingerprint.sha256]}))
+        self.say(f"{self.run_dir}: the token data {what}; going on with it (--allow-data-change), recorded in run.json")
 
     def _find_checkpoint(self) -> ckpt.Checkpoint | None:
         """The checkpoint to resume from. Never a silent fresh start over trained work: without
@@ -210,12 +274,68 @@ class GrowthRun:
                            f"({ckpt.CHECKPOINT_DIR}/{ckpt.POINTER_FILE} is missing); {ckpt.START_OVER}")
         return None
 
-    def _discard(self, *, keep_nested: bool) -> None:
-        """Remove what a run writes (rank 0). Runs nested by convention (baselines/, merged/) survive."""
-        for path in self.run_dir.iterdir():
-            if path.name == LOCK_FILE or (keep_nested and path.name in NESTED_DIRS):
-                continue
-            shutil.rmtree(path) if path.is_dir() else path.unlink()
+    def _probe_step(self) -> None:
+        """One real forward and backward step of the new settings' first stage on a tiny batch, on this
+        process's device, wrapped (DDP/FSDP, compile) as training wraps it: whatever fails only when a
+        model trains (a single-process --fsdp, an attention kernel without a backward on this device)
+        fails here. Writes nothing; the random state is left as it was."""
+        plan = self.plans[0]
+        tiny = self.data.train_batch(0, 1, min(self.config.seq_len, PROBE_TOKENS), seed=self.config.seed)
+        devices = [self.ctx.device] if self.ctx.device.type == "cuda" else []
+        try:
+            with torch.random.fork_rng(devices=devices):
+                probe = StageTrainer(self, plan, ckpt.TrainState(stage=plan.stage), None)
+                with pdist.autocast(self.ctx.device, self.config.autocast):
+                    loss = causal_lm_loss(probe.wrapped, tiny.to(self.ctx.device))
+                loss.backward()
+                probe.optimizer.zero_grad(set_to_none=True)
+        except (ValueError, RuntimeError, TypeError, AssertionError) as exc:  # NotImplementedError included
+            raise PgtError(f"these settings fail in a training step of stage {plan.stage}, so {self.run_dir} "
+                           f"was left as it is: {one_line(exc)}") from None
+
+    def _own_entries(self) -> list[Path]:
+        """What the run itself wrote: all but its lock, the runs nested by convention and a set-aside run."""
+        return [path for path in self.run_dir.iterdir() if path.name not in OWN_NEIGHBOURS | {LOCK_FILE}]
+
+    def _set_aside(self) -> None:
+        """--overwrite (rank 0): move the old run into RUN_DIR/.overwritten (a rename: no disk space needed).
+        It comes back if the new run fails (or is killed) before its first checkpoint and goes at that
+        checkpoint, so a full disk or a crash early in the new run loses nothing."""
+        aside = self.run_dir / SET_ASIDE_DIR
+        shutil.rmtree(aside, ignore_errors=True)
+        aside.mkdir()
+        for path in self._own_entries():
+            path.rename(aside / path.name)
+        self.set_aside = aside
+
+    def _restore_set_aside(self) -> None:
+        """The new run wrote no checkpoint: remove what it wrote and put the old run back (rank 0)."""
+        aside = self.run_dir / SET_ASIDE_DIR
+        for path in self._own_entries():
+            shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
+        for path in aside.iterdir():
+            path.rename(self.run_dir / path.name)
+        aside.rmdir()
+        self.set_aside = None
+
+    def release_set_aside(self) -> None:
+        """The new run has its first checkpoint: the run it replaced goes (rank 0)."""
+        if self.set_aside is not None:
+            shutil.rmtree(self.set_aside, ignore_errors=True)
+            self.set_aside = None
+
+    def _recover_set_aside(self) -> None:
+        """A run set aside by an --overwrite that was killed (rank 0, under the lock): back in place when the
+        new run got no checkpoint, else removed as the overwrite asked."""
+        aside = self.run_dir / SET_ASIDE_DIR
+        if not aside.is_dir():
+            return
+        self.set_aside = aside
+        if (self.run_dir / ckpt.CHECKPOINT_DIR).is_dir():
+            self.release_set_aside()
+        else:
+            self._restore_set_aside()
+            self.say(f"{self.run_dir}: an interrupted --overwrite had set the previous run aside; it is back in place")
 
     def _record_config(self) -> None:
         """Write run.json (not finished) and config.yaml for the current settings (rank 0)."""
@@ -231,9 +351,12 @@ class GrowthRun:
 
     def _write_run_file(self, *, finished: bool, stages: list[StageRecord] | None = None,
                         halted: Halt | None = None) -> None:
+        drawn = {d.name: d.tokens_total for d in stages[-1].mixture or []} if stages else {}
         RunRecord(kind=self.config.kind, config=self.config.to_dict(), world_size=self.ctx.world_size,
                   tokens_per_step=self.tokens_per_step, stages=[p.stage for p in self.plans], finished=finished,
-                  results=stages or [], halted=halted, config_changes=self.history).save(self.run_dir / RUN_FILE)
+                  results=stages or [], halted=halted, config_changes=self.history,
+                  data_fingerprint=self.data_fingerprint, mixture=mixture_draws(self.data, drawn, drawn),
+                  started_from=self.lineage).save(self.run_dir / RUN_FILE)
 
     def halt(self, stage: int, step: int, reason: str) -> None:
         """Record in run.json that the run stopped on its own, so a resume may change optimizer settings."""
@@ -260,6 +383,7 @@ class GrowthRun:
                 if self.ctx.is_main:  # leftovers of killed writes; safe only under the lock
                     for directory in (self.run_dir, self.run_dir / ckpt.CHECKPOINT_DIR):
                         remove_stale_temporaries(directory)
+                    self._recover_set_aside()
                 resume = self._open_run_dir()
                 started = resume is not None or not created
                 if resume is True:
@@ -268,6 +392,10 @@ class GrowthRun:
                 self._train(resume)
                 return self.run_dir
         except BaseException:
+            if self.set_aside is not None and self.ctx.is_main:
+                if self.logger:
+                    self.logger.close()
+                self._restore_set_aside()
             # A first attempt that failed before its first checkpoint leaves nothing that blocks the corrected command.
             if (created and not started and self.ctx.is_main and self.run_dir.is_dir()
                     and not (self.run_dir / ckpt.CHECKPOINT_DIR).exists() and not any(self.run_dir.glob("stage-*"))):
@@ -288,6 +416,8 @@ class GrowthRun:
             resume_step=state.global_step if resume else None,
             enabled=self.ctx.is_main,
         )
+        if self.logger.repaired:
+            self.say(self.logger.repaired)
         if resume:
             self.say(f"resuming {self.run_dir} from {resume.path.name}: stage {state.stage}, step {state.step}, "
                      f"{state.tokens_total:,} tokens trained")
@@ -298,7 +428,8 @@ class GrowthRun:
                 continue
             if plan.stage != state.stage:  # the previous stage is complete: carry the counters over
                 state = ckpt.TrainState(stage=plan.stage, global_step=state.global_step,
-                                        tokens_total=state.tokens_total, data_step=state.data_step)
+                                        tokens_total=state.tokens_total, data_step=state.data_step,
+                                        source_tokens=state.source_tokens)
                 resume = None
             state = StageTrainer(self, plan, state, resume).train()
             resume = None
@@ -381,8 +512,10 @@ class StageTrainer:
             set_trainable(model, [model] if plan.train_embeddings else [*model.model.layers, model.model.norm,
                                                                         model.lm_head])
             return model
-        model, _ = load_model(stage_dir(self.run.run_dir, plan.stage - 1),
-                              attn_implementation=config.attn_implementation)
+        lineage = self.run.lineage
+        below = Path(lineage.path) if lineage and lineage.blocks == plan.stage - 1 else \
+            stage_dir(self.run.run_dir, plan.stage - 1)
+        model, _ = load_model(below, attn_implementation=config.attn_implementation)
         new_block = add_block(model, config.init, seed=seed)
         if plan.lora_blocks:
             with torch.random.fork_rng(devices=[]):
@@ -440,11 +573,15 @@ class StageTrainer:
     def _log_eval(self) -> float:
         score = self.evaluate()
         s = self.state
+        per_source = source_scores(score, self.run.sample)
+        sources = {"sources": {name: {"val_loss": part.val_loss, "val_bpb": part.val_bpb}
+                               for name, part in per_source.items()}} if per_source else {}
         self.run.logger.log("eval", stage=self.plan.stage, step=s.step, global_step=s.global_step,
                             tokens=s.tokens_total, val_loss=score.nats_per_token, val_bpb=score.bits_per_byte,
-                            bz2_bpb=score.bz2_bpb, xz_bpb=score.xz_bpb)
+                            bz2_bpb=score.bz2_bpb, xz_bpb=score.xz_bpb, **sources)
         self.run.say(f"stage {self.plan.stage} step {s.step}: val_loss {score.nats_per_token:.4f}, "
-                     f"{score.describe()}")
+                     f"{score.describe()}" + "".join(f"; {name} {part.val_loss:.4f} ({part.val_bpb:.4f} bits/byte)"
+                                                      for name, part in per_source.items()))
         if s.best_val is None or score.nats_per_token < s.best_val:
             s.best_val, s.evals_since_best = score.nats_per_token, 0
         else:
@@ -463,6 +600,7 @@ class StageTrainer:
         optimizer = {} if final else pdist.optimizer_state(self.wrapped, self.optimizer, self.ctx)
         if self.ctx.is_main:
             self.checkpoint_path = ckpt.save_checkpoint(self.run.run_dir, s, trainable, optimizer)
+            self.run.release_set_aside()
         pdist.barrier(self.ctx)
 
     # ------------------------------------------------------------------ training
@@ -537,6 +675,12 @@ class StageTrainer:
                     loss = causal_lm_loss(self.wrapped, batch) / config.grad_accum
                 loss.backward()
             loss_sum += loss.detach()
+            if not self.run.data.bare:  # tokens drawn per source: the same on every rank (global rows)
+                counts = self.run.data.rows_per_source(s.data_step + micro, config.batch_size * ctx.world_size,
+                                                       seed=config.seed)
+                for name, rows in zip(self.run.data.names, counts, strict=True):
+                    s.source_tokens[name] = s.source_tokens.get(name, 0) + rows * config.seq_len
+                    s.stage_source_tokens[name] = s.stage_source_tokens.get(name, 0) + rows * config.seq_len
         grad_norm = torch.nn.utils.clip_grad_norm_(self.trainable_parameters, config.grad_clip or float("inf"))
         if isinstance(grad_norm, DTensor):  # FSDP2: the norm of sharded gradients
             grad_norm = grad_norm.full_tensor()
@@ -566,8 +710,9 @@ class StageTrainer:
         self.run.halt(self.plan.stage, s.step + 1, NON_FINITE)
         kept = f"the last good checkpoint {self.checkpoint_path} is intact" if self.checkpoint_path else \
             "no checkpoint of this stage was written yet (a rerun starts the stage again)"
+        which = "the loss" if not math.isfinite(loss) else "the gradient norm"  # a finite loss can overflow it
         raise PgtError(
-            f"stage {self.plan.stage}, step {s.step + 1}: the loss became non-finite (loss {loss}, gradient norm "
+            f"stage {self.plan.stage}, step {s.step + 1}: {which} became non-finite (loss {loss}, gradient norm "
             f"{grad_norm}); training stopped before the update and {kept}. To resume, rerun the same command with a "
             f"lower --lr (or a smaller --grad-clip, longer --warmup-steps, other --betas, --weight-decay or "
             f"--min-lr-ratio): after a non-finite loss these may change, and run.json records the change"
@@ -590,11 +735,20 @@ class StageTrainer:
                 embedding_trained=plan.train_embeddings, wall_time_s=round(s.wall_time, 3),
                 val_documents=score.n_documents, val_tokens=score.n_tokens, val_bytes=score.n_bytes,
                 bz2_bpb=score.bz2_bpb, xz_bpb=score.xz_bpb,
+                mixture=mixture_draws(self.run.data, s.stage_source_tokens, s.source_tokens,
+                                      source_scores(score, self.run.sample)),
+                tokens_budget=plan.tokens, started_from=self.run.lineage,
             )
-            save_stage_model(model, self.run.substrate, stage_dir(self.run.run_dir, plan.stage), info)
+            save_stage_model(model, self.run.substrate, stage_dir(self.run.run_dir, plan.stage), info,
+                             data=self.config.data, stages=self.run.plans[-1].stage)
+            drawn = {"sources": {d.name: {"tokens": d.tokens, "tokens_total": d.tokens_total, "epochs": d.epochs}
+                                 for d in info.mixture}} if info.mixture else {}
             self.run.logger.log("event", event="stage_end", stage=plan.stage, global_step=s.global_step,
                                 tokens=s.tokens_total, val_loss=info.val_loss, val_bpb=info.val_bpb,
-                                stopped_early=s.stopped_early)
+                                stopped_early=s.stopped_early, **drawn)
+            for draw in info.mixture or []:
+                self.run.say(f"stage {plan.stage}: {draw.name} (weight {draw.weight:.3g}) gave {draw.tokens:,} tokens; "
+                             f"{draw.epochs:.3f} epochs of its {draw.train_tokens:,} so far")
             self.run.say(f"stage {plan.stage}: val_loss {info.val_loss:.4f}, {score.describe()} after "
                          f"{s.stage_tokens:,} tokens -> {stage_dir(self.run.run_dir, plan.stage)}")
         self._checkpoint(final=True)
@@ -613,9 +767,43 @@ class StageTrainer:
         return merge_lora(model)
 
 
-def save_stage_model(model: nn.Module, substrate: Any, out: Path, info: StageRecord) -> None:
+def stage_card(model: nn.Module, meta: Any, name: str, info: StageRecord, *, data: str | list[str] | None,
+               stages: int) -> str:
+    """The model card of a stage, from its record: data (a mixture's sources), tokens, how it grew, where
+    it stopped, what it started from, and its validation figures (overall and per source)."""
+    from pgt.model.card import DataSourceFact, EvalFigure, facts_of, model_card
+
+    if info.mixture:
+        training_data = "a weighted mixture of token data: " + ", ".join(
+            f"{d.name} {d.weight:.1%}" for d in info.mixture)
+    else:
+        training_data = f"token data `{data}`" if data else None
+    stop = (f"stopped by --patience at {info.tokens_seen:,} of {info.tokens_budget or info.tokens_seen:,} tokens "
+            "(validation loss stopped improving: trained to convergence)" if info.stopped_early else
+            f"the full budget of {info.tokens_seen:,} tokens")
+    if info.kind == "growth":
+        lora = f", LoRA (rank {info.lora.rank}) on blocks {', '.join(str(b + 1) for b in info.lora.blocks)}"             if info.lora else ""
+        growth = (f"stage {info.stage} of {stages}: block {info.blocks} added ({info.init}) on "
+                  f"{info.frozen_blocks} frozen block(s){lora}; {stop}")
+    else:
+        growth = f"the {info.kind} baseline: all {info.blocks} blocks trained together; {stop}"
+    protocol = f"trainer's validation sample ({info.val_documents or 0:,} documents)"
+    evaluations = [EvalFigure("validation", "loss (nats/token)", info.val_loss, protocol),
+                   EvalFigure("validation", "bits/byte", info.val_bpb, protocol)]
+    evaluations += [EvalFigure(f"validation: {d.name}", metric, value, f"{d.name}'s part of the sample")
+                    for d in info.mixture or [] for metric, value in (("loss (nats/token)", d.val_loss),
+                                                                       ("bits/byte", d.val_bpb)) if value is not None]
+    sources = [DataSourceFact(d.name, d.path, d.weight, d.tokens_total, d.epochs) for d in info.mixture or []]
+    return model_card(**facts_of(model, meta, name), stage=info.stage, training_data=training_data,
+                      training_tokens=info.tokens_total, growth=growth, evaluations=evaluations,
+                      data_sources=sources,
+                      lineage=info.started_from.describe() if info.started_from else None)
+
+
+def save_stage_model(model: nn.Module, substrate: Any, out: Path, info: StageRecord, *,
+                     data: str | list[str] | None = None, stages: int | None = None) -> None:
     """Write a stage as a standalone model directory (pgt.model.loading.save_model) plus
-    `stage.json`, all appearing at once.
+    `stage.json`, all appearing at once; its model card comes from `info` (`stage_card`).
 
     A model whose embedding trained (the trainable-embeddings baseline) no longer holds the
     substrate's matrix, so it must not claim the substrate's fingerprint: its directory
@@ -631,17 +819,19 @@ def save_stage_model(model: nn.Module, substrate: Any, out: Path, info: StageRec
         model.config.substrate_fingerprint = meta.fingerprint
         model.config.embedding_trained = True
     with atomic_dir(out, overwrite=True) as tmp:
-        save_model(model, substrate.tokenizer, tmp, substrate_meta=meta, overwrite=True)
+        card = stage_card(model, meta, out.name, info, data=data, stages=stages or info.stage)
+        save_model(model, substrate.tokenizer, tmp, substrate_meta=meta, card=card, overwrite=True)
         info.save(tmp / STAGE_FILE)
 
 
-def grow(config: GrowthConfig, *, overwrite: bool = False) -> Path:
+def grow(config: GrowthConfig, *, overwrite: bool = False, allow_data_change: bool = False) -> Path:
     """Run (or resume) progressive growth or a baseline as `config` says; return the run directory.
 
-    Rerunning the same config continues from the last checkpoint; `overwrite` discards an
-    existing run in `config.out` first, once every setting has been checked.
+    Rerunning the same config continues from the last checkpoint (on the same token data, unless
+    `allow_data_change`); `overwrite` replaces an existing run in `config.out`, once every setting has
+    been checked.
     """
-    return GrowthRun(config, overwrite=overwrite).run()
+    return GrowthRun(config, overwrite=overwrite, allow_data_change=allow_data_change).run()
 
 
 def check_settings(config: GrowthConfig) -> GrowthRun:
@@ -652,4 +842,4 @@ def check_settings(config: GrowthConfig) -> GrowthRun:
 
 
 __all__ = ["GrowthRun", "StagePlan", "causal_lm_loss", "check_settings", "grow", "lr_at", "plan_stages",
-           "save_stage_model"]
+           "save_stage_model", "stage_card"]

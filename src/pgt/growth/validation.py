@@ -12,7 +12,10 @@ Beside every model figure stand two compressors on the same bytes, concatenated:
 `bz2` at level 9 (`bzip2 -9`) and `lzma` at preset 9e (`xz -9e`).
 
 The trainer's validation sample is a fixed set of whole documents spread evenly over the
-validation split of the token data, chosen from the data and the sample size alone.
+validation split of the token data, chosen from the data and the sample size alone. For a
+weighted mixture (pgt.data.mixture) each source gives its weight's share of the sample
+(at least one document), so the overall figure weighs the sources about as training does,
+and each source's documents are also scored on their own (`source_scores`).
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
     from pgt.data.loader import TokenData
+    from pgt.data.mixture import TokenMixture
 
 # Tokens read at once while looking for document ends in the validation split.
 _SCAN_TOKENS = 1 << 22
@@ -177,12 +181,22 @@ def score_documents(
 
 
 @dataclass(frozen=True)
+class SamplePart:
+    """The documents [start, stop) of a mixture's validation sample that come from one source."""
+
+    name: str
+    start: int
+    stop: int
+
+
+@dataclass(frozen=True)
 class ValidationSample:
-    """Whole validation documents (token ids, no eos) picked evenly over the split."""
+    """Whole validation documents (token ids, no eos) picked evenly over the split (of each source)."""
 
     documents: list[list[int]]
     split_documents: int  # documents in the whole validation split
     split_tokens: int
+    parts: tuple[SamplePart, ...] = ()  # a mixture's sources; empty for one plain --data DIR
 
     @property
     def tokens(self) -> int:
@@ -203,7 +217,8 @@ def validation_sample(data: TokenData, budget_tokens: int) -> ValidationSample:
         ends.append(np.flatnonzero(chunk == data.eos_id) + start)
     doc_ends = np.concatenate(ends) if ends else np.empty(0, np.int64)
     if not len(doc_ends):
-        raise PgtError(f"token data {data.path}: the validation split holds no complete document")
+        raise PgtError(f"token data {data.path}: the validation split holds no complete document (no token "
+                       f"{data.eos_id}, the manifest's eos_id, ends one; a wrong eos_id, or data that is not text)")
     n = len(doc_ends)
     k = min(n, math.ceil(budget_tokens / (split.tokens / n)))
     picks = sorted({int((i + 0.5) * n / k) for i in range(k)})
@@ -214,5 +229,43 @@ def validation_sample(data: TokenData, budget_tokens: int) -> ValidationSample:
     return ValidationSample(documents, n, split.tokens)
 
 
-__all__ = ["COMPRESSOR_NAMES", "DocumentScore", "TextScore", "ValidationSample", "compressed_bits_per_byte", "decoder", "default_forward", "score_documents",
+def mixture_validation_sample(mixture: TokenMixture, budget_tokens: int) -> ValidationSample:
+    """The validation sample of one token data directory, or of a mixture: each source's weight's share."""
+    if mixture.bare:
+        return validation_sample(mixture.data[0], budget_tokens)
+    documents: list[list[int]] = []
+    parts, split_documents, split_tokens = [], 0, 0
+    for source, data in zip(mixture.sources, mixture.data, strict=True):
+        sample = validation_sample(data, max(1, math.ceil(source.weight * budget_tokens)))
+        parts.append(SamplePart(source.name, len(documents), len(documents) + len(sample.documents)))
+        documents += sample.documents
+        split_documents += sample.split_documents
+        split_tokens += sample.split_tokens
+    return ValidationSample(documents, split_documents, split_tokens, tuple(parts))
+
+
+@dataclass(frozen=True)
+class SourceScore:
+    """A mixture source's part of a validation score."""
+
+    val_loss: float  # nats per predicted token
+    val_bpb: float  # bits per UTF-8 byte
+    documents: int
+    tokens: int
+    bytes: int
+
+
+def source_scores(score: TextScore, sample: ValidationSample) -> dict[str, SourceScore]:
+    """Each mixture source's loss and bits per byte within `score` of `sample` (empty without a mixture)."""
+    scores = {}
+    for part in sample.parts:
+        mine = [d for d in score.documents if part.start <= d.index < part.stop]
+        nats, tokens, nbytes = sum(d.nats for d in mine), sum(d.n_tokens for d in mine), sum(d.n_bytes for d in mine)
+        if tokens and nbytes:
+            scores[part.name] = SourceScore(nats / tokens, nats / math.log(2) / nbytes, len(mine), tokens, nbytes)
+    return scores
+
+
+__all__ = ["COMPRESSOR_NAMES", "DocumentScore", "SamplePart", "SourceScore", "TextScore", "ValidationSample",
+           "mixture_validation_sample", "source_scores", "compressed_bits_per_byte", "decoder", "default_forward", "score_documents",
            "validation_sample", "windows"]

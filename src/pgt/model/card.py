@@ -35,6 +35,17 @@ class EvalFigure:
     protocol: str  # how it was measured, in a few words (prompt/scoring, examples, runs)
 
 
+@dataclass(frozen=True)
+class DataSourceFact:
+    """One source of a weighted training mixture as the card shows it."""
+
+    name: str
+    path: str
+    weight: float  # share of the training rows
+    tokens: int  # training tokens drawn from it, up to this model
+    epochs: float  # passes over its training split
+
+
 def _count(count: int) -> str:
     return f"{count / 1e9:.2f} B" if count >= 1e9 else f"{count / 1e6:.1f} M"
 
@@ -77,6 +88,8 @@ def model_card(
     embedding_trained: bool = False,
     experts: int = 0,
     architecture: str = "ArceeForCausalLM",
+    data_sources: Sequence[DataSourceFact] = (),
+    lineage: str | None = None,
 ) -> str:
     """The README.md of a model directory, in the shape of the published `abs-bvv` cards."""
     merged = experts > 0
@@ -122,7 +135,14 @@ def model_card(
         f"- Data: {training_data or 'none (untrained: random blocks on the substrate)'}",
         f"- Tokens: {training_tokens:,}" if training_tokens is not None else "- Tokens: 0",
         f"- How it was grown: {growth or 'not grown yet (written by `pgt init`)'}",
+        *([f"- Started from: {lineage}"] if lineage else []),
         "",
+    ]
+    if data_sources:
+        lines += ["| source | weight | tokens drawn | epochs | token data |", "| --- | --- | --- | --- | --- |"]
+        lines += [f"| {d.name} | {d.weight:.1%} | {d.tokens:,} | {d.epochs:.3f} | `{d.path}` |" for d in data_sources]
+        lines.append("")
+    lines += [
         "## Evaluation",
         "",
     ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 from pgt import options
 from pgt.errors import PgtError
@@ -53,7 +54,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     init.add_argument("--hidden-act", choices=HIDDEN_ACTS, default=DEFAULT_HIDDEN_ACT,
                       help=f"MLP activation (default: {DEFAULT_HIDDEN_ACT}; relu2 serves natively in vLLM/SGLang)")
     options.add_out(init, "model directory to create")
-    init.add_argument("--seed", type=options.non_negative_int, default=0,
+    init.add_argument("--seed", type=options.seed, default=0,
                       help="seed of the random initialisation (default: 0)")
 
     generate = options.add_command(
@@ -67,7 +68,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         handler=run_generate,
     )
     generate.add_argument("model", type=Path, metavar="MODEL_DIR", help="model directory")
-    generate.add_argument("prompt", metavar="PROMPT", help="text to continue")
+    generate.add_argument("prompt", type=options.text, metavar="PROMPT", help="text to continue")
     generate.add_argument("--max-new-tokens", type=options.positive_int, default=100,
                           help="tokens to generate (default: 100)")
     sampling = generate.add_argument_group("sampling (the model card's defaults)")
@@ -77,7 +78,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                           help="k likeliest tokens, 0: all (%(default)s)")
     sampling.add_argument("--top-p", type=options.fraction, default=SAMPLING["top_p"],
                           help="nucleus mass, 1.0: off (%(default)s)")
-    sampling.add_argument("--seed", type=options.non_negative_int, help="random seed, for reproducible sampling")
+    sampling.add_argument("--seed", type=options.seed, help="random seed, for reproducible sampling")
     sampling.add_argument("--greedy", action="store_true", help="no sampling: always the most likely token")
     options.add_dtype(generate)
     options.add_device(generate)
@@ -199,21 +200,35 @@ def run_generate(args: argparse.Namespace) -> int:
     if args.seed is not None:
         torch.manual_seed(args.seed)
     sampling = (
-        {"do_sample": False, "temperature": None, "top_k": None, "top_p": None}
+        GREEDY
         if args.greedy
         else {"do_sample": True, "temperature": args.temperature, "top_k": args.top_k, "top_p": args.top_p}
     )
     print(tokenizer.decode(input_ids), end="", flush=True)
+    stream_continuation(model, input_ids, max_new_tokens=args.max_new_tokens, sampling=sampling,
+                        streamer=TextStreamer(tokenizer, skip_prompt=True))
+    return 0
+
+
+GREEDY = {"do_sample": False, "temperature": None, "top_k": None, "top_p": None}  # `pgt generate --greedy`
+
+
+def stream_continuation(model: Any, input_ids: list[int], *, max_new_tokens: int, sampling: dict[str, Any],
+                        streamer: Any) -> Any:
+    """`pgt generate`'s one call into the model: continue one prompt, each new token handed to `streamer`
+    (also timed on its own by benchmarks/gpu_check.py); returns the prompt and continuation ids."""
+    import torch
+
+    device = model.device
     with torch.inference_mode():
-        model.generate(
+        return model.generate(
             torch.tensor([input_ids], device=device),
             attention_mask=torch.ones(1, len(input_ids), dtype=torch.long, device=device),
-            max_new_tokens=args.max_new_tokens,
-            streamer=TextStreamer(tokenizer, skip_prompt=True),
+            max_new_tokens=max_new_tokens,
+            streamer=streamer,
             pad_token_id=model.config.pad_token_id,
             **sampling,
         )
-    return 0
 
 
 def run_push(args: argparse.Namespace) -> int:

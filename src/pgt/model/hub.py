@@ -2,10 +2,25 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 from pathlib import Path
 
 from pgt.errors import PgtError, one_line
+
+
+HTTP_CLIENTS = ("httpx", "httpx2")  # huggingface_hub 1.x and 2.x; requests (0.x) raises OSErrors
+
+
+def _transport_errors() -> tuple[type[Exception], ...]:
+    """The network errors of the HTTP clients huggingface_hub uses, which are not OSErrors."""
+    errors = []
+    for name in HTTP_CLIENTS:
+        try:
+            errors.append(importlib.import_module(name).HTTPError)
+        except ImportError:
+            continue
+    return tuple(errors)
 
 
 def push_model(model_dir: str | os.PathLike, repo_id: str, *, private: bool = False) -> str:
@@ -25,6 +40,6 @@ def push_model(model_dir: str | os.PathLike, repo_id: str, *, private: bool = Fa
                           commit_message=f"pgt push {model_dir.name}")
     except OfflineModeIsEnabled:
         raise PgtError("cannot push: Hugging Face offline mode is on (HF_HUB_OFFLINE=1)") from None
-    except (HfHubHTTPError, OSError, ValueError) as exc:  # no network, no token, no permission
+    except (HfHubHTTPError, OSError, ValueError, *_transport_errors()) as exc:  # no network, token or permission
         raise PgtError(f"cannot push {model_dir} to {repo_id}: {one_line(exc)}") from None
     return str(url)

@@ -17,6 +17,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pgt.corpus.chat import save_tokenizer
 from pgt.errors import PgtError, one_line
 from pgt.io import atomic_dir, read_json, write_json
 from pgt.model.architecture import DEFAULT_ATTN_IMPLEMENTATION, SAMPLING, check_heads
@@ -30,6 +31,9 @@ if TYPE_CHECKING:
 WEIGHTS_FILE = "model.safetensors"
 WEIGHTS_INDEX_FILE = "model.safetensors.index.json"  # the same, in shards (very large models)
 CONFIG_FILE = "config.json"
+# config.json fields that size the model: positive integers.
+SIZE_FIELDS = ("num_hidden_layers", "hidden_size", "num_attention_heads", "num_key_value_heads", "intermediate_size",
+               "vocab_size", "max_position_embeddings")
 CARD_FILE = "README.md"
 TOKENIZER_CONFIG_FILE = "tokenizer_config.json"
 SINGLE_MODEL_TYPE = "arcee"
@@ -65,11 +69,23 @@ def read_model_config(path: str | os.PathLike) -> PretrainedConfig:
     if not raw.get("substrate_fingerprint"):
         raise PgtError(f"{path} is not a pgt model directory (its config has no substrate_fingerprint)")
     cls = model_class(str(raw.get("model_type")))
+    for key in SIZE_FIELDS:  # transformers takes any JSON value; a string here fails deep inside the model
+        if key in raw and not (type(raw[key]) is int and raw[key] > 0):
+            raise PgtError(f"{path / CONFIG_FILE}: {key} is {raw[key]!r}, expected a positive integer")
     try:
         return cls.config_class.from_pretrained(str(path), local_files_only=True)
     except (OSError, ValueError, TypeError) as exc:
         raise PgtError(f"{path / CONFIG_FILE} is not a valid {cls.config_class.__name__}: "
                        f"{one_line(exc)}") from None
+
+
+def refuse_pickle_weights(path: str | os.PathLike) -> None:
+    """A directory whose only weights are pickles (`pytorch_model.bin`) is refused in one line: unpickling
+    can run code, and even `weights_only` loading is not what pgt trusts."""
+    path = Path(path)
+    if not any(path.glob("*.safetensors")) and (pickles := sorted(p.name for p in path.glob("*.bin"))):
+        raise PgtError(f"{path} holds pickle weights only ({pickles[0]}); pgt reads safetensors weights only, "
+                       "since loading a pickle can run code: convert them to safetensors where you trust them")
 
 
 def model_config_kwargs(
@@ -125,9 +141,9 @@ def save_model(
     if getattr(model.config, "substrate_fingerprint", None) != substrate_meta.fingerprint:
         raise PgtError("the model's substrate_fingerprint differs from the substrate.json given to save it")
     model.generation_config = _generation_config(model.config)
-    with atomic_dir(out, overwrite=overwrite) as tmp:
+    with atomic_dir(out, overwrite=overwrite, marker=CONFIG_FILE) as tmp:
         model.save_pretrained(str(tmp), safe_serialization=True)
-        tokenizer.save_pretrained(str(tmp))
+        save_tokenizer(tokenizer, tmp)  # with the chat template (pgt.corpus.chat)
         # The tokenizer warns about a prompt longer than the model's context (transformers' default: 1e30).
         tokenizer_config = read_json(tmp / TOKENIZER_CONFIG_FILE, "tokenizer config")
         write_json(tmp / TOKENIZER_CONFIG_FILE, {**tokenizer_config,
@@ -158,10 +174,11 @@ def init_model_dir(
     """
     import torch
 
-    from pgt.io import refuse_overlap
+    from pgt.io import refuse_existing, refuse_overlap
     from pgt.model.architecture import from_substrate
 
     refuse_overlap(out, [substrate_dir])
+    refuse_existing(out, overwrite=overwrite, marker=CONFIG_FILE)  # before the model is built
     substrate = Substrate.load(substrate_dir)
     config_kwargs = model_config_kwargs(preset=preset, layers=layers, heads=heads, hidden_size=substrate.dim)
     torch.manual_seed(seed)
@@ -242,6 +259,7 @@ def load_model(
             f"{path}: the model was built on substrate {recorded[:19]}… but its tokenizer belongs to "
             f"{substrate_meta.fingerprint[:19]}…; use the tokenizer of the model's own substrate"
         )
+    refuse_pickle_weights(path)
     if not (path / WEIGHTS_FILE).is_file() and not (path / WEIGHTS_INDEX_FILE).is_file():
         raise PgtError(f"{path} has no {WEIGHTS_FILE} (pgt reads safetensors weights only)")
     try:

@@ -57,12 +57,13 @@ def build_substrate(out: Path, full: Path, ngram_corpus: list[str], train_corpus
     from pgt.substrate.store import SUBSTRATE_FILE
     from pgt.substrate.trim import load_trim_record, trim_substrate
 
+    if (out / SUBSTRATE_FILE).is_file():  # published atomically: present means finished; `full` may be gone
+        return out
     if not (full / SUBSTRATE_FILE).is_file():
         build(full, family=SMALL_FAMILY, corpus=[Path(p) for p in ngram_corpus], dim=dim, progress=progress)
     if load_trim_record(full) is not None:
         return full
-    if not (out / SUBSTRATE_FILE).is_file():  # published atomically: present means finished
-        trim_substrate(full, out, corpus=train_corpus, recentre=recentre)
+    trim_substrate(full, out, corpus=train_corpus, recentre=recentre)
     return out
 
 

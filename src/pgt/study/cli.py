@@ -17,7 +17,7 @@ EXAMPLES = (
     "pgt study --out runs/study                        # every family, cpu scale, 3 seeds, the embedded fortunes",
     "pgt study embeddings --out runs/study             # one claim family (each under 30 min on 2 cores)",
     "pgt study --out runs/study                        # rerun after an interruption: finished steps are reused",
-    "pgt study --scale gpu --out runs/study-gpu        # one GPU, ~8 minutes",
+    "pgt study --scale gpu --out runs/study-gpu        # one GPU (~8 minutes by estimate; not run on one yet)",
     "pgt study --scale smoke --seeds 2 --out /tmp/s    # seconds: checks that everything runs",
     "pgt study --corpus en=book-en.txt --corpus ru=ru/ --corpus de=default --out runs/mine",
     "pgt study growth merging --substrate runs/substrate --out runs/study # a full substrate you built",

@@ -86,13 +86,27 @@ def _say(message: str) -> None:
     print(message, flush=True)
 
 
+# The scale's fields that shape the corpus split, the substrates and the token data: a prepared study
+# (`prepare_study`) keeps them; every other field (budgets, sweeps, seeds) only shapes training.
+PREPARED_FIELDS = ("dim", "heldout", "validation", "max_train_documents")
+
+
+def _trained_anything(out: Path) -> bool:
+    return (out / "sweeps").exists() or (out / "runs").exists()
+
+
 def _check_plan(out: Path, plan: StudyPlan) -> None:
+    """Refuse other settings than the study was made with; before anything trained, only the inputs must match."""
     path = out / PLAN_FILE
     if path.is_file():
         saved = StudyPlan.load(path)
+        if _trained_anything(out):  # budgets shaped finished runs: everything but the seeds must match
+            saved = dataclasses.replace(saved, seeds=plan.seeds)
+        else:  # a prepared study: new budgets are fine on the same corpus, substrates and data
+            saved = dataclasses.replace(saved, seeds=plan.seeds, scale={
+                **plan.scale, **{k: saved.scale.get(k) for k in PREPARED_FIELDS}})
         # compared as JSON (tuples read back as lists); more (or fewer) seeds reuse the rest
-        same = dataclasses.replace(saved, seeds=plan.seeds).to_json() == plan.to_json()
-        if not same:
+        if saved.to_json() != plan.to_json():
             raise PgtError(f"{out} holds a study made with other settings (scale, corpus or substrate); "
                            "rerun with the same options or choose another --out")
     plan.save(path)
@@ -123,32 +137,58 @@ def growth_settings(arm: Arm, seed: int, scale: Scale, substrate: Path, data: Pa
                 lora_from=0, device=scale.device, progress=progress)
 
 
+def _open_study(options: StudyOptions) -> _Study:
+    """Check the plan, split the corpus (or reuse the split); called under the study's lock."""
+    scale, out = options.scale, options.out
+    languages = parse_corpus_specs(options.corpus)
+    where = ("device", "threads")  # where it runs, not what it measures
+    sizes = {k: v for k, v in dataclasses.asdict(scale).items() if k not in where}
+    if scale.threads is not None:
+        import torch
+
+        torch.set_num_threads(scale.threads)
+    _check_plan(out, StudyPlan(sizes, options.seeds,
+                               [f"{k}={v}" for k, vs in languages.items() for v in vs],
+                               str(options.substrate) if options.substrate else None))
+    _say(f"== corpus: {', '.join(languages)} ({scale.heldout} held-out and {scale.validation} validation "
+         "documents per language)")
+    corpus = split_corpus(languages, out / "corpus", heldout=scale.heldout, validation=scale.validation,
+                          max_train=scale.max_train_documents)
+    return _Study(out, options, corpus)
+
+
+def prepare_study(options: StudyOptions) -> None:
+    """Build what `options.families` need and train nothing: the corpus split, every substrate and token data.
+
+    What needs the font or the corpus's sources is done here, so the study can later run where neither
+    exists (the GPU check carries it there without the full-vocabulary substrates: trimmed ones are
+    reused without their parents). A run of the prepared study may change every budget, not `PREPARED_FIELDS`.
+    """
+    from pgt.io import run_lock
+
+    options.out.mkdir(parents=True, exist_ok=True)
+    with run_lock(options.out):
+        study = _open_study(options)
+        for family in options.families:
+            for arm in family_arms(family):
+                study.data(arm.substrate, arm.data)
+        if "merging" in options.families:
+            study.data("glyph", "all")  # the tuning data
+
+
 def run_study(options: StudyOptions, command: str = "") -> StudyResults:
     """Run (or resume) the study's families in `options.out`; return the results of every finished family
     (also OUT/study.json and the report)."""
     from transformers.utils import logging as hf_logging
 
-    from pgt.io import run_lock
+    from pgt.io import refuse_foreign, run_lock
 
     hf_logging.disable_progress_bar()  # a bar per loaded model would drown the study's own lines
-    scale, out = options.scale, options.out
+    out = options.out
+    refuse_foreign(out, PLAN_FILE, what="study directory")
     out.mkdir(parents=True, exist_ok=True)
     with run_lock(out):
-        languages = parse_corpus_specs(options.corpus)
-        where = ("device", "threads")  # where it runs, not what it measures
-        sizes = {k: v for k, v in dataclasses.asdict(scale).items() if k not in where}
-        if scale.threads is not None:
-            import torch
-
-            torch.set_num_threads(scale.threads)
-        _check_plan(out, StudyPlan(sizes, options.seeds,
-                                   [f"{k}={v}" for k, vs in languages.items() for v in vs],
-                                   str(options.substrate) if options.substrate else None))
-        _say(f"== corpus: {', '.join(languages)} ({scale.heldout} held-out and {scale.validation} validation "
-             "documents per language)")
-        corpus = split_corpus(languages, out / "corpus", heldout=scale.heldout, validation=scale.validation,
-                              max_train=scale.max_train_documents)
-        study = _Study(out, options, corpus)
+        study = _open_study(options)
         for family in FAMILIES:
             if family in options.families:
                 study.train(family)
@@ -187,9 +227,12 @@ class _Study:
         from pgt.substrate.store import SUBSTRATE_FILE
 
         scale, progress = self.scale, self.options.progress
-        if key == "glyph":
+        built = self.out / ("substrate" if key == "glyph" else f"substrate-{key}")
+        if key != "glyph" and (built / SUBSTRATE_FILE).is_file():
+            path = built  # published atomically: present means finished, whether or not its parent still is
+        elif key == "glyph":
             full = self._full()
-            if not (full / SUBSTRATE_FILE).is_file():
+            if not (full / SUBSTRATE_FILE).is_file() and not (built / SUBSTRATE_FILE).is_file():
                 if self.options.substrate is not None:
                     raise PgtError(f"--substrate {full} is not a substrate directory (no {SUBSTRATE_FILE})")
                 _say(f"== substrate: {SMALL_FAMILY} at dim {scale.dim}, n-grams from the training text -> {full}")

@@ -50,10 +50,54 @@ class Estimate:
         return f"{self.mean:+.{digits}f} [{self.low:+.{digits}f}, {self.high:+.{digits}f}]"
 
 
+def _continued_fraction(a: float, b: float, x: float) -> float:
+    """The incomplete beta function's continued fraction, by Lentz's method (Numerical Recipes, 6.4)."""
+    tiny = 1e-300
+    c, d = 1.0, 1.0 - (a + b) * x / (a + 1)
+    d = 1.0 / (d if abs(d) > tiny else tiny)
+    h = d
+    for m in range(1, 1000):
+        for numerator in (m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)),
+                          -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1))):
+            d = 1.0 + numerator * d
+            d = 1.0 / (d if abs(d) > tiny else tiny)
+            c = 1.0 + numerator / c
+            c = c if abs(c) > tiny else tiny
+            h *= d * c
+        if abs(d * c - 1.0) < 1e-15:
+            break
+    return h
+
+
+def _regularized_beta(a: float, b: float, x: float) -> float:
+    """I_x(a, b), the regularized incomplete beta function."""
+    if x <= 0.0 or x >= 1.0:
+        return max(0.0, min(1.0, x))
+    front = math.exp(math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x))
+    if x < (a + 1) / (a + b + 2):
+        return front * _continued_fraction(a, b, x) / a
+    return 1.0 - front * _continued_fraction(b, a, 1.0 - x) / b
+
+
+def t_sf(t: float, df: int) -> float:
+    """P(T > t) for Student's t with `df` degrees of freedom (pure Python: pgt runs where scipy is absent)."""
+    tail = 0.5 * _regularized_beta(df / 2, 0.5, df / (df + t * t))
+    return tail if t >= 0 else 1.0 - tail
+
+
+def t_quantile(q: float, df: int) -> float:
+    """The t with P(T <= t) = q, for 0.5 <= q < 1, by bisection on `t_sf` (to float precision)."""
+    low, high = 0.0, 1.0
+    while t_sf(high, df) > 1.0 - q:
+        high *= 2.0
+    for _ in range(200):
+        middle = (low + high) / 2
+        low, high = (middle, high) if t_sf(middle, df) > 1.0 - q else (low, middle)
+    return (low + high) / 2
+
+
 def estimate(values: Sequence[float]) -> Estimate:
     """Mean and 95 % t-interval half-width of `values` (the seeds of one arm, or paired differences)."""
-    from scipy import stats
-
     values = [float(v) for v in values]
     if not values or not all(math.isfinite(v) for v in values):
         raise ValueError(f"need finite values to estimate, got {values}")
@@ -62,7 +106,7 @@ def estimate(values: Sequence[float]) -> Estimate:
     sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else 0.0
     if sd <= SAME * max(1.0, abs(mean)):  # equal values (up to rounding): their spread says nothing
         return Estimate(mean, None, n)
-    return Estimate(mean, float(stats.t.ppf(0.5 + CONFIDENCE / 2, n - 1)) * sd / math.sqrt(n), n)
+    return Estimate(mean, t_quantile(0.5 + CONFIDENCE / 2, n - 1) * sd / math.sqrt(n), n)
 
 
 def paired_difference(claimed_better: Sequence[float], other: Sequence[float], *, lower_is_better: bool) -> Estimate:
@@ -82,13 +126,11 @@ def verdict(difference: Estimate) -> Verdict:
 
 def p_value(difference: Estimate, values: Sequence[float]) -> float | None:
     """Two-sided p of the one-sample t-test of `values` (paired differences) against 0; None without an interval."""
-    from scipy import stats
-
     if difference.half is None:
         return None
     n = len(values)
     sd = math.sqrt(sum((v - difference.mean) ** 2 for v in values) / (n - 1))
-    return float(2 * stats.t.sf(abs(difference.mean) / (sd / math.sqrt(n)), n - 1))
+    return 2 * t_sf(abs(difference.mean) / (sd / math.sqrt(n)), n - 1)
 
 
 def holm(p_values: Sequence[float | None]) -> list[float | None]:

@@ -34,7 +34,6 @@ ANY_TOKENIZER_FAMILY = "bvv241-nemo"
 
 def _check_request(family: Family, from_tokenizer: object, dim: int, out: Path, overwrite: bool) -> None:
     """Reject a bad request before any expensive work."""
-    refuse_existing(out, overwrite=overwrite)
     if from_tokenizer is None and not family.uses_layout:
         raise PgtError(f"family {family.name} keeps another tokenizer's vocabulary: give --from-tokenizer DIR")
     if from_tokenizer is not None and family.uses_layout:
@@ -80,7 +79,7 @@ with a warning, or with `strict` refused). `from_tokenizer` instead
     """
     from pgt.substrate.font import check_layout_engine, find_font
     from pgt.substrate.glyphs import glyph_matrix
-    from pgt.substrate.store import RECIPE_VERSION, BuildParams, FontRecord, save_substrate
+    from pgt.substrate.store import RECIPE_VERSION, SUBSTRATE_FILE, BuildParams, FontRecord, save_substrate
 
     preset = get_family(family)
     dim = preset.dim if dim is None else dim
@@ -91,6 +90,7 @@ with a warning, or with `strict` refused). `from_tokenizer` instead
     font_path = find_font(font)
     corpus_paths = local_inputs(corpus)
     refuse_overlap(out, [*ngram_files, *extra_token_files, *corpus_paths, from_tokenizer, font_path])
+    refuse_existing(out, overwrite=overwrite, marker=SUBSTRATE_FILE)  # after the overlap: the clearer refusal
     check_writable(out.parent)
 
     with output_lock(out):

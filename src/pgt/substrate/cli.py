@@ -94,7 +94,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         examples=SHOW_EXAMPLES,
         handler=run_substrate_show,
     )
-    show.add_argument("text", metavar="TEXT", help="a token's text")
+    show.add_argument("text", type=options.text, metavar="TEXT", help="a token's text")
     options.add_substrate(show)
     show.add_argument("--png", metavar="FILE", help="write the token's rendered bitmap here")
     show.add_argument("-k", type=options.positive_int, default=10, metavar="K", help="how many neighbours (default 10)")
@@ -128,7 +128,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         examples=TOKENIZE_EXAMPLES,
         handler=run_tokenize,
     )
-    tokenize.add_argument("text", metavar="TEXT", help="text to encode")
+    tokenize.add_argument("text", type=options.text, metavar="TEXT", help="text to encode")
     options.add_substrate(tokenize, help="substrate (or any Hugging Face tokenizer) directory")
 
 

@@ -18,7 +18,6 @@ Why the result is the same bytes on every run, whatever the thread count:
 from __future__ import annotations
 
 import numpy as np
-from threadpoolctl import threadpool_limits
 
 GRAM_CHUNK_ROWS = 8192  # well below 2**24: float32 sums of 0/1 products stay exact
 PROJECT_CHUNK_ROWS = 8192
@@ -39,6 +38,8 @@ def principal_components(bits: np.ndarray, dim: int, *, progress: bool = False) 
         gram += chunk.T @ chunk  # exact: integers below 2**24
     mean = bits.sum(axis=0, dtype=np.int64) / count
     gram -= count * np.outer(mean, mean)  # the scatter matrix of the centred rows
+    from threadpoolctl import threadpool_limits  # only where substrates are built (not on a GPU image)
+
     # One BLAS thread: LAPACK's eigenvectors depend on the thread count (so would the bytes),
     # and its threaded reduction only slows down when the cores are shared.
     with threadpool_limits(limits=1, user_api="blas"), tqdm(
@@ -69,6 +70,8 @@ def pca_unit_rows(bits: np.ndarray, dim: int, *, fit_rows: int | None = None, pr
     mean32 = mean.astype(np.float32)
     axes32 = np.ascontiguousarray(components, dtype=np.float32)
     out = np.empty((len(bits), dim), dtype=np.float32)
+    from threadpoolctl import threadpool_limits
+
     # One BLAS thread here too: OpenBLAS's blocking (hence the float32 sums' order) follows the thread count.
     with threadpool_limits(limits=1, user_api="blas"):
         # The fitted rows are chunked on their own, so rows added after them change no fitted row's bytes.

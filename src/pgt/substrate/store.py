@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Self
 
 import numpy as np
 
+from pgt.corpus.chat import save_tokenizer
 from pgt.errors import PgtError, one_line
 from pgt.io import atomic_dir
 from pgt.records import Record
@@ -216,8 +217,8 @@ def save_substrate(
 
     matrix = np.ascontiguousarray(matrix, dtype=np.float32)
     fp = fingerprint(matrix, params)
-    with atomic_dir(out, overwrite=overwrite) as tmp:
-        tokenizer.save_pretrained(str(tmp))
+    with atomic_dir(out, overwrite=overwrite, marker=SUBSTRATE_FILE) as tmp:
+        save_tokenizer(tokenizer, tmp)  # with the chat template (pgt.corpus.chat)
         save_file(
             {EMBEDDINGS_KEY: torch.from_numpy(matrix)},
             str(tmp / EMBEDDINGS_FILE),

@@ -80,7 +80,7 @@ def load_tokenizer(path: str | os.PathLike) -> PreTrainedTokenizerBase:
     if not path.is_dir():
         raise PgtError(f"tokenizer directory not found: {path}")
     try:
-        return AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+        return AutoTokenizer.from_pretrained(str(path), local_files_only=True, trust_remote_code=False)
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise PgtError(f"cannot load a tokenizer from {path}: {one_line(exc)}") from None
 

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from pgt.errors import PgtError
-from pgt.io import atomic_dir, output_lock, refuse_overlap
+from pgt.io import atomic_dir, output_lock, refuse_existing, refuse_overlap
 from pgt.records import Record
 from pgt.substrate.layout import BYTE_FALLBACK_COUNT, SPECIAL_TOKENS, byte_token
 
@@ -210,14 +210,13 @@ def trim_substrate(
     the reference) the kept rows are re-centred on their own mean and renormalised
     (`recentre_rows`). Returns the trim record.
     """
-    from pgt.substrate.store import Substrate, save_substrate
+    from pgt.substrate.store import SUBSTRATE_FILE, Substrate, save_substrate
 
     if (data is None) == (not corpus):
         raise PgtError("give exactly one of --data DIR (token data) and --corpus SOURCE ... to trim to")
     out = Path(out)
     refuse_overlap(out, [substrate_dir, data, *(c for c in corpus if Path(c).exists())])
-    if out.exists() and not overwrite:
-        raise PgtError(f"output directory {out} already exists (choose another --out or pass --overwrite)")
+    refuse_existing(out, overwrite=overwrite, marker=SUBSTRATE_FILE)
     parent = Substrate.load(substrate_dir)
     if parent.meta.parent_fingerprint is not None:
         raise PgtError(f"{substrate_dir} is already trimmed (from {parent.meta.parent_fingerprint[:19]}…): "
@@ -258,7 +257,7 @@ def trim_substrate(
         json.dumps(texts, ensure_ascii=False).encode()).hexdigest())  # fmt: skip
     extra = {"parent_fingerprint": parent.fingerprint, "byte_fallback_tokens": parent.meta.byte_fallback_tokens,
              "from_tokenizer": parent.meta.from_tokenizer}  # fmt: skip
-    with output_lock(out), atomic_dir(out, overwrite=overwrite) as tmp:
+    with output_lock(out), atomic_dir(out, overwrite=overwrite, marker=SUBSTRATE_FILE) as tmp:
         save_substrate(tmp, tokenizer, matrix, params, overwrite=True, extra_meta=extra)
         record.save(tmp / TRIM_FILE)
     return record
