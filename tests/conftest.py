@@ -8,8 +8,13 @@ run (or the second xdist worker) reuses them; a lock keeps workers from building
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -186,3 +191,28 @@ def sft_data_dir(substrate_dir: Path, corpus_files: list[Path], tmp_path_factory
     source = write_instruction_set(root / "instructions.jsonl", corpus_files)
     prepare_token_data([str(source)], substrate_dir, root / "data", min_val_bytes=3_000, progress=False)
     return root / "data"
+
+
+def checkpoint_pointer(run_dir: Path) -> str | None:
+    """The checkpoint a run's `latest.json` names, or None while there is none (or it is being written)."""
+    try:
+        return json.loads((run_dir / "checkpoints" / "latest.json").read_text())["name"]
+    except (FileNotFoundError, json.JSONDecodeError, KeyError):
+        return None
+
+
+def grow_until_stage_checkpoint(args: list[str], run_dir: Path, *, stage: int, seconds: float) -> subprocess.Popen:
+    """Start `python -m pgt ARGS` (one thread, as the test process) and return it, still running, once
+    `run_dir` has a checkpoint of `stage`; the caller pauses or kills it."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # the kernels of this (1-thread) test process
+    process = subprocess.Popen([sys.executable, "-m", "pgt", *args], env=env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE)
+    deadline = time.monotonic() + seconds
+    while not (checkpoint_pointer(run_dir) or "").startswith(f"stage-{stage:02d}-step-"):
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.send_signal(signal.SIGKILL)
+            process.wait()
+            raise AssertionError(f"no stage-{stage} checkpoint appeared: {process.stderr.read().decode()[-2000:]}")
+        time.sleep(0.05)
+    return process
+

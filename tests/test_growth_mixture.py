@@ -3,18 +3,14 @@ records the mixture and scores every source; bad weights and foreign sources are
 
 from __future__ import annotations
 
-import json
-import os
 import signal
-import subprocess
-import sys
-import time
 
 import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
 
+from conftest import grow_until_stage_checkpoint
 from pgt.cli import main as pgt_main
 from pgt.data.loader import TokenData
 from pgt.data.mixture import TokenMixture, parse_mixture
@@ -41,27 +37,13 @@ def command(substrate_dir, token_data_dir, sft_data_dir, out) -> list[str]:
             *ARGS]
 
 
-def pointer(run_dir) -> str | None:
-    try:
-        return json.loads((run_dir / "checkpoints" / "latest.json").read_text())["name"]
-    except (FileNotFoundError, json.JSONDecodeError, KeyError):
-        return None
-
-
 @pytest.fixture(scope="module")
 def runs(substrate_dir, token_data_dir, sft_data_dir, tmp_path_factory):
     """The same mixture run twice: uninterrupted, and SIGKILLed in stage 2 after a checkpoint, then rerun."""
     root = tmp_path_factory.mktemp("mixture")
     killed = root / "killed"
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # the kernels of this (1-thread) test process
-    process = subprocess.Popen([sys.executable, "-m", "pgt", *command(substrate_dir, token_data_dir, sft_data_dir,
-                                                                      killed)],
-                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 480
-    while not (pointer(killed) or "").startswith("stage-02-step-"):
-        assert process.poll() is None, process.stderr.read().decode()[-2000:]
-        assert time.monotonic() < deadline, "no stage-2 checkpoint appeared"
-        time.sleep(0.05)
+    process = grow_until_stage_checkpoint(command(substrate_dir, token_data_dir, sft_data_dir, killed), killed,
+                                          stage=2, seconds=480)
     process.send_signal(signal.SIGKILL)
     process.wait()
     assert not (killed / "stage-2").exists()

@@ -11,12 +11,12 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
+from conftest import checkpoint_pointer, grow_until_stage_checkpoint
 from pgt.cli import main as pgt_main
 from pgt.errors import PgtError
 from pgt.growth.checkpoint import load_checkpoint
@@ -53,25 +53,11 @@ def snapshot(run_dir) -> dict[str, bytes]:
             if p.is_file() and p.name != ".lock"}
 
 
-def pointer(run_dir) -> str | None:
-    try:
-        return json.loads((run_dir / "checkpoints" / "latest.json").read_text())["name"]
-    except (FileNotFoundError, json.JSONDecodeError, KeyError):
-        return None
-
-
 @pytest.fixture(scope="module")
 def killed_run(substrate_dir, token_data_dir, tmp_path_factory):
     """A `pgt grow` subprocess SIGKILLed in stage 2, after at least one stage-2 checkpoint."""
     out = tmp_path_factory.mktemp("resume") / "killed"
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # same kernels as this (1-thread) test process
-    process = subprocess.Popen([sys.executable, "-m", "pgt.cli", *command(substrate_dir, token_data_dir, out)],
-                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 240
-    while not (pointer(out) or "").startswith("stage-02-step-"):
-        assert process.poll() is None, process.stderr.read().decode()[-2000:]
-        assert time.monotonic() < deadline, "no stage-2 checkpoint appeared"
-        time.sleep(0.05)
+    process = grow_until_stage_checkpoint(command(substrate_dir, token_data_dir, out), out, stage=2, seconds=240)
     # Issue 14.4: a second `pgt grow` on the same --out while the first runs is refused in one line
     # (the first is paused meanwhile, so it is still in stage 2 when it is killed).
     process.send_signal(signal.SIGSTOP)
@@ -115,7 +101,7 @@ def test_sigkill_then_rerun_ends_bit_identical(killed_run, uninterrupted, substr
 def damaged_copy(killed_run, tmp_path):
     copy = tmp_path / "run"
     shutil.copytree(killed_run[1], copy)
-    return copy, copy / "checkpoints" / pointer(copy)
+    return copy, copy / "checkpoints" / checkpoint_pointer(copy)
 
 
 def test_truncated_checkpoint_is_a_clear_error(killed_run, substrate_dir, token_data_dir, tmp_path):
