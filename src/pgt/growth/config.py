@@ -87,7 +87,7 @@ class GrowthConfig:
     baseline: Baseline = "none"  # none = progressive growth; monolithic / trainable-embeddings = one stage, all blocks
     autocast: Autocast = "auto"  # auto = bfloat16 autocast on GPU, float32 on CPU
     device: str = options.DEVICE_AUTO  # auto, cpu, cuda, cuda:1, ...
-    compile: bool = False  # torch.compile the model (GPU runs)
+    compile: bool = False  # torch.compile the training step (its first steps compile; a process reuses it)
     fsdp: bool = False  # shard with FSDP2 (fully_shard) instead of DDP under torchrun (for the 4,096-wide presets)
     gradient_checkpointing: bool = False  # recompute block activations in the backward pass (less memory, ~30 % slower)
     progress: bool | None = None  # tqdm progress bar (rank 0) instead of log lines (default: when stderr is a terminal)

@@ -134,14 +134,14 @@ def growth_settings(arm: Arm, seed: int, scale: Scale, substrate: Path, data: Pa
                 seq_len=scale.seq_len, heads=scale.heads, lr=lr, seed=seed, context=max(256, scale.seq_len),
                 eval_every=max(1, steps // 2), eval_tokens=32 * tokens_per_step,
                 checkpoint_every=max(1, steps // 2), log_every=max(1, steps // 20),
-                lora_from=0, device=scale.device, progress=progress)
+                lora_from=0, device=scale.device, compile=scale.compile, progress=progress)
 
 
 def _open_study(options: StudyOptions) -> _Study:
     """Check the plan, split the corpus (or reuse the split); called under the study's lock."""
     scale, out = options.scale, options.out
     languages = parse_corpus_specs(options.corpus)
-    where = ("device", "threads")  # where it runs, not what it measures
+    where = ("device", "threads", "compile")  # how it runs, not what it measures
     sizes = {k: v for k, v in dataclasses.asdict(scale).items() if k not in where}
     if scale.threads is not None:
         import torch

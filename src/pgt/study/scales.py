@@ -40,13 +40,14 @@ class Scale:
     seeds: int = 3
     device: str = "auto"
     threads: int | None = None  # torch CPU threads (None: torch's default)
+    compile: bool = True  # `pgt grow --compile`: one compilation per model shape, reused by every later arm
 
 
 SCALES = {
     "smoke": Scale(name="smoke", dim=64, heads=2, batch_size=2, seq_len=32, embedding_blocks=1, embedding_tokens=64,
                    growth_stages=2, growth_tokens=64, expert_stages=1, expert_tokens=64,
                    sweep_lrs=(4e-3, 8e-3, 1.6e-2), sweep_share=1.0, heldout=6, validation=4, cloze_items=4,
-                   max_train_documents=60, tune_tokens=64, seeds=2, threads=1),
+                   max_train_documents=60, tune_tokens=64, seeds=2, threads=1, compile=False),
     # 2 CPU cores, d = 128, the substrate trimmed to the training text (~2,100 ids), batch 16 x 128:
     # sized so that every seed of every arm is below bzip2 -9 on each language it trains on; a family
     # takes 22-40 minutes of two cores (docs/study.md, "Results at cpu scale", has the measurements).
