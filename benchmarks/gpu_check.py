@@ -449,13 +449,13 @@ def step_growth(ctx: Context, record: StepRecord, save: Any) -> None:
     _say(f"{sizes.growth_preset}: d {d}, {k} blocks, vocab {vocab:,}, batch {sizes.batch} x {sizes.seq}; "
          f"FLOP ratio full / growth {step_flops['full'] / step_flops['growth']:.2f}")
 
-    compiled_model = None  # torch.compile(model), made on first use: as `pgt grow --compile` wraps its model
+    compiled_loss = None  # torch.compile(causal_lm_loss), made on first use: as a single-process `pgt grow --compile`
 
     def measure(kind: str, attention: str, compiled: bool, profile: bool = False) -> dict:
-        nonlocal compiled_model
-        if compiled and compiled_model is None:
-            compiled_model = torch.compile(model, backend=sizes.compile_backend)
-        runner = compiled_model if compiled else model
+        nonlocal compiled_loss
+        if compiled and compiled_loss is None:
+            compiled_loss = torch.compile(causal_lm_loss, backend=sizes.compile_backend)
+        loss_of = compiled_loss if compiled else causal_lm_loss
         model.set_attn_implementation(attention)
         frozen = k - 1 if kind == "growth" else 0
         set_trainable(model, [layers[-1], model.model.norm, model.lm_head] if kind == "growth"
@@ -469,7 +469,7 @@ def step_growth(ctx: Context, record: StepRecord, save: Any) -> None:
 
         def train_step() -> torch.Tensor:
             with autocast(device, "auto"):  # bfloat16 on a GPU, as `pgt grow`; float32 on a CPU
-                loss = causal_lm_loss(runner, batch)
+                loss = loss_of(model, batch)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             optimizer.step()
