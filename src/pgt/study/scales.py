@@ -50,7 +50,7 @@ SCALES = {
                    max_train_documents=60, tune_tokens=64, seeds=2, threads=1, compile=False),
     # 2 CPU cores, d = 128, the substrate trimmed to the training text (~2,100 ids), batch 16 x 128:
     # sized so that every seed of every arm is below bzip2 -9 on each language it trains on; a family
-    # takes 22-40 minutes of two cores (docs/study.md, "Results at cpu scale", has the measurements).
+    # takes 13-29 minutes of two cores with --compile (docs/study.md, "Results at cpu scale", has the measurements).
     "cpu": Scale(name="cpu", dim=128, heads=4, batch_size=16, seq_len=128, embedding_blocks=1,
                  embedding_tokens=2_621_440, growth_stages=2, growth_tokens=1_572_864, expert_stages=2,
                  expert_tokens=1_048_576, sweep_lrs=(4e-3, 8e-3, 1.6e-2), sweep_share=0.2, heldout=150,
