@@ -9,7 +9,11 @@
 - Parallel processes: `--workers N` (default: the CPUs this process may use).
 - Numbers that must be finite and positive are parsed by `positive_float`/`positive_int`,
   so `--lr inf`, `--temperature nan` or `--workers -3` are refused at parse time; every
-  `--seed` is parsed by `seed` (0 … SEED_MAX = 2^32 - 1).
+  `--seed` is parsed by `seed` (0 … SEED_MAX = 2^32 - 1). These are `Number`s, which also bound
+  values that come another way (a config file, Python), by the same rule in the same words.
+- A command with many settings declares them once, as a dataclass of `setting(...)` fields; its
+  options (`add_settings`), its YAML file (`read_settings_file`) and its one check
+  (`check_settings`) come from there (`pgt grow`'s GrowthConfig, `pgt tune`'s TuneConfig).
 
 torch is imported only inside the functions that need it, so `pgt --help` stays fast.
 """
@@ -215,14 +219,15 @@ def torch_dtype(name: str) -> Any:
 # settings object, however it was made (pgt.records' type checker, then each number's bounds).
 
 
-def setting(default: Any = None, help: str = "", *, parse: Callable[[str], Any] | None = None,
+def setting(default: Any = dataclasses.MISSING, help: str = "", *, parse: Callable[[str], Any] | None = None,
             flags: Sequence[str] = (), required: bool = False, metavar: str | None = None,
-            choices: Sequence[str] | None = None, expects: str | None = None) -> Any:
+            choices: Sequence[str] | None = None, expects: str | None = None, switch: bool = False) -> Any:
     """A settings field. `parse` reads the option's text (a `Number` also bounds values from elsewhere; an
     int field without one is a `positive_int`); `flags` are spellings besides `--field-name`; `required`
-    fields have no default; `expects` describes the value in a config file's type errors."""
+    fields must be given (no default, or None until a config file or an option gives one); `expects`
+    describes the value in a config file's type errors; a `switch` is a bool option that only turns on."""
     metadata = {"help": help, "parse": parse, "flags": tuple(flags), "required": required, "metavar": metavar,
-                "choices": choices, "expects": expects}
+                "choices": choices, "expects": expects, "switch": switch}
     return dataclasses.field(default=default, metadata=metadata)
 
 
@@ -247,22 +252,22 @@ def flag(field: dataclasses.Field) -> str:
 def add_settings(parser: argparse.ArgumentParser, cls: type, names: Sequence[str] | None = None, *,
                  skip: Sequence[str] = (), defaults: dict[str, Any] | None = None, layered: bool = False,
                  default_texts: dict[str, str] | None = None, helps: dict[str, str] | None = None,
-                 required_text: str = "required") -> None:
+                 required_text: str = "") -> None:
     """One option per field of `cls` (`names`, else all but `skip`).
 
     `defaults` replace fields' defaults for this command (the demo's shorter sequences); `layered`
     options default to None, so that only given ones override a config file; `default_texts` and
-    `helps` replace the shown default and the help of a field.
+    `helps` replace the shown default and the help of a field; `required_text` marks required ones.
     """
     hints = typing.get_type_hints(cls)
     by_name = {f.name: f for f in dataclasses.fields(cls)}
     defaults, default_texts, helps = defaults or {}, default_texts or {}, helps or {}
     for name in names or [name for name in by_name if name not in skip]:
         field, annotation = by_name[name], _scalar_type(hints[name])
-        default = defaults.get(name, field.default)
+        default = defaults.get(name, None if field.default is dataclasses.MISSING else field.default)
         if field.metadata["required"]:
-            suffix = f" ({required_text})"
-        elif name in default_texts or default is not None:
+            suffix = f" ({required_text})" if required_text else ""
+        elif name in default_texts or (default is not None and not field.metadata["switch"]):
             suffix = f" (default: {default_texts.get(name, default)})"
         else:
             suffix = ""
@@ -281,7 +286,7 @@ def add_settings(parser: argparse.ArgumentParser, cls: type, names: Sequence[str
         elif typing.get_origin(annotation) is tuple:
             kwargs.update(nargs=len(typing.get_args(annotation)), metavar="X")
         elif annotation is bool:
-            kwargs["action"] = argparse.BooleanOptionalAction
+            kwargs["action"] = "store_true" if field.metadata["switch"] else argparse.BooleanOptionalAction
         if parse is not None:
             kwargs["type"] = parse
         if field.metadata["metavar"]:
@@ -299,7 +304,7 @@ def check_settings(settings: Any) -> None:
     hints = typing.get_type_hints(type(settings))
     for field in dataclasses.fields(settings):
         value = getattr(settings, field.name)
-        if field.metadata.get("required") and not value:
+        if field.metadata.get("required") and (value is None or (isinstance(value, str | list) and not value)):
             raise MissingSetting(field.name)
         try:
             value = check_value(value, hints[field.name], field.name)
@@ -315,13 +320,13 @@ def check_settings(settings: Any) -> None:
                     raise PgtError(f"{field.name} {problem} (got {value})")
 
 
-def flag_error(exc: Any, cls: type, where: str = "") -> Any:
-    """A SettingError of `cls` as the command line says it: the option's flag instead of the keyword, and
-    `where` (e.g. " (on the command line or in the config file)") after a missing setting."""
+def flag_error(exc: Any, cls: type | None = None, where: str = "") -> Any:
+    """A SettingError as the command line says it: the option's flag (from `cls`'s fields, else `--key-name`)
+    instead of the keyword, and `where` (" (on the command line or in the config file)") after a missing one."""
     from pgt.errors import MissingSetting, PgtError
 
-    field = {f.name: f for f in dataclasses.fields(cls)}.get(exc.key)
-    name = flag(field) if field else exc.key
+    field = {f.name: f for f in dataclasses.fields(cls)}.get(exc.key) if cls else None
+    name = flag(field) if field else "--" + exc.key.replace("_", "-")
     return PgtError(f"{name} {exc.detail}{where if isinstance(exc, MissingSetting) else ''}")
 
 
