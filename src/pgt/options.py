@@ -28,7 +28,10 @@ import sys
 import types
 import typing
 from collections.abc import Callable, Sequence
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from pgt.errors import PgtError, SettingError
 
 DTYPES = ("float32", "bfloat16", "float16")
 DEFAULT_DTYPE = "float32"
@@ -320,7 +323,7 @@ def check_settings(settings: Any) -> None:
                     raise PgtError(f"{field.name} {problem} (got {value})")
 
 
-def flag_error(exc: Any, cls: type | None = None, where: str = "") -> Any:
+def flag_error(exc: SettingError, cls: type | None = None, where: str = "") -> PgtError:
     """A SettingError as the command line says it: the option's flag (from `cls`'s fields, else `--key-name`)
     instead of the keyword, and `where` (" (on the command line or in the config file)") after a missing one."""
     from pgt.errors import MissingSetting, PgtError
@@ -334,8 +337,8 @@ def _yaml_number(value: Any, annotation: Any) -> Any:
     """YAML 1.1 reads `8e-3` and `1e6` as strings: a number field takes them (and `3.0` for an int)."""
     annotation = _scalar_type(annotation)
     if typing.get_origin(annotation) is tuple and isinstance(value, list):
-        return [_yaml_number(v, a) for v, a in zip(value, typing.get_args(annotation))] + value[
-            len(typing.get_args(annotation)):]
+        items = typing.get_args(annotation)
+        return [_yaml_number(v, items[i]) if i < len(items) else v for i, v in enumerate(value)]
     if annotation in (int, float) and isinstance(value, str):
         try:
             value = float(value)
