@@ -37,3 +37,53 @@ def test_cuda_without_cuda_is_one_line() -> None:
         resolve_device("cuda")
     with pytest.raises(PgtError, match="unknown device"):
         resolve_device("tpu9")
+
+
+def test_one_settings_dataclass_gives_options_yaml_and_one_check(tmp_path) -> None:
+    """A `setting` field's parser refuses at parse time what `check_settings` refuses from Python or YAML."""
+    import dataclasses
+
+    from pgt.errors import MissingSetting
+    from pgt.options import add_settings, check_settings, read_settings_file, setting
+
+    @dataclasses.dataclass
+    class Settings:
+        name: str | None = setting(None, "a name", required=True)
+        steps: int = setting(3, "how many")
+        rate: float = setting(0.5, "how fast", parse=fraction)
+        betas: tuple[float, float] = setting((0.1, 0.2), "two numbers", parse=non_negative_float)
+
+    parser = argparse.ArgumentParser()
+    add_settings(parser, Settings, required_text="required")
+    assert "how many (default: 3)" in " ".join(parser.format_help().split())
+    args = parser.parse_args(["--name", "x", "--betas", "0.3", "0.4"])
+    assert (args.name, args.steps, args.betas) == ("x", 3, [0.3, 0.4])
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--name", "x", "--rate", "1.5"])
+    with pytest.raises(MissingSetting, match="name is required"):
+        check_settings(Settings())
+    for bad, message in (({"rate": 1.5}, "rate must be at most 1"), ({"steps": 0}, "steps must be a finite number ≥ 1"),
+                         ({"steps": "3"}, "steps must be int"), ({"betas": (0.1, -1.0)}, "betas must be a finite")):
+        with pytest.raises(PgtError, match=message):
+            check_settings(Settings(name="x", **bad))
+    settings = Settings(name="x", betas=[0.3, 0.4])
+    check_settings(settings)
+    assert settings.betas == (0.3, 0.4)
+    path = tmp_path / "s.yaml"
+    path.write_text("steps: 1e1\nrate: 25e-2\n")
+    assert read_settings_file(Settings, path, "pgt x") == {"steps": 10, "rate": 0.25}  # YAML 1.1 spells them as text
+    path.write_text("steps: ten\n")
+    with pytest.raises(PgtError, match=r"config key steps: bad value 'ten' \(expected int\)"):
+        read_settings_file(Settings, path, "pgt x")
+
+
+def test_a_library_names_a_setting_by_its_keyword_and_the_command_line_by_its_flag(tmp_path, capsys) -> None:
+    from pgt.cli import main
+    from pgt.data.prepare import prepare_token_data
+
+    with pytest.raises(PgtError, match=r"^val_fraction must be in \[0, 1\)"):
+        prepare_token_data(["default"], tmp_path / "sub", tmp_path / "data", val_fraction=1.5)
+    argv = ["data", "prepare", "default", "--substrate", str(tmp_path / "sub"), "--out", str(tmp_path / "data"),
+            "--val-fraction", "1.5"]
+    assert main(argv) == 2
+    assert capsys.readouterr().err == "error: --val-fraction must be in [0, 1), got 1.5\n"

@@ -11,9 +11,9 @@ import importlib
 import sys
 
 from pgt import __version__
-from pgt.errors import PgtError
+from pgt.errors import PgtError, SettingError
 from pgt.io import environment_error
-from pgt.options import quiet_library_progress, show_progress
+from pgt.options import flag_error, quiet_library_progress, show_progress
 
 # Modules that define `register(subparsers)`, in the order their commands are listed.
 COMMAND_MODULES = (
@@ -50,7 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.handler(args) or 0)
     except PgtError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        # a library names a bad setting by its keyword; the command line names it by its option
+        print(f"error: {flag_error(exc) if isinstance(exc, SettingError) else exc}", file=sys.stderr)
         return 2
     except Exception as exc:
         message = environment_error(exc)

@@ -16,6 +16,22 @@ class PgtError(Exception):
     """
 
 
+class SettingError(PgtError):
+    """A bad setting, named by its keyword (`seq_len must be …`) where a library is called from Python; a
+    command line names it by its flag instead (`--seq-len must be …`: pgt.options.flag_error)."""
+
+    def __init__(self, key: str, detail: str) -> None:
+        super().__init__(f"{key} {detail}")
+        self.key, self.detail = key, detail
+
+
+class MissingSetting(SettingError):
+    """A setting without a default that was not given."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(key, "is required")
+
+
 ONE_LINE_LIMIT = 300  # characters of a library's message kept in a PgtError
 
 

@@ -9,7 +9,11 @@
 - Parallel processes: `--workers N` (default: the CPUs this process may use).
 - Numbers that must be finite and positive are parsed by `positive_float`/`positive_int`,
   so `--lr inf`, `--temperature nan` or `--workers -3` are refused at parse time; every
-  `--seed` is parsed by `seed` (0 … SEED_MAX = 2^32 - 1).
+  `--seed` is parsed by `seed` (0 … SEED_MAX = 2^32 - 1). These are `Number`s, which also bound
+  values that come another way (a config file, Python), by the same rule in the same words.
+- A command with many settings declares them once, as a dataclass of `setting(...)` fields; its
+  options (`add_settings`), its YAML file (`read_settings_file`) and its one check
+  (`check_settings`) come from there (`pgt grow`'s GrowthConfig, `pgt tune`'s TuneConfig).
 
 torch is imported only inside the functions that need it, so `pgt --help` stays fast.
 """
@@ -17,11 +21,17 @@ torch is imported only inside the functions that need it, so `pgt --help` stays 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import os
 import sys
+import types
+import typing
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from pgt.errors import PgtError, SettingError
 
 DTYPES = ("float32", "bfloat16", "float16")
 DEFAULT_DTYPE = "float32"
@@ -33,37 +43,46 @@ def available_cpus() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def _number(kind: type, *, minimum: float, inclusive: bool) -> Callable[[str], Any]:
-    bound = "≥" if inclusive else ">"
+class Number:
+    """A number type of the convention: finite, at least `minimum` (above it unless `inclusive`), at most
+    `maximum`. Called with command-line text it is an argparse `type`; `problem(value)` judges a value that
+    came another way (a config file, Python) by the same rule, in the same words."""
 
-    def parse(text: str) -> Any:
+    def __init__(self, kind: type, minimum: float, *, inclusive: bool = True, maximum: float | None = None,
+                 maximum_text: str | None = None) -> None:
+        self.kind, self.minimum, self.inclusive, self.maximum = kind, minimum, inclusive, maximum
+        self.maximum_text = maximum_text or (None if maximum is None else f"{maximum:g}")
+        self.__name__ = kind.__name__  # argparse names the type in its messages
+
+    def problem(self, value: float) -> str | None:
+        """What is wrong with `value` ("must be …"), or None."""
+        if not math.isfinite(value) or value < self.minimum or (value == self.minimum and not self.inclusive):
+            return f"must be a finite number {'≥' if self.inclusive else '>'} {self.minimum:g}"
+        if self.maximum is not None and value > self.maximum:
+            return f"must be at most {self.maximum_text}"
+        return None
+
+    def __call__(self, text: str) -> Any:
         try:
-            value = kind(text)
+            value = self.kind(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a {kind.__name__}") from None
-        if not math.isfinite(value) or value < minimum or (value == minimum and not inclusive):
-            raise argparse.ArgumentTypeError(f"{text} must be a finite number {bound} {minimum:g}")
+            raise argparse.ArgumentTypeError(f"{text!r} is not a {self.kind.__name__}") from None
+        problem = self.problem(value)
+        if problem:
+            raise argparse.ArgumentTypeError(f"{text} {problem}")
         return value
 
-    parse.__name__ = kind.__name__  # argparse names the type in its messages
-    return parse
 
-
-positive_float = _number(float, minimum=0.0, inclusive=False)
-non_negative_float = _number(float, minimum=0.0, inclusive=True)
-positive_int = _number(int, minimum=1, inclusive=True)
-non_negative_int = _number(int, minimum=0, inclusive=True)
-
+positive_float = Number(float, 0.0, inclusive=False)
+non_negative_float = Number(float, 0.0)
+positive_int = Number(int, 1)
+non_negative_int = Number(int, 0)
+fraction = Number(float, 0.0, inclusive=False, maximum=1)  # top-p, split fractions: (0, 1]
+unit_interval = Number(float, 0.0, maximum=1)  # [0, 1]
 
 SEED_MAX = 2**32 - 1  # the largest seed every generator pgt seeds (numpy's legacy one, torch's, Python's) takes
-
-
-def seed(text: str) -> int:
-    """A random seed: an integer in 0 … SEED_MAX (2^32 - 1)."""
-    value = non_negative_int(text)
-    if value > SEED_MAX:
-        raise argparse.ArgumentTypeError(f"{text} must be at most {SEED_MAX} (2^32 - 1)")
-    return value
+# A random seed: an integer in 0 … SEED_MAX.
+seed = Number(int, 0, maximum=SEED_MAX, maximum_text=f"{SEED_MAX} (2^32 - 1)")
 
 
 def text(value: str) -> str:
@@ -84,14 +103,6 @@ def finite_float(text: str) -> float:
         raise argparse.ArgumentTypeError(f"{text!r} is not a float") from None
     if not math.isfinite(value):
         raise argparse.ArgumentTypeError(f"{text} must be a finite number")
-    return value
-
-
-def fraction(text: str) -> float:
-    """A number in (0, 1] (top-p, split fractions)."""
-    value = positive_float(text)
-    if value > 1:
-        raise argparse.ArgumentTypeError(f"{text} must be at most 1")
     return value
 
 
@@ -201,3 +212,172 @@ def torch_dtype(name: str) -> Any:
     import torch
 
     return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]
+
+
+# ---------------------------------------------------------------- settings: one dataclass per command
+#
+# A command's settings are a dataclass whose fields are declared with `setting(...)`: the default, the
+# help and how the option parses sit beside the field. `add_settings` generates the argparse options,
+# `read_settings_file` reads a YAML file of the same keys, and `check_settings` is the one check of a
+# settings object, however it was made (pgt.records' type checker, then each number's bounds).
+
+
+def setting(default: Any = dataclasses.MISSING, help: str = "", *, parse: Callable[[str], Any] | None = None,
+            flags: Sequence[str] = (), required: bool = False, metavar: str | None = None,
+            choices: Sequence[str] | None = None, expects: str | None = None, switch: bool = False) -> Any:
+    """A settings field. `parse` reads the option's text (a `Number` also bounds values from elsewhere; an
+    int field without one is a `positive_int`); `flags` are spellings besides `--field-name`; `required`
+    fields must be given (no default, or None until a config file or an option gives one); `expects`
+    describes the value in a config file's type errors; a `switch` is a bool option that only turns on."""
+    metadata = {"help": help, "parse": parse, "flags": tuple(flags), "required": required, "metavar": metavar,
+                "choices": choices, "expects": expects, "switch": switch}
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+def _scalar_type(annotation: Any) -> Any:
+    """`int | None` -> int; `str | list[str] | None` -> list[str]; other annotations stay."""
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        kinds = [a for a in typing.get_args(annotation) if a is not type(None)]
+        (annotation,) = [a for a in kinds if typing.get_origin(a) is list] or kinds
+    return annotation
+
+
+def _parser(field: dataclasses.Field, annotation: Any) -> Callable[[str], Any] | None:
+    parse = field.metadata.get("parse")
+    return positive_int if parse is None and annotation is int else parse
+
+
+def flag(field: dataclasses.Field) -> str:
+    """The option's first spelling: an alias (`--from`) or `--field-name`."""
+    return (*field.metadata.get("flags", ()), "--" + field.name.replace("_", "-"))[0]
+
+
+def add_settings(parser: argparse.ArgumentParser, cls: type, names: Sequence[str] | None = None, *,
+                 skip: Sequence[str] = (), defaults: dict[str, Any] | None = None, layered: bool = False,
+                 default_texts: dict[str, str] | None = None, helps: dict[str, str] | None = None,
+                 required_text: str = "") -> None:
+    """One option per field of `cls` (`names`, else all but `skip`).
+
+    `defaults` replace fields' defaults for this command (the demo's shorter sequences); `layered`
+    options default to None, so that only given ones override a config file; `default_texts` and
+    `helps` replace the shown default and the help of a field; `required_text` marks required ones.
+    """
+    hints = typing.get_type_hints(cls)
+    by_name = {f.name: f for f in dataclasses.fields(cls)}
+    defaults, default_texts, helps = defaults or {}, default_texts or {}, helps or {}
+    for name in names or [name for name in by_name if name not in skip]:
+        field, annotation = by_name[name], _scalar_type(hints[name])
+        default = defaults.get(name, None if field.default is dataclasses.MISSING else field.default)
+        if field.metadata["required"]:
+            suffix = f" ({required_text})" if required_text else ""
+        elif name in default_texts or (default is not None and not field.metadata["switch"]):
+            suffix = f" (default: {default_texts.get(name, default)})"
+        else:
+            suffix = ""
+        # argparse formats help with %: a literal one (as in "~30 %") must be doubled
+        help_text = (helps.get(name, field.metadata["help"]) + suffix).replace("%", "%%")
+        kwargs: dict[str, Any] = {"dest": name, "default": None if layered else default, "help": help_text}
+        if field.metadata["required"] and not layered:
+            kwargs["required"] = True
+        parse = _parser(field, annotation)
+        if field.metadata["choices"] is not None:
+            kwargs["choices"] = field.metadata["choices"]
+        elif typing.get_origin(annotation) is Literal:
+            kwargs["choices"] = typing.get_args(annotation)
+        elif typing.get_origin(annotation) is list:
+            kwargs["action"] = "append"
+        elif typing.get_origin(annotation) is tuple:
+            kwargs.update(nargs=len(typing.get_args(annotation)), metavar="X")
+        elif annotation is bool:
+            kwargs["action"] = "store_true" if field.metadata["switch"] else argparse.BooleanOptionalAction
+        if parse is not None:
+            kwargs["type"] = parse
+        if field.metadata["metavar"]:
+            kwargs["metavar"] = field.metadata["metavar"]
+        parser.add_argument(*field.metadata["flags"], "--" + name.replace("_", "-"), **kwargs)
+
+
+def check_settings(settings: Any) -> None:
+    """The one check of a settings dataclass, made however it was (options, a config file, Python): required
+    fields are given, every value has its field's type (pgt.records' checker; converted in place, so a
+    list becomes the declared tuple), within its choices, and every number within its `Number`'s bounds."""
+    from pgt.errors import MissingSetting, PgtError
+    from pgt.records import Mismatch, check_value
+
+    hints = typing.get_type_hints(type(settings))
+    for field in dataclasses.fields(settings):
+        value = getattr(settings, field.name)
+        if field.metadata.get("required") and (value is None or (isinstance(value, str | list) and not value)):
+            raise MissingSetting(field.name)
+        try:
+            value = check_value(value, hints[field.name], field.name)
+        except Mismatch as exc:
+            raise PgtError(f"{field.name} must be {exc.expected} (got {value})") from None
+        setattr(settings, field.name, value)
+        choices, parse = field.metadata.get("choices"), _parser(field, _scalar_type(hints[field.name]))
+        if choices is not None and value is not None and value not in choices:
+            raise PgtError(f"{field.name} must be one of {', '.join(choices)} (got {value!r})")
+        if isinstance(parse, Number) and value is not None:
+            for number in value if isinstance(value, tuple) else (value,):
+                if problem := parse.problem(number):
+                    raise PgtError(f"{field.name} {problem} (got {value})")
+
+
+def flag_error(exc: SettingError, cls: type | None = None, where: str = "") -> PgtError:
+    """A SettingError as the command line says it: the option's flag (from `cls`'s fields, else `--key-name`)
+    instead of the keyword, and `where` (" (on the command line or in the config file)") after a missing one."""
+    from pgt.errors import MissingSetting, PgtError
+
+    field = {f.name: f for f in dataclasses.fields(cls)}.get(exc.key) if cls else None
+    name = flag(field) if field else "--" + exc.key.replace("_", "-")
+    return PgtError(f"{name} {exc.detail}{where if isinstance(exc, MissingSetting) else ''}")
+
+
+def _yaml_number(value: Any, annotation: Any) -> Any:
+    """YAML 1.1 reads `8e-3` and `1e6` as strings: a number field takes them (and `3.0` for an int)."""
+    annotation = _scalar_type(annotation)
+    if typing.get_origin(annotation) is tuple and isinstance(value, list):
+        items = typing.get_args(annotation)
+        return [_yaml_number(v, items[i]) if i < len(items) else v for i, v in enumerate(value)]
+    if annotation in (int, float) and isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            return value
+    if annotation is int and isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def read_settings_file(cls: type, path: str | os.PathLike, command: str) -> dict[str, Any]:
+    """A YAML file of `cls`'s keys, each value type-checked (unknown keys are an error; `command` names
+    the command whose --help lists them)."""
+    from pathlib import Path
+
+    import yaml
+
+    from pgt.errors import PgtError, one_line
+    from pgt.records import Mismatch, check_value
+
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except FileNotFoundError:
+        raise PgtError(f"config file not found: {path}") from None
+    except yaml.YAMLError as exc:
+        raise PgtError(f"config file {path} is not valid YAML: {one_line(exc)}") from None
+    if not isinstance(raw, dict):
+        raise PgtError(f"config file {path} must hold a mapping of keys to values")
+    hints = typing.get_type_hints(cls)
+    by_name = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - set(by_name), key=str)
+    if unknown:
+        raise PgtError(f"config file {path}: unknown keys {', '.join(map(str, unknown))} (see `{command} --help`)")
+    values = {}
+    for name, value in raw.items():
+        try:
+            values[name] = check_value(_yaml_number(value, hints[name]), hints[name], f"config key {name}")
+        except Mismatch as exc:
+            expected = by_name[name].metadata.get("expects") or exc.expected
+            raise PgtError(f"config key {name}: bad value {exc.value!r} (expected {expected})") from None
+    return values

@@ -24,8 +24,19 @@ def _type_name(hint: Any) -> str:
     return getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
 
 
-def _check(value: Any, hint: Any, where: str) -> Any:
-    """Return `value` converted to `hint` (nested records built), or raise PgtError."""
+class Mismatch(PgtError):
+    """A value that is not of its declared type: `value` (the offending item) and what was `expected`, so a
+    reader other than a record's (a YAML config file) can phrase the same finding its own way."""
+
+    def __init__(self, where: str, value: Any, expected: str) -> None:
+        super().__init__(f"{where} is {value!r}, expected {expected}")
+        self.value, self.expected = value, expected
+
+
+def check_value(value: Any, hint: Any, where: str) -> Any:
+    """Return `value` converted to the type `hint` (nested records built), or raise a one-line PgtError
+    (a `Mismatch` when the value is of another type) naming `where`: the one type checker of records
+    and of settings (pgt.options)."""
     origin = typing.get_origin(hint)
     if hint is Any:
         return value
@@ -33,17 +44,17 @@ def _check(value: Any, hint: Any, where: str) -> Any:
         errors = []
         for option in typing.get_args(hint):
             try:
-                return _check(value, option, where)
+                return check_value(value, option, where)
             except PgtError as exc:
                 errors.append(exc)
-        raise PgtError(f"{where} is {value!r}, expected {' or '.join(_type_name(a) for a in typing.get_args(hint))}")
+        raise Mismatch(where, value, " or ".join(_type_name(a) for a in typing.get_args(hint)))
     if hint is type(None):
         if value is None:
             return None
     elif origin is Literal:
         if value in typing.get_args(hint):
             return value
-        raise PgtError(f"{where} is {value!r}, expected one of {', '.join(map(repr, typing.get_args(hint)))}")
+        raise Mismatch(where, value, f"one of {', '.join(map(repr, typing.get_args(hint)))}")
     elif isinstance(hint, type) and issubclass(hint, Record):
         if isinstance(value, dict):
             return hint.build(value, where)
@@ -53,14 +64,15 @@ def _check(value: Any, hint: Any, where: str) -> Any:
             if origin is tuple and args and args[-1] is not Ellipsis:
                 if len(args) != len(value):
                     raise PgtError(f"{where} has {len(value)} items, expected {len(args)}")
-                return tuple(_check(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
+                return tuple(check_value(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
             item = args[0] if args else Any
-            items = [_check(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
+            items = [check_value(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
             return tuple(items) if origin is tuple else items
     elif origin is dict:
         if isinstance(value, dict):
             key_hint, value_hint = typing.get_args(hint) or (Any, Any)
-            return {_check(k, key_hint, f"{where} key"): _check(v, value_hint, f"{where}[{k!r}]") for k, v in value.items()}
+            return {check_value(k, key_hint, f"{where} key"): check_value(v, value_hint, f"{where}[{k!r}]")
+                    for k, v in value.items()}
     elif hint is bool:
         if isinstance(value, bool):
             return value
@@ -68,14 +80,16 @@ def _check(value: Any, hint: Any, where: str) -> Any:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
     elif hint is float:
-        if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
-            return float(value)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            if math.isfinite(value):
+                return float(value)
+            raise Mismatch(where, value, "a finite number")
     elif hint is str:
         if isinstance(value, str):
             return value
     elif isinstance(hint, type) and isinstance(value, hint):
         return value
-    raise PgtError(f"{where} is {value!r}, expected {_type_name(hint)}")
+    raise Mismatch(where, value, _type_name(hint))
 
 
 def _to_plain(value: Any) -> Any:
@@ -119,7 +133,7 @@ class Record:
                 if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
                     raise PgtError(f"{where} lacks the field {f.name!r}")
                 continue
-            values[f.name] = _check(data[f.name], hints[f.name], f"{where}: field {f.name!r}")
+            values[f.name] = check_value(data[f.name], hints[f.name], f"{where}: field {f.name!r}")
         record = cls(**values)
         record.check(where)
         return record

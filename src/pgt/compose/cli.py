@@ -30,6 +30,9 @@ frozen embedding. The validation loss is measured before the first step (the mer
 loss) and during training; the tuned model and its loss curve (tune.json) go to --out."""
 
 
+TUNE_OPTIONS = ("tokens", "full", "batch_size", "seq_len", "lr", "seed")  # the TuneConfig fields `pgt tune` sets
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     merge = options.add_command(subparsers, "merge", help="merge experts on one substrate into one model "
                                 "(logit averaging or adapter)", description=MERGE_DESCRIPTION,
@@ -44,23 +47,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     from pgt.compose.tune import TuneConfig
 
-    defaults = TuneConfig(tokens=1)
     tune = options.add_command(subparsers, "tune", help="train a merged model's adapter (or all of it) on token data",
                                description=TUNE_DESCRIPTION, examples=TUNE_EXAMPLES, handler=run_tune)
     tune.add_argument("merged", metavar="MERGED_DIR", help="a `pgt merge` output")
     tune.add_argument("--data", required=True, action="append", metavar=f"DIR|{DATA_SPEC}",
                       help="token data directory (`pgt data prepare`), or NAME=DIR:WEIGHT, repeated: a weighted "
                       "mixture drawn as `pgt grow` draws it")
-    tune.add_argument("--tokens", required=True, type=options.positive_int, help="training tokens")
-    tune.add_argument("--full", action="store_true", help="train the whole merged model, not only its adapter")
-    tune.add_argument("--batch-size", type=options.positive_int, default=defaults.batch_size,
-                      help=f"sequences per step (default: {defaults.batch_size})")
-    tune.add_argument("--seq-len", type=options.positive_int, default=defaults.seq_len,
-                      help=f"tokens per sequence (default: {defaults.seq_len})")
-    tune.add_argument("--lr", type=options.positive_float, default=defaults.lr,
-                      help=f"peak learning rate (default: {defaults.lr:g})")
-    tune.add_argument("--seed", type=options.seed, default=defaults.seed,
-                      help=f"data order (default: {defaults.seed})")
+    options.add_settings(tune, TuneConfig, TUNE_OPTIONS)
     options.add_device(tune)
     options.add_progress(tune)
     options.add_out(tune, "tuned model directory to create (with tune.json, its loss curve)")
@@ -87,8 +80,8 @@ def run_merge(args: argparse.Namespace) -> int:
 def run_tune(args: argparse.Namespace) -> int:
     from pgt.compose.tune import TuneConfig, tune_merged
 
-    config = TuneConfig(tokens=args.tokens, full=args.full, batch_size=args.batch_size, seq_len=args.seq_len,
-                        lr=args.lr, seed=args.seed, device=args.device, progress=options.show_progress(args))
+    config = TuneConfig(**{name: getattr(args, name) for name in TUNE_OPTIONS}, device=args.device,
+                        progress=options.show_progress(args))
     record = tune_merged(args.merged, args.data, args.out, config, overwrite=args.overwrite)
     print(f"tuned the {record.trains} of {args.merged} ({record.trainable_parameters:,} parameters) for "
           f"{record.tokens:,} tokens: validation loss {record.start_val_loss:.4f} -> {record.end_val_loss:.4f}; "

@@ -19,8 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pgt.errors import PgtError
+from pgt import options
+from pgt.errors import PgtError, SettingError
 from pgt.growth.records import MixtureDraw
+from pgt.options import setting
 from pgt.records import Record
 
 if TYPE_CHECKING:
@@ -31,20 +33,21 @@ TUNE_FILE = "tune.json"
 
 @dataclass
 class TuneConfig:
-    """Settings of `pgt tune` (field comments are the CLI help)."""
+    """Settings of `pgt tune`; each field's help is its option's help (pgt.options.setting)."""
 
-    tokens: int  # training tokens
-    full: bool = False  # train the whole merged model (not only its adapter)
-    batch_size: int = 8  # sequences per step
-    seq_len: int = 128  # tokens per sequence
-    lr: float = 3e-3  # peak learning rate
-    warmup_steps: float = 0.1  # below 1: a fraction of the steps
-    min_lr_ratio: float = 0.1  # cosine floor as a fraction of lr
-    eval_every: int = 0  # steps between validation losses (0: about 8 over the run)
-    eval_tokens: int = 16_384  # size of the fixed validation sample (whole documents spread over the split)
-    seed: int = 0  # data order
-    device: str = "auto"
-    progress: bool = False
+    tokens: int = setting(help="training tokens", required=True)
+    full: bool = setting(False, "train the whole merged model, not only its adapter", switch=True)
+    batch_size: int = setting(8, "sequences per step")
+    seq_len: int = setting(128, "tokens per sequence")
+    lr: float = setting(3e-3, "peak learning rate", parse=options.positive_float)
+    warmup_steps: float = setting(0.1, "below 1: a fraction of the steps", parse=options.non_negative_float)
+    min_lr_ratio: float = setting(0.1, "cosine floor as a fraction of lr", parse=options.unit_interval)
+    eval_every: int = setting(0, "steps between validation losses (0: about 8 over the run)",
+                              parse=options.non_negative_int)
+    eval_tokens: int = setting(16_384, "size of the fixed validation sample (whole documents spread over the split)")
+    seed: int = setting(0, "data order", parse=options.seed)
+    device: str = setting(options.DEVICE_AUTO, "auto (CUDA when available), cpu, cuda, cuda:1 …")
+    progress: bool = setting(False, "progress bar")
 
 
 @dataclass
@@ -97,8 +100,7 @@ def tune_merged(merged_dir: str | Path, data: str | Path | list[str], out: str |
     from pgt.model.loading import CONFIG_FILE
 
     merged_dir, out = Path(merged_dir), Path(out)
-    if config.tokens < 1 or config.batch_size < 1 or config.seq_len < 1 or config.eval_tokens < 1 or not config.lr > 0:
-        raise PgtError("--tokens, --batch-size, --seq-len, --eval-tokens and --lr must be positive")
+    options.check_settings(config)
     specs = normalize_specs(str(data) if isinstance(data, Path) else data)
     mixture = TokenMixture(specs)
     refuse_overlap(out, [merged_dir, *mixture.paths])
@@ -126,7 +128,7 @@ def _tune(merged_dir: Path, specs: str | list[str], data: TokenMixture, out: Pat
     model, tokenizer = load_model(merged_dir, device=device)
     context = model.config.max_position_embeddings
     if config.seq_len > context:  # positions beyond it were never trained (or do not exist)
-        raise PgtError(f"--seq-len {config.seq_len} is longer than the model's context of {context} tokens")
+        raise SettingError("seq_len", f"{config.seq_len} is longer than the model's context of {context} tokens")
     data.check_tokenizer(model.config.substrate_fingerprint)
     trainable = _trainable(model, config.full, merged_dir)
     optimizer = torch.optim.AdamW(trainable, lr=config.lr, weight_decay=0.0)

@@ -46,7 +46,7 @@ from pgt.data.manifest import (
     TokenizerRecord,
 )
 from pgt.corpus.sources import ReadStats, Source, local_inputs, resolve_sources
-from pgt.errors import PgtError, one_line
+from pgt.errors import PgtError, SettingError, one_line
 from pgt.io import (
     atomic_dir,
     file_sha256,
@@ -412,9 +412,9 @@ def prepare_token_data(
     """
     out = Path(out)
     if not 0 <= val_fraction < 1:
-        raise PgtError(f"--val-fraction must be in [0, 1), got {val_fraction}")
+        raise SettingError("val_fraction", f"must be in [0, 1), got {val_fraction}")
     if workers < 1 or shard_tokens < 1 or min_val_bytes < 0 or chunk_chars < 1:
-        raise PgtError("--workers and --shard-tokens must be positive and --min-val-bytes not negative")
+        raise PgtError("workers, shard_tokens and chunk_chars must be positive and min_val_bytes not negative")
     refuse_overlap(out, [tokenizer_dir, *local_inputs(sources)])
     refuse_existing(out, overwrite=overwrite, marker=MANIFEST_FILE)
     with output_lock(out):

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from pgt.records import Record
-from pgt.substrate.layout import SMALL_FAMILY
 
 
 # ---------------------------------------------------------------- substrate and data
@@ -53,18 +52,10 @@ def build_substrate(out: Path, full: Path, ngram_corpus: list[str], train_corpus
     thousand, and held-out text the training text lacks falls back to byte tokens, losslessly,
     so no held-out document shapes the vocabulary either.
     """
-    from pgt.substrate.build import build_substrate as build
-    from pgt.substrate.store import SUBSTRATE_FILE
-    from pgt.substrate.trim import load_trim_record, trim_substrate
+    from pgt.substrate.prepared import ensure_trimmed
 
-    if (out / SUBSTRATE_FILE).is_file():  # published atomically: present means finished; `full` may be gone
-        return out
-    if not (full / SUBSTRATE_FILE).is_file():
-        build(full, family=SMALL_FAMILY, corpus=[Path(p) for p in ngram_corpus], dim=dim, progress=progress)
-    if load_trim_record(full) is not None:
-        return full
-    trim_substrate(full, out, corpus=train_corpus, recentre=recentre)
-    return out
+    return ensure_trimmed(out, full, ngram_corpus=ngram_corpus, train_corpus=train_corpus, dim=dim,
+                          progress=progress, recentre=recentre)
 
 
 def visible_twin(full: Path, out: Path, progress: bool) -> Path:
