@@ -22,7 +22,8 @@ import time
 from pathlib import Path
 
 from pgt.data import TokenData, prepare_token_data
-from pgt.corpus.fortunes import default_corpus_files, iter_fortunes
+from pgt.corpus.fortunes import default_corpus_files
+from pgt.corpus.sources import iter_fortunes
 from pgt.data.prepare import load_tokenizer_info
 
 

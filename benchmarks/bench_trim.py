@@ -20,7 +20,9 @@ from pathlib import Path
 
 import torch
 
-from pgt.demo import DEFAULT_DIM, FAMILY, HEADS, measure_speeds
+from pgt.demo import DEFAULT_DIM
+from pgt.demo.plan import HEADS, measure_speeds
+from pgt.substrate.layout import SMALL_FAMILY
 
 
 def main() -> None:
@@ -44,7 +46,7 @@ def main() -> None:
         full = args.substrate
         if full is None:
             full = Path(work) / "full"
-            build_substrate(full, family=FAMILY, corpus=default_corpus_files(), dim=args.dim, progress=False)
+            build_substrate(full, family=SMALL_FAMILY, corpus=default_corpus_files(), dim=args.dim, progress=False)
         started = time.perf_counter()
         record = trim_substrate(full, Path(work) / "trimmed", corpus=["default"])
         print(f"trimmed {record.parent_vocab_size:,} ids to {record.vocab_size:,} in "
