@@ -7,6 +7,7 @@ import time
 from typing import TYPE_CHECKING
 
 from pgt import options
+from pgt.data import substrate_cli
 from pgt.data.prepare import (
     DEFAULT_MIN_VAL_BYTES,
     DEFAULT_SHARD_TOKENS,
@@ -71,6 +72,7 @@ FORMAT_HELP = (
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    substrate_cli.register(subparsers)
     data = subparsers.add_parser(
         "data",
         help="prepare token data for training (data prepare | show)",

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pgt.data.loader import TokenData
 from pgt.errors import PgtError
 from pgt.eval import published as pub
 from pgt.eval.results import RESULTS_DIRNAME, EvalRecord
@@ -194,7 +195,7 @@ def run_substrate_health(run: RunRecord, notes: list[str]) -> SubstrateHealth | 
     """`pgt substrate inspect` of the run's substrate on the ids its data uses; None (with a note) where
     either directory is gone or no longer matches."""
     try:
-        return inspect_substrate(run.substrate, run.data) if run.substrate and run.data else None
+        return inspect_substrate(run.substrate, TokenData(run.data)) if run.substrate and run.data else None
     except PgtError as exc:
         notes.append(f"substrate health not measured: {exc}")
         return None

@@ -13,6 +13,7 @@ from pathlib import Path
 from dataclasses import dataclass
 from typing import Any
 
+from pgt.data.loader import TokenData
 from pgt.records import Record
 from pgt.substrate.layout import SMALL_FAMILY
 
@@ -138,7 +139,7 @@ def substrate_health(substrate: Path, data: Path, out: Path) -> Any:
 
     if out.is_file():
         return SubstrateHealth.load(out)
-    health = inspect_substrate(substrate, data)
+    health = inspect_substrate(substrate, TokenData(data))
     out.parent.mkdir(parents=True, exist_ok=True)
     health.save(out)
     return health
