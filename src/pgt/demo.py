@@ -115,9 +115,9 @@ def _check_dim(dim: int) -> None:
 
 
 def _finished(path: Path) -> bool:
-    from pgt.substrate.store import SUBSTRATE_FILE
+    from pgt.substrate.store import is_substrate
 
-    return (path / SUBSTRATE_FILE).is_file()  # written atomically, so present means complete
+    return is_substrate(path)
 
 
 def _meta(path: Path):
@@ -189,10 +189,10 @@ def full_substrate_of(substrate: Path) -> Path:
 def ensure_data(out: Path, given: str | None, substrate: Path, progress: bool) -> Path:
     """The token data: `given`, OUT/data from a previous run, or the default corpus tokenized now."""
     from pgt.data import Manifest, prepare_token_data
-    from pgt.data.prepare import MANIFEST_FILE
+    from pgt.data.manifest import MANIFEST_FILE, is_token_data
 
     path = Path(given) if given else out / DATA_DIR
-    if (path / MANIFEST_FILE).is_file():  # written atomically, so present means complete
+    if is_token_data(path):
         _say(f"reusing {path}")
     elif given:
         raise PgtError(f"--data {path} is not a token data directory (no {MANIFEST_FILE}; make one with "
@@ -381,12 +381,13 @@ def evaluate_and_sample(out: Path, run_dir: Path, seed: int, eval_docs: int | No
 
     from pgt.eval.report import stage_dirs
     from pgt.eval.results import EvalRecord
+    from pgt.growth.run_layout import stage_number
     from pgt.eval.runner import evaluate_to_file, planned_path
     from pgt.model import load_model
 
     results = []
     for stage_dir in stage_dirs(run_dir):
-        stage = int(stage_dir.name.removeprefix("stage-"))
+        stage = stage_number(stage_dir)
         model, tokenizer = load_model(stage_dir)
         model.eval()
         bpb, documents = None, 0

@@ -475,7 +475,6 @@ def _prepare(
         format=FORMAT,
         format_version=FORMAT_VERSION,
         tokenizer=TokenizerRecord(tokenizer.path, tokenizer.fingerprint, tokenizer.vocab_size),
-        tokenizer_fingerprint=tokenizer.fingerprint,
         eos_id=tokenizer.eos_id,
         shard_tokens=shard_tokens,
         split=SplitRule(**settings["split"]),

@@ -13,6 +13,7 @@ substrate's record of them.
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from pgt.corpus.chat import save_tokenizer
 from pgt.errors import PgtError, one_line
 from pgt.io import atomic_dir, read_json, write_json
-from pgt.model.architecture import DEFAULT_ATTN_IMPLEMENTATION, SAMPLING, check_heads
+from pgt.model.architecture import DEFAULT_ATTN_IMPLEMENTATION, SAMPLING, check_heads, count_parameters
 from pgt.model.presets import get_preset
 from pgt.substrate.store import SUBSTRATE_FILE, Substrate, SubstrateMeta, fingerprint
 
@@ -293,7 +294,20 @@ def parameter_counts(config: PretrainedConfig) -> tuple[int, int]:
     import torch
 
     with torch.device("meta"):
-        model = build_from_config(config)
-    total = sum(p.numel() for p in model.parameters())
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    return total, trainable
+        return count_parameters(build_from_config(config))
+
+
+def stored_parameters(model_dir: str | os.PathLike) -> int | None:
+    """Total parameters in a model directory's safetensors files (read from their headers only), or None
+    when it has none: counts any causal LM's directory without building the model."""
+    from safetensors import safe_open
+
+    files = sorted(Path(model_dir).glob("*.safetensors"))
+    if not files:
+        return None
+    total = 0
+    for path in files:
+        with safe_open(str(path), framework="numpy") as handle:
+            for key in handle.keys():  # noqa: SIM118 (safe_open is not a mapping)
+                total += math.prod(handle.get_slice(key).get_shape())
+    return total

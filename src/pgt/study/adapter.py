@@ -14,8 +14,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from pgt.data.loader import TokenData
+from pgt.data.manifest import is_token_data
+from pgt.options import available_cpus
 from pgt.records import Record
 from pgt.substrate.layout import SMALL_FAMILY
+from pgt.substrate.store import is_substrate
 
 
 # ---------------------------------------------------------------- substrate and data
@@ -55,12 +58,11 @@ def build_substrate(out: Path, full: Path, ngram_corpus: list[str], train_corpus
     so no held-out document shapes the vocabulary either.
     """
     from pgt.substrate.build import build_substrate as build
-    from pgt.substrate.store import SUBSTRATE_FILE
     from pgt.substrate.trim import load_trim_record, trim_substrate
 
-    if (out / SUBSTRATE_FILE).is_file():  # published atomically: present means finished; `full` may be gone
+    if is_substrate(out):  # `full` may be gone
         return out
-    if not (full / SUBSTRATE_FILE).is_file():
+    if not is_substrate(full):
         build(full, family=SMALL_FAMILY, corpus=[Path(p) for p in ngram_corpus], dim=dim, progress=progress)
     if load_trim_record(full) is not None:
         return full
@@ -71,9 +73,8 @@ def build_substrate(out: Path, full: Path, ngram_corpus: list[str], train_corpus
 def visible_twin(full: Path, out: Path, progress: bool) -> Path:
     """`full` rendered again with invisible characters drawn visibly (the same tokenizer and recipe otherwise)."""
     from pgt.substrate.build import rebuild_substrate
-    from pgt.substrate.store import SUBSTRATE_FILE
 
-    if not (out / SUBSTRATE_FILE).is_file():
+    if not is_substrate(out):
         rebuild_substrate(full, out, visible_blanks=True, progress=progress)
     return out
 
@@ -114,9 +115,9 @@ def control_substrate(glyph: Path, out: Path, control: str, seed: int) -> Path:
     import numpy as np
 
     from pgt.substrate.health import random_unit_matrix
-    from pgt.substrate.store import SUBSTRATE_FILE, Substrate, save_substrate
+    from pgt.substrate.store import Substrate, save_substrate
 
-    if (out / SUBSTRATE_FILE).is_file():
+    if is_substrate(out):
         return out
     source = Substrate.load(glyph)
     rows = source.embeddings.numpy()
@@ -150,11 +151,10 @@ VALIDATION_BYTES = 60_000  # the data's validation split: the learning-rate swee
 
 def prepare_data(sources: list[str], substrate: Path, out: Path, progress: bool) -> Path:
     """Token data of `sources` (JSONL files) for `substrate`; an existing directory is reused."""
-    from pgt.data.manifest import MANIFEST_FILE
     from pgt.data.prepare import prepare_token_data
 
-    if not (out / MANIFEST_FILE).is_file():
-        prepare_token_data(sources, substrate, out, workers=min(2, os.cpu_count() or 1),
+    if not is_token_data(out):
+        prepare_token_data(sources, substrate, out, workers=min(2, available_cpus()),
                            min_val_bytes=VALIDATION_BYTES, progress=progress)
     return out
 

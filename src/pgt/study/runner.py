@@ -28,6 +28,7 @@ from pathlib import Path
 from pgt.errors import PgtError
 from pgt.model.architecture import check_heads
 from pgt.substrate.layout import SMALL_FAMILY
+from pgt.substrate.store import SUBSTRATE_FILE, is_substrate
 from pgt.records import Record
 from pgt.study import adapter, flops
 from pgt.study.arms import FAMILIES, MERGE, SHARED_LANGUAGE, TUNED, Arm, Family, family_arms
@@ -224,15 +225,13 @@ class _Study:
     def substrate(self, key: str) -> Path:
         if key in self.substrates:
             return self.substrates[key]
-        from pgt.substrate.store import SUBSTRATE_FILE
-
         scale, progress = self.scale, self.options.progress
         built = self.out / ("substrate" if key == "glyph" else f"substrate-{key}")
-        if key != "glyph" and (built / SUBSTRATE_FILE).is_file():
-            path = built  # published atomically: present means finished, whether or not its parent still is
+        if key != "glyph" and is_substrate(built):
+            path = built  # finished, whether or not its parent still is
         elif key == "glyph":
             full = self._full()
-            if not (full / SUBSTRATE_FILE).is_file() and not (built / SUBSTRATE_FILE).is_file():
+            if not is_substrate(full) and not is_substrate(built):
                 if self.options.substrate is not None:
                     raise PgtError(f"--substrate {full} is not a substrate directory (no {SUBSTRATE_FILE})")
                 _say(f"== substrate: {SMALL_FAMILY} at dim {scale.dim}, n-grams from the training text -> {full}")
