@@ -8,7 +8,6 @@ and the headers of its weight files.
 
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path

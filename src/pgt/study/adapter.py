@@ -7,7 +7,6 @@ evaluation records), re-point the function here and nothing else in `pgt.study` 
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from dataclasses import dataclass
