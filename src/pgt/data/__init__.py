@@ -9,7 +9,8 @@ TokenData(out).train_batch(step, batch, seq, seed=...)   pure, rank-aware traini
 
 from pgt.data.loader import TokenData
 from pgt.data.manifest import Manifest
-from pgt.data.prepare import held_out_documents, prepare_token_data, split_documents
+from pgt.data.prepare import prepare_token_data
+from pgt.data.splits import held_out_documents, split_documents
 
 __all__ = [
     "Manifest",

@@ -7,15 +7,11 @@ import time
 from typing import TYPE_CHECKING
 
 from pgt import options
-from pgt.data import substrate_cli
-from pgt.data.prepare import (
-    DEFAULT_MIN_VAL_BYTES,
-    DEFAULT_SHARD_TOKENS,
-    DEFAULT_VAL_FRACTION,
-    MAX_VAL_FRACTION,
-)
 from pgt.corpus.chat import RECORD_FORMATS
 from pgt.corpus.sources import TEXT_FORMATS
+from pgt.data import substrate_cli
+from pgt.data.prepare import DEFAULT_SHARD_TOKENS
+from pgt.data.splits import DEFAULT_MIN_VAL_BYTES, DEFAULT_VAL_FRACTION, MAX_VAL_FRACTION
 
 if TYPE_CHECKING:
     from pgt.data.manifest import Manifest

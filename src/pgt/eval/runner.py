@@ -69,7 +69,7 @@ def held_out_texts(data: str | None, split: str | None = None) -> Iterator[str]:
     Without `data`, the validation documents of the embedded default corpus are scored.
     """
     from pgt.data.manifest import is_token_data
-    from pgt.data.prepare import split_documents
+    from pgt.data.splits import split_documents
 
     if data is not None and is_token_data(data):
         raise PgtError(
