@@ -16,8 +16,8 @@
 Every source yields its documents as *pieces* `(text, ends_document)` in a fixed order. A
 short document is one piece; a long one comes in pieces of at most `PIECE_CHARS` characters
 cut at a line end, else before a space, so no document, line or corpus has to fit in memory
-at once (pgt.corpus.readers holds the reader of each format). Tokenizing a document piecewise is exact for bvv241 tokenizers (their tokens never
-span white space) and very nearly so for others.
+at once (pgt.corpus.readers holds the reader of each format). Tokenizing a document piecewise
+is exact for bvv241 tokenizers (their tokens never span white space) and very nearly so for others.
 """
 
 from __future__ import annotations

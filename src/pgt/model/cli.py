@@ -15,6 +15,9 @@ from pgt.model.architecture import (
     HIDDEN_ACTS,
     SAMPLING,
 )
+from pgt.model.hub import push_model
+from pgt.model.loading import init_model_dir, load_model, parameter_counts, read_model_config
+from pgt.model.presets import PRESETS
 
 
 def add_attn_implementation(parser: argparse.ArgumentParser) -> None:
@@ -107,17 +110,12 @@ def format_count(count: int) -> str:
 
 
 def run_info(args: argparse.Namespace) -> int:
-    from pgt.model.loading import parameter_counts
-    from pgt.model.presets import PRESETS
-
     target = args.target
     if target in PRESETS:
         preset = PRESETS[target]
         config = preset.config()
         lines = [f"preset:     {preset.name} (substrate family {preset.family})"]
     elif Path(target).is_dir():
-        from pgt.model.loading import read_model_config
-
         config = read_model_config(target)
         lines = [f"model:      {target} ({config.model_type})", f"substrate:  {config.substrate_fingerprint}"]
         preset = None
@@ -145,8 +143,6 @@ def run_info(args: argparse.Namespace) -> int:
 
 def run_init(args: argparse.Namespace) -> int:
     from transformers.utils import logging as hf_logging
-
-    from pgt.model.loading import init_model_dir
 
     hf_logging.disable_progress_bar()
     out = init_model_dir(
@@ -184,8 +180,6 @@ def run_generate(args: argparse.Namespace) -> int:
     import torch
     from transformers import TextStreamer
     from transformers.utils import logging as hf_logging
-
-    from pgt.model.loading import load_model
 
     hf_logging.disable_progress_bar()
     device = options.resolve_device(args.device)
@@ -232,7 +226,5 @@ def stream_continuation(model: Any, input_ids: list[int], *, max_new_tokens: int
 
 
 def run_push(args: argparse.Namespace) -> int:
-    from pgt.model.hub import push_model
-
     print(f"pushed {args.model} to {push_model(args.model, args.repo_id, private=args.private)}")
     return 0

@@ -20,10 +20,20 @@ from typing import TYPE_CHECKING, Any
 
 from pgt.corpus.chat import save_tokenizer
 from pgt.errors import PgtError, one_line
-from pgt.io import atomic_dir, read_json, write_json
-from pgt.model.architecture import DEFAULT_ATTN_IMPLEMENTATION, SAMPLING, check_heads, count_parameters
+from pgt.io import atomic_dir, read_json, refuse_existing, refuse_overlap, write_json
+from pgt.model.architecture import (
+    DEFAULT_ATTN_IMPLEMENTATION,
+    SAMPLING,
+    check_attn_implementation,
+    check_heads,
+    count_parameters,
+    from_substrate,
+)
+from pgt.model.card import facts_of, model_card
+from pgt.model.frozen import freeze_embedding
 from pgt.model.presets import get_preset
 from pgt.substrate.store import SUBSTRATE_FILE, Substrate, SubstrateMeta, fingerprint
+from pgt.substrate.tokenizer import texts_sha256, token_texts
 
 if TYPE_CHECKING:
     import torch
@@ -48,7 +58,7 @@ def model_class(model_type: str) -> type[PreTrainedModel]:
 
         return ArceeForCausalLM
     if model_type == MERGED_MODEL_TYPE:
-        from pgt.model.modeling_pgt_merged import PgtMergedForCausalLM
+        from pgt.model.modeling_pgt_merged import PgtMergedForCausalLM  # imports torch: `pgt --help` loads this module
 
         return PgtMergedForCausalLM
     raise PgtError(f"model type {model_type!r} is not a pgt model ({SINGLE_MODEL_TYPE} or {MERGED_MODEL_TYPE})")
@@ -56,8 +66,6 @@ def model_class(model_type: str) -> type[PreTrainedModel]:
 
 def build_from_config(config: PretrainedConfig) -> PreTrainedModel:
     """A randomly initialised pgt model of `config`, its substrate embedding frozen."""
-    from pgt.model.frozen import freeze_embedding
-
     return freeze_embedding(model_class(config.model_type)(config))
 
 
@@ -137,8 +145,6 @@ def save_model(
     config, tokenizer, `substrate.json`, model card); `substrate_meta` is the substrate's
     `substrate.json` record. `card` is the README.md (`pgt.model.card.model_card`);
     without one, a card is written from what the model and substrate record."""
-    from pgt.model.card import facts_of, model_card
-
     if getattr(model.config, "substrate_fingerprint", None) != substrate_meta.fingerprint:
         raise PgtError("the model's substrate_fingerprint differs from the substrate.json given to save it")
     model.generation_config = _generation_config(model.config)
@@ -175,9 +181,6 @@ def init_model_dir(
     """
     import torch
 
-    from pgt.io import refuse_existing, refuse_overlap
-    from pgt.model.architecture import from_substrate
-
     refuse_overlap(out, [substrate_dir])
     refuse_existing(out, overwrite=overwrite, marker=CONFIG_FILE)  # before the model is built
     substrate = Substrate.load(substrate_dir)
@@ -202,7 +205,6 @@ def check_token_texts(tokenizer: PreTrainedTokenizerBase, substrate_meta: Substr
     """
     recorded = substrate_meta.params.token_texts_sha256
     ids = list(range(len(tokenizer)))
-    from pgt.substrate.tokenizer import texts_sha256, token_texts
 
     if texts_sha256(tokenizer.convert_ids_to_tokens(ids)) == recorded:
         return
@@ -246,9 +248,6 @@ def load_model(
     Raises PgtError on a missing or corrupt directory or any fingerprint mismatch.
     """
     import torch
-
-    from pgt.model.architecture import check_attn_implementation
-    from pgt.model.frozen import freeze_embedding
 
     check_attn_implementation(attn_implementation)
     path = Path(path)

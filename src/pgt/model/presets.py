@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pgt.errors import PgtError
-from pgt.model.architecture import DEFAULT_CONTEXT
+from pgt.model.architecture import DEFAULT_CONTEXT, pgt_config
 from pgt.substrate.layout import SMALL_FAMILY, get_family
 
 if TYPE_CHECKING:
@@ -37,8 +37,6 @@ class Preset:
 
     def config(self, **overrides: Any) -> ArceeConfig:
         """The preset as a PGT `ArceeConfig`; keyword arguments override its fields."""
-        from pgt.model.architecture import pgt_config
-
         fields = {
             "num_hidden_layers": self.num_hidden_layers,
             "hidden_size": self.hidden_size,

@@ -8,7 +8,10 @@ from typing import TYPE_CHECKING
 
 from pgt import options
 from pgt.errors import PgtError
+from pgt.io import atomic_file
 from pgt.substrate.layout import DEFAULT_LAYOUT_ENGINE, FAMILIES, LAYOUT_ENGINES
+from pgt.substrate.store import SUBSTRATE_FILE, Substrate, SubstrateMeta
+from pgt.substrate.tokenizer import load_tokenizer, token_texts
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -124,8 +127,7 @@ def run_substrate(args: argparse.Namespace) -> int:
 
 
 def run_substrate_build(args: argparse.Namespace) -> int:
-    from pgt.substrate.build import ANY_TOKENIZER_FAMILY, build_substrate
-    from pgt.substrate.store import SUBSTRATE_FILE, SubstrateMeta
+    from pgt.substrate.build import ANY_TOKENIZER_FAMILY, build_substrate  # imports PIL: kept off `pgt --help`
 
     family = args.family or (ANY_TOKENIZER_FAMILY if args.from_tokenizer else None)
     if family is None:
@@ -162,18 +164,13 @@ def _print_tokens(tokenizer: PreTrainedTokenizerBase, ids: list[int]) -> None:
 
 
 def run_tokenize(args: argparse.Namespace) -> int:
-    from pgt.substrate.tokenizer import load_tokenizer
-
     tokenizer = load_tokenizer(args.substrate)
     _print_tokens(tokenizer, tokenizer.encode(args.text, add_special_tokens=False))
     return 0
 
 
 def run_substrate_show(args: argparse.Namespace) -> int:
-    from pgt.io import atomic_file
-    from pgt.substrate.glyphs import nearest_tokens, render_bitmap
-    from pgt.substrate.store import Substrate
-    from pgt.substrate.tokenizer import token_texts
+    from pgt.substrate.glyphs import nearest_tokens, render_bitmap  # imports PIL: kept off `pgt --help`
 
     substrate = Substrate.load(args.substrate)
     tokenizer = substrate.tokenizer

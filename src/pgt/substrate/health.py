@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+
 import numpy as np
 
 from pgt.records import Record
+from pgt.substrate.store import Substrate
 from pgt.substrate.trim import TokenIds
 
 NEAREST_QUERIES = 4096  # rows whose nearest neighbour is searched (a seeded sample beyond this)
@@ -137,8 +139,6 @@ def identical_groups(matrix: np.ndarray, ids: np.ndarray) -> list[np.ndarray]:
 
 def inspect_substrate(substrate_dir: str | os.PathLike, data: TokenIds | None = None) -> SubstrateHealth:
     """Measure the substrate at `substrate_dir` on every id, or on the ids token `data` (`TokenData`) uses."""
-    from pgt.substrate.store import Substrate
-
     substrate = Substrate.load(substrate_dir)
     matrix = substrate.embeddings.numpy()
     counts = data.id_counts(substrate.fingerprint, substrate.vocab_size) if data is not None else None

@@ -27,17 +27,16 @@ import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
+from pgt.corpus.sources import resolve_sources
 from pgt.errors import PgtError
 from pgt.io import atomic_dir, output_lock, refuse_existing, refuse_overlap
 from pgt.records import Record
 from pgt.substrate.layout import BYTE_FALLBACK_COUNT, SPECIAL_TOKENS, byte_token
-
-if TYPE_CHECKING:
-    from pgt.substrate.store import Substrate
+from pgt.substrate.store import SUBSTRATE_FILE, Substrate, save_substrate
 
 TRIM_FILE = "trim.json"
 PLACEHOLDER_SPECIAL = re.compile(r"^<special_token_\d+>$")
@@ -87,8 +86,6 @@ class TokenIds(Protocol):
 
 def _text_batches(sources: Sequence[str]) -> Iterator[list[str]]:
     """The corpus's documents as `pgt data prepare` reads them (pieces), in batches of about ENCODE_BATCH_CHARS."""
-    from pgt.corpus.sources import resolve_sources
-
     batch: list[str] = []
     size = 0
     for source in resolve_sources(list(sources)):
@@ -200,12 +197,11 @@ def trim_substrate(
     the reference) the kept rows are re-centred on their own mean and renormalised
     (`recentre_rows`). Returns the trim record.
     """
-    from pgt.substrate.store import SUBSTRATE_FILE, Substrate, save_substrate
-
     if (data is None) == (not corpus):
         raise PgtError("give exactly one of --data DIR (token data) and --corpus SOURCE ... to trim to")
     out = Path(out)
-    refuse_overlap(out, [substrate_dir, *([data.path] if data is not None else []), *(c for c in corpus if Path(c).exists())])
+    data_paths = [data.path] if data is not None else []
+    refuse_overlap(out, [substrate_dir, *data_paths, *(c for c in corpus if Path(c).exists())])
     refuse_existing(out, overwrite=overwrite, marker=SUBSTRATE_FILE)
     parent = Substrate.load(substrate_dir)
     if parent.meta.parent_fingerprint is not None:
