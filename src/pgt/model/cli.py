@@ -43,16 +43,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         subparsers, "init", help="write an untrained model on a substrate",
         description="Write an untrained model directory (a standard transformers `arcee` checkpoint: "
         "weights, config, tokenizer, model card) on a substrate. The width and vocabulary come from the "
-        "substrate; depth and heads from --preset or --layers/--heads.",
+        "substrate; depth and heads from --preset or --blocks/--heads.",
         examples=["pgt init --substrate runs/sub --preset tiny --out runs/tiny-init",
-                  "pgt init --substrate runs/sub --layers 4 --heads 8 --out runs/m0 --seed 1",
-                  "pgt init --substrate runs/sub --layers 2 --heads 4 --hidden-act relu2 --out runs/m-relu2"],
+                  "pgt init --substrate runs/sub --blocks 4 --heads 8 --out runs/m0 --seed 1",
+                  "pgt init --substrate runs/sub --blocks 2 --heads 4 --hidden-act relu2 --out runs/m-relu2"],
         handler=run_init,
     )
     options.add_substrate(init)
-    size = init.add_argument_group("size (a preset, or --layers and --heads)")
+    size = init.add_argument_group("size (a preset, or --blocks and --heads)")
     size.add_argument("--preset", help="named size, see `pgt info PRESET`")
-    size.add_argument("--layers", type=options.positive_int, help="number of decoder blocks")
+    size.add_argument("--blocks", type=options.positive_int, help="number of decoder blocks")
+    # The old name of --blocks (docs/architecture.md, "Names"): still accepted, no longer listed.
+    size.add_argument("--layers", dest="blocks", type=options.positive_int, help=argparse.SUPPRESS)
     size.add_argument("--heads", type=options.positive_int, help="attention heads per block")
     init.add_argument("--hidden-act", choices=HIDDEN_ACTS, default=DEFAULT_HIDDEN_ACT,
                       help=f"MLP activation (default: {DEFAULT_HIDDEN_ACT}; relu2 serves natively in vLLM/SGLang)")
@@ -149,7 +151,7 @@ def run_init(args: argparse.Namespace) -> int:
         args.substrate,
         args.out,
         preset=args.preset,
-        layers=args.layers,
+        layers=args.blocks,
         heads=args.heads,
         seed=args.seed,
         overwrite=args.overwrite,

@@ -103,12 +103,12 @@ def model_config_kwargs(
     """Config fields for a model on a substrate of width `hidden_size`: a preset or layers + heads."""
     if preset is not None:
         if layers is not None or heads is not None:
-            raise PgtError("give either a preset or --layers/--heads, not both")
+            raise PgtError("give either a preset or --blocks/--heads, not both")
         chosen = get_preset(preset)
         if chosen.hidden_size != hidden_size:
             raise PgtError(
                 f"preset {preset} has d_model {chosen.hidden_size} but the substrate's dimension is {hidden_size}; "
-                f"build a {chosen.hidden_size}-dim substrate or use --layers/--heads"
+                f"build a {chosen.hidden_size}-dim substrate or use --blocks/--heads"
             )
         return {
             "num_hidden_layers": chosen.num_hidden_layers,
@@ -116,9 +116,9 @@ def model_config_kwargs(
             "max_position_embeddings": chosen.max_position_embeddings,
         }
     if layers is None or heads is None:
-        raise PgtError("give a --preset, or both --layers and --heads")
+        raise PgtError("give a --preset, or both --blocks and --heads")
     if layers < 1:
-        raise PgtError(f"--layers must be positive (got {layers})")
+        raise PgtError(f"--blocks must be positive (got {layers})")
     check_heads(hidden_size, heads)
     return {"num_hidden_layers": layers, "num_attention_heads": heads}
 
