@@ -24,7 +24,7 @@ from pathlib import Path
 from pgt.data import TokenData, prepare_token_data
 from pgt.corpus.fortunes import default_corpus_files
 from pgt.corpus.sources import iter_fortunes
-from pgt.data.prepare import load_tokenizer_info
+from pgt.data.encode import load_tokenizer_info
 
 
 def main() -> None:

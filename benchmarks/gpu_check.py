@@ -416,7 +416,8 @@ def step_growth(ctx: Context, record: StepRecord, save: Any) -> None:
     import torch
 
     from pgt.growth.distributed import autocast
-    from pgt.growth.expand import count_parameters, frozen_prefix, set_trainable
+    from pgt.growth.expand import frozen_prefix, set_trainable
+    from pgt.model.architecture import count_parameters
     from pgt.growth.trainer import causal_lm_loss
     from pgt.model.architecture import build_model
     from pgt.model.presets import get_preset

@@ -134,10 +134,11 @@ def small_corpus(corpus_files: list[Path]) -> list[str]:
 @pytest.fixture(scope="session")
 def trimmed_substrate_dir(substrate_dir: Path, token_data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """`substrate_dir` trimmed to the ids of `token_data_dir` (`pgt substrate trim --data`)."""
+    from pgt.data.loader import TokenData
     from pgt.substrate.trim import trim_substrate
 
     out = tmp_path_factory.mktemp("trimmed") / "substrate"
-    trim_substrate(substrate_dir, out, data=token_data_dir)
+    trim_substrate(substrate_dir, out, data=TokenData(token_data_dir))
     return out
 
 

@@ -16,7 +16,8 @@ import pytest
 from pgt.cli import main
 from pgt.data import prepare as prepare_module
 from pgt.corpus.sources import iter_fortunes
-from pgt.data.prepare import iter_chunks, prepare_token_data, split_documents, split_of
+from pgt.data.prepare import prepare_token_data
+from pgt.data.splits import iter_chunks, split_documents, split_of
 from pgt.corpus.sources import resolve_sources
 from pgt.errors import PgtError
 
@@ -100,7 +101,7 @@ def test_shards_decode_to_the_source_documents(tmp_path, fortune_files, tokenize
 def test_large_text_file_is_one_document_read_in_pieces(
     tmp_path, monkeypatch, fortune_files, tokenizer, byte_level_tokenizer_dir
 ):
-    monkeypatch.setattr("pgt.corpus.sources.PIECE_CHARS", 500)
+    monkeypatch.setattr("pgt.corpus.readers.PIECE_CHARS", 500)
     book = tmp_path / "book.txt"
     book.write_text("\n\n".join(iter_fortunes(fortune_files[0])), encoding="utf-8")
     manifest = prepare_token_data(

@@ -203,3 +203,15 @@ def test_the_manifest_round_trips_through_its_record(data_dir):
     manifest = Manifest.read(data_dir)
     assert Manifest.from_json(manifest.to_json()) == manifest
     assert manifest.to_json() == json.loads((data_dir / "manifest.json").read_text())
+
+
+def test_a_manifest_that_repeats_the_tokenizer_fingerprint_still_loads(data_dir):
+    """Manifests written before the fingerprint was stored once repeat it as a top-level key."""
+    from pgt.data.manifest import Manifest
+
+    manifest = json.loads((data_dir / "manifest.json").read_text())
+    assert "tokenizer_fingerprint" not in manifest
+    old = {**manifest, "tokenizer_fingerprint": manifest["tokenizer"]["fingerprint"]}
+    (data_dir / "manifest.json").write_text(json.dumps(old))
+    assert Manifest.read(data_dir).tokenizer_fingerprint == manifest["tokenizer"]["fingerprint"]
+    assert TokenData(data_dir).tokenizer_fingerprint == manifest["tokenizer"]["fingerprint"]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from pgt.data.prepare import held_out_documents, split_documents
+from pgt.data.splits import held_out_documents, split_documents
 from pgt.corpus.sources import Source, resolve_sources
 from pgt.errors import PgtError
 from pgt.substrate.layout import get_family
@@ -62,7 +62,7 @@ def test_fortune_documents_keep_their_indentation(tmp_path):
 
 @pytest.mark.parametrize("suffix", [".txt", ".jsonl"])
 def test_long_lines_come_in_bounded_pieces_cut_before_spaces(tmp_path, monkeypatch, suffix):
-    monkeypatch.setattr("pgt.corpus.sources.PIECE_CHARS", 64)
+    monkeypatch.setattr("pgt.corpus.readers.PIECE_CHARS", 64)
     words = " ".join(f"word{i}" for i in range(400))  # one line of ~3,600 characters
     path = tmp_path / f"long{suffix}"
     path.write_text(json.dumps({"text": words}) + "\n" if suffix == ".jsonl" else words + "\n", encoding="utf-8")

@@ -24,8 +24,8 @@ ALLOWED = {
     "demo": BOTTOM | {"substrate", "model", "data", "growth", "compose", "eval"},
 }
 
-# Known upward edges, to be removed: `pgt substrate trim --data` reads a token data directory.
-KNOWN_UPWARD = {"substrate/trim.py": {"data"}}
+# Known upward edges, to be removed (none left).
+KNOWN_UPWARD: dict[str, set[str]] = {}
 
 
 def _area(path: Path) -> str:

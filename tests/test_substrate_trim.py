@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from pgt.cli import main
 from pgt.compose.merge import merge_experts
+from pgt.data.loader import TokenData
 from pgt.corpus.sources import resolve_sources
 from pgt.errors import PgtError
 from pgt.eval.results import EvalRecord
@@ -117,7 +118,7 @@ def test_command_line_and_its_refusals(substrate_dir, trimmed_substrate_dir, tok
 
 def test_token_data_of_another_tokenizer_is_refused(substrate_dir, trimmed_token_data_dir, tmp_path):
     with pytest.raises(PgtError, match="prepare it again with this substrate"):
-        trim_substrate(substrate_dir, tmp_path / "out", data=trimmed_token_data_dir)
+        trim_substrate(substrate_dir, tmp_path / "out", data=TokenData(trimmed_token_data_dir))
     assert not (tmp_path / "out").exists()
 
 

@@ -5,7 +5,10 @@ from __future__ import annotations
 import argparse
 
 from pgt import options
+from pgt.compose.merge import merge_experts
+from pgt.compose.tune import TuneConfig, tune_merged
 from pgt.data.mixture import DATA_SPEC
+from pgt.io import refuse_overlap
 from pgt.model.architecture import MERGE_MODES
 
 MERGE_EXAMPLES = (
@@ -45,8 +48,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     merge.add_argument("--adapter-hidden-size", type=options.positive_int, default=64, metavar="N",
                        help="width of the adapter's bottleneck (--mode adapter; default: 64)")
 
-    from pgt.compose.tune import TuneConfig
-
     tune = options.add_command(subparsers, "tune", help="train a merged model's adapter (or all of it) on token data",
                                description=TUNE_DESCRIPTION, examples=TUNE_EXAMPLES, handler=run_tune)
     tune.add_argument("merged", metavar="MERGED_DIR", help="a `pgt merge` output")
@@ -67,9 +68,6 @@ def _weight_list(text: str) -> list[float]:
 
 
 def run_merge(args: argparse.Namespace) -> int:
-    from pgt.compose.merge import merge_experts
-    from pgt.io import refuse_overlap
-
     refuse_overlap(args.out, args.experts)
     out = merge_experts(args.experts, args.out, weights=args.weights, mode=args.mode,
                         adapter_hidden_size=args.adapter_hidden_size, overwrite=args.overwrite)
@@ -78,8 +76,6 @@ def run_merge(args: argparse.Namespace) -> int:
 
 
 def run_tune(args: argparse.Namespace) -> int:
-    from pgt.compose.tune import TuneConfig, tune_merged
-
     config = TuneConfig(**{name: getattr(args, name) for name in TUNE_OPTIONS}, device=args.device,
                         progress=options.show_progress(args))
     record = tune_merged(args.merged, args.data, args.out, config, overwrite=args.overwrite)

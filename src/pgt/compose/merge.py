@@ -15,11 +15,10 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from pgt.errors import PgtError
 from pgt.io import refuse_existing
+from pgt.model.loading import CONFIG_FILE, load_model, save_model, substrate_meta_of
 
 if TYPE_CHECKING:
-    from transformers import PreTrainedTokenizerBase
-
-    from transformers import ArceeForCausalLM
+    from transformers import ArceeForCausalLM, PreTrainedTokenizerBase
 
 
 def merge_experts(
@@ -38,8 +37,8 @@ def merge_experts(
     Experts with different substrates or vocabularies are refused with a PgtError naming
     the two directories. The output appears atomically; returns its path.
     """
+    # These import transformers and torch: kept off `pgt --help`, which loads this module.
     from pgt.model.configuration_pgt_merged import check_merge_mode, normalised_weights
-    from pgt.model.loading import CONFIG_FILE, save_model, substrate_meta_of
     from pgt.model.modeling_pgt_merged import PgtMergedForCausalLM
 
     if len(expert_dirs) < 2:
@@ -77,8 +76,6 @@ class _Expert(NamedTuple):
 def _load_compatible_experts(expert_dirs: list[Path]) -> list[_Expert]:
     """Load every expert (with `load_model`'s checks) and refuse any that cannot merge with the first."""
     from transformers import ArceeForCausalLM
-
-    from pgt.model.loading import load_model
 
     experts: list[_Expert] = []
     for path in expert_dirs:

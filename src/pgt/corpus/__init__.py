@@ -8,7 +8,21 @@ hub.py                                `hf:NAME[:CONFIG]` specs, read with a time
 It sits at the bottom with errors.py and io.py: substrate/ and data/ import it, it imports neither.
 """
 
-from pgt.corpus.fortunes import default_corpus_files
-from pgt.corpus.sources import Source, resolve_sources
+from __future__ import annotations
 
-__all__ = ["Source", "default_corpus_files", "resolve_sources"]
+from typing import TYPE_CHECKING
+
+from pgt.lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from pgt.corpus.fortunes import default_corpus_files
+    from pgt.corpus.sources import Source, resolve_sources
+
+_EXPORTS = {
+    "Source": "sources",
+    "default_corpus_files": "fortunes",
+    "resolve_sources": "sources",
+}
+__all__ = sorted(_EXPORTS)
+
+__getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -16,17 +16,15 @@
 Every source yields its documents as *pieces* `(text, ends_document)` in a fixed order. A
 short document is one piece; a long one comes in pieces of at most `PIECE_CHARS` characters
 cut at a line end, else before a space, so no document, line or corpus has to fit in memory
-at once. Tokenizing a document piecewise is exact for bvv241 tokenizers (their tokens never
-span white space) and very nearly so for others.
+at once (pgt.corpus.readers holds the reader of each format). Tokenizing a document piecewise
+is exact for bvv241 tokenizers (their tokens never span white space) and very nearly so for others.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,13 +32,21 @@ from typing import Any
 
 from pgt.corpus.chat import RECORD_FORMATS, RecordError, missing_chat_tokens_error, record_text
 from pgt.corpus.fortunes import DEFAULT_LANGUAGES, default_corpus_files
-from pgt.corpus.hub import is_hub_spec, parse_hub_spec, with_timeout
-from pgt.errors import PgtError, one_line, refuse_surrogates
+from pgt.corpus.hub import is_hub_spec, parse_hub_spec
+from pgt.corpus.readers import (
+    FORTUNE_SEPARATOR,
+    Decoding,
+    Piece,
+    cut_document,
+    jsonl_records,
+    loaded_dataset_records,
+    parquet_records,
+    saved_dataset_records,
+    text_pieces,
+)
+from pgt.errors import PgtError, refuse_surrogates
 from pgt.io import file_sha256
 
-Piece = tuple[str, bool]
-
-PIECE_CHARS = 1 << 20
 # How plain text files are cut into documents (docs/data.md, "Formats").
 TEXT_FORMATS = ("auto", "paragraphs", "text", "lines", "fortunes")
 LINE_FORMATS = ("paragraphs", "lines", "fortunes")
@@ -50,13 +56,9 @@ DATASET_KINDS = {"hf-disk", "hf-load"}
 DEFAULT_SOURCE = "default"
 UNLABELLED_LANGUAGE = "xx"
 LANGUAGE_LABEL = re.compile(r"^([A-Za-z][A-Za-z0-9_-]{0,15})=(.+)$")
-FORTUNE_SEPARATOR = "%"
 # How much of a text file to look at when deciding "text or binary" and "fortunes or not".
 SNIFF_BYTES = 1 << 16
 SCAN_LINES_FOR_FORTUNES = 10_000
-# Invalid UTF-8 bytes arrive as the lone surrogates of Python's "surrogateescape" decoding.
-ESCAPED_BYTE = re.compile("[\udc80-\udcff]")
-STRICT_HINT = "without --strict such bytes are replaced by U+FFFD"
 
 
 @dataclass
@@ -76,32 +78,6 @@ class ReadStats:
         if ends_document:
             self.hasher.update(b"\0")
             self.documents += 1
-
-
-@dataclass
-class _Decoding:
-    """UTF-8 decoding of one file: invalid bytes become U+FFFD and are counted, or fail with --strict."""
-
-    path: str
-    strict: bool
-    replaced: int = 0
-
-    def clean(self, text: str, line: int) -> str:
-        if text.isascii():
-            return text
-        cleaned, count = ESCAPED_BYTE.subn("\ufffd", text)
-        if count and self.strict:
-            raise PgtError(f"{self.path}:{line}: invalid UTF-8 (--strict; {STRICT_HINT})")
-        self.replaced += count
-        return cleaned
-
-    def report(self) -> None:
-        if self.replaced:
-            print(
-                f"warning: {self.path}: {self.replaced:,} invalid UTF-8 byte(s) replaced by U+FFFD "
-                "(--strict refuses such files)",
-                file=sys.stderr,
-            )
 
 
 @dataclass(frozen=True)
@@ -172,18 +148,18 @@ class Source:
 
     def pieces(self, stats: ReadStats | None = None) -> Iterator[Piece]:
         """The source's documents as `(text, ends_document)` pieces, in file order; `stats` counts them."""
-        decoding = _Decoding(self.path, self.strict)
+        decoding = Decoding(self.path, self.strict)
         if self.kind in LINE_FORMATS or self.kind == "text":
-            pieces = _line_documents(_read_lines(self.path, decoding, PIECE_CHARS), self.kind)
+            pieces = text_pieces(self.path, decoding, self.kind)
         elif self.kind == "jsonl":
-            pieces = self._record_pieces(_jsonl_records(self.path, decoding), stats)
+            pieces = self._record_pieces(jsonl_records(self.path, decoding), stats)
         elif self.kind == "parquet":
-            pieces = self._record_pieces(_parquet_records(self.path, self.text_field, self.record_format), stats)
+            pieces = self._record_pieces(parquet_records(self.path, self.text_field, self.record_format), stats)
         elif self.kind == "hf-disk":
-            pieces = self._record_pieces(_saved_dataset_records(self.path, self.hub_split, self.text_field,
-                                                                self.record_format), stats)
+            pieces = self._record_pieces(saved_dataset_records(self.path, self.hub_split, self.text_field,
+                                                               self.record_format), stats)
         else:
-            pieces = self._record_pieces(_loaded_dataset_records(self.path, self.config, self.hub_split), stats)
+            pieces = self._record_pieces(loaded_dataset_records(self.path, self.config, self.hub_split), stats)
         for text, ends_document in pieces:
             if stats is not None:
                 stats.add(text, ends_document)
@@ -205,7 +181,7 @@ class Source:
             if stats is not None:
                 stats.conversations += chat
             if text:
-                yield from _cut(text)
+                yield from cut_document(text)
 
     def documents(self) -> Iterator[str]:
         """The source's whole documents (pieces joined): for small documents, such as tests' and evaluation's."""
@@ -340,175 +316,6 @@ def _looks_like_fortunes(path: Path) -> bool:
             if number >= SCAN_LINES_FOR_FORTUNES:
                 break
     return False
-
-
-# --------------------------------------------------------------------------- plain text
-
-
-def _cut_point(text: str, start: int, end: int) -> int:
-    """Where to end a piece of text[start:end]: after its last line end, else before its last space, else at end."""
-    newline = text.rfind("\n", start, end - 1)
-    if newline >= start:
-        return newline + 1
-    space = max(text.rfind(" ", start + 1, end), text.rfind("\t", start + 1, end))
-    return space if space > start else end
-
-
-def _read_lines(path: str, decoding: _Decoding, limit: int | None) -> Iterator[tuple[str, bool]]:
-    """The file's lines as `(text, ends_line)`, line ends kept (as `\\n`); memory stays bounded.
-
-    A line longer than `limit` characters comes in several segments cut before a space.
-    """
-    number = 1
-    try:
-        with open(path, encoding="utf-8", errors="surrogateescape") as handle:
-            carry = ""
-            while True:
-                text = carry + handle.readline(-1 if limit is None else limit - len(carry))
-                if len(text) == len(carry):  # end of file
-                    if carry:
-                        yield decoding.clean(carry, number), True
-                    return
-                if limit is None or text.endswith("\n") or len(text) < limit:
-                    yield decoding.clean(text, number), True
-                    carry, number = "", number + 1
-                    continue
-                cut = _cut_point(text, 0, limit)
-                yield decoding.clean(text[:cut], number), False
-                carry = text[cut:]
-    except OSError as exc:
-        raise PgtError(f"cannot read {path}: {exc.strerror}") from None
-
-
-def _line_documents(lines: Iterator[tuple[str, bool]], kind: str) -> Iterator[Piece]:
-    """Documents made of whole lines, kept exactly; only separators are dropped (docs/data.md, "Lossless").
-
-    paragraphs: blank lines (empty or white space only) separate documents.
-    lines:      every line that is not blank is a document.
-    fortunes:   `%` lines separate documents; blank lines at a document's edges are dropped.
-    text:       the whole file is one document, exactly.
-    A document of the line formats ends without the line end of its last line.
-    """
-    parts: list[str] = []  # the current document's text not yet yielded
-    size = 0
-    held: list[str] = []  # fortunes: blank lines after the last text line, kept if more text follows
-    has_text, starts_line = False, True
-    for text, ends_line in lines:
-        whole = starts_line and ends_line
-        starts_line = ends_line
-        blank = whole and not text.strip()
-        if (kind == "fortunes" and whole and text.rstrip("\n") == FORTUNE_SEPARATOR) or (
-            blank and kind in ("paragraphs", "lines")
-        ):
-            if has_text:
-                yield "".join(parts).removesuffix("\n"), True
-            parts, size, held, has_text = [], 0, [], False
-            continue
-        if blank and kind != "text":  # fortunes
-            if has_text:
-                held.append(text)
-            continue
-        if held:
-            parts += held
-            size += sum(map(len, held))
-            held = []
-        parts.append(text)
-        size += len(text)
-        has_text = has_text or not blank
-        if kind == "lines" and ends_line:
-            yield "".join(parts).removesuffix("\n"), True
-            parts, size, has_text = [], 0, False
-        elif has_text and size >= PIECE_CHARS and len(parts) > 1:
-            yield "".join(parts[:-1]), False  # the last segment stays: the document's end is cut from it
-            parts, size = parts[-1:], len(parts[-1])
-    if has_text:
-        text = "".join(parts)
-        yield (text if kind == "text" else text.removesuffix("\n")), True
-
-
-def _cut(text: str) -> Iterator[Piece]:
-    """One document held as a string, in pieces of at most PIECE_CHARS."""
-    start = 0
-    while len(text) - start > PIECE_CHARS:
-        end = _cut_point(text, start, start + PIECE_CHARS)
-        yield text[start:end], False
-        start = end
-    yield text[start:], True
-
-
-# --------------------------------------------------------------------------- records
-
-
-def _jsonl_records(path: str, decoding: _Decoding) -> Iterator[tuple[str, Any]]:
-    for number, (line, _) in enumerate(_read_lines(path, decoding, None), start=1):
-        if not line.strip():
-            continue
-        try:
-            yield f"{path}:{number}", json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise PgtError(f"{path}:{number}: malformed JSON ({exc.msg} at column {exc.colno})") from None
-
-
-def _parquet_records(path: str, field: str, record_format: str) -> Iterator[tuple[str, Any]]:
-    """Rows as records: only the text column when the documents are texts, else every column."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    try:
-        parquet = pq.ParquetFile(path)
-        names = parquet.schema_arrow.names
-        text_only = record_format == "text" or (record_format == "auto" and field in names)
-        if record_format == "text" and field not in names:
-            raise PgtError(f"{path}: no column {field!r} (columns: {', '.join(names)}; see --text-field)")
-        row = 0
-        for batch in parquet.iter_batches(batch_size=1024, columns=[field] if text_only else None):
-            if text_only and not (pa.types.is_string(batch.column(0).type)
-                                  or pa.types.is_large_string(batch.column(0).type)):
-                raise PgtError(f"{path}: column {field!r} holds {batch.column(0).type}, not text")
-            for record in batch.to_pylist():
-                row += 1
-                yield f"{path}: row {row}", record
-    except (pa.ArrowException, OSError) as exc:
-        raise PgtError(f"{path}: unreadable parquet file ({one_line(exc)})") from None
-
-
-def _saved_dataset_records(path: str, split: str, field: str, record_format: str) -> Iterator[tuple[str, Any]]:
-    import datasets
-
-    try:
-        dataset = datasets.load_from_disk(path)
-    except (OSError, ValueError) as exc:
-        raise PgtError(f"{path}: unreadable saved dataset ({one_line(exc)})") from None
-    if isinstance(dataset, datasets.DatasetDict):
-        if split not in dataset:
-            raise PgtError(f"{path}: no split {split!r} (splits: {', '.join(dataset)}; see --hub-split)")
-        dataset = dataset[split]
-    if record_format == "text" and field not in dataset.column_names:
-        raise PgtError(f"{path}: no column {field!r} (columns: {', '.join(dataset.column_names)}; see --text-field)")
-    if record_format in ("text", "auto") and field in dataset.column_names:
-        dataset = dataset.select_columns([field])  # documents are texts: read that column only
-    for number, record in enumerate(dataset, 1):
-        yield f"{path}: record {number}", record
-
-
-def _loaded_dataset_records(name: str, config: str | None, split: str) -> Iterator[tuple[str, Any]]:
-    where = f"Hugging Face dataset {name!r}" + (f" (config {config!r})" if config else "")
-
-    def records() -> Iterator[dict[str, Any]]:
-        import datasets
-
-        yield from datasets.load_dataset(name, config, split=split, streaming=True)
-
-    try:
-        for number, record in enumerate(with_timeout(records, f"cannot load {where}, split {split!r}"), 1):
-            yield f"{where}: record {number}", record
-    except PgtError:
-        raise
-    except Exception as exc:  # datasets and the hub raise many types; all mean "cannot read it"
-        raise PgtError(
-            f"cannot load {where}, split {split!r}: {one_line(exc)} "
-            "(hub datasets need network access; offline, pass a save_to_disk directory instead)"
-        ) from None
 
 
 def iter_fortunes(path: str | os.PathLike) -> Iterator[str]:

@@ -7,14 +7,25 @@ held_out_documents(language)                       the validation documents of t
 TokenData(out).train_batch(step, batch, seq, seed=...)   pure, rank-aware training windows
 """
 
-from pgt.data.loader import TokenData
-from pgt.data.manifest import Manifest
-from pgt.data.prepare import held_out_documents, prepare_token_data, split_documents
+from __future__ import annotations
 
-__all__ = [
-    "Manifest",
-    "TokenData",
-    "held_out_documents",
-    "prepare_token_data",
-    "split_documents",
-]
+from typing import TYPE_CHECKING
+
+from pgt.lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from pgt.data.loader import TokenData
+    from pgt.data.manifest import Manifest
+    from pgt.data.prepare import prepare_token_data
+    from pgt.data.splits import held_out_documents, split_documents
+
+_EXPORTS = {
+    "Manifest": "manifest",
+    "TokenData": "loader",
+    "held_out_documents": "splits",
+    "prepare_token_data": "prepare",
+    "split_documents": "splits",
+}
+__all__ = sorted(_EXPORTS)
+
+__getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -4,20 +4,15 @@ from __future__ import annotations
 
 import argparse
 import time
-from typing import TYPE_CHECKING
 
 from pgt import options
-from pgt.data.prepare import (
-    DEFAULT_MIN_VAL_BYTES,
-    DEFAULT_SHARD_TOKENS,
-    DEFAULT_VAL_FRACTION,
-    MAX_VAL_FRACTION,
-)
 from pgt.corpus.chat import RECORD_FORMATS
 from pgt.corpus.sources import TEXT_FORMATS
-
-if TYPE_CHECKING:
-    from pgt.data.manifest import Manifest
+from pgt.data import substrate_cli
+from pgt.data.loader import TokenData
+from pgt.data.manifest import Manifest
+from pgt.data.prepare import DEFAULT_SHARD_TOKENS, prepare_token_data
+from pgt.data.splits import DEFAULT_MIN_VAL_BYTES, DEFAULT_VAL_FRACTION, MAX_VAL_FRACTION
 
 SOURCES_HELP = f"""\
 sources (docs/data.md):
@@ -71,6 +66,7 @@ FORMAT_HELP = (
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    substrate_cli.register(subparsers)
     data = subparsers.add_parser(
         "data",
         help="prepare token data for training (data prepare | show)",
@@ -144,8 +140,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_data_prepare(args: argparse.Namespace) -> int:
-    from pgt.data.prepare import prepare_token_data
-
     started = time.monotonic()
     manifest = prepare_token_data(
         args.sources,
@@ -173,8 +167,6 @@ def run_data_prepare(args: argparse.Namespace) -> int:
 
 
 def run_data_show(args: argparse.Namespace) -> int:
-    from pgt.data.loader import TokenData
-
     data = TokenData(args.data_dir, verify=args.verify)
     manifest = data.manifest
     print(f"{data.path}: tokenizer {data.tokenizer_fingerprint}, eos id {data.eos_id}, {manifest.dtype}")

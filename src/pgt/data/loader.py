@@ -24,6 +24,8 @@ from pgt.io import file_sha256
 if TYPE_CHECKING:
     import torch
 
+COUNT_CHUNK = 1 << 24  # tokens counted at a time by `id_counts`
+
 
 class TokenSplit:
     """One split's shards as a single virtual array of token ids."""
@@ -141,6 +143,15 @@ class TokenData:
                 f"token data {self.path} was prepared with tokenizer {self.tokenizer_fingerprint[:19]}…, "
                 f"not {fingerprint[:19]}…; prepare it again with this substrate's tokenizer"
             )
+
+    def id_counts(self, fingerprint: str, vocab_size: int) -> np.ndarray:
+        """How often each id occurs in both splits, after checking the data was made with tokenizer `fingerprint`."""
+        self.check_tokenizer(fingerprint)
+        counts = np.zeros(vocab_size, dtype=np.int64)
+        for split in self.splits.values():
+            for start in range(0, split.tokens, COUNT_CHUNK):
+                counts += np.bincount(split.read(start, min(COUNT_CHUNK, split.tokens - start)), minlength=vocab_size)
+        return counts
 
     def train_batch(
         self, step: int, batch_size: int, seq_len: int, *, seed: int, rank: int = 0, world_size: int = 1

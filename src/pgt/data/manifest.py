@@ -100,7 +100,6 @@ class Manifest(Record):
     format: Literal["pgt-token-data"]
     format_version: Literal[1]
     tokenizer: TokenizerRecord
-    tokenizer_fingerprint: str
     eos_id: int
     shard_tokens: int
     split: SplitRule
@@ -108,6 +107,11 @@ class Manifest(Record):
     splits: dict[str, SplitRecord]
     dtype: Literal["uint32"] = "uint32"
     byte_order: Literal["little"] = "little"
+
+    @property
+    def tokenizer_fingerprint(self) -> str:
+        """The tokenizer's fingerprint. Manifests before this one repeated it as a top-level key, ignored on load."""
+        return self.tokenizer.fingerprint
 
     @property
     def tokens(self) -> int:
@@ -135,5 +139,6 @@ class DataFingerprint(Record):
 
 
 def is_token_data(directory: str | os.PathLike) -> bool:
-    """Whether `directory` holds a token data manifest (it may still be damaged)."""
+    """Whether `directory` holds finished token data: it is published atomically, so its manifest present means
+    complete (it may still be damaged; `TokenData` checks)."""
     return (Path(directory) / MANIFEST_FILE).is_file()

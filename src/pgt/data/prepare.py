@@ -20,366 +20,40 @@ import json
 import os
 import shutil
 import sys
-import threading
 import time
-from collections import deque
 from collections.abc import Iterator, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
-from dataclasses import dataclass, field
-from multiprocessing import get_context
 from pathlib import Path
-from typing import Any, BinaryIO, ClassVar
+from typing import Any
 
-import numpy as np
-
+from pgt.corpus.sources import local_inputs, resolve_sources
+from pgt.data.encode import TokenizerInfo, load_tokenizer_info, tokenized
 from pgt.data.manifest import (
-    DTYPE,
     FORMAT,
     FORMAT_VERSION,
     MANIFEST_FILE,
     SPLITS,
     Manifest,
-    ShardRecord,
-    SourceRecord,
     SplitRecord,
     SplitRule,
     TokenizerRecord,
 )
-from pgt.corpus.sources import ReadStats, Source, local_inputs, resolve_sources
-from pgt.errors import PgtError, SettingError, one_line
+from pgt.data.shards import Progress, ShardWriter
+from pgt.data.splits import DEFAULT_MIN_VAL_BYTES, DEFAULT_VAL_FRACTION, Chunk, iter_chunks, validation_threshold
+from pgt.errors import PgtError, SettingError
 from pgt.io import (
     atomic_dir,
-    file_sha256,
     output_lock,
     refuse_existing,
     refuse_overlap,
     remove_stale_temporaries,
 )
-from pgt.records import Record
-
-__all__ = ["DTYPE", "FORMAT", "FORMAT_VERSION", "MANIFEST_FILE", "SPLITS", "prepare_token_data", "split_documents"]
 
 PROGRESS_FILE = "progress.json"
 
-DEFAULT_VAL_FRACTION = 0.01
-# Small corpora get at least this much validation text (capped at MAX_VAL_FRACTION of the corpus).
-DEFAULT_MIN_VAL_BYTES = 100_000
-MAX_VAL_FRACTION = 0.2
 DEFAULT_SHARD_TOKENS = 1 << 26  # 256 MiB of uint32
 CHUNK_CHARS = 1 << 20
 # Progress is recorded (shards synced, progress.json written) at most this often: syncing costs.
 PROGRESS_INTERVAL_S = 1.0
-
-
-# --------------------------------------------------------------------------- tokenizer
-
-
-@dataclass(frozen=True)
-class TokenizerInfo:
-    """What the pipeline needs from the tokenizer directory."""
-
-    path: str
-    fingerprint: str
-    eos_id: int
-    vocab_size: int
-    backend_json: str  # the fast tokenizer as transformers configured it; workers rebuild it from this
-    chat_tokens: bool  # it has the chat template's special tokens (pgt.corpus.chat)
-
-
-def load_tokenizer_info(tokenizer_dir: str | os.PathLike) -> TokenizerInfo:
-    """Load DIR with `AutoTokenizer` and derive its fingerprint (substrate.json's, else sha256 of tokenizer.json)."""
-    from transformers import AutoTokenizer
-
-    from pgt.corpus.chat import has_chat_tokens
-    from pgt.substrate.store import SUBSTRATE_FILE, SubstrateMeta
-
-    directory = Path(tokenizer_dir)
-    if not directory.is_dir():
-        raise PgtError(f"tokenizer directory not found: {directory}")
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(str(directory), local_files_only=True, trust_remote_code=False)
-    except (OSError, ValueError, TypeError, json.JSONDecodeError) as exc:
-        raise PgtError(f"cannot load a tokenizer from {directory}: {one_line(exc)}") from None
-    if not tokenizer.is_fast:
-        raise PgtError(f"tokenizer {directory} is not a fast (tokenizers-backed) tokenizer")
-    if tokenizer.eos_token_id is None:
-        raise PgtError(f"tokenizer {directory} has no eos token (documents are separated by it)")
-    backend_json = tokenizer.backend_tokenizer.to_str()
-    if (directory / SUBSTRATE_FILE).is_file():
-        fingerprint = SubstrateMeta.load(directory / SUBSTRATE_FILE).fingerprint
-    elif (directory / "tokenizer.json").is_file():
-        fingerprint = "sha256:" + file_sha256(directory / "tokenizer.json")
-    else:
-        fingerprint = "sha256:" + hashlib.sha256(backend_json.encode()).hexdigest()
-    return TokenizerInfo(
-        str(directory.resolve()), fingerprint, int(tokenizer.eos_token_id), len(tokenizer), backend_json,
-        has_chat_tokens(tokenizer),
-    )
-
-
-# Set in each worker process (and in the main process when workers == 1).
-_ENCODER: Any = None
-_EOS_ID: int = 0
-
-
-def _init_encoder(backend_json: str, eos_id: int, parent_pid: int | None = None) -> None:
-    """Build the encoder; in a worker process (`parent_pid` given) also tie the worker's life to the parent's."""
-    global _ENCODER, _EOS_ID
-    if parent_pid is not None:
-        # One process per core already: the tokenizer's own threads would oversubscribe.
-        os.environ["TOKENIZERS_PARALLELISM"] = "false"
-        threading.Thread(target=_exit_with_parent, args=(parent_pid,), daemon=True).start()
-    from tokenizers import Tokenizer
-
-    _ENCODER = Tokenizer.from_str(backend_json)
-    _EOS_ID = eos_id
-
-
-def _exit_with_parent(parent_pid: int) -> None:
-    """A SIGKILLed main process cannot stop its workers, so each worker watches for its parent's death."""
-    while os.getppid() == parent_pid:
-        time.sleep(1.0)
-    os._exit(1)
-
-
-def _encode_chunk(texts: list[str], ends: list[bool], splits: list[str]) -> dict[str, tuple[np.ndarray, int]]:
-    """Tokenize one chunk: per split, the concatenated ids (eos after each finished document) and UTF-8 bytes."""
-    encodings = _ENCODER.encode_batch_fast(texts, add_special_tokens=False)
-    parts: dict[str, list[np.ndarray]] = {name: [] for name in SPLITS}
-    nbytes = dict.fromkeys(SPLITS, 0)
-    eos = np.array([_EOS_ID], dtype=DTYPE)
-    for text, ends_document, split, encoding in zip(texts, ends, splits, encodings, strict=True):
-        parts[split].append(np.asarray(encoding.ids, dtype=DTYPE))
-        if ends_document:
-            parts[split].append(eos)
-        nbytes[split] += len(text.encode("utf-8"))
-    return {name: (np.concatenate(parts[name]) if parts[name] else np.empty(0, DTYPE), nbytes[name]) for name in SPLITS}
-
-
-# --------------------------------------------------------------------------- shards
-
-
-@dataclass
-class WriterState(Record):
-    """How far one split's shards are written: finished shards, and the open one's length."""
-
-    WHAT: ClassVar[str] = "token data progress of a split"
-
-    finished: list[ShardRecord] = field(default_factory=list)
-    open_tokens: int = 0
-    bytes: int = 0
-    documents: int = 0
-
-
-@dataclass
-class Progress(Record):
-    """`progress.json` in the work directory: where an interrupted run of the command `key` stands."""
-
-    WHAT: ClassVar[str] = "token data progress file"
-
-    key: str
-    source: int = 0  # the source being read
-    piece: int = 0  # pieces of it already written
-    sources: list[SourceRecord] = field(default_factory=list)  # the sources read completely
-    splits: dict[str, WriterState] = field(default_factory=dict)
-
-
-class ShardWriter:
-    """Appends uint32 ids to `{split}-00000.bin`, … of at most `shard_tokens` ids each."""
-
-    def __init__(self, directory: Path, split: str, shard_tokens: int, state: WriterState | None = None) -> None:
-        self.directory, self.split, self.shard_tokens = directory, split, shard_tokens
-        state = state or WriterState()
-        self.finished = list(state.finished)
-        self.open_tokens, self.bytes, self.documents = state.open_tokens, state.bytes, state.documents
-        self._hash = hashlib.sha256()
-        self._handle: BinaryIO | None = None
-        self._reopen()
-
-    def _name(self, index: int) -> str:
-        return f"{self.split}-{index:05d}.bin"
-
-    def _reopen(self) -> None:
-        """Open the current shard, cut back to the recorded length; drop shards written after it."""
-        index = len(self.finished)
-        for stale in self.directory.glob(f"{self.split}-*.bin"):
-            if int(stale.stem.rsplit("-", 1)[1]) > index:
-                stale.unlink()
-        path = self.directory / self._name(index)
-        handle = open(path, "r+b" if path.exists() else "w+b")  # noqa: SIM115 (kept open across writes)
-        handle.truncate(self.open_tokens * DTYPE.itemsize)
-        # The kept prefix feeds the running hash: a resumed shard's sha256 equals an uninterrupted one's.
-        handle.seek(0)
-        self._hash = hashlib.file_digest(handle, "sha256")
-        handle.seek(0, os.SEEK_END)
-        self._handle = handle
-
-    def write(self, ids: np.ndarray) -> None:
-        while ids.size:
-            take = ids[: self.shard_tokens - self.open_tokens]
-            data = take.tobytes()
-            self._handle.write(data)
-            self._hash.update(data)
-            self.open_tokens += take.size
-            ids = ids[take.size :]
-            if self.open_tokens == self.shard_tokens:
-                self._finish_shard()
-                self._reopen()
-
-    def _finish_shard(self) -> None:
-        self._handle.close()
-        self.finished.append(ShardRecord(self._name(len(self.finished)), self.open_tokens, self._hash.hexdigest()))
-        self.open_tokens = 0
-
-    def sync(self) -> None:
-        self._handle.flush()
-        os.fsync(self._handle.fileno())
-
-    def abandon(self) -> None:
-        """Close the open shard without finishing it (the work directory is about to be removed)."""
-        self._handle.close()
-
-    def state(self) -> WriterState:
-        return WriterState(list(self.finished), self.open_tokens, self.bytes, self.documents)
-
-    @property
-    def tokens(self) -> int:
-        return sum(shard.tokens for shard in self.finished) + self.open_tokens
-
-    def close(self) -> SplitRecord:
-        """Finish the last shard (dropping it if empty) and describe the split for the manifest."""
-        if self.open_tokens:
-            self._finish_shard()
-        else:
-            self._handle.close()
-            (self.directory / self._name(len(self.finished))).unlink()
-        return SplitRecord(self.finished, self.tokens, self.bytes, self.documents)
-
-
-# --------------------------------------------------------------------------- split and chunks
-
-
-def split_of(text: str, threshold: float) -> str:
-    """`validation` for documents whose text hash falls below `threshold`: stable when sources are added."""
-    value = int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:8], "big") / 2**64
-    return "validation" if value < threshold else "train"
-
-
-def validation_threshold(val_fraction: float, min_val_bytes: int, known_bytes: int) -> float:
-    """The hash threshold: `val_fraction`, raised for small corpora so validation gets ~`min_val_bytes`."""
-    if val_fraction == 0 or known_bytes == 0:
-        return val_fraction
-    return max(val_fraction, min(MAX_VAL_FRACTION, min_val_bytes / known_bytes))
-
-
-def source_record(identity: dict[str, Any], stats: ReadStats) -> SourceRecord:
-    """The manifest entry of a source: its identity plus what reading it found."""
-    record = {**identity, "documents": stats.documents, "text_bytes": stats.text_bytes,
-              "replaced_bytes": stats.replaced_bytes, "conversations": stats.conversations}  # fmt: skip
-    if record["sha256"] is None:  # a dataset: hash and size of its documents' text
-        record["sha256"], record["bytes"] = stats.hasher.hexdigest(), stats.text_bytes
-    return SourceRecord.from_json(record)
-
-
-@dataclass
-class Chunk:
-    """Consecutive pieces (of one or more sources), and where reading stands once they are written."""
-
-    texts: list[str] = field(default_factory=list)
-    ends: list[bool] = field(default_factory=list)
-    splits: list[str] = field(default_factory=list)
-    # After this chunk: the source being read and how many of its pieces are done.
-    position: tuple[int, int] = (0, 0)
-    finished_sources: list[SourceRecord] = field(default_factory=list)
-
-
-def assign_splits(
-    source: Source, threshold: float, stats: ReadStats | None = None
-) -> Iterator[tuple[str, bool, str]]:
-    """The source's pieces as `(text, ends_document, split)`; a document's split is that of its first piece."""
-    split, at_document_start = "train", True
-    for text, ends_document in source.pieces(stats):
-        if at_document_start:
-            split = split_of(text, threshold)
-        at_document_start = ends_document
-        yield text, ends_document, split
-
-
-def iter_chunks(
-    sources: Sequence[Source],
-    identities: Sequence[dict[str, Any]],
-    start: tuple[int, int],
-    threshold: float,
-    chunk_chars: int,
-) -> Iterator[Chunk]:
-    """Read the sources from `start` = (source, pieces done in it) on, in chunks of at most `chunk_chars`.
-
-    Chunks run across source boundaries, so many small files still make large tokenizer batches.
-    """
-    chunk, size = Chunk(position=start), 0
-    for index in range(start[0], len(sources)):
-        stats = ReadStats()
-        skip = start[1] if index == start[0] else 0
-        for number, (text, ends_document, split) in enumerate(assign_splits(sources[index], threshold, stats), 1):
-            if number <= skip:
-                continue  # written before an interruption: read again only to rebuild the split and stats
-            if chunk.texts and size + len(text) > chunk_chars:
-                # A chunk holds at most chunk_chars (or one piece): tokenizer memory grows with the batch.
-                chunk.position = (index, number - 1)
-                yield chunk
-                chunk, size = Chunk(position=chunk.position), 0
-            chunk.texts.append(text)
-            chunk.ends.append(ends_document)
-            chunk.splits.append(split)
-            size += len(text)
-        chunk.finished_sources.append(source_record(identities[index], stats))
-        chunk.position = (index + 1, 0)
-    yield chunk
-
-
-def split_documents(
-    sources: Sequence[str],
-    split: str,
-    *,
-    val_fraction: float = DEFAULT_VAL_FRACTION,
-    min_val_bytes: int = DEFAULT_MIN_VAL_BYTES,
-    text_format: str = "auto",
-    text_field: str = "text",
-    hub_split: str = "train",
-    language: str | None = None,
-) -> Iterator[str]:
-    """The whole documents that `prepare_token_data` with these arguments puts into `split`, in order.
-
-    E.g. `split_documents(["default"], "validation")`: the held-out text of the default corpus,
-    for scoring a model on documents it never trained on. With `language`, only the documents
-    of sources tagged with it (`LANG=SOURCE`; the default corpus tags its own).
-    """
-    if split not in SPLITS:
-        raise PgtError(f"unknown split {split!r} (choose from {', '.join(SPLITS)})")
-    resolved = resolve_sources(list(sources), text_format=text_format, text_field=text_field, hub_split=hub_split)
-    known_bytes = sum(source.size_on_disk() or 0 for source in resolved)
-    threshold = validation_threshold(val_fraction, min_val_bytes, known_bytes)
-    chosen = [source for source in resolved if language is None or source.language == language]
-    if not chosen:
-        have = sorted({source.language for source in resolved})
-        raise PgtError(f"no source tagged with language {language!r} (have: {', '.join(have)}; tag one as LANG=SOURCE)")
-    for source in chosen:
-        parts: list[str] = []
-        for text, ends_document, piece_split in assign_splits(source, threshold):
-            if piece_split == split:
-                parts.append(text)
-                if ends_document:
-                    yield "".join(parts)
-                    parts = []
-
-
-def held_out_documents(language: str | None = None, sources: Sequence[str] = ("default",)) -> Iterator[str]:
-    """The validation documents of `sources` (the embedded corpus by default) in `language` (all if None).
-
-    Exactly the text `pgt data prepare SOURCES` holds out with default settings, so a model
-    trained on that token data is scored on documents it never saw.
-    """
-    return split_documents(sources, "validation", language=language)
 
 
 # --------------------------------------------------------------------------- the pipeline
@@ -475,7 +149,6 @@ def _prepare(
         format=FORMAT,
         format_version=FORMAT_VERSION,
         tokenizer=TokenizerRecord(tokenizer.path, tokenizer.fingerprint, tokenizer.vocab_size),
-        tokenizer_fingerprint=tokenizer.fingerprint,
         eos_id=tokenizer.eos_id,
         shard_tokens=shard_tokens,
         split=SplitRule(**settings["split"]),
@@ -541,7 +214,7 @@ def _run(
         desc="tokenizing",
         disable=None if progress else True,
     ) as bar:
-        for chunk, encoded in _tokenized(chunks, tokenizer, workers):
+        for chunk, encoded in tokenized(chunks, tokenizer, workers):
             for name, (ids, nbytes) in encoded.items():
                 writers[name].write(ids)
                 writers[name].bytes += nbytes
@@ -564,34 +237,6 @@ def _save_progress(writers: dict[str, ShardWriter], state: Progress, work: Path)
         writer.sync()
     state.splits = {name: writer.state() for name, writer in writers.items()}
     state.save(work / PROGRESS_FILE)
-
-
-def _tokenized(chunks: Iterator[Chunk], tokenizer: TokenizerInfo, workers: int) -> Iterator[tuple[Chunk, dict]]:
-    """(chunk, its encoding) in chunk order; with several workers at most 2 chunks per worker are in flight."""
-    if workers == 1:
-        _init_encoder(tokenizer.backend_json, tokenizer.eos_id)
-        for chunk in chunks:
-            yield chunk, _encode_chunk(chunk.texts, chunk.ends, chunk.splits)
-        return
-    # spawn: a forked copy of a process whose tokenizer has started threads can deadlock.
-    pool = ProcessPoolExecutor(
-        workers,
-        mp_context=get_context("spawn"),
-        initializer=_init_encoder,
-        initargs=(tokenizer.backend_json, tokenizer.eos_id, os.getpid()),
-    )
-    pending: deque[tuple[Chunk, Future]] = deque()
-    try:
-        for chunk in chunks:
-            pending.append((chunk, pool.submit(_encode_chunk, chunk.texts, chunk.ends, chunk.splits)))
-            if len(pending) >= 2 * workers:
-                done, future = pending.popleft()
-                yield done, future.result()
-        while pending:
-            done, future = pending.popleft()
-            yield done, future.result()
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _check_not_empty(descriptions: dict[str, SplitRecord], val_fraction: float, sources: Sequence[str]) -> None:

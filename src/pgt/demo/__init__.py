@@ -87,13 +87,14 @@ def ensure_substrate(out: Path, given: str | None, dim: int | None, trim: bool, 
     """The substrate to train on: `given` (trimmed to the default corpus into OUT/substrate when it is a full one
     and `trim`), what a previous run left in OUT/substrate, or a new build trimmed to the default corpus."""
     from pgt.corpus.fortunes import default_corpus_files
-    from pgt.substrate.prepared import ensure_trimmed, is_finished
+    from pgt.substrate.prepared import ensure_trimmed
+    from pgt.substrate.store import is_substrate
     from pgt.substrate.trim import load_trim_record
 
     path = out / SUBSTRATE_DIR
     if given:
         full = Path(given)
-        if not is_finished(full):
+        if not is_substrate(full):
             raise PgtError(f"--substrate {full} is not a substrate directory (no substrate.json)")
         if dim is not None and dim != _dim_of(full):
             raise PgtError(f"--dim {dim} contradicts --substrate {full}, which has dim {_dim_of(full)}")
@@ -103,13 +104,13 @@ def ensure_substrate(out: Path, given: str | None, dim: int | None, trim: bool, 
             return full
     else:
         full = out / FULL_SUBSTRATE_DIR
-    if is_finished(path):
+    if is_substrate(path):
         if dim is not None and dim != _dim_of(path):
             raise PgtError(f"{path} was built with dim {_dim_of(path)}, not {dim}: rerun with --dim {_dim_of(path)} "
                            "or choose another --out")  # fmt: skip
         say(f"reusing {path} (finished earlier)")
         return path
-    if not is_finished(full):
+    if not is_substrate(full):
         dim = dim or DEFAULT_DIM
         _check_dim(dim)
         say(f"building {SMALL_FAMILY} at dim {dim}: {DIM_REASON}.")
@@ -123,12 +124,12 @@ def ensure_substrate(out: Path, given: str | None, dim: int | None, trim: bool, 
 def full_substrate_of(substrate: Path) -> Path:
     """The full substrate a trimmed one was cut from, where it still is (its glyph neighbours span every token);
     else `substrate` itself."""
-    from pgt.substrate.prepared import is_finished
+    from pgt.substrate.store import is_substrate
     from pgt.substrate.trim import load_trim_record
 
     record = load_trim_record(substrate)
     parent = Path(record.parent_path) if record else None
-    if parent and is_finished(parent) and _meta(parent).fingerprint == record.parent_fingerprint:
+    if parent and is_substrate(parent) and _meta(parent).fingerprint == record.parent_fingerprint:
         return parent
     return substrate
 
@@ -136,10 +137,10 @@ def full_substrate_of(substrate: Path) -> Path:
 def ensure_data(out: Path, given: str | None, substrate: Path, progress: bool) -> Path:
     """The token data: `given`, OUT/data from a previous run, or the default corpus tokenized now."""
     from pgt.data import Manifest, prepare_token_data
-    from pgt.data.prepare import MANIFEST_FILE
+    from pgt.data.manifest import MANIFEST_FILE, is_token_data
 
     path = Path(given) if given else out / DATA_DIR
-    if (path / MANIFEST_FILE).is_file():  # written atomically, so present means complete
+    if is_token_data(path):
         say(f"reusing {path}")
     elif given:
         raise PgtError(f"--data {path} is not a token data directory (no {MANIFEST_FILE}; make one with "

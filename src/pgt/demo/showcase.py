@@ -37,13 +37,14 @@ def evaluate_and_sample(out: Path, run_dir: Path, seed: int, eval_docs: int | No
     import torch
 
     from pgt.eval.report import stage_dirs
+    from pgt.growth.run_layout import stage_number
     from pgt.eval.results import EvalRecord
     from pgt.eval.runner import evaluate_to_file, planned_path
     from pgt.model import load_model
 
     results = []
     for stage_dir in stage_dirs(run_dir):
-        stage = int(stage_dir.name.removeprefix("stage-"))
+        stage = stage_number(stage_dir)
         model, tokenizer = load_model(stage_dir)
         model.eval()
         bpb, documents = None, 0

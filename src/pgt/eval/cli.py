@@ -10,10 +10,13 @@ from pathlib import Path
 
 from pgt import options
 from pgt.errors import PgtError
+from pgt.eval import batching
 from pgt.eval import report as report_module
 from pgt.eval.generation import DEFAULT_DECODING, SAMPLERS
+from pgt.eval.harness import harness_paths, run_harness
 from pgt.eval.results import RESULTS_DIRNAME, EvalRecord, refuse_existing_result
-from pgt.eval.tasks import PERPLEXITY_TASKS
+from pgt.eval.runner import evaluate_to_file, load_for_eval, planned_path, resolve_task
+from pgt.eval.tasks import MC_TASK, PERPLEXITY_TASKS
 from pgt.io import check_writable
 from pgt.model.cli import add_attn_implementation
 
@@ -111,9 +114,6 @@ def _print_result(path: Path, record: EvalRecord) -> None:
 
 def _jobs(args: argparse.Namespace) -> list[tuple[str, str | None, str | None]]:
     """(task, mc name, data) per --task, checked before any model is loaded."""
-    from pgt.eval.runner import resolve_task
-    from pgt.eval.tasks import MC_TASK
-
     if args.data and len(args.data) != len(args.task):
         raise PgtError(f"{len(args.data)} --data for {len(args.task)} --task: give one --data per --task "
                        "(in the same order), or none for the tasks' hub datasets")
@@ -154,8 +154,6 @@ def run_eval(args: argparse.Namespace) -> int:
     """`pgt eval`: evaluate each --task/--data pair (and/or --harness tasks) and write the results."""
     _check(args)
     jobs = _jobs(args)
-    from pgt.eval import batching
-    from pgt.eval.runner import evaluate_to_file, load_for_eval, planned_path
 
     mode = "loglik" if args.protocol == "loglik" else "generate"
     harness_tasks = [t for t in args.harness.split(",") if t] if args.harness else []
@@ -163,8 +161,6 @@ def run_eval(args: argparse.Namespace) -> int:
         paths = [planned_path(model_dir, task, name=name, data=data, split=_split(args, task), mode=mode,
                               out_dir=args.out) for task, name, data in jobs]  # fmt: skip
         if args.harness:
-            from pgt.eval.harness import harness_paths
-
             paths += harness_paths(model_dir, harness_tasks, include_path=args.include_path, out_dir=args.out)
         for path in paths:
             refuse_existing_result(path, overwrite=args.overwrite)
@@ -186,8 +182,6 @@ def run_eval(args: argparse.Namespace) -> int:
             )
             _print_result(path, record)
         if args.harness:
-            from pgt.eval.harness import run_harness
-
             for path, record in run_harness(
                 model, tokenizer, model_dir, harness_tasks,
                 include_path=args.include_path, limit=args.limit, batch_size=args.batch_size,

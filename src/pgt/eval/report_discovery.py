@@ -8,22 +8,22 @@ and the headers of its weight files.
 
 from __future__ import annotations
 
-import math
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pgt.data.loader import TokenData
 from pgt.errors import PgtError
 from pgt.eval import published as pub
 from pgt.eval.results import RESULTS_DIRNAME, EvalRecord
 from pgt.growth.metrics import read_metrics
 from pgt.growth.records import RUN_FILE, STAGE_FILE, RunRecord, StageRecord
+from pgt.growth.run_layout import stage_dirs
 from pgt.io import read_json
+from pgt.model.loading import stored_parameters
 from pgt.substrate.health import SubstrateHealth, inspect_substrate
 
-STAGE_DIR = re.compile(r"stage-(\d+)$")
 # The loss-like metrics every model entry can carry; tasks follow them in the tables.
 LOSS_METRICS = (("val_loss", "val loss"), ("val_bpb", "bits/byte"))
 
@@ -116,27 +116,6 @@ def _blocks_from_config(model_dir: Path) -> int | None:
     return blocks if isinstance(blocks, int) else None
 
 
-def count_parameters(model_dir: Path) -> int | None:
-    """Total parameters in a model directory's safetensors files, read from their headers only."""
-    from safetensors import safe_open
-
-    files = sorted(model_dir.glob("*.safetensors"))
-    if not files:
-        return None
-    total = 0
-    for path in files:
-        with safe_open(str(path), framework="numpy") as handle:
-            for key in handle.keys():  # noqa: SIM118 (safe_open is not a mapping)
-                total += math.prod(handle.get_slice(key).get_shape())
-    return total
-
-
-def stage_dirs(run_dir: str | os.PathLike) -> list[Path]:
-    """A run's finished stage directories (`stage-K`), in depth order."""
-    found = [(int(m[1]), p) for p in Path(run_dir).glob("stage-*") if (m := STAGE_DIR.search(p.name)) and p.is_dir()]
-    return [path for _, path in sorted(found)]
-
-
 def load_entry(path: Path, name: str, kind: str, notes: list[str]) -> ModelEntry:
     """A model entry from a model directory, or from a run directory (its deepest stage)."""
     if not path.is_dir():
@@ -150,7 +129,7 @@ def load_entry(path: Path, name: str, kind: str, notes: list[str]) -> ModelEntry
         raise PgtError(f"{path} is neither a model directory nor a run directory "
                        "(no config.json, stage.json or run.json)")
     # A model without a stage record (a merge) has only its config and weights to say what it is.
-    params = stage.params_total if stage else count_parameters(model_dir)
+    params = stage.params_total if stage else stored_parameters(model_dir)
     # A merge is not a deeper model: its config's layer count is its experts' together.
     blocks = None if kind == "merged" else stage.blocks if stage else _blocks_from_config(model_dir)
     return ModelEntry(name, kind, model_dir, blocks, stage, params, _read_evals(model_dir, notes))
@@ -194,7 +173,7 @@ def run_substrate_health(run: RunRecord, notes: list[str]) -> SubstrateHealth | 
     """`pgt substrate inspect` of the run's substrate on the ids its data uses; None (with a note) where
     either directory is gone or no longer matches."""
     try:
-        return inspect_substrate(run.substrate, run.data) if run.substrate and run.data else None
+        return inspect_substrate(run.substrate, TokenData(run.data)) if run.substrate and run.data else None
     except PgtError as exc:
         notes.append(f"substrate health not measured: {exc}")
         return None

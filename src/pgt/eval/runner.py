@@ -13,12 +13,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pgt.corpus.hub import hub_spec
+from pgt.data.manifest import is_token_data
+from pgt.data.splits import split_documents
 from pgt.errors import PgtError, one_line
 from pgt.eval import protocol
+from pgt.eval.datasets_io import load_task_data
 from pgt.eval.generation import DEFAULT_DECODING, SAMPLERS, Sampler
+from pgt.eval.perplexity import score_texts
 from pgt.eval.results import EvalRecord, dataset_name, model_fingerprint, result_lock, results_path, write_results
 from pgt.eval.tasks import MC_TASK, PERPLEXITY_TASKS, Task, get_task, mc_task
 from pgt.io import read_json
+from pgt.model import load_model
+from pgt.model.loading import refuse_pickle_weights
+from pgt.options import resolve_device, torch_dtype
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -33,20 +40,14 @@ def load_for_eval(
     model_dir: str | os.PathLike, dtype: str = "float32", device: str = "auto", attn_implementation: str = "sdpa"
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """Load a pgt model (with its fingerprint checks) or any HF causal LM, in eval mode."""
-    from pgt.options import resolve_device, torch_dtype
-
     model_dir = Path(model_dir)
     target = resolve_device(device)  # before reading anything: `--device cuda` without CUDA is one line
     config = read_json(model_dir / "config.json", "model config")
     if config.get("substrate_fingerprint"):  # a pgt model directory (arcee, or merged experts)
-        from pgt.model import load_model
-
         model, tokenizer = load_model(model_dir, dtype=torch_dtype(dtype), device=target,
                                       attn_implementation=attn_implementation)
     else:
         from transformers import AutoModelForCausalLM, AutoTokenizer
-
-        from pgt.model.loading import refuse_pickle_weights
 
         refuse_pickle_weights(model_dir)
         try:  # never custom code (no prompt either), never the network, never pickle
@@ -68,9 +69,6 @@ def held_out_texts(data: str | None, split: str | None = None) -> Iterator[str]:
     `split` (train/validation) only the documents `pgt data prepare` puts into that split.
     Without `data`, the validation documents of the embedded default corpus are scored.
     """
-    from pgt.data.manifest import is_token_data
-    from pgt.data.prepare import split_documents
-
     if data is not None and is_token_data(data):
         raise PgtError(
             f"{data} holds token ids, not text (bits per byte need the text): pass the corpus it was prepared "
@@ -88,8 +86,6 @@ def _perplexity_record(
     data: str | None, split: str | None, limit: int | None, batch_size: int,
 ) -> tuple[EvalRecord, list[dict[str, Any]]]:
     """The result and, for --log-samples, one line per document (index, tokens, bytes, nats)."""
-    from pgt.eval.perplexity import score_texts
-
     texts = list(islice(held_out_texts(data, split), limit))
     score = score_texts(model, tokenizer, texts, batch_size=batch_size)
     values = {"perplexity": score.perplexity, "bpb": score.bits_per_byte, "loss": score.nats_per_token,
@@ -146,8 +142,6 @@ def _task_record(
     split: str | None, mode: protocol.Mode, runs: int | None, limit: int | None, sampler: Sampler, seed: int,
     batch_size: int,
 ) -> tuple[EvalRecord, list]:
-    from pgt.eval.datasets_io import load_task_data
-
     loaded = load_task_data(task, data, split)
     if task.scoring == "loglik":
         mode = "loglik"  # a user's own multiple-choice file has no generation protocol

@@ -3,14 +3,23 @@
     from pgt.growth import GrowthConfig, grow
     run_dir = grow(GrowthConfig(substrate=..., data=..., out="runs/grow", stages=3))
 
-`grow` is imported lazily so that `import pgt.growth` (and `pgt --help`) stays light.
+Names are imported on first use (pgt.lazy), so `import pgt.growth` (and `pgt --help`) stays light.
 """
 
 from __future__ import annotations
 
-from pgt.growth.config import GrowthConfig
+from typing import TYPE_CHECKING
+
 from pgt.lazy import lazy_exports
 
-__all__ = ["GrowthConfig", "grow"]
+if TYPE_CHECKING:
+    from pgt.growth.config import GrowthConfig
+    from pgt.growth.trainer import grow
 
-__getattr__ = lazy_exports(__name__, {"grow": "trainer"})
+_EXPORTS = {
+    "GrowthConfig": "config",
+    "grow": "trainer",
+}
+__all__ = sorted(_EXPORTS)
+
+__getattr__ = lazy_exports(__name__, _EXPORTS)

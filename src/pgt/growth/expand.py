@@ -111,8 +111,3 @@ def frozen_prefix(layers: nn.ModuleList, n_frozen: int) -> Iterator[None]:
         torch.set_grad_enabled(outer_mode)  # an exception inside the prefix must not leak no-grad mode
 
 
-def count_parameters(model: nn.Module) -> tuple[int, int]:
-    """(total, trainable) parameter counts."""
-    total = sum(p.numel() for p in model.parameters())
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    return total, trainable

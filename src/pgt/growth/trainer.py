@@ -31,7 +31,7 @@ from pgt.errors import PgtError, one_line
 from pgt.growth import checkpoint as ckpt
 from pgt.growth import distributed as pdist
 from pgt.growth.config import OPTIMIZER_KEYS, GrowthConfig, config_differences
-from pgt.growth.expand import add_block, count_parameters, frozen_prefix, set_trainable
+from pgt.growth.expand import add_block, frozen_prefix, set_trainable
 from pgt.growth.lineage import check_source_model, check_unchanged
 from pgt.growth.lora import attach_lora, merge_lora
 from pgt.growth.metrics import MetricsLogger, plot_loss
@@ -45,6 +45,7 @@ from pgt.growth.records import (
     StageRecord,
     mixture_draws,
 )
+from pgt.growth.run_layout import stage_dir, stage_dirs
 from pgt.growth.validation import (
     TextScore,
     decoder,
@@ -61,7 +62,7 @@ from pgt.io import (
     remove_stale_temporaries,
     run_lock,
 )
-from pgt.model.architecture import check_heads
+from pgt.model.architecture import check_heads, count_parameters
 
 CONFIG_FILE = "config.yaml"
 # Other runs that live inside a run directory by convention (docs/growth.md).
@@ -96,10 +97,6 @@ def plan_stages(config: GrowthConfig, start: int = 0) -> list[StagePlan]:
         plans.append(StagePlan(stage=k, tokens=config.tokens_per_stage, fresh=k == 1,
                                frozen_blocks=0 if lora else k - 1, lora_blocks=range(k - 1) if lora else range(0)))
     return plans
-
-
-def stage_dir(run_dir: Path, stage: int) -> Path:
-    return run_dir / f"stage-{stage}"
 
 
 def lr_at(step: int, total_steps: int, config: GrowthConfig) -> float:
@@ -266,7 +263,7 @@ class GrowthRun:
                 print(f"{self.run_dir}: {ckpt.CHECKPOINT_DIR}/{ckpt.POINTER_FILE} is missing; resuming from the "
                       f"newest checkpoint that verifies, {found.path.name}")
             return found
-        trained = sorted(p.name for p in self.run_dir.glob("stage-*") if p.is_dir())
+        trained = [p.name for p in stage_dirs(self.run_dir)]
         checkpoints = self.run_dir / ckpt.CHECKPOINT_DIR
         if trained or (checkpoints.is_dir() and any(checkpoints.iterdir())):
             held = ", ".join(trained) or f"{checkpoints} (none of them verifies)"
@@ -398,7 +395,7 @@ class GrowthRun:
                 self._restore_set_aside()
             # A first attempt that failed before its first checkpoint leaves nothing that blocks the corrected command.
             if (created and not started and self.ctx.is_main and self.run_dir.is_dir()
-                    and not (self.run_dir / ckpt.CHECKPOINT_DIR).exists() and not any(self.run_dir.glob("stage-*"))):
+                    and not (self.run_dir / ckpt.CHECKPOINT_DIR).exists() and not stage_dirs(self.run_dir)):
                 shutil.rmtree(self.run_dir, ignore_errors=True)
             raise
         finally:

@@ -126,6 +126,13 @@ def pgt_config(
     return config
 
 
+def count_parameters(model: nn.Module) -> tuple[int, int]:
+    """(total, trainable) parameter counts of a model in memory (the meta device counts too)."""
+    total = sum(p.numel() for p in model.parameters())
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return total, trainable
+
+
 def build_model(config: ArceeConfig) -> ArceeForCausalLM:
     """A randomly initialised `ArceeForCausalLM` of `config`, its embedding frozen when PGT."""
     from transformers import ArceeForCausalLM

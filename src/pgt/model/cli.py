@@ -15,6 +15,9 @@ from pgt.model.architecture import (
     HIDDEN_ACTS,
     SAMPLING,
 )
+from pgt.model.hub import push_model
+from pgt.model.loading import init_model_dir, load_model, parameter_counts, read_model_config
+from pgt.model.presets import PRESETS
 
 
 def add_attn_implementation(parser: argparse.ArgumentParser) -> None:
@@ -40,16 +43,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         subparsers, "init", help="write an untrained model on a substrate",
         description="Write an untrained model directory (a standard transformers `arcee` checkpoint: "
         "weights, config, tokenizer, model card) on a substrate. The width and vocabulary come from the "
-        "substrate; depth and heads from --preset or --layers/--heads.",
+        "substrate; depth and heads from --preset or --blocks/--heads.",
         examples=["pgt init --substrate runs/sub --preset tiny --out runs/tiny-init",
-                  "pgt init --substrate runs/sub --layers 4 --heads 8 --out runs/m0 --seed 1",
-                  "pgt init --substrate runs/sub --layers 2 --heads 4 --hidden-act relu2 --out runs/m-relu2"],
+                  "pgt init --substrate runs/sub --blocks 4 --heads 8 --out runs/m0 --seed 1",
+                  "pgt init --substrate runs/sub --blocks 2 --heads 4 --hidden-act relu2 --out runs/m-relu2"],
         handler=run_init,
     )
     options.add_substrate(init)
-    size = init.add_argument_group("size (a preset, or --layers and --heads)")
+    size = init.add_argument_group("size (a preset, or --blocks and --heads)")
     size.add_argument("--preset", help="named size, see `pgt info PRESET`")
-    size.add_argument("--layers", type=options.positive_int, help="number of decoder blocks")
+    size.add_argument("--blocks", type=options.positive_int, help="number of decoder blocks")
+    # The old name of --blocks (docs/architecture.md, "Names"): still accepted, no longer listed.
+    size.add_argument("--layers", dest="blocks", type=options.positive_int, help=argparse.SUPPRESS)
     size.add_argument("--heads", type=options.positive_int, help="attention heads per block")
     init.add_argument("--hidden-act", choices=HIDDEN_ACTS, default=DEFAULT_HIDDEN_ACT,
                       help=f"MLP activation (default: {DEFAULT_HIDDEN_ACT}; relu2 serves natively in vLLM/SGLang)")
@@ -107,17 +112,12 @@ def format_count(count: int) -> str:
 
 
 def run_info(args: argparse.Namespace) -> int:
-    from pgt.model.loading import parameter_counts
-    from pgt.model.presets import PRESETS
-
     target = args.target
     if target in PRESETS:
         preset = PRESETS[target]
         config = preset.config()
         lines = [f"preset:     {preset.name} (substrate family {preset.family})"]
     elif Path(target).is_dir():
-        from pgt.model.loading import read_model_config
-
         config = read_model_config(target)
         lines = [f"model:      {target} ({config.model_type})", f"substrate:  {config.substrate_fingerprint}"]
         preset = None
@@ -146,14 +146,12 @@ def run_info(args: argparse.Namespace) -> int:
 def run_init(args: argparse.Namespace) -> int:
     from transformers.utils import logging as hf_logging
 
-    from pgt.model.loading import init_model_dir
-
     hf_logging.disable_progress_bar()
     out = init_model_dir(
         args.substrate,
         args.out,
         preset=args.preset,
-        layers=args.layers,
+        layers=args.blocks,
         heads=args.heads,
         seed=args.seed,
         overwrite=args.overwrite,
@@ -184,8 +182,6 @@ def run_generate(args: argparse.Namespace) -> int:
     import torch
     from transformers import TextStreamer
     from transformers.utils import logging as hf_logging
-
-    from pgt.model.loading import load_model
 
     hf_logging.disable_progress_bar()
     device = options.resolve_device(args.device)
@@ -232,7 +228,5 @@ def stream_continuation(model: Any, input_ids: list[int], *, max_new_tokens: int
 
 
 def run_push(args: argparse.Namespace) -> int:
-    from pgt.model.hub import push_model
-
     print(f"pushed {args.model} to {push_model(args.model, args.repo_id, private=args.private)}")
     return 0

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 from pgt.errors import PgtError, one_line
-
+from pgt.model.loading import read_model_config
 
 HTTP_CLIENTS = ("httpx", "httpx2")  # huggingface_hub 1.x and 2.x; requests (0.x) raises OSErrors
 
@@ -28,8 +28,6 @@ def push_model(model_dir: str | os.PathLike, repo_id: str, *, private: bool = Fa
     return the repository's URL. Needs a network and a Hugging Face token (`hf auth login`)."""
     from huggingface_hub import HfApi
     from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
-
-    from pgt.model.loading import read_model_config
 
     model_dir = Path(model_dir)
     read_model_config(model_dir)  # a pgt model directory, not any folder

@@ -13,16 +13,27 @@ substrate's record of them.
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pgt.corpus.chat import save_tokenizer
 from pgt.errors import PgtError, one_line
-from pgt.io import atomic_dir, read_json, write_json
-from pgt.model.architecture import DEFAULT_ATTN_IMPLEMENTATION, SAMPLING, check_heads
+from pgt.io import atomic_dir, read_json, refuse_existing, refuse_overlap, write_json
+from pgt.model.architecture import (
+    DEFAULT_ATTN_IMPLEMENTATION,
+    SAMPLING,
+    check_attn_implementation,
+    check_heads,
+    count_parameters,
+    from_substrate,
+)
+from pgt.model.card import facts_of, model_card
+from pgt.model.frozen import freeze_embedding
 from pgt.model.presets import get_preset
 from pgt.substrate.store import SUBSTRATE_FILE, Substrate, SubstrateMeta, fingerprint
+from pgt.substrate.tokenizer import texts_sha256, token_texts
 
 if TYPE_CHECKING:
     import torch
@@ -47,7 +58,7 @@ def model_class(model_type: str) -> type[PreTrainedModel]:
 
         return ArceeForCausalLM
     if model_type == MERGED_MODEL_TYPE:
-        from pgt.model.modeling_pgt_merged import PgtMergedForCausalLM
+        from pgt.model.modeling_pgt_merged import PgtMergedForCausalLM  # imports torch: `pgt --help` loads this module
 
         return PgtMergedForCausalLM
     raise PgtError(f"model type {model_type!r} is not a pgt model ({SINGLE_MODEL_TYPE} or {MERGED_MODEL_TYPE})")
@@ -55,8 +66,6 @@ def model_class(model_type: str) -> type[PreTrainedModel]:
 
 def build_from_config(config: PretrainedConfig) -> PreTrainedModel:
     """A randomly initialised pgt model of `config`, its substrate embedding frozen."""
-    from pgt.model.frozen import freeze_embedding
-
     return freeze_embedding(model_class(config.model_type)(config))
 
 
@@ -94,12 +103,12 @@ def model_config_kwargs(
     """Config fields for a model on a substrate of width `hidden_size`: a preset or layers + heads."""
     if preset is not None:
         if layers is not None or heads is not None:
-            raise PgtError("give either a preset or --layers/--heads, not both")
+            raise PgtError("give either a preset or --blocks/--heads, not both")
         chosen = get_preset(preset)
         if chosen.hidden_size != hidden_size:
             raise PgtError(
                 f"preset {preset} has d_model {chosen.hidden_size} but the substrate's dimension is {hidden_size}; "
-                f"build a {chosen.hidden_size}-dim substrate or use --layers/--heads"
+                f"build a {chosen.hidden_size}-dim substrate or use --blocks/--heads"
             )
         return {
             "num_hidden_layers": chosen.num_hidden_layers,
@@ -107,9 +116,9 @@ def model_config_kwargs(
             "max_position_embeddings": chosen.max_position_embeddings,
         }
     if layers is None or heads is None:
-        raise PgtError("give a --preset, or both --layers and --heads")
+        raise PgtError("give a --preset, or both --blocks and --heads")
     if layers < 1:
-        raise PgtError(f"--layers must be positive (got {layers})")
+        raise PgtError(f"--blocks must be positive (got {layers})")
     check_heads(hidden_size, heads)
     return {"num_hidden_layers": layers, "num_attention_heads": heads}
 
@@ -136,8 +145,6 @@ def save_model(
     config, tokenizer, `substrate.json`, model card); `substrate_meta` is the substrate's
     `substrate.json` record. `card` is the README.md (`pgt.model.card.model_card`);
     without one, a card is written from what the model and substrate record."""
-    from pgt.model.card import facts_of, model_card
-
     if getattr(model.config, "substrate_fingerprint", None) != substrate_meta.fingerprint:
         raise PgtError("the model's substrate_fingerprint differs from the substrate.json given to save it")
     model.generation_config = _generation_config(model.config)
@@ -174,9 +181,6 @@ def init_model_dir(
     """
     import torch
 
-    from pgt.io import refuse_existing, refuse_overlap
-    from pgt.model.architecture import from_substrate
-
     refuse_overlap(out, [substrate_dir])
     refuse_existing(out, overwrite=overwrite, marker=CONFIG_FILE)  # before the model is built
     substrate = Substrate.load(substrate_dir)
@@ -201,7 +205,6 @@ def check_token_texts(tokenizer: PreTrainedTokenizerBase, substrate_meta: Substr
     """
     recorded = substrate_meta.params.token_texts_sha256
     ids = list(range(len(tokenizer)))
-    from pgt.substrate.tokenizer import texts_sha256, token_texts
 
     if texts_sha256(tokenizer.convert_ids_to_tokens(ids)) == recorded:
         return
@@ -245,9 +248,6 @@ def load_model(
     Raises PgtError on a missing or corrupt directory or any fingerprint mismatch.
     """
     import torch
-
-    from pgt.model.architecture import check_attn_implementation
-    from pgt.model.frozen import freeze_embedding
 
     check_attn_implementation(attn_implementation)
     path = Path(path)
@@ -293,7 +293,20 @@ def parameter_counts(config: PretrainedConfig) -> tuple[int, int]:
     import torch
 
     with torch.device("meta"):
-        model = build_from_config(config)
-    total = sum(p.numel() for p in model.parameters())
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    return total, trainable
+        return count_parameters(build_from_config(config))
+
+
+def stored_parameters(model_dir: str | os.PathLike) -> int | None:
+    """Total parameters in a model directory's safetensors files (read from their headers only), or None
+    when it has none: counts any causal LM's directory without building the model."""
+    from safetensors import safe_open
+
+    files = sorted(Path(model_dir).glob("*.safetensors"))
+    if not files:
+        return None
+    total = 0
+    for path in files:
+        with safe_open(str(path), framework="numpy") as handle:
+            for key in handle.keys():  # noqa: SIM118 (safe_open is not a mapping)
+                total += math.prod(handle.get_slice(key).get_shape())
+    return total

@@ -11,15 +11,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pgt.errors import PgtError
-from pgt.model.architecture import DEFAULT_CONTEXT
-from pgt.substrate.layout import SMALL_FAMILY
+from pgt.model.architecture import DEFAULT_CONTEXT, pgt_config
+from pgt.substrate.layout import SMALL_FAMILY, get_family
 
 if TYPE_CHECKING:
     from transformers import ArceeConfig
-
-BYTE_FALLBACK_IDS = 256  # see pgt.substrate.layout: appended after the reference layout
-VOCAB_131K = 131_072 + BYTE_FALLBACK_IDS  # bvv241-abs / bvv241-max
-VOCAB_65K = 65_536 + BYTE_FALLBACK_IDS  # bvv241-2-3
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -30,15 +26,17 @@ class Preset:
     num_hidden_layers: int
     hidden_size: int
     num_attention_heads: int
-    vocab_size: int
     family: str
     published: float | None = None
     max_position_embeddings: int = DEFAULT_CONTEXT
 
+    @property
+    def vocab_size(self) -> int:
+        """The family's: its reference layout plus the byte-fallback ids (pgt.substrate.layout)."""
+        return get_family(self.family).vocab_size
+
     def config(self, **overrides: Any) -> ArceeConfig:
         """The preset as a PGT `ArceeConfig`; keyword arguments override its fields."""
-        from pgt.model.architecture import pgt_config
-
         fields = {
             "num_hidden_layers": self.num_hidden_layers,
             "hidden_size": self.hidden_size,
@@ -56,17 +54,17 @@ PRESETS: dict[str, Preset] = {
     for preset in [
         *(
             Preset(name=f"abs-bvv-{k}", num_hidden_layers=k, hidden_size=4096, num_attention_heads=32,
-                   vocab_size=VOCAB_131K, family="bvv241-abs", published=published)
+                   family="bvv241-abs", published=published)
             for k, published in enumerate(_PUBLISHED_ABS, start=1)
         ),
         Preset(name="best-bvv", num_hidden_layers=16, hidden_size=1024, num_attention_heads=32,
-               vocab_size=VOCAB_131K, family="bvv241-max", published=0.5),
+               family="bvv241-max", published=0.5),
         # CPU sizes for tests, the demo and quick experiments.
-        Preset(name="tiny", num_hidden_layers=2, hidden_size=64, num_attention_heads=4, vocab_size=VOCAB_65K,
+        Preset(name="tiny", num_hidden_layers=2, hidden_size=64, num_attention_heads=4,
                family=SMALL_FAMILY),
-        Preset(name="small", num_hidden_layers=4, hidden_size=256, num_attention_heads=8, vocab_size=VOCAB_65K,
+        Preset(name="small", num_hidden_layers=4, hidden_size=256, num_attention_heads=8,
                family=SMALL_FAMILY),
-        Preset(name="medium", num_hidden_layers=8, hidden_size=512, num_attention_heads=8, vocab_size=VOCAB_65K,
+        Preset(name="medium", num_hidden_layers=8, hidden_size=512, num_attention_heads=8,
                family=SMALL_FAMILY),
     ]
 }

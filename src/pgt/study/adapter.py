@@ -7,35 +7,55 @@ evaluation records), re-point the function here and nothing else in `pgt.study` 
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
-from pathlib import Path
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+from pgt.compose.merge import merge_experts
+from pgt.compose.tune import TUNE_FILE, TuneConfig, TuneRecord, tune_merged
+from pgt.corpus.fortunes import DEFAULT_LANGUAGES, default_corpus_files
+from pgt.corpus.sources import resolve_sources
+from pgt.data.loader import TokenData
+from pgt.data.manifest import is_token_data
+from pgt.data.prepare import prepare_token_data
+from pgt.eval.loglik import continuation_logprobs
+from pgt.eval.perplexity import score_texts
+from pgt.growth import GrowthConfig
+from pgt.growth import grow as run_growth
+from pgt.growth.metrics import read_metrics as read_run_metrics
+from pgt.growth.records import STAGE_FILE, StageRecord
+from pgt.growth.run_layout import stage_dirs as run_stage_dirs
+from pgt.growth.validation import compressed_bits_per_byte
+from pgt.model import load_model
+from pgt.options import available_cpus, resolve_device
 from pgt.records import Record
-
+from pgt.substrate.build import rebuild_substrate
+from pgt.substrate.health import SubstrateHealth, inspect_substrate, random_unit_matrix
+from pgt.substrate.prepared import ensure_trimmed
+from pgt.substrate.store import (
+    SUBSTRATE_FILE,
+    Substrate,
+    SubstrateMeta,
+    is_substrate,
+    save_substrate,
+)
+from pgt.substrate.trim import load_trim_record
 
 # ---------------------------------------------------------------- substrate and data
 
 
 def default_corpus(language: str) -> list[str]:
     """The embedded fortune files of one language."""
-    from pgt.corpus.fortunes import default_corpus_files
-
     return [str(p) for p in default_corpus_files((language,))]
 
 
 def default_languages() -> list[str]:
-    from pgt.corpus.fortunes import DEFAULT_LANGUAGES
-
     return list(DEFAULT_LANGUAGES)
 
 
 def documents(sources: list[str]) -> Iterator[str]:
     """The non-empty documents of `sources`, stripped, read by pgt's one corpus reader (as `pgt data prepare`)."""
-    from pgt.corpus.sources import resolve_sources
-
     for source in resolve_sources(sources):
         for document in source.documents():
             if document.strip():
@@ -52,18 +72,13 @@ def build_substrate(out: Path, full: Path, ngram_corpus: list[str], train_corpus
     thousand, and held-out text the training text lacks falls back to byte tokens, losslessly,
     so no held-out document shapes the vocabulary either.
     """
-    from pgt.substrate.prepared import ensure_trimmed
-
     return ensure_trimmed(out, full, ngram_corpus=ngram_corpus, train_corpus=train_corpus, dim=dim,
                           progress=progress, recentre=recentre)
 
 
 def visible_twin(full: Path, out: Path, progress: bool) -> Path:
     """`full` rendered again with invisible characters drawn visibly (the same tokenizer and recipe otherwise)."""
-    from pgt.substrate.build import rebuild_substrate
-    from pgt.substrate.store import SUBSTRATE_FILE
-
-    if not (out / SUBSTRATE_FILE).is_file():
+    if not is_substrate(out):
         rebuild_substrate(full, out, visible_blanks=True, progress=progress)
     return out
 
@@ -87,9 +102,6 @@ class SubstrateLineage(Record):
 
 
 def substrate_lineage(substrate: Path) -> SubstrateLineage:
-    from pgt.substrate.store import SUBSTRATE_FILE, SubstrateMeta
-    from pgt.substrate.trim import load_trim_record
-
     meta = SubstrateMeta.load(substrate / SUBSTRATE_FILE)
     trim = load_trim_record(substrate)
     return SubstrateLineage(str(substrate), meta.fingerprint, meta.vocab_size, meta.dim, meta.parent_fingerprint,
@@ -103,10 +115,7 @@ def control_substrate(glyph: Path, out: Path, control: str, seed: int) -> Path:
 
     import numpy as np
 
-    from pgt.substrate.health import random_unit_matrix
-    from pgt.substrate.store import SUBSTRATE_FILE, Substrate, save_substrate
-
-    if (out / SUBSTRATE_FILE).is_file():
+    if is_substrate(out):
         return out
     source = Substrate.load(glyph)
     rows = source.embeddings.numpy()
@@ -125,11 +134,9 @@ CONTROLS = {"random": "random unit rows", "shuffled": "glyph rows shuffled acros
 
 def substrate_health(substrate: Path, data: Path, out: Path) -> Any:
     """`pgt substrate inspect SUBSTRATE --data DATA` (a SubstrateHealth), saved at `out` and reused."""
-    from pgt.substrate.health import SubstrateHealth, inspect_substrate
-
     if out.is_file():
         return SubstrateHealth.load(out)
-    health = inspect_substrate(substrate, data)
+    health = inspect_substrate(substrate, TokenData(data))
     out.parent.mkdir(parents=True, exist_ok=True)
     health.save(out)
     return health
@@ -140,11 +147,8 @@ VALIDATION_BYTES = 60_000  # the data's validation split: the learning-rate swee
 
 def prepare_data(sources: list[str], substrate: Path, out: Path, progress: bool) -> Path:
     """Token data of `sources` (JSONL files) for `substrate`; an existing directory is reused."""
-    from pgt.data.manifest import MANIFEST_FILE
-    from pgt.data.prepare import prepare_token_data
-
-    if not (out / MANIFEST_FILE).is_file():
-        prepare_token_data(sources, substrate, out, workers=min(2, os.cpu_count() or 1),
+    if not is_token_data(out):
+        prepare_token_data(sources, substrate, out, workers=min(2, available_cpus()),
                            min_val_bytes=VALIDATION_BYTES, progress=progress)
     return out
 
@@ -154,40 +158,28 @@ def prepare_data(sources: list[str], substrate: Path, out: Path, progress: bool)
 
 def grow(settings: dict[str, Any]) -> Path:
     """`pgt grow` with these GrowthConfig fields; resumes or recognises a finished run."""
-    from pgt.growth import GrowthConfig, grow as run_growth
-
     return run_growth(GrowthConfig(**settings))
 
 
 def stage_dirs(run_dir: Path) -> list[Path]:
-    from pgt.eval.report import stage_dirs as dirs
-
-    return dirs(run_dir)
+    return run_stage_dirs(run_dir)
 
 
 def stage_record(stage_dir: Path) -> Any:
     """The stage's StageRecord: its tokens, validation loss on the training data's validation split, parameters."""
-    from pgt.growth.records import STAGE_FILE, StageRecord
-
     return StageRecord.load(stage_dir / STAGE_FILE)
 
 
 def tune_record(out: Path) -> Any:
-    from pgt.compose.tune import TUNE_FILE, TuneRecord
-
     return TuneRecord.load(out / TUNE_FILE)
 
 
 def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
-    from pgt.growth.metrics import read_metrics as read
-
-    return read(run_dir)
+    return read_run_metrics(run_dir)
 
 
 def merge(experts: list[Path], out: Path, mode: str) -> Path:
     """`pgt merge` (equal weights); an existing merge is reused."""
-    from pgt.compose.merge import merge_experts
-
     if not (out / "config.json").is_file():
         merge_experts([str(e) for e in experts], out, mode=mode)
     return out
@@ -195,8 +187,6 @@ def merge(experts: list[Path], out: Path, mode: str) -> Path:
 
 def tune(merged: Path, data: Path, out: Path, **settings: Any) -> Any:
     """`pgt tune`; a finished tuning is reused. Returns its TuneRecord."""
-    from pgt.compose.tune import TUNE_FILE, TuneConfig, TuneRecord, tune_merged
-
     if (out / TUNE_FILE).is_file():
         return TuneRecord.load(out / TUNE_FILE)
     return tune_merged(merged, data, out, TuneConfig(**settings))
@@ -206,29 +196,20 @@ def tune(merged: Path, data: Path, out: Path, **settings: Any) -> Any:
 
 
 def load(model_dir: Path, device: str) -> tuple[Any, Any]:
-    from pgt.model import load_model
-    from pgt.options import resolve_device
-
     return load_model(model_dir, device=resolve_device(device))
 
 
 def heldout_score(model: Any, tokenizer: Any, texts: list[str]) -> Any:
     """The exact held-out score of `texts` (a TextScore): the bits per byte of `pgt eval` and the trainer's log."""
-    from pgt.eval.perplexity import score_texts
-
     return score_texts(model, tokenizer, texts)
 
 
 def compressors(texts: list[str]) -> dict[str, float]:
     """`bzip2 -9` and `xz -9e` bits per byte of `texts` concatenated, as beside every held-out score."""
-    from pgt.growth.validation import compressed_bits_per_byte
-
     return compressed_bits_per_byte("".join(texts).encode("utf-8"))
 
 
 def option_logprobs(model: Any, tokenizer: Any, requests: list[tuple[str, str]]) -> list[tuple[float, int]]:
     """(log-probability, UTF-8 bytes) of each (prompt, continuation)."""
-    from pgt.eval.loglik import continuation_logprobs
-
     scores, _ = continuation_logprobs(model, tokenizer, requests)
     return [(s.logprob, len(continuation.encode("utf-8"))) for s, (_, continuation) in zip(scores, requests, strict=True)]

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from pgt.eval.plots import PALETTE, Panel, Series, plot_panels
 from pgt.eval.report_markdown import markdown_table
+from pgt.growth.run_layout import stage_number
 from pgt.io import atomic_file
 from pgt.study import adapter
 from pgt.study.results import ANCHOR, METRICS, FamilyResults, ModelRow, StudyResults, below_anchor
@@ -153,7 +154,7 @@ def plot_losses(results: StudyResults, family: FamilyResults, path: Path) -> Non
     series, markers = [], []
     for row in family.rows:
         run_dir = Path(row.runs[0]).parent
-        if "@" in row.key or not Path(row.runs[0]).name.startswith("stage-"):
+        if "@" in row.key or stage_number(row.runs[0]) is None:
             continue  # a grown run appears once (its deepest stage); merges have no training curve
         records = adapter.read_metrics(run_dir)
         train = [r for r in records if r["kind"] == "train"]

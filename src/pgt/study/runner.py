@@ -26,12 +26,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from pgt.errors import PgtError
+from pgt.io import refuse_foreign, run_lock
 from pgt.model.architecture import check_heads
-from pgt.substrate.layout import SMALL_FAMILY
 from pgt.records import Record
 from pgt.study import adapter, flops
 from pgt.study.arms import FAMILIES, MERGE, SHARED_LANGUAGE, TUNED, Arm, Family, family_arms
+from pgt.study.cloze import CHANCE
 from pgt.study.corpus import StudyCorpus, parse_corpus_specs, split_corpus
+from pgt.study.report import write_study_report
 from pgt.study.results import (
     ANCHOR,
     FamilyResults,
@@ -42,6 +44,8 @@ from pgt.study.results import (
 )
 from pgt.study.scales import Scale
 from pgt.study.scoring import ModelScore, cloze_items, score_model
+from pgt.substrate.layout import SMALL_FAMILY
+from pgt.substrate.store import SUBSTRATE_FILE, is_substrate
 
 PLAN_FILE = "study-plan.json"
 RESULTS_FILE = "study.json"
@@ -164,8 +168,6 @@ def prepare_study(options: StudyOptions) -> None:
     exists (the GPU check carries it there without the full-vocabulary substrates: trimmed ones are
     reused without their parents). A run of the prepared study may change every budget, not `PREPARED_FIELDS`.
     """
-    from pgt.io import run_lock
-
     options.out.mkdir(parents=True, exist_ok=True)
     with run_lock(options.out):
         study = _open_study(options)
@@ -181,8 +183,6 @@ def run_study(options: StudyOptions, command: str = "") -> StudyResults:
     (also OUT/study.json and the report)."""
     from transformers.utils import logging as hf_logging
 
-    from pgt.io import refuse_foreign, run_lock
-
     hf_logging.disable_progress_bar()  # a bar per loaded model would drown the study's own lines
     out = options.out
     refuse_foreign(out, PLAN_FILE, what="study directory")
@@ -194,7 +194,6 @@ def run_study(options: StudyOptions, command: str = "") -> StudyResults:
                 study.train(family)
         results = study.results(command)
         results.save(out / RESULTS_FILE)
-        from pgt.study.report import write_study_report
 
         report = write_study_report(out, results)
         _say(f"report: {report}")
@@ -224,15 +223,13 @@ class _Study:
     def substrate(self, key: str) -> Path:
         if key in self.substrates:
             return self.substrates[key]
-        from pgt.substrate.store import SUBSTRATE_FILE
-
         scale, progress = self.scale, self.options.progress
         built = self.out / ("substrate" if key == "glyph" else f"substrate-{key}")
-        if key != "glyph" and (built / SUBSTRATE_FILE).is_file():
-            path = built  # published atomically: present means finished, whether or not its parent still is
+        if key != "glyph" and is_substrate(built):
+            path = built  # finished, whether or not its parent still is
         elif key == "glyph":
             full = self._full()
-            if not (full / SUBSTRATE_FILE).is_file() and not (built / SUBSTRATE_FILE).is_file():
+            if not is_substrate(full) and not is_substrate(built):
                 if self.options.substrate is not None:
                     raise PgtError(f"--substrate {full} is not a substrate directory (no {SUBSTRATE_FILE})")
                 _say(f"== substrate: {SMALL_FAMILY} at dim {scale.dim}, n-grams from the training text -> {full}")
@@ -357,7 +354,6 @@ class _Study:
                            else [])]
         health = {key: adapter.substrate_health(self.substrate(key), self.data(key, "all"),
                                                 self.out / "health" / f"{key}.json") for key in keys}
-        from pgt.study.cloze import CHANCE
 
         return StudyResults(
             out=str(self.out), command=command or " ".join(sys.argv), scale=scale.name, seeds=self.options.seeds,

@@ -25,8 +25,11 @@ from pgt.io import (
     refuse_overlap,
     remove_stale_temporaries,
 )
+from pgt.substrate.font import check_layout_engine, find_font
+from pgt.substrate.glyphs import glyph_matrix
 from pgt.substrate.layout import BYTE_FALLBACK_COUNT, DEFAULT_LAYOUT_ENGINE, Family, build_layout, get_family
 from pgt.substrate.ngrams import collect_ngrams
+from pgt.substrate.store import RECIPE_VERSION, SUBSTRATE_FILE, BuildParams, FontRecord, Substrate, save_substrate
 from pgt.substrate.tokenizer import build_tokenizer, load_tokenizer, texts_sha256, token_texts
 
 ANY_TOKENIZER_FAMILY = "bvv241-nemo"
@@ -77,10 +80,6 @@ with a warning, or with `strict` refused). `from_tokenizer` instead
     atomically; bad input (also an output overlapping an input, or one that cannot be
     written) raises PgtError before the long render.
     """
-    from pgt.substrate.font import check_layout_engine, find_font
-    from pgt.substrate.glyphs import glyph_matrix
-    from pgt.substrate.store import RECIPE_VERSION, SUBSTRATE_FILE, BuildParams, FontRecord, save_substrate
-
     preset = get_family(family)
     dim = preset.dim if dim is None else dim
     out = Path(out)
@@ -158,10 +157,6 @@ def rebuild_substrate(
     """The substrate at `source_dir` rendered again with `visible_blanks` set as given: the same tokenizer,
     token texts, font, cell, augmentation, layout engine and PCA rows, so only that option differs (the
     `pgt study` twin of a substrate). A trimmed or trained substrate is refused: rebuild its full parent."""
-    from pgt.substrate.font import find_font
-    from pgt.substrate.glyphs import glyph_matrix
-    from pgt.substrate.store import Substrate, save_substrate
-
     out = Path(out)
     refuse_existing(out, overwrite=False)
     source = Substrate.load(source_dir)

@@ -8,7 +8,10 @@ from typing import TYPE_CHECKING
 
 from pgt import options
 from pgt.errors import PgtError
+from pgt.io import atomic_file
 from pgt.substrate.layout import DEFAULT_LAYOUT_ENGINE, FAMILIES, LAYOUT_ENGINES
+from pgt.substrate.store import SUBSTRATE_FILE, Substrate, SubstrateMeta
+from pgt.substrate.tokenizer import load_tokenizer, token_texts
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -100,26 +103,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     show.add_argument("-k", type=options.positive_int, default=10, metavar="K", help="how many neighbours (default 10)")
     show.add_argument("--font", metavar="PATH", help="glyph font for --png (default: $PGT_FONT, else GNU Unifont)")
 
-    _register_trim(commands)
-
-    inspect = options.add_command(
-        commands,
-        "inspect",
-        help="how distinct a substrate's rows are: identical vectors, nearest-neighbour cosines, effective dimension",
-        description="Report groups of ids whose vectors are identical (with their texts and, with --data, the share "
-        "of the data's tokens they carry), the distribution of each row's nearest-neighbour cosine, the mean pairwise "
-        "cosine and the participation ratio (effective dimension), beside the same figures for random unit rows of "
-        "the same shape. With --data only the ids the data uses are measured.",
-        examples=["pgt substrate inspect substrates/t --data runs/data",
-                  "pgt substrate inspect substrates/full --groups 20 --json health.json"],
-        handler=run_substrate_inspect,
-    )
-    inspect.add_argument("substrate", metavar="SUBSTRATE", help="the substrate directory to measure")
-    inspect.add_argument("--data", metavar="DIR", help="token data prepared with SUBSTRATE: measure the ids it uses")
-    inspect.add_argument("--groups", type=options.positive_int, default=10, metavar="N",
-                         help="identical groups to list (default 10)")
-    inspect.add_argument("--json", metavar="FILE", help="also write every figure and group as JSON here")
-
     tokenize = options.add_command(
         subparsers,
         "tokenize",
@@ -132,66 +115,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     options.add_substrate(tokenize, help="substrate (or any Hugging Face tokenizer) directory")
 
 
+def substrate_commands(subparsers: argparse._SubParsersAction) -> argparse._SubParsersAction:
+    """The subcommands of `pgt substrate` (made by `register`), for the ones the data layer adds: `trim` and
+    `inspect` take token data (`--data DIR`), which this layer does not read (pgt.data.substrate_cli)."""
+    group = subparsers.choices["substrate"]
+    return next(action for action in group._actions if isinstance(action, argparse._SubParsersAction))
+
+
 def run_substrate(args: argparse.Namespace) -> int:
     raise PgtError("give a command: pgt substrate build|show|trim|inspect … (see pgt substrate --help)")
 
 
-def _register_trim(commands: argparse._SubParsersAction) -> None:
-    trim = options.add_command(
-        commands,
-        "trim",
-        help="cut a substrate down to the tokens a corpus uses (lossless; a far smaller output head)",
-        description="Write a substrate whose vocabulary is the tokens the corpus uses, the tokens BPE merges build "
-        "them from, the named special tokens and the 256 byte tokens, with the parent's embedding rows bit for bit. "
-        "It encodes the corpus exactly as the parent does and any other text losslessly (byte fallback); trim.json "
-        "records the parent's fingerprint and the id map. See docs/trimming.md.",
-        examples=[
-            "pgt substrate trim substrates/full --corpus default --out substrates/fortunes",
-            "pgt substrate trim substrates/full --data runs/data --out substrates/trimmed  # ids from token data",
-            "pgt substrate trim substrates/full --corpus default --recentre --out substrates/centred  # beyond",
-            "# experts to merge: one trim on the union of their corpora",
-            "pgt substrate trim substrates/full --corpus corpus/en corpus/ru.jsonl --out substrates/en-ru",
-        ],
-        handler=run_substrate_trim,
-    )
-    trim.add_argument("substrate", metavar="SUBSTRATE", help="the full substrate directory to trim")
-    corpus = trim.add_mutually_exclusive_group(required=True)
-    corpus.add_argument("--data", metavar="DIR", help="token data prepared with SUBSTRATE (`pgt data prepare`)")
-    corpus.add_argument("--corpus", nargs="+", metavar="SOURCE",
-                        help="text sources as `pgt data prepare` takes them (files, directories, default)")
-    trim.add_argument("--recentre", action="store_true",
-                      help="beyond the reference: subtract the kept rows' mean from every row and renormalise, "
-                           "removing the offset the kept rows share (off by default; in trim.json and the fingerprint)")
-    options.add_out(trim, "trimmed substrate directory to create")
-
-
-def run_substrate_trim(args: argparse.Namespace) -> int:
-    from pgt.substrate.trim import trim_substrate
-
-    started = time.perf_counter()
-    record = trim_substrate(args.substrate, args.out, data=args.data, corpus=args.corpus or (),
-                            recentre=args.recentre, overwrite=args.overwrite)  # fmt: skip
-    print(f"trimmed {args.substrate} to {args.out} in {time.perf_counter() - started:.1f} s: "
-          f"{record.vocab_size:,} of {record.parent_vocab_size:,} ids ({record.corpus_ids:,} used by "
-          f"{record.corpus_tokens:,} corpus tokens, {record.merge_ids:,} merge halves, {record.special_ids} specials, "
-          f"{record.byte_ids} byte tokens); parent {record.parent_fingerprint}")  # fmt: skip
-    return 0
-
-
-def run_substrate_inspect(args: argparse.Namespace) -> int:
-    from pgt.substrate.health import inspect_substrate
-
-    health = inspect_substrate(args.substrate, args.data)
-    print("\n".join(health.summary(args.groups)))
-    if args.json:
-        health.save(args.json)
-        print(f"wrote {args.json}")
-    return 0
-
-
 def run_substrate_build(args: argparse.Namespace) -> int:
-    from pgt.substrate.build import ANY_TOKENIZER_FAMILY, build_substrate
-    from pgt.substrate.store import SUBSTRATE_FILE, SubstrateMeta
+    from pgt.substrate.build import ANY_TOKENIZER_FAMILY, build_substrate  # imports PIL: kept off `pgt --help`
 
     family = args.family or (ANY_TOKENIZER_FAMILY if args.from_tokenizer else None)
     if family is None:
@@ -228,18 +164,13 @@ def _print_tokens(tokenizer: PreTrainedTokenizerBase, ids: list[int]) -> None:
 
 
 def run_tokenize(args: argparse.Namespace) -> int:
-    from pgt.substrate.tokenizer import load_tokenizer
-
     tokenizer = load_tokenizer(args.substrate)
     _print_tokens(tokenizer, tokenizer.encode(args.text, add_special_tokens=False))
     return 0
 
 
 def run_substrate_show(args: argparse.Namespace) -> int:
-    from pgt.io import atomic_file
-    from pgt.substrate.glyphs import nearest_tokens, render_bitmap
-    from pgt.substrate.store import Substrate
-    from pgt.substrate.tokenizer import token_texts
+    from pgt.substrate.glyphs import nearest_tokens, render_bitmap  # imports PIL: kept off `pgt --help`
 
     substrate = Substrate.load(args.substrate)
     tokenizer = substrate.tokenizer

@@ -45,6 +45,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 from pgt.errors import PgtError
+from pgt.options import available_cpus
 from pgt.substrate.font import WHITE, GlyphFont, GlyphTile, find_font
 from pgt.substrate.layout import DEFAULT_LAYOUT_ENGINE, AugmentParams
 from pgt.substrate.pca import pca_unit_rows
@@ -301,8 +302,6 @@ def glyph_bits(
     does not depend on their number.
     """
     from tqdm.auto import tqdm
-
-    from pgt.options import available_cpus
 
     if cell < 1:
         raise PgtError(f"glyph cell must be a positive number of pixels, got {cell}")

@@ -16,9 +16,12 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+
 import numpy as np
 
 from pgt.records import Record
+from pgt.substrate.store import Substrate
+from pgt.substrate.trim import TokenIds
 
 NEAREST_QUERIES = 4096  # rows whose nearest neighbour is searched (a seeded sample beyond this)
 QUANTILES = {"min": 0.0, "p10": 0.1, "median": 0.5, "p90": 0.9, "max": 1.0}
@@ -134,18 +137,15 @@ def identical_groups(matrix: np.ndarray, ids: np.ndarray) -> list[np.ndarray]:
     return [ids[np.flatnonzero(inverse == group)] for group in np.flatnonzero(counts > 1)]
 
 
-def inspect_substrate(substrate_dir: str | os.PathLike, data: str | os.PathLike | None = None) -> SubstrateHealth:
-    """Measure the substrate at `substrate_dir` on every id, or on the ids token `data` uses."""
-    from pgt.substrate.store import Substrate
-    from pgt.substrate.trim import token_counts
-
+def inspect_substrate(substrate_dir: str | os.PathLike, data: TokenIds | None = None) -> SubstrateHealth:
+    """Measure the substrate at `substrate_dir` on every id, or on the ids token `data` (`TokenData`) uses."""
     substrate = Substrate.load(substrate_dir)
     matrix = substrate.embeddings.numpy()
-    counts = token_counts(data, substrate) if data is not None else None
+    counts = data.id_counts(substrate.fingerprint, substrate.vocab_size) if data is not None else None
     if counts is None:
         ids, scope = np.arange(len(matrix)), "every id"
     else:
-        ids, scope = np.flatnonzero(counts), f"the ids used by {data}"
+        ids, scope = np.flatnonzero(counts), f"the ids used by {data.path}"
     texts = substrate.tokenizer.convert_ids_to_tokens([int(i) for i in range(len(matrix))])
     groups = [IdenticalGroup([int(i) for i in group], [texts[int(i)] for i in group],
                              None if counts is None else int(counts[group].sum()))

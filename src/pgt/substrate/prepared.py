@@ -11,13 +11,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from pgt.substrate.layout import SMALL_FAMILY
-
-
-def is_finished(path: Path) -> bool:
-    """Whether `path` holds a finished substrate (published atomically: present means complete)."""
-    from pgt.substrate.store import SUBSTRATE_FILE
-
-    return (path / SUBSTRATE_FILE).is_file()
+from pgt.substrate.store import is_substrate
 
 
 def ensure_trimmed(out: Path, full: Path, *, ngram_corpus: Sequence[str | Path], train_corpus: Sequence[str],
@@ -27,13 +21,14 @@ def ensure_trimmed(out: Path, full: Path, *, ngram_corpus: Sequence[str | Path],
     `train_corpus` into `out` (rows `recentre`d if asked), after building `full` when it is missing
     (bvv241-2-3 at `dim`, n-grams mined from `ngram_corpus`). `full` itself when it is already
     trimmed or `trim` is off. `log` hears how long the build took and what the trim kept."""
+    # Lazy: rendering needs Pillow and the trim torch; `pgt --help` imports this module through the demo.
     from pgt.substrate.build import build_substrate
     from pgt.substrate.trim import load_trim_record, trim_substrate
 
     say = log or (lambda _: None)
-    if is_finished(out):
+    if is_substrate(out):
         return out
-    if not is_finished(full):
+    if not is_substrate(full):
         start = time.perf_counter()
         build_substrate(full, family=SMALL_FAMILY, corpus=[Path(p) for p in ngram_corpus], dim=dim,
                         progress=progress)

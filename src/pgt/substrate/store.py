@@ -201,6 +201,12 @@ class Substrate:
         return cls(path, tokenizer, embeddings, meta.fingerprint, meta)
 
 
+def is_substrate(directory: str | os.PathLike) -> bool:
+    """Whether `directory` holds a finished substrate: it is published atomically, so its `substrate.json` present
+    means complete (it may still be damaged; `Substrate.load` checks)."""
+    return (Path(directory) / SUBSTRATE_FILE).is_file()
+
+
 def save_substrate(
     out: str | os.PathLike,
     tokenizer: PreTrainedTokenizerFast,

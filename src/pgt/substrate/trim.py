@@ -27,17 +27,16 @@ import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 
+from pgt.corpus.sources import resolve_sources
 from pgt.errors import PgtError
 from pgt.io import atomic_dir, output_lock, refuse_existing, refuse_overlap
 from pgt.records import Record
 from pgt.substrate.layout import BYTE_FALLBACK_COUNT, SPECIAL_TOKENS, byte_token
-
-if TYPE_CHECKING:
-    from pgt.substrate.store import Substrate
+from pgt.substrate.store import SUBSTRATE_FILE, Substrate, save_substrate
 
 TRIM_FILE = "trim.json"
 PLACEHOLDER_SPECIAL = re.compile(r"^<special_token_\d+>$")
@@ -76,29 +75,17 @@ def load_trim_record(substrate_dir: str | os.PathLike) -> TrimRecord | None:
 # ---------------------------------------------------------------- the ids a corpus uses
 
 
-def token_counts(data_dir: str | os.PathLike, substrate: Substrate) -> np.ndarray:
-    """How often each id occurs in both splits of a `pgt data prepare` directory made with `substrate`."""
-    from pgt.data.loader import TokenData
+class TokenIds(Protocol):
+    """Token data as this layer sees it (`pgt.data.loader.TokenData` is one): where it is and how often each id
+    occurs in it, so the substrate layer never reads the data layer's files itself."""
 
-    data = TokenData(data_dir)
-    data.check_tokenizer(substrate.fingerprint)
-    counts = np.zeros(substrate.vocab_size, dtype=np.int64)
-    for split in data.splits.values():
-        for start in range(0, split.tokens, 1 << 24):
-            counts += np.bincount(split.read(start, min(1 << 24, split.tokens - start)), minlength=substrate.vocab_size)
-    return counts
+    path: Path
 
-
-def ids_in_token_data(data_dir: str | os.PathLike, parent: Substrate) -> tuple[np.ndarray, int]:
-    """Distinct ids (sorted) and the token count of both splits of a `pgt data prepare` directory."""
-    counts = token_counts(data_dir, parent)
-    return np.flatnonzero(counts), int(counts.sum())
+    def id_counts(self, fingerprint: str, vocab_size: int) -> np.ndarray: ...
 
 
 def _text_batches(sources: Sequence[str]) -> Iterator[list[str]]:
     """The corpus's documents as `pgt data prepare` reads them (pieces), in batches of about ENCODE_BATCH_CHARS."""
-    from pgt.corpus.sources import resolve_sources
-
     batch: list[str] = []
     size = 0
     for source in resolve_sources(list(sources)):
@@ -198,24 +185,23 @@ def trim_substrate(
     substrate_dir: str | os.PathLike,
     out: str | os.PathLike,
     *,
-    data: str | os.PathLike | None = None,
+    data: TokenIds | None = None,
     corpus: Sequence[str] = (),
     recentre: bool = False,
     overwrite: bool = False,
 ) -> TrimRecord:
     """Write the substrate of `substrate_dir` trimmed to the ids of `data` (token data) or `corpus` (sources) to `out`.
 
-    Exactly one of `data` (a `pgt data prepare` directory made with this substrate) and `corpus`
+    Exactly one of `data` (a `pgt data prepare` directory made with this substrate, as `TokenData`) and `corpus`
     (sources as `pgt data prepare` takes them) says which tokens stay. With `recentre` (beyond
     the reference) the kept rows are re-centred on their own mean and renormalised
     (`recentre_rows`). Returns the trim record.
     """
-    from pgt.substrate.store import SUBSTRATE_FILE, Substrate, save_substrate
-
     if (data is None) == (not corpus):
         raise PgtError("give exactly one of --data DIR (token data) and --corpus SOURCE ... to trim to")
     out = Path(out)
-    refuse_overlap(out, [substrate_dir, data, *(c for c in corpus if Path(c).exists())])
+    data_paths = [data.path] if data is not None else []
+    refuse_overlap(out, [substrate_dir, *data_paths, *(c for c in corpus if Path(c).exists())])
     refuse_existing(out, overwrite=overwrite, marker=SUBSTRATE_FILE)
     parent = Substrate.load(substrate_dir)
     if parent.meta.parent_fingerprint is not None:
@@ -226,7 +212,11 @@ def trim_substrate(
     id_to_token = {token_id: token for token, token_id in model["vocab"].items()}
     id_to_token |= {added["id"]: added["content"] for added in backend["added_tokens"]}
 
-    used, corpus_tokens = ids_in_token_data(data, parent) if data is not None else ids_in_corpus(corpus, parent)
+    if data is not None:
+        counts = data.id_counts(parent.fingerprint, parent.vocab_size)
+        used, corpus_tokens = np.flatnonzero(counts), int(counts.sum())
+    else:
+        used, corpus_tokens = ids_in_corpus(corpus, parent)
     used_tokens = {id_to_token[int(i)] for i in used}
     with_merges = merge_closure(used_tokens, _merge_pairs(model["merges"]))
     specials = {added["content"] for added in backend["added_tokens"]
@@ -241,7 +231,7 @@ def trim_substrate(
     record = TrimRecord(
         parent_fingerprint=parent.fingerprint, parent_vocab_size=parent.vocab_size,
         parent_path=str(Path(substrate_dir).resolve()),
-        sources=[str(Path(data).resolve())] if data is not None else list(corpus),
+        sources=[str(data.path.resolve())] if data is not None else list(corpus),
         corpus_tokens=corpus_tokens, corpus_ids=len(used), merge_ids=len(with_merges - used_tokens),
         special_ids=len(specials - with_merges), byte_ids=len(bytes_ - with_merges - specials), parent_ids=kept,
         recentred=recentre,

@@ -1,0 +1,86 @@
+"""`pgt substrate trim` and `pgt substrate inspect`: the substrate commands that take token data (`--data DIR`).
+
+They live in the data layer because reading a token data directory is the data layer's job; the
+substrate layer sees token data only through `pgt.substrate.trim.TokenIds` (which `TokenData` is).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from pgt import options
+from pgt.data.loader import TokenData
+from pgt.substrate.cli import substrate_commands
+from pgt.substrate.health import inspect_substrate
+from pgt.substrate.trim import trim_substrate
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add `trim` and `inspect` to `pgt substrate` (registered by pgt.substrate.cli before this)."""
+    commands = substrate_commands(subparsers)
+    trim = options.add_command(
+        commands,
+        "trim",
+        help="cut a substrate down to the tokens a corpus uses (lossless; a far smaller output head)",
+        description="Write a substrate whose vocabulary is the tokens the corpus uses, the tokens BPE merges build "
+        "them from, the named special tokens and the 256 byte tokens, with the parent's embedding rows bit for bit. "
+        "It encodes the corpus exactly as the parent does and any other text losslessly (byte fallback); trim.json "
+        "records the parent's fingerprint and the id map. See docs/trimming.md.",
+        examples=[
+            "pgt substrate trim substrates/full --corpus default --out substrates/fortunes",
+            "pgt substrate trim substrates/full --data runs/data --out substrates/trimmed  # ids from token data",
+            "pgt substrate trim substrates/full --corpus default --recentre --out substrates/centred  # beyond",
+            "# experts to merge: one trim on the union of their corpora",
+            "pgt substrate trim substrates/full --corpus corpus/en corpus/ru.jsonl --out substrates/en-ru",
+        ],
+        handler=run_substrate_trim,
+    )
+    trim.add_argument("substrate", metavar="SUBSTRATE", help="the full substrate directory to trim")
+    corpus = trim.add_mutually_exclusive_group(required=True)
+    corpus.add_argument("--data", metavar="DIR", help="token data prepared with SUBSTRATE (`pgt data prepare`)")
+    corpus.add_argument("--corpus", nargs="+", metavar="SOURCE",
+                        help="text sources as `pgt data prepare` takes them (files, directories, default)")
+    trim.add_argument("--recentre", action="store_true",
+                      help="beyond the reference: subtract the kept rows' mean from every row and renormalise, "
+                           "removing the offset the kept rows share (off by default; in trim.json and the fingerprint)")
+    options.add_out(trim, "trimmed substrate directory to create")
+
+    inspect = options.add_command(
+        commands,
+        "inspect",
+        help="how distinct a substrate's rows are: identical vectors, nearest-neighbour cosines, effective dimension",
+        description="Report groups of ids whose vectors are identical (with their texts and, with --data, the share "
+        "of the data's tokens they carry), the distribution of each row's nearest-neighbour cosine, the mean pairwise "
+        "cosine and the participation ratio (effective dimension), beside the same figures for random unit rows of "
+        "the same shape. With --data only the ids the data uses are measured.",
+        examples=["pgt substrate inspect substrates/t --data runs/data",
+                  "pgt substrate inspect substrates/full --groups 20 --json health.json"],
+        handler=run_substrate_inspect,
+    )
+    inspect.add_argument("substrate", metavar="SUBSTRATE", help="the substrate directory to measure")
+    inspect.add_argument("--data", metavar="DIR", help="token data prepared with SUBSTRATE: measure the ids it uses")
+    inspect.add_argument("--groups", type=options.positive_int, default=10, metavar="N",
+                         help="identical groups to list (default 10)")
+    inspect.add_argument("--json", metavar="FILE", help="also write every figure and group as JSON here")
+
+
+def run_substrate_trim(args: argparse.Namespace) -> int:
+    started = time.perf_counter()
+    data = TokenData(args.data) if args.data is not None else None
+    record = trim_substrate(args.substrate, args.out, data=data, corpus=args.corpus or (),
+                            recentre=args.recentre, overwrite=args.overwrite)  # fmt: skip
+    print(f"trimmed {args.substrate} to {args.out} in {time.perf_counter() - started:.1f} s: "
+          f"{record.vocab_size:,} of {record.parent_vocab_size:,} ids ({record.corpus_ids:,} used by "
+          f"{record.corpus_tokens:,} corpus tokens, {record.merge_ids:,} merge halves, {record.special_ids} specials, "
+          f"{record.byte_ids} byte tokens); parent {record.parent_fingerprint}")  # fmt: skip
+    return 0
+
+
+def run_substrate_inspect(args: argparse.Namespace) -> int:
+    health = inspect_substrate(args.substrate, TokenData(args.data) if args.data is not None else None)
+    print("\n".join(health.summary(args.groups)))
+    if args.json:
+        health.save(args.json)
+        print(f"wrote {args.json}")
+    return 0
