@@ -112,7 +112,8 @@ def _tune(merged_dir: Path, specs: str | list[str], data: TokenMixture, out: Pat
     import torch
 
     from pgt.growth.records import mixture_draws
-    from pgt.growth.trainer import causal_lm_loss, check_budget, lr_at
+    from pgt.growth.schedule import check_budget, lr_at
+    from pgt.growth.stage import causal_lm_loss
     from pgt.growth.validation import decoder, mixture_validation_sample, score_documents
     from pgt.io import atomic_dir
     from pgt.model import load_model

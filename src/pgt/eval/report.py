@@ -37,9 +37,9 @@ EXAMPLES = """examples:
 
 def plot_loss_curve(report: RunReport, path: Path) -> bool:
     """The run's own loss figure (train and validation loss, growth steps marked); False without metrics."""
-    from pgt.growth.metrics import plot_loss
+    from pgt.growth.metrics import EvalPoint, TrainPoint, plot_loss
 
-    if not any(e.get("kind") in ("train", "eval") for e in report.events):
+    if not any(isinstance(e, TrainPoint | EvalPoint) for e in report.events):
         return False
     plot_loss(report.run_dir, path)
     return True

@@ -187,7 +187,7 @@ def tune_record(out: Path) -> Any:
     return TuneRecord.load(out / TUNE_FILE)
 
 
-def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
+def read_metrics(run_dir: Path) -> list[Any]:
     from pgt.growth.metrics import read_metrics as read
 
     return read(run_dir)
