@@ -131,8 +131,8 @@ class RunDirectory:
             return
         if not self.allow_data_change:
             raise PgtError(f"{self.path} was trained on other data: {', '.join(data.paths)} {what}. Resume "
-                           "on the data it was trained on, pass --allow-data-change to go on with this data (run.json and "
-                           "the report record the change), or --overwrite to start again")
+                           "on the data it was trained on, pass --allow-data-change to go on with this data "
+                           "(run.json and the report record the change), or --overwrite to start again")
         stage, step = (resume.state.stage, resume.state.step) if resume else (self.setup.plans[0].stage, 0)
         self.history.append(ConfigChange(stage=stage, step=step, reason=f"the token data {what}",
                                          changes={"data_fingerprint": [recorded.sha256,
