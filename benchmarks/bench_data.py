@@ -21,9 +21,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from pgt.data import TokenData, prepare_token_data
 from pgt.corpus.fortunes import default_corpus_files
 from pgt.corpus.sources import iter_fortunes
+from pgt.data import TokenData, prepare_token_data
 from pgt.data.encode import load_tokenizer_info
 
 

@@ -29,7 +29,13 @@ from PIL import Image, ImageDraw, ImageFilter, ImageFont
 from pgt.options import available_cpus
 from pgt.substrate.font import DEFAULT_FONT
 from pgt.substrate.glyphs import COMPLEX_NOISE_FRACTION, glyph_bits, is_easy
-from pgt.substrate.layout import FAMILIES, AugmentParams, Family, build_layout, get_family
+from pgt.substrate.layout import (
+    FAMILIES,
+    AugmentParams,
+    Family,
+    build_layout,
+    get_family,
+)
 from pgt.substrate.ngrams import collect_ngrams
 
 REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference"

@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from pgt.growth.expand import frozen_prefix, set_trainable
-from pgt.growth.trainer import causal_lm_loss
+from pgt.growth.stage import causal_lm_loss
 
 CACHE = Path(__file__).resolve().parents[1] / ".cache" / "bench-growth"
 
@@ -92,7 +92,9 @@ def bench_trainer_overhead(args: argparse.Namespace) -> None:
     from pgt.growth import GrowthConfig, grow
     from pgt.growth.checkpoint import TrainState
     from pgt.growth.metrics import MetricsLogger
-    from pgt.growth.trainer import GrowthRun, StageTrainer, lr_at
+    from pgt.growth.loop import StageTrainer
+    from pgt.growth.schedule import lr_at
+    from pgt.growth.trainer import GrowthRun
 
     substrate, data_dir = ensure_inputs(args)
     tokens_per_step, block = args.batch * args.seq, args.block_steps
@@ -106,9 +108,9 @@ def bench_trainer_overhead(args: argparse.Namespace) -> None:
     config.stages = 2
     config.tokens_per_stage = 2 * args.repeats * block * tokens_per_step
     run = GrowthRun(config)
-    run.logger = MetricsLogger(run.run_dir, resume_offset=None, resume_step=None, enabled=False)
-    trainer = StageTrainer(run, run.plans[1], TrainState(stage=2), None)
-    model, params, data = trainer.model, trainer.trainable_parameters, run.data
+    logger = MetricsLogger(run.setup.run_dir, resume_offset=None, resume_step=None, enabled=False)
+    trainer = StageTrainer(run.setup, run.directory, logger, run.setup.plans[1], TrainState(stage=2), None)
+    model, params, data = trainer.stage.model, trainer.stage.trainable, run.setup.data
     plain_optimizer = torch.optim.AdamW(params, lr=config.lr, betas=config.betas)
 
     def plain_step(step: int) -> None:

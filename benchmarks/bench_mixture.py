@@ -51,15 +51,16 @@ def trainer(data: str | list[str], substrate: str, args: argparse.Namespace):
     from pgt.growth import GrowthConfig
     from pgt.growth.checkpoint import TrainState
     from pgt.growth.metrics import MetricsLogger
-    from pgt.growth.trainer import GrowthRun, StageTrainer
+    from pgt.growth.loop import StageTrainer
+    from pgt.growth.trainer import GrowthRun
 
     config = GrowthConfig(substrate=substrate, data=data, out=tempfile.mkdtemp(prefix="bench-mixture-"), stages=1,
                           tokens_per_stage=10**9, batch_size=args.batch, seq_len=args.seq, context=args.seq,
                           heads=max(1, args.dim // 64), eval_every=0, eval_tokens=1024, checkpoint_every=0,
                           progress=False, device="cpu")
     run = GrowthRun(config)
-    run.logger = MetricsLogger(run.run_dir, resume_offset=None, resume_step=None, enabled=False)
-    return StageTrainer(run, run.plans[0], TrainState(stage=1), None)
+    logger = MetricsLogger(run.setup.run_dir, resume_offset=None, resume_step=None, enabled=False)
+    return StageTrainer(run.setup, run.directory, logger, run.setup.plans[0], TrainState(stage=1), None)
 
 
 def main() -> None:

@@ -363,7 +363,11 @@ def _sync(device: Any) -> None:
 
 def attention_backends(device: Any) -> dict[str, bool]:
     """transformers' attention backends this machine can run (the fast ones need CUDA and their package)."""
-    from transformers.utils import is_flash_attn_2_available, is_flash_attn_3_available, is_torch_flex_attn_available
+    from transformers.utils import (
+        is_flash_attn_2_available,
+        is_flash_attn_3_available,
+        is_torch_flex_attn_available,
+    )
 
     cuda = device.type == "cuda"
     return {"sdpa": True, "flash_attention_2": cuda and is_flash_attn_2_available(),
@@ -417,9 +421,8 @@ def step_growth(ctx: Context, record: StepRecord, save: Any) -> None:
 
     from pgt.growth.distributed import autocast
     from pgt.growth.expand import frozen_prefix, set_trainable
-    from pgt.model.architecture import count_parameters
-    from pgt.growth.trainer import causal_lm_loss
-    from pgt.model.architecture import build_model
+    from pgt.growth.stage import causal_lm_loss
+    from pgt.model.architecture import build_model, count_parameters
     from pgt.model.presets import get_preset
     from pgt.study import flops
 

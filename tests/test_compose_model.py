@@ -7,11 +7,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from transformers import ArceeForCausalLM
 
 from pgt.corpus.fortunes import default_corpus_files
 from pgt.corpus.sources import iter_fortunes
-from transformers import ArceeForCausalLM
-
 from pgt.model.architecture import from_substrate
 from pgt.model.modeling_pgt_merged import PgtMergedForCausalLM
 from pgt.substrate.store import Substrate

@@ -10,13 +10,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_data_prepare import leftovers
 
 from pgt.cli import main
 from pgt.corpus.chat import CHAT_TEMPLATE, CHAT_TOKENS, render
 from pgt.data.loader import TokenData
 from pgt.data.prepare import prepare_token_data
 from pgt.errors import PgtError
-from test_data_prepare import leftovers
 
 # Written for these tests: multi-turn, a system message, Russian, Chinese and Greek text, markup-like text.
 MESSAGES = [

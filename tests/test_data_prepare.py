@@ -14,11 +14,10 @@ import numpy as np
 import pytest
 
 from pgt.cli import main
+from pgt.corpus.sources import iter_fortunes, resolve_sources
 from pgt.data import prepare as prepare_module
-from pgt.corpus.sources import iter_fortunes
 from pgt.data.prepare import prepare_token_data
 from pgt.data.splits import iter_chunks, split_documents, split_of
-from pgt.corpus.sources import resolve_sources
 from pgt.errors import PgtError
 
 

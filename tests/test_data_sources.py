@@ -11,11 +11,16 @@ from pathlib import Path
 
 import pytest
 
-from pgt.data.splits import held_out_documents, split_documents
 from pgt.corpus.sources import Source, resolve_sources
+from pgt.data.splits import held_out_documents, split_documents
 from pgt.errors import PgtError
 from pgt.substrate.layout import get_family
-from pgt.substrate.ngrams import NgramCounter, collect_ngrams, mine_ngrams, parse_corpus_arg
+from pgt.substrate.ngrams import (
+    NgramCounter,
+    collect_ngrams,
+    mine_ngrams,
+    parse_corpus_arg,
+)
 
 POEM = (
     "  An indented first line,  \n"

@@ -12,9 +12,9 @@ from PIL import Image
 
 from pgt.cli import main
 from pgt.demo import PROMPTS
-from pgt.growth.validation import compressed_bits_per_byte
 from pgt.eval.results import EvalRecord
 from pgt.eval.runner import held_out_texts
+from pgt.growth.validation import compressed_bits_per_byte
 
 pytestmark = pytest.mark.xdist_group("demo")  # one worker runs the module's demo once
 

@@ -10,7 +10,13 @@ import pytest
 
 from pgt.errors import PgtError
 from pgt.eval.datasets_io import load_task_data
-from pgt.eval.protocol import answer_letter, example_list, is_correct, sentence_bleu, summarize
+from pgt.eval.protocol import (
+    answer_letter,
+    example_list,
+    is_correct,
+    sentence_bleu,
+    summarize,
+)
 from pgt.eval.tasks import Example, get_task
 
 DATA = Path(__file__).parent / "data" / "eval"

@@ -10,7 +10,7 @@ import pytest
 from pgt.cli import build_parser
 from pgt.errors import PgtError
 from pgt.growth.config import GrowthConfig, config_differences, resolve_config
-from pgt.growth.trainer import lr_at, plan_stages
+from pgt.growth.schedule import lr_at, plan_stages
 
 REQUIRED = ["--substrate", "S", "--data", "D", "--out", "O"]
 

@@ -38,7 +38,7 @@ def single(substrate_dir, token_data_dir, tmp_path_factory):
 
 
 def curve(run_dir, kind, key):
-    return [(r["stage"], r["step"], r[key]) for r in read_metrics(run_dir) if r["kind"] == kind]
+    return [(r.stage, r.step, getattr(r, key)) for r in read_metrics(run_dir) if r.KIND == kind]
 
 
 @pytest.mark.parametrize("sharding", [[], ["--fsdp"]], ids=["ddp", "fsdp2"])

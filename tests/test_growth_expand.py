@@ -7,7 +7,7 @@ import torch
 
 from pgt.growth.expand import add_block, frozen_prefix, set_trainable
 from pgt.growth.lora import attach_lora, merge_lora
-from pgt.growth.trainer import causal_lm_loss
+from pgt.growth.stage import causal_lm_loss
 
 
 @pytest.fixture(scope="module")

@@ -8,15 +8,15 @@ import signal
 import numpy as np
 import pytest
 import torch
+from conftest import grow_until_stage_checkpoint
 from safetensors.torch import load_file
 
-from conftest import grow_until_stage_checkpoint
 from pgt.cli import main as pgt_main
 from pgt.data.loader import TokenData
 from pgt.data.mixture import TokenMixture, parse_mixture
 from pgt.errors import PgtError
 from pgt.growth.config import load_yaml, resolve_config
-from pgt.growth.metrics import read_metrics
+from pgt.growth.metrics import EvalPoint, StageEndEvent, read_metrics
 from pgt.growth.records import RunRecord, StageRecord
 
 pytestmark = pytest.mark.xdist_group("mixture")  # one worker runs the module's runs once
@@ -78,19 +78,19 @@ def test_the_mixture_draws_within_one_percent_of_its_weights_and_counts_epochs(r
     stages = [StageRecord.load(run_dir / f"stage-{k}" / "stage.json") for k in (1, 2)]
     for name in WEIGHTS:  # per stage and per run: the stage counts add up to the run's
         assert sum(next(d.tokens for d in s.mixture if d.name == name) for s in stages) == drawn[name]
-    ends = [r for r in read_metrics(run_dir) if r["kind"] == "event" and r["event"] == "stage_end"]
-    assert [set(e["sources"]) for e in ends] == [set(WEIGHTS)] * 2
-    assert ends[-1]["sources"]["sft"]["epochs"] == pytest.approx(next(d.epochs for d in run.mixture
+    ends = [r for r in read_metrics(run_dir) if isinstance(r, StageEndEvent)]
+    assert [set(e.sources) for e in ends] == [set(WEIGHTS)] * 2
+    assert ends[-1].sources["sft"].epochs == pytest.approx(next(d.epochs for d in run.mixture
                                                                        if d.name == "sft"))
 
 
 def test_every_source_is_scored_in_metrics_report_and_card(runs):
     _, run_dir = runs
-    evals = [r for r in read_metrics(run_dir) if r["kind"] == "eval"]
-    assert evals and all(set(r["sources"]) == set(WEIGHTS) for r in evals)
-    assert all(0 < part["val_bpb"] < 20 and part["val_loss"] > 0 for r in evals for part in r["sources"].values())
+    evals = [r for r in read_metrics(run_dir) if isinstance(r, EvalPoint)]
+    assert evals and all(set(r.sources) == set(WEIGHTS) for r in evals)
+    assert all(0 < part.val_bpb < 20 and part.val_loss > 0 for r in evals for part in r.sources.values())
     stage = StageRecord.load(run_dir / "stage-2" / "stage.json")
-    last = {name: part["val_bpb"] for name, part in evals[-1]["sources"].items()}
+    last = {name: part.val_bpb for name, part in evals[-1].sources.items()}
     assert {d.name: d.val_bpb for d in stage.mixture} == last
     assert pgt_main(["report", str(run_dir)]) == 0
     report = (run_dir / "report.md").read_text(encoding="utf-8")

@@ -14,9 +14,9 @@ import sys
 
 import pytest
 import torch
+from conftest import checkpoint_pointer, grow_until_stage_checkpoint
 from safetensors.torch import load_file
 
-from conftest import checkpoint_pointer, grow_until_stage_checkpoint
 from pgt.cli import main as pgt_main
 from pgt.errors import PgtError
 from pgt.growth.checkpoint import load_checkpoint

@@ -7,11 +7,11 @@ import json
 import shutil
 
 import pytest
+from test_never_lose_work import one_line_error, snapshot
 
 from pgt.cli import main as pgt_main
 from pgt.errors import PgtError
 from pgt.growth.metrics import read_metrics
-from test_never_lose_work import one_line_error, snapshot
 
 GROW = ["--init", "random", "--batch-size", "2", "--seq-len", "16", "--heads", "2", "--context", "32",
         "--tokens-per-stage", str(2 * 16 * 6), "--eval-tokens", "512", "--checkpoint-every", "3", "--no-progress"]
@@ -100,7 +100,7 @@ def test_a_truncated_or_nul_padded_history_is_cut_back_and_said(run_copy, substr
     text = metrics.read_bytes()
     assert b"\0" not in text and text.startswith(raw[:complete])
     records = read_metrics(run)
-    assert records[-1]["kind"] == "event" and records[-1]["stage"] == 2
+    assert records[-1].KIND == "event" and records[-1].stage == 2
 
 
 @pytest.mark.parametrize(("content", "message"), [
@@ -120,7 +120,7 @@ def test_metrics_reader_refuses_bad_lines_but_a_torn_last_one(tmp_path, content,
 def test_a_torn_last_line_is_skipped(tmp_path):
     good = '{"kind": "eval", "stage": 1, "global_step": 0, "tokens": 0, "val_loss": 4.0}\n'
     (tmp_path / "metrics.jsonl").write_text(good + '{"kind": "train", "sta')
-    assert read_metrics(tmp_path) == [json.loads(good)]
+    assert [r.to_json() for r in read_metrics(tmp_path)] == [json.loads(good)]
 
 
 @pytest.mark.parametrize("file", ["../train-00000.bin", "/etc/passwd", "..", ""])

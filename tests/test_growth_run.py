@@ -10,7 +10,7 @@ from safetensors.torch import load_file
 
 from pgt.errors import PgtError
 from pgt.growth import GrowthConfig, grow
-from pgt.growth.metrics import read_metrics
+from pgt.growth.metrics import EvalPoint, GrowEvent, TrainPoint, read_metrics
 
 TINY = {"batch_size": 4, "seq_len": 32, "heads": 4, "context": 64, "tokens_per_stage": 4 * 32 * 10, "eval_every": 4,
         "eval_tokens": 2048, "checkpoint_every": 4, "log_every": 2, "lr": 3e-3, "progress": False}
@@ -67,12 +67,12 @@ def test_frozen_blocks_and_embedding_never_change(grown, substrate_dir):
 
 def test_identity_growth_step_keeps_the_validation_loss(grown):
     _, run_dir = grown
-    evals = [r for r in read_metrics(run_dir) if r["kind"] == "eval"]
+    evals = [r for r in read_metrics(run_dir) if isinstance(r, EvalPoint)]
     for stage in (2, 3):
-        before = [r for r in evals if r["stage"] == stage - 1][-1]
-        after = next(r for r in evals if r["stage"] == stage)
-        assert after["step"] == 0 and abs(after["val_loss"] - before["val_loss"]) <= 1e-6
-    assert evals[-1]["val_loss"] < evals[0]["val_loss"] - 1.0  # and it learns
+        before = [r for r in evals if r.stage == stage - 1][-1]
+        after = next(r for r in evals if r.stage == stage)
+        assert after.step == 0 and abs(after.val_loss - before.val_loss) <= 1e-6
+    assert evals[-1].val_loss < evals[0].val_loss - 1.0  # and it learns
 
 
 def test_run_directory_artefacts(grown):
@@ -80,9 +80,9 @@ def test_run_directory_artefacts(grown):
     run = json.loads((run_dir / "run.json").read_text())
     assert run["kind"] == "growth" and run["finished"] and [r["stage"] for r in run["results"]] == [1, 2, 3]
     records = read_metrics(run_dir)
-    train = [r for r in records if r["kind"] == "train"]
+    train = [r.to_json() for r in records if isinstance(r, TrainPoint)]
     assert {"loss", "lr", "grad_norm", "tokens_per_s", "tokens", "step", "stage"} <= set(train[0])
-    assert [r["stage"] for r in records if r.get("event") == "grow"] == [1, 2, 3]
+    assert [r.stage for r in records if isinstance(r, GrowEvent)] == [1, 2, 3]
     assert (run_dir / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert list((run_dir / "tb").glob("events.out.tfevents.*"))
     assert "done" in json.loads((run_dir / "checkpoints" / "latest.json").read_text())["name"]
@@ -150,7 +150,7 @@ def test_a_finished_run_grows_further_when_given_more_stages(substrate_dir, toke
     assert (run_dir / "stage-1" / "model.safetensors").read_bytes() == stage1
     run = json.loads((run_dir / "run.json").read_text())
     assert run["finished"] and run["config"]["stages"] == 2 and (run_dir / "stage-2" / "stage.json").exists()
-    assert [r["stage"] for r in read_metrics(run_dir) if r.get("event") == "grow"] == [1, 2]
+    assert [r.stage for r in read_metrics(run_dir) if isinstance(r, GrowEvent)] == [1, 2]
     with pytest.raises(PgtError, match="different configuration"):  # fewer stages would contradict the run
         grow(GrowthConfig(**{**config.to_dict(), "stages": 1}))
 
@@ -262,8 +262,8 @@ def test_the_published_presets_build_with_their_optimizer_on_the_meta_device(nam
     from types import SimpleNamespace
 
     from pgt.growth.config import resolve_config
-    from pgt.growth.distributed import DistContext
-    from pgt.growth.trainer import StagePlan, StageTrainer
+    from pgt.growth.schedule import StagePlan
+    from pgt.growth.stage import check_buildable
     from pgt.model.presets import get_preset
     from pgt.substrate.store import Substrate
 
@@ -274,9 +274,8 @@ def test_the_published_presets_build_with_their_optimizer_on_the_meta_device(nam
     tokenizer = Substrate.load(substrate_dir).tokenizer
     wide = SimpleNamespace(embeddings=torch.empty(preset.vocab_size, preset.hidden_size, device="meta"),
                            tokenizer=tokenizer, fingerprint="sha256:meta", dim=preset.hidden_size)
-    run = SimpleNamespace(config=config, ctx=DistContext(0, 1, torch.device("cpu"), False), substrate=wide)
-    one = StageTrainer.check_buildable(run, StagePlan(stage=1, tokens=1, fresh=True))
-    full = StageTrainer.check_buildable(run, StagePlan(stage=config.stages, tokens=1, fresh=True))
+    one = check_buildable(config, wide, StagePlan(stage=1, tokens=1, fresh=True), torch.device("cpu"))
+    full = check_buildable(config, wide, StagePlan(stage=config.stages, tokens=1, fresh=True), torch.device("cpu"))
     embedding = preset.vocab_size * preset.hidden_size
     assert one[0] - one[1] == embedding == full[0] - full[1]  # only the substrate is frozen
     assert full[0] - one[0] == (config.stages - 1) * (one[0] - 2 * embedding - preset.hidden_size)

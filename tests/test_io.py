@@ -10,7 +10,15 @@ from pathlib import Path
 import pytest
 
 from pgt.errors import PgtError, one_line
-from pgt.io import atomic_dir, atomic_file, file_sha256, files_sha256, read_json, refuse_existing, write_json
+from pgt.io import (
+    atomic_dir,
+    atomic_file,
+    file_sha256,
+    files_sha256,
+    read_json,
+    refuse_existing,
+    write_json,
+)
 
 
 def test_atomic_dir_failure_leaves_nothing(tmp_path: Path) -> None:

@@ -7,12 +7,12 @@ import json
 import shutil
 
 import pytest
+from test_growth_resume_data import GROW
+from test_never_lose_work import one_line_error, snapshot
 
 from pgt.cli import main as pgt_main
 from pgt.data.loader import TokenData
 from pgt.data.mixture import TokenMixture
-from test_growth_resume_data import GROW
-from test_never_lose_work import one_line_error, snapshot
 
 
 def edit_in_place(shard) -> None:

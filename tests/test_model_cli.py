@@ -6,8 +6,7 @@ import pytest
 import torch
 
 from pgt.cli import main
-from pgt.model.loading import load_model
-from pgt.model.loading import parameter_counts
+from pgt.model.loading import load_model, parameter_counts
 from pgt.model.presets import PRESETS
 
 

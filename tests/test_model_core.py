@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from transformers import ArceeForCausalLM
 
 from pgt.model.architecture import from_substrate, new_decoder_layer

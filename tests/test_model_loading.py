@@ -11,10 +11,9 @@ import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
-
-from pgt.errors import PgtError
 from transformers import ArceeForCausalLM
 
+from pgt.errors import PgtError
 from pgt.model.architecture import SAMPLING
 from pgt.model.loading import init_model_dir, load_model, save_model, substrate_meta_of
 from pgt.substrate.store import SUBSTRATE_FILE, Substrate, save_substrate

@@ -9,7 +9,14 @@ from pathlib import Path
 
 import pytest
 import torch
-from remote_code import CARD, PLAIN, TOKENIZER_ONLY, clean_env, clean_virtualenv, run_on_a_terminal
+from remote_code import (
+    CARD,
+    PLAIN,
+    TOKENIZER_ONLY,
+    clean_env,
+    clean_virtualenv,
+    run_on_a_terminal,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 PROMPT = "Hello, I am a language model "

@@ -7,10 +7,10 @@ import shutil
 
 import pytest
 import torch
+from test_never_lose_work import one_line_error
 
 from pgt.cli import main as pgt_main
 from pgt.errors import PgtError
-from test_never_lose_work import one_line_error
 
 SURROGATE = "half a pair \udcff here"  # what invalid UTF-8 on a command line becomes
 

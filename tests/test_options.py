@@ -7,7 +7,13 @@ import argparse
 import pytest
 
 from pgt.errors import PgtError
-from pgt.options import fraction, non_negative_float, positive_float, positive_int, resolve_device
+from pgt.options import (
+    fraction,
+    non_negative_float,
+    positive_float,
+    positive_int,
+    resolve_device,
+)
 
 
 @pytest.mark.parametrize("text", ["inf", "nan", "-1", "0", "abc"])

@@ -122,15 +122,16 @@ def test_a_baseline_of_another_budget_is_flagged(run_dir: Path, substrate_dir: P
 
 def test_loss_curve_marks_the_growth_step(run_dir: Path, tmp_path: Path):
     from pgt.eval.report import collect
+    from pgt.growth.metrics import EvalPoint, GrowEvent
 
     report = collect(run_dir)
-    grows = [e for e in report.events if e.get("kind") == "event" and e.get("event") == "grow"]
-    assert [e["stage"] for e in grows] == [1, 2]
-    assert grows[1]["tokens"] == 256  # stage 2 starts after stage 1's token budget
+    grows = [e for e in report.events if isinstance(e, GrowEvent)]
+    assert [e.stage for e in grows] == [1, 2]
+    assert grows[1].tokens == 256  # stage 2 starts after stage 1's token budget
     # The growth-step table: the last validation loss of stage 1 against stage 2's before training.
-    evals = [e for e in report.events if e.get("kind") == "eval"]
-    before = [e for e in evals if e["stage"] == 1][-1]["val_loss"]
-    after = next(e for e in evals if e["stage"] == 2 and e["step"] == 0)["val_loss"]
+    evals = [e for e in report.events if isinstance(e, EvalPoint)]
+    before = [e for e in evals if e.stage == 1][-1].val_loss
+    after = next(e for e in evals if e.stage == 2 and e.step == 0).val_loss
     text = write_report(run_dir, tmp_path / "report.md").read_text(encoding="utf-8")
     assert f"| +block 2 | {before:.4f} | {after:.4f} | {after - before:+.4f} |" in text
 

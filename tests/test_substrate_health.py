@@ -11,8 +11,19 @@ import pytest
 
 from pgt.cli import main
 from pgt.substrate.glyphs import glyph_bits
-from pgt.substrate.health import geometry, identical_groups, inspect_substrate, random_unit_matrix
-from pgt.substrate.store import SUBSTRATE_FILE, BuildParams, Substrate, SubstrateMeta, fingerprint
+from pgt.substrate.health import (
+    geometry,
+    identical_groups,
+    inspect_substrate,
+    random_unit_matrix,
+)
+from pgt.substrate.store import (
+    SUBSTRATE_FILE,
+    BuildParams,
+    Substrate,
+    SubstrateMeta,
+    fingerprint,
+)
 from pgt.substrate.trim import load_trim_record, recentre_rows
 
 BLANKS = [" ", "\n", "\t", "\u00a0", "\u200b", "\u2008", "\u3000", "\x00", "\x7f"]

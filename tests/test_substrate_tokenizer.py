@@ -9,7 +9,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pgt.errors import PgtError
-from pgt.substrate.layout import FAMILIES, SPECIAL_TOKENS, build_layout, get_family, reserved_tokens
+from pgt.substrate.layout import (
+    FAMILIES,
+    SPECIAL_TOKENS,
+    build_layout,
+    get_family,
+    reserved_tokens,
+)
 from pgt.substrate.ngrams import (
     NgramCounter,
     collect_ngrams,
@@ -18,7 +24,12 @@ from pgt.substrate.ngrams import (
     read_extra_tokens,
     read_reference_lists,
 )
-from pgt.substrate.tokenizer import build_tokenizer, load_tokenizer, reference_merges, token_texts
+from pgt.substrate.tokenizer import (
+    build_tokenizer,
+    load_tokenizer,
+    reference_merges,
+    token_texts,
+)
 
 # Every valid Unicode scalar value (no surrogates), astral planes included.
 UNICODE_TEXT = st.text(st.characters(codec="utf-8"), max_size=60)

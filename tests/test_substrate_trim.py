@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 
 from pgt.cli import main
 from pgt.compose.merge import merge_experts
-from pgt.data.loader import TokenData
 from pgt.corpus.sources import resolve_sources
+from pgt.data.loader import TokenData
 from pgt.errors import PgtError
 from pgt.eval.results import EvalRecord
 from pgt.growth import GrowthConfig, grow

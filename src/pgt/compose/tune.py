@@ -114,8 +114,13 @@ def _tune(merged_dir: Path, specs: str | list[str], data: TokenMixture, out: Pat
     import torch
 
     from pgt.growth.records import mixture_draws
-    from pgt.growth.trainer import causal_lm_loss, check_budget, lr_at
-    from pgt.growth.validation import decoder, mixture_validation_sample, score_documents
+    from pgt.growth.schedule import check_budget, lr_at
+    from pgt.growth.stage import causal_lm_loss
+    from pgt.growth.validation import (
+        decoder,
+        mixture_validation_sample,
+        score_documents,
+    )
     from pgt.io import atomic_dir
     from pgt.model import load_model
     from pgt.model.loading import CONFIG_FILE, save_model, substrate_meta_of

@@ -30,7 +30,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pgt.corpus.chat import RECORD_FORMATS, RecordError, missing_chat_tokens_error, record_text
+from pgt.corpus.chat import (
+    RECORD_FORMATS,
+    RecordError,
+    missing_chat_tokens_error,
+    record_text,
+)
 from pgt.corpus.fortunes import DEFAULT_LANGUAGES, default_corpus_files
 from pgt.corpus.hub import is_hub_spec, parse_hub_spec
 from pgt.corpus.readers import (

@@ -12,7 +12,11 @@ from pgt.data import substrate_cli
 from pgt.data.loader import TokenData
 from pgt.data.manifest import Manifest
 from pgt.data.prepare import DEFAULT_SHARD_TOKENS, prepare_token_data
-from pgt.data.splits import DEFAULT_MIN_VAL_BYTES, DEFAULT_VAL_FRACTION, MAX_VAL_FRACTION
+from pgt.data.splits import (
+    DEFAULT_MIN_VAL_BYTES,
+    DEFAULT_VAL_FRACTION,
+    MAX_VAL_FRACTION,
+)
 
 SOURCES_HELP = f"""\
 sources (docs/data.md):

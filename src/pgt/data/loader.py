@@ -17,7 +17,14 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from pgt.data.manifest import DTYPE, MANIFEST_FILE, SPLITS, DataFingerprint, Manifest, SplitRecord
+from pgt.data.manifest import (
+    DTYPE,
+    MANIFEST_FILE,
+    SPLITS,
+    DataFingerprint,
+    Manifest,
+    SplitRecord,
+)
 from pgt.errors import PgtError
 from pgt.io import file_sha256
 

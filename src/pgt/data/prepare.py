@@ -38,7 +38,13 @@ from pgt.data.manifest import (
     TokenizerRecord,
 )
 from pgt.data.shards import Progress, ShardWriter
-from pgt.data.splits import DEFAULT_MIN_VAL_BYTES, DEFAULT_VAL_FRACTION, Chunk, iter_chunks, validation_threshold
+from pgt.data.splits import (
+    DEFAULT_MIN_VAL_BYTES,
+    DEFAULT_VAL_FRACTION,
+    Chunk,
+    iter_chunks,
+    validation_threshold,
+)
 from pgt.errors import PgtError, SettingError
 from pgt.io import (
     atomic_dir,

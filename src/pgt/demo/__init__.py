@@ -35,7 +35,13 @@ from pgt.demo.plan import (
     make_plan,
     measure_speeds,
 )
-from pgt.demo.showcase import PROMPTS, compressor_section, evaluate_and_sample, say, write_glyphs
+from pgt.demo.showcase import (
+    PROMPTS,
+    compressor_section,
+    evaluate_and_sample,
+    say,
+    write_glyphs,
+)
 from pgt.errors import PgtError
 from pgt.io import atomic_file, refuse_foreign
 from pgt.model.architecture import check_heads
@@ -198,7 +204,6 @@ def demo(args: argparse.Namespace) -> Path:
     _step(6, "per stage: validation loss, held-out bits per byte against compressors, and a sample")
     from pgt.eval.report import growth_steps, stage_dirs, write_report
     from pgt.growth.metrics import read_metrics
-
     from pgt.growth.records import STAGE_FILE, StageRecord
 
     stages = [StageRecord.load(d / STAGE_FILE) for d in stage_dirs(run_dir)]

@@ -37,9 +37,9 @@ def evaluate_and_sample(out: Path, run_dir: Path, seed: int, eval_docs: int | No
     import torch
 
     from pgt.eval.report import stage_dirs
-    from pgt.growth.run_layout import stage_number
     from pgt.eval.results import EvalRecord
     from pgt.eval.runner import evaluate_to_file, planned_path
+    from pgt.growth.run_layout import stage_number
     from pgt.model import load_model
 
     results = []

@@ -15,7 +15,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 from pgt.errors import PgtError
-from pgt.eval.batching import context_length, encode, length_sorted_batches, pad_left, pad_token_id
+from pgt.eval.batching import (
+    context_length,
+    encode,
+    length_sorted_batches,
+    pad_left,
+    pad_token_id,
+)
 from pgt.model.architecture import SAMPLING
 
 if TYPE_CHECKING:
@@ -80,7 +86,12 @@ class _RowSampler:
     """
 
     def __init__(self, sampler: Sampler, generators: list[torch.Generator]) -> None:
-        from transformers import LogitsProcessorList, TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
+        from transformers import (
+            LogitsProcessorList,
+            TemperatureLogitsWarper,
+            TopKLogitsWarper,
+            TopPLogitsWarper,
+        )
 
         self.generators = generators
         self.warpers = LogitsProcessorList([TemperatureLogitsWarper(sampler.temperature)])

@@ -16,7 +16,14 @@ from typing import TYPE_CHECKING
 
 from pgt.errors import PgtError
 from pgt.eval.batching import context_length, encode, pad_token_id
-from pgt.growth.validation import DocumentScore, TextScore, decoder, default_forward, score_documents, windows
+from pgt.growth.validation import (
+    DocumentScore,
+    TextScore,
+    decoder,
+    default_forward,
+    score_documents,
+    windows,
+)
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase

@@ -23,7 +23,7 @@ from pgt.eval import published as pub
 from pgt.eval.plots import plot_comparison, plot_depth
 from pgt.eval.report_discovery import RunReport, collect, growth_steps, stage_dirs
 from pgt.eval.report_markdown import render_markdown
-from pgt.growth.metrics import plot_loss
+from pgt.growth.metrics import EvalPoint, TrainPoint, plot_loss
 from pgt.io import atomic_file, make_dirs, refuse_existing_file
 
 __all__ = ["add_arguments", "collect", "growth_steps", "run_report", "stage_dirs", "write_report"]
@@ -38,7 +38,7 @@ EXAMPLES = """examples:
 
 def plot_loss_curve(report: RunReport, path: Path) -> bool:
     """The run's own loss figure (train and validation loss, growth steps marked); False without metrics."""
-    if not any(e.get("kind") in ("train", "eval") for e in report.events):
+    if not any(isinstance(e, TrainPoint | EvalPoint) for e in report.events):
         return False
     plot_loss(report.run_dir, path)
     return True

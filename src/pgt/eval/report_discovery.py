@@ -17,7 +17,7 @@ from pgt.data.loader import TokenData
 from pgt.errors import PgtError
 from pgt.eval import published as pub
 from pgt.eval.results import RESULTS_DIRNAME, EvalRecord
-from pgt.growth.metrics import read_metrics
+from pgt.growth.metrics import EvalPoint, MetricsRecord, read_metrics
 from pgt.growth.records import RUN_FILE, STAGE_FILE, RunRecord, StageRecord
 from pgt.growth.run_layout import stage_dirs
 from pgt.io import read_json
@@ -72,7 +72,7 @@ class RunReport:
     run: RunRecord
     stages: list[ModelEntry]
     others: list[ModelEntry]  # baselines, then merged experts
-    events: list[dict[str, Any]]
+    events: list[MetricsRecord]  # metrics.jsonl
     published: pub.PublishedFigures
     notes: list[str] = field(default_factory=list)
     health: SubstrateHealth | None = None  # the run's substrate on the ids its data uses
@@ -179,14 +179,14 @@ def run_substrate_health(run: RunRecord, notes: list[str]) -> SubstrateHealth | 
         return None
 
 
-def growth_steps(events: list[dict[str, Any]]) -> list[tuple[int, float, float]]:
+def growth_steps(events: list[MetricsRecord]) -> list[tuple[int, float, float]]:
     """(stage, validation loss at the end of the previous stage, validation loss with the new block
     before it trains) for every growth step whose two evaluations were logged."""
-    evals = [e for e in events if e.get("kind") == "eval"]
+    evals = [e for e in events if isinstance(e, EvalPoint)]
     steps = []
-    for stage in sorted({e["stage"] for e in evals if e["stage"] > 1}):
-        before = [e for e in evals if e["stage"] == stage - 1]
-        after = [e for e in evals if e["stage"] == stage and e.get("step") == 0]
+    for stage in sorted({e.stage for e in evals if e.stage > 1}):
+        before = [e for e in evals if e.stage == stage - 1]
+        after = [e for e in evals if e.stage == stage and e.step == 0]
         if before and after:
-            steps.append((stage, float(before[-1]["val_loss"]), float(after[0]["val_loss"])))
+            steps.append((stage, float(before[-1].val_loss), float(after[0].val_loss)))
     return steps

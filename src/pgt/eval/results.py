@@ -24,7 +24,13 @@ from typing import Any, ClassVar, Literal
 from pgt import __version__
 from pgt.corpus.hub import HF_PREFIX, is_hub_spec
 from pgt.errors import PgtError
-from pgt.io import atomic_file, files_sha256, output_lock, read_json, refuse_existing_file
+from pgt.io import (
+    atomic_file,
+    files_sha256,
+    output_lock,
+    read_json,
+    refuse_existing_file,
+)
 from pgt.records import Record
 
 WEIGHT_PATTERNS = ("*.safetensors",)

@@ -20,7 +20,14 @@ from pgt.eval import protocol
 from pgt.eval.datasets_io import load_task_data
 from pgt.eval.generation import DEFAULT_DECODING, SAMPLERS, Sampler
 from pgt.eval.perplexity import score_texts
-from pgt.eval.results import EvalRecord, dataset_name, model_fingerprint, result_lock, results_path, write_results
+from pgt.eval.results import (
+    EvalRecord,
+    dataset_name,
+    model_fingerprint,
+    result_lock,
+    results_path,
+    write_results,
+)
 from pgt.eval.tasks import MC_TASK, PERPLEXITY_TASKS, Task, get_task, mc_task
 from pgt.io import read_json
 from pgt.model import load_model

@@ -5,7 +5,7 @@ Layout under `RUN_DIR/checkpoints/`:
     trainable.safetensors        the parameters that train in this stage (LoRA factors included)
     optimizer.safetensors        AdamW moments and step counts, keyed `<param name>/<slot>`
     rng.safetensors              torch CPU (and CUDA) generator states
-    state.json                   stage, counters, best validation loss, optimizer groups, sha256 of the files
+    state.json                   stage, counters, best validation loss, sha256 of the files
   latest.json                    {"name": ...}: written atomically after the directory is complete
 
 A kill at any moment leaves either the previous or the new checkpoint named by
@@ -13,7 +13,9 @@ A kill at any moment leaves either the previous or the new checkpoint named by
 the pointer moved. Should `latest.json` itself be lost, the newest checkpoint whose
 checksums verify is found by scanning (docs/growth.md, "Resume"). Frozen weights are not stored: they are the previous stage's
 saved model (`RUN_DIR/stage-(K-1)`), rebuilt exactly on resume. Tensors go to
-safetensors and scalars to JSON, never pickle.
+safetensors and scalars to JSON, never pickle. What follows from the rest is not stored: the stage's
+tokens (steps x the run's tokens per step) and the optimizer's groups (this run's settings; fields that
+checkpoints of older pgt versions hold are ignored).
 """
 
 from __future__ import annotations
@@ -47,7 +49,6 @@ class TrainState(Record):
     stage_complete: bool = False  # stage weights saved as RUN_DIR/stage-K; the next stage starts fresh
     global_step: int = 0  # optimizer steps over all stages (TensorBoard x-axis)
     tokens_total: int = 0  # training tokens over all stages
-    stage_tokens: int = 0  # training tokens in this stage
     data_step: int = 0  # micro-batches drawn so far: the data loader's step argument
     best_val: float | None = None  # best validation loss in this stage
     evals_since_best: int = 0  # evaluations without improvement (early stopping)
@@ -59,7 +60,6 @@ class TrainState(Record):
     # Training tokens drawn from each source of a weighted mixture: in the whole run, and in this stage.
     source_tokens: dict[str, int] = field(default_factory=dict)
     stage_source_tokens: dict[str, int] = field(default_factory=dict)
-    param_groups: list[dict[str, Any]] = field(default_factory=list)
 
     def check(self, where: str) -> None:
         counters = {f.name: getattr(self, f.name) for f in fields(self) if f.type in ("int", "float")}
@@ -113,10 +113,6 @@ def save_checkpoint(
 
     root = run_dir / CHECKPOINT_DIR
     name = f"stage-{train_state.stage:02d}-step-{train_state.step:06d}" + ("-done" if train_state.stage_complete else "")
-    train_state.param_groups = [
-        {k: (list(v) if isinstance(v, tuple) else v) for k, v in group.items()}
-        for group in optimizer_state.get("param_groups", [])
-    ]
     with atomic_dir(root / name, overwrite=True) as tmp:
         save_file({k: v.detach().contiguous().cpu() for k, v in trainable.items()}, str(tmp / TENSOR_FILES[0]))
         save_file(flatten_optimizer_state(optimizer_state.get("state", {})), str(tmp / TENSOR_FILES[1]))
@@ -137,7 +133,7 @@ class Checkpoint:
     path: Path
     state: TrainState
     trainable: dict[str, torch.Tensor]
-    optimizer_state: dict[str, Any]
+    optimizer_state: dict[str, dict[str, torch.Tensor]]  # the moments and step counts, keyed by parameter name
     rng: dict[str, torch.Tensor]
 
 
@@ -196,5 +192,5 @@ def load_checkpoint_dir(path: Path) -> Checkpoint:
         except (SafetensorError, OSError) as exc:
             raise PgtError(f"checkpoint file {path / file} is corrupt: {exc}") from None
     state = TrainState.from_json(meta, path / STATE_FILE)
-    optimizer_state = {"state": unflatten_optimizer_state(tensors[TENSOR_FILES[1]]), "param_groups": state.param_groups}
+    optimizer_state = unflatten_optimizer_state(tensors[TENSOR_FILES[1]])
     return Checkpoint(path, state, tensors[TENSOR_FILES[0]], optimizer_state, tensors[TENSOR_FILES[2]])

@@ -37,8 +37,9 @@ class DistContext:
         return self.rank == 0
 
 
-def init_distributed(device_name: str) -> DistContext:
-    """Join torchrun's process group (gloo on CPU, nccl on GPU) or describe the single process."""
+def describe_launch(device_name: str) -> DistContext:
+    """This process's place in torchrun's launch (or the single process), from the environment alone:
+    nothing is started, so settings can be checked (`--dry-run`) without a process group."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
@@ -47,17 +48,29 @@ def init_distributed(device_name: str) -> DistContext:
         device = torch.device("cuda", local_rank)
     if world_size == 1:
         return DistContext(0, 1, device, distributed=False)
-    if device.type == "cuda":
-        torch.cuda.set_device(device)
-    if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo", device_id=device
-                                if device.type == "cuda" else None)
     return DistContext(rank, world_size, device, distributed=True)
+
+
+def start(ctx: DistContext) -> None:
+    """Join torchrun's process group (gloo on CPU, nccl on GPU); nothing for a single process."""
+    if not ctx.distributed:
+        return
+    if ctx.device.type == "cuda":
+        torch.cuda.set_device(ctx.device)
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if ctx.device.type == "cuda" else "gloo",
+                                device_id=ctx.device if ctx.device.type == "cuda" else None)
 
 
 def shutdown(ctx: DistContext) -> None:
     if ctx.distributed and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def say(ctx: DistContext, message: str) -> None:
+    """A line of the run's log (rank 0), printed even when stdout is a pipe."""
+    if ctx.is_main:
+        print(message, flush=True)
 
 
 def barrier(ctx: DistContext) -> None:
@@ -146,11 +159,14 @@ def load_training_state(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
     trainable: dict[str, torch.Tensor],
-    optimizer_state_: dict[str, Any],
+    moments: dict[str, dict[str, torch.Tensor]],
     ctx: DistContext,
 ) -> None:
-    """Load a checkpoint's trainable weights and optimizer state into the (wrapped) model."""
+    """Load a checkpoint's trainable weights and optimizer moments into the (wrapped) model. The optimizer's
+    groups stay as they were built, with this run's settings (they may change after a non-finite stop)."""
     from torch.distributed.checkpoint.state_dict import (
+        StateDictOptions,
+        get_optimizer_state_dict,
         set_model_state_dict,
         set_optimizer_state_dict,
     )
@@ -163,7 +179,10 @@ def load_training_state(
             f"{START_OVER}"
         )
     set_model_state_dict(model, trainable, options=_options(ctx, strict=False))
-    set_optimizer_state_dict(model, optimizer, optimizer_state_, options=_options(ctx, strict=False))
+    # The groups keyed by parameter names, as the loader maps them; local shards only, nothing gathered.
+    groups = get_optimizer_state_dict(model, optimizer, options=StateDictOptions(full_state_dict=False))["param_groups"]
+    set_optimizer_state_dict(model, optimizer, {"state": moments, "param_groups": groups},
+                             options=_options(ctx, strict=False))
 
 
 def full_model_state(model: nn.Module, ctx: DistContext) -> dict[str, torch.Tensor]:

@@ -15,7 +15,6 @@ import torch
 from torch import nn
 
 from pgt.errors import PgtError
-
 from pgt.model.architecture import BLOCK_INITS, check_choice
 
 if TYPE_CHECKING:

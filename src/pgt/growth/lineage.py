@@ -29,7 +29,11 @@ if TYPE_CHECKING:
 def check_source_model(path: str | os.PathLike, substrate: Substrate, config: GrowthConfig) -> Lineage:
     """The lineage of `--from PATH` after checking it can be grown on with `config`; PgtError otherwise."""
     from pgt.model.loading import (
-        SINGLE_MODEL_TYPE, WEIGHTS_FILE, check_token_texts, read_model_config, substrate_meta_of,
+        SINGLE_MODEL_TYPE,
+        WEIGHTS_FILE,
+        check_token_texts,
+        read_model_config,
+        substrate_meta_of,
     )  # fmt: skip
     from pgt.substrate.tokenizer import load_tokenizer
 

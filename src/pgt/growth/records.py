@@ -82,8 +82,7 @@ class StageRecord(Record):
     """What one finished stage is and how well it did (`RUN_DIR/stage-K/stage.json`)."""
 
     WHAT = "stage description"
-    stage: int
-    blocks: int
+    stage: int  # = blocks in the stage's model (a `blocks` key that older files hold is ignored)
     kind: str  # growth, monolithic or trainable-embeddings
     tokens_seen: int  # training tokens of this stage
     tokens_total: int  # ... of the whole run up to its end
@@ -109,6 +108,11 @@ class StageRecord(Record):
     mixture: list[MixtureDraw] | None = None
     tokens_budget: int | None = None
     started_from: Lineage | None = None  # `pgt grow --from`: the saved model the run grew on (pgt.growth.lineage)
+
+    @property
+    def blocks(self) -> int:
+        """Blocks in the stage's model: stage K has K (a baseline's single stage has all N)."""
+        return self.stage
 
 
 @dataclass

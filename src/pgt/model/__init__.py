@@ -12,12 +12,23 @@ from typing import TYPE_CHECKING
 from pgt.lazy import lazy_exports
 
 if TYPE_CHECKING:
-    from pgt.model.architecture import build_model, from_substrate, new_decoder_layer, pgt_config
+    from pgt.model.architecture import (
+        build_model,
+        from_substrate,
+        new_decoder_layer,
+        pgt_config,
+    )
     from pgt.model.card import model_card
     from pgt.model.configuration_pgt_merged import PgtMergedConfig
     from pgt.model.frozen import freeze_embedding
     from pgt.model.hub import push_model
-    from pgt.model.loading import init_model_dir, load_model, parameter_counts, save_model, substrate_meta_of
+    from pgt.model.loading import (
+        init_model_dir,
+        load_model,
+        parameter_counts,
+        save_model,
+        substrate_meta_of,
+    )
     from pgt.model.modeling_pgt_merged import PgtMergedForCausalLM
     from pgt.model.presets import PRESETS, get_preset, preset_config
 

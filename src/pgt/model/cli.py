@@ -16,7 +16,12 @@ from pgt.model.architecture import (
     SAMPLING,
 )
 from pgt.model.hub import push_model
-from pgt.model.loading import init_model_dir, load_model, parameter_counts, read_model_config
+from pgt.model.loading import (
+    init_model_dir,
+    load_model,
+    parameter_counts,
+    read_model_config,
+)
 from pgt.model.presets import PRESETS
 
 

@@ -58,7 +58,9 @@ def model_class(model_type: str) -> type[PreTrainedModel]:
 
         return ArceeForCausalLM
     if model_type == MERGED_MODEL_TYPE:
-        from pgt.model.modeling_pgt_merged import PgtMergedForCausalLM  # imports torch: `pgt --help` loads this module
+        from pgt.model.modeling_pgt_merged import (
+            PgtMergedForCausalLM,  # imports torch: `pgt --help` loads this module
+        )
 
         return PgtMergedForCausalLM
     raise PgtError(f"model type {model_type!r} is not a pgt model ({SINGLE_MODEL_TYPE} or {MERGED_MODEL_TYPE})")

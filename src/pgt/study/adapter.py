@@ -174,7 +174,7 @@ def tune_record(out: Path) -> Any:
     return TuneRecord.load(out / TUNE_FILE)
 
 
-def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
+def read_metrics(run_dir: Path) -> list[Any]:
     return read_run_metrics(run_dir)
 
 

@@ -61,7 +61,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_study(args: argparse.Namespace) -> int:
-    from pgt.study.runner import StudyOptions, run_study as run
+    from pgt.study.runner import StudyOptions
+    from pgt.study.runner import run_study as run
     from pgt.study.scales import get_scale
 
     unknown = [f for f in args.families if f not in FAMILIES]

@@ -11,10 +11,18 @@ from pathlib import Path
 
 from pgt.eval.plots import PALETTE, Panel, Series, plot_panels
 from pgt.eval.report_markdown import markdown_table
+from pgt.growth.metrics import GrowEvent, TrainPoint
 from pgt.growth.run_layout import stage_number
 from pgt.io import atomic_file
 from pgt.study import adapter
-from pgt.study.results import ANCHOR, METRICS, FamilyResults, ModelRow, StudyResults, below_anchor
+from pgt.study.results import (
+    ANCHOR,
+    METRICS,
+    FamilyResults,
+    ModelRow,
+    StudyResults,
+    below_anchor,
+)
 from pgt.study.stats import ALPHA
 from pgt.substrate.health import SubstrateHealth
 
@@ -157,12 +165,11 @@ def plot_losses(results: StudyResults, family: FamilyResults, path: Path) -> Non
         if "@" in row.key or stage_number(row.runs[0]) is None:
             continue  # a grown run appears once (its deepest stage); merges have no training curve
         records = adapter.read_metrics(run_dir)
-        train = [r for r in records if r["kind"] == "train"]
-        series.append(Series(row.key, [r["tokens"] for r in train], [r["loss"] for r in train],
+        train = [r for r in records if isinstance(r, TrainPoint)]
+        series.append(Series(row.key, [r.tokens for r in train], [r.loss for r in train],
                              style={"color": colour[row.key], "linewidth": 1}))
         if row.key == "grown-random":
-            markers = [(r["tokens"], f"+block {r['stage']}") for r in records
-                       if r["kind"] == "event" and r.get("event") == "grow" and r["stage"] > 1]
+            markers = [(r.tokens, f"+block {r.stage}") for r in records if isinstance(r, GrowEvent) and r.stage > 1]
     plot_panels([Panel(f"{family.family}: training loss (seed 0)", "training tokens", "loss (nats/token)", series,
                        markers_x=markers)], path, columns=1, panel_size=(10.0, 5.0), title=f"{results.out}/runs")
 

@@ -15,8 +15,23 @@ from dataclasses import dataclass, field
 
 from pgt.records import Record
 from pgt.study.adapter import SubstrateLineage
-from pgt.study.arms import BEST_EXPERT, CLAIMS, SHARED_LANGUAGE, TUNE_END, TUNE_START, Claim, Family
-from pgt.study.stats import Estimate, estimate, family_verdict, holm, p_value, paired_difference
+from pgt.study.arms import (
+    BEST_EXPERT,
+    CLAIMS,
+    SHARED_LANGUAGE,
+    TUNE_END,
+    TUNE_START,
+    Claim,
+    Family,
+)
+from pgt.study.stats import (
+    Estimate,
+    estimate,
+    family_verdict,
+    holm,
+    p_value,
+    paired_difference,
+)
 from pgt.substrate.health import SubstrateHealth
 
 METRICS = {"bpb": ("held-out bits per byte", True),

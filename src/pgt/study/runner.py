@@ -30,7 +30,15 @@ from pgt.io import refuse_foreign, run_lock
 from pgt.model.architecture import check_heads
 from pgt.records import Record
 from pgt.study import adapter, flops
-from pgt.study.arms import FAMILIES, MERGE, SHARED_LANGUAGE, TUNED, Arm, Family, family_arms
+from pgt.study.arms import (
+    FAMILIES,
+    MERGE,
+    SHARED_LANGUAGE,
+    TUNED,
+    Arm,
+    Family,
+    family_arms,
+)
 from pgt.study.cloze import CHANCE
 from pgt.study.corpus import StudyCorpus, parse_corpus_specs, split_corpus
 from pgt.study.report import write_study_report

@@ -11,10 +11,33 @@ from pgt.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from pgt.substrate.build import build_substrate
-    from pgt.substrate.glyphs import glyph_matrix, nearest_tokens, render_bitmap, render_canvas
-    from pgt.substrate.layout import FAMILIES, AugmentParams, Family, Layout, build_layout, get_family
-    from pgt.substrate.ngrams import collect_ngrams, mine_ngrams, read_extra_tokens, read_reference_lists
-    from pgt.substrate.store import BuildParams, Substrate, SubstrateMeta, fingerprint, save_substrate
+    from pgt.substrate.glyphs import (
+        glyph_matrix,
+        nearest_tokens,
+        render_bitmap,
+        render_canvas,
+    )
+    from pgt.substrate.layout import (
+        FAMILIES,
+        AugmentParams,
+        Family,
+        Layout,
+        build_layout,
+        get_family,
+    )
+    from pgt.substrate.ngrams import (
+        collect_ngrams,
+        mine_ngrams,
+        read_extra_tokens,
+        read_reference_lists,
+    )
+    from pgt.substrate.store import (
+        BuildParams,
+        Substrate,
+        SubstrateMeta,
+        fingerprint,
+        save_substrate,
+    )
     from pgt.substrate.tokenizer import build_tokenizer, load_tokenizer, token_texts
 
 _EXPORTS = {

@@ -27,10 +27,28 @@ from pgt.io import (
 )
 from pgt.substrate.font import check_layout_engine, find_font
 from pgt.substrate.glyphs import glyph_matrix
-from pgt.substrate.layout import BYTE_FALLBACK_COUNT, DEFAULT_LAYOUT_ENGINE, Family, build_layout, get_family
+from pgt.substrate.layout import (
+    BYTE_FALLBACK_COUNT,
+    DEFAULT_LAYOUT_ENGINE,
+    Family,
+    build_layout,
+    get_family,
+)
 from pgt.substrate.ngrams import collect_ngrams
-from pgt.substrate.store import RECIPE_VERSION, SUBSTRATE_FILE, BuildParams, FontRecord, Substrate, save_substrate
-from pgt.substrate.tokenizer import build_tokenizer, load_tokenizer, texts_sha256, token_texts
+from pgt.substrate.store import (
+    RECIPE_VERSION,
+    SUBSTRATE_FILE,
+    BuildParams,
+    FontRecord,
+    Substrate,
+    save_substrate,
+)
+from pgt.substrate.tokenizer import (
+    build_tokenizer,
+    load_tokenizer,
+    texts_sha256,
+    token_texts,
+)
 
 ANY_TOKENIZER_FAMILY = "bvv241-nemo"
 

@@ -127,7 +127,10 @@ def run_substrate(args: argparse.Namespace) -> int:
 
 
 def run_substrate_build(args: argparse.Namespace) -> int:
-    from pgt.substrate.build import ANY_TOKENIZER_FAMILY, build_substrate  # imports PIL: kept off `pgt --help`
+    from pgt.substrate.build import (  # imports PIL: kept off `pgt --help`
+        ANY_TOKENIZER_FAMILY,
+        build_substrate,
+    )
 
     family = args.family or (ANY_TOKENIZER_FAMILY if args.from_tokenizer else None)
     if family is None:
@@ -170,7 +173,10 @@ def run_tokenize(args: argparse.Namespace) -> int:
 
 
 def run_substrate_show(args: argparse.Namespace) -> int:
-    from pgt.substrate.glyphs import nearest_tokens, render_bitmap  # imports PIL: kept off `pgt --help`
+    from pgt.substrate.glyphs import (  # imports PIL: kept off `pgt --help`
+        nearest_tokens,
+        render_bitmap,
+    )
 
     substrate = Substrate.load(args.substrate)
     tokenizer = substrate.tokenizer

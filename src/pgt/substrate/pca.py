@@ -38,7 +38,9 @@ def principal_components(bits: np.ndarray, dim: int, *, progress: bool = False) 
         gram += chunk.T @ chunk  # exact: integers below 2**24
     mean = bits.sum(axis=0, dtype=np.int64) / count
     gram -= count * np.outer(mean, mean)  # the scatter matrix of the centred rows
-    from threadpoolctl import threadpool_limits  # only where substrates are built (not on a GPU image)
+    from threadpoolctl import (
+        threadpool_limits,  # only where substrates are built (not on a GPU image)
+    )
 
     # One BLAS thread: LAPACK's eigenvectors depend on the thread count (so would the bytes),
     # and its threaded reduction only slows down when the cores are shared.
