@@ -96,7 +96,7 @@ def main() -> None:
             for _ in range(args.block_steps):
                 each._optimizer_step()
             rates[name].append(tokens / (time.perf_counter() - start))
-            data, step = each.run.data, each.state.data_step
+            data, step = each.data, each.state.data_step
             start = time.perf_counter()
             data.train_batch(step, args.batch, args.seq, seed=0)
             if not data.bare:
