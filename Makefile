@@ -4,7 +4,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.pgt-installed
 DEMO   ?= runs/demo
 
-.PHONY: demo test test-quick system-deps venv clean
+.PHONY: demo test test-quick lint system-deps venv clean
 
 venv: $(STAMP)
 
@@ -22,7 +22,12 @@ system-deps:
 demo: $(STAMP) system-deps
 	$(VENV)/bin/pgt demo --out $(DEMO)
 
-test: $(STAMP) system-deps
+# The linter and formatter first (seconds), then the suite.
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+test: $(STAMP) system-deps lint
 	$(PY) -m pytest -n 2 --dist loadgroup
 
 # Everything but the tests marked slow (torchrun launches, full-vocabulary builds): for a quick check.

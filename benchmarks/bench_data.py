@@ -77,8 +77,10 @@ def main() -> None:
     print(f"train_batch 32 x 512    {batch_rate:12,.1f} batches/s ({batch_rate * 32 * 512:,.0f} tokens/s)")
     lines = long_line_memory(documents, args.substrate, args.line_megabytes)
     print(f"peak memory, {args.line_megabytes:g} MB as one line   {lines['one line'] / 1e6:8,.0f} MB")
-    print(f"peak memory, the same with newlines {lines['lines'] / 1e6:8,.0f} MB   "
-          f"ratio one line : lines {lines['one line'] / lines['lines']:.2f}")
+    print(
+        f"peak memory, the same with newlines {lines['lines'] / 1e6:8,.0f} MB   "
+        f"ratio one line : lines {lines['one line'] / lines['lines']:.2f}"
+    )
 
 
 MEASURE = (
@@ -102,11 +104,27 @@ def long_line_memory(documents: list[str], substrate: str, megabytes: float) -> 
             path.write_text(separator.join(text) + "\n", encoding="utf-8")
             # A fresh process per case, reporting its own peak (RUSAGE_SELF, KiB on Linux).
             run = subprocess.run(
-                [sys.executable, "-c", MEASURE, "data", "prepare", str(path), "--substrate", substrate,
-                 "--out", str(Path(scratch) / f"out-{path.stem}"), "--workers", "1", "--val-fraction", "0",
-                 "--no-progress"],
-                check=True, capture_output=True, text=True,
-            )  # fmt: skip
+                [
+                    sys.executable,
+                    "-c",
+                    MEASURE,
+                    "data",
+                    "prepare",
+                    str(path),
+                    "--substrate",
+                    substrate,
+                    "--out",
+                    str(Path(scratch) / f"out-{path.stem}"),
+                    "--workers",
+                    "1",
+                    "--val-fraction",
+                    "0",
+                    "--no-progress",
+                ],
+                check=True,
+                capture_output=True,
+                text=True,
+            )
             peaks[name] = int(run.stdout.split()[-1]) * 1024
     return peaks
 

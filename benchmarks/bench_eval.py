@@ -56,8 +56,15 @@ def repeated(task_name: str, data: str, prompts: int) -> list:
 
 
 def sample(model, tokenizer, examples: list, batch_size: int) -> object:
-    return generate_continuations(model, tokenizer, [e.prompt for e in examples], [e.new_tokens for e in examples],
-                                  sampler=SAMPLERS["sample"], seeds=list(range(len(examples))), batch_size=batch_size)
+    return generate_continuations(
+        model,
+        tokenizer,
+        [e.prompt for e in examples],
+        [e.new_tokens for e in examples],
+        sampler=SAMPLERS["sample"],
+        seeds=list(range(len(examples))),
+        batch_size=batch_size,
+    )
 
 
 def batching(args: argparse.Namespace) -> None:
@@ -66,7 +73,9 @@ def batching(args: argparse.Namespace) -> None:
     model, tokenizer = load_for_eval(args.model_dir, device="cpu")
     task = get_task(args.task)
     examples = repeated(args.task, args.data, args.prompts)
-    requests = [(e.prompt, text) for e in examples for texts in option_continuations(task, e).values() for text in texts]
+    requests = [
+        (e.prompt, text) for e in examples for texts in option_continuations(task, e).values() for text in texts
+    ]
     for name, run in (
         ("generate", lambda batch: sample(model, tokenizer, examples, batch)),
         ("loglik", lambda batch: continuation_logprobs(model, tokenizer, requests, batch_size=batch)),
@@ -74,8 +83,10 @@ def batching(args: argparse.Namespace) -> None:
         run(args.batch_size)  # warm-up
         single = cpu_seconds(lambda run=run: run(1))
         batched = cpu_seconds(lambda run=run: run(args.batch_size))
-        print(f"{name:9s} batch 1: {len(examples) / single:8.1f} prompts/s   batch {args.batch_size}: "
-              f"{len(examples) / batched:8.1f} prompts/s   ratio {single / batched:.2f}")
+        print(
+            f"{name:9s} batch 1: {len(examples) / single:8.1f} prompts/s   batch {args.batch_size}: "
+            f"{len(examples) / batched:8.1f} prompts/s   ratio {single / batched:.2f}"
+        )
 
 
 def protocol(args: argparse.Namespace) -> None:
@@ -83,8 +94,10 @@ def protocol(args: argparse.Namespace) -> None:
 
     tokenizer = AutoTokenizer.from_pretrained(args.tokenizer)
     model = build_pair(args)["pgt"]
-    print(f"shape: {args.layers} layers, width {args.width}, {args.heads} heads, vocab {args.vocab:,}; "
-          f"{torch.get_num_threads()} thread(s), batch {args.batch_size}, {args.prompts} prompts per task")
+    print(
+        f"shape: {args.layers} layers, width {args.width}, {args.heads} heads, vocab {args.vocab:,}; "
+        f"{torch.get_num_threads()} thread(s), batch {args.batch_size}, {args.prompts} prompts per task"
+    )
     total = 0.0
     for name, (file, size) in PROTOCOL_TASKS.items():
         examples = repeated(name, str(DATA / file), args.prompts)
@@ -93,7 +106,9 @@ def protocol(args: argparse.Namespace) -> None:
         per_prompt /= len(examples)
         seconds = per_prompt * size * REFERENCE_RUNS
         total += seconds
-        print(f"{name:15s} {1 / per_prompt:8.1f} prompts/s   {size:6,} x {REFERENCE_RUNS} runs: {seconds / 60:7.1f} min")
+        print(
+            f"{name:15s} {1 / per_prompt:8.1f} prompts/s   {size:6,} x {REFERENCE_RUNS} runs: {seconds / 60:7.1f} min"
+        )
     print(f"reference protocol, one model: {total / 60:.1f} CPU-minutes ({total / 3600:.2f} h) at this shape")
 
 

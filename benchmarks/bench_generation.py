@@ -24,14 +24,16 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     models = build_pair(args)
-    print(f"shape: {args.layers} layers, width {args.width}, {args.heads} heads, vocab {args.vocab:,}; "
-          f"{args.prompt_tokens} prompt + {args.new_tokens} new tokens, {args.threads} thread(s), float32")
+    print(
+        f"shape: {args.layers} layers, width {args.width}, {args.heads} heads, vocab {args.vocab:,}; "
+        f"{args.prompt_tokens} prompt + {args.new_tokens} new tokens, {args.threads} thread(s), float32"
+    )
 
     for batch in args.batches:
         prompt = torch.randint(3, args.vocab, (batch, args.prompt_tokens))
         mask = torch.ones_like(prompt)
 
-        def generate(model: torch.nn.Module) -> None:
+        def generate(model: torch.nn.Module, prompt: torch.Tensor = prompt, mask: torch.Tensor = mask) -> None:
             with torch.inference_mode():
                 out = model.generate(
                     prompt,
@@ -46,8 +48,10 @@ def main() -> None:
 
         seconds = median_seconds({name: (lambda m=m: generate(m)) for name, m in models.items()}, args.repeats)
         rates = {name: batch * args.new_tokens / s for name, s in seconds.items()}
-        print(f"batch {batch}: pgt {rates['pgt']:8.1f} tok/s   llama {rates['llama']:8.1f} tok/s   "
-              f"ratio pgt/llama {rates['pgt'] / rates['llama']:.3f}")
+        print(
+            f"batch {batch}: pgt {rates['pgt']:8.1f} tok/s   llama {rates['llama']:8.1f} tok/s   "
+            f"ratio pgt/llama {rates['pgt'] / rates['llama']:.3f}"
+        )
 
 
 if __name__ == "__main__":

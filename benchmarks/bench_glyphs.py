@@ -111,8 +111,10 @@ def main() -> None:
     ours_n, ours_n_s = timed(glyph_bits, sample, cell=cell, augment=augment, workers=args.workers, progress=False)
     reference_bits = np.asarray(reference, dtype=np.uint8)
     differing = int((reference_bits != ours_1).any(axis=1).sum())
-    print(f"tokens whose bits differ, reference vs pgt: {differing} of {len(sample):,}; "
-          f"pgt 1 vs {args.workers} workers identical: {np.array_equal(ours_1, ours_n)}")  # fmt: skip
+    print(
+        f"tokens whose bits differ, reference vs pgt: {differing} of {len(sample):,}; "
+        f"pgt 1 vs {args.workers} workers identical: {np.array_equal(ours_1, ours_n)}"
+    )
 
     per_token = {
         "reference, 1 process": reference_s / len(sample),

@@ -48,13 +48,20 @@ def bench_stage_update(args: argparse.Namespace) -> None:
     from pgt.model.architecture import build_model, pgt_config
 
     device = torch.device(args.device)
-    print(f"\n1. stage-k update vs full backprop (d={args.dim}, vocab={args.vocab}, batch {args.batch}x{args.seq}, "
-          f"{device.type})")
+    print(
+        f"\n1. stage-k update vs full backprop (d={args.dim}, vocab={args.vocab}, batch {args.batch}x{args.seq}, "
+        f"{device.type})"
+    )
     print(f"{'k':>3} {'stage-k step':>13} {'full step':>11} {'speed-up':>9}")
     for k in (2, 4, 8):
         torch.manual_seed(0)
-        config = pgt_config(vocab_size=args.vocab, hidden_size=args.dim, num_hidden_layers=k,
-                            num_attention_heads=max(1, args.dim // 64), max_position_embeddings=args.seq)
+        config = pgt_config(
+            vocab_size=args.vocab,
+            hidden_size=args.dim,
+            num_hidden_layers=k,
+            num_attention_heads=max(1, args.dim // 64),
+            max_position_embeddings=args.seq,
+        )
         model = build_model(config).to(device).train()
         layers = model.model.layers
         batch = torch.randint(0, args.vocab, (args.batch, args.seq + 1), device=device)
@@ -91,19 +98,33 @@ def bench_trainer_overhead(args: argparse.Namespace) -> None:
     machine load drifts hit both alike; the median block rate of each is compared."""
     from pgt.growth import GrowthConfig, grow
     from pgt.growth.checkpoint import TrainState
-    from pgt.growth.metrics import MetricsLogger
     from pgt.growth.loop import StageTrainer
+    from pgt.growth.metrics import MetricsLogger
     from pgt.growth.schedule import lr_at
     from pgt.growth.trainer import GrowthRun
 
     substrate, data_dir = ensure_inputs(args)
     tokens_per_step, block = args.batch * args.seq, args.block_steps
-    print(f"\n2. pgt grow inner loop vs plain PyTorch loop (stage 2 of a {args.dim}-wide model: 1 frozen + 1 new "
-          f"block, batch {args.batch}x{args.seq}, {args.repeats} x {block} steps each, {args.device})")
-    config = GrowthConfig(substrate=substrate, data=data_dir, out=tempfile.mkdtemp(prefix="bench-growth-"), stages=1,
-                          tokens_per_stage=tokens_per_step, batch_size=args.batch, seq_len=args.seq,
-                          context=args.seq, heads=max(1, args.dim // 64), eval_every=0, eval_tokens=1024,
-                          checkpoint_every=0, progress=False, device=args.device)
+    print(
+        f"\n2. pgt grow inner loop vs plain PyTorch loop (stage 2 of a {args.dim}-wide model: 1 frozen + 1 new "
+        f"block, batch {args.batch}x{args.seq}, {args.repeats} x {block} steps each, {args.device})"
+    )
+    config = GrowthConfig(
+        substrate=substrate,
+        data=data_dir,
+        out=tempfile.mkdtemp(prefix="bench-growth-"),
+        stages=1,
+        tokens_per_stage=tokens_per_step,
+        batch_size=args.batch,
+        seq_len=args.seq,
+        context=args.seq,
+        heads=max(1, args.dim // 64),
+        eval_every=0,
+        eval_tokens=1024,
+        checkpoint_every=0,
+        progress=False,
+        device=args.device,
+    )
     grow(config)  # stage 1, which stage 2 grows from
     config.stages = 2
     config.tokens_per_stage = 2 * args.repeats * block * tokens_per_step
@@ -145,8 +166,12 @@ def bench_trainer_overhead(args: argparse.Namespace) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dim", type=int, default=256, help="model width (default 256)")
-    parser.add_argument("--vocab", type=int, help="vocabulary of part 1 (default: 32 x dim, abs-bvv's ratio "
-                        "131,072 / 4,096, so head and blocks weigh as in the published models)")
+    parser.add_argument(
+        "--vocab",
+        type=int,
+        help="vocabulary of part 1 (default: 32 x dim, abs-bvv's ratio "
+        "131,072 / 4,096, so head and blocks weigh as in the published models)",
+    )
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--seq", type=int, default=128)
     parser.add_argument("--steps", type=int, default=5, help="timed steps per measurement in part 1")

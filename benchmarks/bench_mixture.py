@@ -50,14 +50,26 @@ def trainer(data: str | list[str], substrate: str, args: argparse.Namespace):
     """A stage-1 StageTrainer of a GrowthRun on `data` (nothing is written: its run directory is never opened)."""
     from pgt.growth import GrowthConfig
     from pgt.growth.checkpoint import TrainState
-    from pgt.growth.metrics import MetricsLogger
     from pgt.growth.loop import StageTrainer
+    from pgt.growth.metrics import MetricsLogger
     from pgt.growth.trainer import GrowthRun
 
-    config = GrowthConfig(substrate=substrate, data=data, out=tempfile.mkdtemp(prefix="bench-mixture-"), stages=1,
-                          tokens_per_stage=10**9, batch_size=args.batch, seq_len=args.seq, context=args.seq,
-                          heads=max(1, args.dim // 64), eval_every=0, eval_tokens=1024, checkpoint_every=0,
-                          progress=False, device="cpu")
+    config = GrowthConfig(
+        substrate=substrate,
+        data=data,
+        out=tempfile.mkdtemp(prefix="bench-mixture-"),
+        stages=1,
+        tokens_per_stage=10**9,
+        batch_size=args.batch,
+        seq_len=args.seq,
+        context=args.seq,
+        heads=max(1, args.dim // 64),
+        eval_every=0,
+        eval_tokens=1024,
+        checkpoint_every=0,
+        progress=False,
+        device="cpu",
+    )
     run = GrowthRun(config)
     logger = MetricsLogger(run.setup.run_dir, resume_offset=None, resume_step=None, enabled=False)
     return StageTrainer(run.setup, run.directory, logger, run.setup.plans[0], TrainState(stage=1), None)
@@ -65,8 +77,9 @@ def trainer(data: str | list[str], substrate: str, args: argparse.Namespace):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--dim", type=int, default=64, help="model width (default 64: a small model, where the "
-                        "draw weighs most)")
+    parser.add_argument(
+        "--dim", type=int, default=64, help="model width (default 64: a small model, where the draw weighs most)"
+    )
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--seq", type=int, default=128)
     parser.add_argument("--block-steps", type=int, default=5, help="optimizer steps per timed block")
@@ -81,11 +94,15 @@ def main() -> None:
 
     hf_logging.disable_progress_bar()
     substrate, first, second = ensure_inputs(args)
-    trainers = {"one source": trainer(first, substrate, args),
-                "0.9/0.1 mixture": trainer([f"a={first}:0.9", f"b={second}:0.1"], substrate, args)}
+    trainers = {
+        "one source": trainer(first, substrate, args),
+        "0.9/0.1 mixture": trainer([f"a={first}:0.9", f"b={second}:0.1"], substrate, args),
+    }
     tokens = args.block_steps * args.batch * args.seq
-    print(f"pgt grow training steps, one source vs a 0.9/0.1 mixture (d={args.dim}, batch {args.batch}x{args.seq}, "
-          f"{args.repeats} x {args.block_steps} steps each, cpu, {args.threads} thread(s))")
+    print(
+        f"pgt grow training steps, one source vs a 0.9/0.1 mixture (d={args.dim}, batch {args.batch}x{args.seq}, "
+        f"{args.repeats} x {args.block_steps} steps each, cpu, {args.threads} thread(s))"
+    )
     rates: dict[str, list[float]] = {name: [] for name in trainers}
     draws: dict[str, list[float]] = {name: [] for name in trainers}
     for each in trainers.values():
@@ -103,8 +120,10 @@ def main() -> None:
                 data.rows_per_source(step, args.batch, seed=0)
             draws[name].append(time.perf_counter() - start)
     for name in trainers:
-        print(f"  {name:<16} {statistics.median(rates[name]):>10,.0f} tokens/s   "
-              f"batch draw {statistics.median(draws[name]) * 1e3:.2f} ms")
+        print(
+            f"  {name:<16} {statistics.median(rates[name]):>10,.0f} tokens/s   "
+            f"batch draw {statistics.median(draws[name]) * 1e3:.2f} ms"
+        )
     ratio = statistics.median(rates["0.9/0.1 mixture"]) / statistics.median(rates["one source"])
     print(f"  ratio            {ratio:>10.3f}x (target >= 0.98: under 2 % of training tokens/s)")
 

@@ -49,16 +49,22 @@ def main() -> None:
 
     seconds = median_seconds({name: (lambda m=m: step(m)) for name, m in models.items()}, args.repeats)
     rates = {name: tokens.numel() / s for name, s in seconds.items()}
-    print(f"shape: {args.layers} layers, width {args.width}, {args.heads} heads, vocab {args.vocab:,}; "
-          f"batch {args.batch} x {args.seq} tokens, {args.threads} thread(s), float32")
-    print(f"forward+backward: pgt {rates['pgt']:8.1f} tok/s   llama {rates['llama']:8.1f} tok/s   "
-          f"ratio pgt/llama {rates['pgt'] / rates['llama']:.3f}")
+    print(
+        f"shape: {args.layers} layers, width {args.width}, {args.heads} heads, vocab {args.vocab:,}; "
+        f"batch {args.batch} x {args.seq} tokens, {args.threads} thread(s), float32"
+    )
+    print(
+        f"forward+backward: pgt {rates['pgt']:8.1f} tok/s   llama {rates['llama']:8.1f} tok/s   "
+        f"ratio pgt/llama {rates['pgt'] / rates['llama']:.3f}"
+    )
 
     forward_flops_per_token = 2 * block_parameters(models["pgt"]) + 2 * args.layers * args.seq * args.width
     model_flops = 3 * forward_flops_per_token * rates["pgt"]
     peak = matmul_flops_per_second(args.matmul_size, args.repeats)
-    print(f"pgt achieved {model_flops / 1e9:.2f} GFLOP/s; plain {args.matmul_size}^2 matmul {peak / 1e9:.2f} GFLOP/s; "
-          f"fraction {model_flops / peak:.3f}")
+    print(
+        f"pgt achieved {model_flops / 1e9:.2f} GFLOP/s; plain {args.matmul_size}^2 matmul {peak / 1e9:.2f} GFLOP/s; "
+        f"fraction {model_flops / peak:.3f}"
+    )
 
 
 if __name__ == "__main__":

@@ -32,9 +32,13 @@ def main() -> None:
     parser.add_argument("--stages", type=int, default=3, help="stages of the demo's shape (3)")
     parser.add_argument("--seq-len", type=int, default=128)
     parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch threads (default 1: on a shared machine a second thread adds more noise than "
-                        "speed to a model this small; `pgt demo` measures which is faster)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads (default 1: on a shared machine a second thread adds more noise than "
+        "speed to a model this small; `pgt demo` measures which is faster)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -49,22 +53,30 @@ def main() -> None:
             build_substrate(full, family=SMALL_FAMILY, corpus=default_corpus_files(), dim=args.dim, progress=False)
         started = time.perf_counter()
         record = trim_substrate(full, Path(work) / "trimmed", corpus=["default"])
-        print(f"trimmed {record.parent_vocab_size:,} ids to {record.vocab_size:,} in "
-              f"{time.perf_counter() - started:.1f} s ({record.corpus_tokens:,} corpus tokens)")
-        speeds = {name: measure_speeds(path, args.stages, args.seq_len, args.batch_size, HEADS, time.process_time)
-                  for name, path in (("full", full), ("trimmed", Path(work) / "trimmed"))}  # fmt: skip
+        print(
+            f"trimmed {record.parent_vocab_size:,} ids to {record.vocab_size:,} in "
+            f"{time.perf_counter() - started:.1f} s ({record.corpus_tokens:,} corpus tokens)"
+        )
+        speeds = {
+            name: measure_speeds(path, args.stages, args.seq_len, args.batch_size, HEADS, time.process_time)
+            for name, path in (("full", full), ("trimmed", Path(work) / "trimmed"))
+        }
 
-    print(f"shape: d from the substrate, {HEADS} heads, batch {args.batch_size} x {args.seq_len} tokens, "
-          f"{args.threads} thread(s), float32; training tokens per CPU-second per stage (k blocks, k-1 frozen)")
+    print(
+        f"shape: d from the substrate, {HEADS} heads, batch {args.batch_size} x {args.seq_len} tokens, "
+        f"{args.threads} thread(s), float32; training tokens per CPU-second per stage (k blocks, k-1 frozen)"
+    )
     print(f"{'stage':>5}  {'full':>10}  {'trimmed':>10}  {'trimmed/full':>12}")
     for stage, (full_rate, trimmed_rate) in enumerate(
         zip(speeds["full"].train_tokens_per_s, speeds["trimmed"].train_tokens_per_s, strict=True), start=1
     ):
         print(f"{stage:>5}  {full_rate:>10,.0f}  {trimmed_rate:>10,.0f}  {trimmed_rate / full_rate:>12.1f}")
     big, small = speeds["full"], speeds["trimmed"]
-    print(f"scoring: full {big.score_tokens_per_s:,.0f} tokens/s, trimmed {small.score_tokens_per_s:,.0f} "
-          f"({small.score_tokens_per_s / big.score_tokens_per_s:.1f}x); sampling: full "
-          f"{big.s_per_sampled_token * 1e3:.1f} ms/token, trimmed {small.s_per_sampled_token * 1e3:.1f} ms/token")
+    print(
+        f"scoring: full {big.score_tokens_per_s:,.0f} tokens/s, trimmed {small.score_tokens_per_s:,.0f} "
+        f"({small.score_tokens_per_s / big.score_tokens_per_s:.1f}x); sampling: full "
+        f"{big.s_per_sampled_token * 1e3:.1f} ms/token, trimmed {small.s_per_sampled_token * 1e3:.1f} ms/token"
+    )
 
 
 if __name__ == "__main__":

@@ -95,15 +95,50 @@ class Sizes:
 
 
 SIZES = {
-    "gpu": Sizes(matmul=8192, matmul_repeats=10, growth_preset="abs-bvv-4", growth_overrides={}, batch=8, seq=1024,
-                 steps=10, warmup=3, compile_backend="inductor", gen_width=4096, gen_heads=32, gen_blocks=4,
-                 prompt_chars=200, new_tokens=64, gen_batches=(1, 32), gen_repeats=3, study_scale="gpu",
-                 study_sweeps=None, run_overhead_s=3.0, score_s=2.0),
-    "tiny": Sizes(matmul=256, matmul_repeats=3, growth_preset="abs-bvv-4",
-                  growth_overrides=dict(hidden_size=64, num_attention_heads=4, vocab_size=512), batch=2, seq=64,
-                  steps=2, warmup=1, compile_backend="eager", gen_width=64, gen_heads=4, gen_blocks=2,
-                  prompt_chars=40, new_tokens=4, gen_batches=(1, 4), gen_repeats=1, study_scale="smoke",
-                  study_sweeps=1, run_overhead_s=0.5, score_s=0.3),
+    "gpu": Sizes(
+        matmul=8192,
+        matmul_repeats=10,
+        growth_preset="abs-bvv-4",
+        growth_overrides={},
+        batch=8,
+        seq=1024,
+        steps=10,
+        warmup=3,
+        compile_backend="inductor",
+        gen_width=4096,
+        gen_heads=32,
+        gen_blocks=4,
+        prompt_chars=200,
+        new_tokens=64,
+        gen_batches=(1, 32),
+        gen_repeats=3,
+        study_scale="gpu",
+        study_sweeps=None,
+        run_overhead_s=3.0,
+        score_s=2.0,
+    ),
+    "tiny": Sizes(
+        matmul=256,
+        matmul_repeats=3,
+        growth_preset="abs-bvv-4",
+        growth_overrides=dict(hidden_size=64, num_attention_heads=4, vocab_size=512),
+        batch=2,
+        seq=64,
+        steps=2,
+        warmup=1,
+        compile_backend="eager",
+        gen_width=64,
+        gen_heads=4,
+        gen_blocks=2,
+        prompt_chars=40,
+        new_tokens=4,
+        gen_batches=(1, 4),
+        gen_repeats=1,
+        study_scale="smoke",
+        study_sweeps=1,
+        run_overhead_s=0.5,
+        score_s=0.3,
+    ),
 }
 
 
@@ -197,8 +232,15 @@ def _link_duplicates(folder: Path) -> None:
             os.link(first, path)
 
 
-def prepare(out: Path, *, tiny: bool, substrate: str | None, families: tuple[str, ...], overwrite: bool,
-            build: Path | None = None) -> Path:
+def prepare(
+    out: Path,
+    *,
+    tiny: bool,
+    substrate: str | None,
+    families: tuple[str, ...],
+    overwrite: bool,
+    build: Path | None = None,
+) -> Path:
     """Build the study's inputs for `run` into `out` (see the module docstring) by way of the study folder
     `build` (default: OUT-build, kept so that a rerun reuses every finished step); return `out`."""
     from pgt.io import atomic_dir, refuse_existing
@@ -212,8 +254,17 @@ def prepare(out: Path, *, tiny: bool, substrate: str | None, families: tuple[str
     corpus = [f"{lang}={source}" for lang, sources in parse_corpus_specs(None).items() for source in sources]
     refuse_existing(out, overwrite=overwrite, marker=PREPARED_FILE)
     study = (build or out.parent / f"{out.name}-build") / "study"
-    prepare_study(StudyOptions(out=study, scale=scale, seeds=scale.seeds, families=families, corpus=corpus,
-                               substrate=Path(substrate) if substrate else None, progress=not tiny))
+    prepare_study(
+        StudyOptions(
+            out=study,
+            scale=scale,
+            seeds=scale.seeds,
+            families=families,
+            corpus=corpus,
+            substrate=Path(substrate) if substrate else None,
+            progress=not tiny,
+        )
+    )
     _link_duplicates(study / "data")
     with atomic_dir(out, overwrite=overwrite, marker=PREPARED_FILE) as tmp:
         with tarfile.open(tmp / STUDY_ARCHIVE, "w:xz", preset=6) as archive:
@@ -253,8 +304,17 @@ class Context:
         return self.deadline - time.time()
 
 
-def run(out: Path, *, prepared: Path, work: Path | None, device: str, tiny: bool, limit_s: float,
-        only: tuple[str, ...] = STEPS, families: tuple[str, ...] = STUDY_FAMILY_ORDER) -> Summary:
+def run(
+    out: Path,
+    *,
+    prepared: Path,
+    work: Path | None,
+    device: str,
+    tiny: bool,
+    limit_s: float,
+    only: tuple[str, ...] = STEPS,
+    families: tuple[str, ...] = STUDY_FAMILY_ORDER,
+) -> Summary:
     """Run the steps in order, each in its own process under its time guard; write and print the summary."""
     started = time.time()
     deadline = started + limit_s
@@ -262,8 +322,10 @@ def run(out: Path, *, prepared: Path, work: Path | None, device: str, tiny: bool
     (out / "logs").mkdir(exist_ok=True)
     record = PreparedRecord.load(prepared / PREPARED_FILE)
     if record.tiny != tiny:
-        raise PgtError(f"{prepared} was prepared {'with' if record.tiny else 'without'} --tiny; "
-                       f"run {'with' if record.tiny else 'without'} it, or prepare again")
+        raise PgtError(
+            f"{prepared} was prepared {'with' if record.tiny else 'without'} --tiny; "
+            f"run {'with' if record.tiny else 'without'} it, or prepare again"
+        )
     work = work or Path(tempfile.mkdtemp(prefix="pgt-gpu-check-"))
     if not (work / "study").is_dir():
         with tarfile.open(prepared / STUDY_ARCHIVE) as archive:
@@ -290,13 +352,37 @@ def run(out: Path, *, prepared: Path, work: Path | None, device: str, tiny: bool
     return summary
 
 
-def _run_step(step: str, out: Path, *, work: Path, prepared: Path, device: str, tiny: bool, limit: float,
-              families: tuple[str, ...]) -> None:
+def _run_step(
+    step: str,
+    out: Path,
+    *,
+    work: Path,
+    prepared: Path,
+    device: str,
+    tiny: bool,
+    limit: float,
+    families: tuple[str, ...],
+) -> None:
     """One step in a child process (its own session, so a timeout kills its compile workers too)."""
     path = _record_path(out, step)
-    command = [sys.executable, str(Path(__file__).resolve()), "step", step, "--out", str(out), "--work", str(work),
-               "--prepared", str(prepared), "--device", device, "--deadline", str(time.time() + limit),
-               "--families", *families]
+    command = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "step",
+        step,
+        "--out",
+        str(out),
+        "--work",
+        str(work),
+        "--prepared",
+        str(prepared),
+        "--device",
+        device,
+        "--deadline",
+        str(time.time() + limit),
+        "--families",
+        *families,
+    ]
     if tiny:
         command.append("--tiny")
     started = time.time()
@@ -311,11 +397,13 @@ def _run_step(step: str, out: Path, *, work: Path, prepared: Path, device: str, 
     seconds = time.time() - started
     saved = StepRecord.load(path) if path.is_file() else StepRecord(step, "failed", seconds)
     if code is None:
-        saved = dataclasses.replace(saved, status="timeout", seconds=seconds,
-                                    notes=[*saved.notes, f"stopped by its {limit:.0f} s guard"])
+        saved = dataclasses.replace(
+            saved, status="timeout", seconds=seconds, notes=[*saved.notes, f"stopped by its {limit:.0f} s guard"]
+        )
     elif code != 0 or saved.status == "partial":
-        saved = dataclasses.replace(saved, status="failed", seconds=seconds,
-                                    notes=[*saved.notes, f"exit code {code}: see logs/{path.stem}.log"])
+        saved = dataclasses.replace(
+            saved, status="failed", seconds=seconds, notes=[*saved.notes, f"exit code {code}: see logs/{path.stem}.log"]
+        )
     saved.save(path)
 
 
@@ -338,7 +426,8 @@ def run_step(step: str, ctx: Context) -> None:
         torch.set_num_threads(1)  # the dry run shares a small CPU
     try:
         {"machine": step_machine, "growth": step_growth, "generate": step_generate, "study": step_study}[step](
-            ctx, record, save)
+            ctx, record, save
+        )
     except Exception as exc:
         record.status = "failed"
         record.notes.append(f"{type(exc).__name__}: {one_line(exc)}")
@@ -370,9 +459,12 @@ def attention_backends(device: Any) -> dict[str, bool]:
     )
 
     cuda = device.type == "cuda"
-    return {"sdpa": True, "flash_attention_2": cuda and is_flash_attn_2_available(),
-            "flash_attention_3": cuda and is_flash_attn_3_available(),
-            "flex_attention": cuda and is_torch_flex_attn_available()}
+    return {
+        "sdpa": True,
+        "flash_attention_2": cuda and is_flash_attn_2_available(),
+        "flash_attention_3": cuda and is_flash_attn_3_available(),
+        "flex_attention": cuda and is_torch_flex_attn_available(),
+    }
 
 
 def step_machine(ctx: Context, record: StepRecord, save: Any) -> None:
@@ -383,8 +475,14 @@ def step_machine(ctx: Context, record: StepRecord, save: Any) -> None:
 
     device = _device(ctx)
     figures = record.figures
-    figures.update(python=platform.python_version(), torch=torch.__version__, transformers=transformers.__version__,
-                   cuda=torch.version.cuda, device=str(device), attention=attention_backends(device))
+    figures.update(
+        python=platform.python_version(),
+        torch=torch.__version__,
+        transformers=transformers.__version__,
+        cuda=torch.version.cuda,
+        device=str(device),
+        attention=attention_backends(device),
+    )
     if device.type == "cuda":
         props = torch.cuda.get_device_properties(device)
         figures.update(gpu=props.name, memory_gib=round(props.total_memory / 2**30, 1))
@@ -403,8 +501,15 @@ def step_machine(ctx: Context, record: StepRecord, save: Any) -> None:
         _sync(device)
         times.append(time.perf_counter() - start)
     seconds = statistics.median(times)
-    figures.update(matmul=dict(n=n, dtype=str(dtype).removeprefix("torch."), repeats=len(times),
-                               median_ms=seconds * 1e3, flops_per_s=2 * n**3 / seconds))
+    figures.update(
+        matmul=dict(
+            n=n,
+            dtype=str(dtype).removeprefix("torch."),
+            repeats=len(times),
+            median_ms=seconds * 1e3,
+            flops_per_s=2 * n**3 / seconds,
+        )
+    )
     _say(f"{figures.get('gpu') or 'cpu'}: {n}^3 {dtype} matmul {2 * n**3 / seconds / 1e12:.1f} TFLOP/s")
 
 
@@ -443,15 +548,28 @@ def step_growth(ctx: Context, record: StepRecord, save: Any) -> None:
     batch = torch.randint(0, vocab, (sizes.batch, sizes.seq + 1), device=device)
     tokens = sizes.batch * sizes.seq
     shape = dict(d=d, vocab=vocab, seq_len=sizes.seq)
-    step_flops = {"growth": flops.grown_stage_flops(**shape, stage=k, tokens=tokens),
-                  "full": flops.monolithic_flops(**shape, blocks=k, tokens=tokens)}
-    record.figures.update(preset=sizes.growth_preset, d=d, vocab=vocab, blocks=k, batch=sizes.batch, seq=sizes.seq,
-                          parameters=count_parameters(model)[0], ceiling_flops_per_s=ceiling,
-                          step_flops=step_flops, flop_ratio_full_over_growth=step_flops["full"] / step_flops["growth"],
-                          variants=[])
+    step_flops = {
+        "growth": flops.grown_stage_flops(**shape, stage=k, tokens=tokens),
+        "full": flops.monolithic_flops(**shape, blocks=k, tokens=tokens),
+    }
+    record.figures.update(
+        preset=sizes.growth_preset,
+        d=d,
+        vocab=vocab,
+        blocks=k,
+        batch=sizes.batch,
+        seq=sizes.seq,
+        parameters=count_parameters(model)[0],
+        ceiling_flops_per_s=ceiling,
+        step_flops=step_flops,
+        flop_ratio_full_over_growth=step_flops["full"] / step_flops["growth"],
+        variants=[],
+    )
     save()
-    _say(f"{sizes.growth_preset}: d {d}, {k} blocks, vocab {vocab:,}, batch {sizes.batch} x {sizes.seq}; "
-         f"FLOP ratio full / growth {step_flops['full'] / step_flops['growth']:.2f}")
+    _say(
+        f"{sizes.growth_preset}: d {d}, {k} blocks, vocab {vocab:,}, batch {sizes.batch} x {sizes.seq}; "
+        f"FLOP ratio full / growth {step_flops['full'] / step_flops['growth']:.2f}"
+    )
 
     compiled_loss = None  # torch.compile(causal_lm_loss), made on first use: as a single-process `pgt grow --compile`
 
@@ -462,8 +580,12 @@ def step_growth(ctx: Context, record: StepRecord, save: Any) -> None:
         loss_of = compiled_loss if compiled else causal_lm_loss
         model.set_attn_implementation(attention)
         frozen = k - 1 if kind == "growth" else 0
-        set_trainable(model, [layers[-1], model.model.norm, model.lm_head] if kind == "growth"
-                      else [*layers, model.model.norm, model.lm_head])
+        set_trainable(
+            model,
+            [layers[-1], model.model.norm, model.lm_head]
+            if kind == "growth"
+            else [*layers, model.model.norm, model.lm_head],
+        )
         params = [p for p in model.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(params, lr=1e-4, betas=(0.9, 0.95), fused=cuda)
         if cuda:
@@ -490,14 +612,23 @@ def step_growth(ctx: Context, record: StepRecord, save: Any) -> None:
             lines = _profile(train_step, device) if profile else None
         if not torch.isfinite(loss):
             raise PgtError(f"{kind} step: non-finite loss {loss.item()}")
-        del optimizer
-        seconds = statistics.median(times[sizes.warmup:])
+        optimizer.state.clear()  # the moments go before the next variant builds its own
+        seconds = statistics.median(times[sizes.warmup :])
         rate = step_flops[kind] / seconds
-        return dict(kind=kind, attention=attention, compile=compiled, status="ok", ms_per_step=seconds * 1e3,
-                    first_step_s=times[0], tokens_per_s=tokens / seconds, model_flops_per_s=rate,
-                    mfu=rate / ceiling if ceiling else None, loss=loss.item(),
-                    peak_memory_gib=torch.cuda.max_memory_allocated(device) / 2**30 if cuda else None,
-                    profile=lines)
+        return dict(
+            kind=kind,
+            attention=attention,
+            compile=compiled,
+            status="ok",
+            ms_per_step=seconds * 1e3,
+            first_step_s=times[0],
+            tokens_per_s=tokens / seconds,
+            model_flops_per_s=rate,
+            mfu=rate / ceiling if ceiling else None,
+            loss=loss.item(),
+            peak_memory_gib=torch.cuda.max_memory_allocated(device) / 2**30 if cuda else None,
+            profile=lines,
+        )
 
     def attempt(kind: str, attention: str, compiled: bool, needs_s: float, profile: bool = False) -> dict | None:
         label = f"{kind}, {attention}{', compiled' if compiled else ''}"
@@ -512,9 +643,11 @@ def step_growth(ctx: Context, record: StepRecord, save: Any) -> None:
         record.figures["variants"].append(result)
         save()
         if result["status"] == "ok":
-            _say(f"  {label}: {result['ms_per_step']:.1f} ms/step, {result['tokens_per_s']:,.0f} tokens/s, "
-                 f"{result['model_flops_per_s'] / 1e12:.1f} TFLOP/s, MFU "
-                 f"{result['mfu'] * 100 if result['mfu'] is not None else float('nan'):.1f} %")
+            _say(
+                f"  {label}: {result['ms_per_step']:.1f} ms/step, {result['tokens_per_s']:,.0f} tokens/s, "
+                f"{result['model_flops_per_s'] / 1e12:.1f} TFLOP/s, MFU "
+                f"{result['mfu'] * 100 if result['mfu'] is not None else float('nan'):.1f} %"
+            )
         else:
             _say(f"  {label}: {result['status']}")
         return result if result["status"] == "ok" else None
@@ -550,8 +683,11 @@ def _profile(train_step: Any, device: Any, rows: int = 8) -> list[str]:
             for _ in range(2):
                 train_step()
                 _sync(device)
-        table = prof.key_averages().table(sort_by="self_device_time_total" if cuda else "self_cpu_time_total",
-                                          row_limit=rows, max_name_column_width=48)
+        table = prof.key_averages().table(
+            sort_by="self_device_time_total" if cuda else "self_cpu_time_total",
+            row_limit=rows,
+            max_name_column_width=48,
+        )
     except Exception as exc:  # the profile explains a figure; it must never cost one
         return [f"profile failed: {one_line(exc)}"]
     return table.splitlines()
@@ -569,8 +705,11 @@ def _wide_substrate(glyph: Path, out: Path, width: int) -> Path:
         return out
     source = Substrate.load(glyph)
     matrix = random_unit_matrix((source.vocab_size, width), 0).astype(np.float32)
-    params = dataclasses.replace(source.meta.params, dim=width, sources=[
-        *source.meta.params.sources, {"control": "random unit rows at abs-bvv width (gpu check)", "seed": 0}])
+    params = dataclasses.replace(
+        source.meta.params,
+        dim=width,
+        sources=[*source.meta.params.sources, {"control": "random unit rows at abs-bvv width (gpu check)", "seed": 0}],
+    )
     return save_substrate(out, source.tokenizer, matrix, params, extra_meta={"derived_from": source.fingerprint})
 
 
@@ -580,8 +719,9 @@ def _prompts(ctx: Context, count: int) -> list[str]:
     corpus = StudyCorpus.load(ctx.study_dir / "corpus" / CORPUS_FILE)
     texts = [t for s in corpus.languages for t in s.heldout if len(t) >= ctx.sizes.prompt_chars]
     if len(texts) < count:
-        raise PgtError(f"only {len(texts)} held-out documents of {ctx.sizes.prompt_chars}+ characters "
-                       f"for {count} prompts")
+        raise PgtError(
+            f"only {len(texts)} held-out documents of {ctx.sizes.prompt_chars}+ characters for {count} prompts"
+        )
     return [t[: ctx.sizes.prompt_chars] for t in texts[:count]]
 
 
@@ -602,11 +742,20 @@ def step_generate(ctx: Context, record: StepRecord, save: Any) -> None:
     n = sizes.new_tokens
     for model in (pgt_model, hf_model):  # exactly n new tokens on both sides, whatever the random weights pick
         model.generation_config.min_new_tokens = n
-    record.figures.update(width=sizes.gen_width, heads=sizes.gen_heads, blocks=sizes.gen_blocks,
-                          vocab=len(tokenizer), dtype=str(dtype).removeprefix("torch."), new_tokens=n,
-                          prompt_chars=sizes.prompt_chars, batches={})
-    record.notes.append("the model's vocabulary is the study's trimmed tokenizer with random rows at abs-bvv "
-                        f"width ({len(tokenizer):,} ids, not 131,328): the head is far smaller than abs-bvv's")
+    record.figures.update(
+        width=sizes.gen_width,
+        heads=sizes.gen_heads,
+        blocks=sizes.gen_blocks,
+        vocab=len(tokenizer),
+        dtype=str(dtype).removeprefix("torch."),
+        new_tokens=n,
+        prompt_chars=sizes.prompt_chars,
+        batches={},
+    )
+    record.notes.append(
+        "the model's vocabulary is the study's trimmed tokenizer with random rows at abs-bvv "
+        f"width ({len(tokenizer):,} ids, not 131,328): the head is far smaller than abs-bvv's"
+    )
     save()
     streamed = ctx.out / "logs" / "03-generate-streamed.txt"  # what `pgt generate` prints
     with open(streamed, "w", encoding="utf-8") as log:
@@ -614,8 +763,9 @@ def step_generate(ctx: Context, record: StepRecord, save: Any) -> None:
             _generate_batch(ctx, record, save, batch, pgt_model, hf_model, tokenizer, log)
 
 
-def _generate_batch(ctx: Context, record: StepRecord, save: Any, batch: int, pgt_model: Any, hf_model: Any,
-                    tokenizer: Any, log: Any) -> None:
+def _generate_batch(
+    ctx: Context, record: StepRecord, save: Any, batch: int, pgt_model: Any, hf_model: Any, tokenizer: Any, log: Any
+) -> None:
     import torch
     from transformers import TextStreamer
 
@@ -629,20 +779,28 @@ def _generate_batch(ctx: Context, record: StepRecord, save: Any, batch: int, pgt
 
         def pgt_run() -> None:  # `pgt generate DIR PROMPT --greedy`: the streamed call
             with contextlib.redirect_stdout(log):
-                stream_continuation(pgt_model, ids, max_new_tokens=n, sampling=GREEDY,
-                                    streamer=TextStreamer(tokenizer, skip_prompt=True))
+                stream_continuation(
+                    pgt_model,
+                    ids,
+                    max_new_tokens=n,
+                    sampling=GREEDY,
+                    streamer=TextStreamer(tokenizer, skip_prompt=True),
+                )
+
         what = "pgt generate (streamed, batch 1)"
     else:
+
         def pgt_run() -> None:  # pgt's batched generation (`pgt eval`'s generative tasks)
-            generate_continuations(pgt_model, tokenizer, prompts, [n] * batch, sampler=SAMPLERS["greedy"],
-                                   batch_size=batch)
+            generate_continuations(
+                pgt_model, tokenizer, prompts, [n] * batch, sampler=SAMPLERS["greedy"], batch_size=batch
+            )
+
         what = f"pgt batched generation (batch {batch})"
     encoded = tokenizer(prompts, return_tensors="pt", padding=True, padding_side="left").to(device)
 
     def hf_run() -> None:
         with torch.inference_mode():
-            hf_model.generate(**encoded, max_new_tokens=n, do_sample=False,
-                              pad_token_id=hf_model.config.pad_token_id)
+            hf_model.generate(**encoded, max_new_tokens=n, do_sample=False, pad_token_id=hf_model.config.pad_token_id)
 
     times: dict[str, list[float]] = {"pgt": [], "transformers": []}
     for repeat in range(sizes.gen_repeats + 1):  # the first round warms up
@@ -654,12 +812,17 @@ def _generate_batch(ctx: Context, record: StepRecord, save: Any, batch: int, pgt
             if repeat:
                 times[name].append(time.perf_counter() - start)
     rates = {name: batch * n / statistics.median(t) for name, t in times.items()}
-    record.figures["batches"][str(batch)] = dict(pgt_path=what, pgt_tokens_per_s=rates["pgt"],
-                                                 transformers_tokens_per_s=rates["transformers"],
-                                                 ratio=rates["pgt"] / rates["transformers"])
+    record.figures["batches"][str(batch)] = dict(
+        pgt_path=what,
+        pgt_tokens_per_s=rates["pgt"],
+        transformers_tokens_per_s=rates["transformers"],
+        ratio=rates["pgt"] / rates["transformers"],
+    )
     save()
-    _say(f"  batch {batch}: {what} {rates['pgt']:,.0f} tokens/s, transformers {rates['transformers']:,.0f} "
-         f"tokens/s, ratio {rates['pgt'] / rates['transformers']:.3f}")
+    _say(
+        f"  batch {batch}: {what} {rates['pgt']:,.0f} tokens/s, transformers {rates['transformers']:,.0f} "
+        f"tokens/s, ratio {rates['pgt'] / rates['transformers']:.3f}"
+    )
 
 
 def _family_seconds(family: str, scale: Any, vocab: int, d: int, seeds: int, rate: float, sizes: Sizes) -> float:
@@ -705,14 +868,21 @@ def size_study(ctx: Context, seconds: float, record: StepRecord) -> tuple[Any, d
     def at(factor: float) -> Any:
         def tokens(n: int) -> int:
             return max(step, int(n * factor) // step * step)
-        return dataclasses.replace(scale, device=ctx.device, sweep_lrs=scale.sweep_lrs[:ctx.sizes.study_sweeps],
-                                   embedding_tokens=tokens(scale.embedding_tokens),
-                                   growth_tokens=tokens(scale.growth_tokens), expert_tokens=tokens(scale.expert_tokens),
-                                   tune_tokens=tokens(scale.tune_tokens))
+
+        return dataclasses.replace(
+            scale,
+            device=ctx.device,
+            sweep_lrs=scale.sweep_lrs[: ctx.sizes.study_sweeps],
+            embedding_tokens=tokens(scale.embedding_tokens),
+            growth_tokens=tokens(scale.growth_tokens),
+            expert_tokens=tokens(scale.expert_tokens),
+            tune_tokens=tokens(scale.tune_tokens),
+        )
 
     def predict(s: Any) -> dict[str, float]:
-        return {f: _family_seconds(f, s, glyph.vocab_size, glyph.dim, s.seeds, rate, ctx.sizes)
-                for f in STUDY_FAMILY_ORDER}
+        return {
+            f: _family_seconds(f, s, glyph.vocab_size, glyph.dim, s.seeds, rate, ctx.sizes) for f in STUDY_FAMILY_ORDER
+        }
 
     full = predict(scale)[STUDY_FAMILY_ORDER[0]]
     fixed = predict(at(0.0))[STUDY_FAMILY_ORDER[0]]  # overheads only (one step per run)
@@ -720,11 +890,17 @@ def size_study(ctx: Context, seconds: float, record: StepRecord) -> tuple[Any, d
     sized = at(factor)
     predicted = predict(sized)
     record.figures["sizing"] = dict(
-        measured_flops_per_s=big if measured else None, small_model_efficiency=SMALL_MODEL_EFFICIENCY,
-        assumed_study_flops_per_s=rate, run_overhead_s=ctx.sizes.run_overhead_s, score_s=ctx.sizes.score_s,
-        seconds_available=seconds, factor=factor, scale=scale.name,
+        measured_flops_per_s=big if measured else None,
+        small_model_efficiency=SMALL_MODEL_EFFICIENCY,
+        assumed_study_flops_per_s=rate,
+        run_overhead_s=ctx.sizes.run_overhead_s,
+        score_s=ctx.sizes.score_s,
+        seconds_available=seconds,
+        factor=factor,
+        scale=scale.name,
         budgets={k: getattr(sized, k) for k in ("embedding_tokens", "growth_tokens", "expert_tokens", "tune_tokens")},
-        predicted_s=predicted)
+        predicted_s=predicted,
+    )
     return sized, predicted
 
 
@@ -736,9 +912,11 @@ def step_study(ctx: Context, record: StepRecord, save: Any) -> None:
     scale, predicted = size_study(ctx, ctx.left() - MARGIN_S, record)
     save()
     sizing = record.figures["sizing"]
-    _say(f"study at {scale.name} scale x {sizing['factor']:.3f} "
-         f"(embeddings {scale.embedding_tokens:,} tokens per arm), "
-         "predicted " + ", ".join(f"{f} {s:.0f} s" for f, s in predicted.items()))
+    _say(
+        f"study at {scale.name} scale x {sizing['factor']:.3f} "
+        f"(embeddings {scale.embedding_tokens:,} tokens per arm), "
+        "predicted " + ", ".join(f"{f} {s:.0f} s" for f, s in predicted.items())
+    )
     shown = ctx.out / "study"
     done: list[str] = []
     record.figures.update(families=done, family_seconds={})
@@ -749,10 +927,17 @@ def step_study(ctx: Context, record: StepRecord, save: Any) -> None:
             record.notes.append(f"{family}: not started ({ctx.left():.0f} s left, {predicted[family]:.0f} s predicted)")
             break
         started = time.time()
-        run_study(StudyOptions(out=ctx.study_dir, scale=scale, seeds=scale.seeds, families=(family,),
-                               corpus=prepared.corpus,
-                               substrate=Path(prepared.substrate) if prepared.substrate else None),
-                  command=f"pgt study {family} --scale {scale.name} (sized x {sizing['factor']:.3f}) by gpu_check.py")
+        run_study(
+            StudyOptions(
+                out=ctx.study_dir,
+                scale=scale,
+                seeds=scale.seeds,
+                families=(family,),
+                corpus=prepared.corpus,
+                substrate=Path(prepared.substrate) if prepared.substrate else None,
+            ),
+            command=f"pgt study {family} --scale {scale.name} (sized x {sizing['factor']:.3f}) by gpu_check.py",
+        )
         done.append(family)
         record.figures["family_seconds"][family] = time.time() - started
         for name in ("report.md", RESULTS_FILE, "study-plan.json"):
@@ -762,8 +947,18 @@ def step_study(ctx: Context, record: StepRecord, save: Any) -> None:
             shutil.copy2(figure, shown / figure.name)
         results = StudyResults.load(ctx.study_dir / RESULTS_FILE)
         record.figures["verdicts"] = [
-            dict(family=f.family, claim=c.claim, metric=c.metric, scope=c.scope, difference=c.difference,
-                 p_holm=c.p_holm, verdict=c.verdict) for f in results.families for c in f.comparisons]
+            dict(
+                family=f.family,
+                claim=c.claim,
+                metric=c.metric,
+                scope=c.scope,
+                difference=c.difference,
+                p_holm=c.p_holm,
+                verdict=c.verdict,
+            )
+            for f in results.families
+            for c in f.comparisons
+        ]
         save()
 
 
@@ -785,8 +980,14 @@ def targets(steps: dict[str, StepRecord]) -> list[Target]:
     best = max(growth_runs, key=lambda v: v["mfu"], default=None)
     found = []
     if best:
-        found.append(Target("growth-step MFU (best of compile and backends)", TARGET_MFU, best["mfu"],
-                            f"{best['attention']}{', compiled' if best['compile'] else ''}"))
+        found.append(
+            Target(
+                "growth-step MFU (best of compile and backends)",
+                TARGET_MFU,
+                best["mfu"],
+                f"{best['attention']}{', compiled' if best['compile'] else ''}",
+            )
+        )
     else:
         found.append(Target("growth-step MFU", TARGET_MFU, None, "no growth step measured"))
     ratios = []
@@ -798,14 +999,26 @@ def targets(steps: dict[str, StepRecord]) -> list[Target]:
     ideal = growth.figures.get("flop_ratio_full_over_growth") if growth else None
     if ratios:
         ratio, compiled = max(ratios)
-        found.append(Target("full backprop / growth step time", TARGET_FULL_OVER_GROWTH, ratio,
-                            f"{'compiled' if compiled else 'eager'}; the FLOPs allow at most {ideal:.2f}"))
+        found.append(
+            Target(
+                "full backprop / growth step time",
+                TARGET_FULL_OVER_GROWTH,
+                ratio,
+                f"{'compiled' if compiled else 'eager'}; the FLOPs allow at most {ideal:.2f}",
+            )
+        )
     else:
         found.append(Target("full backprop / growth step time", TARGET_FULL_OVER_GROWTH, None, "not measured"))
     generate = steps.get("generate")
     for batch, figures in (generate.figures.get("batches", {}) if generate else {}).items():
-        found.append(Target(f"pgt / transformers generation, batch {batch}", TARGET_PGT_OVER_HF, figures["ratio"],
-                            figures["pgt_path"]))
+        found.append(
+            Target(
+                f"pgt / transformers generation, batch {batch}",
+                TARGET_PGT_OVER_HF,
+                figures["ratio"],
+                figures["pgt_path"],
+            )
+        )
     if not generate or not generate.figures.get("batches"):
         found.append(Target("pgt / transformers generation", TARGET_PGT_OVER_HF, None, "not measured"))
     return found
@@ -825,12 +1038,24 @@ def summarize(out: Path) -> Summary:
     profiled = [v for v in variants if v.get("profile")]
     if profiled and found[0].verdict() != "pass":  # why the MFU target is missed: where the step's time goes
         v = profiled[0]
-        lines += ["", f"Where the time of the {v['kind']} step ({v['attention']}, eager) goes, two profiled steps:",
-                  "", "```", *v["profile"], "```"]
+        lines += [
+            "",
+            f"Where the time of the {v['kind']} step ({v['attention']}, eager) goes, two profiled steps:",
+            "",
+            "```",
+            *v["profile"],
+            "```",
+        ]
     # The tables last: the end of the output is what a cut-off log shows.
-    lines += ["", "| step | status | time | result |", "| --- | --- | --- | --- |",
-              *(f"| {' | '.join(row)} |" for row in rows), "",
-              "| target | goal | measured | verdict | note |", "| --- | --- | --- | --- | --- |"]
+    lines += [
+        "",
+        "| step | status | time | result |",
+        "| --- | --- | --- | --- |",
+        *(f"| {' | '.join(row)} |" for row in rows),
+        "",
+        "| target | goal | measured | verdict | note |",
+        "| --- | --- | --- | --- | --- |",
+    ]
     for t in found:
         measured = "–" if t.value is None else (_pct(t.value) if "MFU" in t.name else f"{t.value:.2f}x")
         goal = _pct(t.goal) if "MFU" in t.name else f"≥ {t.goal:.1f}x"
@@ -845,22 +1070,34 @@ def _headline(step: str, record: StepRecord) -> str:
     f = record.figures
     if step == "machine" and "matmul" in f:
         m = f["matmul"]
-        return (f"torch {f['torch']}, transformers {f['transformers']}; {m['n']}³ {m['dtype']} matmul "
-                f"{m['flops_per_s'] / 1e12:.1f} TFLOP/s")
+        return (
+            f"torch {f['torch']}, transformers {f['transformers']}; {m['n']}³ {m['dtype']} matmul "
+            f"{m['flops_per_s'] / 1e12:.1f} TFLOP/s"
+        )
     if step == "growth":
-        parts = [f"{v['kind']} {v['attention']}{'+compile' if v['compile'] else ''}: {v['tokens_per_s']:,.0f} tok/s, "
-                 f"MFU {_pct(v.get('mfu'))}" + (f", {v['peak_memory_gib']:.1f} GiB" if v.get("peak_memory_gib") else "")
-                 for v in f.get("variants", []) if v.get("status") == "ok"]
+        parts = [
+            f"{v['kind']} {v['attention']}{'+compile' if v['compile'] else ''}: {v['tokens_per_s']:,.0f} tok/s, "
+            f"MFU {_pct(v.get('mfu'))}" + (f", {v['peak_memory_gib']:.1f} GiB" if v.get("peak_memory_gib") else "")
+            for v in f.get("variants", [])
+            if v.get("status") == "ok"
+        ]
         return "; ".join(parts) or "–"
     if step == "generate":
         batches = f.get("batches", {}).items()
-        return "; ".join(f"batch {b}: pgt {g['pgt_tokens_per_s']:,.0f}, transformers "
-                         f"{g['transformers_tokens_per_s']:,.0f} tok/s" for b, g in batches) or "–"
+        return (
+            "; ".join(
+                f"batch {b}: pgt {g['pgt_tokens_per_s']:,.0f}, transformers {g['transformers_tokens_per_s']:,.0f} tok/s"
+                for b, g in batches
+            )
+            or "–"
+        )
     if step == "study":
         verdicts = f.get("verdicts", [])
         held = sum(v["verdict"] == "holds" for v in verdicts)
-        return (f"{', '.join(f.get('families', [])) or 'no family'} (x {f.get('sizing', {}).get('factor', 0):.3f} "
-                f"of the {f.get('sizing', {}).get('scale', '?')} scale): {len(verdicts)} comparisons, {held} hold")
+        return (
+            f"{', '.join(f.get('families', [])) or 'no family'} (x {f.get('sizing', {}).get('factor', 0):.3f} "
+            f"of the {f.get('sizing', {}).get('scale', '?')} scale): {len(verdicts)} comparisons, {held} hold"
+        )
     return "–"
 
 
@@ -885,8 +1122,13 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--tiny", action="store_true", help="tiny sizes: the CPU dry run")
     r.add_argument("--limit-s", type=float, default=LIMIT_S)
     r.add_argument("--steps", nargs="+", default=list(STEPS), choices=STEPS)
-    r.add_argument("--families", nargs="+", default=list(STUDY_FAMILY_ORDER), choices=STUDY_FAMILY_ORDER,
-                   help="the study's families (default: every prepared one, embeddings first, while time lasts)")
+    r.add_argument(
+        "--families",
+        nargs="+",
+        default=list(STUDY_FAMILY_ORDER),
+        choices=STUDY_FAMILY_ORDER,
+        help="the study's families (default: every prepared one, embeddings first, while time lasts)",
+    )
     s = commands.add_parser("step", help=argparse.SUPPRESS)
     s.add_argument("name", choices=STEPS)
     for option in ("--out", "--work", "--prepared", "--device", "--deadline"):
@@ -896,15 +1138,39 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.command == "prepare":
-            prepare(Path(args.out), tiny=args.tiny, substrate=args.substrate, families=tuple(args.families),
-                    overwrite=args.overwrite, build=Path(args.build) if args.build else None)
+            prepare(
+                Path(args.out),
+                tiny=args.tiny,
+                substrate=args.substrate,
+                families=tuple(args.families),
+                overwrite=args.overwrite,
+                build=Path(args.build) if args.build else None,
+            )
         elif args.command == "run":
             out = Path(args.out or os.environ.get("OUT") or REPO / "docs" / "results" / "gpu" / _now()[:10])
-            run(out, prepared=Path(args.prepared), work=Path(args.work) if args.work else None, device=args.device,
-                tiny=args.tiny, limit_s=args.limit_s, only=tuple(args.steps), families=tuple(args.families))
+            run(
+                out,
+                prepared=Path(args.prepared),
+                work=Path(args.work) if args.work else None,
+                device=args.device,
+                tiny=args.tiny,
+                limit_s=args.limit_s,
+                only=tuple(args.steps),
+                families=tuple(args.families),
+            )
         else:
-            run_step(args.name, Context(Path(args.out), Path(args.work), Path(args.prepared), args.device, args.tiny,
-                                        float(args.deadline), tuple(args.families)))
+            run_step(
+                args.name,
+                Context(
+                    Path(args.out),
+                    Path(args.work),
+                    Path(args.prepared),
+                    args.device,
+                    args.tiny,
+                    float(args.deadline),
+                    tuple(args.families),
+                ),
+            )
     except PgtError as exc:
         print(f"gpu_check: {exc}", file=sys.stderr)
         return 2

@@ -38,9 +38,23 @@ def build_models(work: Path) -> tuple[Path, Path]:
         build_substrate(substrate, family="bvv241-2-3", corpus=corpus, dim=256, progress=False)
     if not data.exists():
         prepare_token_data([str(path) for path in corpus], substrate, data, progress=False)
-    grow(GrowthConfig(substrate=str(substrate), data=str(data), out=str(run), stages=2, init="copy-top", heads=4,
-                      seq_len=128, batch_size=16, context=256, tokens_per_stage=16 * 128 * 50, eval_every=0,
-                      checkpoint_every=0, progress=False))
+    grow(
+        GrowthConfig(
+            substrate=str(substrate),
+            data=str(data),
+            out=str(run),
+            stages=2,
+            init="copy-top",
+            heads=4,
+            seq_len=128,
+            batch_size=16,
+            context=256,
+            tokens_per_stage=16 * 128 * 50,
+            eval_every=0,
+            checkpoint_every=0,
+            progress=False,
+        )
+    )
     relu2 = work / "relu2"
     if not relu2.exists():
         init_model_dir(substrate, relu2, layers=2, heads=4, hidden_act="relu2", max_position_embeddings=256)
@@ -58,10 +72,17 @@ def transformers_greedy(model_dir: Path, new_tokens: int) -> tuple[list[list[int
     with torch.inference_mode():
         for prompt in PROMPTS:
             ids = tokenizer(prompt)["input_ids"]
-            out = model.generate(torch.tensor([ids], device="cuda"), max_new_tokens=new_tokens,
-                                 min_new_tokens=new_tokens, do_sample=False, temperature=None, top_k=None, top_p=None)
+            out = model.generate(
+                torch.tensor([ids], device="cuda"),
+                max_new_tokens=new_tokens,
+                min_new_tokens=new_tokens,
+                do_sample=False,
+                temperature=None,
+                top_k=None,
+                top_p=None,
+            )
             prompts.append(ids)
-            continuations.append(out[0, len(ids):].tolist())
+            continuations.append(out[0, len(ids) :].tolist())
     del model
     torch.cuda.empty_cache()
     return prompts, continuations
@@ -71,8 +92,15 @@ def vllm_greedy(model_dir: Path, prompts: list[list[int]], new_tokens: int, mode
     """Greedy new ids per prompt from vLLM (temperature 0, EOS ignored so lengths match)."""
     from vllm import LLM, SamplingParams
 
-    llm = LLM(model=str(model_dir), model_impl=model_impl, dtype="float32", max_model_len=256,
-              enforce_eager=True, gpu_memory_utilization=0.3, seed=0)
+    llm = LLM(
+        model=str(model_dir),
+        model_impl=model_impl,
+        dtype="float32",
+        max_model_len=256,
+        enforce_eager=True,
+        gpu_memory_utilization=0.3,
+        seed=0,
+    )
     params = SamplingParams(temperature=0.0, max_tokens=new_tokens, min_tokens=new_tokens, ignore_eos=True)
     outputs = llm.generate([{"prompt_token_ids": ids} for ids in prompts], params)
     served = [list(output.outputs[0].token_ids) for output in outputs]
@@ -83,7 +111,7 @@ def vllm_greedy(model_dir: Path, prompts: list[list[int]], new_tokens: int, mode
 def compare(label: str, expected: list[list[int]], served: list[list[int]]) -> bool:
     same = True
     for prompt, want, got in zip(PROMPTS, expected, served, strict=True):
-        first = next((i for i, (a, b) in enumerate(zip(want, got)) if a != b), None)
+        first = next((i for i, (a, b) in enumerate(zip(want, got, strict=False)) if a != b), None)
         if first is None and len(want) == len(got):
             print(f"  {label}: {prompt!r}: identical {len(want)} tokens")
         else:
@@ -113,8 +141,10 @@ def main() -> int:
     gelu_stage, relu2 = build_models(work)
     print(f"vllm_check: vLLM {vllm.__version__}, torch {torch.__version__}, models in {work}")
     ok = True
-    for label, model_dir, impl in (("gelu stage-2, transformers backend", gelu_stage, "transformers"),
-                                   ("relu2, native Arcee", relu2, "auto")):
+    for label, model_dir, impl in (
+        ("gelu stage-2, transformers backend", gelu_stage, "transformers"),
+        ("relu2, native Arcee", relu2, "auto"),
+    ):
         prompts, expected = transformers_greedy(model_dir, args.new_tokens)
         ok &= compare(label, expected, vllm_greedy(model_dir, prompts, args.new_tokens, impl))
     print("vllm_check: " + ("every continuation matches transformers" if ok else "MISMATCH (see above)"))

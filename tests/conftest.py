@@ -177,8 +177,11 @@ def write_instruction_set(path: Path, corpus_files: list[Path], count: int = 240
     with open(path, "w", encoding="utf-8") as handle:
         for number, saying in enumerate(sayings):
             first = saying.split("\n", 1)[0]
-            record = ({"instruction": "Repeat this saying.", "input": saying, "output": saying} if number % 2 else
-                      {"instruction": "Give the first line of this saying.", "input": saying, "output": first})
+            record = (
+                {"instruction": "Repeat this saying.", "input": saying, "output": saying}
+                if number % 2
+                else {"instruction": "Give the first line of this saying.", "input": saying, "output": first}
+            )
             handle.write(json.dumps(record, ensure_ascii=False) + "\n")
     return path
 
@@ -206,8 +209,9 @@ def grow_until_stage_checkpoint(args: list[str], run_dir: Path, *, stage: int, s
     """Start `python -m pgt ARGS` (one thread, as the test process) and return it, still running, once
     `run_dir` has a checkpoint of `stage`; the caller pauses or kills it."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}  # the kernels of this (1-thread) test process
-    process = subprocess.Popen([sys.executable, "-m", "pgt", *args], env=env, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.PIPE)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pgt", *args], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
     deadline = time.monotonic() + seconds
     while not (checkpoint_pointer(run_dir) or "").startswith(f"stage-{stage:02d}-step-"):
         if process.poll() is not None or time.monotonic() > deadline:
@@ -216,4 +220,3 @@ def grow_until_stage_checkpoint(args: list[str], run_dir: Path, *, stage: int, s
             raise AssertionError(f"no stage-{stage} checkpoint appeared: {process.stderr.read().decode()[-2000:]}")
         time.sleep(0.05)
     return process
-

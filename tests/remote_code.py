@@ -82,7 +82,9 @@ def clean_virtualenv(root: Path) -> Path:
     python = root / "bin" / "python"
     target = subprocess.run(
         [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-        check=True, capture_output=True, text=True,
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout.strip()
     Path(target, "parent-site-packages.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     return python
@@ -99,8 +101,7 @@ def run_on_a_terminal(argv: list[str], env: dict[str, str], cwd: Path, timeout: 
     """Run `argv` with a pseudo-terminal as stdin/stdout/stderr (as a user at a shell would);
     return its exit status and everything it printed. Nothing is typed: a prompt would wait."""
     leader, follower = pty.openpty()
-    process = subprocess.Popen(argv, stdin=follower, stdout=follower, stderr=follower, env=env, cwd=cwd,
-                               close_fds=True)
+    process = subprocess.Popen(argv, stdin=follower, stdout=follower, stderr=follower, env=env, cwd=cwd, close_fds=True)
     os.close(follower)
     chunks: list[bytes] = []
     deadline = time.monotonic() + timeout

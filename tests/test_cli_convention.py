@@ -14,8 +14,22 @@ from pgt.model.architecture import MERGE_MODES
 
 FORBIDDEN_FLAGS = {"--restart", "--quiet", "--tokenizer", "--hub_split"}
 # Flags whose value is a number that a nan, inf or negative must not reach.
-NUMERIC_FLAGS = {"--workers", "--lr", "--temperature", "--top-p", "--top-k", "--seed", "--batch-size", "--seq-len",
-                 "--tokens", "--tokens-per-stage", "--stages", "--max-new-tokens", "--limit", "--min-lr-ratio"}
+NUMERIC_FLAGS = {
+    "--workers",
+    "--lr",
+    "--temperature",
+    "--top-p",
+    "--top-k",
+    "--seed",
+    "--batch-size",
+    "--seq-len",
+    "--tokens",
+    "--tokens-per-stage",
+    "--stages",
+    "--max-new-tokens",
+    "--limit",
+    "--min-lr-ratio",
+}
 # Commands whose --out is their own working directory: they resume into it (study, demo) and
 # refuse a directory they did not write, so there is nothing of the user's to overwrite.
 OUT_WITHOUT_OVERWRITE = {"study", "demo"}
@@ -44,16 +58,31 @@ def _flags(parser: argparse.ArgumentParser) -> dict[str, argparse.Action]:
 
 
 def test_command_groups_have_examples() -> None:
-    groups = [sub.choices[name] for sub in build_parser()._actions if isinstance(sub, argparse._SubParsersAction)
-              for name in sub.choices]
+    groups = [
+        sub.choices[name]
+        for sub in build_parser()._actions
+        if isinstance(sub, argparse._SubParsersAction)
+        for name in sub.choices
+    ]
     for group in groups:
         assert "examples:\n  pgt " in (group.epilog or ""), f"{group.prog}: no examples epilog"
 
 
 def test_the_tree_has_every_documented_command() -> None:
     names = {name for name, _ in COMMANDS}
-    assert {"substrate build", "substrate trim", "data prepare", "data show", "grow", "eval", "merge", "tune",
-            "push", "study", "demo"} <= names
+    assert {
+        "substrate build",
+        "substrate trim",
+        "data prepare",
+        "data show",
+        "grow",
+        "eval",
+        "merge",
+        "tune",
+        "push",
+        "study",
+        "demo",
+    } <= names
 
 
 @pytest.mark.parametrize(("name", "parser"), COMMANDS, ids=[name for name, _ in COMMANDS])

@@ -62,8 +62,11 @@ def test_weighted_merge_saves_one_embedding_and_reloads_through_auto(expert_dirs
     config = json.loads((out / "config.json").read_text())
     assert (config["model_type"], config["mode"], config["expert_weights"]) == ("pgt_merged", "mean", [0.25, 0.75])
     assert set(config["auto_map"]) == {"AutoConfig", "AutoModelForCausalLM"}
-    assert sorted(path.name for path in out.glob("*.py")) == ["configuration_pgt_merged.py", "frozen.py",
-                                                              "modeling_pgt_merged.py"]
+    assert sorted(path.name for path in out.glob("*.py")) == [
+        "configuration_pgt_merged.py",
+        "frozen.py",
+        "modeling_pgt_merged.py",
+    ]
     assert "trust_remote_code=True" in (out / "README.md").read_text()
 
     model = AutoModelForCausalLM.from_pretrained(out, trust_remote_code=True)  # no standard class merges experts

@@ -85,7 +85,7 @@ def test_generate_with_kv_cache_equals_generate_without(experts, text_ids):
     }
     assert torch.equal(runs[True].sequences, runs[False].sequences)
     assert runs[True].sequences.shape == (2, 16)
-    for cached, uncached in zip(runs[True].logits, runs[False].logits):
+    for cached, uncached in zip(runs[True].logits, runs[False].logits, strict=True):
         torch.testing.assert_close(cached, uncached, atol=1e-5, rtol=0)
     # One cache holds both experts' layers: 1 + 2 blocks.
     assert len(runs[True].cache.layers) == 3

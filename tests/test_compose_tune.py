@@ -17,8 +17,10 @@ from pgt.model.loading import init_model_dir, load_model
 @pytest.fixture(scope="module")
 def merges(substrate_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     work = tmp_path_factory.mktemp("tune")
-    experts = [init_model_dir(substrate_dir, work / f"expert-{i}", layers=1, heads=2, seed=i, max_position_embeddings=64)
-               for i in range(2)]
+    experts = [
+        init_model_dir(substrate_dir, work / f"expert-{i}", layers=1, heads=2, seed=i, max_position_embeddings=64)
+        for i in range(2)
+    ]
     return {mode: merge_experts(experts, work / f"merge-{mode}", mode=mode) for mode in ("adapter", "mean")}
 
 
@@ -30,8 +32,9 @@ def _logits(model_dir: Path) -> torch.Tensor:
 
 def test_tuning_the_adapter_lowers_the_loss_and_the_model_reloads(merges, token_data_dir, tmp_path) -> None:
     out = tmp_path / "tuned"
-    config = TuneConfig(tokens=24 * 4 * 32, batch_size=4, seq_len=32, lr=1e-2, eval_every=6, eval_tokens=2048,
-                        device="cpu")
+    config = TuneConfig(
+        tokens=24 * 4 * 32, batch_size=4, seq_len=32, lr=1e-2, eval_every=6, eval_tokens=2048, device="cpu"
+    )
     record = tune_merged(merges["adapter"], token_data_dir, out, config)
     assert record.trains == "adapter" and record.steps == 24
     assert record.curve[0].step == 0 and record.curve[0].val_loss == record.start_val_loss  # the merge's own start
@@ -49,8 +52,12 @@ def test_tuning_the_adapter_lowers_the_loss_and_the_model_reloads(merges, token_
 def test_full_tuning_trains_a_mean_merge_and_refuses_without_full(merges, token_data_dir, tmp_path) -> None:
     with pytest.raises(PgtError, match="no adapter to train"):
         tune_merged(merges["mean"], token_data_dir, tmp_path / "x", TuneConfig(tokens=8 * 32, seq_len=32, device="cpu"))
-    record = tune_merged(merges["mean"], token_data_dir, tmp_path / "full",
-                         TuneConfig(tokens=8 * 2 * 32, batch_size=2, seq_len=32, lr=3e-3, device="cpu", full=True))
+    record = tune_merged(
+        merges["mean"],
+        token_data_dir,
+        tmp_path / "full",
+        TuneConfig(tokens=8 * 2 * 32, batch_size=2, seq_len=32, lr=3e-3, device="cpu", full=True),
+    )
     assert record.trains == "full" and record.end_val_loss < record.start_val_loss
     tuned, _ = load_model(tmp_path / "full")  # load_model checks the embedding is still the substrate's
     untuned, _ = load_model(merges["mean"])
@@ -59,13 +66,48 @@ def test_full_tuning_trains_a_mean_merge_and_refuses_without_full(merges, token_
 
 def test_pgt_tune_command_and_refusals(merges, token_data_dir, tmp_path, capsys) -> None:
     out = tmp_path / "cli"
-    assert main(["tune", str(merges["adapter"]), "--data", str(token_data_dir), "--tokens", "128", "--batch-size", "2",
-                 "--seq-len", "32", "--device", "cpu", "--no-progress", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "tune",
+                str(merges["adapter"]),
+                "--data",
+                str(token_data_dir),
+                "--tokens",
+                "128",
+                "--batch-size",
+                "2",
+                "--seq-len",
+                "32",
+                "--device",
+                "cpu",
+                "--no-progress",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     assert "validation loss" in capsys.readouterr().out and (out / TUNE_FILE).is_file()
-    assert main(["tune", str(merges["adapter"]), "--data", str(token_data_dir), "--tokens", "128",
-                 "--out", str(out)]) == 2  # exists, no --overwrite
-    assert main(["tune", str(merges["adapter"]), "--data", str(token_data_dir), "--tokens", "128",
-                 "--out", str(merges["adapter"] / "inside"), "--overwrite"]) == 2  # inside its input
+    assert (
+        main(["tune", str(merges["adapter"]), "--data", str(token_data_dir), "--tokens", "128", "--out", str(out)]) == 2
+    )  # exists, no --overwrite
+    assert (
+        main(
+            [
+                "tune",
+                str(merges["adapter"]),
+                "--data",
+                str(token_data_dir),
+                "--tokens",
+                "128",
+                "--out",
+                str(merges["adapter"] / "inside"),
+                "--overwrite",
+            ]
+        )
+        == 2
+    )  # inside its input
     assert "overlaps the input" in capsys.readouterr().err
 
 

@@ -20,24 +20,36 @@ from pgt.errors import PgtError
 
 # Written for these tests: multi-turn, a system message, Russian, Chinese and Greek text, markup-like text.
 MESSAGES = [
-    {"messages": [{"role": "system", "content": "You answer in one sentence."},
-                  {"role": "user", "content": "What is a glyph?"},
-                  {"role": "assistant", "content": "A glyph is the picture of a character."},
-                  {"role": "user", "content": "And a token?"},
-                  {"role": "assistant", "content": "A token is a piece of text with an id."}]},
-    {"messages": [{"role": "user", "content": "Переведи: «доброе утро»."},
-                  {"role": "assistant", "content": "Good morning.\n\n  (two spaces kept)"}]},
+    {
+        "messages": [
+            {"role": "system", "content": "You answer in one sentence."},
+            {"role": "user", "content": "What is a glyph?"},
+            {"role": "assistant", "content": "A glyph is the picture of a character."},
+            {"role": "user", "content": "And a token?"},
+            {"role": "assistant", "content": "A token is a piece of text with an id."},
+        ]
+    },
+    {
+        "messages": [
+            {"role": "user", "content": "Переведи: «доброе утро»."},
+            {"role": "assistant", "content": "Good morning.\n\n  (two spaces kept)"},
+        ]
+    },
 ]
 ALPACA = [
     {"instruction": "Translate to Chinese.", "input": "thank you", "output": "谢谢"},
     {"instruction": "Name a Greek letter.", "input": "", "output": "λ (lambda)", "system": "Be terse."},
 ]
 SHAREGPT = [
-    {"conversations": [{"from": "human", "value": "Say <think> literally."},
-                       {"from": "gpt", "value": "<think>"},
-                       {"from": "human", "value": "Спасибо!"},
-                       {"from": "gpt", "value": "Пожалуйста."}],
-     "system": "A patient tutor."},
+    {
+        "conversations": [
+            {"from": "human", "value": "Say <think> literally."},
+            {"from": "gpt", "value": "<think>"},
+            {"from": "human", "value": "Спасибо!"},
+            {"from": "gpt", "value": "Пожалуйста."},
+        ],
+        "system": "A patient tutor.",
+    },
 ]
 
 
@@ -47,11 +59,18 @@ def conversations() -> list[list[dict[str, str]]]:
         MESSAGES[0]["messages"],
         MESSAGES[1]["messages"],
         [{"role": "user", "content": "Translate to Chinese.\n\nthank you"}, {"role": "assistant", "content": "谢谢"}],
-        [{"role": "system", "content": "Be terse."}, {"role": "user", "content": "Name a Greek letter."},
-         {"role": "assistant", "content": "λ (lambda)"}],
-        [{"role": "system", "content": "A patient tutor."}, {"role": "user", "content": "Say <think> literally."},
-         {"role": "assistant", "content": "<think>"}, {"role": "user", "content": "Спасибо!"},
-         {"role": "assistant", "content": "Пожалуйста."}],
+        [
+            {"role": "system", "content": "Be terse."},
+            {"role": "user", "content": "Name a Greek letter."},
+            {"role": "assistant", "content": "λ (lambda)"},
+        ],
+        [
+            {"role": "system", "content": "A patient tutor."},
+            {"role": "user", "content": "Say <think> literally."},
+            {"role": "assistant", "content": "<think>"},
+            {"role": "user", "content": "Спасибо!"},
+            {"role": "assistant", "content": "Пожалуйста."},
+        ],
     ]
 
 
@@ -64,11 +83,31 @@ def write_jsonl(path: Path, records: list[dict]) -> Path:
 def chat_data(substrate_dir, tmp_path_factory) -> Path:
     """The three formats prepared with the bvv241 test substrate, all in train (no validation split)."""
     root = tmp_path_factory.mktemp("chat")
-    sources = [write_jsonl(root / "a-messages.jsonl", MESSAGES), write_jsonl(root / "b-alpaca.jsonl", ALPACA),
-               write_jsonl(root / "c-sharegpt.jsonl", SHAREGPT)]
+    sources = [
+        write_jsonl(root / "a-messages.jsonl", MESSAGES),
+        write_jsonl(root / "b-alpaca.jsonl", ALPACA),
+        write_jsonl(root / "c-sharegpt.jsonl", SHAREGPT),
+    ]
     out = root / "data"
-    assert main(["data", "prepare", *map(str, sources), "--substrate", str(substrate_dir), "--out", str(out),
-                 "--val-fraction", "0", "--no-progress", "--workers", "1"]) == 0
+    assert (
+        main(
+            [
+                "data",
+                "prepare",
+                *map(str, sources),
+                "--substrate",
+                str(substrate_dir),
+                "--out",
+                str(out),
+                "--val-fraction",
+                "0",
+                "--no-progress",
+                "--workers",
+                "1",
+            ]
+        )
+        == 0
+    )
     return out
 
 
@@ -115,15 +154,23 @@ print(json.dumps({
 
 
 @pytest.mark.parametrize("directory", ["substrate", "model"])
-def test_apply_chat_template_in_plain_transformers_gives_the_ids_training_saw(chat_data, substrate_dir,
-                                                                             eval_model_dir, directory):
+def test_apply_chat_template_in_plain_transformers_gives_the_ids_training_saw(
+    chat_data, substrate_dir, eval_model_dir, directory
+):
     """A substrate and a model directory pgt wrote: their tokenizer's chat_template is ours, id for id."""
     where = substrate_dir if directory == "substrate" else eval_model_dir
     config = json.loads((where / "tokenizer_config.json").read_text(encoding="utf-8"))
     assert config["chat_template"] == CHAT_TEMPLATE
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    result = subprocess.run([sys.executable, "-c", ROUND_TRIP, str(where)], input=json.dumps(conversations()),
-                            capture_output=True, text=True, env=env, check=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-c", ROUND_TRIP, str(where)],
+        input=json.dumps(conversations()),
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+        timeout=300,
+    )
     answer = json.loads(result.stdout)
     assert answer["template"] == CHAT_TEMPLATE
     assert answer["ids"] == documents(chat_data)
@@ -135,15 +182,21 @@ def write_bad(tmp_path: Path, line: str) -> Path:
     return path
 
 
-@pytest.mark.parametrize(("record", "message"), [
-    ({"messages": [{"role": "robot", "content": "beep"}]}, r"bad\.jsonl:2: turn 1: unknown role 'robot'"),
-    ({"messages": [{"role": "user"}]}, r"bad\.jsonl:2: turn 1: 'content' is missing"),
-    ({"messages": [{"role": "user", "content": ["a", "b"]}]}, r"bad\.jsonl:2: turn 1: 'content' is not a string"),
-    ({"messages": []}, r"bad\.jsonl:2: field 'messages' must be a non-empty list of turns \(an empty conversation\)"),
-    ({"conversations": [{"from": "bot", "value": "x"}]}, r"bad\.jsonl:2: turn 1: unknown from 'bot'"),
-    ({"instruction": "Do it."}, r"bad\.jsonl:2: field 'output' is missing"),
-    ({"question": "?"}, r"bad\.jsonl:2: expected an object with a string field 'text' .* or a chat record"),
-])
+@pytest.mark.parametrize(
+    ("record", "message"),
+    [
+        ({"messages": [{"role": "robot", "content": "beep"}]}, r"bad\.jsonl:2: turn 1: unknown role 'robot'"),
+        ({"messages": [{"role": "user"}]}, r"bad\.jsonl:2: turn 1: 'content' is missing"),
+        ({"messages": [{"role": "user", "content": ["a", "b"]}]}, r"bad\.jsonl:2: turn 1: 'content' is not a string"),
+        (
+            {"messages": []},
+            r"bad\.jsonl:2: field 'messages' must be a non-empty list of turns \(an empty conversation\)",
+        ),
+        ({"conversations": [{"from": "bot", "value": "x"}]}, r"bad\.jsonl:2: turn 1: unknown from 'bot'"),
+        ({"instruction": "Do it."}, r"bad\.jsonl:2: field 'output' is missing"),
+        ({"question": "?"}, r"bad\.jsonl:2: expected an object with a string field 'text' .* or a chat record"),
+    ],
+)
 def test_bad_chat_records_get_a_file_line_error_and_leave_nothing(tmp_path, substrate_dir, record, message):
     source = write_bad(tmp_path, json.dumps(record))
     with pytest.raises(PgtError, match=message) as caught:

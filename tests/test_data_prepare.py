@@ -40,9 +40,7 @@ def tokenizer(byte_level_tokenizer_dir: Path):
 
 
 def read_split(out: Path, manifest: dict, split: str) -> np.ndarray:
-    return np.concatenate(
-        [np.fromfile(out / shard.file, dtype="<u4") for shard in manifest.splits[split].shards]
-    )
+    return np.concatenate([np.fromfile(out / shard.file, dtype="<u4") for shard in manifest.splits[split].shards])
 
 
 def decode_documents(ids: np.ndarray, tokenizer) -> list[str]:

@@ -35,8 +35,18 @@ def book(tmp_path, corpus_files) -> Path:
 
 
 def test_a_single_text_file_is_a_corpus_with_defaults(tmp_path, book, byte_level_tokenizer_dir, capsys):
-    code = main(["data", "prepare", str(book), "--substrate", str(byte_level_tokenizer_dir),
-                 "--out", str(tmp_path / "data"), "--no-progress"])  # fmt: skip
+    code = main(
+        [
+            "data",
+            "prepare",
+            str(book),
+            "--substrate",
+            str(byte_level_tokenizer_dir),
+            "--out",
+            str(tmp_path / "data"),
+            "--no-progress",
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     manifest = TokenData(tmp_path / "data").manifest
     assert manifest.sources[0].format == "paragraphs"
@@ -44,8 +54,9 @@ def test_a_single_text_file_is_a_corpus_with_defaults(tmp_path, book, byte_level
     assert manifest.splits["validation"].documents > 0 and manifest.splits["train"].documents > 0
 
 
-@pytest.mark.parametrize("out_of", ["the source file", "the tokenizer directory", "inside the source directory",
-                                    "around the source file"])  # fmt: skip
+@pytest.mark.parametrize(
+    "out_of", ["the source file", "the tokenizer directory", "inside the source directory", "around the source file"]
+)
 def test_an_output_overlapping_an_input_is_refused(tmp_path, book, byte_level_tokenizer_dir, capsys, out_of):
     import shutil
 
@@ -66,10 +77,16 @@ def test_an_output_overlapping_an_input_is_refused(tmp_path, book, byte_level_to
 def test_a_second_prepare_of_the_same_output_stops_naming_the_holder(tmp_path, book, byte_level_tokenizer_dir, capsys):
     out = tmp_path / "data"
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from pgt.io import output_lock\n"
-         "with output_lock(sys.argv[1]):\n    print('locked', flush=True); time.sleep(60)", str(out)],
-        stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from pgt.io import output_lock\n"
+            "with output_lock(sys.argv[1]):\n    print('locked', flush=True); time.sleep(60)",
+            str(out),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "locked"
         code, err = prepare(capsys, str(book), "--substrate", str(byte_level_tokenizer_dir), "--out", str(out))
@@ -98,10 +115,12 @@ def test_stale_temporaries_of_the_same_output_are_removed(tmp_path, book, byte_l
 
 def test_lone_surrogates_and_empty_jsonl_are_one_line_errors_leaving_nothing(tmp_path, byte_level_tokenizer_dir):
     cases = {
-        "surrogate.jsonl": ('{"text": "fine"}\n{"text": "half a pair \\ud83d here"}\n',
-                            r"surrogate\.jsonl:2: field 'text' holds the lone surrogate \\ud83d"),
+        "surrogate.jsonl": (
+            '{"text": "fine"}\n{"text": "half a pair \\ud83d here"}\n',
+            r"surrogate\.jsonl:2: field 'text' holds the lone surrogate \\ud83d",
+        ),
         "empty.jsonl": ("", r"empty corpus: no documents in .*empty\.jsonl"),
-    }  # fmt: skip
+    }
     for name, (content, message) in cases.items():
         (tmp_path / name).write_text(content, encoding="utf-8")
         with pytest.raises(PgtError, match=message) as caught:
@@ -110,7 +129,9 @@ def test_lone_surrogates_and_empty_jsonl_are_one_line_errors_leaving_nothing(tmp
     assert sorted(p.name for p in tmp_path.iterdir() if not p.name.endswith(".lock")) == sorted(cases)
 
 
-def test_strict_refuses_invalid_utf8_and_the_default_records_the_count(tmp_path, book, byte_level_tokenizer_dir, capsys):
+def test_strict_refuses_invalid_utf8_and_the_default_records_the_count(
+    tmp_path, book, byte_level_tokenizer_dir, capsys
+):
     book.write_bytes(book.read_bytes() + b"\n\nA last paragraph with a bad byte \xff.\n")
     args = [str(book), "--substrate", str(byte_level_tokenizer_dir)]
     code, err = prepare(capsys, *args, "--out", str(tmp_path / "strict"), "--strict")
@@ -179,12 +200,15 @@ def test_nested_records_name_the_file_once(data_dir):
     assert "token data split" not in str(caught.value)
 
 
-@pytest.mark.parametrize(("field", "value", "message"), [
-    ("eos_id", 10**6, "eos_id 1000000 is not an id of the tokenizer's 400"),
-    ("eos_id", None, "lacks the field 'eos_id'"),
-    ("shard_tokens", "many", "field 'shard_tokens' is 'many', expected int"),
-    ("format", "other-format", "field 'format' is 'other-format'"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("eos_id", 10**6, "eos_id 1000000 is not an id of the tokenizer's 400"),
+        ("eos_id", None, "lacks the field 'eos_id'"),
+        ("shard_tokens", "many", "field 'shard_tokens' is 'many', expected int"),
+        ("format", "other-format", "field 'format' is 'other-format'"),
+    ],
+)
 def test_a_manifest_with_a_missing_or_wrong_field_is_a_one_line_error(data_dir, field, value, message):
     manifest = json.loads((data_dir / "manifest.json").read_text())
     if value is None:

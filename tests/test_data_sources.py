@@ -104,10 +104,14 @@ def test_corpus_takes_jsonl_parquet_and_datasets_with_languages(tmp_path, corpus
     pq.write_table(pa.Table.from_pylist([{"text": t} for t in russian]), tmp_path / "ru.parquet")
     datasets.Dataset.from_list([{"text": t} for t in russian]).save_to_disk(str(tmp_path / "saved"))
     family = get_family("bvv241-2-3")
-    ngrams = collect_ngrams(family, corpus=[f"ru={tmp_path / 'ru.jsonl'}", f"de={tmp_path / 'ru.parquet'}",
-                                            f"ru={tmp_path / 'saved'}"])  # fmt: skip
-    assert {(s["language"], s["name"]) for s in ngrams.sources} == {("ru", "ru.jsonl"), ("de", "ru.parquet"),
-                                                                    ("ru", "saved")}  # fmt: skip
+    ngrams = collect_ngrams(
+        family, corpus=[f"ru={tmp_path / 'ru.jsonl'}", f"de={tmp_path / 'ru.parquet'}", f"ru={tmp_path / 'saved'}"]
+    )
+    assert {(s["language"], s["name"]) for s in ngrams.sources} == {
+        ("ru", "ru.jsonl"),
+        ("de", "ru.parquet"),
+        ("ru", "saved"),
+    }
     assert {"ст", "про"} <= ngrams.strings
     assert [s.language for s in parse_corpus_arg("default")] == [s.language for s in resolve_sources(["default"])]
     assert {s.language for s in resolve_sources(["default"])} == {"en", "ru", "de"}
@@ -170,8 +174,14 @@ def test_local_sources_never_touch_the_network(tmp_path, monkeypatch, byte_level
     (tmp_path / "loadable").mkdir()
     (tmp_path / "loadable" / "part.jsonl").write_text((tmp_path / "docs.jsonl").read_text(), encoding="utf-8")
     for index, spec in enumerate([tmp_path / "docs.jsonl", tmp_path / "saved", f"hf:{tmp_path / 'loadable'}"]):
-        manifest = prepare_token_data([str(spec)], byte_level_tokenizer_dir, tmp_path / f"out-{index}",
-                                      val_fraction=0.1, min_val_bytes=0, progress=False)  # fmt: skip
+        manifest = prepare_token_data(
+            [str(spec)],
+            byte_level_tokenizer_dir,
+            tmp_path / f"out-{index}",
+            val_fraction=0.1,
+            min_val_bytes=0,
+            progress=False,
+        )
         assert manifest.sources[0].documents == 50
     assert attempts == []
 

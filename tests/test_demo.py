@@ -20,9 +20,29 @@ pytestmark = pytest.mark.xdist_group("demo")  # one worker runs the module's dem
 
 
 def demo_args(out: Path, substrate: Path, data: Path, *extra: str) -> list[str]:
-    return ["demo", "--out", str(out), "--substrate", str(substrate), "--data", str(data), "--stages", "2",
-            "--tokens-per-stage", "256", "--seq-len", "16", "--batch-size", "2", "--eval-docs", "3", "--no-progress",
-            "--threads", "1", *extra]  # one thread per xdist worker, as conftest sets
+    return [
+        "demo",
+        "--out",
+        str(out),
+        "--substrate",
+        str(substrate),
+        "--data",
+        str(data),
+        "--stages",
+        "2",
+        "--tokens-per-stage",
+        "256",
+        "--seq-len",
+        "16",
+        "--batch-size",
+        "2",
+        "--eval-docs",
+        "3",
+        "--no-progress",
+        "--threads",
+        "1",
+        *extra,
+    ]  # one thread per xdist worker, as conftest sets
 
 
 @pytest.fixture(scope="module")
@@ -37,8 +57,9 @@ def demo(trimmed_substrate_dir: Path, trimmed_token_data_dir: Path, tmp_path_fac
 def test_demo_writes_report_plots_samples_and_glyphs(demo):
     out, _ = demo
     report = (out / "report.md").read_text(encoding="utf-8")
-    stage_rows = [line for line in report.split("## Stages", 1)[1].split("## ", 1)[0].splitlines()
-                  if line.startswith("| `stage-")]
+    stage_rows = [
+        line for line in report.split("## Stages", 1)[1].split("## ", 1)[0].splitlines() if line.startswith("| `stage-")
+    ]
     assert len(stage_rows) == 2
     # The held-out perplexity of each stage is a task column of the report.
     assert re.search(r"\| perplexity \|", report) and "perplexity (perplexity)" not in report
@@ -60,7 +81,9 @@ def test_demo_writes_report_plots_samples_and_glyphs(demo):
     rows = dict(re.findall(r"^\| (.+?) \| ([\d.]+) \|$", section, re.MULTILINE))
     assert [float(rows[f"stage {stage}"]) for stage in (1, 2)] == pytest.approx(bpbs, abs=5e-4)
     texts = list(islice(held_out_texts(None), 3))
-    assert float(rows["`bzip2 -9`"]) == pytest.approx(compressed_bits_per_byte("".join(texts).encode())["bz2_bpb"], abs=5e-4)
+    assert float(rows["`bzip2 -9`"]) == pytest.approx(
+        compressed_bits_per_byte("".join(texts).encode())["bz2_bpb"], abs=5e-4
+    )
     assert float(rows["`xz -9e`"]) > 1
 
 
@@ -105,8 +128,9 @@ def test_a_full_substrate_is_trimmed_to_the_default_corpus(substrate_dir: Path, 
     assert ensure_substrate(tmp_path, str(substrate_dir), None, trim=False, progress=False) == substrate_dir
 
 
-def test_a_killed_demo_continues_where_it_stopped(trimmed_substrate_dir: Path, trimmed_token_data_dir: Path,
-                                                 tmp_path: Path, capsys):
+def test_a_killed_demo_continues_where_it_stopped(
+    trimmed_substrate_dir: Path, trimmed_token_data_dir: Path, tmp_path: Path, capsys
+):
     """SIGKILL the demo once stage 1 is saved; the same command then finishes the run, stage 1 bit-identical."""
     import hashlib
     import subprocess
@@ -116,8 +140,9 @@ def test_a_killed_demo_continues_where_it_stopped(trimmed_substrate_dir: Path, t
     out = tmp_path / "demo"
     args = demo_args(out, trimmed_substrate_dir, trimmed_token_data_dir)
     args[args.index("--tokens-per-stage") + 1] = "512"  # long enough a stage 2 to kill it in
-    process = subprocess.Popen([sys.executable, "-m", "pgt.cli", *args], stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pgt.cli", *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     stage_1 = out / "run" / "stage-1" / "stage.json"
     while not stage_1.exists() and process.poll() is None:
         time.sleep(0.05)

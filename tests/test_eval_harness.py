@@ -43,12 +43,23 @@ def test_harness_runs_a_local_task_on_a_pgt_model(
             row = json.loads(line)
             prompt = f"Fill the blank: {row['text']}\nAnswer:"  # the task YAML's doc_to_text
             handle.write(json.dumps({"prompt": prompt, "choices": row["choices"], "answer": row["gold"]}) + "\n")
-    [(logged, _)] = run_harness(model, tokenizer, eval_model_dir, ["fortune_cloze"], include_path=HARNESS_TASKS,
-                                batch_size=4, out_dir=tmp_path / "logged", log_samples=True)
-    harness_samples = [json.loads(line) for line in
-                       (logged.parent / EvalRecord.load(logged).samples_file).read_text(encoding="utf-8").splitlines()]
-    path, ours = evaluate_to_file(model, tokenizer, eval_model_dir, "mc", name="fortune", data=str(own),
-                                  out_dir=tmp_path, log_samples=True)
+    [(logged, _)] = run_harness(
+        model,
+        tokenizer,
+        eval_model_dir,
+        ["fortune_cloze"],
+        include_path=HARNESS_TASKS,
+        batch_size=4,
+        out_dir=tmp_path / "logged",
+        log_samples=True,
+    )
+    harness_samples = [
+        json.loads(line)
+        for line in (logged.parent / EvalRecord.load(logged).samples_file).read_text(encoding="utf-8").splitlines()
+    ]
+    path, ours = evaluate_to_file(
+        model, tokenizer, eval_model_dir, "mc", name="fortune", data=str(own), out_dir=tmp_path, log_samples=True
+    )
     assert ours.metrics.mean == pytest.approx(100 * raw["acc"])
     assert ours.other_metrics["acc_norm"].mean == pytest.approx(100 * raw["acc_norm"])
     our_samples = {s["index"]: s for s in map(json.loads, (tmp_path / ours.samples_file).read_text().splitlines())}
@@ -59,7 +70,10 @@ def test_harness_runs_a_local_task_on_a_pgt_model(
 
 
 def test_an_existing_harness_result_is_refused_before_the_model_loads(
-    eval_model_dir: Path, hf_offline: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+    eval_model_dir: Path,
+    hf_offline: None,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     monkeypatch.chdir(REPO)
@@ -77,8 +91,16 @@ def test_an_existing_harness_result_is_refused_before_the_model_loads(
         raise AssertionError("the model was loaded")
 
     monkeypatch.setattr(runner, "load_for_eval", no_loading)
-    command = ["eval", str(eval_model_dir), "--harness", "fortune_cloze", "--include-path", str(HARNESS_TASKS),
-               "--out", str(tmp_path)]  # fmt: skip
+    command = [
+        "eval",
+        str(eval_model_dir),
+        "--harness",
+        "fortune_cloze",
+        "--include-path",
+        str(HARNESS_TASKS),
+        "--out",
+        str(tmp_path),
+    ]
     assert main(command) == 2
     err = capsys.readouterr().err
     assert err == f"error: eval result {existing} already exists (choose another --out or pass --overwrite)\n"

@@ -91,10 +91,16 @@ def test_a_model_that_always_answers_b_scores_the_share_of_b_keys(answers_b) -> 
         by_letter = evaluate_task(model, tokenizer, get_task(name), examples, mode="loglik", runs=1)
         assert by_letter.metrics["accuracy"].mean == pytest.approx(expected)
     only_b = [Example(e.prompt, "B", e.new_tokens, e.options) for e in examples[:4]]
-    assert evaluate_task(model, tokenizer, get_task("arc_easy"), only_b, runs=1, sampler=GREEDY).metrics["accuracy"].mean == 100.0
+    assert (
+        evaluate_task(model, tokenizer, get_task("arc_easy"), only_b, runs=1, sampler=GREEDY).metrics["accuracy"].mean
+        == 100.0
+    )
     # True/False questions: "B" is neither, so letter scoring gives 0 % (below chance) ...
     boolq = load_task_data(get_task("boolq"), DATA / "boolq.jsonl").examples
-    assert evaluate_task(model, tokenizer, get_task("boolq"), boolq, runs=1, sampler=GREEDY).metrics["accuracy"].mean == 0.0
+    assert (
+        evaluate_task(model, tokenizer, get_task("boolq"), boolq, runs=1, sampler=GREEDY).metrics["accuracy"].mean
+        == 0.0
+    )
     # ... while log-likelihood mode always answers True or False, and scores the share it gets right.
     loglik = evaluate_task(model, tokenizer, get_task("boolq"), boolq, mode="loglik", runs=1)
     answers = {s["index"]: s["answers"]["accuracy"] for s in loglik.samples}
@@ -150,8 +156,10 @@ def test_bits_per_byte_equals_the_manual_computation(model_and_tokenizer, corpus
     assert score.perplexity == pytest.approx(math.exp(nats / tokens), rel=1e-4)
     # Each document's own figures (--log-samples); a blank text is skipped but keeps the numbering.
     documents = score_texts(model, tokenizer, [texts[0], " \n", *texts[1:]], batch_size=2).documents
-    assert [(d.index, d.n_bytes) for d in documents] == [(0, len(texts[0].encode())), *(
-        (i + 1, len(t.encode())) for i, t in enumerate(texts) if i)]  # fmt: skip
+    assert [(d.index, d.n_bytes) for d in documents] == [
+        (0, len(texts[0].encode())),
+        *((i + 1, len(t.encode())) for i, t in enumerate(texts) if i),
+    ]
     for document, (n_tokens, document_nats) in zip(documents, per_text, strict=True):
         assert document.n_tokens == n_tokens and document.nats == pytest.approx(document_nats, rel=1e-4)
     # A text longer than the context is scored in windows, every token once, batched or not.
@@ -178,13 +186,41 @@ def test_cli_writes_typed_results_named_by_task_and_dataset(eval_model_dir: Path
 
     out = tmp_path / "results"
     heldout_de = tmp_path / "heldout_de.jsonl"
-    heldout_de.write_text("".join(json.dumps({"text": t}) + "\n" for t in ["Der Mensch denkt, Gott lenkt.",
-                                                                          "Ende gut, alles gut."]), encoding="utf-8")
+    heldout_de.write_text(
+        "".join(json.dumps({"text": t}) + "\n" for t in ["Der Mensch denkt, Gott lenkt.", "Ende gut, alles gut."]),
+        encoding="utf-8",
+    )
     # Several --task/--data pairs in one call, each example logged.
-    assert pgt_main(["eval", str(eval_model_dir), "--out", str(out), "--log-samples", "--runs", "3", "--limit", "4",
-                     "--seed", "2", "--task", "arc_easy", "--data", str(DATA / "arc.jsonl"),
-                     "--task", "bpb", "--data", str(DATA / "heldout.jsonl"),
-                     "--task", "bpb", "--data", str(heldout_de)]) == 0
+    assert (
+        pgt_main(
+            [
+                "eval",
+                str(eval_model_dir),
+                "--out",
+                str(out),
+                "--log-samples",
+                "--runs",
+                "3",
+                "--limit",
+                "4",
+                "--seed",
+                "2",
+                "--task",
+                "arc_easy",
+                "--data",
+                str(DATA / "arc.jsonl"),
+                "--task",
+                "bpb",
+                "--data",
+                str(DATA / "heldout.jsonl"),
+                "--task",
+                "bpb",
+                "--data",
+                str(heldout_de),
+            ]
+        )
+        == 0
+    )
     result = EvalRecord.load(out / "arc_easy--arc.json")
     config = json.loads((eval_model_dir / "config.json").read_text(encoding="utf-8"))
     weights = hashlib.sha256()
@@ -193,7 +229,12 @@ def test_cli_writes_typed_results_named_by_task_and_dataset(eval_model_dir: Path
     assert result.model_fingerprint.substrate_fingerprint == config["substrate_fingerprint"]
     assert result.model_fingerprint.weights_sha256 == weights.hexdigest()
     assert (result.task, result.dataset, result.kind, result.metric, result.unit) == (
-        "arc_easy", "arc", "reference", "accuracy", "percent")
+        "arc_easy",
+        "arc",
+        "reference",
+        "accuracy",
+        "percent",
+    )
     assert (result.n_examples, result.runs, result.runs_identical) == (4, 3, False)
     assert not result.comparable_to_published  # 4 examples and 3 runs are not the published protocol
     assert result.protocol["prompt_template"].startswith("Question: {q}\nOptions:\n")
@@ -201,7 +242,9 @@ def test_cli_writes_typed_results_named_by_task_and_dataset(eval_model_dir: Path
     assert len(result.metrics.per_run) == 3 and all(0 <= v <= 100 for v in result.metrics.per_run)
     assert result.metrics.ci95 == pytest.approx(1.96 * result.metrics.std / math.sqrt(3))
     assert result.chance == pytest.approx(25.0) and result.pgt_version and result.created
-    samples = [json.loads(line) for line in (out / "arc_easy--arc.samples.jsonl").read_text(encoding="utf-8").splitlines()]
+    samples = [
+        json.loads(line) for line in (out / "arc_easy--arc.samples.jsonl").read_text(encoding="utf-8").splitlines()
+    ]
     assert result.samples_file == "arc_easy--arc.samples.jsonl" and len(samples) == 4
     assert all(len(s["continuations"]) == len(s["answers"]) == len(s["correct"]) == 3 for s in samples)
     assert all(s["prompt"].endswith("Answer:") for s in samples)
@@ -212,7 +255,9 @@ def test_cli_writes_typed_results_named_by_task_and_dataset(eval_model_dir: Path
     lines = [json.loads(line) for line in (out / german.samples_file).read_text(encoding="utf-8").splitlines()]
     assert [(d["index"], d["n_bytes"]) for d in lines] == [(0, 29), (1, 20)]
     assert sum(d["n_tokens"] for d in lines) == german.details["n_tokens"]
-    assert sum(d["nats"] for d in lines) / math.log(2) / 49 == pytest.approx(german.value("bpb"))  # --limit 4 documents and english.value("bpb") != german.value("bpb")
+    assert sum(d["nats"] for d in lines) / math.log(2) / 49 == pytest.approx(
+        german.value("bpb")
+    )  # --limit 4 documents and english.value("bpb") != german.value("bpb")
     assert english.metrics.mean == english.value("bpb") > 0
     assert english.value("loss") == pytest.approx(math.log(english.value("perplexity")))
     # The same task and dataset again: refused without --overwrite, before any model is loaded.
@@ -243,7 +288,9 @@ def test_cli_writes_typed_results_named_by_task_and_dataset(eval_model_dir: Path
         (["--task", "arc_easy", "--decoding", "greedy", "--temperature", "0.5"], "--temperature is for sampling"),
     ],
 )
-def test_bad_eval_arguments_are_one_line_errors(eval_model_dir: Path, capsys, arguments: list[str], message: str) -> None:
+def test_bad_eval_arguments_are_one_line_errors(
+    eval_model_dir: Path, capsys, arguments: list[str], message: str
+) -> None:
     if "cuda" in arguments and torch.cuda.is_available():
         pytest.skip("CUDA is available here")
     try:
@@ -257,8 +304,9 @@ def test_bad_eval_arguments_are_one_line_errors(eval_model_dir: Path, capsys, ar
 def test_an_out_that_is_a_file_is_a_one_line_error(eval_model_dir: Path, tmp_path: Path, capsys) -> None:
     file = tmp_path / "results.txt"
     file.write_text("mine", encoding="utf-8")
-    code = pgt_main(["eval", str(eval_model_dir), "--task", "bpb", "--data", str(DATA / "heldout.jsonl"),
-                     "--out", str(file)])
+    code = pgt_main(
+        ["eval", str(eval_model_dir), "--task", "bpb", "--data", str(DATA / "heldout.jsonl"), "--out", str(file)]
+    )
     assert code == 2 and "is a file" in capsys.readouterr().err and file.read_text(encoding="utf-8") == "mine"
 
 
@@ -271,8 +319,23 @@ def test_a_users_multiple_choice_file_is_its_own_task_with_chance_level(eval_mod
         for line in lines:
             row = json.loads(line)
             handle.write(json.dumps({"context": row["text"], "choices": row["choices"], "answer": row["gold"]}) + "\n")
-    assert pgt_main(["eval", str(eval_model_dir), "--task", "mc", "--name", "cloze", "--data", str(cloze),
-                     "--out", str(tmp_path / "out")]) == 0
+    assert (
+        pgt_main(
+            [
+                "eval",
+                str(eval_model_dir),
+                "--task",
+                "mc",
+                "--name",
+                "cloze",
+                "--data",
+                str(cloze),
+                "--out",
+                str(tmp_path / "out"),
+            ]
+        )
+        == 0
+    )
     record = EvalRecord.load(tmp_path / "out" / "mc-cloze--cloze_en.json")
     assert (record.task, record.kind, record.n_examples, record.chance) == ("mc-cloze", "mc", 10, pytest.approx(25.0))
     assert not record.comparable_to_published and set(record.other_metrics) == {"acc_norm"}
@@ -286,8 +349,15 @@ def llama_dir(byte_level_tokenizer_dir: Path, tmp_path_factory: pytest.TempPathF
 
     tokenizer = AutoTokenizer.from_pretrained(byte_level_tokenizer_dir)
     torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=4, max_position_embeddings=96, eos_token_id=tokenizer.eos_token_id)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        max_position_embeddings=96,
+        eos_token_id=tokenizer.eos_token_id,
+    )
     model = LlamaForCausalLM(config)
     # The reference's sampling settings as the saved default: evaluation must still decode greedily.
     model.generation_config.update(do_sample=True, temperature=0.8, top_k=50, top_p=0.95)
@@ -311,8 +381,9 @@ def test_any_hf_causal_lm_decodes_greedily_and_writes_results(llama_dir: Path) -
                 next_id = model(input_ids=ids).logits[0, -1].argmax()
             ids = torch.cat([ids, next_id.view(1, 1)], dim=1)
         assert text == tokenizer.decode(ids[0, -4:], skip_special_tokens=True)
-    path, record = evaluate_to_file(model, tokenizer, llama_dir, "mmlu", data=str(DATA / "mmlu.jsonl"), mode="loglik",
-                                    runs=1)
+    path, record = evaluate_to_file(
+        model, tokenizer, llama_dir, "mmlu", data=str(DATA / "mmlu.jsonl"), mode="loglik", runs=1
+    )
     assert path == llama_dir / "eval" / "mmlu-loglik--mmlu.json"
     assert record.model_fingerprint.substrate_fingerprint is None
     assert record.model_fingerprint.model_type == "llama"
@@ -321,8 +392,22 @@ def test_any_hf_causal_lm_decodes_greedily_and_writes_results(llama_dir: Path) -
 
 
 def test_cli_evaluates_several_model_dirs(eval_model_dir: Path, llama_dir: Path) -> None:
-    assert pgt_main(["eval", str(eval_model_dir), str(llama_dir), "--task", "squad_v2",
-                     "--data", str(DATA / "squad_v2.jsonl"), "--runs", "1"]) == 0
+    assert (
+        pgt_main(
+            [
+                "eval",
+                str(eval_model_dir),
+                str(llama_dir),
+                "--task",
+                "squad_v2",
+                "--data",
+                str(DATA / "squad_v2.jsonl"),
+                "--runs",
+                "1",
+            ]
+        )
+        == 0
+    )
     for model_dir in (eval_model_dir, llama_dir):
         result = json.loads((model_dir / "eval" / "squad_v2--squad_v2.json").read_text(encoding="utf-8"))
         assert result["model_dir"] == str(model_dir.resolve()) and result["n_examples"] == 8
@@ -352,8 +437,9 @@ def test_a_prompts_truncation_does_not_depend_on_its_batch(model_and_tokenizer) 
     assert batched.new_ids[0] == alone.new_ids[0] and len(batched.new_ids[1]) == 40
 
 
-def test_local_evaluation_opens_no_network_connection(eval_model_dir: Path, tmp_path: Path,
-                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_local_evaluation_opens_no_network_connection(
+    eval_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import socket
 
     def refuse(*args: object, **kwargs: object) -> None:
@@ -361,8 +447,25 @@ def test_local_evaluation_opens_no_network_connection(eval_model_dir: Path, tmp_
 
     monkeypatch.setattr(socket.socket, "connect", refuse)
     monkeypatch.setattr(socket, "create_connection", refuse)
-    assert pgt_main(["eval", str(eval_model_dir), "--task", "squad_v2", "--data", str(DATA / "squad_v2.jsonl"),
-                     "--runs", "1", "--decoding", "greedy", "--out", str(tmp_path)]) == 0
+    assert (
+        pgt_main(
+            [
+                "eval",
+                str(eval_model_dir),
+                "--task",
+                "squad_v2",
+                "--data",
+                str(DATA / "squad_v2.jsonl"),
+                "--runs",
+                "1",
+                "--decoding",
+                "greedy",
+                "--out",
+                str(tmp_path),
+            ]
+        )
+        == 0
+    )
     assert (tmp_path / "squad_v2--squad_v2.json").is_file()
 
 
@@ -370,8 +473,23 @@ def test_eval_records_round_trip_and_reject_ill_typed_files(eval_model_dir: Path
     from pgt.errors import PgtError
     from pgt.eval.results import EvalRecord
 
-    assert pgt_main(["eval", str(eval_model_dir), "--task", "bpb", "--data", str(DATA / "heldout.jsonl"),
-                     "--limit", "2", "--out", str(tmp_path)]) == 0
+    assert (
+        pgt_main(
+            [
+                "eval",
+                str(eval_model_dir),
+                "--task",
+                "bpb",
+                "--data",
+                str(DATA / "heldout.jsonl"),
+                "--limit",
+                "2",
+                "--out",
+                str(tmp_path),
+            ]
+        )
+        == 0
+    )
     path = tmp_path / "bpb--heldout.json"
     record = EvalRecord.load(path)
     assert EvalRecord.from_json(record.to_json()) == record
@@ -389,10 +507,13 @@ def _nanogpt_generate(model, ids: list[int], n: int, context: int, generator=Non
     with torch.no_grad():
         for _ in range(n):
             logits = model(input_ids=torch.tensor([sequence[-context:]])).logits[0, -1].float()
-            pick = logits.argmax() if generator is None else torch.multinomial(torch.softmax(logits, -1), 1,
-                                                                                generator=generator)
+            pick = (
+                logits.argmax()
+                if generator is None
+                else torch.multinomial(torch.softmax(logits, -1), 1, generator=generator)
+            )
             sequence.append(int(pick))
-    return sequence[len(ids):]
+    return sequence[len(ids) :]
 
 
 def test_long_prompts_are_cropped_before_every_new_token_as_the_reference_does(model_and_tokenizer) -> None:
@@ -405,8 +526,9 @@ def test_long_prompts_are_cropped_before_every_new_token_as_the_reference_does(m
     edge = tokenizer.decode(ids[: 128 - 2], skip_special_tokens=True)  # fits, but not with its 6 new tokens
     prompts, counts = [long_prompt, edge, rows[1]["question"]], [6, 6, 6]
     greedy = generate_continuations(model, tokenizer, prompts, counts, batch_size=3)
-    sampled = generate_continuations(model, tokenizer, prompts, counts, sampler=SAMPLERS["sample"], seeds=[7, 8, 9],
-                                     batch_size=3)
+    sampled = generate_continuations(
+        model, tokenizer, prompts, counts, sampler=SAMPLERS["sample"], seeds=[7, 8, 9], batch_size=3
+    )
     encoded = [tokenizer(p)["input_ids"] for p in prompts]
     assert greedy.truncated == sampled.truncated == [True, True, False]
     for i, prompt_ids in enumerate(encoded[:2]):  # the cropped ones; the third is batched with the KV cache

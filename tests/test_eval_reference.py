@@ -71,8 +71,9 @@ def scripted(tokenizer, *steps: str | int | dict[str, float]) -> ScriptedLM:
 
     script = [{token(k): p for k, p in s.items()} if isinstance(s, dict) else {token(s): 1.0} for s in steps]
     (mark,) = tokenizer(":", add_special_tokens=False)["input_ids"]
-    return ScriptedLM(ScriptedConfig(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id),
-                      mark, script, token("x")).eval()
+    return ScriptedLM(
+        ScriptedConfig(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id), mark, script, token("x")
+    ).eval()
 
 
 def test_special_token_text_is_part_of_the_answer(tokenizer) -> None:
@@ -83,8 +84,9 @@ def test_special_token_text_is_part_of_the_answer(tokenizer) -> None:
     plain = evaluate_task(scripted(tokenizer, " ", "C"), tokenizer, arc, examples, runs=1, sampler=GREEDY)
     assert plain.metrics["accuracy"].mean == pytest.approx(share_c)
     # `<unk>C` decodes with its special-token text: the answer is "<", wrong everywhere.
-    unk = evaluate_task(scripted(tokenizer, tokenizer.unk_token_id, "C"), tokenizer, arc, examples, runs=1,
-                        sampler=GREEDY)
+    unk = evaluate_task(
+        scripted(tokenizer, tokenizer.unk_token_id, "C"), tokenizer, arc, examples, runs=1, sampler=GREEDY
+    )
     assert {s["continuations"][0] for s in unk.samples} == {"<unk>C"}
     assert {s["answers"][0] for s in unk.samples} == {"<"}
     assert unk.metrics["accuracy"].mean == 0.0 and unk.metrics["valid_answer_rate"].mean == 0.0
@@ -102,13 +104,15 @@ def test_squad_compares_the_stripped_continuation(tokenizer, tmp_path: Path) -> 
     path.write_text("".join(json.dumps(r) + "\n" for r in first_word + spaced), encoding="utf-8")
     examples = load_task_data(get_task("squad_v2"), path).examples
     assert [e.new_tokens for e in examples] == [1, 1, 2, 2]  # min(len(answer), 100): the space counts
-    outcome = evaluate_task(scripted(tokenizer, " ", "A"), tokenizer, get_task("squad_v2"), examples, runs=1,
-                            sampler=GREEDY)
+    outcome = evaluate_task(
+        scripted(tokenizer, " ", "A"), tokenizer, get_task("squad_v2"), examples, runs=1, sampler=GREEDY
+    )
     by_target = {examples[s["index"]].target: s["correct"][0] for s in outcome.samples}
     # One new token reads " " -> "" (holds no "A"); two read " A" -> stripped "A", which holds no " A".
     assert by_target == {"A": False, " A": False}
-    longer = evaluate_task(scripted(tokenizer, "A", " ", "A"), tokenizer, get_task("squad_v2"), examples, runs=1,
-                           sampler=GREEDY)
+    longer = evaluate_task(
+        scripted(tokenizer, "A", " ", "A"), tokenizer, get_task("squad_v2"), examples, runs=1, sampler=GREEDY
+    )
     correct = {(s["index"], examples[s["index"]].target): s["correct"][0] for s in longer.samples}
     # "A" -> "A" contains "A"; "A " stripped -> "A" does not contain " A".
     assert {target: right for (_, target), right in correct.items()} == {"A": True, " A": False}
@@ -125,8 +129,9 @@ def test_bleu_is_the_mean_of_sentence_scores_over_at_most_100_new_tokens(tokeniz
     ]
     assert len(references[0]) > 100
     path = tmp_path / "opus.jsonl"
-    path.write_text("".join(json.dumps({"translation": {"en": "Quote.", "ru": r}}) + "\n" for r in references),
-                    encoding="utf-8")
+    path.write_text(
+        "".join(json.dumps({"translation": {"en": "Quote.", "ru": r}}) + "\n" for r in references), encoding="utf-8"
+    )
     task = get_task("opus100:en-ru")
     examples = load_task_data(task, path).examples
     assert [e.new_tokens for e in examples] == [100, len(references[1])]
@@ -161,4 +166,8 @@ def test_sampled_runs_over_one_list_give_a_population_sigma_and_greedy_none(toke
     again = evaluate_task(coin, tokenizer, arc, examples, runs=10, limit=6, seed=3, batch_size=1)
     assert [s["continuations"] for s in again.samples] == [s["continuations"] for s in outcome.samples]
     greedy = evaluate_task(coin, tokenizer, arc, examples, runs=10, limit=6, seed=3, sampler=GREEDY)
-    assert greedy.runs_identical and greedy.metrics["accuracy"].std == 0.0 and len(greedy.metrics["accuracy"].per_run) == 10
+    assert (
+        greedy.runs_identical
+        and greedy.metrics["accuracy"].std == 0.0
+        and len(greedy.metrics["accuracy"].per_run) == 10
+    )

@@ -29,8 +29,19 @@ def rows(name: str) -> list[dict]:
 
 @pytest.mark.parametrize(
     ("continuation", "answer"),
-    [("B", "B"), (" b)", "B"), ("xyz", "X"), ("  \n c", "C"), ("", ""), ("   ", ""), (" True", "T"), ("false", "F"),
-     ("<unk>C", "<"), (" ßa", "S"), ("ﬁne", "F")],
+    [
+        ("B", "B"),
+        (" b)", "B"),
+        ("xyz", "X"),
+        ("  \n c", "C"),
+        ("", ""),
+        ("   ", ""),
+        (" True", "T"),
+        ("false", "F"),
+        ("<unk>C", "<"),
+        (" ßa", "S"),
+        ("ﬁne", "F"),
+    ],
 )
 def test_answer_letter_is_strip_upper_then_first_character(continuation: str, answer: str) -> None:
     assert answer_letter(continuation) == answer  # .strip().upper()[:1]: "ß" upper-cases to "SS"

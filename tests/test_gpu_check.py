@@ -23,9 +23,13 @@ from gpu_image.sitecustomize import MISSING  # noqa: E402
 
 def _image_env(tmp_path: Path) -> dict[str, str]:
     """This process's environment as the GPU machine's: hidden packages, no font, no fortunes."""
-    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(GPU_IMAGE), str(REPO / "src")]),
-            "PGT_FONT": str(tmp_path / "no-font.hex"), "PGT_FORTUNES_DIR": str(tmp_path / "no-fortunes"),
-            "PY": sys.executable}
+    return {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(GPU_IMAGE), str(REPO / "src")]),
+        "PGT_FONT": str(tmp_path / "no-font.hex"),
+        "PGT_FORTUNES_DIR": str(tmp_path / "no-fortunes"),
+        "PY": sys.executable,
+    }
 
 
 @pytest.fixture(scope="module")
@@ -36,16 +40,46 @@ def prepared(substrate_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> P
 
     def build(out: Path) -> None:
         env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
-        subprocess.run([sys.executable, str(SCRIPT), "prepare", "--tiny", "--substrate", str(substrate_dir),
-                        "--out", str(out), "--build", str(tmp_path_factory.mktemp("prepare"))], env=env, check=True)
+        subprocess.run(
+            [
+                sys.executable,
+                str(SCRIPT),
+                "prepare",
+                "--tiny",
+                "--substrate",
+                str(substrate_dir),
+                "--out",
+                str(out),
+                "--build",
+                str(tmp_path_factory.mktemp("prepare")),
+            ],
+            env=env,
+            check=True,
+        )
 
     return cached_artifact("gpu-check-tiny", key.hexdigest()[:16], build)
 
 
 def _run(prepared: Path, out: Path, tmp_path: Path, *options: str) -> str:
-    result = subprocess.run(["bash", str(REPO / "benchmarks" / "gpu_check.sh"), "--tiny", "--device", "cpu",
-                             "--prepared", str(prepared), "--work", str(tmp_path / "work"), "--out", str(out),
-                             *options], env=_image_env(tmp_path), capture_output=True, text=True)
+    result = subprocess.run(
+        [
+            "bash",
+            str(REPO / "benchmarks" / "gpu_check.sh"),
+            "--tiny",
+            "--device",
+            "cpu",
+            "--prepared",
+            str(prepared),
+            "--work",
+            str(tmp_path / "work"),
+            "--out",
+            str(out),
+            *options,
+        ],
+        env=_image_env(tmp_path),
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return result.stdout
 
@@ -75,8 +109,12 @@ def test_the_dry_run_writes_each_step_and_prints_the_table_last(prepared: Path, 
         assert record.status == "ok", record.notes
         assert (out / "logs" / f"{gpu_check.STEPS.index(step) + 1:02d}-{step}.log").is_file()
     growth = gpu_check.StepRecord.load(out / "02-growth.json").figures
-    assert {(v["kind"], v["compile"]) for v in growth["variants"]} == {("growth", False), ("full", False),
-                                                                       ("growth", True), ("full", True)}
+    assert {(v["kind"], v["compile"]) for v in growth["variants"]} == {
+        ("growth", False),
+        ("full", False),
+        ("growth", True),
+        ("full", True),
+    }
     assert set(gpu_check.StepRecord.load(out / "03-generate.json").figures["batches"]) == {"1", "4"}
     summary = gpu_check.Summary.load(out / "summary.json")
     assert [row[0] for row in summary.rows] == ["machine", "growth", "generate"]

@@ -15,9 +15,24 @@ def test_compiled_training_matches_eager(trimmed_substrate_dir, trimmed_token_da
     losses = {}
     for compiled in (False, True):
         out = tmp_path / f"compile-{compiled}"
-        grow(GrowthConfig(substrate=str(trimmed_substrate_dir), data=str(trimmed_token_data_dir), out=str(out),
-                          stages=2, batch_size=4, seq_len=32, heads=4, context=64, tokens_per_stage=4 * 32 * 6,
-                          eval_every=6, eval_tokens=2048, lr=3e-3, progress=False, compile=compiled))
+        grow(
+            GrowthConfig(
+                substrate=str(trimmed_substrate_dir),
+                data=str(trimmed_token_data_dir),
+                out=str(out),
+                stages=2,
+                batch_size=4,
+                seq_len=32,
+                heads=4,
+                context=64,
+                tokens_per_stage=4 * 32 * 6,
+                eval_every=6,
+                eval_tokens=2048,
+                lr=3e-3,
+                progress=False,
+                compile=compiled,
+            )
+        )
         losses[compiled] = [json.loads((out / f"stage-{k}" / "stage.json").read_text())["val_loss"] for k in (1, 2)]
     eager, compiled = losses[False], losses[True]
     assert eager[1] < eager[0]  # the run learned something worth comparing

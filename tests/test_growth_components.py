@@ -33,10 +33,18 @@ def test_every_record_type_round_trips_through_metrics_jsonl(tmp_path):
     records = [
         TrainPoint(stage=1, global_step=4, tokens=512, loss=5.5, step=4, lr=1e-3, grad_norm=0.5, tokens_per_s=9.0),
         EvalPoint(stage=1, global_step=4, tokens=512, val_loss=5.0, step=4, val_bpb=2.0, bz2_bpb=3.0, xz_bpb=3.5),
-        StageEndEvent(stage=1, global_step=4, tokens=512, val_loss=5.0, val_bpb=2.0, stopped_early=False,
-                      sources={"wiki": SourceDraw(512, 512, 0.25)}),
-        StopEvent(stage=2, global_step=5, tokens=640, reason="non-finite loss or gradient", loss=float("nan"),
-                  grad_norm=1.0),
+        StageEndEvent(
+            stage=1,
+            global_step=4,
+            tokens=512,
+            val_loss=5.0,
+            val_bpb=2.0,
+            stopped_early=False,
+            sources={"wiki": SourceDraw(512, 512, 0.25)},
+        ),
+        StopEvent(
+            stage=2, global_step=5, tokens=640, reason="non-finite loss or gradient", loss=float("nan"), grad_norm=1.0
+        ),
     ]
     lines = [json.dumps(r.to_json(), sort_keys=True, allow_nan=False) for r in records]
     (tmp_path / "metrics.jsonl").write_text("".join(f"{line}\n" for line in lines))
@@ -50,9 +58,24 @@ def test_every_record_type_round_trips_through_metrics_jsonl(tmp_path):
 def test_files_of_older_versions_with_derived_state_still_load():
     state = TrainState.from_json({"stage": 2, "step": 3, "stage_tokens": 384, "param_groups": [{"lr": 0.1}]})
     assert (state.stage, state.step) == (2, 3) and "param_groups" not in state.to_json()
-    stage = {"stage": 3, "blocks": 3, "kind": "growth", "tokens_seen": 1, "tokens_total": 1, "steps": 1,
-             "stopped_early": False, "val_loss": 1.0, "val_bpb": 1.0, "best_val_loss": None, "params_total": 1,
-             "params_trainable": 1, "init": "random", "frozen_blocks": 2, "lora": None, "embedding_trained": False,
-             "wall_time_s": 1.0}
+    stage = {
+        "stage": 3,
+        "blocks": 3,
+        "kind": "growth",
+        "tokens_seen": 1,
+        "tokens_total": 1,
+        "steps": 1,
+        "stopped_early": False,
+        "val_loss": 1.0,
+        "val_bpb": 1.0,
+        "best_val_loss": None,
+        "params_total": 1,
+        "params_trainable": 1,
+        "init": "random",
+        "frozen_blocks": 2,
+        "lora": None,
+        "embedding_trained": False,
+        "wall_time_s": 1.0,
+    }
     record = StageRecord.from_json(stage)
     assert record.blocks == 3 and "blocks" not in record.to_json()

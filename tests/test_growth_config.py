@@ -66,8 +66,13 @@ def test_missing_and_inconsistent_settings_are_refused(tmp_path):
 
 def test_resume_compares_only_settings_that_change_results():
     saved = GrowthConfig(substrate="S", data="D", out="O").to_dict()
-    assert config_differences(saved, GrowthConfig(substrate="S", data="D", out="elsewhere", log_every=1,
-                                                  checkpoint_every=7, progress=False)) == []
+    assert (
+        config_differences(
+            saved,
+            GrowthConfig(substrate="S", data="D", out="elsewhere", log_every=1, checkpoint_every=7, progress=False),
+        )
+        == []
+    )
     assert config_differences(saved, GrowthConfig(substrate="S", data="D", out="O", lr=1.0, seed=3)) == ["lr", "seed"]
 
 

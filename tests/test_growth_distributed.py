@@ -18,9 +18,36 @@ from pgt.growth.metrics import read_metrics
 pytestmark = pytest.mark.slow  # each test launches torchrun
 
 # Stage 2 has a frozen block, stage 3 LoRA on the older two: every kind of stage runs distributed.
-COMMON = ["grow", "--stages", "3", "--lora-from", "3", "--init", "random", "--tokens-per-stage", str(4 * 32 * 6),
-          "--seq-len", "32", "--heads", "4", "--context", "64", "--eval-every", "3", "--eval-tokens", "2048",
-          "--checkpoint-every", "3", "--log-every", "1", "--lr", "3e-3", "--grad-accum", "2", "--no-progress"]
+COMMON = [
+    "grow",
+    "--stages",
+    "3",
+    "--lora-from",
+    "3",
+    "--init",
+    "random",
+    "--tokens-per-stage",
+    str(4 * 32 * 6),
+    "--seq-len",
+    "32",
+    "--heads",
+    "4",
+    "--context",
+    "64",
+    "--eval-every",
+    "3",
+    "--eval-tokens",
+    "2048",
+    "--checkpoint-every",
+    "3",
+    "--log-every",
+    "1",
+    "--lr",
+    "3e-3",
+    "--grad-accum",
+    "2",
+    "--no-progress",
+]
 
 
 def free_port() -> int:
@@ -44,16 +71,35 @@ def curve(run_dir, kind, key):
 @pytest.mark.parametrize("sharding", [[], ["--fsdp"]], ids=["ddp", "fsdp2"])
 def test_two_processes_match_one_at_the_same_global_batch(single, sharding, substrate_dir, token_data_dir, tmp_path):
     double = tmp_path / "two"
-    launch = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node", "2",
-              "--master_addr", "127.0.0.1", "--master_port", str(free_port()), "-m", "pgt.cli"]
+    launch = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nnodes",
+        "1",
+        "--nproc_per_node",
+        "2",
+        "--master_addr",
+        "127.0.0.1",
+        "--master_port",
+        str(free_port()),
+        "-m",
+        "pgt.cli",
+    ]
     argv = [*COMMON, "--substrate", str(substrate_dir), "--data", str(token_data_dir), "--batch-size", "1", *sharding]
-    result = subprocess.run([*launch, *argv, "--out", str(double)], env={**os.environ, "OMP_NUM_THREADS": "1"},
-                            capture_output=True, text=True, timeout=300, check=False)
+    result = subprocess.run(
+        [*launch, *argv, "--out", str(double)],
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     for kind, key in (("train", "loss"), ("eval", "val_loss")):
         one, two = curve(single, kind, key), curve(double, kind, key)
         assert [r[:2] for r in one] == [r[:2] for r in two] and len(one) >= 9
-        assert max(abs(a[2] - b[2]) for a, b in zip(one, two)) < 2e-3, (one, two)
+        assert max(abs(a[2] - b[2]) for a, b in zip(one, two, strict=True)) < 2e-3, (one, two)
     a, b = (load_file(str(d / "stage-3" / "model.safetensors")) for d in (single, double))
     assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-3) for k in a)
     assert '"world_size": 2' in (double / "run.json").read_text()

@@ -78,7 +78,8 @@ def test_frozen_prefix_runs_without_autograd_and_gets_no_gradient(model, batch):
     set_trainable(model, [new, model.model.norm, model.lm_head])
     seen = {}
     model.model.layers[1].register_forward_hook(
-        lambda module, args, out: seen.update(grad_mode=torch.is_grad_enabled(), requires_grad=out.requires_grad))
+        lambda module, args, out: seen.update(grad_mode=torch.is_grad_enabled(), requires_grad=out.requires_grad)
+    )
     new.register_forward_pre_hook(lambda module, args: seen.update(new_input_grad_fn=args[0].grad_fn))
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
     with frozen_prefix(model.model.layers, 2):

@@ -16,8 +16,27 @@ from pgt.io import file_sha256
 
 pytestmark = pytest.mark.xdist_group("grow-from")  # one worker grows the module's runs once
 
-TINY = ["--batch-size", "4", "--seq-len", "32", "--heads", "4", "--context", "64", "--tokens-per-stage", str(4 * 32 * 4),
-        "--eval-every", "0", "--eval-tokens", "1024", "--checkpoint-every", "2", "--log-every", "2", "--no-progress"]
+TINY = [
+    "--batch-size",
+    "4",
+    "--seq-len",
+    "32",
+    "--heads",
+    "4",
+    "--context",
+    "64",
+    "--tokens-per-stage",
+    str(4 * 32 * 4),
+    "--eval-every",
+    "0",
+    "--eval-tokens",
+    "1024",
+    "--checkpoint-every",
+    "2",
+    "--log-every",
+    "2",
+    "--no-progress",
+]
 
 
 def grow(*argv) -> int:
@@ -29,8 +48,21 @@ def grown(substrate_dir, token_data_dir, sft_data_dir, tmp_path_factory):
     """Run A grows 2 stages on fortunes; run B starts from A's stage 2 and grows stages 3-4 on instructions."""
     root = tmp_path_factory.mktemp("from")
     assert grow("--substrate", substrate_dir, "--data", token_data_dir, "--stages", 2, "--out", root / "a") == 0
-    assert grow("--substrate", substrate_dir, "--data", sft_data_dir, "--from", root / "a" / "stage-2",
-                "--stages", 4, "--out", root / "b") == 0
+    assert (
+        grow(
+            "--substrate",
+            substrate_dir,
+            "--data",
+            sft_data_dir,
+            "--from",
+            root / "a" / "stage-2",
+            "--stages",
+            4,
+            "--out",
+            root / "b",
+        )
+        == 0
+    )
     return root / "a", root / "b"
 
 
@@ -86,19 +118,22 @@ def edited_copy(model_dir, target, **config):
     return target
 
 
-@pytest.mark.parametrize(("edit", "extra", "message"), [
-    ({"substrate_fingerprint": "sha256:" + "0" * 64}, [], "stands on substrate"),
-    ({}, ["--heads", "2"], "has heads 4, but the run sets 2; pass --heads 4"),
-    ({}, ["--stages", "2"], "already has 2 blocks; --stages 2 must be more"),
-    ({}, ["--baseline", "monolithic"], "a monolithic baseline trains from scratch"),
-])
-def test_a_source_that_cannot_be_grown_on_is_a_one_line_error(grown, substrate_dir, sft_data_dir, tmp_path, capsys,
-                                                               edit, extra, message):
+@pytest.mark.parametrize(
+    ("edit", "extra", "message"),
+    [
+        ({"substrate_fingerprint": "sha256:" + "0" * 64}, [], "stands on substrate"),
+        ({}, ["--heads", "2"], "has heads 4, but the run sets 2; pass --heads 4"),
+        ({}, ["--stages", "2"], "already has 2 blocks; --stages 2 must be more"),
+        ({}, ["--baseline", "monolithic"], "a monolithic baseline trains from scratch"),
+    ],
+)
+def test_a_source_that_cannot_be_grown_on_is_a_one_line_error(
+    grown, substrate_dir, sft_data_dir, tmp_path, capsys, edit, extra, message
+):
     a, _ = grown
     source = edited_copy(a / "stage-2", tmp_path / "source", **edit)
     out = tmp_path / "run"
-    argv = ["--substrate", substrate_dir, "--data", sft_data_dir, "--from", source, "--stages", 4, "--out", out,
-            *extra]
+    argv = ["--substrate", substrate_dir, "--data", sft_data_dir, "--from", source, "--stages", 4, "--out", out, *extra]
     assert grow(*argv) == 2
     (line,) = [x for x in capsys.readouterr().err.splitlines() if x.startswith("error: ")]
     assert message in line and not out.exists()

@@ -22,9 +22,31 @@ from pgt.growth.records import RunRecord, StageRecord
 pytestmark = pytest.mark.xdist_group("mixture")  # one worker runs the module's runs once
 
 # Two stages of 8 steps, a checkpoint every 2 steps: small enough for 2 shared cores.
-ARGS = ["--stages", "2", "--tokens-per-stage", str(4 * 32 * 8), "--batch-size", "4", "--seq-len", "32", "--heads", "4",
-        "--context", "64", "--eval-every", "4", "--eval-tokens", "1024", "--checkpoint-every", "2", "--log-every", "4",
-        "--lr", "3e-3", "--no-progress"]
+ARGS = [
+    "--stages",
+    "2",
+    "--tokens-per-stage",
+    str(4 * 32 * 8),
+    "--batch-size",
+    "4",
+    "--seq-len",
+    "32",
+    "--heads",
+    "4",
+    "--context",
+    "64",
+    "--eval-every",
+    "4",
+    "--eval-tokens",
+    "1024",
+    "--checkpoint-every",
+    "2",
+    "--log-every",
+    "4",
+    "--lr",
+    "3e-3",
+    "--no-progress",
+]
 WEIGHTS = {"wiki": 0.9, "sft": 0.1}
 
 
@@ -33,8 +55,15 @@ def mixture_args(token_data_dir, sft_data_dir) -> list[str]:
 
 
 def command(substrate_dir, token_data_dir, sft_data_dir, out) -> list[str]:
-    return ["grow", "--substrate", str(substrate_dir), *mixture_args(token_data_dir, sft_data_dir), "--out", str(out),
-            *ARGS]
+    return [
+        "grow",
+        "--substrate",
+        str(substrate_dir),
+        *mixture_args(token_data_dir, sft_data_dir),
+        "--out",
+        str(out),
+        *ARGS,
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -42,8 +71,9 @@ def runs(substrate_dir, token_data_dir, sft_data_dir, tmp_path_factory):
     """The same mixture run twice: uninterrupted, and SIGKILLed in stage 2 after a checkpoint, then rerun."""
     root = tmp_path_factory.mktemp("mixture")
     killed = root / "killed"
-    process = grow_until_stage_checkpoint(command(substrate_dir, token_data_dir, sft_data_dir, killed), killed,
-                                          stage=2, seconds=480)
+    process = grow_until_stage_checkpoint(
+        command(substrate_dir, token_data_dir, sft_data_dir, killed), killed, stage=2, seconds=480
+    )
     process.send_signal(signal.SIGKILL)
     process.wait()
     assert not (killed / "stage-2").exists()
@@ -80,8 +110,7 @@ def test_the_mixture_draws_within_one_percent_of_its_weights_and_counts_epochs(r
         assert sum(next(d.tokens for d in s.mixture if d.name == name) for s in stages) == drawn[name]
     ends = [r for r in read_metrics(run_dir) if isinstance(r, StageEndEvent)]
     assert [set(e.sources) for e in ends] == [set(WEIGHTS)] * 2
-    assert ends[-1].sources["sft"].epochs == pytest.approx(next(d.epochs for d in run.mixture
-                                                                       if d.name == "sft"))
+    assert ends[-1].sources["sft"].epochs == pytest.approx(next(d.epochs for d in run.mixture if d.name == "sft"))
 
 
 def test_every_source_is_scored_in_metrics_report_and_card(runs):
@@ -127,32 +156,57 @@ def test_the_yaml_config_takes_a_mixture(tmp_path, token_data_dir, sft_data_dir)
     assert [(s.name, s.weight) for s in sources] == [("wiki", 0.9), ("sft", 0.1)]  # relative weights
 
 
-@pytest.mark.parametrize(("spec", "message"), [
-    ("sft=SFT:-0.1", "the weight must be a positive number (got -0.1)"),
-    ("sft=SFT:0", "the weight must be a positive number (got 0)"),
-    ("sft=SFT:lots", "the weight 'lots' is not a number"),
-    ("sft=SFT", "expected NAME=DIR:WEIGHT"),
-    ("SFT", "several --data sources need NAME=DIR:WEIGHT each"),
-])
-def test_bad_weights_are_one_line_errors_that_leave_nothing(spec, message, substrate_dir, token_data_dir,
-                                                            sft_data_dir, tmp_path, capsys):
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("sft=SFT:-0.1", "the weight must be a positive number (got -0.1)"),
+        ("sft=SFT:0", "the weight must be a positive number (got 0)"),
+        ("sft=SFT:lots", "the weight 'lots' is not a number"),
+        ("sft=SFT", "expected NAME=DIR:WEIGHT"),
+        ("SFT", "several --data sources need NAME=DIR:WEIGHT each"),
+    ],
+)
+def test_bad_weights_are_one_line_errors_that_leave_nothing(
+    spec, message, substrate_dir, token_data_dir, sft_data_dir, tmp_path, capsys
+):
     out = tmp_path / "run"
-    argv = ["grow", "--substrate", str(substrate_dir), "--data", f"wiki={token_data_dir}:0.9",
-            "--data", spec.replace("SFT", str(sft_data_dir)), "--out", str(out), *ARGS]
+    argv = [
+        "grow",
+        "--substrate",
+        str(substrate_dir),
+        "--data",
+        f"wiki={token_data_dir}:0.9",
+        "--data",
+        spec.replace("SFT", str(sft_data_dir)),
+        "--out",
+        str(out),
+        *ARGS,
+    ]
     assert pgt_main(argv) == 2
     (line,) = [x for x in capsys.readouterr().err.splitlines() if x.startswith("error: ")]
     assert message in line and not out.exists()
 
 
-def test_a_source_on_another_substrate_is_refused(substrate_dir, token_data_dir, byte_level_tokenizer_dir,
-                                                  corpus_files, tmp_path, capsys):
+def test_a_source_on_another_substrate_is_refused(
+    substrate_dir, token_data_dir, byte_level_tokenizer_dir, corpus_files, tmp_path, capsys
+):
     from pgt.data.prepare import prepare_token_data
 
     foreign = tmp_path / "foreign"
     prepare_token_data([str(corpus_files[0])], byte_level_tokenizer_dir, foreign, progress=False)
     out = tmp_path / "run"
-    argv = ["grow", "--substrate", str(substrate_dir), "--data", f"wiki={token_data_dir}:0.9",
-            "--data", f"other={foreign}:0.1", "--out", str(out), *ARGS]
+    argv = [
+        "grow",
+        "--substrate",
+        str(substrate_dir),
+        "--data",
+        f"wiki={token_data_dir}:0.9",
+        "--data",
+        f"other={foreign}:0.1",
+        "--out",
+        str(out),
+        *ARGS,
+    ]
     assert pgt_main(argv) == 2
     (line,) = [x for x in capsys.readouterr().err.splitlines() if x.startswith("error: ")]
     assert "--data other:" in line and "same substrate" in line and not out.exists()

@@ -22,9 +22,35 @@ from pgt.errors import PgtError
 from pgt.growth.checkpoint import load_checkpoint
 
 # Two stages, LoRA in the second, a checkpoint every 3 of 16 steps per stage.
-ARGS = ["--stages", "2", "--init", "random", "--lora-from", "2", "--tokens-per-stage", str(4 * 32 * 16),
-        "--batch-size", "4", "--seq-len", "32", "--heads", "4", "--context", "64", "--eval-every", "8",
-        "--eval-tokens", "2048", "--checkpoint-every", "3", "--log-every", "4", "--lr", "3e-3", "--no-progress"]
+ARGS = [
+    "--stages",
+    "2",
+    "--init",
+    "random",
+    "--lora-from",
+    "2",
+    "--tokens-per-stage",
+    str(4 * 32 * 16),
+    "--batch-size",
+    "4",
+    "--seq-len",
+    "32",
+    "--heads",
+    "4",
+    "--context",
+    "64",
+    "--eval-every",
+    "8",
+    "--eval-tokens",
+    "2048",
+    "--checkpoint-every",
+    "3",
+    "--log-every",
+    "4",
+    "--lr",
+    "3e-3",
+    "--no-progress",
+]
 
 
 def command(substrate_dir, token_data_dir, out) -> list[str]:
@@ -33,8 +59,14 @@ def command(substrate_dir, token_data_dir, out) -> list[str]:
 
 def pgt(*argv, check_rc: int | None = None) -> subprocess.CompletedProcess:
     """`python -m pgt ARGV` in a subprocess, as a user runs it."""
-    result = subprocess.run([sys.executable, "-m", "pgt", *map(str, argv)], capture_output=True, text=True,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=600, check=False)
+    result = subprocess.run(
+        [sys.executable, "-m", "pgt", *map(str, argv)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        timeout=600,
+        check=False,
+    )
     if check_rc is not None:
         assert result.returncode == check_rc, result.stderr[-3000:]
     return result
@@ -49,8 +81,11 @@ def one_line_error(result: subprocess.CompletedProcess) -> str:
 
 def snapshot(run_dir) -> dict[str, bytes]:
     """Every file of a run directory (but its lock), for before/after comparisons."""
-    return {str(p.relative_to(run_dir)): p.read_bytes() for p in sorted(run_dir.rglob("*"))
-            if p.is_file() and p.name != ".lock"}
+    return {
+        str(p.relative_to(run_dir)): p.read_bytes()
+        for p in sorted(run_dir.rglob("*"))
+        if p.is_file() and p.name != ".lock"
+    }
 
 
 @pytest.fixture(scope="module")
@@ -126,8 +161,9 @@ def test_flipped_byte_and_missing_checkpoint_are_clear_errors(killed_run, tmp_pa
         load_checkpoint(run_dir)
 
 
-def test_lost_pointer_resumes_from_the_newest_checkpoint_that_verifies(killed_run, uninterrupted, substrate_dir,
-                                                                       token_data_dir, tmp_path):
+def test_lost_pointer_resumes_from_the_newest_checkpoint_that_verifies(
+    killed_run, uninterrupted, substrate_dir, token_data_dir, tmp_path
+):
     """Issue 14.3 (and 14.9): no latest.json must not restart from scratch; stale temporaries go."""
     run_dir, newest = damaged_copy(killed_run, tmp_path)
     (run_dir / "checkpoints" / "latest.json").unlink()
@@ -147,8 +183,9 @@ def test_lost_pointer_resumes_from_the_newest_checkpoint_that_verifies(killed_ru
     assert_same_stages(run_dir, uninterrupted)
 
 
-def test_no_checkpoints_with_trained_stages_is_an_error_not_a_fresh_start(killed_run, substrate_dir,
-                                                                          token_data_dir, tmp_path):
+def test_no_checkpoints_with_trained_stages_is_an_error_not_a_fresh_start(
+    killed_run, substrate_dir, token_data_dir, tmp_path
+):
     run_dir, _ = damaged_copy(killed_run, tmp_path)
     shutil.rmtree(run_dir / "checkpoints")
     before = snapshot(run_dir)
@@ -166,21 +203,27 @@ def finished_run(substrate_dir, token_data_dir, tmp_path_factory):
     return argv, out
 
 
-@pytest.mark.parametrize(("option", "values", "message"), [
-    ("--heads", ["64"], "must divide the substrate's dimension 64 into an even head dimension"),
-    ("--betas", ["1.5", "2"], "betas must be two numbers in [0, 1)"),
-    ("--device", ["tpu9"], "unknown device 'tpu9'"),
-    ("--seq-len", ["1000000"], "too few for sequences of 1000000"),
-    # Issue 20.1: settings that fail only in a training step, caught by the probe step before any removal.
-    ("--fsdp", [], "a single process has nothing to shard over"),
-    ("--attn-implementation", ["flex_attention"], "does not support backward on CPU"),
-])
+@pytest.mark.parametrize(
+    ("option", "values", "message"),
+    [
+        ("--heads", ["64"], "must divide the substrate's dimension 64 into an even head dimension"),
+        ("--betas", ["1.5", "2"], "betas must be two numbers in [0, 1)"),
+        ("--device", ["tpu9"], "unknown device 'tpu9'"),
+        ("--seq-len", ["1000000"], "too few for sequences of 1000000"),
+        # Issue 20.1: settings that fail only in a training step, caught by the probe step before any removal.
+        ("--fsdp", [], "a single process has nothing to shard over"),
+        ("--attn-implementation", ["flex_attention"], "does not support backward on CPU"),
+    ],
+)
 def test_overwrite_with_bad_settings_deletes_nothing(finished_run, option, values, message):
     """Issues 14.1 and 20.1: --overwrite checks everything before it removes anything."""
     argv, out = finished_run
     before = snapshot(out)
-    changed = [*argv[: argv.index(option)], option, *values, *argv[argv.index(option) + 2:]] \
-        if option in argv else [*argv, option, *values]
+    changed = (
+        [*argv[: argv.index(option)], option, *values, *argv[argv.index(option) + 2 :]]
+        if option in argv
+        else [*argv, option, *values]
+    )
     if option == "--seq-len":
         changed[changed.index("--context") + 1] = "1000000"
     assert message in one_line_error(pgt(*changed, "--overwrite"))
@@ -193,7 +236,7 @@ def test_overwrite_with_good_settings_trains_again(finished_run, tmp_path):
     shutil.copytree(out, copy)
     (copy / "baselines").mkdir()
     (copy / "baselines" / "kept.txt").write_text("a nested run survives")
-    argv = [*argv[: argv.index("--out") + 1], str(copy), *argv[argv.index("--out") + 2:]]
+    argv = [*argv[: argv.index("--out") + 1], str(copy), *argv[argv.index("--out") + 2 :]]
     argv[argv.index("--lr") + 1] = "2e-3"
     assert pgt_main([*argv, "--overwrite"]) == 0
     assert json.loads((copy / "run.json").read_text())["config"]["lr"] == 2e-3
@@ -212,8 +255,9 @@ def test_out_that_is_a_file_or_overlaps_an_input_is_refused(substrate_dir, token
     assert snapshot(token_data_dir) == data_before
 
 
-def test_a_failed_first_start_leaves_nothing_that_blocks_the_corrected_command(substrate_dir, token_data_dir,
-                                                                               tmp_path, capsys):
+def test_a_failed_first_start_leaves_nothing_that_blocks_the_corrected_command(
+    substrate_dir, token_data_dir, tmp_path, capsys
+):
     """Issue 14.8: a run that fails before its first checkpoint leaves no directory behind."""
     out = tmp_path / "first"
     argv = command(substrate_dir, token_data_dir, out)
@@ -227,10 +271,13 @@ def test_a_failed_first_start_leaves_nothing_that_blocks_the_corrected_command(s
     assert pgt_main(argv) == 0 and (out / "stage-1" / "stage.json").is_file()
 
 
-@pytest.mark.parametrize(("option", "value"), [("--lr", "inf"), ("--grad-clip", "nan"), ("--lr", "-1"),
-                                                ("--warmup-steps", "nan"), ("--eval-tokens", "0")])
-def test_non_finite_or_negative_numbers_are_refused_at_parse_time(option, value, substrate_dir, token_data_dir,
-                                                                  tmp_path, capsys):
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [("--lr", "inf"), ("--grad-clip", "nan"), ("--lr", "-1"), ("--warmup-steps", "nan"), ("--eval-tokens", "0")],
+)
+def test_non_finite_or_negative_numbers_are_refused_at_parse_time(
+    option, value, substrate_dir, token_data_dir, tmp_path, capsys
+):
     argv = [*command(substrate_dir, token_data_dir, tmp_path / "never"), option, value]  # the last one counts
     with pytest.raises(SystemExit) as exit_info:
         pgt_main(argv)
@@ -252,12 +299,15 @@ def test_non_finite_loss_stops_with_the_last_good_checkpoint_intact(substrate_di
         argv[argv.index(option) + 1] = value
     assert pgt_main(argv) == 2
     # Issue 20.18: the message names what became non-finite (a finite loss can still overflow the gradient norm).
-    assert re.search(r"stage 1, step \d+: the (loss|gradient norm) became non-finite .* last good checkpoint .* "
-                     r"is intact",
-                     capsys.readouterr().err)
+    assert re.search(
+        r"stage 1, step \d+: the (loss|gradient norm) became non-finite .* last good checkpoint .* "
+        r"is intact",
+        capsys.readouterr().err,
+    )
     good = load_checkpoint(tmp_path / "nan")  # intact and loadable
     assert good.state.stage == 1 and good.state.step >= 1
     assert all(torch.isfinite(t).all() for t in good.trainable.values())
+
     def strict(constant):
         raise AssertionError(f"metrics.jsonl holds {constant}, which is not JSON")
 

@@ -13,13 +13,41 @@ from pgt.cli import main as pgt_main
 from pgt.errors import PgtError
 from pgt.growth.metrics import read_metrics
 
-GROW = ["--init", "random", "--batch-size", "2", "--seq-len", "16", "--heads", "2", "--context", "32",
-        "--tokens-per-stage", str(2 * 16 * 6), "--eval-tokens", "512", "--checkpoint-every", "3", "--no-progress"]
+GROW = [
+    "--init",
+    "random",
+    "--batch-size",
+    "2",
+    "--seq-len",
+    "16",
+    "--heads",
+    "2",
+    "--context",
+    "32",
+    "--tokens-per-stage",
+    str(2 * 16 * 6),
+    "--eval-tokens",
+    "512",
+    "--checkpoint-every",
+    "3",
+    "--no-progress",
+]
 
 
 def grow(substrate_dir, data, out, stages: int, *extra: str) -> list[str]:
-    return ["grow", "--substrate", str(substrate_dir), "--data", str(data), "--out", str(out), "--stages", str(stages),
-            *GROW, *extra]
+    return [
+        "grow",
+        "--substrate",
+        str(substrate_dir),
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+        "--stages",
+        str(stages),
+        *GROW,
+        *extra,
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -39,8 +67,10 @@ def other_data(substrate_dir, corpus_files, tmp_path_factory):
     from pgt.data.prepare import prepare_token_data
 
     text = tmp_path_factory.mktemp("other") / "other.txt"
-    text.write_text("\n\n".join(f"Entirely different text number {i}, about ships and the sea." * 4
-                                for i in range(40)), encoding="utf-8")
+    text.write_text(
+        "\n\n".join(f"Entirely different text number {i}, about ships and the sea." * 4 for i in range(40)),
+        encoding="utf-8",
+    )
     out = text.parent / "data"
     prepare_token_data([str(text)], substrate_dir, out, min_val_bytes=2_000, progress=False, workers=1)
     return out
@@ -103,14 +133,20 @@ def test_a_truncated_or_nul_padded_history_is_cut_back_and_said(run_copy, substr
     assert records[-1].KIND == "event" and records[-1].stage == 2
 
 
-@pytest.mark.parametrize(("content", "message"), [
-    ('{"kind": "train", "stage": 1, "global_step": 1, "tokens": 8, "loss": 1.0}\ngarbage\n'
-     '{"kind": "train", "stage": 1, "global_step": 2, "tokens": 16, "loss": 1.0}\n', "line 2 is not a complete"),
-    ('{"kind": "train", "stage": 1, "global_step": 1, "tokens": 8, "loss": Infinity}\n', "line 1"),
-    ('{"kind": "train", "stage": 1, "global_step": 1, "tokens": 8, "loss": NaN}\n', "line 1"),
-    ('{"kind": "train", "stage": 1, "global_step": 1, "loss": 1.0}\n', "line 1"),  # no tokens (issue 20.11)
-    ('{"kind": "train", "stage": 1, "global_step": 1, "tokens": 8, "loss": 1.0}\n' + "\0" * 50, "line 2"),
-])
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (
+            '{"kind": "train", "stage": 1, "global_step": 1, "tokens": 8, "loss": 1.0}\ngarbage\n'
+            '{"kind": "train", "stage": 1, "global_step": 2, "tokens": 16, "loss": 1.0}\n',
+            "line 2 is not a complete",
+        ),
+        ('{"kind": "train", "stage": 1, "global_step": 1, "tokens": 8, "loss": Infinity}\n', "line 1"),
+        ('{"kind": "train", "stage": 1, "global_step": 1, "tokens": 8, "loss": NaN}\n', "line 1"),
+        ('{"kind": "train", "stage": 1, "global_step": 1, "loss": 1.0}\n', "line 1"),  # no tokens (issue 20.11)
+        ('{"kind": "train", "stage": 1, "global_step": 1, "tokens": 8, "loss": 1.0}\n' + "\0" * 50, "line 2"),
+    ],
+)
 def test_metrics_reader_refuses_bad_lines_but_a_torn_last_one(tmp_path, content, message):
     (tmp_path / "metrics.jsonl").write_text(content)
     with pytest.raises(PgtError, match=message):
@@ -137,9 +173,14 @@ def test_a_manifest_shard_outside_the_data_directory_is_refused(token_data_dir, 
         TokenData(data)
 
 
-@pytest.mark.parametrize(("field", "value", "message"), [("step", "x", "field 'step' is 'x', expected int"),
-                                                         ("step", 1e30, "field 'step' is 1e\\+30, expected int"),
-                                                         ("tokens_total", -5, "tokens_total -5 is impossible")])
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("step", "x", "field 'step' is 'x', expected int"),
+        ("step", 1e30, "field 'step' is 1e\\+30, expected int"),
+        ("tokens_total", -5, "tokens_total -5 is impossible"),
+    ],
+)
 def test_a_damaged_checkpoint_state_is_refused(run_copy, substrate_dir, field, value, message, capsys):
     """Issue 20.17: state.json goes through its record (TrainState) before a resume trusts it."""
     data, run = run_copy

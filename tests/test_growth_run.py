@@ -12,8 +12,19 @@ from pgt.errors import PgtError
 from pgt.growth import GrowthConfig, grow
 from pgt.growth.metrics import EvalPoint, GrowEvent, TrainPoint, read_metrics
 
-TINY = {"batch_size": 4, "seq_len": 32, "heads": 4, "context": 64, "tokens_per_stage": 4 * 32 * 10, "eval_every": 4,
-        "eval_tokens": 2048, "checkpoint_every": 4, "log_every": 2, "lr": 3e-3, "progress": False}
+TINY = {
+    "batch_size": 4,
+    "seq_len": 32,
+    "heads": 4,
+    "context": 64,
+    "tokens_per_stage": 4 * 32 * 10,
+    "eval_every": 4,
+    "eval_tokens": 2048,
+    "checkpoint_every": 4,
+    "log_every": 2,
+    "lr": 3e-3,
+    "progress": False,
+}
 
 
 def tiny_config(substrate_dir, token_data_dir, out, **overrides) -> GrowthConfig:
@@ -59,7 +70,9 @@ def test_frozen_blocks_and_embedding_never_change(grown, substrate_dir):
     block0 = [k for k in s1 if k.startswith("model.layers.0.")]
     assert block0 and all(torch.equal(s1[k], s2[k]) for k in block0)  # frozen during stage 2
     assert not all(torch.equal(s2[k], s3[k]) for k in block0)  # LoRA (merged) adapted it in stage 3
-    assert not torch.equal(s2["model.layers.1.mlp.down_proj.weight"], torch.zeros_like(s2["model.layers.1.mlp.down_proj.weight"]))
+    assert not torch.equal(
+        s2["model.layers.1.mlp.down_proj.weight"], torch.zeros_like(s2["model.layers.1.mlp.down_proj.weight"])
+    )
     substrate = Substrate.load(substrate_dir).embeddings
     for state in (s1, s2, s3):
         assert torch.equal(state["model.embed_tokens.weight"], substrate)
@@ -104,8 +117,9 @@ def test_baselines_train_all_blocks_with_the_same_budget(baseline, substrate_dir
     from pgt.model.loading import load_model
     from pgt.substrate.store import Substrate
 
-    config = tiny_config(substrate_dir, token_data_dir, tmp_path / baseline, stages=2, baseline=baseline,
-                         tokens_per_stage=4 * 32 * 4)
+    config = tiny_config(
+        substrate_dir, token_data_dir, tmp_path / baseline, stages=2, baseline=baseline, tokens_per_stage=4 * 32 * 4
+    )
     run_dir = grow(config)
     assert json.loads((run_dir / "run.json").read_text())["kind"] == baseline
     info = json.loads((run_dir / "stage-2" / "stage.json").read_text())
@@ -125,8 +139,16 @@ def test_baselines_train_all_blocks_with_the_same_budget(baseline, substrate_dir
 
 def test_stage_ends_when_validation_stops_improving(substrate_dir, token_data_dir, tmp_path):
     # At lr 1e-30 no weight changes in float32, so the validation loss never improves.
-    config = tiny_config(substrate_dir, token_data_dir, tmp_path / "patience", stages=1, lr=1e-30, eval_every=2,
-                         patience=2, tokens_per_stage=4 * 32 * 20)
+    config = tiny_config(
+        substrate_dir,
+        token_data_dir,
+        tmp_path / "patience",
+        stages=1,
+        lr=1e-30,
+        eval_every=2,
+        patience=2,
+        tokens_per_stage=4 * 32 * 20,
+    )
     run_dir = grow(config)
     info = json.loads((run_dir / "stage-1" / "stage.json").read_text())
     assert info["stopped_early"] and info["steps"] == 4 and info["tokens_seen"] == 4 * 4 * 32
@@ -142,8 +164,9 @@ def test_stage_ends_when_validation_stops_improving(substrate_dir, token_data_di
 
 
 def test_a_finished_run_grows_further_when_given_more_stages(substrate_dir, token_data_dir, tmp_path):
-    config = tiny_config(substrate_dir, token_data_dir, tmp_path / "extend", stages=1, tokens_per_stage=4 * 32 * 3,
-                         eval_every=0)
+    config = tiny_config(
+        substrate_dir, token_data_dir, tmp_path / "extend", stages=1, tokens_per_stage=4 * 32 * 3, eval_every=0
+    )
     run_dir = grow(config)
     stage1 = (run_dir / "stage-1" / "model.safetensors").read_bytes()
     grow(GrowthConfig(**{**config.to_dict(), "stages": 2}))
@@ -231,17 +254,47 @@ def test_a_small_preset_trains_and_logs_lines_without_a_terminal(substrate_dir, 
     import sys
 
     out = tmp_path / "tiny"
-    argv = [sys.executable, "-m", "pgt", "grow", "--preset", "tiny", "--substrate", substrate_dir, "--data",
-            token_data_dir, "--out", out, "--tokens-per-stage", 4 * 32 * 4, "--batch-size", 4, "--seq-len", 32,
-            "--eval-every", 0, "--eval-tokens", 1024, "--log-every", 2]
-    result = subprocess.run([str(a) for a in argv], capture_output=True, text=True, check=False, timeout=600,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"})  # stderr is a pipe: log lines, no bar
+    argv = [
+        sys.executable,
+        "-m",
+        "pgt",
+        "grow",
+        "--preset",
+        "tiny",
+        "--substrate",
+        substrate_dir,
+        "--data",
+        token_data_dir,
+        "--out",
+        out,
+        "--tokens-per-stage",
+        4 * 32 * 4,
+        "--batch-size",
+        4,
+        "--seq-len",
+        32,
+        "--eval-every",
+        0,
+        "--eval-tokens",
+        1024,
+        "--log-every",
+        2,
+    ]
+    result = subprocess.run(
+        [str(a) for a in argv],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=600,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )  # stderr is a pipe: log lines, no bar
     assert result.returncode == 0, result.stderr[-3000:]
     import re
 
     lines = [x for x in result.stdout.splitlines() if x.startswith("stage 2 step ") and "| loss" in x]
-    assert re.fullmatch(r"stage 2 step 2/4 \| loss \d+\.\d{4} \| lr \d\.\d\de-\d\d \| [\d,]+ tok/s \| ETA \d+s",
-                        lines[0]), lines
+    assert re.fullmatch(
+        r"stage 2 step 2/4 \| loss \d+\.\d{4} \| lr \d\.\d\de-\d\d \| [\d,]+ tok/s \| ETA \d+s", lines[0]
+    ), lines
     assert "bits/byte (bzip2 -9 " in result.stdout and "validation sample: " in result.stdout
     config = json.loads((out / "stage-2" / "config.json").read_text())
     assert (config["num_hidden_layers"], config["num_attention_heads"], config["hidden_size"]) == (2, 4, 64)
@@ -255,8 +308,9 @@ def test_a_preset_of_another_width_is_refused_before_anything_is_written(substra
     assert not (tmp_path / "small").exists()
 
 
-@pytest.mark.parametrize("name", ["abs-bvv-1", "abs-bvv-2", "abs-bvv-3", "abs-bvv-4", "abs-bvv-5", "abs-bvv-6",
-                                  "best-bvv"])
+@pytest.mark.parametrize(
+    "name", ["abs-bvv-1", "abs-bvv-2", "abs-bvv-3", "abs-bvv-4", "abs-bvv-5", "abs-bvv-6", "best-bvv"]
+)
 def test_the_published_presets_build_with_their_optimizer_on_the_meta_device(name, substrate_dir):
     """The 4,096-wide presets (and best-bvv) through the trainer's own pre-flight check, allocating nothing."""
     from types import SimpleNamespace
@@ -269,11 +323,18 @@ def test_the_published_presets_build_with_their_optimizer_on_the_meta_device(nam
 
     preset = get_preset(name)
     config = resolve_config(overrides={"substrate": "S", "data": "D", "out": "O", "preset": name})
-    assert (config.stages, config.heads, config.context) == (preset.num_hidden_layers, preset.num_attention_heads,
-                                                              preset.max_position_embeddings)
+    assert (config.stages, config.heads, config.context) == (
+        preset.num_hidden_layers,
+        preset.num_attention_heads,
+        preset.max_position_embeddings,
+    )
     tokenizer = Substrate.load(substrate_dir).tokenizer
-    wide = SimpleNamespace(embeddings=torch.empty(preset.vocab_size, preset.hidden_size, device="meta"),
-                           tokenizer=tokenizer, fingerprint="sha256:meta", dim=preset.hidden_size)
+    wide = SimpleNamespace(
+        embeddings=torch.empty(preset.vocab_size, preset.hidden_size, device="meta"),
+        tokenizer=tokenizer,
+        fingerprint="sha256:meta",
+        dim=preset.hidden_size,
+    )
     one = check_buildable(config, wide, StagePlan(stage=1, tokens=1, fresh=True), torch.device("cpu"))
     full = check_buildable(config, wide, StagePlan(stage=config.stages, tokens=1, fresh=True), torch.device("cpu"))
     embedding = preset.vocab_size * preset.hidden_size
@@ -285,8 +346,18 @@ def test_the_published_presets_build_with_their_optimizer_on_the_meta_device(nam
 def test_dry_run_checks_everything_and_writes_nothing(substrate_dir, token_data_dir, tmp_path, capsys):
     from pgt.cli import main as pgt_main
 
-    argv = ["grow", "--preset", "tiny", "--substrate", str(substrate_dir), "--data", str(token_data_dir),
-            "--out", str(tmp_path / "run"), "--dry-run"]
+    argv = [
+        "grow",
+        "--preset",
+        "tiny",
+        "--substrate",
+        str(substrate_dir),
+        "--data",
+        str(token_data_dir),
+        "--out",
+        str(tmp_path / "run"),
+        "--dry-run",
+    ]
     assert pgt_main(argv) == 0
     printed = capsys.readouterr().out
     assert "settings OK: 2 stage(s) up to a 2-block, 64-wide model with 4 heads" in printed

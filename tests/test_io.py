@@ -95,9 +95,15 @@ def test_exclusive_lock_names_the_holder(tmp_path: Path) -> None:
     from pgt.io import run_lock
 
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from pgt.io import run_lock\n"
-         "with run_lock(sys.argv[1]):\n print('locked', flush=True); time.sleep(30)", str(tmp_path)],
-        stdout=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from pgt.io import run_lock\n"
+            "with run_lock(sys.argv[1]):\n print('locked', flush=True); time.sleep(30)",
+            str(tmp_path),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         assert holder.stdout.readline().strip() == "locked"

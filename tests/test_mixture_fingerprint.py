@@ -41,8 +41,10 @@ def test_a_mixture_fingerprint_covers_every_source(sources):
     wiki, sft = sources
     specs = [f"wiki={wiki}:0.9", f"sft={sft}:0.1"]
     recorded = TokenMixture(specs).fingerprint()
-    assert set(recorded.shards) == ({f"wiki/{file}" for file in TokenData(wiki).fingerprint().shards}
-                                    | {f"sft/{file}" for file in TokenData(sft).fingerprint().shards})
+    assert set(recorded.shards) == (
+        {f"wiki/{file}" for file in TokenData(wiki).fingerprint().shards}
+        | {f"sft/{file}" for file in TokenData(sft).fingerprint().shards}
+    )
     assert TokenMixture(specs).changed_shards(recorded) == []
     # The same directories under other names, or another directory under a name, are other data.
     assert TokenMixture([f"a={wiki}:0.9", f"sft={sft}:0.1"]).fingerprint().sha256 != recorded.sha256
@@ -57,8 +59,21 @@ def test_a_resume_on_an_edited_source_is_refused_or_recorded(sources, substrate_
     run = tmp_path / "run"
 
     def grow(stages: int, *extra: str) -> list[str]:
-        return ["grow", "--substrate", str(substrate_dir), "--data", f"wiki={wiki}:0.5", "--data", f"sft={sft}:0.5",
-                "--out", str(run), "--stages", str(stages), *GROW, *extra]
+        return [
+            "grow",
+            "--substrate",
+            str(substrate_dir),
+            "--data",
+            f"wiki={wiki}:0.5",
+            "--data",
+            f"sft={sft}:0.5",
+            "--out",
+            str(run),
+            "--stages",
+            str(stages),
+            *GROW,
+            *extra,
+        ]
 
     assert pgt_main(grow(1)) == 0
     recorded = json.loads((run / "run.json").read_text())["data_fingerprint"]

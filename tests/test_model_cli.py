@@ -12,8 +12,15 @@ from pgt.model.presets import PRESETS
 
 @pytest.mark.parametrize(
     "name, billions",
-    [("abs-bvv-1", 1.3), ("abs-bvv-2", 1.5), ("abs-bvv-3", 1.7), ("abs-bvv-4", 1.9), ("abs-bvv-5", 2.1),
-     ("abs-bvv-6", 2.3), ("best-bvv", 0.5)],
+    [
+        ("abs-bvv-1", 1.3),
+        ("abs-bvv-2", 1.5),
+        ("abs-bvv-3", 1.7),
+        ("abs-bvv-4", 1.9),
+        ("abs-bvv-5", 2.1),
+        ("abs-bvv-6", 2.3),
+        ("best-bvv", 0.5),
+    ],
 )
 def test_published_presets_round_to_the_published_sizes(name, billions):
     preset = PRESETS[name]
@@ -26,8 +33,15 @@ def test_published_presets_round_to_the_published_sizes(name, billions):
 def test_info_prints_a_preset(capsys):
     assert main(["info", "abs-bvv-4"]) == 0
     out = capsys.readouterr().out
-    for expected in ("blocks:     4", "d_model:    4096", "heads:      32", "vocab:      131,328",
-                     "total:      1,881,182,208", "trainable:  1,343,262,720", "published:  1.9 B"):
+    for expected in (
+        "blocks:     4",
+        "d_model:    4096",
+        "heads:      32",
+        "vocab:      131,328",
+        "total:      1,881,182,208",
+        "trainable:  1,343,262,720",
+        "published:  1.9 B",
+    ):
         assert expected in out
 
 
@@ -84,9 +98,17 @@ def test_info_on_a_directory_that_is_not_a_pgt_model(tmp_path, capsys):
     assert "not a pgt model directory" in err and err.count("\n") == 1
 
 
-@pytest.mark.parametrize("flag, value", [("--temperature", "nan"), ("--temperature", "0"), ("--top-p", "1.5"),
-                                          ("--top-k", "-1"), ("--max-new-tokens", "0"),
-                                          ("--attn-implementation", "eager")])
+@pytest.mark.parametrize(
+    "flag, value",
+    [
+        ("--temperature", "nan"),
+        ("--temperature", "0"),
+        ("--top-p", "1.5"),
+        ("--top-k", "-1"),
+        ("--max-new-tokens", "0"),
+        ("--attn-implementation", "eager"),
+    ],
+)
 def test_generate_refuses_bad_options_at_parse_time(flag, value, tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_:
         main(["generate", str(tmp_path), "hi", flag, value])
@@ -94,8 +116,22 @@ def test_generate_refuses_bad_options_at_parse_time(flag, value, tmp_path, capsy
 
 
 def test_init_out_inside_the_substrate_is_refused(substrate_dir, capsys):
-    assert main(["init", "--substrate", str(substrate_dir), "--layers", "1", "--heads", "4",
-                 "--out", str(substrate_dir / "m")]) == 2
+    assert (
+        main(
+            [
+                "init",
+                "--substrate",
+                str(substrate_dir),
+                "--layers",
+                "1",
+                "--heads",
+                "4",
+                "--out",
+                str(substrate_dir / "m"),
+            ]
+        )
+        == 2
+    )
     assert "overlaps the input" in capsys.readouterr().err and not (substrate_dir / "m").exists()
 
 

@@ -43,8 +43,14 @@ def other_substrate_dir(substrate_dir: Path, tmp_path_factory: pytest.TempPathFa
 
 def test_init_writes_a_complete_directory_that_loads(model_dir, substrate_dir):
     names = {path.name for path in model_dir.iterdir()}
-    assert {"config.json", "model.safetensors", "generation_config.json", "README.md", "tokenizer.json",
-            SUBSTRATE_FILE} <= names
+    assert {
+        "config.json",
+        "model.safetensors",
+        "generation_config.json",
+        "README.md",
+        "tokenizer.json",
+        SUBSTRATE_FILE,
+    } <= names
     assert not any(name.endswith((".bin", ".pt", ".pth", ".py")) for name in names)  # no code, no pickles
     config = json.loads((model_dir / "config.json").read_text())
     assert config["model_type"] == "arcee" and config["architectures"] == ["ArceeForCausalLM"]
@@ -87,8 +93,9 @@ def test_save_model_round_trip_after_training(model_dir, tmp_path):
     out = save_model(model, tokenizer, tmp_path / "trained", substrate_meta=substrate_meta_of(model_dir))
     reloaded, _ = load_model(out)
     assert torch.equal(reloaded.lm_head.weight, model.lm_head.weight)
-    assert torch.equal(reloaded.model.embed_tokens.weight, load_file(model_dir / "model.safetensors")[
-        "model.embed_tokens.weight"])
+    assert torch.equal(
+        reloaded.model.embed_tokens.weight, load_file(model_dir / "model.safetensors")["model.embed_tokens.weight"]
+    )
 
 
 def test_tokenizer_of_another_substrate_is_refused(model_copy, other_substrate_dir):
@@ -182,9 +189,19 @@ def test_directory_is_a_hub_repository(model_dir, substrate_dir):
     assert tokenizer.model_max_length == 1024  # the context, so a too-long prompt is warned about
     card = (model_dir / "README.md").read_text()
     fingerprint = Substrate.load(substrate_dir).fingerprint
-    for fact in ("library_name: transformers", "| blocks | 2 |", "| d_model | 64 |", "| heads | 4 |", fingerprint,
-                 "ArceeForCausalLM", "arXiv:2507.04886", "arXiv:2507.07129", "dtype=torch.bfloat16",
-                 "temperature 0.8", "## Limitations"):
+    for fact in (
+        "library_name: transformers",
+        "| blocks | 2 |",
+        "| d_model | 64 |",
+        "| heads | 4 |",
+        fingerprint,
+        "ArceeForCausalLM",
+        "arXiv:2507.04886",
+        "arXiv:2507.07129",
+        "dtype=torch.bfloat16",
+        "temperature 0.8",
+        "## Limitations",
+    ):
         assert fact in card
     assert "trust_remote_code" not in card and "torch_dtype" not in card
 

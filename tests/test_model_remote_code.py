@@ -28,9 +28,24 @@ def grown_stage(substrate_dir, token_data_dir, tmp_path_factory) -> Path:
     from pgt.growth import GrowthConfig, grow
 
     out = tmp_path_factory.mktemp("grown") / "run"
-    grow(GrowthConfig(substrate=str(substrate_dir), data=str(token_data_dir), out=str(out), stages=2,
-                      init="copy-top", batch_size=2, seq_len=32, heads=4, context=64, tokens_per_stage=2 * 32 * 4,
-                      eval_every=0, eval_tokens=1024, checkpoint_every=0, progress=False))
+    grow(
+        GrowthConfig(
+            substrate=str(substrate_dir),
+            data=str(token_data_dir),
+            out=str(out),
+            stages=2,
+            init="copy-top",
+            batch_size=2,
+            seq_len=32,
+            heads=4,
+            context=64,
+            tokens_per_stage=2 * 32 * 4,
+            eval_every=0,
+            eval_tokens=1024,
+            checkpoint_every=0,
+            progress=False,
+        )
+    )
     return out / "stage-2"
 
 
@@ -40,8 +55,15 @@ def python(tmp_path_factory) -> Path:
 
 
 def run_clean(python: Path, code: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([str(python), "-I", "-c", code, *args], cwd=cwd, env=clean_env(cwd / "hf-home"),
-                          stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [str(python), "-I", "-c", code, *args],
+        cwd=cwd,
+        env=clean_env(cwd / "hf-home"),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 @pytest.mark.slow
@@ -75,8 +97,9 @@ def test_model_card_code_runs_without_pgt(grown_stage, python, tmp_path):
 
 @pytest.mark.slow
 def test_auto_tokenizer_on_a_terminal_neither_asks_nor_warns(grown_stage, python, tmp_path):
-    status, output = run_on_a_terminal([str(python), "-I", "-c", TOKENIZER_ONLY, str(grown_stage)],
-                                       clean_env(tmp_path / "hf-home"), tmp_path)
+    status, output = run_on_a_terminal(
+        [str(python), "-I", "-c", TOKENIZER_ONLY, str(grown_stage)], clean_env(tmp_path / "hf-home"), tmp_path
+    )
     assert status == 0 and "loaded" in output, output[-2000:]
     assert "Do you wish" not in output and "custom code" not in output
     assert "model of type" not in output
@@ -85,12 +108,35 @@ def test_auto_tokenizer_on_a_terminal_neither_asks_nor_warns(grown_stage, python
 @pytest.mark.slow
 def test_lm_eval_cli_runs_a_local_task_without_trust_remote_code(grown_stage, python, tmp_path):
     """`lm_eval --model hf --model_args pretrained=DIR`, offline, on the repository's tiny local task."""
-    command = [str(python), "-m", "lm_eval", "--model", "hf", "--model_args", f"pretrained={grown_stage}",
-               "--tasks", "fortune_cloze", "--include_path", "tests/data/eval/harness", "--device", "cpu",
-               "--batch_size", "4", "--output_path", str(tmp_path / "results")]
+    command = [
+        str(python),
+        "-m",
+        "lm_eval",
+        "--model",
+        "hf",
+        "--model_args",
+        f"pretrained={grown_stage}",
+        "--tasks",
+        "fortune_cloze",
+        "--include_path",
+        "tests/data/eval/harness",
+        "--device",
+        "cpu",
+        "--batch_size",
+        "4",
+        "--output_path",
+        str(tmp_path / "results"),
+    ]
     # data_files in the task YAML are relative to the repository root
-    result = subprocess.run(command, cwd=REPO, env=clean_env(tmp_path / "hf-home"), stdin=subprocess.DEVNULL,
-                            capture_output=True, text=True, timeout=900)
+    result = subprocess.run(
+        command,
+        cwd=REPO,
+        env=clean_env(tmp_path / "hf-home"),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     [path] = (tmp_path / "results").rglob("results_*.json")
     accuracy = json.loads(path.read_text())["results"]["fortune_cloze"]["acc,none"]

@@ -17,8 +17,25 @@ import pytest
 from pgt.cli import main as pgt_main
 
 # A tiny growth run: one stage of 6 steps, a checkpoint every 3.
-GROW = ["--stages", "1", "--tokens-per-stage", str(2 * 16 * 6), "--batch-size", "2", "--seq-len", "16", "--heads",
-        "2", "--context", "32", "--eval-tokens", "512", "--checkpoint-every", "3", "--no-progress"]
+GROW = [
+    "--stages",
+    "1",
+    "--tokens-per-stage",
+    str(2 * 16 * 6),
+    "--batch-size",
+    "2",
+    "--seq-len",
+    "16",
+    "--heads",
+    "2",
+    "--context",
+    "32",
+    "--eval-tokens",
+    "512",
+    "--checkpoint-every",
+    "3",
+    "--no-progress",
+]
 
 
 def snapshot(*roots: Path) -> dict[str, bytes]:
@@ -72,43 +89,122 @@ def world(substrate_dir, token_data_dir, corpus_files, tmp_path_factory) -> dict
     from pgt.model.loading import init_model_dir
 
     root = tmp_path_factory.mktemp("inputs")
-    experts = [init_model_dir(substrate_dir, root / f"expert-{i}", layers=1, heads=2, seed=i,
-                              max_position_embeddings=32) for i in range(2)]
+    experts = [
+        init_model_dir(substrate_dir, root / f"expert-{i}", layers=1, heads=2, seed=i, max_position_embeddings=32)
+        for i in range(2)
+    ]
     merged = root / "merged"
     assert pgt_main(["merge", *map(str, experts), "--mode", "adapter", "--out", str(merged)]) == 0
     run = root / "run"
-    assert pgt_main(["grow", "--substrate", str(substrate_dir), "--data", str(token_data_dir), "--out", str(run),
-                     *GROW]) == 0
+    assert (
+        pgt_main(["grow", "--substrate", str(substrate_dir), "--data", str(token_data_dir), "--out", str(run), *GROW])
+        == 0
+    )
     text = root / "text.txt"
-    text.write_text("\n\n".join(f"Note {i}: the quick brown fox jumps over the lazy dog {i} times." for i in range(16)),
-                    encoding="utf-8")
+    text.write_text(
+        "\n\n".join(f"Note {i}: the quick brown fox jumps over the lazy dog {i} times." for i in range(16)),
+        encoding="utf-8",
+    )
     s, d = str(substrate_dir), str(token_data_dir)
     return {
-        "substrate build": Command(lambda out: ["substrate", "build", "--family", "bvv241-2-3", "--corpus", str(text),
-                                                "--dim", "64", "--out", out], [text], make=False),
-        "substrate trim": Command(lambda out: ["substrate", "trim", s, "--data", d, "--out", out],
-                                  [substrate_dir, token_data_dir]),
-        "init": Command(lambda out: ["init", "--substrate", s, "--layers", "1", "--heads", "2", "--out", out],
-                        [substrate_dir]),
-        "data prepare": Command(lambda out: ["data", "prepare", str(text), "--substrate", s, "--min-val-bytes", "0",
-                                             "--val-fraction", "0.5", "--workers", "1", "--no-progress", "--out", out],
-                                [text, substrate_dir]),
+        "substrate build": Command(
+            lambda out: [
+                "substrate",
+                "build",
+                "--family",
+                "bvv241-2-3",
+                "--corpus",
+                str(text),
+                "--dim",
+                "64",
+                "--out",
+                out,
+            ],
+            [text],
+            make=False,
+        ),
+        "substrate trim": Command(
+            lambda out: ["substrate", "trim", s, "--data", d, "--out", out], [substrate_dir, token_data_dir]
+        ),
+        "init": Command(
+            lambda out: ["init", "--substrate", s, "--layers", "1", "--heads", "2", "--out", out], [substrate_dir]
+        ),
+        "data prepare": Command(
+            lambda out: [
+                "data",
+                "prepare",
+                str(text),
+                "--substrate",
+                s,
+                "--min-val-bytes",
+                "0",
+                "--val-fraction",
+                "0.5",
+                "--workers",
+                "1",
+                "--no-progress",
+                "--out",
+                out,
+            ],
+            [text, substrate_dir],
+        ),
         "merge": Command(lambda out: ["merge", *map(str, experts), "--out", out], experts),
-        "tune": Command(lambda out: ["tune", str(merged), "--data", d, "--tokens", "64", "--batch-size", "2",
-                                     "--seq-len", "16", "--device", "cpu", "--no-progress",
-                                     "--out", out], [merged, token_data_dir]),
-        "grow": Command(lambda out: ["grow", "--substrate", s, "--data", d, *GROW, "--out", out],
-                        [substrate_dir, token_data_dir]),
-        "eval": Command(lambda out: ["eval", str(experts[0]), "--task", "perplexity", "--data", str(text),
-                                     "--no-progress", "--out", out], [text]),
+        "tune": Command(
+            lambda out: [
+                "tune",
+                str(merged),
+                "--data",
+                d,
+                "--tokens",
+                "64",
+                "--batch-size",
+                "2",
+                "--seq-len",
+                "16",
+                "--device",
+                "cpu",
+                "--no-progress",
+                "--out",
+                out,
+            ],
+            [merged, token_data_dir],
+        ),
+        "grow": Command(
+            lambda out: ["grow", "--substrate", s, "--data", d, *GROW, "--out", out], [substrate_dir, token_data_dir]
+        ),
+        "eval": Command(
+            lambda out: [
+                "eval",
+                str(experts[0]),
+                "--task",
+                "perplexity",
+                "--data",
+                str(text),
+                "--no-progress",
+                "--out",
+                out,
+            ],
+            [text],
+        ),
         "report": Command(lambda out: ["report", str(run), "--out", out], [run]),
         "demo": Command(lambda out: ["demo", "--out", out], [], make=False),
         "study": Command(lambda out: ["study", "--out", out], [], make=False),
     }
 
 
-COMMANDS = ["substrate build", "substrate trim", "init", "data prepare", "merge", "tune", "grow", "eval", "report",
-            "demo", "study"]
+COMMANDS = [
+    "substrate build",
+    "substrate trim",
+    "init",
+    "data prepare",
+    "merge",
+    "tune",
+    "grow",
+    "eval",
+    "report",
+    "demo",
+    "study",
+]
 TAKES_OVERWRITE = set(COMMANDS) - {"demo", "study"}
 
 
@@ -185,8 +281,9 @@ def test_no_library_progress_bars_nor_lock_files_when_stderr_is_not_a_terminal(s
     import sys
 
     def pgt(*argv: str) -> str:
-        return subprocess.run([sys.executable, "-m", "pgt", *argv], capture_output=True, text=True, timeout=300,
-                              check=True).stderr
+        return subprocess.run(
+            [sys.executable, "-m", "pgt", *argv], capture_output=True, text=True, timeout=300, check=True
+        ).stderr
 
     model = tmp_path / "model"
     err = pgt("init", "--substrate", str(substrate_dir), "--layers", "1", "--heads", "2", "--out", str(model))

@@ -25,24 +25,39 @@ def parse_error(argv: list[str], capsys) -> str:
     return err.strip().splitlines()[-1]
 
 
-@pytest.mark.parametrize("command", [["tokenize", SURROGATE, "--substrate", "S"],
-                                     ["substrate", "show", SURROGATE, "--substrate", "S"],
-                                     ["generate", "M", SURROGATE]])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["tokenize", SURROGATE, "--substrate", "S"],
+        ["substrate", "show", SURROGATE, "--substrate", "S"],
+        ["generate", "M", SURROGATE],
+    ],
+)
 def test_a_lone_surrogate_on_the_command_line(command, capsys):
     assert "holds the lone surrogate \\udcff" in parse_error(command, capsys)
 
 
 def test_a_lone_surrogate_in_a_multiple_choice_file(eval_model_dir, tmp_path, capsys):
     data = tmp_path / "mine.jsonl"
-    data.write_text('{"question": "2 + 2?", "choices": ["4", "5"], "answer": 0}\n'
-                    '{"question": "half \\udcff a pair", "choices": ["a", "b"], "answer": 1}\n')
-    line = one_line_error(["eval", eval_model_dir, "--task", "mc", "--name", "mine", "--data", data, "--out",
-                           tmp_path / "results"], capsys)
+    data.write_text(
+        '{"question": "2 + 2?", "choices": ["4", "5"], "answer": 0}\n'
+        '{"question": "half \\udcff a pair", "choices": ["a", "b"], "answer": 1}\n'
+    )
+    line = one_line_error(
+        ["eval", eval_model_dir, "--task", "mc", "--name", "mine", "--data", data, "--out", tmp_path / "results"],
+        capsys,
+    )
     assert "mine.jsonl:2 holds the lone surrogate \\udcff" in line
 
 
-@pytest.mark.parametrize("command", [["generate", "{model}", "hello"], ["info", "{model}"],
-                                     ["eval", "{model}", "--task", "perplexity", "--out", "{out}"]])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["generate", "{model}", "hello"],
+        ["info", "{model}"],
+        ["eval", "{model}", "--task", "perplexity", "--out", "{out}"],
+    ],
+)
 def test_a_config_field_of_the_wrong_type(command, eval_model_dir, tmp_path, capsys):
     model = tmp_path / "model"
     shutil.copytree(eval_model_dir, model)
@@ -52,10 +67,14 @@ def test_a_config_field_of_the_wrong_type(command, eval_model_dir, tmp_path, cap
     assert "num_hidden_layers is '1', expected a positive integer" in one_line_error(argv, capsys)
 
 
-@pytest.mark.parametrize("command", [["generate", "M", "hi", "--seed", str(2**63)],
-                                     ["init", "--substrate", "S", "--layers", "1", "--heads", "2", "--out", "O",
-                                      "--seed", str(2**64)],
-                                     ["grow", "--out", "O", "--seed", str(2**32)]])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["generate", "M", "hi", "--seed", str(2**63)],
+        ["init", "--substrate", "S", "--layers", "1", "--heads", "2", "--out", "O", "--seed", str(2**64)],
+        ["grow", "--out", "O", "--seed", str(2**32)],
+    ],
+)
 def test_seeds_beyond_2_to_the_32_are_refused_when_parsing(command, capsys):
     assert "must be at most 4294967295 (2^32 - 1)" in parse_error(command, capsys)
 
@@ -83,10 +102,21 @@ def test_push_without_a_network_is_one_line(eval_model_dir, tmp_path):
     import subprocess
     import sys
 
-    env = {**os.environ, "HF_HUB_OFFLINE": "0", "HF_ENDPOINT": "http://127.0.0.1:9", "HF_TOKEN": "hf_none",
-           "HF_HOME": str(tmp_path / "hf")}
-    result = subprocess.run([sys.executable, "-m", "pgt", "push", str(eval_model_dir), "someone/pgt-test"],
-                            capture_output=True, text=True, env=env, timeout=300, check=False)
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "0",
+        "HF_ENDPOINT": "http://127.0.0.1:9",
+        "HF_TOKEN": "hf_none",
+        "HF_HOME": str(tmp_path / "hf"),
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "pgt", "push", str(eval_model_dir), "someone/pgt-test"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        check=False,
+    )
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]
     assert result.stderr.startswith(f"error: cannot push {eval_model_dir} to someone/pgt-test")
 
@@ -94,19 +124,39 @@ def test_push_without_a_network_is_one_line(eval_model_dir, tmp_path):
 @pytest.mark.parametrize(("option", "value"), [("--batch-size", "10000"), ("--grad-accum", "1000000")])
 def test_a_stage_budget_below_one_step_is_refused(option, value, substrate_dir, token_data_dir, tmp_path, capsys):
     """Issue 20.15: 4,000 tokens per stage used to train 320,000 (or one 128 M-token step)."""
-    argv = ["grow", "--substrate", substrate_dir, "--data", token_data_dir, "--out", tmp_path / "run", "--stages", "1",
-            "--tokens-per-stage", "4000", "--seq-len", "32", "--heads", "2", option, value]
+    argv = [
+        "grow",
+        "--substrate",
+        substrate_dir,
+        "--data",
+        token_data_dir,
+        "--out",
+        tmp_path / "run",
+        "--stages",
+        "1",
+        "--tokens-per-stage",
+        "4000",
+        "--seq-len",
+        "32",
+        "--heads",
+        "2",
+        option,
+        value,
+    ]
     line = one_line_error(argv, capsys)
     assert "--tokens-per-stage 4,000 is less than one optimizer step" in line and not (tmp_path / "run").exists()
 
 
-def test_tune_refuses_a_budget_below_one_step_and_windows_beyond_the_context(substrate_dir, token_data_dir,
-                                                                               tmp_path, capsys):
+def test_tune_refuses_a_budget_below_one_step_and_windows_beyond_the_context(
+    substrate_dir, token_data_dir, tmp_path, capsys
+):
     """Issue 20.14: --tokens 300 trained 40,000 tokens; --seq-len beyond the context trained positions never seen."""
     from pgt.model.loading import init_model_dir
 
-    experts = [init_model_dir(substrate_dir, tmp_path / f"e{i}", layers=1, heads=2, seed=i,
-                              max_position_embeddings=32) for i in range(2)]
+    experts = [
+        init_model_dir(substrate_dir, tmp_path / f"e{i}", layers=1, heads=2, seed=i, max_position_embeddings=32)
+        for i in range(2)
+    ]
     assert pgt_main(["merge", *map(str, experts), "--mode", "adapter", "--out", str(tmp_path / "merged")]) == 0
     tune = ["tune", tmp_path / "merged", "--data", token_data_dir, "--device", "cpu", "--out", tmp_path / "tuned"]
     line = one_line_error([*tune, "--tokens", "300", "--seq-len", "5000", "--batch-size", "8"], capsys)
@@ -128,8 +178,9 @@ def test_report_into_a_path_through_a_file_is_one_line(tmp_path, capsys):
     from pgt.io import make_dirs
 
     (tmp_path / "afile").write_text("mine")
-    with pytest.raises(PgtError, match=f"cannot create the directory {tmp_path / 'afile' / 'x'}: "
-                                       f"{tmp_path / 'afile'} is a file"):
+    with pytest.raises(
+        PgtError, match=f"cannot create the directory {tmp_path / 'afile' / 'x'}: {tmp_path / 'afile'} is a file"
+    ):
         make_dirs(tmp_path / "afile" / "x")
     assert (tmp_path / "afile").read_text() == "mine"
 
@@ -144,13 +195,32 @@ def test_a_directory_that_needs_custom_code_is_refused_without_asking(eval_model
     shutil.copytree(eval_model_dir, model)
     config = json.loads((model / "config.json").read_text())
     del config["substrate_fingerprint"]  # not a pgt directory: transformers' Auto classes load it
-    config.update(model_type="someone_custom", auto_map={"AutoConfig": "custom.Config",
-                                                         "AutoModelForCausalLM": "custom.Model"})
+    config.update(
+        model_type="someone_custom", auto_map={"AutoConfig": "custom.Config", "AutoModelForCausalLM": "custom.Model"}
+    )
     (model / "config.json").write_text(json.dumps(config))
     (model / "custom.py").write_text("raise SystemExit('custom code ran')\n")
-    result = subprocess.run([sys.executable, "-m", "pgt", "eval", str(model), "--task", "perplexity", "--limit", "2",
-                             "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=300,
-                            stdin=subprocess.DEVNULL, env={**os.environ, "HF_HUB_OFFLINE": "1"}, check=False)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pgt",
+            "eval",
+            str(model),
+            "--task",
+            "perplexity",
+            "--limit",
+            "2",
+            "--out",
+            str(tmp_path / "out"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        stdin=subprocess.DEVNULL,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        check=False,
+    )
     assert "Do you wish to run" not in result.stdout + result.stderr and "custom code ran" not in result.stderr
     errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]

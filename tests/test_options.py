@@ -68,8 +68,12 @@ def test_one_settings_dataclass_gives_options_yaml_and_one_check(tmp_path) -> No
         parser.parse_args(["--name", "x", "--rate", "1.5"])
     with pytest.raises(MissingSetting, match="name is required"):
         check_settings(Settings())
-    for bad, message in (({"rate": 1.5}, "rate must be at most 1"), ({"steps": 0}, "steps must be a finite number ≥ 1"),
-                         ({"steps": "3"}, "steps must be int"), ({"betas": (0.1, -1.0)}, "betas must be a finite")):
+    for bad, message in (
+        ({"rate": 1.5}, "rate must be at most 1"),
+        ({"steps": 0}, "steps must be a finite number ≥ 1"),
+        ({"steps": "3"}, "steps must be int"),
+        ({"betas": (0.1, -1.0)}, "betas must be a finite"),
+    ):
         with pytest.raises(PgtError, match=message):
             check_settings(Settings(name="x", **bad))
     settings = Settings(name="x", betas=[0.3, 0.4])
@@ -89,7 +93,16 @@ def test_a_library_names_a_setting_by_its_keyword_and_the_command_line_by_its_fl
 
     with pytest.raises(PgtError, match=r"^val_fraction must be in \[0, 1\)"):
         prepare_token_data(["default"], tmp_path / "sub", tmp_path / "data", val_fraction=1.5)
-    argv = ["data", "prepare", "default", "--substrate", str(tmp_path / "sub"), "--out", str(tmp_path / "data"),
-            "--val-fraction", "1.5"]
+    argv = [
+        "data",
+        "prepare",
+        "default",
+        "--substrate",
+        str(tmp_path / "sub"),
+        "--out",
+        str(tmp_path / "data"),
+        "--val-fraction",
+        "1.5",
+    ]
     assert main(argv) == 2
     assert capsys.readouterr().err == "error: --val-fraction must be in [0, 1), got 1.5\n"

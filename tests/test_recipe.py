@@ -36,9 +36,18 @@ def small_scale_block() -> str:
 
 def test_the_block_is_the_recipe_in_small():
     block = small_scale_block()
-    for step in ("pgt substrate build", "pgt substrate trim small/full", "pgt data prepare small/wiki.txt",
-                 "pgt data prepare small/sft.jsonl", "--data wiki=small/wiki:0.9 --data sft=small/sft:0.1",
-                 "--patience", "--from small/run/stage-2", "--lora-from", "pgt eval", "pgt report"):
+    for step in (
+        "pgt substrate build",
+        "pgt substrate trim small/full",
+        "pgt data prepare small/wiki.txt",
+        "pgt data prepare small/sft.jsonl",
+        "--data wiki=small/wiki:0.9 --data sft=small/sft:0.1",
+        "--patience",
+        "--from small/run/stage-2",
+        "--lora-from",
+        "pgt eval",
+        "pgt report",
+    ):
         assert step in block
 
 
@@ -86,16 +95,16 @@ def check_small_scale_outputs(small: Path) -> None:
     assert (small / "run-on" / "stage-3" / "eval").is_dir()
     # pgt eval scores the held-out paragraphs as the trainer's validation scored them
     result = EvalRecord.load(small / "run-on" / "stage-3" / "eval" / "bpb--wiki-validation.json")
-    assert result.metrics.mean == pytest.approx(next(d.val_bpb for d in stage.mixture if d.name == "wiki"),
-                                                    rel=1e-4)
+    assert result.metrics.mean == pytest.approx(next(d.val_bpb for d in stage.mixture if d.name == "wiki"), rel=1e-4)
     assert '"chat_template"' in (small / "run-on" / "stage-3" / "tokenizer_config.json").read_text(encoding="utf-8")
 
 
 @pytest.mark.slow
 def test_the_small_scale_commands_run(tmp_path):
-    script = "set -euo pipefail\npgt() { \"$PGT_PYTHON\" -m pgt \"$@\"; }\n" + small_scale_block()
+    script = 'set -euo pipefail\npgt() { "$PGT_PYTHON" -m pgt "$@"; }\n' + small_scale_block()
     env = {**os.environ, "PGT_PYTHON": sys.executable, "OMP_NUM_THREADS": "1"}
-    result = subprocess.run(["bash", "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True,
-                            timeout=3600, check=False)
+    result = subprocess.run(
+        ["bash", "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=3600, check=False
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     check_small_scale_outputs(tmp_path / "small")

@@ -25,9 +25,21 @@ def tiny_growth(substrate: Path, data: Path, out: Path, **overrides) -> Path:
     """A real growth run small enough for a test: a handful of steps per stage."""
     from pgt.growth import GrowthConfig, grow
 
-    settings = dict(substrate=str(substrate), data=str(data), out=str(out), stages=2, tokens_per_stage=256,
-                    seq_len=16, batch_size=2, heads=2, eval_every=4, eval_tokens=1024, checkpoint_every=0,
-                    log_every=2, progress=False)
+    settings = dict(
+        substrate=str(substrate),
+        data=str(data),
+        out=str(out),
+        stages=2,
+        tokens_per_stage=256,
+        seq_len=16,
+        batch_size=2,
+        heads=2,
+        eval_every=4,
+        eval_tokens=1024,
+        checkpoint_every=0,
+        log_every=2,
+        progress=False,
+    )
     return grow(GrowthConfig(**(settings | overrides)))
 
 
@@ -93,9 +105,13 @@ def test_baselines_and_merged_experts_stand_beside_the_deepest_stage(run_dir: Pa
     assert set(rows) == {"`stage-2`", "`baselines/monolithic`", "`merged/mean`"}
     baseline = json.loads((run_dir / "baselines/monolithic/stage-2/stage.json").read_text())
     assert rows["`baselines/monolithic`"][1] == "monolithic"
-    assert rows["`baselines/monolithic`"][3:8] == [f"{baseline['params_total']:,}", f"{baseline['params_trainable']:,}",
-                                                    f"{baseline['tokens_total']:,}", "trainer's validation sample",
-                                                    f"{baseline['val_loss']:.4f}"]
+    assert rows["`baselines/monolithic`"][3:8] == [
+        f"{baseline['params_total']:,}",
+        f"{baseline['params_trainable']:,}",
+        f"{baseline['tokens_total']:,}",
+        "trainer's validation sample",
+        f"{baseline['val_loss']:.4f}",
+    ]
     # A merged model has no stage.json: its size comes from its weights, its losses from `pgt eval`, marked so.
     merged = rows["`merged/mean`"]
     weights = load_file(str(run_dir / "merged/mean/model.safetensors"))
@@ -110,10 +126,12 @@ def test_baselines_and_merged_experts_stand_beside_the_deepest_stage(run_dir: Pa
     assert "perplexity (perplexity)" not in text  # a task named after its metric is named once
 
 
-def test_a_baseline_of_another_budget_is_flagged(run_dir: Path, substrate_dir: Path, token_data_dir: Path,
-                                                 tmp_path: Path):
-    other = tiny_growth(substrate_dir, token_data_dir, tmp_path / "mono-small", baseline="monolithic",
-                        tokens_per_stage=128)
+def test_a_baseline_of_another_budget_is_flagged(
+    run_dir: Path, substrate_dir: Path, token_data_dir: Path, tmp_path: Path
+):
+    other = tiny_growth(
+        substrate_dir, token_data_dir, tmp_path / "mono-small", baseline="monolithic", tokens_per_stage=128
+    )
     text = write_report(run_dir, tmp_path / "report.md", baselines=(other,)).read_text(encoding="utf-8")
     rows = {row[0]: row for row in table_rows(text, "Baselines and merged experts")}
     assert rows[f"`{other}`"][5] == "256 ⚠"
@@ -141,8 +159,10 @@ def arc_style_file(path: Path, corpus_files: list[Path]) -> Path:
     from pgt.corpus.sources import iter_fortunes
 
     texts = [t for t in iter_fortunes(corpus_files[0]) if 10 < len(t) < 120][:20]
-    rows = [{"question": texts[i], "choices": {"label": list("ABCD"), "text": texts[i + 1: i + 5]}, "answerKey": "A"}
-            for i in range(0, 20, 5)]
+    rows = [
+        {"question": texts[i], "choices": {"label": list("ABCD"), "text": texts[i + 1 : i + 5]}, "answerKey": "A"}
+        for i in range(0, 20, 5)
+    ]
     path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
     return path
 
@@ -153,13 +173,31 @@ def test_published_figures_stand_beside_matching_tasks(run_dir: Path, corpus_fil
     shutil.copytree(run_dir, copy, ignore=shutil.ignore_patterns("checkpoints", "tb", "baselines", "merged"))
     questions = arc_style_file(tmp_path / "arc.jsonl", corpus_files)
     for k in (1, 2):
-        assert main(["eval", str(copy / f"stage-{k}"), "--task", "arc_easy", "--data", str(questions),
-                     "--runs", "2", "--limit", "3"]) == 0
+        assert (
+            main(
+                [
+                    "eval",
+                    str(copy / f"stage-{k}"),
+                    "--task",
+                    "arc_easy",
+                    "--data",
+                    str(questions),
+                    "--runs",
+                    "2",
+                    "--limit",
+                    "3",
+                ]
+            )
+            == 0
+        )
     text = write_report(copy, published=pub.embedded_figures()).read_text(encoding="utf-8")
     results = [json.loads((copy / f"stage-{k}" / "eval" / "arc_easy--arc.json").read_text())["metrics"] for k in (1, 2)]
     assert [row[-1] for row in table_rows(text, "Stages")] == [f"{m['mean']:.2f} ± {m['ci95']:.2f}" for m in results]
-    beside = [line for line in text.split("### Ours beside the published models")[1].splitlines()
-              if line.startswith("| `stage-")]
+    beside = [
+        line
+        for line in text.split("### Ours beside the published models")[1].splitlines()
+        if line.startswith("| `stage-")
+    ]
     assert len(beside) == 2
     assert "| abs-bvv-1 | 19.21 |" in beside[0] and "| abs-bvv-2 | 21.04 |" in beside[1]
 
@@ -196,6 +234,7 @@ def test_embedded_table_matches_the_reference_file(reference_dir: Path):
 
 
 def test_task_names_map_to_the_reference_names():
-    assert [pub.published_task(t) for t in ("mmlu", "arc_easy", "arc_challenge", "commonsense_qa", "squad_v2")] \
-        == list(pub.PUBLISHED_TASKS)
+    assert [pub.published_task(t) for t in ("mmlu", "arc_easy", "arc_challenge", "commonsense_qa", "squad_v2")] == list(
+        pub.PUBLISHED_TASKS
+    )
     assert pub.published_task("boolq") is None

@@ -23,8 +23,19 @@ VERDICTS = {"holds", "reversed", "inconclusive at this scale", UNDERTRAINED, NOT
 
 
 def _args(out: Path, substrate: Path, *families: str) -> list[str]:
-    return ["study", *families, "--scale", "smoke", "--substrate", str(substrate), "--device", "cpu",
-            "--no-progress", "--out", str(out)]
+    return [
+        "study",
+        *families,
+        "--scale",
+        "smoke",
+        "--substrate",
+        str(substrate),
+        "--device",
+        "cpu",
+        "--no-progress",
+        "--out",
+        str(out),
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -66,8 +77,11 @@ def test_the_undertrained_rule_follows_the_compressor_anchor(results: StudyResul
         for c in family.comparisons:
             if c.metric != "bpb" or c.scope not in anchors or c.better not in rows or c.other not in rows:
                 continue
-            learned = all(below_anchor(rows[k].bits_per_byte[c.scope], anchors[c.scope]) for k in (c.better, c.other)
-                          if c.scope in rows[k].trained_languages)
+            learned = all(
+                below_anchor(rows[k].bits_per_byte[c.scope], anchors[c.scope])
+                for k in (c.better, c.other)
+                if c.scope in rows[k].trained_languages
+            )
             assert (c.verdict == UNDERTRAINED) == (not learned)
 
 
@@ -76,7 +90,9 @@ def test_rows_carry_budgets_sweeps_and_scoring_data(results: StudyResults) -> No
     embeddings, growth, merging = (results.family(f) for f in FAMILIES)
     assert {r.training_tokens for r in embeddings.rows} == {scale.embedding_tokens}
     trainable, glyph = embeddings.row("trainable"), embeddings.row("glyph")
-    assert trainable.trained_parameters == glyph.trained_parameters + results.substrate.vocab_size * results.substrate.dim
+    assert (
+        trainable.trained_parameters == glyph.trained_parameters + results.substrate.vocab_size * results.substrate.dim
+    )
     note = next(c.note for c in embeddings.comparisons if c.claim == "glyph-vs-trainable")
     assert "unequal trained parameters" in note
     rows = {r.key: r for r in growth.rows}
@@ -85,8 +101,10 @@ def test_rows_carry_budgets_sweeps_and_scoring_data(results: StudyResults) -> No
     assert rows["one-block"].blocks == 1 and rows["one-block"].training_tokens == total
     assert rows["grown-random"].training_flops < rows["monolithic"].training_flops
     assert rows["grown-random@1"].training_tokens == scale.growth_tokens
-    assert merging.row("merge").training_tokens == merging.row("expert-a").training_tokens + merging.row(
-        "expert-b").training_tokens
+    assert (
+        merging.row("merge").training_tokens
+        == merging.row("expert-a").training_tokens + merging.row("expert-b").training_tokens
+    )
     assert merging.row("expert-a").trained_languages == ["en", "ru"]
     for family in results.families:
         swept = {s.arm: s for s in family.sweeps}
@@ -99,12 +117,15 @@ def test_rows_carry_budgets_sweeps_and_scoring_data(results: StudyResults) -> No
     assert len({row.scoring_id for family in results.families for row in family.rows}) == 1
 
 
-def test_every_matrix_stands_on_one_vocabulary_and_says_what_it_is(study: Path, results: StudyResults,
-                                                                   substrate_dir: Path) -> None:
+def test_every_matrix_stands_on_one_vocabulary_and_says_what_it_is(
+    study: Path, results: StudyResults, substrate_dir: Path
+) -> None:
     full = SubstrateMeta.load(substrate_dir / SUBSTRATE_FILE)
     assert results.substrate.parent_fingerprint == full.fingerprint
-    metas = {key: SubstrateMeta.load(study / f"substrate-{key}" / SUBSTRATE_FILE)
-             for key in ("recentred", "shuffled", "visible", "random")}
+    metas = {
+        key: SubstrateMeta.load(study / f"substrate-{key}" / SUBSTRATE_FILE)
+        for key in ("recentred", "shuffled", "visible", "random")
+    }
     assert {m.vocab_size for m in metas.values()} == {results.substrate.vocab_size}
     assert len({m.fingerprint for m in metas.values()} | {results.substrate.fingerprint}) == 5
     assert metas["recentred"].params.recentred and metas["visible"].params.visible_blanks

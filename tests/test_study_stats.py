@@ -30,15 +30,18 @@ def test_estimate_is_the_student_t_interval() -> None:
     assert estimate([5.0]).half is None
 
 
-@pytest.mark.parametrize(("values", "expected"), [
-    ([0.30, 0.32, 0.31], "holds"),  # the whole interval above zero
-    ([-0.30, -0.32, -0.31], "reversed"),
-    ([0.30, -0.10, 0.50], "inconclusive at this scale"),  # mean > 0, interval includes zero
-    ([0.5], "inconclusive at this scale"),  # one seed: no interval
-    ([0.0, 0.0, 0.0], "inconclusive at this scale"),  # an interval [0, 0] includes zero
-    ([0.25, 0.25], "inconclusive at this scale"),  # identical seeds: no spread, no interval
-    ([0.1 + 0.2 - 0.3, 0.0, 5.55e-17], "inconclusive at this scale"),  # equal up to rounding: no interval either
-])
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        ([0.30, 0.32, 0.31], "holds"),  # the whole interval above zero
+        ([-0.30, -0.32, -0.31], "reversed"),
+        ([0.30, -0.10, 0.50], "inconclusive at this scale"),  # mean > 0, interval includes zero
+        ([0.5], "inconclusive at this scale"),  # one seed: no interval
+        ([0.0, 0.0, 0.0], "inconclusive at this scale"),  # an interval [0, 0] includes zero
+        ([0.25, 0.25], "inconclusive at this scale"),  # identical seeds: no spread, no interval
+        ([0.1 + 0.2 - 0.3, 0.0, 5.55e-17], "inconclusive at this scale"),  # equal up to rounding: no interval either
+    ],
+)
 def test_verdict(values: list[float], expected: str) -> None:
     assert verdict(estimate(values)) == expected
 
@@ -110,20 +113,47 @@ def test_a_family_verdict_needs_the_adjusted_p_below_alpha() -> None:
     assert family_verdict(Estimate(0.3, None, 3), None) == "inconclusive at this scale"
 
 
-def _row(key: str, bpb: dict[str, list[float]], *, kind: str = "baseline", trained=("en", "ru"), tokens: int = 100,
-         validation: dict[str, list[float]] | None = None) -> ModelRow:
-    return ModelRow(key=key, label=key, family="embeddings", kind=kind, blocks=1, runs=[], training_tokens=tokens,
-                    training_flops=1.0, trained_parameters=10, lr=1e-3, trained_languages=list(trained),
-                    scoring_id="s", bits_per_byte=bpb, cloze_accuracy={}, cloze_items={},
-                    validation_bits_per_byte=validation or bpb)
+def _row(
+    key: str,
+    bpb: dict[str, list[float]],
+    *,
+    kind: str = "baseline",
+    trained=("en", "ru"),
+    tokens: int = 100,
+    validation: dict[str, list[float]] | None = None,
+) -> ModelRow:
+    return ModelRow(
+        key=key,
+        label=key,
+        family="embeddings",
+        kind=kind,
+        blocks=1,
+        runs=[],
+        training_tokens=tokens,
+        training_flops=1.0,
+        trained_parameters=10,
+        lr=1e-3,
+        trained_languages=list(trained),
+        scoring_id="s",
+        bits_per_byte=bpb,
+        cloze_accuracy={},
+        cloze_items={},
+        validation_bits_per_byte=validation or bpb,
+    )
 
 
 def test_undertrained_arms_get_no_verdict_and_do_not_count_among_the_tests() -> None:
     anchors = {"en": 3.0, "ru": 2.0}
     glyph = _row("glyph", {"en": [2.50, 2.52, 2.51], "ru": [1.90, 1.91, 2.30]})  # ru: interval reaches the anchor
     trainable = _row("trainable", {"en": [2.80, 2.83, 2.81], "ru": [1.70, 1.71, 1.72]})
-    rows = [glyph, trainable, *(_row(k, {"en": [2.6, 2.61, 2.6], "ru": [1.8, 1.81, 1.8]})
-                                for k in ("frozen-random", "glyph-shuffled", "glyph-recentred", "glyph-visible"))]
+    rows = [
+        glyph,
+        trainable,
+        *(
+            _row(k, {"en": [2.6, 2.61, 2.6], "ru": [1.8, 1.81, 1.8]})
+            for k in ("frozen-random", "glyph-shuffled", "glyph-recentred", "glyph-visible")
+        ),
+    ]
     comparisons, tested = judge_family("embeddings", rows, ["en", "ru"], anchors, [], [])
     first = {c.scope: c for c in comparisons if c.claim == "glyph-vs-trainable"}
     assert first["ru"].verdict == "undertrained: no verdict" and "glyph:ru" in first["ru"].note

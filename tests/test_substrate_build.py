@@ -22,7 +22,12 @@ def test_fortune_substrate_is_complete_and_consistent(substrate_dir: Path):
     substrate = Substrate.load(substrate_dir)
     meta = substrate.meta
     assert (substrate.vocab_size, substrate.dim) == (65_536 + 256, 64)
-    assert (meta.family, meta.cell, meta.reference_vocab_size, meta.layout_engine) == ("bvv241-2-3", 32, 65_536, "basic")
+    assert (meta.family, meta.cell, meta.reference_vocab_size, meta.layout_engine) == (
+        "bvv241-2-3",
+        32,
+        65_536,
+        "basic",
+    )
     assert 0 < meta.ngrams <= 2 * 2 * 338 and meta.ngrams_dropped == 0
     params = meta.params
     assert params.augment.to_json() == {"rotate_deg": 4.0, "shift_px": 2, "noise_fraction": 0.01, "blur_radius": 0.5}
@@ -44,10 +49,12 @@ def test_fortune_substrate_is_complete_and_consistent(substrate_dir: Path):
 
 
 def test_any_tokenizer_mode_is_deterministic(byte_level_tokenizer_dir: Path, tmp_path: Path):
-    first = build_substrate(tmp_path / "a", family="bvv241-nemo", from_tokenizer=byte_level_tokenizer_dir, dim=16,
-                            workers=1, progress=False)  # fmt: skip
-    second = build_substrate(tmp_path / "b", family="bvv241-nemo", from_tokenizer=byte_level_tokenizer_dir, dim=16,
-                             workers=2, progress=False)  # fmt: skip
+    first = build_substrate(
+        tmp_path / "a", family="bvv241-nemo", from_tokenizer=byte_level_tokenizer_dir, dim=16, workers=1, progress=False
+    )
+    second = build_substrate(
+        tmp_path / "b", family="bvv241-nemo", from_tokenizer=byte_level_tokenizer_dir, dim=16, workers=2, progress=False
+    )
     weights = "glyph_embeddings.safetensors"
     assert (first / weights).read_bytes() == (second / weights).read_bytes()
     a, b = Substrate.load(first), Substrate.load(second)
@@ -101,8 +108,14 @@ def test_existing_output_is_kept(byte_level_tokenizer_dir: Path, tmp_path: Path)
     (out / "keep.txt").write_text("mine", encoding="utf-8")
     for overwrite, refusal in ((False, "already exists"), (True, "was not written by pgt")):  # not pgt's: kept
         with pytest.raises(PgtError, match=refusal):
-            build_substrate(out, family="bvv241-nemo", from_tokenizer=byte_level_tokenizer_dir, dim=8,
-                            overwrite=overwrite, progress=False)
+            build_substrate(
+                out,
+                family="bvv241-nemo",
+                from_tokenizer=byte_level_tokenizer_dir,
+                dim=8,
+                overwrite=overwrite,
+                progress=False,
+            )
         assert leftovers(tmp_path) == ["out"] and leftovers(out) == ["keep.txt"]
     (out / "keep.txt").unlink()
     out.rmdir()
@@ -110,8 +123,9 @@ def test_existing_output_is_kept(byte_level_tokenizer_dir: Path, tmp_path: Path)
     with pytest.raises(PgtError, match="already exists"):  # pgt's own: kept without --overwrite
         build_substrate(out, family="bvv241-nemo", from_tokenizer=byte_level_tokenizer_dir, dim=16, progress=False)
     assert Substrate.load(out).dim == 8
-    build_substrate(out, family="bvv241-nemo", from_tokenizer=byte_level_tokenizer_dir, dim=16, overwrite=True,
-                    progress=False)
+    build_substrate(
+        out, family="bvv241-nemo", from_tokenizer=byte_level_tokenizer_dir, dim=16, overwrite=True, progress=False
+    )
     assert leftovers(tmp_path) == ["out"] and Substrate.load(out).dim == 16
 
 

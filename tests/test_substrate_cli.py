@@ -45,8 +45,23 @@ def test_show_writes_png_and_lists_lookalikes(substrate_dir: Path, tmp_path: Pat
 
 def test_build_from_tokenizer_then_tokenize(byte_level_tokenizer_dir: Path, tmp_path: Path, capsys):
     out = tmp_path / "nemo"
-    assert main(["substrate", "build", "--from-tokenizer", str(byte_level_tokenizer_dir), "--dim", "8",
-                 "--workers", "1", "--out", str(out)]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "substrate",
+                "build",
+                "--from-tokenizer",
+                str(byte_level_tokenizer_dir),
+                "--dim",
+                "8",
+                "--workers",
+                "1",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     assert f"built {out}" in capsys.readouterr().out
     meta = json.loads((out / "substrate.json").read_text(encoding="utf-8"))
     assert (meta["params"]["family"], meta["vocab_size"], meta["dim"]) == ("bvv241-nemo", 400, 8)
@@ -111,8 +126,24 @@ def test_sigkill_of_a_build_leaves_no_render_workers(corpus_files: list[Path], t
     import sys
     import time
 
-    command = [sys.executable, "-m", "pgt", "substrate", "build", "--family", "bvv241-abs", "--workers", "2",
-               "--corpus", *map(str, corpus_files[:2]), "--dim", "8", "--no-progress", "--out", str(tmp_path / "out")]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "pgt",
+        "substrate",
+        "build",
+        "--family",
+        "bvv241-abs",
+        "--workers",
+        "2",
+        "--corpus",
+        *map(str, corpus_files[:2]),
+        "--dim",
+        "8",
+        "--no-progress",
+        "--out",
+        str(tmp_path / "out"),
+    ]
     build = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     workers: set[int] = set()
     try:
@@ -140,10 +171,14 @@ def test_strict_refuses_invalid_utf8_in_a_corpus(tmp_path: Path, capsys: pytest.
     from pgt.substrate.ngrams import collect_ngrams
 
     corpus = tmp_path / "latin1.txt"
-    corpus.write_bytes("the nation and the station\n".encode() + "caf\xe9 crème\n".encode("latin-1"))
+    corpus.write_bytes(b"the nation and the station\n" + "caf\xe9 crème\n".encode("latin-1"))
     out = tmp_path / "out"
-    assert main(["substrate", "build", "--family", "bvv241-2-3", "--corpus", f"en={corpus}", "--strict",
-                 "--out", str(out)]) == 2  # fmt: skip
+    assert (
+        main(
+            ["substrate", "build", "--family", "bvv241-2-3", "--corpus", f"en={corpus}", "--strict", "--out", str(out)]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert err.startswith("error: ") and f"{corpus}:2: invalid UTF-8 (--strict" in err and err.count("\n") == 1
     assert not out.exists()

@@ -35,9 +35,35 @@ NOTEBOOK_IMAGES = Path(__file__).parent / "data" / "notebook-images"
 # Texts that exercise every drawing path: wide CJK, combining marks with negative bearings
 # (ink outside its cell), Devanagari clusters, Unifont Upper (emoji), blanks, long specials.
 TRICKY_TEXTS = [
-    "A", "Ab", "the", "ation", "日本語", "漢", "a\u0301b", "\u0301", "e\u0301", "नमस्ते", "कि", "ক্ষ",
-    "\U0001f600", "😀x", "", " ", UNMAPPED, f"a{UNMAPPED}b", "<pad>", "<unused_123456>", "ﬁ", "Ω", "Привет",
-    "ּש", "\u0e01\u0e34", "\u200b", "\t", "\n", "a\nb",
+    "A",
+    "Ab",
+    "the",
+    "ation",
+    "日本語",
+    "漢",
+    "a\u0301b",
+    "\u0301",
+    "e\u0301",
+    "नमस्ते",
+    "कि",
+    "ক্ষ",
+    "\U0001f600",
+    "😀x",
+    "",
+    " ",
+    UNMAPPED,
+    f"a{UNMAPPED}b",
+    "<pad>",
+    "<unused_123456>",
+    "ﬁ",
+    "Ω",
+    "Привет",
+    "ּש",
+    "\u0e01\u0e34",
+    "\u200b",
+    "\t",
+    "\n",
+    "a\nb",
 ]
 
 
@@ -138,8 +164,21 @@ def test_polar_order_is_a_permutation_from_the_centre_outwards():
 
 @pytest.mark.parametrize(
     ("text", "easy"),
-    [("Hello", True), ("Ωμέγα", True), ("Привет", True), ("Բարև", True), ("Ñandú", True), ("ǅ", True), ("", True),
-     ("日本", False), ("Aअ", False), ("ɐ", False), ("\u0590", False), ("😀", False), ("ﬁ", False)],
+    [
+        ("Hello", True),
+        ("Ωμέγα", True),
+        ("Привет", True),
+        ("Բարև", True),
+        ("Ñandú", True),
+        ("ǅ", True),
+        ("", True),
+        ("日本", False),
+        ("Aअ", False),
+        ("ɐ", False),
+        ("\u0590", False),
+        ("😀", False),
+        ("ﬁ", False),
+    ],
 )
 def test_easy_and_complex_texts(text, easy):
     assert is_easy(text) is easy
@@ -241,7 +280,9 @@ def recipe_bits(text: str, cell: int, augment) -> list[int]:
     draw = ImageDraw.Draw(image)
     for i, char in enumerate(text):
         left, top, right, bottom = draw.textbbox((0, 0), char, font=font)
-        draw.text((i * cell + (cell - (right - left)) // 2, (cell - (bottom - top)) // 2 - top), char, font=font, fill=0)
+        draw.text(
+            (i * cell + (cell - (right - left)) // 2, (cell - (bottom - top)) // 2 - top), char, font=font, fill=0
+        )
     easy = all(0 <= ord(c) <= 0x24F or 0x370 <= ord(c) <= 0x58F for c in text)
     rotate, shift, p = (augment.rotate_deg, augment.shift_px, augment.noise_fraction) if easy else (0, 0, 0.001)
     angle = random.uniform(-rotate, rotate)
@@ -308,5 +349,9 @@ def test_bits_match_a_plain_reimplementation_of_the_recipe(reference_dir, family
     texts = [layout.tokens[i] for i in layout_sample(layout, count)]
     assert len(texts) >= count
     ours = glyph_bits(texts, cell=preset.cell, augment=preset.augment, workers=1, progress=False)
-    differing = [text for text, row in zip(texts, ours) if row.tolist() != recipe_bits(text, preset.cell, preset.augment)]
+    differing = [
+        text
+        for text, row in zip(texts, ours, strict=True)
+        if row.tolist() != recipe_bits(text, preset.cell, preset.augment)
+    ]
     assert differing == []

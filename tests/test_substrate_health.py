@@ -29,8 +29,9 @@ from pgt.substrate.trim import load_trim_record, recentre_rows
 BLANKS = [" ", "\n", "\t", "\u00a0", "\u200b", "\u2008", "\u3000", "\x00", "\x7f"]
 
 
-def test_inspect_finds_space_newline_and_no_break_space_sharing_one_vector(substrate_dir, token_data_dir, capsys,
-                                                                             tmp_path):
+def test_inspect_finds_space_newline_and_no_break_space_sharing_one_vector(
+    substrate_dir, token_data_dir, capsys, tmp_path
+):
     out = tmp_path / "health.json"
     assert main(["substrate", "inspect", str(substrate_dir), "--data", str(token_data_dir), "--json", str(out)]) == 0
     printed = capsys.readouterr().out
@@ -74,8 +75,9 @@ def test_visible_blanks_give_every_invisible_character_its_own_bitmap():
     assert len({row.tobytes() for row in visible}) == len(BLANKS)  # ours: all distinct, none blank
     assert visible.sum(axis=1).min() > 0
     ink = glyph_bits(["A", "ж"], cell=32, augment=None, workers=1, progress=False)
-    assert np.array_equal(ink, glyph_bits(["A", "ж"], cell=32, augment=None, visible_blanks=True, workers=1,
-                                          progress=False))  # visible characters are drawn as before
+    assert np.array_equal(
+        ink, glyph_bits(["A", "ж"], cell=32, augment=None, visible_blanks=True, workers=1, progress=False)
+    )  # visible characters are drawn as before
 
 
 def test_beyond_options_enter_the_fingerprint_only_when_on(substrate_dir):
@@ -91,8 +93,21 @@ def test_beyond_options_enter_the_fingerprint_only_when_on(substrate_dir):
 def test_recentred_trim_is_the_kept_rows_minus_their_mean_renormalised(substrate_dir, token_data_dir, tmp_path):
     plain, centred = tmp_path / "plain", tmp_path / "centred"
     assert main(["substrate", "trim", str(substrate_dir), "--data", str(token_data_dir), "--out", str(plain)]) == 0
-    assert main(["substrate", "trim", str(substrate_dir), "--data", str(token_data_dir), "--recentre",
-                 "--out", str(centred)]) == 0
+    assert (
+        main(
+            [
+                "substrate",
+                "trim",
+                str(substrate_dir),
+                "--data",
+                str(token_data_dir),
+                "--recentre",
+                "--out",
+                str(centred),
+            ]
+        )
+        == 0
+    )
     rows = Substrate.load(plain).embeddings.numpy().astype(np.float64)
     ours = Substrate.load(centred)
     assert load_trim_record(centred).recentred and not load_trim_record(plain).recentred
@@ -117,8 +132,10 @@ def test_controls_keep_the_tokenizer_and_change_only_what_they_say(trimmed_subst
     assert ours.meta.derived_from == glyph.fingerprint != ours.fingerprint
     rows, theirs = ours.embeddings.numpy(), glyph.embeddings.numpy()
     if control == "shuffled":  # the same multiset of rows, in another order
-        assert np.array_equal(np.sort(rows.view(np.void(rows.dtype.itemsize * rows.shape[1])).ravel()),
-                              np.sort(theirs.view(np.void(theirs.dtype.itemsize * theirs.shape[1])).ravel()))
+        assert np.array_equal(
+            np.sort(rows.view(np.void(rows.dtype.itemsize * rows.shape[1])).ravel()),
+            np.sort(theirs.view(np.void(theirs.dtype.itemsize * theirs.shape[1])).ravel()),
+        )
         assert not np.array_equal(rows, theirs)
     else:
         assert np.allclose(np.linalg.norm(rows, axis=1), 1.0, atol=1e-5)

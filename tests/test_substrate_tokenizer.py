@@ -78,8 +78,12 @@ def test_family_sizes_and_specials():
         family = get_family(name)
         augment = family.augment
         assert (family.cell, family.dim, augment.rotate_deg, augment.shift_px, augment.noise_fraction) == (
-            cell, dim, rotate, shift, noise,
-        )  # fmt: skip
+            cell,
+            dim,
+            rotate,
+            shift,
+            noise,
+        )
     with pytest.raises(PgtError, match="unknown tokenizer family"):
         get_family("bvv242")
 
@@ -152,8 +156,11 @@ def test_every_reference_id_keeps_its_id_and_only_named_specials_are_special(abs
 def test_saved_tokenizer_is_fast_with_special_tokens(abs_reloaded):
     assert abs_reloaded.is_fast
     assert (abs_reloaded.bos_token, abs_reloaded.eos_token, abs_reloaded.unk_token, abs_reloaded.pad_token) == (
-        "<s>", "</s>", "<unk>", "<pad>",
-    )  # fmt: skip
+        "<s>",
+        "</s>",
+        "<unk>",
+        "<pad>",
+    )
     assert (abs_reloaded.pad_token_id, abs_reloaded.bos_token_id, abs_reloaded.eos_token_id) == (57344, 57345, 57346)
     assert len(abs_reloaded) == 131_328
     assert abs_reloaded.convert_tokens_to_ids("A") == 65

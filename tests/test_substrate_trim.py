@@ -61,8 +61,9 @@ def test_kept_rows_and_token_strings_are_the_parents_bit_for_bit(parent, trimmed
     kept = parent.embeddings[record.parent_ids]
     assert trimmed.embeddings.dtype == kept.dtype == torch.float32
     assert trimmed.embeddings.numpy().tobytes() == kept.numpy().tobytes()
-    assert trimmed.tokenizer.convert_ids_to_tokens(list(range(trimmed.vocab_size))) == \
-        parent.tokenizer.convert_ids_to_tokens(record.parent_ids)  # fmt: skip
+    assert trimmed.tokenizer.convert_ids_to_tokens(
+        list(range(trimmed.vocab_size))
+    ) == parent.tokenizer.convert_ids_to_tokens(record.parent_ids)
 
 
 def test_the_corpus_encodes_to_the_parents_token_strings(parent, trimmed, record, corpus_files):
@@ -128,9 +129,23 @@ def test_token_data_of_another_tokenizer_is_refused(substrate_dir, trimmed_token
 @pytest.fixture(scope="module")
 def grown(trimmed_substrate_dir, trimmed_token_data_dir, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("trimmed-growth") / "run"
-    config = GrowthConfig(substrate=str(trimmed_substrate_dir), data=str(trimmed_token_data_dir), out=str(out),
-                          stages=2, tokens_per_stage=4 * 32 * 6, batch_size=4, seq_len=32, heads=4, context=64,
-                          eval_every=3, eval_tokens=2048, checkpoint_every=3, log_every=2, lr=3e-3, progress=False)
+    config = GrowthConfig(
+        substrate=str(trimmed_substrate_dir),
+        data=str(trimmed_token_data_dir),
+        out=str(out),
+        stages=2,
+        tokens_per_stage=4 * 32 * 6,
+        batch_size=4,
+        seq_len=32,
+        heads=4,
+        context=64,
+        eval_every=3,
+        eval_tokens=2048,
+        checkpoint_every=3,
+        log_every=2,
+        lr=3e-3,
+        progress=False,
+    )
     return grow(config)
 
 
@@ -151,8 +166,15 @@ def test_grow_eval_generate_and_lm_eval_run_on_it(grown, trimmed, hf_offline, mo
     monkeypatch.chdir(REPO)
     from pgt.eval.harness import run_harness
 
-    [(_, harness)] = run_harness(model, tokenizer, stage, ["fortune_cloze"],
-                                 include_path=Path("tests/data/eval/harness"), batch_size=4, out_dir=stage / "harness")
+    [(_, harness)] = run_harness(
+        model,
+        tokenizer,
+        stage,
+        ["fortune_cloze"],
+        include_path=Path("tests/data/eval/harness"),
+        batch_size=4,
+        out_dir=stage / "harness",
+    )
     assert harness.n_examples == 10 and 0 <= harness.details["harness_metrics"]["acc"] <= 1
 
 
@@ -187,8 +209,9 @@ def test_merge_closure_keeps_every_half_a_kept_token_is_built_from():
 def test_a_tokenizer_without_byte_fallback_is_refused(byte_level_tokenizer_dir, tmp_path):
     from pgt.substrate.build import build_substrate
 
-    gpt2_like = build_substrate(tmp_path / "bytes", family="bvv241-nemo", from_tokenizer=byte_level_tokenizer_dir,
-                                dim=16, progress=False)
+    gpt2_like = build_substrate(
+        tmp_path / "bytes", family="bvv241-nemo", from_tokenizer=byte_level_tokenizer_dir, dim=16, progress=False
+    )
     text = tmp_path / "text.txt"
     text.write_text("hello world\n", encoding="utf-8")
     with pytest.raises(PgtError, match="BPE tokenizer with byte fallback .* BPE without byte fallback"):

@@ -40,8 +40,10 @@ def refuse_surrogates(value: Any, where: str) -> Any:
     dicts included) holds a lone surrogate."""
     if isinstance(value, str):
         if not value.isascii() and (found := SURROGATE.search(value)):
-            raise PgtError(f"{where} holds the lone surrogate \\u{ord(found.group()):04x}, which is not text "
-                           "(invalid UTF-8, or an unpaired \\ud800-\\udfff escape); give valid UTF-8 text")
+            raise PgtError(
+                f"{where} holds the lone surrogate \\u{ord(found.group()):04x}, which is not text "
+                "(invalid UTF-8, or an unpaired \\ud800-\\udfff escape); give valid UTF-8 text"
+            )
     elif isinstance(value, dict):
         for key, item in value.items():
             refuse_surrogates(key, where)

@@ -38,8 +38,9 @@ def _publish_tree(root: Path) -> None:
             _publish_mode(Path(dirpath) / name, 0o666)
 
 
-def refuse_existing(path: str | os.PathLike, *, overwrite: bool = False, what: str = "output directory",
-                    marker: str | None = None) -> None:
+def refuse_existing(
+    path: str | os.PathLike, *, overwrite: bool = False, what: str = "output directory", marker: str | None = None
+) -> None:
     """An existing `path` is a one-line PgtError unless `overwrite` is set (check it before any long work).
 
     With `marker` (the record file every output of this kind holds: `substrate.json`, `manifest.json`),
@@ -54,8 +55,9 @@ def refuse_existing(path: str | os.PathLike, *, overwrite: bool = False, what: s
         refuse_foreign(path, marker, what=what)
 
 
-def refuse_foreign(path: str | os.PathLike, marker: str, *, what: str = "output directory",
-                   ignore: Iterable[str] = ()) -> None:
+def refuse_foreign(
+    path: str | os.PathLike, marker: str, *, what: str = "output directory", ignore: Iterable[str] = ()
+) -> None:
     """Refuse, in one line, an output directory pgt may not write into or replace: a file, or a
     non-empty directory without the record file `marker`. Locks aside, and the entries named in
     `ignore` with their `.NAME.*` locks and temporaries (what a resumable command writes before its record)."""
@@ -67,15 +69,21 @@ def refuse_foreign(path: str | os.PathLike, marker: str, *, what: str = "output 
     if (path / marker).is_file():
         return
     own = (*ignore,)
-    foreign = sorted(entry.name for entry in path.iterdir() if entry.name != LOCK_FILE and entry.name not in own
-                     and not entry.name.startswith(tuple(f".{name}." for name in own)))
+    foreign = sorted(
+        entry.name
+        for entry in path.iterdir()
+        if entry.name != LOCK_FILE
+        and entry.name not in own
+        and not entry.name.startswith(tuple(f".{name}." for name in own))
+    )
     if foreign:
-        raise PgtError(f"{what} {path} was not written by pgt (it holds {foreign[0]} but no {marker}); pgt "
-                       "replaces or resumes only its own outputs: choose another --out")
+        raise PgtError(
+            f"{what} {path} was not written by pgt (it holds {foreign[0]} but no {marker}); pgt "
+            "replaces or resumes only its own outputs: choose another --out"
+        )
 
 
-def refuse_existing_file(path: str | os.PathLike, *, overwrite: bool, what: str,
-                         ours: Callable[[Path], bool]) -> None:
+def refuse_existing_file(path: str | os.PathLike, *, overwrite: bool, what: str, ours: Callable[[Path], bool]) -> None:
     """`refuse_existing` for an output that is one file: `overwrite` replaces only a file that `ours`
     recognises as one pgt wrote (a report page, a result record), never a directory or a user's file."""
     path = Path(path)
@@ -84,8 +92,9 @@ def refuse_existing_file(path: str | os.PathLike, *, overwrite: bool, what: str,
     if not overwrite:
         raise PgtError(f"{what} {path} already exists (choose another --out or pass --overwrite)")
     if path.is_symlink() or not path.is_file() or not ours(path):
-        raise PgtError(f"{what} {path} was not written by pgt; --overwrite replaces only pgt's own outputs: "
-                       "choose another --out")
+        raise PgtError(
+            f"{what} {path} was not written by pgt; --overwrite replaces only pgt's own outputs: choose another --out"
+        )
 
 
 def make_dirs(directory: str | os.PathLike) -> None:
@@ -206,8 +215,10 @@ def remove_stale_temporaries(directory: str | os.PathLike, name: str | None = No
         return removed
     prefixes = tuple(f".{name}{marker}" for marker in _TEMPORARY_MARKERS) if name else None
     for entry in directory.iterdir():
-        if entry.name.startswith(prefixes) if prefixes else (
-            entry.name.startswith(".") and any(marker in entry.name for marker in _TEMPORARY_MARKERS)
+        if (
+            entry.name.startswith(prefixes)
+            if prefixes
+            else (entry.name.startswith(".") and any(marker in entry.name for marker in _TEMPORARY_MARKERS))
         ):
             if entry.is_dir() and not entry.is_symlink():
                 shutil.rmtree(entry, ignore_errors=True)
@@ -235,7 +246,9 @@ def exclusive_lock(lock_path: str | os.PathLike, what: str) -> Iterator[None]:
         except BlockingIOError:
             holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
             os.close(fd)
-            raise PgtError(f"{what} is in use by another pgt process (PID {holder}); wait for it or choose another --out") from None
+            raise PgtError(
+                f"{what} is in use by another pgt process (PID {holder}); wait for it or choose another --out"
+            ) from None
         if _same_file(fd, lock_path):
             break
         os.close(fd)  # the previous holder removed this file as we opened it
@@ -291,8 +304,9 @@ def check_writable(directory: str | os.PathLike) -> None:
 
 
 # OS errors that are the environment's, not a bug: the CLI reports them in one line.
-ENVIRONMENT_ERRNOS = frozenset({errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.ENOTDIR,
-                                errno.EISDIR, errno.EFBIG})
+ENVIRONMENT_ERRNOS = frozenset(
+    {errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.ENOTDIR, errno.EISDIR, errno.EFBIG}
+)
 # Libraries written in Rust (safetensors, tokenizers) raise their own exception types that end in "os error N".
 _RUST_OS_ERROR = re.compile(r"os error (\d+)\)?\s*$")
 

@@ -48,8 +48,15 @@ class Number:
     `maximum`. Called with command-line text it is an argparse `type`; `problem(value)` judges a value that
     came another way (a config file, Python) by the same rule, in the same words."""
 
-    def __init__(self, kind: type, minimum: float, *, inclusive: bool = True, maximum: float | None = None,
-                 maximum_text: str | None = None) -> None:
+    def __init__(
+        self,
+        kind: type,
+        minimum: float,
+        *,
+        inclusive: bool = True,
+        maximum: float | None = None,
+        maximum_text: str | None = None,
+    ) -> None:
         self.kind, self.minimum, self.inclusive, self.maximum = kind, minimum, inclusive, maximum
         self.maximum_text = maximum_text or (None if maximum is None else f"{maximum:g}")
         self.__name__ = kind.__name__  # argparse names the type in its messages
@@ -134,19 +141,28 @@ def add_out(parser: argparse.ArgumentParser, help: str, *, required: bool = True
 
 
 def add_substrate(parser: argparse.ArgumentParser, *, required: bool = True, help: str | None = None) -> None:
-    parser.add_argument("--substrate", required=required, metavar="DIR",
-                        help=help or "substrate directory (`pgt substrate build` / `trim`)")
+    parser.add_argument(
+        "--substrate",
+        required=required,
+        metavar="DIR",
+        help=help or "substrate directory (`pgt substrate build` / `trim`)",
+    )
 
 
 def add_progress(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
-                        help="progress bars (default: on when stderr is a terminal)")
+    parser.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="progress bars (default: on when stderr is a terminal)",
+    )
 
 
 def add_strict(parser: argparse.ArgumentParser) -> None:
     """`--strict`: the corpus reader (pgt.corpus.sources) refuses invalid UTF-8 instead of counting replacements."""
-    parser.add_argument("--strict", action="store_true",
-                        help="refuse invalid UTF-8 instead of replacing it (and warning)")  # fmt: skip
+    parser.add_argument(
+        "--strict", action="store_true", help="refuse invalid UTF-8 instead of replacing it (and warning)"
+    )
 
 
 def show_progress(args: argparse.Namespace) -> bool:
@@ -168,8 +184,12 @@ def quiet_library_progress() -> None:
 
 
 def add_device(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--device", default=DEVICE_AUTO, metavar="DEVICE",
-                        help="auto (CUDA when available), cpu, cuda, cuda:1 … (default: auto)")
+    parser.add_argument(
+        "--device",
+        default=DEVICE_AUTO,
+        metavar="DEVICE",
+        help="auto (CUDA when available), cpu, cuda, cuda:1 … (default: auto)",
+    )
 
 
 def add_dtype(parser: argparse.ArgumentParser, default: str = DEFAULT_DTYPE) -> None:
@@ -177,8 +197,13 @@ def add_dtype(parser: argparse.ArgumentParser, default: str = DEFAULT_DTYPE) -> 
 
 
 def add_workers(parser: argparse.ArgumentParser, what: str) -> None:
-    parser.add_argument("--workers", type=positive_int, default=None, metavar="N",
-                        help=f"{what} (default: all CPUs this process may use)")
+    parser.add_argument(
+        "--workers",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help=f"{what} (default: all CPUs this process may use)",
+    )
 
 
 def workers(args: argparse.Namespace) -> int:
@@ -222,15 +247,32 @@ def torch_dtype(name: str) -> Any:
 # settings object, however it was made (pgt.records' type checker, then each number's bounds).
 
 
-def setting(default: Any = dataclasses.MISSING, help: str = "", *, parse: Callable[[str], Any] | None = None,
-            flags: Sequence[str] = (), required: bool = False, metavar: str | None = None,
-            choices: Sequence[str] | None = None, expects: str | None = None, switch: bool = False) -> Any:
+def setting(
+    default: Any = dataclasses.MISSING,
+    help: str = "",
+    *,
+    parse: Callable[[str], Any] | None = None,
+    flags: Sequence[str] = (),
+    required: bool = False,
+    metavar: str | None = None,
+    choices: Sequence[str] | None = None,
+    expects: str | None = None,
+    switch: bool = False,
+) -> Any:
     """A settings field. `parse` reads the option's text (a `Number` also bounds values from elsewhere; an
     int field without one is a `positive_int`); `flags` are spellings besides `--field-name`; `required`
     fields must be given (no default, or None until a config file or an option gives one); `expects`
     describes the value in a config file's type errors; a `switch` is a bool option that only turns on."""
-    metadata = {"help": help, "parse": parse, "flags": tuple(flags), "required": required, "metavar": metavar,
-                "choices": choices, "expects": expects, "switch": switch}
+    metadata = {
+        "help": help,
+        "parse": parse,
+        "flags": tuple(flags),
+        "required": required,
+        "metavar": metavar,
+        "choices": choices,
+        "expects": expects,
+        "switch": switch,
+    }
     return dataclasses.field(default=default, metadata=metadata)
 
 
@@ -252,10 +294,18 @@ def flag(field: dataclasses.Field) -> str:
     return (*field.metadata.get("flags", ()), "--" + field.name.replace("_", "-"))[0]
 
 
-def add_settings(parser: argparse.ArgumentParser, cls: type, names: Sequence[str] | None = None, *,
-                 skip: Sequence[str] = (), defaults: dict[str, Any] | None = None, layered: bool = False,
-                 default_texts: dict[str, str] | None = None, helps: dict[str, str] | None = None,
-                 required_text: str = "") -> None:
+def add_settings(
+    parser: argparse.ArgumentParser,
+    cls: type,
+    names: Sequence[str] | None = None,
+    *,
+    skip: Sequence[str] = (),
+    defaults: dict[str, Any] | None = None,
+    layered: bool = False,
+    default_texts: dict[str, str] | None = None,
+    helps: dict[str, str] | None = None,
+    required_text: str = "",
+) -> None:
     """One option per field of `cls` (`names`, else all but `skip`).
 
     `defaults` replace fields' defaults for this command (the demo's shorter sequences); `layered`

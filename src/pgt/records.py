@@ -64,15 +64,19 @@ def check_value(value: Any, hint: Any, where: str) -> Any:
             if origin is tuple and args and args[-1] is not Ellipsis:
                 if len(args) != len(value):
                     raise PgtError(f"{where} has {len(value)} items, expected {len(args)}")
-                return tuple(check_value(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
+                return tuple(
+                    check_value(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(value, args, strict=True))
+                )
             item = args[0] if args else Any
             items = [check_value(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
             return tuple(items) if origin is tuple else items
     elif origin is dict:
         if isinstance(value, dict):
             key_hint, value_hint = typing.get_args(hint) or (Any, Any)
-            return {check_value(k, key_hint, f"{where} key"): check_value(v, value_hint, f"{where}[{k!r}]")
-                    for k, v in value.items()}
+            return {
+                check_value(k, key_hint, f"{where} key"): check_value(v, value_hint, f"{where}[{k!r}]")
+                for k, v in value.items()
+            }
     elif hint is bool:
         if isinstance(value, bool):
             return value

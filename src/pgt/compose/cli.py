@@ -37,23 +37,48 @@ TUNE_OPTIONS = ("tokens", "full", "batch_size", "seq_len", "lr", "seed")  # the 
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    merge = options.add_command(subparsers, "merge", help="merge experts on one substrate into one model "
-                                "(logit averaging or adapter)", description=MERGE_DESCRIPTION,
-                                examples=MERGE_EXAMPLES, handler=run_merge)
+    merge = options.add_command(
+        subparsers,
+        "merge",
+        help="merge experts on one substrate into one model (logit averaging or adapter)",
+        description=MERGE_DESCRIPTION,
+        examples=MERGE_EXAMPLES,
+        handler=run_merge,
+    )
     merge.add_argument("experts", nargs="+", metavar="EXPERT_DIR", help="model directories to merge (two or more)")
     options.add_out(merge, "merged model directory to create")
-    merge.add_argument("--weights", type=_weight_list, metavar="W1,W2,…",
-                       help="one positive weight per expert, comma-separated (default: equal)")
+    merge.add_argument(
+        "--weights",
+        type=_weight_list,
+        metavar="W1,W2,…",
+        help="one positive weight per expert, comma-separated (default: equal)",
+    )
     merge.add_argument("--mode", choices=MERGE_MODES, default="mean", help="how logits combine (default: mean)")
-    merge.add_argument("--adapter-hidden-size", type=options.positive_int, default=64, metavar="N",
-                       help="width of the adapter's bottleneck (--mode adapter; default: 64)")
+    merge.add_argument(
+        "--adapter-hidden-size",
+        type=options.positive_int,
+        default=64,
+        metavar="N",
+        help="width of the adapter's bottleneck (--mode adapter; default: 64)",
+    )
 
-    tune = options.add_command(subparsers, "tune", help="train a merged model's adapter (or all of it) on token data",
-                               description=TUNE_DESCRIPTION, examples=TUNE_EXAMPLES, handler=run_tune)
+    tune = options.add_command(
+        subparsers,
+        "tune",
+        help="train a merged model's adapter (or all of it) on token data",
+        description=TUNE_DESCRIPTION,
+        examples=TUNE_EXAMPLES,
+        handler=run_tune,
+    )
     tune.add_argument("merged", metavar="MERGED_DIR", help="a `pgt merge` output")
-    tune.add_argument("--data", required=True, action="append", metavar=f"DIR|{DATA_SPEC}",
-                      help="token data directory (`pgt data prepare`), or NAME=DIR:WEIGHT, repeated: a weighted "
-                      "mixture drawn as `pgt grow` draws it")
+    tune.add_argument(
+        "--data",
+        required=True,
+        action="append",
+        metavar=f"DIR|{DATA_SPEC}",
+        help="token data directory (`pgt data prepare`), or NAME=DIR:WEIGHT, repeated: a weighted "
+        "mixture drawn as `pgt grow` draws it",
+    )
     options.add_settings(tune, TuneConfig, TUNE_OPTIONS)
     options.add_device(tune)
     options.add_progress(tune)
@@ -69,17 +94,26 @@ def _weight_list(text: str) -> list[float]:
 
 def run_merge(args: argparse.Namespace) -> int:
     refuse_overlap(args.out, args.experts)
-    out = merge_experts(args.experts, args.out, weights=args.weights, mode=args.mode,
-                        adapter_hidden_size=args.adapter_hidden_size, overwrite=args.overwrite)
+    out = merge_experts(
+        args.experts,
+        args.out,
+        weights=args.weights,
+        mode=args.mode,
+        adapter_hidden_size=args.adapter_hidden_size,
+        overwrite=args.overwrite,
+    )
     print(f"merged {len(args.experts)} experts ({args.mode}) into {out}")
     return 0
 
 
 def run_tune(args: argparse.Namespace) -> int:
-    config = TuneConfig(**{name: getattr(args, name) for name in TUNE_OPTIONS}, device=args.device,
-                        progress=options.show_progress(args))
+    config = TuneConfig(
+        **{name: getattr(args, name) for name in TUNE_OPTIONS}, device=args.device, progress=options.show_progress(args)
+    )
     record = tune_merged(args.merged, args.data, args.out, config, overwrite=args.overwrite)
-    print(f"tuned the {record.trains} of {args.merged} ({record.trainable_parameters:,} parameters) for "
-          f"{record.tokens:,} tokens: validation loss {record.start_val_loss:.4f} -> {record.end_val_loss:.4f}; "
-          f"saved to {args.out}")
+    print(
+        f"tuned the {record.trains} of {args.merged} ({record.trainable_parameters:,} parameters) for "
+        f"{record.tokens:,} tokens: validation loss {record.start_val_loss:.4f} -> {record.end_val_loss:.4f}; "
+        f"saved to {args.out}"
+    )
     return 0

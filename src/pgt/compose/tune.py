@@ -5,9 +5,10 @@ stay as they are); `full=True` trains the whole merged model except the frozen s
 embedding (for a `--mode mean` merge too). The learning rate warms up linearly and decays
 by a cosine as `pgt grow`'s does. The validation loss (nats per token) on the same fixed
 validation sample the trainer scores (whole documents spread over the data's validation
-split, `pgt.growth.validation`) is measured before the first step (the merge's starting loss) and every `eval_every` steps;
-the curve, with the training loss of every step, is saved as `tune.json` beside the tuned
-model, which is a normal merged-model directory that loads with `pgt.model.load_model`.
+split, `pgt.growth.validation`) is measured before the first step (the merge's starting
+loss) and every `eval_every` steps; the curve, with the training loss of every step, is
+saved as `tune.json` beside the tuned model, which is a normal merged-model directory that
+loads with `pgt.model.load_model`.
 The data may be a weighted mixture (`--data NAME=DIR:WEIGHT`, repeated; pgt.data.mixture),
 drawn exactly as `pgt grow` draws it; `tune.json` then records the tokens drawn per source.
 """
@@ -42,8 +43,9 @@ class TuneConfig:
     lr: float = setting(3e-3, "peak learning rate", parse=options.positive_float)
     warmup_steps: float = setting(0.1, "below 1: a fraction of the steps", parse=options.non_negative_float)
     min_lr_ratio: float = setting(0.1, "cosine floor as a fraction of lr", parse=options.unit_interval)
-    eval_every: int = setting(0, "steps between validation losses (0: about 8 over the run)",
-                              parse=options.non_negative_int)
+    eval_every: int = setting(
+        0, "steps between validation losses (0: about 8 over the run)", parse=options.non_negative_int
+    )
     eval_tokens: int = setting(16_384, "size of the fixed validation sample (whole documents spread over the split)")
     seed: int = setting(0, "data order", parse=options.seed)
     device: str = setting(options.DEVICE_AUTO, "auto (CUDA when available), cpu, cuda, cuda:1 …")
@@ -80,8 +82,10 @@ def _trainable(model, full: bool, merged_dir: Path) -> list:
     """Set requires_grad for what trains; return those parameters."""
     embedding = model.get_input_embeddings().weight
     if not full and getattr(model, "adapter", None) is None:
-        raise PgtError(f"{merged_dir} has no adapter to train (merged with --mode mean, or not a merged model): "
-                       "merge with `pgt merge --mode adapter` or pass --full")
+        raise PgtError(
+            f"{merged_dir} has no adapter to train (merged with --mode mean, or not a merged model): "
+            "merge with `pgt merge --mode adapter` or pass --full"
+        )
     for parameter in model.parameters():
         parameter.requires_grad_(False)
     chosen = model.parameters() if full else model.adapter.parameters()
@@ -91,8 +95,14 @@ def _trainable(model, full: bool, merged_dir: Path) -> list:
     return trainable
 
 
-def tune_merged(merged_dir: str | Path, data: str | Path | list[str], out: str | Path, config: TuneConfig, *,
-                overwrite: bool = False) -> TuneRecord:
+def tune_merged(
+    merged_dir: str | Path,
+    data: str | Path | list[str],
+    out: str | Path,
+    config: TuneConfig,
+    *,
+    overwrite: bool = False,
+) -> TuneRecord:
     """Train the merged model in `merged_dir` on `data` (a token data directory, or a mixture's
     NAME=DIR:WEIGHT specs) and save it to `out` (see the module docstring)."""
     from pgt.data.mixture import TokenMixture, normalize_specs
@@ -109,8 +119,9 @@ def tune_merged(merged_dir: str | Path, data: str | Path | list[str], out: str |
         return _tune(merged_dir, specs, mixture, out, config, overwrite=overwrite)
 
 
-def _tune(merged_dir: Path, specs: str | list[str], data: TokenMixture, out: Path, config: TuneConfig, *,
-          overwrite: bool) -> TuneRecord:
+def _tune(
+    merged_dir: Path, specs: str | list[str], data: TokenMixture, out: Path, config: TuneConfig, *, overwrite: bool
+) -> TuneRecord:
     import torch
 
     from pgt.growth.records import mixture_draws
@@ -128,8 +139,9 @@ def _tune(merged_dir: Path, specs: str | list[str], data: TokenMixture, out: Pat
 
     device = resolve_device(config.device)
     tokens_per_step = config.batch_size * config.seq_len
-    check_budget(config.tokens, tokens_per_step, "--tokens", f"--batch-size {config.batch_size} x --seq-len "
-                 f"{config.seq_len}")
+    check_budget(
+        config.tokens, tokens_per_step, "--tokens", f"--batch-size {config.batch_size} x --seq-len {config.seq_len}"
+    )
     model, tokenizer = load_model(merged_dir, device=device)
     context = model.config.max_position_embeddings
     if config.seq_len > context:  # positions beyond it were never trained (or do not exist)
@@ -144,9 +156,16 @@ def _tune(merged_dir: Path, specs: str | list[str], data: TokenMixture, out: Pat
     @torch.no_grad()
     def val_loss() -> float:
         model.eval()
-        score = score_documents(lambda ids: model(input_ids=ids, use_cache=False).logits, sample.documents,
-                                decoder(tokenizer), context=config.seq_len + 1, bos_id=tokenizer.bos_token_id,
-                                pad_id=data.eos_id, device=device, batch_size=config.batch_size)
+        score = score_documents(
+            lambda ids: model(input_ids=ids, use_cache=False).logits,
+            sample.documents,
+            decoder(tokenizer),
+            context=config.seq_len + 1,
+            bos_id=tokenizer.bos_token_id,
+            pad_id=data.eos_id,
+            device=device,
+            batch_size=config.batch_size,
+        )
         model.train()
         return score.nats_per_token
 
@@ -159,8 +178,7 @@ def _tune(merged_dir: Path, specs: str | list[str], data: TokenMixture, out: Pat
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step, steps, config)
         batch = data.train_batch(step, config.batch_size, config.seq_len, seed=config.seed).to(device)
-        for name, rows in zip(data.names, data.rows_per_source(step, config.batch_size, seed=config.seed),
-                              strict=True):
+        for name, rows in zip(data.names, data.rows_per_source(step, config.batch_size, seed=config.seed), strict=True):
             drawn[name] += rows * config.seq_len
         loss = causal_lm_loss(model, batch)
         if not torch.isfinite(loss):
@@ -173,9 +191,18 @@ def _tune(merged_dir: Path, specs: str | list[str], data: TokenMixture, out: Pat
         evaluated = val_loss() if done % eval_every == 0 or done == steps else None
         curve.append(TunePoint(done, done * tokens_per_step, float(loss.detach()), evaluated))
     model.eval()
-    record = TuneRecord(str(merged_dir), specs, "full" if config.full else "adapter", steps * tokens_per_step,
-                        steps, sum(p.numel() for p in trainable), curve[0].val_loss, curve[-1].val_loss, curve,
-                        mixture_draws(data, drawn, drawn))
+    record = TuneRecord(
+        str(merged_dir),
+        specs,
+        "full" if config.full else "adapter",
+        steps * tokens_per_step,
+        steps,
+        sum(p.numel() for p in trainable),
+        curve[0].val_loss,
+        curve[-1].val_loss,
+        curve,
+        mixture_draws(data, drawn, drawn),
+    )
     with atomic_dir(out, overwrite=overwrite, marker=CONFIG_FILE) as tmp:
         save_model(model.to("cpu"), tokenizer, tmp, substrate_meta=substrate_meta_of(merged_dir), overwrite=True)
         record.save(tmp / TUNE_FILE)

@@ -86,8 +86,10 @@ def conversation(record: Mapping[str, Any], record_format: str) -> list[dict[str
         extra = record.get("input") or ""
         if not isinstance(extra, str):
             raise RecordError("field 'input' must be a string")
-        turns = [{"role": "user", "content": instruction + (ALPACA_SEPARATOR + extra if extra else "")},
-                 {"role": "assistant", "content": output}]
+        turns = [
+            {"role": "user", "content": instruction + (ALPACA_SEPARATOR + extra if extra else "")},
+            {"role": "assistant", "content": output},
+        ]
     else:
         raise RecordError(f"unknown record format {record_format!r} (choose from {', '.join(CHAT_FORMATS)})")
     if record_format != "messages" and isinstance(record.get("system"), str) and record["system"]:
@@ -102,8 +104,9 @@ def _string(record: Mapping[str, Any], key: str) -> str:
     return value
 
 
-def _turns(record: Mapping[str, Any], key: str, role_key: str, content_key: str,
-           roles: Mapping[str, str]) -> list[dict[str, str]]:
+def _turns(
+    record: Mapping[str, Any], key: str, role_key: str, content_key: str, roles: Mapping[str, str]
+) -> list[dict[str, str]]:
     turns = record.get(key)
     if not isinstance(turns, list) or not turns:
         raise RecordError(f"field {key!r} must be a non-empty list of turns (an empty conversation)")
@@ -155,7 +158,8 @@ def record_text(record: Any, record_format: str, text_field: str) -> tuple[str, 
 def has_chat_tokens(tokenizer: PreTrainedTokenizerBase) -> bool:
     """Whether every token CHAT_TEMPLATE writes is one special token of `tokenizer`."""
     special = set(tokenizer.all_special_tokens) | {
-        token.content for token in tokenizer.added_tokens_decoder.values() if token.special}
+        token.content for token in tokenizer.added_tokens_decoder.values() if token.special
+    }
     return set(CHAT_TOKENS) <= special
 
 
@@ -177,9 +181,22 @@ def save_tokenizer(tokenizer: PreTrainedTokenizerBase, directory: str | os.PathL
 
 def missing_chat_tokens_error(where: str) -> PgtError:
     """The one error for chat records on a tokenizer without the template's tokens."""
-    return PgtError(f"{where}: a chat record, but the tokenizer lacks the chat tokens {' '.join(CHAT_TOKENS)}; "
-                    "prepare chat data with a bvv241 substrate (docs/data.md, \"Chat\")")
+    return PgtError(
+        f"{where}: a chat record, but the tokenizer lacks the chat tokens {' '.join(CHAT_TOKENS)}; "
+        'prepare chat data with a bvv241 substrate (docs/data.md, "Chat")'
+    )
 
 
-__all__ = ["CHAT_FORMATS", "CHAT_TEMPLATE", "CHAT_TOKENS", "RECORD_FORMATS", "RecordError", "conversation",
-           "has_chat_tokens", "record_text", "render", "save_tokenizer", "with_chat_template"]
+__all__ = [
+    "CHAT_FORMATS",
+    "CHAT_TEMPLATE",
+    "CHAT_TOKENS",
+    "RECORD_FORMATS",
+    "RecordError",
+    "conversation",
+    "has_chat_tokens",
+    "record_text",
+    "render",
+    "save_tokenizer",
+    "with_chat_template",
+]

@@ -172,8 +172,9 @@ def parquet_records(path: str, field: str, record_format: str) -> Iterator[tuple
             raise PgtError(f"{path}: no column {field!r} (columns: {', '.join(names)}; see --text-field)")
         row = 0
         for batch in parquet.iter_batches(batch_size=1024, columns=[field] if text_only else None):
-            if text_only and not (pa.types.is_string(batch.column(0).type)
-                                  or pa.types.is_large_string(batch.column(0).type)):
+            if text_only and not (
+                pa.types.is_string(batch.column(0).type) or pa.types.is_large_string(batch.column(0).type)
+            ):
                 raise PgtError(f"{path}: column {field!r} holds {batch.column(0).type}, not text")
             for record in batch.to_pylist():
                 row += 1

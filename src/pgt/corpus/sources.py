@@ -161,8 +161,9 @@ class Source:
         elif self.kind == "parquet":
             pieces = self._record_pieces(parquet_records(self.path, self.text_field, self.record_format), stats)
         elif self.kind == "hf-disk":
-            pieces = self._record_pieces(saved_dataset_records(self.path, self.hub_split, self.text_field,
-                                                               self.record_format), stats)
+            pieces = self._record_pieces(
+                saved_dataset_records(self.path, self.hub_split, self.text_field, self.record_format), stats
+            )
         else:
             pieces = self._record_pieces(loaded_dataset_records(self.path, self.config, self.hub_split), stats)
         for text, ends_document in pieces:
@@ -220,8 +221,13 @@ def resolve_sources(
         raise PgtError(f"unknown record format {record_format!r} (choose from {', '.join(RECORD_FORMATS)})")
     if not specs:
         raise PgtError("no sources given")
-    options = {"text_field": text_field, "hub_split": hub_split, "strict": strict, "record_format": record_format,
-               "chat_tokens": chat_tokens}
+    options = {
+        "text_field": text_field,
+        "hub_split": hub_split,
+        "strict": strict,
+        "record_format": record_format,
+        "chat_tokens": chat_tokens,
+    }
     sources: list[Source] = []
     for given in specs:
         language, spec = split_label(given)
@@ -229,7 +235,9 @@ def resolve_sources(
             for lang in DEFAULT_LANGUAGES:
                 # A label renames the whole default corpus's language; unlabelled, each file keeps its own.
                 tag = lang if language == UNLABELLED_LANGUAGE else language
-                sources += [Source(str(p.resolve()), "fortunes", tag, strict=strict) for p in default_corpus_files((lang,))]
+                sources += [
+                    Source(str(p.resolve()), "fortunes", tag, strict=strict) for p in default_corpus_files((lang,))
+                ]
         elif is_hub_spec(spec):
             name, config = parse_hub_spec(spec)
             sources.append(Source(name, "hf-load", language, config=config, **options))

@@ -124,7 +124,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     prepare.add_argument("--format", dest="text_format", choices=TEXT_FORMATS, default="auto", help=FORMAT_HELP)
     prepare.add_argument(
-        "--record-format", choices=RECORD_FORMATS, default="auto",
+        "--record-format",
+        choices=RECORD_FORMATS,
+        default="auto",
         help="how a JSONL/parquet/dataset record becomes a document: auto (from its fields), text (--text-field), "
         "messages, alpaca, sharegpt (rendered with the chat template)",
     )

@@ -61,7 +61,11 @@ def load_tokenizer_info(tokenizer_dir: str | os.PathLike) -> TokenizerInfo:
     else:
         fingerprint = "sha256:" + hashlib.sha256(backend_json.encode()).hexdigest()
     return TokenizerInfo(
-        str(directory.resolve()), fingerprint, int(tokenizer.eos_token_id), len(tokenizer), backend_json,
+        str(directory.resolve()),
+        fingerprint,
+        int(tokenizer.eos_token_id),
+        len(tokenizer),
+        backend_json,
         has_chat_tokens(tokenizer),
     )
 

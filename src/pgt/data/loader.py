@@ -140,8 +140,11 @@ class TokenData:
         modification time moved since `recorded` are read)."""
         now = self.fingerprint().shards
         checksums = {s.file: s.sha256 for name in SPLITS for s in self.manifest.splits[name].shards}
-        return [file for file, stat in now.items()
-                if recorded.shards.get(file) != stat and file_sha256(self.path / file) != checksums[file]]
+        return [
+            file
+            for file, stat in now.items()
+            if recorded.shards.get(file) != stat and file_sha256(self.path / file) != checksums[file]
+        ]
 
     def check_tokenizer(self, fingerprint: str) -> None:
         """Raise PgtError unless the data was tokenized with the tokenizer of this fingerprint."""
@@ -186,4 +189,3 @@ class TokenData:
         chosen = rng.choice(starts, size=total, replace=starts < total)
         mine = chosen[rank * batch_size : (rank + 1) * batch_size]
         return torch.from_numpy(np.stack([split.read(int(start), seq_len + 1) for start in mine]))
-

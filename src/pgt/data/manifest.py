@@ -119,8 +119,9 @@ class Manifest(Record):
 
     def check(self, where: str) -> None:
         if not 0 <= self.eos_id < self.tokenizer.vocab_size:
-            raise PgtError(f"{where}: eos_id {self.eos_id} is not an id of the tokenizer's "
-                           f"{self.tokenizer.vocab_size:,}")
+            raise PgtError(
+                f"{where}: eos_id {self.eos_id} is not an id of the tokenizer's {self.tokenizer.vocab_size:,}"
+            )
 
     @classmethod
     def read(cls, directory: str | os.PathLike) -> Manifest:

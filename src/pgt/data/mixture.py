@@ -83,8 +83,10 @@ def parse_mixture(specs: str | Sequence[str]) -> list[MixtureSource]:
     for spec in specs:
         match = _NAMED.match(spec)
         if not match or os.path.exists(spec):
-            raise PgtError(f"--data {spec}: several --data sources need {DATA_SPEC} each "
-                           "(e.g. --data wiki=runs/wiki:0.9 --data sft=runs/sft:0.1)")
+            raise PgtError(
+                f"--data {spec}: several --data sources need {DATA_SPEC} each "
+                "(e.g. --data wiki=runs/wiki:0.9 --data sft=runs/sft:0.1)"
+            )
         name, rest = match.groups()
         path, colon, text = rest.rpartition(":")
         if not colon or not path:
@@ -113,9 +115,11 @@ class TokenMixture:
         for source, data in zip(self.sources[1:], self.data[1:], strict=True):
             if data.tokenizer_fingerprint != first.tokenizer_fingerprint or data.eos_id != first.eos_id:
                 raise PgtError(
-                    f"--data {source.name}: {data.path} was prepared with tokenizer {data.tokenizer_fingerprint[:19]}…, "
+                    f"--data {source.name}: {data.path} was prepared with tokenizer "
+                    f"{data.tokenizer_fingerprint[:19]}…, "
                     f"but {self.sources[0].name} ({first.path}) with {first.tokenizer_fingerprint[:19]}…; every source "
-                    "of a mixture must be prepared with the same substrate")
+                    "of a mixture must be prepared with the same substrate"
+                )
         self._bounds = np.cumsum([source.weight for source in self.sources])
         self._bounds[-1] = 1.0  # rounding must not leave a gap at the top
 
@@ -163,9 +167,12 @@ class TokenMixture:
         changed = []
         for source, data in zip(self.sources, self.data, strict=True):
             prefix = f"{source.name}/"
-            own = DataFingerprint(sha256="", shards={file.removeprefix(prefix): stat
-                                                     for file, stat in recorded.shards.items()
-                                                     if file.startswith(prefix)})
+            own = DataFingerprint(
+                sha256="",
+                shards={
+                    file.removeprefix(prefix): stat for file, stat in recorded.shards.items() if file.startswith(prefix)
+                },
+            )
             changed += [prefix + file for file in data.changed_shards(own)]
         return changed
 
@@ -197,20 +204,25 @@ class TokenMixture:
             split = data.splits["train"]
             starts = split.tokens - seq_len
             if seq_len < 1 or starts < 1:
-                raise PgtError(f"--data {source.name}: the train split of {data.path} has {split.tokens} tokens, too "
-                               f"few for sequences of {seq_len} (+1) tokens")
+                raise PgtError(
+                    f"--data {source.name}: the train split of {data.path} has {split.tokens} tokens, too "
+                    f"few for sequences of {seq_len} (+1) tokens"
+                )
             if not len(chosen):
                 continue
             rng = np.random.default_rng([seed, step, index])
-            for row, start in zip(chosen, rng.choice(starts, size=len(chosen), replace=starts < len(chosen)),
-                                  strict=True):
+            for row, start in zip(
+                chosen, rng.choice(starts, size=len(chosen), replace=starts < len(chosen)), strict=True
+            ):
                 rows[row] = split.read(int(start), seq_len + 1)
         return torch.from_numpy(rows[rank * batch_size : (rank + 1) * batch_size])
 
     def epochs(self, tokens: dict[str, int]) -> dict[str, float]:
         """Passes over each source's training split that `tokens` (drawn per source name) make."""
-        return {source.name: tokens.get(source.name, 0) / data.train_tokens
-                for source, data in zip(self.sources, self.data, strict=True)}
+        return {
+            source.name: tokens.get(source.name, 0) / data.train_tokens
+            for source, data in zip(self.sources, self.data, strict=True)
+        }
 
 
 __all__ = ["BARE_NAME", "DATA_SPEC", "MixtureSource", "TokenMixture", "is_bare", "normalize_specs", "parse_mixture"]

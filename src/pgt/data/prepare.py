@@ -100,11 +100,24 @@ def prepare_token_data(
     with output_lock(out):
         remove_stale_temporaries(out.parent, out.name)
         return _prepare(
-            sources, tokenizer_dir, out, val_fraction=val_fraction, min_val_bytes=min_val_bytes, workers=workers,
-            shard_tokens=shard_tokens, overwrite=overwrite, progress=progress, chunk_chars=chunk_chars,
-            resolve=dict(text_format=text_format, text_field=text_field, hub_split=hub_split, strict=strict,
-                         record_format=record_format),
-        )  # fmt: skip
+            sources,
+            tokenizer_dir,
+            out,
+            val_fraction=val_fraction,
+            min_val_bytes=min_val_bytes,
+            workers=workers,
+            shard_tokens=shard_tokens,
+            overwrite=overwrite,
+            progress=progress,
+            chunk_chars=chunk_chars,
+            resolve=dict(
+                text_format=text_format,
+                text_field=text_field,
+                hub_split=hub_split,
+                strict=strict,
+                record_format=record_format,
+            ),
+        )
 
 
 def _prepare(

@@ -36,8 +36,13 @@ def validation_threshold(val_fraction: float, min_val_bytes: int, known_bytes: i
 
 def source_record(identity: dict[str, Any], stats: ReadStats) -> SourceRecord:
     """The manifest entry of a source: its identity plus what reading it found."""
-    record = {**identity, "documents": stats.documents, "text_bytes": stats.text_bytes,
-              "replaced_bytes": stats.replaced_bytes, "conversations": stats.conversations}  # fmt: skip
+    record = {
+        **identity,
+        "documents": stats.documents,
+        "text_bytes": stats.text_bytes,
+        "replaced_bytes": stats.replaced_bytes,
+        "conversations": stats.conversations,
+    }
     if record["sha256"] is None:  # a dataset: hash and size of its documents' text
         record["sha256"], record["bytes"] = stats.hasher.hexdigest(), stats.text_bytes
     return SourceRecord.from_json(record)
@@ -55,9 +60,7 @@ class Chunk:
     finished_sources: list[SourceRecord] = field(default_factory=list)
 
 
-def assign_splits(
-    source: Source, threshold: float, stats: ReadStats | None = None
-) -> Iterator[tuple[str, bool, str]]:
+def assign_splits(source: Source, threshold: float, stats: ReadStats | None = None) -> Iterator[tuple[str, bool, str]]:
     """The source's pieces as `(text, ends_document, split)`; a document's split is that of its first piece."""
     split, at_document_start = "train", True
     for text, ends_document in source.pieces(stats):

@@ -39,11 +39,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     trim.add_argument("substrate", metavar="SUBSTRATE", help="the full substrate directory to trim")
     corpus = trim.add_mutually_exclusive_group(required=True)
     corpus.add_argument("--data", metavar="DIR", help="token data prepared with SUBSTRATE (`pgt data prepare`)")
-    corpus.add_argument("--corpus", nargs="+", metavar="SOURCE",
-                        help="text sources as `pgt data prepare` takes them (files, directories, default)")
-    trim.add_argument("--recentre", action="store_true",
-                      help="beyond the reference: subtract the kept rows' mean from every row and renormalise, "
-                           "removing the offset the kept rows share (off by default; in trim.json and the fingerprint)")
+    corpus.add_argument(
+        "--corpus",
+        nargs="+",
+        metavar="SOURCE",
+        help="text sources as `pgt data prepare` takes them (files, directories, default)",
+    )
+    trim.add_argument(
+        "--recentre",
+        action="store_true",
+        help="beyond the reference: subtract the kept rows' mean from every row and renormalise, "
+        "removing the offset the kept rows share (off by default; in trim.json and the fingerprint)",
+    )
     options.add_out(trim, "trimmed substrate directory to create")
 
     inspect = options.add_command(
@@ -54,26 +61,32 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "of the data's tokens they carry), the distribution of each row's nearest-neighbour cosine, the mean pairwise "
         "cosine and the participation ratio (effective dimension), beside the same figures for random unit rows of "
         "the same shape. With --data only the ids the data uses are measured.",
-        examples=["pgt substrate inspect substrates/t --data runs/data",
-                  "pgt substrate inspect substrates/full --groups 20 --json health.json"],
+        examples=[
+            "pgt substrate inspect substrates/t --data runs/data",
+            "pgt substrate inspect substrates/full --groups 20 --json health.json",
+        ],
         handler=run_substrate_inspect,
     )
     inspect.add_argument("substrate", metavar="SUBSTRATE", help="the substrate directory to measure")
     inspect.add_argument("--data", metavar="DIR", help="token data prepared with SUBSTRATE: measure the ids it uses")
-    inspect.add_argument("--groups", type=options.positive_int, default=10, metavar="N",
-                         help="identical groups to list (default 10)")
+    inspect.add_argument(
+        "--groups", type=options.positive_int, default=10, metavar="N", help="identical groups to list (default 10)"
+    )
     inspect.add_argument("--json", metavar="FILE", help="also write every figure and group as JSON here")
 
 
 def run_substrate_trim(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     data = TokenData(args.data) if args.data is not None else None
-    record = trim_substrate(args.substrate, args.out, data=data, corpus=args.corpus or (),
-                            recentre=args.recentre, overwrite=args.overwrite)  # fmt: skip
-    print(f"trimmed {args.substrate} to {args.out} in {time.perf_counter() - started:.1f} s: "
-          f"{record.vocab_size:,} of {record.parent_vocab_size:,} ids ({record.corpus_ids:,} used by "
-          f"{record.corpus_tokens:,} corpus tokens, {record.merge_ids:,} merge halves, {record.special_ids} specials, "
-          f"{record.byte_ids} byte tokens); parent {record.parent_fingerprint}")  # fmt: skip
+    record = trim_substrate(
+        args.substrate, args.out, data=data, corpus=args.corpus or (), recentre=args.recentre, overwrite=args.overwrite
+    )
+    print(
+        f"trimmed {args.substrate} to {args.out} in {time.perf_counter() - started:.1f} s: "
+        f"{record.vocab_size:,} of {record.parent_vocab_size:,} ids ({record.corpus_ids:,} used by "
+        f"{record.corpus_tokens:,} corpus tokens, {record.merge_ids:,} merge halves, {record.special_ids} specials, "
+        f"{record.byte_ids} byte tokens); parent {record.parent_fingerprint}"
+    )
     return 0
 
 

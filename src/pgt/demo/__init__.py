@@ -17,7 +17,6 @@ continues where it stopped):
 No network and no reference files are needed.
 """
 
-
 from __future__ import annotations
 
 import argparse
@@ -64,8 +63,17 @@ DIM_REASON = (
 SUBSTRATE_DIR, FULL_SUBSTRATE_DIR, DATA_DIR = "substrate", "full-substrate", "data"
 STEP_DIRS = (SUBSTRATE_DIR, FULL_SUBSTRATE_DIR, DATA_DIR)  # written before the plan: a rerun resumes them
 
-__all__ = ["DEFAULT_DIM", "HEADS", "PROMPTS", "demo", "ensure_data", "ensure_substrate", "full_substrate_of",
-           "measure_speeds", "register"]
+__all__ = [
+    "DEFAULT_DIM",
+    "HEADS",
+    "PROMPTS",
+    "demo",
+    "ensure_data",
+    "ensure_substrate",
+    "full_substrate_of",
+    "measure_speeds",
+    "register",
+]
 
 
 def _step(number: int, title: str) -> None:
@@ -112,8 +120,10 @@ def ensure_substrate(out: Path, given: str | None, dim: int | None, trim: bool, 
         full = out / FULL_SUBSTRATE_DIR
     if is_substrate(path):
         if dim is not None and dim != _dim_of(path):
-            raise PgtError(f"{path} was built with dim {_dim_of(path)}, not {dim}: rerun with --dim {_dim_of(path)} "
-                           "or choose another --out")  # fmt: skip
+            raise PgtError(
+                f"{path} was built with dim {_dim_of(path)}, not {dim}: rerun with --dim {_dim_of(path)} "
+                "or choose another --out"
+            )
         say(f"reusing {path} (finished earlier)")
         return path
     if not is_substrate(full):
@@ -122,9 +132,17 @@ def ensure_substrate(out: Path, given: str | None, dim: int | None, trim: bool, 
         say(f"building {SMALL_FAMILY} at dim {dim}: {DIM_REASON}.")
     else:
         _check_dim(_dim_of(full))
-    return ensure_trimmed(path, full, ngram_corpus=default_corpus_files(), train_corpus=["default"],
-                          dim=dim or DEFAULT_DIM, progress=progress, trim=trim, log=say,
-                          corpus_name="the default corpus")
+    return ensure_trimmed(
+        path,
+        full,
+        ngram_corpus=default_corpus_files(),
+        train_corpus=["default"],
+        dim=dim or DEFAULT_DIM,
+        progress=progress,
+        trim=trim,
+        log=say,
+        corpus_name="the default corpus",
+    )
 
 
 def full_substrate_of(substrate: Path) -> Path:
@@ -149,8 +167,9 @@ def ensure_data(out: Path, given: str | None, substrate: Path, progress: bool) -
     if is_token_data(path):
         say(f"reusing {path}")
     elif given:
-        raise PgtError(f"--data {path} is not a token data directory (no {MANIFEST_FILE}; make one with "
-                       "`pgt data prepare`)")
+        raise PgtError(
+            f"--data {path} is not a token data directory (no {MANIFEST_FILE}; make one with `pgt data prepare`)"
+        )
     else:  # an interrupted preparation resumes from its work directory
         prepare_token_data(["default"], substrate, path, workers=available_threads(), progress=progress)
     splits = Manifest.read(path).splits
@@ -164,8 +183,10 @@ def ensure_run(plan: DemoPlan, progress: bool) -> Path:
 
     config = plan.growth_config(progress)
     dim = _dim_of(Path(config.substrate))
-    say(f"growing {config.stages} blocks on {SMALL_FAMILY} (d = {dim}) with {config.init} init of each new block, "
-        f"{config.tokens_per_stage:,} tokens per stage; older blocks stay frozen")
+    say(
+        f"growing {config.stages} blocks on {SMALL_FAMILY} (d = {dim}) with {config.init} init of each new block, "
+        f"{config.tokens_per_stage:,} tokens per stage; older blocks stay frozen"
+    )
     return grow(config)
 
 
@@ -209,11 +230,12 @@ def demo(args: argparse.Namespace) -> Path:
     stages = [StageRecord.load(d / STAGE_FILE) for d in stage_dirs(run_dir)]
     say(f"{'stage':>5}  {'blocks':>6}  {'tokens seen':>12}  {'val loss':>8}  {'bits/byte':>9}")
     for info in stages:
-        say(f"{info.stage:>5}  {info.blocks:>6}  {info.tokens_seen:>12,}  {info.val_loss:>8.4f}  "
-            f"{info.val_bpb:>9.4f}")
+        say(f"{info.stage:>5}  {info.blocks:>6}  {info.tokens_seen:>12,}  {info.val_loss:>8.4f}  {info.val_bpb:>9.4f}")
     for stage, before, after in growth_steps(read_metrics(run_dir)):
-        say(f"  adding block {stage}: validation loss {before:.4f} -> {after:.4f} ({after - before:+.4f}) "
-             "before the new block trained")
+        say(
+            f"  adding block {stage}: validation loss {before:.4f} -> {after:.4f} ({after - before:+.4f}) "
+            "before the new block trained"
+        )
     results = evaluate_and_sample(out, run_dir, plan.growth["seed"], args.eval_docs)
     comparison = compressor_section(results, args.eval_docs)
     for line in comparison[2:]:
@@ -246,29 +268,57 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     from pgt.growth.config import GrowthConfig
 
     parser = options.add_command(
-        subparsers, "demo", help="the whole story on the embedded corpus in ~10 minutes on 2 CPU cores",
-        description=__doc__, examples=EXAMPLES, handler=run_demo,
-    )  # fmt: skip
+        subparsers,
+        "demo",
+        help="the whole story on the embedded corpus in ~10 minutes on 2 CPU cores",
+        description=__doc__,
+        examples=EXAMPLES,
+        handler=run_demo,
+    )
     parser.add_argument("--out", default="runs/demo", help="demo directory (default: runs/demo); rerun to resume")
-    parser.add_argument("--minutes", type=options.positive_float, default=10.0,
-                        help="time budget; sets the tokens per stage from measured speeds (default: 10; a resumed "
-                        "demo keeps the plan it started with)")
-    growth = dict(defaults=GROWTH_DEFAULTS, default_texts={"tokens_per_stage": "fitted to --minutes"},
-                  helps={"seed": "seed of training and sampling"})  # `pgt grow`'s options, the demo's defaults
+    parser.add_argument(
+        "--minutes",
+        type=options.positive_float,
+        default=10.0,
+        help="time budget; sets the tokens per stage from measured speeds (default: 10; a resumed "
+        "demo keeps the plan it started with)",
+    )
+    growth = dict(
+        defaults=GROWTH_DEFAULTS,
+        default_texts={"tokens_per_stage": "fitted to --minutes"},
+        helps={"seed": "seed of training and sampling"},
+    )  # `pgt grow`'s options, the demo's defaults
     options.add_settings(parser, GrowthConfig, GROWTH_OPTIONS[:2], **growth)
-    parser.add_argument("--dim", type=options.positive_int,
-                        help=f"embedding width of the substrate built here (default: {DEFAULT_DIM})")
-    parser.add_argument("--substrate", metavar="DIR",
-                        help="reuse an existing substrate instead of building one (a full one is trimmed to the "
-                        "default corpus first, unless --data or --no-trim is given)")
-    parser.add_argument("--trim", action=argparse.BooleanOptionalAction, default=True,
-                        help="train on the substrate trimmed to the default corpus (default: on; --no-trim trains "
-                        "on the full vocabulary, as a comparison)")
-    parser.add_argument("--data", metavar="DIR", help="reuse token data prepared with --substrate "
-                        "instead of tokenizing the default corpus")
-    parser.add_argument("--eval-docs", type=options.non_negative_int,
-                        help="held-out documents scored per stage (0 = skip; default: all of the validation split)")
+    parser.add_argument(
+        "--dim", type=options.positive_int, help=f"embedding width of the substrate built here (default: {DEFAULT_DIM})"
+    )
+    parser.add_argument(
+        "--substrate",
+        metavar="DIR",
+        help="reuse an existing substrate instead of building one (a full one is trimmed to the "
+        "default corpus first, unless --data or --no-trim is given)",
+    )
+    parser.add_argument(
+        "--trim",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="train on the substrate trimmed to the default corpus (default: on; --no-trim trains "
+        "on the full vocabulary, as a comparison)",
+    )
+    parser.add_argument(
+        "--data",
+        metavar="DIR",
+        help="reuse token data prepared with --substrate instead of tokenizing the default corpus",
+    )
+    parser.add_argument(
+        "--eval-docs",
+        type=options.non_negative_int,
+        help="held-out documents scored per stage (0 = skip; default: all of the validation split)",
+    )
     options.add_settings(parser, GrowthConfig, GROWTH_OPTIONS[2:], **growth)
-    parser.add_argument("--threads", type=options.positive_int,
-                        help="torch CPU threads (default: 1 or min(2, CPUs), whichever trains faster here)")
+    parser.add_argument(
+        "--threads",
+        type=options.positive_int,
+        help="torch CPU threads (default: 1 or min(2, CPUs), whichever trains faster here)",
+    )
     options.add_progress(parser)

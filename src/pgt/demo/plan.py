@@ -4,6 +4,7 @@ from measured speeds of every stage's shape on this machine."""
 from __future__ import annotations
 
 import argparse
+import functools
 import statistics
 import time
 from collections.abc import Callable
@@ -57,11 +58,18 @@ def growth_config(args: argparse.Namespace, substrate: Path, data: Path, run_dir
     steps = max(1, tokens_per_stage // (args.batch_size * args.seq_len))
     given = {name: getattr(args, name) for name in GROWTH_OPTIONS}
     return GrowthConfig(
-        **{**given, "tokens_per_stage": tokens_per_stage}, substrate=str(substrate), data=str(data),
-        out=str(run_dir), heads=HEADS, context=max(256, args.seq_len), eval_every=max(1, steps // 4),
-        eval_tokens=8192, checkpoint_every=max(1, steps // 4), log_every=max(1, steps // 40),
+        **{**given, "tokens_per_stage": tokens_per_stage},
+        substrate=str(substrate),
+        data=str(data),
+        out=str(run_dir),
+        heads=HEADS,
+        context=max(256, args.seq_len),
+        eval_every=max(1, steps // 4),
+        eval_tokens=8192,
+        checkpoint_every=max(1, steps // 4),
+        log_every=max(1, steps // 40),
         progress=options.show_progress(args),
-    )  # fmt: skip
+    )
 
 
 @dataclass(frozen=True)
@@ -74,7 +82,11 @@ class Speeds:
 
 
 def measure_speeds(
-    substrate: Path, stages: int, seq_len: int, batch_size: int, heads: int,
+    substrate: Path,
+    stages: int,
+    seq_len: int,
+    batch_size: int,
+    heads: int,
     clock: Callable[[], float] = time.perf_counter,
 ) -> Speeds:
     """Time real training steps of every stage's shape, and scoring passes and sampled tokens of the last.
@@ -106,19 +118,21 @@ def measure_speeds(
     for stage in range(1, stages + 1):
         torch.manual_seed(0)
         model = from_substrate(
-            loaded, num_hidden_layers=stage, num_attention_heads=heads,
+            loaded,
+            num_hidden_layers=stage,
+            num_attention_heads=heads,
             intermediate_size=GrowthConfig.intermediate_multiple * loaded.dim,
-        )  # fmt: skip
+        )
         set_trainable(model, [model.model.layers[-1], model.model.norm, model.lm_head])  # as a growth stage
         optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
 
-        def train_step() -> None:
-            with frozen_prefix(model.model.layers, stage - 1):
+        def train_step(model: torch.nn.Module, frozen: int, optimizer: torch.optim.Optimizer) -> None:
+            with frozen_prefix(model.model.layers, frozen):
                 model(input_ids=ids, labels=ids).loss.backward()
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
 
-        train.append(batch_size * seq_len / timed(train_step))
+        train.append(batch_size * seq_len / timed(functools.partial(train_step, model, stage - 1, optimizer)))
 
     def score() -> None:
         with torch.inference_mode():
@@ -126,8 +140,13 @@ def measure_speeds(
 
     def sample(new_tokens: int = 8) -> None:
         with torch.inference_mode():
-            model.generate(ids[:1, :4], max_new_tokens=new_tokens, min_new_tokens=new_tokens,
-                           pad_token_id=model.config.pad_token_id, **SAMPLING)
+            model.generate(
+                ids[:1, :4],
+                max_new_tokens=new_tokens,
+                min_new_tokens=new_tokens,
+                pad_token_id=model.config.pad_token_id,
+                **SAMPLING,
+            )
 
     return Speeds(train, batch_size * seq_len / timed(score), timed(sample) / 8)
 
@@ -175,16 +194,20 @@ def make_plan(out: Path, args: argparse.Namespace, substrate: Path, data: Path, 
         if changed:
             now = requested.to_dict()
             detail = ", ".join(f"{key} {plan.growth.get(key)} -> {now.get(key)}" for key in changed)
-            raise PgtError(f"{out} holds a demo made with other settings ({detail}): rerun with the same options "
-                           "or choose another --out")
+            raise PgtError(
+                f"{out} holds a demo made with other settings ({detail}): rerun with the same options "
+                "or choose another --out"
+            )
         say(f"resuming the plan in {plan_path}: {requested.stages} stages x {tokens:,} tokens")
         plan.growth = requested.to_dict()  # more --stages than before grows the finished run further
         plan.threads = args.threads or plan.threads
         plan.save(plan_path)
         return plan
     if args.tokens_per_stage:
-        plan = DemoPlan(growth_config(args, substrate, data, run_dir, args.tokens_per_stage).to_dict(),
-                        args.threads or available_threads())  # fmt: skip
+        plan = DemoPlan(
+            growth_config(args, substrate, data, run_dir, args.tokens_per_stage).to_dict(),
+            args.threads or available_threads(),
+        )
         plan.save(plan_path)
         return plan
     threads, speeds = fastest_threads(args.threads, substrate, args)
@@ -193,20 +216,30 @@ def make_plan(out: Path, args: argparse.Namespace, substrate: Path, data: Path, 
     validation = Manifest.read(data).splits["validation"]
     eval_docs = validation.documents if args.eval_docs is None else min(args.eval_docs, validation.documents)
     eval_tokens = eval_docs * validation.tokens / max(1, validation.documents)
-    per_stage_s = (eval_tokens / speeds.score_tokens_per_s
-                   + len(PROMPTS) * SAMPLE_TOKENS * speeds.s_per_sampled_token + STAGE_OVERHEAD_S)
+    per_stage_s = (
+        eval_tokens / speeds.score_tokens_per_s
+        + len(PROMPTS) * SAMPLE_TOKENS * speeds.s_per_sampled_token
+        + STAGE_OVERHEAD_S
+    )
     left = args.minutes * 60 - (time.perf_counter() - started) - FIXED_RESERVE_S - args.stages * per_stage_s
     if left <= 0:
-        raise PgtError(f"--minutes {args.minutes} is used up before training starts; give more minutes, "
-                       "fewer --eval-docs or --tokens-per-stage")
+        raise PgtError(
+            f"--minutes {args.minutes} is used up before training starts; give more minutes, "
+            "fewer --eval-docs or --tokens-per-stage"
+        )
     seconds_per_token_of_each_stage = sum(1 / rate for rate in speeds.train_tokens_per_s)
     tokens = max(args.batch_size * args.seq_len, int(left * TRAIN_SHARE / seconds_per_token_of_each_stage))
-    plan = DemoPlan(growth_config(args, substrate, data, run_dir, tokens).to_dict(), threads,
-                    [round(rate, 1) for rate in speeds.train_tokens_per_s])
+    plan = DemoPlan(
+        growth_config(args, substrate, data, run_dir, tokens).to_dict(),
+        threads,
+        [round(rate, 1) for rate in speeds.train_tokens_per_s],
+    )
     rates = ", ".join(f"{rate:,.0f}" for rate in speeds.train_tokens_per_s)
-    say(f"measured {rates} training tokens/s (stages 1..{args.stages}) on {threads} thread(s), "
+    say(
+        f"measured {rates} training tokens/s (stages 1..{args.stages}) on {threads} thread(s), "
         f"{speeds.score_tokens_per_s:,.0f} scored "
         f"tokens/s, {speeds.s_per_sampled_token:.3f} s per sampled token; {left:.0f} s of {args.minutes:g} min "
-        f"left for training -> {tokens:,} tokens per stage")
+        f"left for training -> {tokens:,} tokens per stage"
+    )
     plan.save(plan_path)
     return plan

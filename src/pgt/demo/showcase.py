@@ -54,22 +54,32 @@ def evaluate_and_sample(out: Path, run_dir: Path, seed: int, eval_docs: int | No
             if record is None or record.protocol["limit"] != eval_docs:  # a finished stage never changes
                 _, record = evaluate_to_file(model, tokenizer, stage_dir, "perplexity", limit=eval_docs)
             bpb, documents = record.value("bpb"), record.n_examples
-            say(f"  stage {stage}: held-out perplexity {record.value('perplexity'):.1f}, {bpb:.3f} bits/byte "
-                f"({documents} documents, {record.details['n_bytes']:,} bytes)")
+            say(
+                f"  stage {stage}: held-out perplexity {record.value('perplexity'):.1f}, {bpb:.3f} bits/byte "
+                f"({documents} documents, {record.details['n_bytes']:,} bytes)"
+            )
         samples = []
         for index, prompt in enumerate(PROMPTS):
             input_ids = torch.tensor([tokenizer(prompt)["input_ids"]])
             torch.manual_seed(seed + index)  # the same draws for a prompt at every stage
             with torch.inference_mode():
-                output = model.generate(input_ids, attention_mask=torch.ones_like(input_ids),
-                                        max_new_tokens=SAMPLE_TOKENS, pad_token_id=model.config.pad_token_id,
-                                        **SAMPLING)
-            samples.append((prompt, tokenizer.decode(output[0, input_ids.shape[1]:], skip_special_tokens=True)))
+                output = model.generate(
+                    input_ids,
+                    attention_mask=torch.ones_like(input_ids),
+                    max_new_tokens=SAMPLE_TOKENS,
+                    pad_token_id=model.config.pad_token_id,
+                    **SAMPLING,
+                )
+            samples.append((prompt, tokenizer.decode(output[0, input_ids.shape[1] :], skip_special_tokens=True)))
         results.append(StageResult(stage, bpb, documents, samples))
-    lines = ["# Samples per stage", "",
-             f"Seeded sampling (seed {seed} + prompt number) with the reference's settings ("
-             + ", ".join(f"{k}={v}" for k, v in SAMPLING.items() if k != "do_sample")
-             + f"), {SAMPLE_TOKENS} new tokens.", ""]
+    lines = [
+        "# Samples per stage",
+        "",
+        f"Seeded sampling (seed {seed} + prompt number) with the reference's settings ("
+        + ", ".join(f"{k}={v}" for k, v in SAMPLING.items() if k != "do_sample")
+        + f"), {SAMPLE_TOKENS} new tokens.",
+        "",
+    ]
     for result in results:
         for prompt, text in result.samples:
             lines += [f"## stage {result.stage}: {prompt}", "", "```text", prompt + text, "```", ""]
@@ -93,15 +103,25 @@ def compressor_section(results: list[StageResult], eval_docs: int | None) -> lis
     compressors = {COMPRESSOR_NAMES[key]: value for key, value in figures.items()}
     last = scored[-1]
     verdict = "below" if all(last.bpb < value for value in compressors.values()) else "not below every compressor"
-    lines = ["## Held-out bits per byte against compressors", "",
-             f"The {last.documents} held-out documents of the default corpus ({sum(len(t.encode()) for t in texts):,} "
-             "UTF-8 bytes), scored by `pgt eval --task perplexity`; the compressors see the same bytes, "
-             "concatenated.", "",
-             "| | bits per byte |", "|---|---:|"]
+    lines = [
+        "## Held-out bits per byte against compressors",
+        "",
+        f"The {last.documents} held-out documents of the default corpus ({sum(len(t.encode()) for t in texts):,} "
+        "UTF-8 bytes), scored by `pgt eval --task perplexity`; the compressors see the same bytes, "
+        "concatenated.",
+        "",
+        "| | bits per byte |",
+        "|---|---:|",
+    ]
     lines += [f"| stage {result.stage} | {result.bpb:.3f} |" for result in scored]
     lines += [f"| `{name}` | {value:.3f} |" for name, value in compressors.items()]
-    lines += ["", f"The last stage ({last.bpb:.3f}) is {verdict} "
-              + ", ".join(f"`{name}` ({value:.3f})" for name, value in compressors.items()) + ".", ""]
+    lines += [
+        "",
+        f"The last stage ({last.bpb:.3f}) is {verdict} "
+        + ", ".join(f"`{name}` ({value:.3f})" for name, value in compressors.items())
+        + ".",
+        "",
+    ]
     return lines
 
 
@@ -131,8 +151,11 @@ def write_glyphs(out: Path, substrate: Path) -> list[str]:
     for column, token in enumerate(present):
         for row, augment in enumerate((None, loaded.meta.augment)):
             ax = axes[row][column]
-            ax.imshow(render_bitmap(token, cell, augment=augment, layout_engine=loaded.meta.layout_engine),
-                      cmap="gray_r", interpolation="nearest")
+            ax.imshow(
+                render_bitmap(token, cell, augment=augment, layout_engine=loaded.meta.layout_engine),
+                cmap="gray_r",
+                interpolation="nearest",
+            )
             ax.set_xticks([])
             ax.set_yticks([])
         axes[0][column].set_title(f"{_printable(token)}\nid {vocab[token]}", fontsize=8)
@@ -154,5 +177,3 @@ def write_glyphs(out: Path, substrate: Path) -> list[str]:
     with atomic_file(out / "neighbours.txt", "w", encoding="utf-8") as handle:
         handle.write("Nearest tokens by cosine similarity of the frozen glyph embeddings\n" + "\n".join(lines) + "\n")
     return lines
-
-

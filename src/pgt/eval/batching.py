@@ -74,7 +74,9 @@ def length_sorted_batches(lengths: Sequence[int], batch_size: int, desc: str) ->
         raise PgtError(f"--batch-size must be at least 1, got {batch_size}")
     order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
     starts = range(0, len(order), batch_size)
-    for start in tqdm(starts, desc=desc, unit="batch", disable=None if _progress is None else not _progress, leave=False):
+    for start in tqdm(
+        starts, desc=desc, unit="batch", disable=None if _progress is None else not _progress, leave=False
+    ):
         yield order[start : start + batch_size]
 
 

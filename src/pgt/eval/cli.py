@@ -46,38 +46,73 @@ EXAMPLES = [
 
 
 def _add_eval_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("model_dirs", metavar="MODEL_DIR", nargs="+",
-                        help="saved model directories (pgt or any HF causal LM), e.g. runs/grow/stage-*")
+    parser.add_argument(
+        "model_dirs",
+        metavar="MODEL_DIR",
+        nargs="+",
+        help="saved model directories (pgt or any HF causal LM), e.g. runs/grow/stage-*",
+    )
     parser.add_argument("--task", action="append", default=[], metavar="TASK", help="task to run (repeatable)")
-    parser.add_argument("--data", action="append", default=[], metavar="PATH",
-                        help="dataset of the --task at the same position: a file (.jsonl/.json/.parquet/.csv), "
-                        "a directory, or hf:NAME[:CONFIG]; give none (hub defaults) or one per --task")
-    parser.add_argument("--name", action="append", default=[], metavar="NAME",
-                        help="name of each --task mc, in order (names its results file)")
+    parser.add_argument(
+        "--data",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="dataset of the --task at the same position: a file (.jsonl/.json/.parquet/.csv), "
+        "a directory, or hf:NAME[:CONFIG]; give none (hub defaults) or one per --task",
+    )
+    parser.add_argument(
+        "--name",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="name of each --task mc, in order (names its results file)",
+    )
     parser.add_argument("--hub-split", metavar="SPLIT", help="dataset split (default: the task's own, e.g. validation)")
-    parser.add_argument("--split", choices=("train", "validation"),
-                        help="perplexity/bpb: score only pgt's train or validation documents of --data")
-    parser.add_argument("--protocol", choices=("reference", "loglik"), default="reference",
-                        help="reference: generated answers as the reference scores them (default); "
-                        "loglik: the most probable option")
-    parser.add_argument("--decoding", choices=tuple(SAMPLERS), default=DEFAULT_DECODING,
-                        help="sample: temperature-1 sampling (default, the reference's likeliest sampler); "
-                        "card: the model card's temperature 0.8, top-k 50, top-p 0.95; greedy: deterministic")
-    parser.add_argument("--temperature", type=options.positive_float, help="sampling temperature (overrides --decoding's)")
+    parser.add_argument(
+        "--split",
+        choices=("train", "validation"),
+        help="perplexity/bpb: score only pgt's train or validation documents of --data",
+    )
+    parser.add_argument(
+        "--protocol",
+        choices=("reference", "loglik"),
+        default="reference",
+        help="reference: generated answers as the reference scores them (default); loglik: the most probable option",
+    )
+    parser.add_argument(
+        "--decoding",
+        choices=tuple(SAMPLERS),
+        default=DEFAULT_DECODING,
+        help="sample: temperature-1 sampling (default, the reference's likeliest sampler); "
+        "card: the model card's temperature 0.8, top-k 50, top-p 0.95; greedy: deterministic",
+    )
+    parser.add_argument(
+        "--temperature", type=options.positive_float, help="sampling temperature (overrides --decoding's)"
+    )
     parser.add_argument("--runs", type=options.positive_int, help="runs over the one fixed list (default 10)")
-    parser.add_argument("--limit", type=options.positive_int,
-                        help="examples in the list (default: the reference's size) / held-out documents")
-    parser.add_argument("--seed", type=options.seed, default=0,
-                        help="seed of the list's shuffle and of the samples (default 0)")
-    parser.add_argument("--batch-size", type=options.positive_int, default=8, help="prompts per forward pass (default 8)")
+    parser.add_argument(
+        "--limit",
+        type=options.positive_int,
+        help="examples in the list (default: the reference's size) / held-out documents",
+    )
+    parser.add_argument(
+        "--seed", type=options.seed, default=0, help="seed of the list's shuffle and of the samples (default 0)"
+    )
+    parser.add_argument(
+        "--batch-size", type=options.positive_int, default=8, help="prompts per forward pass (default 8)"
+    )
     options.add_dtype(parser)
     options.add_device(parser)
     add_attn_implementation(parser)
     options.add_out(parser, "write results to DIR/<task>--<dataset>.json instead of MODEL_DIR/eval/", required=False)
-    parser.add_argument("--log-samples", action="store_true",
-                        help="also write every example (prompt, continuation or option log-likelihoods, answer, "
-                        "correctness; for perplexity/bpb each document's index, tokens, bytes and nats) "
-                        "to <results>.samples.jsonl")
+    parser.add_argument(
+        "--log-samples",
+        action="store_true",
+        help="also write every example (prompt, continuation or option log-likelihoods, answer, "
+        "correctness; for perplexity/bpb each document's index, tokens, bytes and nats) "
+        "to <results>.samples.jsonl",
+    )
     options.add_progress(parser)
     parser.add_argument("--harness", metavar="TASKS", help="run lm-evaluation-harness tasks (comma-separated)")
     parser.add_argument("--include-path", metavar="DIR", help="extra lm-eval task YAMLs (with --harness)")
@@ -87,13 +122,17 @@ def _add_eval_arguments(parser: argparse.ArgumentParser) -> None:
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add `pgt eval` and `pgt report`."""
     parser = options.add_command(
-        subparsers, "eval",
+        subparsers,
+        "eval",
         help="evaluate a model: reference benchmarks, log-likelihood, your own tasks, perplexity, lm-eval",
-        description=DESCRIPTION, examples=EXAMPLES, handler=run_eval,
+        description=DESCRIPTION,
+        examples=EXAMPLES,
+        handler=run_eval,
     )
     _add_eval_arguments(parser)
-    report = options.add_command(subparsers, "report", help="one Markdown page with plots for a growth run",
-                                 handler=report_module.run_report)
+    report = options.add_command(
+        subparsers, "report", help="one Markdown page with plots for a growth run", handler=report_module.run_report
+    )
     report_module.add_arguments(report)  # options, examples and handler live with the report
 
 
@@ -104,19 +143,25 @@ def _print_result(path: Path, record: EvalRecord) -> None:
     if "bz2_bpb" in record.other_metrics:  # a held-out bits per byte: the compressors on the same bytes beside it
         extra += f" (bzip2 -9 {record.value('bz2_bpb'):.4f}, xz -9e {record.value('xz_bpb'):.4f} bits/byte)"
     chance = f", chance {record.chance:.1f}" if record.chance is not None else ""
-    print(f"{record.task} on {record.dataset}: {record.metric} {metrics.mean:.4f}{spread}{extra}{chance} "
-          f"[{record.n_examples} examples x {record.runs} runs] -> {path}")
+    print(
+        f"{record.task} on {record.dataset}: {record.metric} {metrics.mean:.4f}{spread}{extra}{chance} "
+        f"[{record.n_examples} examples x {record.runs} runs] -> {path}"
+    )
     if record.n_truncated_prompts:
-        print(f"  note: {record.n_truncated_prompts} prompts with their new tokens exceeded the context and were "
-              "cropped to its last tokens before each new token, as the reference's sampler does",
-              file=sys.stderr)
+        print(
+            f"  note: {record.n_truncated_prompts} prompts with their new tokens exceeded the context and were "
+            "cropped to its last tokens before each new token, as the reference's sampler does",
+            file=sys.stderr,
+        )
 
 
 def _jobs(args: argparse.Namespace) -> list[tuple[str, str | None, str | None]]:
     """(task, mc name, data) per --task, checked before any model is loaded."""
     if args.data and len(args.data) != len(args.task):
-        raise PgtError(f"{len(args.data)} --data for {len(args.task)} --task: give one --data per --task "
-                       "(in the same order), or none for the tasks' hub datasets")
+        raise PgtError(
+            f"{len(args.data)} --data for {len(args.task)} --task: give one --data per --task "
+            "(in the same order), or none for the tasks' hub datasets"
+        )
     n_mc = args.task.count(MC_TASK)
     if len(args.name) != n_mc:
         raise PgtError(f"{len(args.name)} --name for {n_mc} --task mc: name each of your own tasks once, in order")
@@ -158,8 +203,10 @@ def run_eval(args: argparse.Namespace) -> int:
     mode = "loglik" if args.protocol == "loglik" else "generate"
     harness_tasks = [t for t in args.harness.split(",") if t] if args.harness else []
     for model_dir in args.model_dirs:  # refuse before any model is loaded or evaluated
-        paths = [planned_path(model_dir, task, name=name, data=data, split=_split(args, task), mode=mode,
-                              out_dir=args.out) for task, name, data in jobs]  # fmt: skip
+        paths = [
+            planned_path(model_dir, task, name=name, data=data, split=_split(args, task), mode=mode, out_dir=args.out)
+            for task, name, data in jobs
+        ]
         if args.harness:
             paths += harness_paths(model_dir, harness_tasks, include_path=args.include_path, out_dir=args.out)
         for path in paths:
@@ -176,16 +223,36 @@ def run_eval(args: argparse.Namespace) -> int:
         model, tokenizer = load_for_eval(model_dir, args.dtype, args.device, args.attn_implementation)
         for task, name, data in jobs:
             path, record = evaluate_to_file(
-                model, tokenizer, model_dir, task, name=name, data=data,
-                split=_split(args, task), mode=mode, runs=args.runs, limit=args.limit, sampler=sampler,
-                seed=args.seed, batch_size=args.batch_size, out_dir=args.out, log_samples=args.log_samples,
+                model,
+                tokenizer,
+                model_dir,
+                task,
+                name=name,
+                data=data,
+                split=_split(args, task),
+                mode=mode,
+                runs=args.runs,
+                limit=args.limit,
+                sampler=sampler,
+                seed=args.seed,
+                batch_size=args.batch_size,
+                out_dir=args.out,
+                log_samples=args.log_samples,
             )
             _print_result(path, record)
         if args.harness:
             for path, record in run_harness(
-                model, tokenizer, model_dir, harness_tasks,
-                include_path=args.include_path, limit=args.limit, batch_size=args.batch_size,
-                num_fewshot=args.num_fewshot, seed=args.seed, out_dir=args.out, log_samples=args.log_samples,
+                model,
+                tokenizer,
+                model_dir,
+                harness_tasks,
+                include_path=args.include_path,
+                limit=args.limit,
+                batch_size=args.batch_size,
+                num_fewshot=args.num_fewshot,
+                seed=args.seed,
+                out_dir=args.out,
+                log_samples=args.log_samples,
                 overwrite=args.overwrite,
             ):
                 _print_result(path, record)

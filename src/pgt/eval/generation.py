@@ -41,7 +41,9 @@ class Sampler:
     def describe(self) -> str:
         if self.kind == "greedy":
             return "greedy (argmax; deterministic)"
-        filters = [f"top-k {self.top_k}"] * (self.top_k is not None) + [f"top-p {self.top_p}"] * (self.top_p is not None)
+        filters = [f"top-k {self.top_k}"] * (self.top_k is not None) + [f"top-p {self.top_p}"] * (
+            self.top_p is not None
+        )
         return f"sampling at temperature {self.temperature:g}" + (f", {', '.join(filters)}" if filters else "")
 
 
@@ -69,8 +71,9 @@ class Continuations:
         return sum(self.truncated)
 
 
-def continuation_text(tokenizer: PreTrainedTokenizerBase, prompt: str, prompt_ids: list[int],
-                      new_ids: list[int]) -> str:
+def continuation_text(
+    tokenizer: PreTrainedTokenizerBase, prompt: str, prompt_ids: list[int], new_ids: list[int]
+) -> str:
     """The reference's continuation: decode prompt + new tokens keeping special-token text, remove the
     beginning-of-sequence text (`<s>`), drop the prompt's characters."""
     bos = tokenizer.bos_token or "<s>"
@@ -146,8 +149,9 @@ def generate_continuations(
         return [torch.Generator(device=device).manual_seed(int(seeds[i])) for i in rows]  # type: ignore[index]
 
     for i in (i for i, cut in enumerate(cropped) if cut):
-        new_ids[i] = _cropped_continuation(model, encoded[i], wanted[i], limit, sampler,
-                                           generators([i]) if sampler.kind == "sample" else [])
+        new_ids[i] = _cropped_continuation(
+            model, encoded[i], wanted[i], limit, sampler, generators([i]) if sampler.kind == "sample" else []
+        )
     for steps in sorted(set(wanted)):  # one new-token count per batch: equal budgets, no neighbour effects
         group = [i for i, n in enumerate(wanted) if n == steps and not cropped[i]]
         for chunk in length_sorted_batches([len(encoded[i]) for i in group], batch_size, "generating"):
@@ -158,18 +162,30 @@ def generate_continuations(
                 processors.append(_RowSampler(sampler, generators(batch)))
             # eos_token_id=[]: never stop early (and never take the model's saved sampling settings).
             config = GenerationConfig(max_new_tokens=steps, do_sample=False, pad_token_id=pad_id, eos_token_id=[])
-            output = model.generate(input_ids=input_ids, attention_mask=attention_mask, generation_config=config,
-                                    logits_processor=processors)
+            output = model.generate(
+                input_ids=input_ids,
+                attention_mask=attention_mask,
+                generation_config=config,
+                logits_processor=processors,
+            )
             for row, i in enumerate(batch):
                 new_ids[i] = output[row, input_ids.shape[1] :].tolist()
-    texts = [continuation_text(tokenizer, prompt, ids, new)
-             for prompt, ids, new in zip(prompts, encoded, new_ids, strict=True)]
+    texts = [
+        continuation_text(tokenizer, prompt, ids, new)
+        for prompt, ids, new in zip(prompts, encoded, new_ids, strict=True)
+    ]
     n_capped = sum(w < n for w, n in zip(wanted, new_tokens, strict=True))
     return Continuations(new_ids, texts, cropped, n_capped)
 
 
-def _cropped_continuation(model: PreTrainedModel, ids: list[int], steps: int, context: int, sampler: Sampler,
-                          generators: list[torch.Generator]) -> list[int]:
+def _cropped_continuation(
+    model: PreTrainedModel,
+    ids: list[int],
+    steps: int,
+    context: int,
+    sampler: Sampler,
+    generators: list[torch.Generator],
+) -> list[int]:
     """nanoGPT's `generate`: before every new token, crop the sequence to its last `context` ids and run
     the model on that window (no cache: a cropped window starts again at position 0)."""
     import torch

@@ -39,8 +39,9 @@ PRIMARY_METRICS = ("acc", "acc_norm", "exact_match", "f1", "bleu", "word_perplex
 FRACTION_METRICS = {"acc", "acc_norm", "exact_match", "f1", "mcc"}
 
 
-def _harness_record(task: str, figures: dict[str, Any], config: dict[str, Any], model_dir: str | os.PathLike,
-                    version: str | None) -> EvalRecord:
+def _harness_record(
+    task: str, figures: dict[str, Any], config: dict[str, Any], model_dir: str | os.PathLike, version: str | None
+) -> EvalRecord:
     """Our record for one task of `simple_evaluate`'s `results` section."""
     # Harness keys look like "acc,none" and "acc_stderr,none" (metric, filter).
     values = {
@@ -55,8 +56,12 @@ def _harness_record(task: str, figures: dict[str, Any], config: dict[str, Any], 
         stderr = values.get(f"{name}_stderr")
         stderr = stderr * scale if isinstance(stderr, int | float) else None
         # lm-eval reports a standard error, not a spread over runs: std stays unknown.
-        return Summary(mean=values[name] * scale, std=None, ci95=Z_95 * stderr if stderr is not None else None,
-                       per_run=[values[name] * scale])
+        return Summary(
+            mean=values[name] * scale,
+            std=None,
+            ci95=Z_95 * stderr if stderr is not None else None,
+            per_run=[values[name] * scale],
+        )
 
     primary = next((name for name in PRIMARY_METRICS if name in values), names[0])
     return EvalRecord(
@@ -148,12 +153,20 @@ def _index_configs(manager: TaskManager, name: str) -> Iterator[tuple[str, dict[
         yield name, dict(entry.cfg or {})
 
 
-def harness_paths(model_dir: str | os.PathLike, tasks: Sequence[str], *, include_path: str | os.PathLike | None = None,
-                  out_dir: str | os.PathLike | None = None) -> list[Path]:
+def harness_paths(
+    model_dir: str | os.PathLike,
+    tasks: Sequence[str],
+    *,
+    include_path: str | os.PathLike | None = None,
+    out_dir: str | os.PathLike | None = None,
+) -> list[Path]:
     """The result files `run_harness` with these tasks writes (known before any model is loaded)."""
     manager = _task_manager(tuple(tasks), str(include_path) if include_path else None)
-    return [results_path(model_dir, f"harness-{name}", _harness_dataset(name, config), out_dir)
-            for task in tasks for name, config in _index_configs(manager, task)]  # fmt: skip
+    return [
+        results_path(model_dir, f"harness-{name}", _harness_dataset(name, config), out_dir)
+        for task in tasks
+        for name, config in _index_configs(manager, task)
+    ]
 
 
 def run_harness(
@@ -186,9 +199,17 @@ def run_harness(
     lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size)
     try:
         output = lm_eval.simple_evaluate(
-            model=lm, tasks=list(tasks), num_fewshot=num_fewshot, limit=limit, task_manager=manager,
-            random_seed=seed, numpy_random_seed=seed, torch_random_seed=seed, fewshot_random_seed=seed,
-            log_samples=log_samples, bootstrap_iters=1000,
+            model=lm,
+            tasks=list(tasks),
+            num_fewshot=num_fewshot,
+            limit=limit,
+            task_manager=manager,
+            random_seed=seed,
+            numpy_random_seed=seed,
+            torch_random_seed=seed,
+            fewshot_random_seed=seed,
+            log_samples=log_samples,
+            bootstrap_iters=1000,
         )
     except (FileNotFoundError, ConnectionError, ValueError) as exc:
         raise PgtError(f"lm-evaluation-harness failed: {type(exc).__name__}: {one_line(exc)}") from None

@@ -45,12 +45,19 @@ def score_texts(
     if tokenizer.bos_token_id is None and all(len(ids) < 2 for ids in documents):
         raise PgtError("no tokens to score: each text is a single token and the tokenizer adds no beginning token")
     score = score_documents(
-        default_forward(model), documents, decoder(tokenizer),
-        context=context_length(model), bos_id=tokenizer.bos_token_id, pad_id=pad_token_id(tokenizer),
-        device=next(model.parameters()).device, batch_size=batch_size, stride=stride,
+        default_forward(model),
+        documents,
+        decoder(tokenizer),
+        context=context_length(model),
+        bos_id=tokenizer.bos_token_id,
+        pad_id=pad_token_id(tokenizer),
+        device=next(model.parameters()).device,
+        batch_size=batch_size,
+        stride=stride,
     )
-    return dataclasses.replace(score, documents=tuple(dataclasses.replace(d, index=indices[d.index])
-                                                      for d in score.documents))
+    return dataclasses.replace(
+        score, documents=tuple(dataclasses.replace(d, index=indices[d.index]) for d in score.documents)
+    )
 
 
 __all__ = ["DocumentScore", "TextScore", "score_texts", "windows"]

@@ -15,8 +15,18 @@ from pgt.eval.report_discovery import LOSS_METRICS, RunReport
 from pgt.io import atomic_file
 
 # One colour per model in every panel: the grown model first, then the others in page order.
-PALETTE = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown", "tab:pink", "tab:olive",
-           "tab:cyan", "black")
+PALETTE = (
+    "tab:blue",
+    "tab:orange",
+    "tab:green",
+    "tab:red",
+    "tab:purple",
+    "tab:brown",
+    "tab:pink",
+    "tab:olive",
+    "tab:cyan",
+    "black",
+)
 
 
 @dataclass
@@ -60,8 +70,14 @@ def save_figure(figure, path: str | os.PathLike) -> None:
     plt.close(figure)
 
 
-def plot_panels(panels: Sequence[Panel], path: str | os.PathLike, *, columns: int = 2, title: str = "",
-                panel_size: tuple[float, float] = (5.2, 3.6)) -> None:
+def plot_panels(
+    panels: Sequence[Panel],
+    path: str | os.PathLike,
+    *,
+    columns: int = 2,
+    title: str = "",
+    panel_size: tuple[float, float] = (5.2, 3.6),
+) -> None:
     """Draw `panels` in a grid and save the PNG to `path`."""
     plt = _pyplot()
     from matplotlib.ticker import MaxNLocator
@@ -78,8 +94,16 @@ def plot_panels(panels: Sequence[Panel], path: str | os.PathLike, *, columns: in
                 ax.plot(series.x, series.y, label=series.label, **series.style)
         for x, label in panel.markers_x:
             ax.axvline(x, color="grey", linestyle=":", linewidth=1)
-            ax.annotate(label, (x, 1.0), xycoords=("data", "axes fraction"), fontsize=7, rotation=90,
-                        va="top", ha="right", color="grey")
+            ax.annotate(
+                label,
+                (x, 1.0),
+                xycoords=("data", "axes fraction"),
+                fontsize=7,
+                rotation=90,
+                va="top",
+                ha="right",
+                color="grey",
+            )
         if panel.log_y:
             ax.set_yscale("log")
         if panel.integer_x:
@@ -92,7 +116,7 @@ def plot_panels(panels: Sequence[Panel], path: str | os.PathLike, *, columns: in
             ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
         elif any(series.label for series in panel.series):
             ax.legend(fontsize=7)
-    for ax in list(axes.flat)[len(panels):]:
+    for ax in list(axes.flat)[len(panels) :]:
         ax.set_visible(False)
     if title:
         figure.suptitle(title)
@@ -100,8 +124,9 @@ def plot_panels(panels: Sequence[Panel], path: str | os.PathLike, *, columns: in
     save_figure(figure, path)
 
 
-def plot_bars(groups: Sequence[str], bars: dict[str, list[float]], path: str | os.PathLike, *,
-              ylabel: str, title: str) -> None:
+def plot_bars(
+    groups: Sequence[str], bars: dict[str, list[float]], path: str | os.PathLike, *, ylabel: str, title: str
+) -> None:
     """Grouped bar chart: one group per metric (`groups`), one bar per model (`bars`; NaN = no bar)."""
     plt = _pyplot()
     figure, ax = plt.subplots(figsize=(max(5.0, 1.6 * len(groups) * max(1, len(bars)) / 2), 3.8))
@@ -137,23 +162,39 @@ def plot_depth(report: RunReport, path: Path) -> bool:
         errors = errors or [None] * len(values)
         points = [(x, v, e) for x, v, e in zip(depth, values, errors, strict=True) if v is not None]
         err = [e or 0.0 for _, _, e in points] if any(e for _, _, e in points) else None
-        return Series(label, [p[0] for p in points], [p[1] for p in points], err=err,
-                      style={"marker": "o", "color": PALETTE[0]})
+        return Series(
+            label, [p[0] for p in points], [p[1] for p in points], err=err, style={"marker": "o", "color": PALETTE[0]}
+        )
 
     def others(getter) -> list[Series]:
         points = [(e, v) for e in report.others if e.blocks is not None and (v := getter(e)) is not None]
-        return [Series(e.name, [float(e.blocks)], [v], style={"marker": "s", "linestyle": "none",
-                                                               "color": PALETTE[1 + report.others.index(e) % 9]})
-                for e, v in points]
+        return [
+            Series(
+                e.name,
+                [float(e.blocks)],
+                [v],
+                style={"marker": "s", "linestyle": "none", "color": PALETTE[1 + report.others.index(e) % 9]},
+            )
+            for e, v in points
+        ]
 
     panels = []
     for key, label in LOSS_METRICS:
         values = [e.metric(key) for e in stages]
         if any(v is not None for v in values):
-            panels.append(Panel(label, "blocks", label, [line("grown", values), *others(lambda e, k=key: e.metric(k))],
-                                  integer_x=True))
-    params = [line(label, [e.field(key) for e in stages]) for key, label in
-              (("params_total", "total"), ("params_trainable", "trainable"))]
+            panels.append(
+                Panel(
+                    label,
+                    "blocks",
+                    label,
+                    [line("grown", values), *others(lambda e, k=key: e.metric(k))],
+                    integer_x=True,
+                )
+            )
+    params = [
+        line(label, [e.field(key) for e in stages])
+        for key, label in (("params_total", "total"), ("params_trainable", "trainable"))
+    ]
     params[1].style.update(color=PALETTE[1], linestyle="--")  # two quantities: two colours
     if any(series.y for series in params):
         panels.append(Panel("parameters", "blocks", "parameters", params, log_y=True, integer_x=True))
@@ -162,12 +203,21 @@ def plot_depth(report: RunReport, path: Path) -> bool:
         series = [line("grown", [s[0] if s else None for s in scores], [s[1] if s else None for s in scores])]
         reference = pub.published_task(task)
         if reference:
-            ref_points = [(x, score.mean) for x in depth if (model := pub.growth_counterpart(int(x)))
-                          and (score := report.published.score(model, reference))]
+            ref_points = [
+                (x, score.mean)
+                for x in depth
+                if (model := pub.growth_counterpart(int(x))) and (score := report.published.score(model, reference))
+            ]
             if ref_points:
-                series.append(Series(f"published abs-bvv ({reference})", [p[0] for p in ref_points],
-                                     [p[1] for p in ref_points], style={"linestyle": "--", "marker": "x", "color": "grey"}))
-        series += others(lambda e, t=task: (s[0] if (s := e.task_score(t)) else None))
+                series.append(
+                    Series(
+                        f"published abs-bvv ({reference})",
+                        [p[0] for p in ref_points],
+                        [p[1] for p in ref_points],
+                        style={"linestyle": "--", "marker": "x", "color": "grey"},
+                    )
+                )
+        series += others(lambda e, t=task: s[0] if (s := e.task_score(t)) else None)
         panels.append(Panel(report.task_label(task), "blocks", report.task_unit(task), series, integer_x=True))
     if not panels:
         return False

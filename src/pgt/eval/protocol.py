@@ -125,7 +125,9 @@ class TaskOutcome:
     samples: list[dict[str, Any]] = field(default_factory=list)  # one per example, for --log-samples
 
 
-def _group_summaries(examples: Sequence[Example], chosen: list[int], scores: list[dict[int, float]]) -> dict[str, Summary]:
+def _group_summaries(
+    examples: Sequence[Example], chosen: list[int], scores: list[dict[int, float]]
+) -> dict[str, Summary]:
     """Per group (MMLU subject): the summary over runs of the group's mean score; {} without groups."""
     groups: dict[str, list[int]] = {}
     for i in chosen:
@@ -161,8 +163,13 @@ def evaluate_generate(
     computed = 1 if sampler.kind == "greedy" else runs  # greedy runs are identical
     pairs = [(run, i) for run in range(computed) for i in chosen]
     out = generate_continuations(
-        model, tokenizer, [examples[i].prompt for _, i in pairs], [examples[i].new_tokens for _, i in pairs],
-        sampler=sampler, seeds=[example_seed(seed, run, i) for run, i in pairs], batch_size=batch_size,
+        model,
+        tokenizer,
+        [examples[i].prompt for _, i in pairs],
+        [examples[i].new_tokens for _, i in pairs],
+        sampler=sampler,
+        seeds=[example_seed(seed, run, i) for run, i in pairs],
+        batch_size=batch_size,
     )
     texts: list[dict[int, str]] = [{} for _ in range(computed)]
     for (run, i), text in zip(pairs, out.texts, strict=True):
@@ -172,12 +179,16 @@ def evaluate_generate(
     metrics = {task.metric: summarize(per_run)}
     if task.scoring == "first_char" and all(examples[i].options for i in chosen):
         # Answers outside the option labels count as wrong: this is why letter scoring can fall below chance.
-        valid = [100.0 * sum(answer_letter(run[i]) in dict(examples[i].options) for i in chosen) / len(chosen)
-                 for run in texts]
+        valid = [
+            100.0 * sum(answer_letter(run[i]) in dict(examples[i].options) for i in chosen) / len(chosen)
+            for run in texts
+        ]
         metrics["valid_answer_rate"] = summarize(valid * (runs // computed))
     samples = [
         {
-            "index": i, "prompt": examples[i].prompt, "target": examples[i].target,
+            "index": i,
+            "prompt": examples[i].prompt,
+            "target": examples[i].target,
             "continuations": [run[i] for run in texts],
             "answers": [read_answer(task, run[i]) for run in texts],
             ("scores" if task.scoring == "bleu" else "correct"): [
@@ -237,16 +248,26 @@ def evaluate_loglik(
         labels = [label for label, _ in examples[i].options]
         lengths = [len(text) for _, text in examples[i].options]
         scored = {variant: [next(remaining).logprob for _ in texts] for variant, texts in plans[i].items()}
-        ranked = {"accuracy": scored.get("label", scored["text"]),
-                  "acc_norm": [lp / n for lp, n in zip(scored["text"], lengths, strict=True)]}
+        ranked = {
+            "accuracy": scored.get("label", scored["text"]),
+            "acc_norm": [lp / n for lp, n in zip(scored["text"], lengths, strict=True)],
+        }
         if "label" in scored:
             ranked["accuracy_text"] = scored["text"]
         chosen_labels = {name: labels[max(range(len(v)), key=v.__getitem__)] for name, v in ranked.items()}
         for name, label in chosen_labels.items():
             picks.setdefault(name, {})[i] = 100.0 * (label == examples[i].target.upper())
-        samples.append({"index": i, "prompt": examples[i].prompt, "target": examples[i].target,
-                        "options": [text for _, text in examples[i].options], "logprobs": scored,
-                        "answers": chosen_labels, "correct": {n: picks[n][i] == 100.0 for n in chosen_labels}})
+        samples.append(
+            {
+                "index": i,
+                "prompt": examples[i].prompt,
+                "target": examples[i].target,
+                "options": [text for _, text in examples[i].options],
+                "logprobs": scored,
+                "answers": chosen_labels,
+                "correct": {n: picks[n][i] == 100.0 for n in chosen_labels},
+            }
+        )
     metrics = {name: summarize([sum(values.values()) / len(chosen)]) for name, values in picks.items()}
     return TaskOutcome(
         metrics=metrics,
@@ -280,5 +301,6 @@ def evaluate_task(
     chosen = example_list(len(examples), limit, seed)
     if mode == "loglik":
         return evaluate_loglik(model, tokenizer, task, examples, chosen, batch_size=batch_size)
-    return evaluate_generate(model, tokenizer, task, examples, chosen, runs=runs, sampler=sampler, seed=seed,
-                             batch_size=batch_size)
+    return evaluate_generate(
+        model, tokenizer, task, examples, chosen, runs=runs, sampler=sampler, seed=seed, batch_size=batch_size
+    )

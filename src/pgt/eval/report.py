@@ -45,8 +45,11 @@ def plot_loss_curve(report: RunReport, path: Path) -> bool:
 
 
 PAGE_MARKER = "<!-- written by pgt report; `pgt report --overwrite` replaces it -->"
-PLOTTERS = {"loss": ("loss-curve", plot_loss_curve), "depth": ("depth", plot_depth),
-            "comparison": ("comparison", plot_comparison)}
+PLOTTERS = {
+    "loss": ("loss-curve", plot_loss_curve),
+    "depth": ("depth", plot_depth),
+    "comparison": ("comparison", plot_comparison),
+}
 
 
 def is_report_page(path: Path) -> bool:
@@ -55,9 +58,15 @@ def is_report_page(path: Path) -> bool:
         return handle.readline().rstrip("\n") == PAGE_MARKER
 
 
-def write_report(run_dir: str | os.PathLike, out: str | os.PathLike | None = None, *, overwrite: bool = False,
-                 baselines: tuple[str | os.PathLike, ...] = (), merged: tuple[str | os.PathLike, ...] = (),
-                 published: pub.PublishedFigures | None = None) -> Path:
+def write_report(
+    run_dir: str | os.PathLike,
+    out: str | os.PathLike | None = None,
+    *,
+    overwrite: bool = False,
+    baselines: tuple[str | os.PathLike, ...] = (),
+    merged: tuple[str | os.PathLike, ...] = (),
+    published: pub.PublishedFigures | None = None,
+) -> Path:
     """Write the report page (default RUN_DIR/report.md) and its PNGs beside it; return the page's path.
 
     An existing page, or a file where a PNG goes, is refused; `overwrite` replaces only a page pgt
@@ -93,23 +102,47 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of `pgt report` (the eval area's CLI registers the command and calls `run`)."""
     parser.epilog = EXAMPLES  # the options are defined here, so are their examples
     parser.add_argument("run_dir", metavar="RUN_DIR", help="growth run directory (from `pgt grow --out`)")
-    parser.add_argument("--out", metavar="FILE.md", help="Markdown page to write (default RUN_DIR/report.md); "
-                        "its PNGs go beside it")
-    parser.add_argument("--overwrite", action="store_true",
-                        help="replace an existing page that pgt report wrote (and its PNGs); never another file")
-    parser.add_argument("--baseline", metavar="DIR", action="append", default=[],
-                        help="extra baseline run or model directory (RUN_DIR/baselines/* are found on their own)")
-    parser.add_argument("--merged", metavar="DIR", action="append", default=[],
-                        help="extra merged-expert model directory (RUN_DIR/merged/* are found on their own)")
-    parser.add_argument("--published", metavar="FILE", help="the reference's published-benchmarks.txt "
-                        "(default: the figures embedded in pgt, listed in docs/evaluation.md)")
+    parser.add_argument(
+        "--out", metavar="FILE.md", help="Markdown page to write (default RUN_DIR/report.md); its PNGs go beside it"
+    )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an existing page that pgt report wrote (and its PNGs); never another file",
+    )
+    parser.add_argument(
+        "--baseline",
+        metavar="DIR",
+        action="append",
+        default=[],
+        help="extra baseline run or model directory (RUN_DIR/baselines/* are found on their own)",
+    )
+    parser.add_argument(
+        "--merged",
+        metavar="DIR",
+        action="append",
+        default=[],
+        help="extra merged-expert model directory (RUN_DIR/merged/* are found on their own)",
+    )
+    parser.add_argument(
+        "--published",
+        metavar="FILE",
+        help="the reference's published-benchmarks.txt "
+        "(default: the figures embedded in pgt, listed in docs/evaluation.md)",
+    )
     parser.set_defaults(handler=run_report)
 
 
 def run_report(args: argparse.Namespace) -> int:
     """Handler of `pgt report`."""
     figures = pub.load_published(args.published) if args.published else None
-    page = write_report(args.run_dir, args.out, overwrite=args.overwrite, baselines=tuple(args.baseline), merged=tuple(args.merged),
-                        published=figures)
+    page = write_report(
+        args.run_dir,
+        args.out,
+        overwrite=args.overwrite,
+        baselines=tuple(args.baseline),
+        merged=tuple(args.merged),
+        published=figures,
+    )
     print(f"report: {page}")
     return 0

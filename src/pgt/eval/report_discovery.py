@@ -51,8 +51,9 @@ class ModelEntry:
         value = self.field(key)
         if value is None:
             short = key.removeprefix("val_")  # perplexity results carry `loss` and `bpb`
-            value = next((r.value(short) for r in self.evals.values()
-                          if short == r.metric or short in r.other_metrics), None)
+            value = next(
+                (r.value(short) for r in self.evals.values() if short == r.metric or short in r.other_metrics), None
+            )
         return float(value) if isinstance(value, int | float) else None
 
     def task_score(self, task: str) -> tuple[float, float | None] | None:
@@ -126,8 +127,9 @@ def load_entry(path: Path, name: str, kind: str, notes: list[str]) -> ModelEntry
         model_dir = next(reversed(stage_dirs(path)), path)
     stage = StageRecord.load(model_dir / STAGE_FILE) if (model_dir / STAGE_FILE).is_file() else None
     if stage is None and not (model_dir / "config.json").is_file():
-        raise PgtError(f"{path} is neither a model directory nor a run directory "
-                       "(no config.json, stage.json or run.json)")
+        raise PgtError(
+            f"{path} is neither a model directory nor a run directory (no config.json, stage.json or run.json)"
+        )
     # A model without a stage record (a merge) has only its config and weights to say what it is.
     params = stage.params_total if stage else stored_parameters(model_dir)
     # A merge is not a deeper model: its config's layer count is its experts' together.
@@ -135,8 +137,13 @@ def load_entry(path: Path, name: str, kind: str, notes: list[str]) -> ModelEntry
     return ModelEntry(name, kind, model_dir, blocks, stage, params, _read_evals(model_dir, notes))
 
 
-def collect(run_dir: str | os.PathLike, *, baselines: tuple[str | os.PathLike, ...] = (),
-            merged: tuple[str | os.PathLike, ...] = (), published: pub.PublishedFigures | None = None) -> RunReport:
+def collect(
+    run_dir: str | os.PathLike,
+    *,
+    baselines: tuple[str | os.PathLike, ...] = (),
+    merged: tuple[str | os.PathLike, ...] = (),
+    published: pub.PublishedFigures | None = None,
+) -> RunReport:
     """Gather a run's stages, events, baselines and merged experts (auto-discovered plus explicit)."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
@@ -151,8 +158,10 @@ def collect(run_dir: str | os.PathLike, *, baselines: tuple[str | os.PathLike, .
 
     others: list[ModelEntry] = []
     seen: set[Path] = set()
-    for folder, extra, default_kind, option in (("baselines", baselines, "baseline", "--baseline"),
-                                                ("merged", merged, "merged", "--merged")):
+    for folder, extra, default_kind, option in (
+        ("baselines", baselines, "baseline", "--baseline"),
+        ("merged", merged, "merged", "--merged"),
+    ):
         found = [p for p in sorted((run_dir / folder).glob("*")) if p.is_dir() and not p.name.startswith(".")]
         paths = [p for p in [*found, *map(Path, extra)] if p.resolve() not in seen]
         seen.update(p.resolve() for p in paths)
@@ -162,8 +171,9 @@ def collect(run_dir: str | os.PathLike, *, baselines: tuple[str | os.PathLike, .
     events = read_metrics(run_dir)
     if not events:
         notes.append("no training metrics (metrics.jsonl is missing or empty): the loss curve is missing")
-    report = RunReport(run_dir, run, stages, others, events, published or pub.load_published(), notes,
-                       run_substrate_health(run, notes))
+    report = RunReport(
+        run_dir, run, stages, others, events, published or pub.load_published(), notes, run_substrate_health(run, notes)
+    )
     if stages and not report.tasks:
         notes.append("no task evaluations found (run `pgt eval RUN_DIR/stage-K --task T` to add them)")
     return report

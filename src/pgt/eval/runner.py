@@ -39,8 +39,10 @@ if TYPE_CHECKING:
 
 DEFAULT_HELD_OUT = "default"
 # How generation fits long prompts (every generated result records it; docs/evaluation.md).
-PROMPT_CROPPING = ("as the reference's nanoGPT-style sampler: before every new token the sequence is cropped to its "
-                   "last context tokens (n_truncated_prompts counts the prompts cropped)")
+PROMPT_CROPPING = (
+    "as the reference's nanoGPT-style sampler: before every new token the sequence is cropped to its "
+    "last context tokens (n_truncated_prompts counts the prompts cropped)"
+)
 
 
 def load_for_eval(
@@ -51,8 +53,9 @@ def load_for_eval(
     target = resolve_device(device)  # before reading anything: `--device cuda` without CUDA is one line
     config = read_json(model_dir / "config.json", "model config")
     if config.get("substrate_fingerprint"):  # a pgt model directory (arcee, or merged experts)
-        model, tokenizer = load_model(model_dir, dtype=torch_dtype(dtype), device=target,
-                                      attn_implementation=attn_implementation)
+        model, tokenizer = load_model(
+            model_dir, dtype=torch_dtype(dtype), device=target, attn_implementation=attn_implementation
+        )
     else:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -60,8 +63,13 @@ def load_for_eval(
         try:  # never custom code (no prompt either), never the network, never pickle
             tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True, trust_remote_code=False)
             model = AutoModelForCausalLM.from_pretrained(
-                model_dir, dtype=torch_dtype(dtype), attn_implementation=attn_implementation, use_safetensors=True,
-                local_files_only=True, trust_remote_code=False).to(target)
+                model_dir,
+                dtype=torch_dtype(dtype),
+                attn_implementation=attn_implementation,
+                use_safetensors=True,
+                local_files_only=True,
+                trust_remote_code=False,
+            ).to(target)
         except (OSError, ValueError, TypeError, KeyError) as exc:
             raise PgtError(f"cannot load {model_dir} as a causal LM: {one_line(exc)}") from None
     model.eval()
@@ -89,14 +97,25 @@ def held_out_texts(data: str | None, split: str | None = None) -> Iterator[str]:
 
 
 def _perplexity_record(
-    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, model_dir: str | os.PathLike, task: str,
-    data: str | None, split: str | None, limit: int | None, batch_size: int,
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    model_dir: str | os.PathLike,
+    task: str,
+    data: str | None,
+    split: str | None,
+    limit: int | None,
+    batch_size: int,
 ) -> tuple[EvalRecord, list[dict[str, Any]]]:
     """The result and, for --log-samples, one line per document (index, tokens, bytes, nats)."""
     texts = list(islice(held_out_texts(data, split), limit))
     score = score_texts(model, tokenizer, texts, batch_size=batch_size)
-    values = {"perplexity": score.perplexity, "bpb": score.bits_per_byte, "loss": score.nats_per_token,
-              "bz2_bpb": score.bz2_bpb, "xz_bpb": score.xz_bpb}  # compressors on the same bytes
+    values = {
+        "perplexity": score.perplexity,
+        "bpb": score.bits_per_byte,
+        "loss": score.nats_per_token,
+        "bz2_bpb": score.bz2_bpb,
+        "xz_bpb": score.xz_bpb,
+    }  # compressors on the same bytes
     primary = "bpb" if task == "bpb" else "perplexity"
     record = EvalRecord(
         task=task,
@@ -114,8 +133,10 @@ def _perplexity_record(
             "windows": "context-length windows advancing by half the context; each token scored once",
             "limit": limit,
         },
-        data={"source": data or DEFAULT_HELD_OUT,
-              "split": split or ("validation" if data is None else "all documents")},
+        data={
+            "source": data or DEFAULT_HELD_OUT,
+            "split": split or ("validation" if data is None else "all documents"),
+        },
         details={"n_tokens": score.n_tokens, "n_bytes": score.n_bytes},
         model_dir=str(Path(model_dir).resolve()),
         model_fingerprint=model_fingerprint(model_dir),
@@ -144,9 +165,18 @@ def sampler_name(sampler: Sampler) -> str:
 
 
 def _task_record(
-    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, model_dir: str | os.PathLike, task: Task, *,
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    model_dir: str | os.PathLike,
+    task: Task,
+    *,
     data: str | None,
-    split: str | None, mode: protocol.Mode, runs: int | None, limit: int | None, sampler: Sampler, seed: int,
+    split: str | None,
+    mode: protocol.Mode,
+    runs: int | None,
+    limit: int | None,
+    sampler: Sampler,
+    seed: int,
     batch_size: int,
 ) -> tuple[EvalRecord, list]:
     loaded = load_task_data(task, data, split)
@@ -155,8 +185,16 @@ def _task_record(
     if limit is None and mode == "generate":
         limit = task.reference_draw  # the reference's published size (SQuAD 256, OPUS 128; else all)
     outcome = protocol.evaluate_task(
-        model, tokenizer, task, loaded.examples, mode=mode, runs=runs or protocol.REFERENCE_RUNS, limit=limit,
-        sampler=sampler, seed=seed, batch_size=batch_size,
+        model,
+        tokenizer,
+        task,
+        loaded.examples,
+        mode=mode,
+        runs=runs or protocol.REFERENCE_RUNS,
+        limit=limit,
+        sampler=sampler,
+        seed=seed,
+        batch_size=batch_size,
     )
     generated = mode == "generate"
     kind = "mc" if task.scoring == "loglik" else "reference" if generated else "loglik"
@@ -178,18 +216,28 @@ def _task_record(
             "new_tokens": task.new_tokens_doc if generated else None,
             "decoding": sampler.describe() if generated else None,
             "decoding_choice": sampler_name(sampler) if generated else None,
-            "scoring": task.scoring if generated else "most probable option continuation "
+            "scoring": task.scoring
+            if generated
+            else "most probable option continuation "
             "(accuracy_text, acc_norm: lm-evaluation-harness 0.4's acc and acc_norm)",
             "limit": limit,
             "seed": seed,
             "run_definition": "one list shuffled once with the seed, the same in every run; runs differ by "
-            "their sampled continuations (greedy: identical runs, σ 0)" if generated else "deterministic",
-            "prompt_truncation": PROMPT_CROPPING if generated else "lm-evaluation-harness's window: the last context+1 ids, the last one not fed",
+            "their sampled continuations (greedy: identical runs, σ 0)"
+            if generated
+            else "deterministic",
+            "prompt_truncation": PROMPT_CROPPING
+            if generated
+            else "lm-evaluation-harness's window: the last context+1 ids, the last one not fed",
             "reference_size": task.reference_size,
             "notes": list(task.notes),
         },
-        data={"source": loaded.source, "split": loaded.split, "n_rows": loaded.n_rows,
-              "n_usable": len(loaded.examples)},
+        data={
+            "source": loaded.source,
+            "split": loaded.split,
+            "n_rows": loaded.n_rows,
+            "n_usable": len(loaded.examples),
+        },
         chance=outcome.chance,
         n_truncated_prompts=outcome.n_truncated,
         by_group=outcome.by_group,
@@ -216,9 +264,16 @@ def result_dataset(task_name: str, data: str | None, split: str | None) -> str:
     return dataset_name(data)
 
 
-def planned_path(model_dir: str | os.PathLike, task_name: str, *, name: str | None = None, data: str | None = None,
-                 split: str | None = None, mode: protocol.Mode = "generate",
-                 out_dir: str | os.PathLike | None = None) -> Path:
+def planned_path(
+    model_dir: str | os.PathLike,
+    task_name: str,
+    *,
+    name: str | None = None,
+    data: str | None = None,
+    split: str | None = None,
+    mode: protocol.Mode = "generate",
+    out_dir: str | os.PathLike | None = None,
+) -> Path:
     """Where `evaluate_to_file` with these arguments writes its result (known before evaluating)."""
     task = resolve_task(task_name, name)
     shown = task_name if task is None else result_task(task, mode)
@@ -266,11 +321,20 @@ def evaluate_to_file(
         model.eval()
         task = resolve_task(task_name, name)
         if task is None:
-            record, samples = _perplexity_record(model, tokenizer, model_dir, task_name, data, split, limit,
-                                                 batch_size)
+            record, samples = _perplexity_record(model, tokenizer, model_dir, task_name, data, split, limit, batch_size)
         else:
             record, samples = _task_record(
-                model, tokenizer, model_dir, task, data=data, split=split, mode=mode, runs=runs, limit=limit,
-                sampler=sampler, seed=seed, batch_size=batch_size,
+                model,
+                tokenizer,
+                model_dir,
+                task,
+                data=data,
+                split=split,
+                mode=mode,
+                runs=runs,
+                limit=limit,
+                sampler=sampler,
+                seed=seed,
+                batch_size=batch_size,
             )
         return write_results(path, record, samples if log_samples else None), record

@@ -11,8 +11,8 @@ Layout under `RUN_DIR/checkpoints/`:
 A kill at any moment leaves either the previous or the new checkpoint named by
 `latest.json`, never a half-written one; older directories are removed only after
 the pointer moved. Should `latest.json` itself be lost, the newest checkpoint whose
-checksums verify is found by scanning (docs/growth.md, "Resume"). Frozen weights are not stored: they are the previous stage's
-saved model (`RUN_DIR/stage-(K-1)`), rebuilt exactly on resume. Tensors go to
+checksums verify is found by scanning (docs/growth.md, "Resume"). Frozen weights are not
+stored: they are the previous stage's saved model (`RUN_DIR/stage-(K-1)`), rebuilt exactly on resume. Tensors go to
 safetensors and scalars to JSON, never pickle. What follows from the rest is not stored: the stage's
 tokens (steps x the run's tokens per step) and the optimizer's groups (this run's settings; fields that
 checkpoints of older pgt versions hold are ignored).
@@ -65,8 +65,9 @@ class TrainState(Record):
         counters = {f.name: getattr(self, f.name) for f in fields(self) if f.type in ("int", "float")}
         negative = [f"{name} {value}" for name, value in counters.items() if value < 0]
         if negative or self.stage < 1:
-            raise PgtError(f"{where}: {', '.join(negative) or f'stage {self.stage}'} is impossible (damaged); "
-                           f"{START_OVER}")
+            raise PgtError(
+                f"{where}: {', '.join(negative) or f'stage {self.stage}'} is impossible (damaged); {START_OVER}"
+            )
 
 
 def rng_state() -> dict[str, torch.Tensor]:
@@ -112,7 +113,9 @@ def save_checkpoint(
     from safetensors.torch import save_file
 
     root = run_dir / CHECKPOINT_DIR
-    name = f"stage-{train_state.stage:02d}-step-{train_state.step:06d}" + ("-done" if train_state.stage_complete else "")
+    name = f"stage-{train_state.stage:02d}-step-{train_state.step:06d}" + (
+        "-done" if train_state.stage_complete else ""
+    )
     with atomic_dir(root / name, overwrite=True) as tmp:
         save_file({k: v.detach().contiguous().cpu() for k, v in trainable.items()}, str(tmp / TENSOR_FILES[0]))
         save_file(flatten_optimizer_state(optimizer_state.get("state", {})), str(tmp / TENSOR_FILES[1]))

@@ -26,20 +26,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     from pgt.growth.config import add_config_arguments
 
     parser = options.add_command(
-        subparsers, "grow",
+        subparsers,
+        "grow",
         help="grow a model block by block on a frozen substrate (or train a baseline)",
         description="Train stage 1 (one block), freeze it, add a block, train it, ... saving every stage "
         "as its own model. Options override CONFIG.yaml, which overrides the preset and the defaults.",
-        examples=EXAMPLES, handler=run_grow,
+        examples=EXAMPLES,
+        handler=run_grow,
     )
     parser.add_argument("config_file", nargs="?", metavar="CONFIG.yaml", help="YAML file of config keys")
     options.add_out(parser, "run directory (stage-K models, checkpoints, metrics)", required=False)
     options.add_substrate(parser, required=False)
-    parser.add_argument("--dry-run", action="store_true",
-                        help="check every setting (the model and optimizer are built on the meta device) and exit")
-    parser.add_argument("--allow-data-change", action="store_true",
-                        help="resume on token data that changed since the run began (prepared again or edited); "
-                        "run.json and the report record the change")
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="check every setting (the model and optimizer are built on the meta device) and exit",
+    )
+    parser.add_argument(
+        "--allow-data-change",
+        action="store_true",
+        help="resume on token data that changed since the run began (prepared again or edited); "
+        "run.json and the report record the change",
+    )
     add_config_arguments(parser, skip=("out", "substrate"))
 
 
@@ -51,10 +59,12 @@ def run_grow(args: argparse.Namespace) -> int:
     if args.dry_run:
         run = check_settings(config)
         total, trainable = run.final_parameters
-        print(f"settings OK: {len(run.plans)} stage(s) up to a {run.plans[-1].stage}-block, {run.substrate.dim}-wide "
-              f"model with {config.heads} heads ({total:,} parameters, {trainable:,} trainable); "
-              f"validation sample of {len(run.sample.documents):,} documents ({run.sample.tokens:,} tokens); "
-              f"nothing was written to {config.out}")
+        print(
+            f"settings OK: {len(run.plans)} stage(s) up to a {run.plans[-1].stage}-block, {run.substrate.dim}-wide "
+            f"model with {config.heads} heads ({total:,} parameters, {trainable:,} trainable); "
+            f"validation sample of {len(run.sample.documents):,} documents ({run.sample.tokens:,} tokens); "
+            f"nothing was written to {config.out}"
+        )
         return 0
     grow(config, overwrite=args.overwrite, allow_data_change=args.allow_data_change)
     return 0

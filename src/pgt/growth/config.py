@@ -33,8 +33,9 @@ Autocast = Literal["auto", "off", "bf16"]
 
 # Keys that may differ between the run that wrote a checkpoint and the one resuming it:
 # they change where and how verbosely we run, never the numbers that come out.
-RESUME_NEUTRAL_KEYS = frozenset({"out", "progress", "log_every", "checkpoint_every", "device", "compile",
-                                 "gradient_checkpointing"})
+RESUME_NEUTRAL_KEYS = frozenset(
+    {"out", "progress", "log_every", "checkpoint_every", "device", "compile", "gradient_checkpointing"}
+)
 # Optimizer and schedule settings: after a non-finite loss stopped a run they may change on resume
 # (the change is recorded in run.json), since the usual remedy is a lower lr or a tighter clip.
 OPTIMIZER_KEYS = frozenset({"lr", "min_lr_ratio", "warmup_steps", "weight_decay", "grad_clip", "betas"})
@@ -47,14 +48,21 @@ class GrowthConfig:
     """Everything `pgt grow` needs; each field's help is its option's help (`pgt grow --help`)."""
 
     substrate: str | None = setting(
-        None, "substrate directory (tokenizer + frozen glyph matrix); sets d_model", required=True)
+        None, "substrate directory (tokenizer + frozen glyph matrix); sets d_model", required=True
+    )
     data: str | list[str] | None = setting(
-        None, "token data DIR from `pgt data prepare`, or NAME=DIR:WEIGHT, repeated: a weighted mixture",
-        required=True, metavar=f"DIR|{DATA_SPEC}", expects=f"a directory or a list of {DATA_SPEC}")
+        None,
+        "token data DIR from `pgt data prepare`, or NAME=DIR:WEIGHT, repeated: a weighted mixture",
+        required=True,
+        metavar=f"DIR|{DATA_SPEC}",
+        expects=f"a directory or a list of {DATA_SPEC}",
+    )
     out: str | None = setting(None, "run directory (stage-K models, checkpoints, metrics)", required=True)
     from_model: str | None = setting(
-        None, "a saved K-block single model (any run's stage-K) to grow on: stages K+1..N on top of it",
-        flags=("--from",))
+        None,
+        "a saved K-block single model (any run's stage-K) to grow on: stages K+1..N on top of it",
+        flags=("--from",),
+    )
     stages: int = setting(3, "number of blocks to grow (= stages)")
     init: Init = setting("random", "new-block initialisation: random (reference), identity, copy-top")
     tokens_per_stage: int = setting(1_000_000, "training-token budget of each stage")
@@ -62,51 +70,65 @@ class GrowthConfig:
     grad_accum: int = setting(1, "micro-batches per optimizer step")
     seq_len: int = setting(256, "tokens per training sequence")
     preset: str | None = setting(
-        None, "a named size (pgt.model.presets): sets stages, heads, context; checks the substrate's width",
-        choices=tuple(PRESETS))
-    lr: float = setting(8e-3, "peak learning rate of each stage (8e-3 trains small stages best; lower it for wide "
-                        "models)", parse=options.positive_float)
+        None,
+        "a named size (pgt.model.presets): sets stages, heads, context; checks the substrate's width",
+        choices=tuple(PRESETS),
+    )
+    lr: float = setting(
+        8e-3,
+        "peak learning rate of each stage (8e-3 trains small stages best; lower it for wide models)",
+        parse=options.positive_float,
+    )
     min_lr_ratio: float = setting(0.1, "cosine floor as a fraction of lr", parse=options.unit_interval)
-    warmup_steps: float = setting(0.05, "warmup steps per stage; below 1 it is a fraction of the stage's steps",
-                                  parse=options.non_negative_float)
-    weight_decay: float = setting(0.1, "AdamW decoupled weight decay (matrices only, not norms/biases)",
-                                  parse=options.non_negative_float)
-    grad_clip: float = setting(1.0, "clip the global gradient norm to this (0 = off)",
-                               parse=options.non_negative_float)
+    warmup_steps: float = setting(
+        0.05, "warmup steps per stage; below 1 it is a fraction of the stage's steps", parse=options.non_negative_float
+    )
+    weight_decay: float = setting(
+        0.1, "AdamW decoupled weight decay (matrices only, not norms/biases)", parse=options.non_negative_float
+    )
+    grad_clip: float = setting(1.0, "clip the global gradient norm to this (0 = off)", parse=options.non_negative_float)
     betas: tuple[float, float] = setting((0.9, 0.95), "AdamW betas", parse=options.non_negative_float)
     heads: int = setting(4, "attention heads (must divide the substrate's dim)")
     intermediate_multiple: int = setting(4, "MLP hidden size = multiple x d_model")
     context: int = setting(1024, "the saved models' maximum position (>= seq_len)")
-    hidden_act: HiddenAct = setting(DEFAULT_HIDDEN_ACT,
-                                    "MLP activation: gelu (ours), relu2 (served natively by vLLM/SGLang)")
+    hidden_act: HiddenAct = setting(
+        DEFAULT_HIDDEN_ACT, "MLP activation: gelu (ours), relu2 (served natively by vLLM/SGLang)"
+    )
     attn_implementation: AttnImplementation = setting(DEFAULT_ATTN_IMPLEMENTATION, "transformers attention backend")
     seed: int = setting(0, "seeds block initialisation and the data order", parse=options.seed)
-    lora_from: int = setting(5, "from this stage on, older blocks train through LoRA adapters (0 = never)",
-                             parse=options.non_negative_int)
+    lora_from: int = setting(
+        5, "from this stage on, older blocks train through LoRA adapters (0 = never)", parse=options.non_negative_int
+    )
     lora_rank: int = setting(8, "LoRA rank")
     lora_alpha: float = setting(16.0, "LoRA scaling numerator (scale = alpha / rank)", parse=options.positive_float)
     train_head: bool = setting(True, "the output head trains with the new block")
     train_norm: bool = setting(True, "the final norm trains with the new block")
-    eval_every: int = setting(100, "optimizer steps between validation evaluations (0 = stage ends only)",
-                              parse=options.non_negative_int)
+    eval_every: int = setting(
+        100, "optimizer steps between validation evaluations (0 = stage ends only)", parse=options.non_negative_int
+    )
     eval_tokens: int = setting(32_768, "size of the fixed validation sample: whole documents spread over the split")
-    patience: int = setting(0, "end a stage after this many evaluations without improvement (0 = off)",
-                            parse=options.non_negative_int)
-    checkpoint_every: int = setting(100, "optimizer steps between resumable checkpoints (0 = stage ends only)",
-                                    parse=options.non_negative_int)
+    patience: int = setting(
+        0, "end a stage after this many evaluations without improvement (0 = off)", parse=options.non_negative_int
+    )
+    checkpoint_every: int = setting(
+        100, "optimizer steps between resumable checkpoints (0 = stage ends only)", parse=options.non_negative_int
+    )
     log_every: int = setting(10, "optimizer steps between train-metric records and log lines")
     baseline: Baseline = setting(
-        "none", "none = progressive growth; monolithic / trainable-embeddings = one stage, all blocks")
+        "none", "none = progressive growth; monolithic / trainable-embeddings = one stage, all blocks"
+    )
     autocast: Autocast = setting("auto", "auto = bfloat16 autocast on GPU, float32 on CPU")
     device: str = setting(options.DEVICE_AUTO, "auto, cpu, cuda, cuda:1, ...")
-    compile: bool = setting(
-        False, "torch.compile the training step (its first steps compile; a process reuses it)")
+    compile: bool = setting(False, "torch.compile the training step (its first steps compile; a process reuses it)")
     fsdp: bool = setting(
-        False, "shard with FSDP2 (fully_shard) instead of DDP under torchrun (for the 4,096-wide presets)")
+        False, "shard with FSDP2 (fully_shard) instead of DDP under torchrun (for the 4,096-wide presets)"
+    )
     gradient_checkpointing: bool = setting(
-        False, "recompute block activations in the backward pass (less memory, ~30 % slower)")
+        False, "recompute block activations in the backward pass (less memory, ~30 % slower)"
+    )
     progress: bool | None = setting(
-        None, "tqdm progress bar (rank 0) instead of log lines (default: when stderr is a terminal)")
+        None, "tqdm progress bar (rank 0) instead of log lines (default: when stderr is a terminal)"
+    )
 
     def __post_init__(self) -> None:
         self.betas = tuple(float(b) for b in self.betas)  # YAML gives lists
@@ -126,8 +148,9 @@ class GrowthConfig:
         if self.context < self.seq_len:
             raise PgtError(f"context ({self.context}) must be at least seq_len ({self.seq_len})")
         if self.from_model and self.baseline != "none":
-            raise SettingError("from_model", f"grows stages on a saved model; a {self.baseline} baseline trains "
-                               "from scratch")
+            raise SettingError(
+                "from_model", f"grows stages on a saved model; a {self.baseline} baseline trains from scratch"
+            )
 
     def show_progress(self) -> bool:
         """The progress bar, or (False) plain log lines: the setting, else whether stderr is a terminal."""
@@ -149,13 +172,12 @@ def load_yaml(path: str | os.PathLike) -> dict[str, Any]:
 
 def add_config_arguments(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
     """One `--key` option per field (but `skip`); defaults are None so that only given options override."""
-    options.add_settings(parser, GrowthConfig, skip=skip, layered=True,
-                         required_text="required: here or in CONFIG.yaml")
+    options.add_settings(
+        parser, GrowthConfig, skip=skip, layered=True, required_text="required: here or in CONFIG.yaml"
+    )
 
 
-def resolve_config(
-    yaml_path: str | os.PathLike | None = None, overrides: dict[str, Any] | None = None
-) -> GrowthConfig:
+def resolve_config(yaml_path: str | os.PathLike | None = None, overrides: dict[str, Any] | None = None) -> GrowthConfig:
     """Defaults, then the preset, then the YAML file, then non-None `overrides` (e.g. parsed CLI options).
 
     These are the command's settings, so a missing one is named by its option (`--substrate`)."""
@@ -177,8 +199,13 @@ def preset_values(name: str) -> dict[str, Any]:
     from pgt.model.presets import get_preset
 
     preset = get_preset(name)
-    return dict(zip(PRESET_KEYS, (preset.num_hidden_layers, preset.num_attention_heads,
-                                  preset.max_position_embeddings), strict=True))
+    return dict(
+        zip(
+            PRESET_KEYS,
+            (preset.num_hidden_layers, preset.num_attention_heads, preset.max_position_embeddings),
+            strict=True,
+        )
+    )
 
 
 def config_differences(saved: dict[str, Any], current: GrowthConfig) -> list[str]:
@@ -194,5 +221,12 @@ def config_differences(saved: dict[str, Any], current: GrowthConfig) -> list[str
     return sorted(k for k in keys if saved.get(k) != now.get(k))
 
 
-__all__ = ["GrowthConfig", "OPTIMIZER_KEYS", "add_config_arguments", "config_differences", "load_yaml",
-           "preset_values", "resolve_config"]
+__all__ = [
+    "GrowthConfig",
+    "OPTIMIZER_KEYS",
+    "add_config_arguments",
+    "config_differences",
+    "load_yaml",
+    "preset_values",
+    "resolve_config",
+]

@@ -58,8 +58,10 @@ def start(ctx: DistContext) -> None:
     if ctx.device.type == "cuda":
         torch.cuda.set_device(ctx.device)
     if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if ctx.device.type == "cuda" else "gloo",
-                                device_id=ctx.device if ctx.device.type == "cuda" else None)
+        dist.init_process_group(
+            backend="nccl" if ctx.device.type == "cuda" else "gloo",
+            device_id=ctx.device if ctx.device.type == "cuda" else None,
+        )
 
 
 def shutdown(ctx: DistContext) -> None:
@@ -85,8 +87,10 @@ def wrap_model(model: nn.Module, ctx: DistContext, *, fsdp: bool, bf16: bool) ->
     presets fit, with bfloat16 parameters in compute and float32 gradient reduction."""
     if fsdp:
         if not ctx.distributed:
-            raise PgtError("--fsdp shards over the processes of a torchrun launch (e.g. torchrun --nproc_per_node 8 "
-                           "-m pgt.cli grow ... --fsdp); a single process has nothing to shard over: drop --fsdp")
+            raise PgtError(
+                "--fsdp shards over the processes of a torchrun launch (e.g. torchrun --nproc_per_node 8 "
+                "-m pgt.cli grow ... --fsdp); a single process has nothing to shard over: drop --fsdp"
+            )
         from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
         policy = MixedPrecisionPolicy(param_dtype=torch.bfloat16 if bf16 else None, reduce_dtype=torch.float32)
@@ -181,8 +185,9 @@ def load_training_state(
     set_model_state_dict(model, trainable, options=_options(ctx, strict=False))
     # The groups keyed by parameter names, as the loader maps them; local shards only, nothing gathered.
     groups = get_optimizer_state_dict(model, optimizer, options=StateDictOptions(full_state_dict=False))["param_groups"]
-    set_optimizer_state_dict(model, optimizer, {"state": moments, "param_groups": groups},
-                             options=_options(ctx, strict=False))
+    set_optimizer_state_dict(
+        model, optimizer, {"state": moments, "param_groups": groups}, options=_options(ctx, strict=False)
+    )
 
 
 def full_model_state(model: nn.Module, ctx: DistContext) -> dict[str, torch.Tensor]:

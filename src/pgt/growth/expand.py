@@ -108,5 +108,3 @@ def frozen_prefix(layers: nn.ModuleList, n_frozen: int) -> Iterator[None]:
         for handle in handles:
             handle.remove()
         torch.set_grad_enabled(outer_mode)  # an exception inside the prefix must not leak no-grad mode
-
-

@@ -41,14 +41,22 @@ NON_FINITE = "non-finite loss or gradient"
 class StageTrainer:
     """Builds the model of one stage (or loads it from `resume`), trains it, saves it."""
 
-    def __init__(self, setup: RunSetup, directory: RunDirectory, logger: MetricsLogger, plan: StagePlan,
-                 state: ckpt.TrainState, resume: ckpt.Checkpoint | None) -> None:
+    def __init__(
+        self,
+        setup: RunSetup,
+        directory: RunDirectory,
+        logger: MetricsLogger,
+        plan: StagePlan,
+        state: ckpt.TrainState,
+        resume: ckpt.Checkpoint | None,
+    ) -> None:
         self.setup, self.directory, self.logger, self.plan, self.state = setup, directory, logger, plan, state
         self.config, self.ctx, self.data = setup.config, setup.ctx, setup.data
         self.tokens_per_step = setup.tokens_per_step
         self.total_steps = max(1, math.ceil(plan.tokens / setup.tokens_per_step))
-        self.cadence = Cadence(self.total_steps, self.config.log_every, self.config.eval_every,
-                               self.config.checkpoint_every)
+        self.cadence = Cadence(
+            self.total_steps, self.config.log_every, self.config.eval_every, self.config.checkpoint_every
+        )
         self.stage = StageModel(self.config, setup.substrate, plan, setup.below(plan), setup.ctx, resume)
         self.checkpoint_path = resume.path if resume else None  # the last good checkpoint of this stage
         self.last_eval: tuple[int, TextScore] | None = None  # (step, score) of the latest evaluation
@@ -64,17 +72,30 @@ class StageTrainer:
         config, s, plan = self.config, self.state, self.plan
         self.stage.model.train()
         if s.step == 0:
-            self.logger.log(GrowEvent(
-                stage=plan.stage, global_step=s.global_step, tokens=s.tokens_total,
-                init="fresh" if plan.fresh else config.init, params_total=self.stage.params_total,
-                params_trainable=self.stage.params_trainable, lora_blocks=len(plan.lora_blocks),
-                frozen_blocks=plan.frozen_blocks))
+            self.logger.log(
+                GrowEvent(
+                    stage=plan.stage,
+                    global_step=s.global_step,
+                    tokens=s.tokens_total,
+                    init="fresh" if plan.fresh else config.init,
+                    params_total=self.stage.params_total,
+                    params_trainable=self.stage.params_trainable,
+                    lora_blocks=len(plan.lora_blocks),
+                    frozen_blocks=plan.frozen_blocks,
+                )
+            )
             self._evaluate()
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=plan.tokens, initial=self.stage_tokens, unit="tok", unit_scale=True, dynamic_ncols=True,
-                   desc=f"stage {plan.stage}/{self.setup.plans[-1].stage}",
-                   disable=not (self.ctx.is_main and self.progress))
+        bar = tqdm(
+            total=plan.tokens,
+            initial=self.stage_tokens,
+            unit="tok",
+            unit_scale=True,
+            dynamic_ncols=True,
+            desc=f"stage {plan.stage}/{self.setup.plans[-1].stage}",
+            disable=not (self.ctx.is_main and self.progress),
+        )
         clock = StageClock(s.wall_time, s.step)
         with frozen_prefix(self.stage.base.model.layers, plan.frozen_blocks):
             while s.step < self.total_steps and not s.stopped_early:
@@ -106,8 +127,14 @@ class StageTrainer:
             group["lr"] = lr
         loss_sum = torch.zeros((), device=ctx.device)
         for micro in range(config.grad_accum):
-            batch = data.train_batch(s.data_step + micro, config.batch_size, config.seq_len,
-                                     seed=config.seed, rank=ctx.rank, world_size=ctx.world_size)
+            batch = data.train_batch(
+                s.data_step + micro,
+                config.batch_size,
+                config.seq_len,
+                seed=config.seed,
+                rank=ctx.rank,
+                world_size=ctx.world_size,
+            )
             batch = batch.to(ctx.device, non_blocking=True)
             with pdist.no_sync(stage.wrapped, micro < config.grad_accum - 1):
                 with pdist.autocast(ctx.device, config.autocast):
@@ -115,8 +142,7 @@ class StageTrainer:
                 loss.backward()
             loss_sum += loss.detach()
             if not data.bare:  # tokens drawn per source: the same on every rank (global rows)
-                counts = data.rows_per_source(s.data_step + micro, config.batch_size * ctx.world_size,
-                                              seed=config.seed)
+                counts = data.rows_per_source(s.data_step + micro, config.batch_size * ctx.world_size, seed=config.seed)
                 for name, rows in zip(data.names, counts, strict=True):
                     s.source_tokens[name] = s.source_tokens.get(name, 0) + rows * config.seq_len
                     s.stage_source_tokens[name] = s.stage_source_tokens.get(name, 0) + rows * config.seq_len
@@ -146,13 +172,25 @@ class StageTrainer:
         s = self.state
         mean_loss, lr = s.window_loss / s.window_steps, self.stage.optimizer.param_groups[0]["lr"]
         speed = clock.tokens_per_s(self.tokens_per_step)
-        self.logger.log(TrainPoint(stage=self.plan.stage, step=s.step, global_step=s.global_step,
-                                   tokens=s.tokens_total, loss=mean_loss, lr=lr, grad_norm=self.last_grad_norm,
-                                   tokens_per_s=speed))
+        self.logger.log(
+            TrainPoint(
+                stage=self.plan.stage,
+                step=s.step,
+                global_step=s.global_step,
+                tokens=s.tokens_total,
+                loss=mean_loss,
+                lr=lr,
+                grad_norm=self.last_grad_norm,
+                tokens_per_s=speed,
+            )
+        )
         bar.set_postfix(loss=f"{mean_loss:.3f}", lr=f"{lr:.2e}")
         if not self.progress:  # nanoGPT-style log lines where no bar is drawn
-            pdist.say(self.ctx, f"stage {self.plan.stage} step {s.step}/{self.total_steps} | loss {mean_loss:.4f} | "
-                                f"lr {lr:.2e} | {speed:,.0f} tok/s | ETA {clock.eta(s.step, self.total_steps)}")
+            pdist.say(
+                self.ctx,
+                f"stage {self.plan.stage} step {s.step}/{self.total_steps} | loss {mean_loss:.4f} | "
+                f"lr {lr:.2e} | {speed:,.0f} tok/s | ETA {clock.eta(s.step, self.total_steps)}",
+            )
         s.window_loss, s.window_steps = 0.0, 0
         clock.new_window()
 
@@ -166,9 +204,15 @@ class StageTrainer:
         model.eval()
         with pdist.autocast(self.ctx.device, self.config.autocast):
             score = score_documents(
-                lambda ids: model(input_ids=ids, use_cache=False).logits, self.setup.sample.documents,
-                decoder(tokenizer), context=self.config.context, bos_id=tokenizer.bos_token_id,
-                pad_id=self.data.eos_id, device=self.ctx.device, batch_size=self.config.batch_size)
+                lambda ids: model(input_ids=ids, use_cache=False).logits,
+                self.setup.sample.documents,
+                decoder(tokenizer),
+                context=self.config.context,
+                bos_id=tokenizer.bos_token_id,
+                pad_id=self.data.eos_id,
+                device=self.ctx.device,
+                batch_size=self.config.batch_size,
+            )
         model.train()
         return score
 
@@ -176,13 +220,27 @@ class StageTrainer:
         """Score, log, and keep the early-stopping counters."""
         score, s = self._score(), self.state
         per_source = source_scores(score, self.setup.sample)
-        self.logger.log(EvalPoint(
-            stage=self.plan.stage, step=s.step, global_step=s.global_step, tokens=s.tokens_total,
-            val_loss=score.nats_per_token, val_bpb=score.bits_per_byte, bz2_bpb=score.bz2_bpb, xz_bpb=score.xz_bpb,
-            sources={name: SourceScore(part.val_loss, part.val_bpb) for name, part in per_source.items()} or None))
-        pdist.say(self.ctx, f"stage {self.plan.stage} step {s.step}: val_loss {score.nats_per_token:.4f}, "
-                            f"{score.describe()}" + "".join(f"; {name} {part.val_loss:.4f} ({part.val_bpb:.4f} "
-                                                            "bits/byte)" for name, part in per_source.items()))
+        self.logger.log(
+            EvalPoint(
+                stage=self.plan.stage,
+                step=s.step,
+                global_step=s.global_step,
+                tokens=s.tokens_total,
+                val_loss=score.nats_per_token,
+                val_bpb=score.bits_per_byte,
+                bz2_bpb=score.bz2_bpb,
+                xz_bpb=score.xz_bpb,
+                sources={name: SourceScore(part.val_loss, part.val_bpb) for name, part in per_source.items()} or None,
+            )
+        )
+        pdist.say(
+            self.ctx,
+            f"stage {self.plan.stage} step {s.step}: val_loss {score.nats_per_token:.4f}, "
+            f"{score.describe()}"
+            + "".join(
+                f"; {name} {part.val_loss:.4f} ({part.val_bpb:.4f} bits/byte)" for name, part in per_source.items()
+            ),
+        )
         if s.best_val is None or score.nats_per_token < s.best_val:
             s.best_val, s.evals_since_best = score.nats_per_token, 0
         else:
@@ -204,11 +262,22 @@ class StageTrainer:
 
     def _stop_non_finite(self, loss: float, grad_norm: float) -> None:
         s = self.state
-        self.logger.log(StopEvent(stage=self.plan.stage, global_step=s.global_step, tokens=s.tokens_total,
-                                  reason=NON_FINITE, loss=loss, grad_norm=grad_norm))
+        self.logger.log(
+            StopEvent(
+                stage=self.plan.stage,
+                global_step=s.global_step,
+                tokens=s.tokens_total,
+                reason=NON_FINITE,
+                loss=loss,
+                grad_norm=grad_norm,
+            )
+        )
         self.directory.halt(self.plan.stage, s.step + 1, NON_FINITE)
-        kept = f"the last good checkpoint {self.checkpoint_path} is intact" if self.checkpoint_path else \
-            "no checkpoint of this stage was written yet (a rerun starts the stage again)"
+        kept = (
+            f"the last good checkpoint {self.checkpoint_path} is intact"
+            if self.checkpoint_path
+            else "no checkpoint of this stage was written yet (a rerun starts the stage again)"
+        )
         which = "the loss" if not math.isfinite(loss) else "the gradient norm"  # a finite loss can overflow it
         raise PgtError(
             f"stage {self.plan.stage}, step {s.step + 1}: {which} became non-finite (loss {loss}, gradient norm "
@@ -225,31 +294,60 @@ class StageTrainer:
             _, score = self.last_eval
             out = stage_dir(setup.run_dir, plan.stage)
             info = StageRecord(
-                stage=plan.stage, kind=config.kind, tokens_seen=self.stage_tokens,
-                tokens_total=s.tokens_total, steps=s.step, stopped_early=s.stopped_early,
-                val_loss=score.nats_per_token, val_bpb=score.bits_per_byte, best_val_loss=s.best_val,
-                params_total=count_parameters(model)[0], params_trainable=self.stage.params_trainable,
-                init="fresh" if plan.fresh else config.init, frozen_blocks=plan.frozen_blocks,
-                lora=LoraRecord(blocks=list(plan.lora_blocks), rank=config.lora_rank,
-                                alpha=config.lora_alpha) if plan.lora_blocks else None,
-                embedding_trained=plan.train_embeddings, wall_time_s=round(s.wall_time, 3),
-                val_documents=score.n_documents, val_tokens=score.n_tokens, val_bytes=score.n_bytes,
-                bz2_bpb=score.bz2_bpb, xz_bpb=score.xz_bpb,
-                mixture=mixture_draws(self.data, s.stage_source_tokens, s.source_tokens,
-                                      source_scores(score, setup.sample)),
-                tokens_budget=plan.tokens, started_from=setup.lineage,
+                stage=plan.stage,
+                kind=config.kind,
+                tokens_seen=self.stage_tokens,
+                tokens_total=s.tokens_total,
+                steps=s.step,
+                stopped_early=s.stopped_early,
+                val_loss=score.nats_per_token,
+                val_bpb=score.bits_per_byte,
+                best_val_loss=s.best_val,
+                params_total=count_parameters(model)[0],
+                params_trainable=self.stage.params_trainable,
+                init="fresh" if plan.fresh else config.init,
+                frozen_blocks=plan.frozen_blocks,
+                lora=LoraRecord(blocks=list(plan.lora_blocks), rank=config.lora_rank, alpha=config.lora_alpha)
+                if plan.lora_blocks
+                else None,
+                embedding_trained=plan.train_embeddings,
+                wall_time_s=round(s.wall_time, 3),
+                val_documents=score.n_documents,
+                val_tokens=score.n_tokens,
+                val_bytes=score.n_bytes,
+                bz2_bpb=score.bz2_bpb,
+                xz_bpb=score.xz_bpb,
+                mixture=mixture_draws(
+                    self.data, s.stage_source_tokens, s.source_tokens, source_scores(score, setup.sample)
+                ),
+                tokens_budget=plan.tokens,
+                started_from=setup.lineage,
             )
             save_stage_model(model, setup.substrate, out, info, data=config.data, stages=setup.plans[-1].stage)
-            self.logger.log(StageEndEvent(
-                stage=plan.stage, global_step=s.global_step, tokens=s.tokens_total, val_loss=info.val_loss,
-                val_bpb=info.val_bpb, stopped_early=s.stopped_early,
-                sources={d.name: SourceDraw(d.tokens, d.tokens_total, d.epochs) for d in info.mixture}
-                if info.mixture else None))
+            self.logger.log(
+                StageEndEvent(
+                    stage=plan.stage,
+                    global_step=s.global_step,
+                    tokens=s.tokens_total,
+                    val_loss=info.val_loss,
+                    val_bpb=info.val_bpb,
+                    stopped_early=s.stopped_early,
+                    sources={d.name: SourceDraw(d.tokens, d.tokens_total, d.epochs) for d in info.mixture}
+                    if info.mixture
+                    else None,
+                )
+            )
             for draw in info.mixture or []:
-                pdist.say(self.ctx, f"stage {plan.stage}: {draw.name} (weight {draw.weight:.3g}) gave {draw.tokens:,} "
-                                    f"tokens; {draw.epochs:.3f} epochs of its {draw.train_tokens:,} so far")
-            pdist.say(self.ctx, f"stage {plan.stage}: val_loss {info.val_loss:.4f}, {score.describe()} after "
-                                f"{self.stage_tokens:,} tokens -> {out}")
+                pdist.say(
+                    self.ctx,
+                    f"stage {plan.stage}: {draw.name} (weight {draw.weight:.3g}) gave {draw.tokens:,} "
+                    f"tokens; {draw.epochs:.3f} epochs of its {draw.train_tokens:,} so far",
+                )
+            pdist.say(
+                self.ctx,
+                f"stage {plan.stage}: val_loss {info.val_loss:.4f}, {score.describe()} after "
+                f"{self.stage_tokens:,} tokens -> {out}",
+            )
         self._checkpoint(final=True)
         if self.ctx.is_main:
             plot_loss(setup.run_dir)

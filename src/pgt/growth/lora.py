@@ -11,8 +11,14 @@ if TYPE_CHECKING:
     from peft import PeftModel
 
 # Attention and MLP projections of an ArceeDecoderLayer (the norms stay frozen).
-LORA_PROJECTIONS = ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
-                    "mlp.up_proj", "mlp.down_proj")
+LORA_PROJECTIONS = (
+    "self_attn.q_proj",
+    "self_attn.k_proj",
+    "self_attn.v_proj",
+    "self_attn.o_proj",
+    "mlp.up_proj",
+    "mlp.down_proj",
+)
 
 
 def lora_target_pattern(blocks: range) -> str:
@@ -30,8 +36,9 @@ def attach_lora(model: nn.Module, blocks: range, *, rank: int, alpha: float) -> 
     """
     from peft import LoraConfig, get_peft_model
 
-    config = LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=0.0, bias="none",
-                        target_modules=lora_target_pattern(blocks))
+    config = LoraConfig(
+        r=rank, lora_alpha=alpha, lora_dropout=0.0, bias="none", target_modules=lora_target_pattern(blocks)
+    )
     with warnings.catch_warnings():  # peft calls an attribute transformers 5 deprecated; not ours to fix
         warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
         return get_peft_model(model, config)

@@ -131,7 +131,8 @@ class StopEvent(MetricsRecord):
 
 
 RECORD_TYPES: dict[tuple[str, str | None], type[MetricsRecord]] = {
-    (t.KIND, t.EVENT): t for t in (TrainPoint, EvalPoint, GrowEvent, StageEndEvent, StopEvent)}
+    (t.KIND, t.EVENT): t for t in (TrainPoint, EvalPoint, GrowEvent, StageEndEvent, StopEvent)
+}
 
 
 class MetricsLogger:
@@ -178,8 +179,9 @@ class MetricsLogger:
         self._file.flush()
         for key in TB_SCALARS:
             if isinstance(data.get(key), (int, float)):
-                self._tb.add_scalar(f"{'eval' if isinstance(record, EvalPoint) else 'train'}/{key}", data[key],
-                                    record.global_step)
+                self._tb.add_scalar(
+                    f"{'eval' if isinstance(record, EvalPoint) else 'train'}/{key}", data[key], record.global_step
+                )
         if record.EVENT:
             self._tb.add_text("events", json.dumps(data, sort_keys=True), record.global_step)
 
@@ -224,8 +226,10 @@ def _cut_back(path: Path, offset: int) -> str | None:
         handle.truncate(kept)
     if kept == offset:
         return None
-    return (f"{path} held {len(data):,} of the {offset:,} bytes the checkpoint recorded, or damaged ones: it "
-            f"was cut back to its last complete record ({kept:,} bytes); the history after it is lost")
+    return (
+        f"{path} held {len(data):,} of the {offset:,} bytes the checkpoint recorded, or damaged ones: it "
+        f"was cut back to its last complete record ({kept:,} bytes); the history after it is lost"
+    )
 
 
 def read_metrics(run_dir: str | os.PathLike) -> list[MetricsRecord]:
@@ -262,13 +266,21 @@ def plot_loss(run_dir: str | os.PathLike, out: str | os.PathLike | None = None) 
     grows = [r for r in records if isinstance(r, GrowEvent)]
     fig, ax = plt.subplots(figsize=(9, 4.8), dpi=110)
     ax.plot([r.tokens for r in train], [r.loss for r in train], lw=1, color="tab:blue", label="train loss")
-    ax.plot([r.tokens for r in evals], [r.val_loss for r in evals], "o", ms=4, color="tab:orange",
-            label="validation loss")
+    ax.plot(
+        [r.tokens for r in evals], [r.val_loss for r in evals], "o", ms=4, color="tab:orange", label="validation loss"
+    )
     for i, event in enumerate(grows):
         if event.stage > 1:
             ax.axvline(event.tokens, ls="--", lw=0.8, color="gray", label="growth step" if i <= 1 else None)
-        ax.annotate(f"{event.stage}", (event.tokens, 1), xycoords=("data", "axes fraction"),
-                    xytext=(3, -12), textcoords="offset points", fontsize=8, color="gray")
+        ax.annotate(
+            f"{event.stage}",
+            (event.tokens, 1),
+            xycoords=("data", "axes fraction"),
+            xytext=(3, -12),
+            textcoords="offset points",
+            fontsize=8,
+            color="gray",
+        )
     ax.set_xlabel("training tokens")
     ax.set_ylabel("cross-entropy (nats / token)")
     ax.set_title(f"{run_dir.name}: loss by stage (numbers = blocks)")

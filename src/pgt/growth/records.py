@@ -62,19 +62,31 @@ class MixtureDraw(Record):
     val_bpb: float | None = None
 
 
-def mixture_draws(mixture: TokenMixture, tokens: dict[str, int], tokens_total: dict[str, int],
-                  scores: dict[str, SourceScore] | None = None) -> list[MixtureDraw] | None:
+def mixture_draws(
+    mixture: TokenMixture,
+    tokens: dict[str, int],
+    tokens_total: dict[str, int],
+    scores: dict[str, SourceScore] | None = None,
+) -> list[MixtureDraw] | None:
     """The records of a mixture's sources (None for one plain --data DIR): weights, tokens drawn, epochs, scores."""
     if mixture.bare:
         return None
     epochs = mixture.epochs(tokens_total)
     scores = scores or {}
-    return [MixtureDraw(name=source.name, path=source.path, weight=source.weight,
-                        train_tokens=data.train_tokens, tokens=tokens.get(source.name, 0),
-                        tokens_total=tokens_total.get(source.name, 0), epochs=epochs[source.name],
-                        val_loss=scores[source.name].val_loss if source.name in scores else None,
-                        val_bpb=scores[source.name].val_bpb if source.name in scores else None)
-            for source, data in zip(mixture.sources, mixture.data, strict=True)]
+    return [
+        MixtureDraw(
+            name=source.name,
+            path=source.path,
+            weight=source.weight,
+            train_tokens=data.train_tokens,
+            tokens=tokens.get(source.name, 0),
+            tokens_total=tokens_total.get(source.name, 0),
+            epochs=epochs[source.name],
+            val_loss=scores[source.name].val_loss if source.name in scores else None,
+            val_bpb=scores[source.name].val_bpb if source.name in scores else None,
+        )
+        for source, data in zip(mixture.sources, mixture.data, strict=True)
+    ]
 
 
 @dataclass
@@ -170,5 +182,14 @@ class RunRecord(Record):
         return parse_mixture(data)[0].path if data else None
 
 
-__all__ = ["RUN_FILE", "STAGE_FILE", "ConfigChange", "Halt", "LoraRecord", "MixtureDraw", "RunRecord", "StageRecord",
-           "mixture_draws"]
+__all__ = [
+    "RUN_FILE",
+    "STAGE_FILE",
+    "ConfigChange",
+    "Halt",
+    "LoraRecord",
+    "MixtureDraw",
+    "RunRecord",
+    "StageRecord",
+    "mixture_draws",
+]

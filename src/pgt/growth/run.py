@@ -49,8 +49,7 @@ class Opening:
 class RunDirectory:
     """`run.json`, `config.yaml`, the lock and the set-aside run of one run directory."""
 
-    def __init__(self, setup: RunSetup, *, overwrite: bool, allow_data_change: bool,
-                 probe: Callable[[], None]) -> None:
+    def __init__(self, setup: RunSetup, *, overwrite: bool, allow_data_change: bool, probe: Callable[[], None]) -> None:
         self.setup = setup
         self.path = setup.run_dir
         self.ctx = setup.ctx
@@ -79,8 +78,14 @@ class RunDirectory:
         except BaseException:
             if self.set_aside is not None and self.ctx.is_main:
                 self._restore_set_aside()
-            if (created and not started and self.ctx.is_main and self.path.is_dir()
-                    and not (self.path / ckpt.CHECKPOINT_DIR).exists() and not stage_dirs(self.path)):
+            if (
+                created
+                and not started
+                and self.ctx.is_main
+                and self.path.is_dir()
+                and not (self.path / ckpt.CHECKPOINT_DIR).exists()
+                and not stage_dirs(self.path)
+            ):
                 shutil.rmtree(self.path, ignore_errors=True)
             raise
 
@@ -113,22 +118,33 @@ class RunDirectory:
         now = setup.config.to_dict()
         self.history = list(saved.config_changes)
         if saved.halted and differences and set(differences) <= OPTIMIZER_KEYS:
-            self.history.append(ConfigChange(
-                stage=saved.halted.stage, step=saved.halted.step, reason=f"resumed after a {saved.halted.reason}",
-                changes={k: [saved.config.get(k), now.get(k)] for k in differences}))
+            self.history.append(
+                ConfigChange(
+                    stage=saved.halted.stage,
+                    step=saved.halted.step,
+                    reason=f"resumed after a {saved.halted.reason}",
+                    changes={k: [saved.config.get(k), now.get(k)] for k in differences},
+                )
+            )
         elif differences:
             shown = ", ".join(f"{k}: {saved.config.get(k)!r} -> {now.get(k)!r}" for k in differences[:4])
-            allowed = ("; only optimizer and schedule settings may change when resuming after a non-finite loss"
-                       if saved.halted else "")
-            raise PgtError(f"{self.path} holds a run with a different configuration ({shown}){allowed}; "
-                           "rerun with the same settings to resume, or pass --overwrite to discard it")
+            allowed = (
+                "; only optimizer and schedule settings may change when resuming after a non-finite loss"
+                if saved.halted
+                else ""
+            )
+            raise PgtError(
+                f"{self.path} holds a run with a different configuration ({shown}){allowed}; "
+                "rerun with the same settings to resume, or pass --overwrite to discard it"
+            )
         if saved.started_from and setup.lineage:
             check_unchanged(saved.started_from, setup.lineage)
         if saved.tokens_per_step != setup.tokens_per_step:
             raise PgtError(
                 f"{self.path} was trained with {saved.tokens_per_step} tokens per step "
                 f"({saved.world_size} processes); this launch gives {setup.tokens_per_step}. Resume with "
-                "the same global batch (batch_size x grad_accum x processes), or pass --overwrite")
+                "the same global batch (batch_size x grad_accum x processes), or pass --overwrite"
+            )
 
     def _check_same_data(self, saved: RunRecord, resume: ckpt.Checkpoint | None) -> None:
         """A resume trains on the data the run trained on: another manifest (the data prepared again) or a
@@ -143,15 +159,24 @@ class RunDirectory:
         else:
             return
         if not self.allow_data_change:
-            raise PgtError(f"{self.path} was trained on other data: {', '.join(data.paths)} {what}. Resume "
-                           "on the data it was trained on, pass --allow-data-change to go on with this data "
-                           "(run.json and the report record the change), or --overwrite to start again")
+            raise PgtError(
+                f"{self.path} was trained on other data: {', '.join(data.paths)} {what}. Resume "
+                "on the data it was trained on, pass --allow-data-change to go on with this data "
+                "(run.json and the report record the change), or --overwrite to start again"
+            )
         stage, step = (resume.state.stage, resume.state.step) if resume else (self.setup.plans[0].stage, 0)
-        self.history.append(ConfigChange(stage=stage, step=step, reason=f"the token data {what}",
-                                         changes={"data_fingerprint": [recorded.sha256,
-                                                                       self.setup.data_fingerprint.sha256]}))
-        pdist.say(self.ctx, f"{self.path}: the token data {what}; going on with it (--allow-data-change), "
-                            "recorded in run.json")
+        self.history.append(
+            ConfigChange(
+                stage=stage,
+                step=step,
+                reason=f"the token data {what}",
+                changes={"data_fingerprint": [recorded.sha256, self.setup.data_fingerprint.sha256]},
+            )
+        )
+        pdist.say(
+            self.ctx,
+            f"{self.path}: the token data {what}; going on with it (--allow-data-change), recorded in run.json",
+        )
 
     def _find_checkpoint(self) -> ckpt.Checkpoint | None:
         """The checkpoint to resume from. Never a silent fresh start over trained work: without
@@ -161,15 +186,19 @@ class RunDirectory:
         found = ckpt.newest_verified_checkpoint(self.path)
         if found is not None:
             if self.ctx.is_main:
-                print(f"{self.path}: {ckpt.CHECKPOINT_DIR}/{ckpt.POINTER_FILE} is missing; resuming from the "
-                      f"newest checkpoint that verifies, {found.path.name}")
+                print(
+                    f"{self.path}: {ckpt.CHECKPOINT_DIR}/{ckpt.POINTER_FILE} is missing; resuming from the "
+                    f"newest checkpoint that verifies, {found.path.name}"
+                )
             return found
         trained = [p.name for p in stage_dirs(self.path)]
         checkpoints = self.path / ckpt.CHECKPOINT_DIR
         if trained or (checkpoints.is_dir() and any(checkpoints.iterdir())):
             held = ", ".join(trained) or f"{checkpoints} (none of them verifies)"
-            raise PgtError(f"{self.path} holds trained work ({held}) but no usable checkpoint to resume from "
-                           f"({ckpt.CHECKPOINT_DIR}/{ckpt.POINTER_FILE} is missing); {ckpt.START_OVER}")
+            raise PgtError(
+                f"{self.path} holds trained work ({held}) but no usable checkpoint to resume from "
+                f"({ckpt.CHECKPOINT_DIR}/{ckpt.POINTER_FILE} is missing); {ckpt.START_OVER}"
+            )
         return None
 
     # ------------------------------------------------------------------ --overwrite
@@ -216,8 +245,9 @@ class RunDirectory:
             self.release_set_aside()
         else:
             self._restore_set_aside()
-            pdist.say(self.ctx, f"{self.path}: an interrupted --overwrite had set the previous run aside; "
-                                "it is back in place")
+            pdist.say(
+                self.ctx, f"{self.path}: an interrupted --overwrite had set the previous run aside; it is back in place"
+            )
 
     # ------------------------------------------------------------------ records
 
@@ -233,16 +263,26 @@ class RunDirectory:
                 yaml.safe_dump(self.setup.config.to_dict(), handle, sort_keys=True)
         pdist.barrier(self.ctx)
 
-    def write_run_file(self, *, finished: bool, stages: list[StageRecord] | None = None,
-                       halted: Halt | None = None) -> None:
+    def write_run_file(
+        self, *, finished: bool, stages: list[StageRecord] | None = None, halted: Halt | None = None
+    ) -> None:
         """run.json (rank 0): the settings, where the run stands, and its finished stages' records."""
         setup = self.setup
         drawn = {d.name: d.tokens_total for d in stages[-1].mixture or []} if stages else {}
-        RunRecord(kind=setup.config.kind, config=setup.config.to_dict(), world_size=self.ctx.world_size,
-                  tokens_per_step=setup.tokens_per_step, stages=[p.stage for p in setup.plans], finished=finished,
-                  results=stages or [], halted=halted, config_changes=self.history,
-                  data_fingerprint=setup.data_fingerprint, mixture=mixture_draws(setup.data, drawn, drawn),
-                  started_from=setup.lineage).save(self.path / RUN_FILE)
+        RunRecord(
+            kind=setup.config.kind,
+            config=setup.config.to_dict(),
+            world_size=self.ctx.world_size,
+            tokens_per_step=setup.tokens_per_step,
+            stages=[p.stage for p in setup.plans],
+            finished=finished,
+            results=stages or [],
+            halted=halted,
+            config_changes=self.history,
+            data_fingerprint=setup.data_fingerprint,
+            mixture=mixture_draws(setup.data, drawn, drawn),
+            started_from=setup.lineage,
+        ).save(self.path / RUN_FILE)
 
     def halt(self, stage: int, step: int, reason: str) -> None:
         """Record in run.json that the run stopped on its own, so a resume may change optimizer settings."""

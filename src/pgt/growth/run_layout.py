@@ -23,6 +23,9 @@ def stage_number(path: str | os.PathLike) -> int | None:
 
 def stage_dirs(run_dir: str | os.PathLike) -> list[Path]:
     """A run's stage directories (`stage-K`), in depth order."""
-    found = [(stage, path) for path in Path(run_dir).glob(f"{STAGE_PREFIX}*")
-             if (stage := stage_number(path)) is not None and path.is_dir()]  # fmt: skip
+    found = [
+        (stage, path)
+        for path in Path(run_dir).glob(f"{STAGE_PREFIX}*")
+        if (stage := stage_number(path)) is not None and path.is_dir()
+    ]
     return [path for _, path in sorted(found)]

@@ -29,13 +29,26 @@ def plan_stages(config: GrowthConfig, start: int = 0) -> list[StagePlan]:
     """The stages of a run: 1..N for growth (start+1..N on a saved `start`-block model), one N-block stage
     for a baseline."""
     if config.baseline != "none":
-        return [StagePlan(stage=config.stages, tokens=config.stages * config.tokens_per_stage, fresh=True,
-                          train_embeddings=config.baseline == "trainable-embeddings")]
+        return [
+            StagePlan(
+                stage=config.stages,
+                tokens=config.stages * config.tokens_per_stage,
+                fresh=True,
+                train_embeddings=config.baseline == "trainable-embeddings",
+            )
+        ]
     plans = []
     for k in range(start + 1, config.stages + 1):
         lora = config.lora_from > 0 and k >= config.lora_from and k > 1
-        plans.append(StagePlan(stage=k, tokens=config.tokens_per_stage, fresh=k == 1,
-                               frozen_blocks=0 if lora else k - 1, lora_blocks=range(k - 1) if lora else range(0)))
+        plans.append(
+            StagePlan(
+                stage=k,
+                tokens=config.tokens_per_stage,
+                fresh=k == 1,
+                frozen_blocks=0 if lora else k - 1,
+                lora_blocks=range(k - 1) if lora else range(0),
+            )
+        )
     return plans
 
 
@@ -54,8 +67,10 @@ def check_budget(tokens: int, tokens_per_step: int, budget: str, step: str) -> N
     """Refuse a token budget smaller than one optimizer step (it would train a whole step anyway, maybe
     many times the budget); `budget` names the budget's option, `step` spells out what a step is."""
     if tokens < tokens_per_step:
-        raise PgtError(f"{budget} {tokens:,} is less than one optimizer step of {tokens_per_step:,} tokens ({step}); "
-                       f"lower the batch or raise {budget.split()[0]}")
+        raise PgtError(
+            f"{budget} {tokens:,} is less than one optimizer step of {tokens_per_step:,} tokens ({step}); "
+            f"lower the batch or raise {budget.split()[0]}"
+        )
 
 
 @dataclass(frozen=True)
@@ -75,8 +90,12 @@ class Cadence:
         return bool(self.eval_every) and step % self.eval_every == 0 and step < self.total_steps
 
     def should_checkpoint(self, step: int, *, stopped: bool) -> bool:
-        return bool(self.checkpoint_every) and step % self.checkpoint_every == 0 and step < self.total_steps \
+        return (
+            bool(self.checkpoint_every)
+            and step % self.checkpoint_every == 0
+            and step < self.total_steps
             and not stopped
+        )
 
 
 class StageClock:

@@ -52,16 +52,27 @@ class RunSetup:
         self.plans = plan_stages(config, start=self.lineage.blocks if self.lineage else 0)
         self.tokens_per_step = config.batch_size * config.grad_accum * config.seq_len * self.ctx.world_size
         self.data.train_batch(0, config.batch_size, config.seq_len, seed=config.seed)  # enough training text?
-        check_budget(config.tokens_per_stage, self.tokens_per_step, "--tokens-per-stage",
-                     f"--batch-size {config.batch_size} x --grad-accum {config.grad_accum} x --seq-len "
-                     f"{config.seq_len} x {self.ctx.world_size} process(es)")
+        check_budget(
+            config.tokens_per_stage,
+            self.tokens_per_step,
+            "--tokens-per-stage",
+            f"--batch-size {config.batch_size} x --grad-accum {config.grad_accum} x --seq-len "
+            f"{config.seq_len} x {self.ctx.world_size} process(es)",
+        )
         self.sample = mixture_validation_sample(self.data, config.eval_tokens)
-        check_buildable(config, self.substrate, dataclasses.replace(self.plans[0], fresh=True, frozen_blocks=0,
-                                                                    lora_blocks=range(0)), self.ctx.device)
+        check_buildable(
+            config,
+            self.substrate,
+            dataclasses.replace(self.plans[0], fresh=True, frozen_blocks=0, lora_blocks=range(0)),
+            self.ctx.device,
+        )
         # The deepest model the run makes, as one fresh N-block stage: the size it must fit in.
         self.final_parameters = check_buildable(
-            config, self.substrate, StagePlan(stage=self.plans[-1].stage, tokens=self.plans[-1].tokens, fresh=True),
-            self.ctx.device)
+            config,
+            self.substrate,
+            StagePlan(stage=self.plans[-1].stage, tokens=self.plans[-1].tokens, fresh=True),
+            self.ctx.device,
+        )
 
     def _check_shape(self) -> None:
         """Heads that split the substrate's width into even head dimensions; a preset's width and vocabulary."""
@@ -75,7 +86,8 @@ class RunSetup:
                 raise PgtError(
                     f"--preset {preset.name} is {preset.hidden_size} wide over {preset.vocab_size:,} ids, but the "
                     f"substrate {config.substrate} is {dim} wide over {self.substrate.vocab_size:,}; build a "
-                    f"{preset.family} substrate with --dim {preset.hidden_size}")
+                    f"{preset.family} substrate with --dim {preset.hidden_size}"
+                )
 
     def below(self, plan: StagePlan) -> Path | None:
         """The saved model a growth stage stacks its block on: the stage below, or the `--from` model."""

@@ -50,8 +50,9 @@ def build_model(config: GrowthConfig, substrate: Any, plan: StagePlan, below: Pa
             if plan.train_embeddings:  # the conventional baseline: a learned matrix from a random start
                 nn.init.normal_(model.model.embed_tokens.weight, std=model.config.initializer_range)
         model.float()
-        set_trainable(model, [model] if plan.train_embeddings else [*model.model.layers, model.model.norm,
-                                                                    model.lm_head])
+        set_trainable(
+            model, [model] if plan.train_embeddings else [*model.model.layers, model.model.norm, model.lm_head]
+        )
         return model
     model, _ = load_model(below, attn_implementation=config.attn_implementation)
     new_block = add_block(model, config.init, seed=seed)
@@ -77,10 +78,13 @@ def build_optimizer(model: nn.Module, config: GrowthConfig, device: torch.device
     trainable = [p for p in model.parameters() if p.requires_grad]
     decay = [p for p in trainable if p.ndim >= 2]
     no_decay = [p for p in trainable if p.ndim < 2]
-    groups = [{"params": decay, "weight_decay": config.weight_decay, "decays": True},
-              {"params": no_decay, "weight_decay": 0.0, "decays": False}]
-    return torch.optim.AdamW([g for g in groups if g["params"]], lr=config.lr, betas=config.betas,
-                             foreach=device.type == "cuda" or None)
+    groups = [
+        {"params": decay, "weight_decay": config.weight_decay, "decays": True},
+        {"params": no_decay, "weight_decay": 0.0, "decays": False},
+    ]
+    return torch.optim.AdamW(
+        [g for g in groups if g["params"]], lr=config.lr, betas=config.betas, foreach=device.type == "cuda" or None
+    )
 
 
 def check_buildable(config: GrowthConfig, substrate: Any, plan: StagePlan, device: torch.device) -> tuple[int, int]:
@@ -99,8 +103,15 @@ class StageModel:
     """A stage's model on this process's device, its training wrapper, loss and optimizer; `resume` loads a
     checkpoint's trainable weights, optimizer moments and random state into them."""
 
-    def __init__(self, config: GrowthConfig, substrate: Any, plan: StagePlan, below: Path | None,
-                 ctx: pdist.DistContext, resume: Checkpoint | None = None) -> None:
+    def __init__(
+        self,
+        config: GrowthConfig,
+        substrate: Any,
+        plan: StagePlan,
+        below: Path | None,
+        ctx: pdist.DistContext,
+        resume: Checkpoint | None = None,
+    ) -> None:
         self.config, self.substrate, self.plan, self.below, self.ctx = config, substrate, plan, below, ctx
         self.model = build_model(config, substrate, plan, below)
         if config.gradient_checkpointing:  # recompute activations in backward: memory for time

@@ -41,8 +41,9 @@ class GrowthRun:
     def __init__(self, config: GrowthConfig, *, overwrite: bool = False, allow_data_change: bool = False) -> None:
         self.setup = RunSetup(config)
         self.ctx = self.setup.ctx
-        self.directory = RunDirectory(self.setup, overwrite=overwrite, allow_data_change=allow_data_change,
-                                      probe=self._probe_step)
+        self.directory = RunDirectory(
+            self.setup, overwrite=overwrite, allow_data_change=allow_data_change, probe=self._probe_step
+        )
 
     def _probe_step(self) -> None:
         """One real forward and backward step of the new settings' first stage on a tiny batch, on this
@@ -61,8 +62,10 @@ class GrowthRun:
                 loss.backward()
                 probe.optimizer.zero_grad(set_to_none=True)
         except (ValueError, RuntimeError, TypeError, AssertionError) as exc:  # NotImplementedError included
-            raise PgtError(f"these settings fail in a training step of stage {plan.stage}, so {setup.run_dir} "
-                           f"was left as it is: {one_line(exc)}") from None
+            raise PgtError(
+                f"these settings fail in a training step of stage {plan.stage}, so {setup.run_dir} "
+                f"was left as it is: {one_line(exc)}"
+            ) from None
 
     def run(self) -> Path:
         """Train every stage not yet done; return the run directory."""
@@ -74,8 +77,10 @@ class GrowthRun:
         try:
             with self.directory.session() as opening:
                 if opening.finished:
-                    pdist.say(self.ctx, f"{self.setup.run_dir} already holds this finished run (pass --overwrite to "
-                                        "train it again)")
+                    pdist.say(
+                        self.ctx,
+                        f"{self.setup.run_dir} already holds this finished run (pass --overwrite to train it again)",
+                    )
                 else:
                     self._train(opening.resume)
         finally:
@@ -87,23 +92,37 @@ class GrowthRun:
     def _train(self, resume: ckpt.Checkpoint | None) -> None:
         setup, ctx = self.setup, self.ctx
         state = resume.state if resume else ckpt.TrainState(stage=setup.plans[0].stage)
-        with MetricsLogger(setup.run_dir, resume_offset=state.metrics_offset if resume else None,
-                           resume_step=state.global_step if resume else None, enabled=ctx.is_main) as logger:
+        with MetricsLogger(
+            setup.run_dir,
+            resume_offset=state.metrics_offset if resume else None,
+            resume_step=state.global_step if resume else None,
+            enabled=ctx.is_main,
+        ) as logger:
             if logger.repaired:
                 pdist.say(ctx, logger.repaired)
             if resume:
-                pdist.say(ctx, f"resuming {setup.run_dir} from {resume.path.name}: stage {state.stage}, step "
-                               f"{state.step}, {state.tokens_total:,} tokens trained")
+                pdist.say(
+                    ctx,
+                    f"resuming {setup.run_dir} from {resume.path.name}: stage {state.stage}, step "
+                    f"{state.step}, {state.tokens_total:,} tokens trained",
+                )
             sample = setup.sample
-            pdist.say(ctx, f"validation sample: {len(sample.documents):,} of {sample.split_documents:,} documents, "
-                           f"{sample.tokens:,} of {sample.split_tokens:,} validation tokens")
+            pdist.say(
+                ctx,
+                f"validation sample: {len(sample.documents):,} of {sample.split_documents:,} documents, "
+                f"{sample.tokens:,} of {sample.split_tokens:,} validation tokens",
+            )
             for plan in setup.plans:
                 if plan.stage < state.stage or (plan.stage == state.stage and state.stage_complete):
                     continue
                 if plan.stage != state.stage:  # the previous stage is complete: carry the counters over
-                    state = ckpt.TrainState(stage=plan.stage, global_step=state.global_step,
-                                            tokens_total=state.tokens_total, data_step=state.data_step,
-                                            source_tokens=state.source_tokens)
+                    state = ckpt.TrainState(
+                        stage=plan.stage,
+                        global_step=state.global_step,
+                        tokens_total=state.tokens_total,
+                        data_step=state.data_step,
+                        source_tokens=state.source_tokens,
+                    )
                     resume = None
                 state = StageTrainer(setup, self.directory, logger, plan, state, resume).train()
                 resume = None

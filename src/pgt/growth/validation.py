@@ -94,8 +94,10 @@ class TextScore:
 
     def describe(self) -> str:
         """`3.1234 bits/byte (bzip2 -9 2.88, xz -9e 3.10) on 12,345 bytes of 40 documents`."""
-        return (f"{self.bits_per_byte:.4f} bits/byte (bzip2 -9 {self.bz2_bpb:.4f}, xz -9e {self.xz_bpb:.4f}) "
-                f"on {self.n_bytes:,} bytes of {self.n_documents:,} documents")
+        return (
+            f"{self.bits_per_byte:.4f} bits/byte (bzip2 -9 {self.bz2_bpb:.4f}, xz -9e {self.xz_bpb:.4f}) "
+            f"on {self.n_bytes:,} bytes of {self.n_documents:,} documents"
+        )
 
 
 def windows(n_ids: int, length: int, stride: int) -> list[tuple[int, int, int]]:
@@ -174,10 +176,18 @@ def score_documents(
                 n = len(window)
                 targets = ids[r, n - tail : n].to(logits.device)
                 nats[owner] += float(F.cross_entropy(logits[r, n - tail - 1 : n - 1], targets, reduction="sum"))
-    scores = tuple(DocumentScore(index, n_tokens, n_bytes, document_nats)
-                   for (index, n_tokens, n_bytes), document_nats in zip(kept, nats, strict=True))
-    return TextScore(sum(nats), sum(d.n_tokens for d in scores), len(held_out), len(scores),
-                     **compressed_bits_per_byte(bytes(held_out)), documents=scores)
+    scores = tuple(
+        DocumentScore(index, n_tokens, n_bytes, document_nats)
+        for (index, n_tokens, n_bytes), document_nats in zip(kept, nats, strict=True)
+    )
+    return TextScore(
+        sum(nats),
+        sum(d.n_tokens for d in scores),
+        len(held_out),
+        len(scores),
+        **compressed_bits_per_byte(bytes(held_out)),
+        documents=scores,
+    )
 
 
 @dataclass(frozen=True)
@@ -217,8 +227,10 @@ def validation_sample(data: TokenData, budget_tokens: int) -> ValidationSample:
         ends.append(np.flatnonzero(chunk == data.eos_id) + start)
     doc_ends = np.concatenate(ends) if ends else np.empty(0, np.int64)
     if not len(doc_ends):
-        raise PgtError(f"token data {data.path}: the validation split holds no complete document (no token "
-                       f"{data.eos_id}, the manifest's eos_id, ends one; a wrong eos_id, or data that is not text)")
+        raise PgtError(
+            f"token data {data.path}: the validation split holds no complete document (no token "
+            f"{data.eos_id}, the manifest's eos_id, ends one; a wrong eos_id, or data that is not text)"
+        )
     n = len(doc_ends)
     k = min(n, math.ceil(budget_tokens / (split.tokens / n)))
     picks = sorted({int((i + 0.5) * n / k) for i in range(k)})
@@ -266,6 +278,19 @@ def source_scores(score: TextScore, sample: ValidationSample) -> dict[str, Sourc
     return scores
 
 
-__all__ = ["COMPRESSOR_NAMES", "DocumentScore", "SamplePart", "SourceScore", "TextScore", "ValidationSample",
-           "mixture_validation_sample", "source_scores", "compressed_bits_per_byte", "decoder", "default_forward", "score_documents",
-           "validation_sample", "windows"]
+__all__ = [
+    "COMPRESSOR_NAMES",
+    "DocumentScore",
+    "SamplePart",
+    "SourceScore",
+    "TextScore",
+    "ValidationSample",
+    "mixture_validation_sample",
+    "source_scores",
+    "compressed_bits_per_byte",
+    "decoder",
+    "default_forward",
+    "score_documents",
+    "validation_sample",
+    "windows",
+]

@@ -58,8 +58,10 @@ DEFAULT_CONTEXT = 1024
 def check_heads(hidden_size: int, heads: int) -> None:
     """PgtError unless `heads` splits `hidden_size` into equal, even (rotary) head sizes."""
     if heads < 1 or hidden_size % heads or (hidden_size // heads) % 2:
-        raise PgtError(f"--heads {heads} must divide the substrate's dimension {hidden_size} into an even head "
-                       "dimension (rotary embeddings rotate pairs)")
+        raise PgtError(
+            f"--heads {heads} must divide the substrate's dimension {hidden_size} into an even head "
+            "dimension (rotary embeddings rotate pairs)"
+        )
 
 
 def check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
@@ -74,8 +76,10 @@ def check_attn_implementation(name: str) -> None:
         from transformers.utils import is_flash_attn_2_available
 
         if not is_flash_attn_2_available():
-            raise PgtError("--attn-implementation flash_attention_2 needs CUDA and the flash-attn package "
-                           "(pip install flash-attn); use sdpa")
+            raise PgtError(
+                "--attn-implementation flash_attention_2 needs CUDA and the flash-attn package "
+                "(pip install flash-attn); use sdpa"
+            )
 
 
 def pgt_config(

@@ -19,8 +19,10 @@ if TYPE_CHECKING:
     from pgt.substrate.store import SubstrateMeta
 
 PAPERS = (
-    ("Emergent Semantics Beyond Token Embeddings: Transformer LMs with Frozen Visual Unicode Representations",
-     "2507.04886"),
+    (
+        "Emergent Semantics Beyond Token Embeddings: Transformer LMs with Frozen Visual Unicode Representations",
+        "2507.04886",
+    ),
     ("Growing Transformers: Modular Composition and Layer-wise Expansion on a Frozen Substrate", "2507.07129"),
 )
 
@@ -117,8 +119,9 @@ def model_card(
         "",
         "| | |",
         "| --- | --- |",
-        f"| architecture | `{architecture}`" + (" (custom code: `trust_remote_code=True`)" if merged else
-                                                " (standard transformers, no custom code)") + " |",
+        f"| architecture | `{architecture}`"
+        + (" (custom code: `trust_remote_code=True`)" if merged else " (standard transformers, no custom code)")
+        + " |",
         *([f"| stage | {stage} |"] if stage is not None else []),
         f"| blocks | {blocks} |",
         f"| d_model | {d_model} |",
@@ -127,7 +130,8 @@ def model_card(
         f"| vocabulary | {vocab_size:,} |",
         f"| activation | {hidden_act} |",
         f"| parameters | {_count(params_total)} total, {_count(params_trainable)} trainable"
-        + (" (the embedding is frozen)" if params_total > params_trainable else "") + " |",
+        + (" (the embedding is frozen)" if params_total > params_trainable else "")
+        + " |",
         f"| substrate | {substrate_family}, fingerprint `{substrate_fingerprint}` |",
         "",
         "## Training",

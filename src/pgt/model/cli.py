@@ -27,31 +27,43 @@ from pgt.model.presets import PRESETS
 
 def add_attn_implementation(parser: argparse.ArgumentParser) -> None:
     """`--attn-implementation`: transformers' attention backend (grow, generate, eval)."""
-    parser.add_argument("--attn-implementation", choices=ATTN_IMPLEMENTATIONS, default=DEFAULT_ATTN_IMPLEMENTATION,
-                        help=f"attention backend (default: {DEFAULT_ATTN_IMPLEMENTATION}; flash_attention_2 "
-                        "needs CUDA and the flash-attn package)")
+    parser.add_argument(
+        "--attn-implementation",
+        choices=ATTN_IMPLEMENTATIONS,
+        default=DEFAULT_ATTN_IMPLEMENTATION,
+        help=f"attention backend (default: {DEFAULT_ATTN_IMPLEMENTATION}; flash_attention_2 "
+        "needs CUDA and the flash-attn package)",
+    )
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the model commands to the `pgt` parser."""
     info = options.add_command(
-        subparsers, "info", help="sizes of a preset or a model directory",
+        subparsers,
+        "info",
+        help="sizes of a preset or a model directory",
         description="Print blocks, width, heads, vocabulary, total and trainable parameters "
         "(trainable excludes the frozen embedding) of a named preset or a model directory.",
-        examples=["pgt info abs-bvv-4          # a published size: blocks, width, heads, parameters",
-                  "pgt info runs/demo/stage-2  # a model directory"],
+        examples=[
+            "pgt info abs-bvv-4          # a published size: blocks, width, heads, parameters",
+            "pgt info runs/demo/stage-2  # a model directory",
+        ],
         handler=run_info,
     )
     info.add_argument("target", metavar="PRESET|MODEL_DIR", help="a preset name or a model directory")
 
     init = options.add_command(
-        subparsers, "init", help="write an untrained model on a substrate",
+        subparsers,
+        "init",
+        help="write an untrained model on a substrate",
         description="Write an untrained model directory (a standard transformers `arcee` checkpoint: "
         "weights, config, tokenizer, model card) on a substrate. The width and vocabulary come from the "
         "substrate; depth and heads from --preset or --blocks/--heads.",
-        examples=["pgt init --substrate runs/sub --preset tiny --out runs/tiny-init",
-                  "pgt init --substrate runs/sub --blocks 4 --heads 8 --out runs/m0 --seed 1",
-                  "pgt init --substrate runs/sub --blocks 2 --heads 4 --hidden-act relu2 --out runs/m-relu2"],
+        examples=[
+            "pgt init --substrate runs/sub --preset tiny --out runs/tiny-init",
+            "pgt init --substrate runs/sub --blocks 4 --heads 8 --out runs/m0 --seed 1",
+            "pgt init --substrate runs/sub --blocks 2 --heads 4 --hidden-act relu2 --out runs/m-relu2",
+        ],
         handler=run_init,
     )
     options.add_substrate(init)
@@ -61,33 +73,47 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     # The old name of --blocks (docs/architecture.md, "Names"): still accepted, no longer listed.
     size.add_argument("--layers", dest="blocks", type=options.positive_int, help=argparse.SUPPRESS)
     size.add_argument("--heads", type=options.positive_int, help="attention heads per block")
-    init.add_argument("--hidden-act", choices=HIDDEN_ACTS, default=DEFAULT_HIDDEN_ACT,
-                      help=f"MLP activation (default: {DEFAULT_HIDDEN_ACT}; relu2 serves natively in vLLM/SGLang)")
+    init.add_argument(
+        "--hidden-act",
+        choices=HIDDEN_ACTS,
+        default=DEFAULT_HIDDEN_ACT,
+        help=f"MLP activation (default: {DEFAULT_HIDDEN_ACT}; relu2 serves natively in vLLM/SGLang)",
+    )
     options.add_out(init, "model directory to create")
-    init.add_argument("--seed", type=options.seed, default=0,
-                      help="seed of the random initialisation (default: 0)")
+    init.add_argument("--seed", type=options.seed, default=0, help="seed of the random initialisation (default: 0)")
 
     generate = options.add_command(
-        subparsers, "generate", help="continue a prompt, streaming tokens as they come",
+        subparsers,
+        "generate",
+        help="continue a prompt, streaming tokens as they come",
         description="Continue PROMPT with the model in MODEL_DIR, printing tokens as they are generated. "
         f"Sampling defaults are the model card's (temperature {SAMPLING['temperature']}, top-k "
         f"{SAMPLING['top_k']}, top-p {SAMPLING['top_p']}); --greedy picks the most likely token instead.",
-        examples=['pgt generate runs/demo/stage-2 "Hello, I am a language model "',
-                  'pgt generate runs/m0 "The capital of France is" --greedy --max-new-tokens 20',
-                  'pgt generate runs/m0 "Once upon a time" --seed 7 --temperature 1.0 --top-k 0'],
+        examples=[
+            'pgt generate runs/demo/stage-2 "Hello, I am a language model "',
+            'pgt generate runs/m0 "The capital of France is" --greedy --max-new-tokens 20',
+            'pgt generate runs/m0 "Once upon a time" --seed 7 --temperature 1.0 --top-k 0',
+        ],
         handler=run_generate,
     )
     generate.add_argument("model", type=Path, metavar="MODEL_DIR", help="model directory")
     generate.add_argument("prompt", type=options.text, metavar="PROMPT", help="text to continue")
-    generate.add_argument("--max-new-tokens", type=options.positive_int, default=100,
-                          help="tokens to generate (default: 100)")
+    generate.add_argument(
+        "--max-new-tokens", type=options.positive_int, default=100, help="tokens to generate (default: 100)"
+    )
     sampling = generate.add_argument_group("sampling (the model card's defaults)")
-    sampling.add_argument("--temperature", type=options.positive_float, default=SAMPLING["temperature"],
-                          help="temperature (%(default)s)")
-    sampling.add_argument("--top-k", type=options.non_negative_int, default=SAMPLING["top_k"],
-                          help="k likeliest tokens, 0: all (%(default)s)")
-    sampling.add_argument("--top-p", type=options.fraction, default=SAMPLING["top_p"],
-                          help="nucleus mass, 1.0: off (%(default)s)")
+    sampling.add_argument(
+        "--temperature", type=options.positive_float, default=SAMPLING["temperature"], help="temperature (%(default)s)"
+    )
+    sampling.add_argument(
+        "--top-k",
+        type=options.non_negative_int,
+        default=SAMPLING["top_k"],
+        help="k likeliest tokens, 0: all (%(default)s)",
+    )
+    sampling.add_argument(
+        "--top-p", type=options.fraction, default=SAMPLING["top_p"], help="nucleus mass, 1.0: off (%(default)s)"
+    )
     sampling.add_argument("--seed", type=options.seed, help="random seed, for reproducible sampling")
     sampling.add_argument("--greedy", action="store_true", help="no sampling: always the most likely token")
     options.add_dtype(generate)
@@ -100,11 +126,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
 
     push = options.add_command(
-        subparsers, "push", help="upload a model directory to the Hugging Face Hub",
+        subparsers,
+        "push",
+        help="upload a model directory to the Hugging Face Hub",
         description="Upload MODEL_DIR (a stage, an init or a merged model: config, weights, tokenizer, "
         "model card) as the Hub model repository REPO_ID. Needs a network and a token (`hf auth login`).",
-        examples=["pgt push runs/grow/stage-3 me/pgt-stage-3",
-                  "pgt push runs/grow/merged/en-ru-zh me/pgt-merged --private"],
+        examples=[
+            "pgt push runs/grow/stage-3 me/pgt-stage-3",
+            "pgt push runs/grow/merged/en-ru-zh me/pgt-merged --private",
+        ],
         handler=run_push,
     )
     push.add_argument("model", type=Path, metavar="MODEL_DIR", help="model directory")
@@ -190,8 +220,9 @@ def run_generate(args: argparse.Namespace) -> int:
 
     hf_logging.disable_progress_bar()
     device = options.resolve_device(args.device)
-    model, tokenizer = load_model(args.model, dtype=options.torch_dtype(args.dtype), device=device,
-                                  attn_implementation=args.attn_implementation)
+    model, tokenizer = load_model(
+        args.model, dtype=options.torch_dtype(args.dtype), device=device, attn_implementation=args.attn_implementation
+    )
     input_ids = fit_prompt(
         tokenizer(args.prompt)["input_ids"],
         args.max_new_tokens,
@@ -206,16 +237,22 @@ def run_generate(args: argparse.Namespace) -> int:
         else {"do_sample": True, "temperature": args.temperature, "top_k": args.top_k, "top_p": args.top_p}
     )
     print(tokenizer.decode(input_ids), end="", flush=True)
-    stream_continuation(model, input_ids, max_new_tokens=args.max_new_tokens, sampling=sampling,
-                        streamer=TextStreamer(tokenizer, skip_prompt=True))
+    stream_continuation(
+        model,
+        input_ids,
+        max_new_tokens=args.max_new_tokens,
+        sampling=sampling,
+        streamer=TextStreamer(tokenizer, skip_prompt=True),
+    )
     return 0
 
 
 GREEDY = {"do_sample": False, "temperature": None, "top_k": None, "top_p": None}  # `pgt generate --greedy`
 
 
-def stream_continuation(model: Any, input_ids: list[int], *, max_new_tokens: int, sampling: dict[str, Any],
-                        streamer: Any) -> Any:
+def stream_continuation(
+    model: Any, input_ids: list[int], *, max_new_tokens: int, sampling: dict[str, Any], streamer: Any
+) -> Any:
     """`pgt generate`'s one call into the model: continue one prompt, each new token handed to `streamer`
     (also timed on its own by benchmarks/gpu_check.py); returns the prompt and continuation ids."""
     import torch

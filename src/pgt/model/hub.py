@@ -34,8 +34,9 @@ def push_model(model_dir: str | os.PathLike, repo_id: str, *, private: bool = Fa
     api = HfApi()
     try:
         url = api.create_repo(repo_id, repo_type="model", private=private, exist_ok=True)
-        api.upload_folder(folder_path=str(model_dir), repo_id=repo_id, repo_type="model",
-                          commit_message=f"pgt push {model_dir.name}")
+        api.upload_folder(
+            folder_path=str(model_dir), repo_id=repo_id, repo_type="model", commit_message=f"pgt push {model_dir.name}"
+        )
     except OfflineModeIsEnabled:
         raise PgtError("cannot push: Hugging Face offline mode is on (HF_HUB_OFFLINE=1)") from None
     except (HfHubHTTPError, OSError, ValueError, *_transport_errors()) as exc:  # no network, token or permission

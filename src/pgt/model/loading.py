@@ -43,8 +43,15 @@ WEIGHTS_FILE = "model.safetensors"
 WEIGHTS_INDEX_FILE = "model.safetensors.index.json"  # the same, in shards (very large models)
 CONFIG_FILE = "config.json"
 # config.json fields that size the model: positive integers.
-SIZE_FIELDS = ("num_hidden_layers", "hidden_size", "num_attention_heads", "num_key_value_heads", "intermediate_size",
-               "vocab_size", "max_position_embeddings")
+SIZE_FIELDS = (
+    "num_hidden_layers",
+    "hidden_size",
+    "num_attention_heads",
+    "num_key_value_heads",
+    "intermediate_size",
+    "vocab_size",
+    "max_position_embeddings",
+)
 CARD_FILE = "README.md"
 TOKENIZER_CONFIG_FILE = "tokenizer_config.json"
 SINGLE_MODEL_TYPE = "arcee"
@@ -86,8 +93,7 @@ def read_model_config(path: str | os.PathLike) -> PretrainedConfig:
     try:
         return cls.config_class.from_pretrained(str(path), local_files_only=True)
     except (OSError, ValueError, TypeError) as exc:
-        raise PgtError(f"{path / CONFIG_FILE} is not a valid {cls.config_class.__name__}: "
-                       f"{one_line(exc)}") from None
+        raise PgtError(f"{path / CONFIG_FILE} is not a valid {cls.config_class.__name__}: {one_line(exc)}") from None
 
 
 def refuse_pickle_weights(path: str | os.PathLike) -> None:
@@ -95,8 +101,10 @@ def refuse_pickle_weights(path: str | os.PathLike) -> None:
     can run code, and even `weights_only` loading is not what pgt trusts."""
     path = Path(path)
     if not any(path.glob("*.safetensors")) and (pickles := sorted(p.name for p in path.glob("*.bin"))):
-        raise PgtError(f"{path} holds pickle weights only ({pickles[0]}); pgt reads safetensors weights only, "
-                       "since loading a pickle can run code: convert them to safetensors where you trust them")
+        raise PgtError(
+            f"{path} holds pickle weights only ({pickles[0]}); pgt reads safetensors weights only, "
+            "since loading a pickle can run code: convert them to safetensors where you trust them"
+        )
 
 
 def model_config_kwargs(
@@ -129,7 +137,9 @@ def _generation_config(config: PretrainedConfig) -> Any:
     from transformers import GenerationConfig
 
     return GenerationConfig(
-        **SAMPLING, pad_token_id=config.pad_token_id, bos_token_id=config.bos_token_id,
+        **SAMPLING,
+        pad_token_id=config.pad_token_id,
+        bos_token_id=config.bos_token_id,
         eos_token_id=config.eos_token_id,
     )
 
@@ -155,8 +165,9 @@ def save_model(
         save_tokenizer(tokenizer, tmp)  # with the chat template (pgt.corpus.chat)
         # The tokenizer warns about a prompt longer than the model's context (transformers' default: 1e30).
         tokenizer_config = read_json(tmp / TOKENIZER_CONFIG_FILE, "tokenizer config")
-        write_json(tmp / TOKENIZER_CONFIG_FILE, {**tokenizer_config,
-                                                 "model_max_length": model.config.max_position_embeddings})
+        write_json(
+            tmp / TOKENIZER_CONFIG_FILE, {**tokenizer_config, "model_max_length": model.config.max_position_embeddings}
+        )
         substrate_meta.save(tmp / SUBSTRATE_FILE)
         if card is None:
             card = model_card(**facts_of(model, substrate_meta, Path(out).name))
@@ -266,7 +277,11 @@ def load_model(
         raise PgtError(f"{path} has no {WEIGHTS_FILE} (pgt reads safetensors weights only)")
     try:
         model, info = model_class(config.model_type).from_pretrained(
-            str(path), dtype=torch.float32, use_safetensors=True, local_files_only=True, output_loading_info=True,
+            str(path),
+            dtype=torch.float32,
+            use_safetensors=True,
+            local_files_only=True,
+            output_loading_info=True,
             attn_implementation=attn_implementation,
         )
     except Exception as exc:  # safetensors, OSError and shape errors all mean the same to the user

@@ -124,7 +124,7 @@ class PgtMergedForCausalLM(PgtMergedPreTrainedModel, GenerationMixin):
             else None
         )
         ends = list(accumulate(config.expert_layer_counts))
-        self._cache_slices = list(zip([0, *ends[:-1]], ends))  # expert i's layers in the shared cache
+        self._cache_slices = list(zip([0, *ends[:-1]], ends, strict=True))  # expert i's layers in the shared cache
         self.post_init()
 
     @classmethod
@@ -167,7 +167,7 @@ class PgtMergedForCausalLM(PgtMergedPreTrainedModel, GenerationMixin):
         if self.adapter is not None:
             return self.adapter(torch.stack(expert_logits, dim=-2))
         merged = expert_logits[0] * self.config.expert_weights[0]
-        for logits, weight in zip(expert_logits[1:], self.config.expert_weights[1:]):
+        for logits, weight in zip(expert_logits[1:], self.config.expert_weights[1:], strict=True):
             merged = merged + logits * weight
         return merged
 
@@ -199,7 +199,7 @@ class PgtMergedForCausalLM(PgtMergedPreTrainedModel, GenerationMixin):
                 use_cache=use_cache,
                 logits_to_keep=logits_to_keep,
             ).logits
-            for expert, (start, stop) in zip(self.experts, self._cache_slices)
+            for expert, (start, stop) in zip(self.experts, self._cache_slices, strict=True)
         ]
         logits = self.combine(expert_logits)
         loss = None

@@ -53,19 +53,28 @@ PRESETS: dict[str, Preset] = {
     preset.name: preset
     for preset in [
         *(
-            Preset(name=f"abs-bvv-{k}", num_hidden_layers=k, hidden_size=4096, num_attention_heads=32,
-                   family="bvv241-abs", published=published)
+            Preset(
+                name=f"abs-bvv-{k}",
+                num_hidden_layers=k,
+                hidden_size=4096,
+                num_attention_heads=32,
+                family="bvv241-abs",
+                published=published,
+            )
             for k, published in enumerate(_PUBLISHED_ABS, start=1)
         ),
-        Preset(name="best-bvv", num_hidden_layers=16, hidden_size=1024, num_attention_heads=32,
-               family="bvv241-max", published=0.5),
+        Preset(
+            name="best-bvv",
+            num_hidden_layers=16,
+            hidden_size=1024,
+            num_attention_heads=32,
+            family="bvv241-max",
+            published=0.5,
+        ),
         # CPU sizes for tests, the demo and quick experiments.
-        Preset(name="tiny", num_hidden_layers=2, hidden_size=64, num_attention_heads=4,
-               family=SMALL_FAMILY),
-        Preset(name="small", num_hidden_layers=4, hidden_size=256, num_attention_heads=8,
-               family=SMALL_FAMILY),
-        Preset(name="medium", num_hidden_layers=8, hidden_size=512, num_attention_heads=8,
-               family=SMALL_FAMILY),
+        Preset(name="tiny", num_hidden_layers=2, hidden_size=64, num_attention_heads=4, family=SMALL_FAMILY),
+        Preset(name="small", num_hidden_layers=4, hidden_size=256, num_attention_heads=8, family=SMALL_FAMILY),
+        Preset(name="medium", num_hidden_layers=8, hidden_size=512, num_attention_heads=8, family=SMALL_FAMILY),
     ]
 }
 

@@ -62,18 +62,27 @@ def documents(sources: list[str]) -> Iterator[str]:
                 yield document.strip()
 
 
-def build_substrate(out: Path, full: Path, ngram_corpus: list[str], train_corpus: list[str], dim: int,
-                    progress: bool, *, recentre: bool = False) -> Path:
+def build_substrate(
+    out: Path,
+    full: Path,
+    ngram_corpus: list[str],
+    train_corpus: list[str],
+    dim: int,
+    progress: bool,
+    *,
+    recentre: bool = False,
+) -> Path:
     """A substrate of all arms: `full` trimmed to the study's training text, in `out`.
 
     A missing `full` is built first (bvv241-2-3, n-grams mined from `ngram_corpus`); a `full`
-    that is already trimmed (`pgt substrate trim`) is returned as is. The trim keeps exactly the ids the training text encodes to
-    (docs/trimming.md), `recentre`d if asked: the output head shrinks from 65,792 rows to a few
-    thousand, and held-out text the training text lacks falls back to byte tokens, losslessly,
-    so no held-out document shapes the vocabulary either.
+    that is already trimmed (`pgt substrate trim`) is returned as is. The trim keeps exactly the
+    ids the training text encodes to (docs/trimming.md), `recentre`d if asked: the output head
+    shrinks from 65,792 rows to a few thousand, and held-out text the training text lacks falls
+    back to byte tokens, losslessly, so no held-out document shapes the vocabulary either.
     """
-    return ensure_trimmed(out, full, ngram_corpus=ngram_corpus, train_corpus=train_corpus, dim=dim,
-                          progress=progress, recentre=recentre)
+    return ensure_trimmed(
+        out, full, ngram_corpus=ngram_corpus, train_corpus=train_corpus, dim=dim, progress=progress, recentre=recentre
+    )
 
 
 def visible_twin(full: Path, out: Path, progress: bool) -> Path:
@@ -96,16 +105,25 @@ class SubstrateLineage(Record):
     parent_vocab_size: int | None
 
     def describe(self) -> str:
-        where = (f"trimmed from the full-vocabulary substrate `{self.parent_fingerprint}` "
-                 f"({self.parent_vocab_size:,} ids)" if self.parent_fingerprint else "a full substrate (not trimmed)")
+        where = (
+            f"trimmed from the full-vocabulary substrate `{self.parent_fingerprint}` ({self.parent_vocab_size:,} ids)"
+            if self.parent_fingerprint
+            else "a full substrate (not trimmed)"
+        )
         return f"`{self.fingerprint}`, {self.vocab_size:,} ids at d = {self.dim}, {where}"
 
 
 def substrate_lineage(substrate: Path) -> SubstrateLineage:
     meta = SubstrateMeta.load(substrate / SUBSTRATE_FILE)
     trim = load_trim_record(substrate)
-    return SubstrateLineage(str(substrate), meta.fingerprint, meta.vocab_size, meta.dim, meta.parent_fingerprint,
-                            trim.parent_vocab_size if trim else None)
+    return SubstrateLineage(
+        str(substrate),
+        meta.fingerprint,
+        meta.vocab_size,
+        meta.dim,
+        meta.parent_fingerprint,
+        trim.parent_vocab_size if trim else None,
+    )
 
 
 def control_substrate(glyph: Path, out: Path, control: str, seed: int) -> Path:
@@ -124,8 +142,9 @@ def control_substrate(glyph: Path, out: Path, control: str, seed: int) -> Path:
     else:
         matrix = rows[np.random.default_rng(seed).permutation(len(rows))]
     # Recorded among the sources, so the fingerprint says this is not the glyph matrix.
-    params = dataclasses.replace(source.meta.params, sources=[*source.meta.params.sources,
-                                                              {"control": CONTROLS[control], "seed": seed}])
+    params = dataclasses.replace(
+        source.meta.params, sources=[*source.meta.params.sources, {"control": CONTROLS[control], "seed": seed}]
+    )
     return save_substrate(out, source.tokenizer, matrix, params, extra_meta={"derived_from": source.fingerprint})
 
 
@@ -148,8 +167,9 @@ VALIDATION_BYTES = 60_000  # the data's validation split: the learning-rate swee
 def prepare_data(sources: list[str], substrate: Path, out: Path, progress: bool) -> Path:
     """Token data of `sources` (JSONL files) for `substrate`; an existing directory is reused."""
     if not is_token_data(out):
-        prepare_token_data(sources, substrate, out, workers=min(2, available_cpus()),
-                           min_val_bytes=VALIDATION_BYTES, progress=progress)
+        prepare_token_data(
+            sources, substrate, out, workers=min(2, available_cpus()), min_val_bytes=VALIDATION_BYTES, progress=progress
+        )
     return out
 
 
@@ -212,4 +232,6 @@ def compressors(texts: list[str]) -> dict[str, float]:
 def option_logprobs(model: Any, tokenizer: Any, requests: list[tuple[str, str]]) -> list[tuple[float, int]]:
     """(log-probability, UTF-8 bytes) of each (prompt, continuation)."""
     scores, _ = continuation_logprobs(model, tokenizer, requests)
-    return [(s.logprob, len(continuation.encode("utf-8"))) for s, (_, continuation) in zip(scores, requests, strict=True)]
+    return [
+        (s.logprob, len(continuation.encode("utf-8"))) for s, (_, continuation) in zip(scores, requests, strict=True)
+    ]

@@ -38,24 +38,56 @@ this scale). Every arm is a normal `pgt grow` run under OUT/runs/."""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = options.add_command(subparsers, "study", help="measure the papers' claims in miniature, with verdicts",
-                                 description=DESCRIPTION, examples=EXAMPLES, handler=run_study)
-    parser.add_argument("families", nargs="*", metavar="FAMILY",
-                        help=f"claim families to run: {', '.join(FAMILIES)} (default: all; finished ones are reused)")
-    parser.add_argument("--scale", choices=tuple(SCALES), default="cpu",
-                        help="sizes: " + "; ".join(
-                            f"{s.name}: d {s.dim}, embeddings {s.embedding_tokens:,} tokens, growth {s.growth_stages} "
-                            f"x {s.growth_tokens:,}" for s in SCALES.values()) + " (default: cpu)")
-    parser.add_argument("--seeds", type=options.positive_int, help="seeds per arm (default: the scale's, 3 for "
-                        "cpu and gpu; at least 2 for an interval)")
-    parser.add_argument("--corpus", action="append", metavar="LANG=SOURCE",
-                        help="a language's text (repeat; any `pgt data prepare` source, or `default` for that "
-                        "language's fortunes); needs en and two more languages (default: the fortunes en, ru, de)")
-    options.add_substrate(parser, required=False, help="start from this substrate instead of building one: a full "
-                          "one is trimmed to the training text into OUT/substrate, a trimmed one is used as is")
+    parser = options.add_command(
+        subparsers,
+        "study",
+        help="measure the papers' claims in miniature, with verdicts",
+        description=DESCRIPTION,
+        examples=EXAMPLES,
+        handler=run_study,
+    )
+    parser.add_argument(
+        "families",
+        nargs="*",
+        metavar="FAMILY",
+        help=f"claim families to run: {', '.join(FAMILIES)} (default: all; finished ones are reused)",
+    )
+    parser.add_argument(
+        "--scale",
+        choices=tuple(SCALES),
+        default="cpu",
+        help="sizes: "
+        + "; ".join(
+            f"{s.name}: d {s.dim}, embeddings {s.embedding_tokens:,} tokens, growth {s.growth_stages} "
+            f"x {s.growth_tokens:,}"
+            for s in SCALES.values()
+        )
+        + " (default: cpu)",
+    )
+    parser.add_argument(
+        "--seeds",
+        type=options.positive_int,
+        help="seeds per arm (default: the scale's, 3 for cpu and gpu; at least 2 for an interval)",
+    )
+    parser.add_argument(
+        "--corpus",
+        action="append",
+        metavar="LANG=SOURCE",
+        help="a language's text (repeat; any `pgt data prepare` source, or `default` for that "
+        "language's fortunes); needs en and two more languages (default: the fortunes en, ru, de)",
+    )
+    options.add_substrate(
+        parser,
+        required=False,
+        help="start from this substrate instead of building one: a full "
+        "one is trimmed to the training text into OUT/substrate, a trimmed one is used as is",
+    )
     options.add_device(parser)
-    parser.add_argument("--threads", type=options.positive_int,
-                        help="torch CPU threads (default: 1 for smoke, torch's default otherwise)")
+    parser.add_argument(
+        "--threads",
+        type=options.positive_int,
+        help="torch CPU threads (default: 1 for smoke, torch's default otherwise)",
+    )
     options.add_progress(parser)
     parser.add_argument("--out", required=True, metavar="DIR", help="study directory; rerun to resume")
 
@@ -70,11 +102,18 @@ def run_study(args: argparse.Namespace) -> int:
         raise PgtError(f"unknown family {unknown[0]!r} (choose from {', '.join(FAMILIES)})")
     scale = get_scale(args.scale)
     scale = dataclasses.replace(scale, device=args.device, threads=args.threads or scale.threads)
-    results = run(StudyOptions(out=Path(args.out), scale=scale, seeds=args.seeds or scale.seeds,
-                               families=tuple(args.families) or FAMILIES, corpus=args.corpus,
-                               substrate=Path(args.substrate) if args.substrate else None,
-                               progress=options.show_progress(args)),
-                  command="pgt " + shlex.join(sys.argv[1:]))
+    results = run(
+        StudyOptions(
+            out=Path(args.out),
+            scale=scale,
+            seeds=args.seeds or scale.seeds,
+            families=tuple(args.families) or FAMILIES,
+            corpus=args.corpus,
+            substrate=Path(args.substrate) if args.substrate else None,
+            progress=options.show_progress(args),
+        ),
+        command="pgt " + shlex.join(sys.argv[1:]),
+    )
     for family in results.families:
         for c in family.comparisons:
             print(f"{c.verdict:>27}  {c.text} [{c.metric}, {c.scope}]")

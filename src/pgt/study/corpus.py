@@ -60,8 +60,9 @@ class StudyCorpus(Record):
     @property
     def scoring_id(self) -> str:
         """A short id of all held-out text together (names the score files; equal id = equal scoring data)."""
-        digest = hashlib.sha256("".join(s.language + s.heldout_sha256 + _texts_sha256(s.validation)
-                                        for s in self.languages).encode())
+        digest = hashlib.sha256(
+            "".join(s.language + s.heldout_sha256 + _texts_sha256(s.validation) for s in self.languages).encode()
+        )
         return digest.hexdigest()[:12]
 
 
@@ -92,28 +93,34 @@ def _key(text: str) -> str:
     return hashlib.sha256(HELDOUT_SALT + text.encode("utf-8")).hexdigest()
 
 
-def split_corpus(languages: dict[str, list[str]], out: Path, *, heldout: int, validation: int,
-                 max_train: int | None) -> StudyCorpus:
+def split_corpus(
+    languages: dict[str, list[str]], out: Path, *, heldout: int, validation: int, max_train: int | None
+) -> StudyCorpus:
     """Split every language (see the module docstring) into OUT/corpus/; reuse a finished split."""
     path = out / CORPUS_FILE
     if path.is_file():
         saved = StudyCorpus.load(path)
         if {s.language: s.sources for s in saved.languages} == languages and all(
-                len(s.heldout) == heldout and len(s.validation) == validation for s in saved.languages):
+            len(s.heldout) == heldout and len(s.validation) == validation for s in saved.languages
+        ):
             return saved
         raise PgtError(f"{out} holds a study corpus made from other sources or sizes; choose another --out")
     if "en" not in languages or len(languages) < 3:
-        raise PgtError("the study needs English and two more languages (the two experts are en+X and en+Y): "
-                       f"got {', '.join(languages) or 'none'}")
+        raise PgtError(
+            "the study needs English and two more languages (the two experts are en+X and en+Y): "
+            f"got {', '.join(languages) or 'none'}"
+        )
     out.mkdir(parents=True, exist_ok=True)
     splits = []
     for lang, sources in languages.items():
         documents = list(dict.fromkeys(adapter.documents(sources)))  # reading order, duplicates once
         if len(documents) < 2 * (heldout + validation):
-            raise PgtError(f"language {lang}: {len(documents)} documents, too few to hold out {heldout} "
-                           f"and {validation} for validation and still train (give more text)")
+            raise PgtError(
+                f"language {lang}: {len(documents)} documents, too few to hold out {heldout} "
+                f"and {validation} for validation and still train (give more text)"
+            )
         ordered = sorted(documents, key=_key)
-        held, chosen = ordered[:heldout], ordered[heldout:heldout + validation]
+        held, chosen = ordered[:heldout], ordered[heldout : heldout + validation]
         kept = set(held) | set(chosen)
         train = [text for text in documents if text not in kept]
         if max_train is not None:
@@ -124,8 +131,11 @@ def split_corpus(languages: dict[str, list[str]], out: Path, *, heldout: int, va
         ngram_file = out / f"train-{lang}.txt"
         with atomic_file(ngram_file, "w", encoding="utf-8") as handle:
             handle.write("\n\n".join(train) + "\n")
-        splits.append(LanguageSplit(lang, sources, str(train_file), str(ngram_file), len(train), held,
-                                    _texts_sha256(held), chosen))
+        splits.append(
+            LanguageSplit(
+                lang, sources, str(train_file), str(ngram_file), len(train), held, _texts_sha256(held), chosen
+            )
+        )
     corpus = StudyCorpus(splits)
     corpus.save(path)
     return corpus

@@ -36,12 +36,15 @@ def grown_stage_flops(*, d: int, vocab: int, seq_len: int, stage: int, tokens: i
 
 def grown_flops(*, d: int, vocab: int, seq_len: int, stages: int, tokens_per_stage: int) -> float:
     """Stages 1..`stages` of growth, `tokens_per_stage` tokens each."""
-    return sum(grown_stage_flops(d=d, vocab=vocab, seq_len=seq_len, stage=k, tokens=tokens_per_stage)
-               for k in range(1, stages + 1))
+    return sum(
+        grown_stage_flops(d=d, vocab=vocab, seq_len=seq_len, stage=k, tokens=tokens_per_stage)
+        for k in range(1, stages + 1)
+    )
 
 
-def adapter_tune_flops(*, d: int, vocab: int, seq_len: int, expert_blocks: list[int], hidden: int,
-                       tokens: int) -> float:
+def adapter_tune_flops(
+    *, d: int, vocab: int, seq_len: int, expert_blocks: list[int], hidden: int, tokens: int
+) -> float:
     """Tuning a logit adapter over frozen experts: the experts forward, the adapter trained."""
     experts = sum(b * block_forward(d, seq_len) + head_forward(d, vocab) for b in expert_blocks)
     return tokens * (experts + 3.0 * 2.0 * hidden * vocab * (len(expert_blocks) + 1))

@@ -34,9 +34,11 @@ from pgt.study.stats import (
 )
 from pgt.substrate.health import SubstrateHealth
 
-METRICS = {"bpb": ("held-out bits per byte", True),
-           "cloze": ("cloze accuracy", False),
-           "val_loss": ("validation loss of the tuning data (nats/token)", True)}
+METRICS = {
+    "bpb": ("held-out bits per byte", True),
+    "cloze": ("cloze accuracy", False),
+    "val_loss": ("validation loss of the tuning data (nats/token)", True),
+}
 ANCHOR = "bz2_bpb"  # the compressor every arm must beat before it is judged
 UNDERTRAINED = "undertrained: no verdict"
 NOT_COMPARED = "not compared"
@@ -65,8 +67,9 @@ class ModelRow(Record):
     validation_bits_per_byte: dict[str, list[float]]
 
     def table(self, metric: str) -> dict[str, list[float]]:
-        return {"bpb": self.bits_per_byte, "cloze": self.cloze_accuracy,
-                "validation": self.validation_bits_per_byte}[metric]
+        return {"bpb": self.bits_per_byte, "cloze": self.cloze_accuracy, "validation": self.validation_bits_per_byte}[
+            metric
+        ]
 
     def values(self, metric: str, scope: str) -> list[float]:
         """Per seed: the metric on language `scope`, or its mean over languages (`scope` "mean")."""
@@ -121,9 +124,11 @@ class Comparison(Record):
     note: str  # what differs besides the claim (budgets, scoring data), said in the table itself
 
     def estimates(self) -> tuple[Estimate, Estimate, Estimate]:
-        return (Estimate(self.better_mean, self.better_half, self.seeds),
-                Estimate(self.other_mean, self.other_half, self.seeds),
-                Estimate(self.difference, self.difference_half, self.seeds))
+        return (
+            Estimate(self.better_mean, self.better_half, self.seeds),
+            Estimate(self.other_mean, self.other_half, self.seeds),
+            Estimate(self.difference, self.difference_half, self.seeds),
+        )
 
 
 @dataclass
@@ -241,15 +246,21 @@ def _note(claim: Claim, better: _Side, other: _Side) -> str:
     return "; ".join(notes) or "equal tokens, FLOPs, trained parameters and scoring data"
 
 
-def judge_family(family: Family, rows: list[ModelRow], languages: list[str], anchors: dict[str, float],
-                 tune_start: list[float], tune_end: list[float]) -> tuple[list[Comparison], int]:
+def judge_family(
+    family: Family,
+    rows: list[ModelRow],
+    languages: list[str],
+    anchors: dict[str, float],
+    tune_start: list[float],
+    tune_end: list[float],
+) -> tuple[list[Comparison], int]:
     """Every comparison of the family's claims with its verdict; returns them and how many were tested (m)."""
     by_key = {r.key: r for r in rows}
     tune = {TUNE_START: tune_start, TUNE_END: tune_end}
     pending = []
     for claim in (c for c in CLAIMS if c.family == family):
         for metric, scope in claim.measures:
-            for one in (languages if scope == "each" else [scope]):
+            for one in languages if scope == "each" else [scope]:
                 comparison = _compare(claim, metric, one, by_key, tune, languages, anchors)
                 if comparison is not None:
                     pending.append(comparison)
@@ -261,8 +272,15 @@ def judge_family(family: Family, rows: list[ModelRow], languages: list[str], anc
     return pending, sum(p is not None for p in adjusted)
 
 
-def _compare(claim: Claim, metric: str, scope: str, rows: dict[str, ModelRow], tune: dict[str, list[float]],
-             languages: list[str], anchors: dict[str, float]) -> Comparison | None:
+def _compare(
+    claim: Claim,
+    metric: str,
+    scope: str,
+    rows: dict[str, ModelRow],
+    tune: dict[str, list[float]],
+    languages: list[str],
+    anchors: dict[str, float],
+) -> Comparison | None:
     """One comparison, its verdict left empty when it is to be tested (judge_family fills it in); None where
     a side has no measurement (no cloze item could be built from a language's held-out text)."""
     better, other = _side(claim.better, metric, scope, rows, tune), _side(claim.other, metric, scope, rows, tune)
@@ -271,7 +289,9 @@ def _compare(claim: Claim, metric: str, scope: str, rows: dict[str, ModelRow], t
     lower = METRICS[metric][1]
     a, b = estimate(better.values), estimate(other.values)
     difference = paired_difference(better.values, other.values, lower_is_better=lower)
-    raw_p = p_value(difference, [(-1 if lower else 1) * (x - y) for x, y in zip(better.values, other.values)])
+    raw_p = p_value(
+        difference, [(-1 if lower else 1) * (x - y) for x, y in zip(better.values, other.values, strict=True)]
+    )
     note, verdict = _note(claim, better, other), ""
     if metric != "val_loss":
         checked = languages if scope == "mean" else [scope]
@@ -282,10 +302,40 @@ def _compare(claim: Claim, metric: str, scope: str, rows: dict[str, ModelRow], t
         verdict = NOT_COMPARED
     if verdict == "" and raw_p is None:
         verdict = "inconclusive at this scale"  # no interval: nothing to test
-    return Comparison(claim.key, claim.family, claim.text, claim.reference, claim.primary, metric, scope,
-                      claim.better, claim.other, a.mean, a.half, b.mean, b.half, difference.mean, difference.half,
-                      difference.n, raw_p, None, verdict, note)
+    return Comparison(
+        claim.key,
+        claim.family,
+        claim.text,
+        claim.reference,
+        claim.primary,
+        metric,
+        scope,
+        claim.better,
+        claim.other,
+        a.mean,
+        a.half,
+        b.mean,
+        b.half,
+        difference.mean,
+        difference.half,
+        difference.n,
+        raw_p,
+        None,
+        verdict,
+        note,
+    )
 
 
-__all__ = ["ANCHOR", "METRICS", "SHARED_LANGUAGE", "Comparison", "FamilyResults", "ModelRow", "StudyResults",
-           "SweepRecord", "below_anchor", "best_expert", "judge_family"]
+__all__ = [
+    "ANCHOR",
+    "METRICS",
+    "SHARED_LANGUAGE",
+    "Comparison",
+    "FamilyResults",
+    "ModelRow",
+    "StudyResults",
+    "SweepRecord",
+    "below_anchor",
+    "best_expert",
+    "judge_family",
+]

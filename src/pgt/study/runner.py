@@ -1,19 +1,19 @@
 """`pgt study`: the orchestrator. Every step reuses what a previous run of the same study finished.
 
-  OUT/study-plan.json           the settings (a rerun with others is refused; families may differ)
-  OUT/corpus/                   training JSONL/text per language, the held-out and validation documents
-  OUT/substrate-full/           the full bvv241-2-3 substrate (unless --substrate names one)
-  OUT/substrate/                it trimmed to the training text: the glyph arms stand on it
-  OUT/substrate-{recentred,shuffled,visible,random}/   the embeddings family's other matrices
-  OUT/data/SUBSTRATE-{all,expert-a,expert-b}/          token data (`pgt data prepare`)
-  OUT/sweeps/ARM.json, OUT/sweeps/ARM/lr-X/            each arm's learning-rate sweep
-  OUT/runs/ARM/seed-S/          one normal `pgt grow` run per arm and seed
-  OUT/runs/merge/seed-S/        the experts' logit mean (`pgt merge`)
-  OUT/runs/merge-adapter/seed-S/, OUT/runs/merge-tuned/seed-S/   `pgt merge --mode adapter`, then `pgt tune`
-  OUT/families/FAMILY.json      a family's state (finished, seconds spent)
-  OUT/health/SUBSTRATE.json     `pgt substrate inspect` of each matrix on the training data
-  MODEL/study/ID.json           each model's held-out scores (ID names the held-out text)
-  OUT/study.json, OUT/report.md the results and the page
+OUT/study-plan.json           the settings (a rerun with others is refused; families may differ)
+OUT/corpus/                   training JSONL/text per language, the held-out and validation documents
+OUT/substrate-full/           the full bvv241-2-3 substrate (unless --substrate names one)
+OUT/substrate/                it trimmed to the training text: the glyph arms stand on it
+OUT/substrate-{recentred,shuffled,visible,random}/   the embeddings family's other matrices
+OUT/data/SUBSTRATE-{all,expert-a,expert-b}/          token data (`pgt data prepare`)
+OUT/sweeps/ARM.json, OUT/sweeps/ARM/lr-X/            each arm's learning-rate sweep
+OUT/runs/ARM/seed-S/          one normal `pgt grow` run per arm and seed
+OUT/runs/merge/seed-S/        the experts' logit mean (`pgt merge`)
+OUT/runs/merge-adapter/seed-S/, OUT/runs/merge-tuned/seed-S/   `pgt merge --mode adapter`, then `pgt tune`
+OUT/families/FAMILY.json      a family's state (finished, seconds spent)
+OUT/health/SUBSTRATE.json     `pgt substrate inspect` of each matrix on the training data
+MODEL/study/ID.json           each model's held-out scores (ID names the held-out text)
+OUT/study.json, OUT/report.md the results and the page
 """
 
 from __future__ import annotations
@@ -115,12 +115,15 @@ def _check_plan(out: Path, plan: StudyPlan) -> None:
         if _trained_anything(out):  # budgets shaped finished runs: everything but the seeds must match
             saved = dataclasses.replace(saved, seeds=plan.seeds)
         else:  # a prepared study: new budgets are fine on the same corpus, substrates and data
-            saved = dataclasses.replace(saved, seeds=plan.seeds, scale={
-                **plan.scale, **{k: saved.scale.get(k) for k in PREPARED_FIELDS}})
+            saved = dataclasses.replace(
+                saved, seeds=plan.seeds, scale={**plan.scale, **{k: saved.scale.get(k) for k in PREPARED_FIELDS}}
+            )
         # compared as JSON (tuples read back as lists); more (or fewer) seeds reuse the rest
         if saved.to_json() != plan.to_json():
-            raise PgtError(f"{out} holds a study made with other settings (scale, corpus or substrate); "
-                           "rerun with the same options or choose another --out")
+            raise PgtError(
+                f"{out} holds a study made with other settings (scale, corpus or substrate); "
+                "rerun with the same options or choose another --out"
+            )
     plan.save(path)
 
 
@@ -134,19 +137,45 @@ def arm_budget(arm: Arm, scale: Scale) -> tuple[int, int]:
     return scale.expert_stages, scale.expert_tokens
 
 
-def growth_settings(arm: Arm, seed: int, scale: Scale, substrate: Path, data: Path, out: Path, progress: bool,
-                    lr: float, share: float = 1.0) -> dict:
+def growth_settings(
+    arm: Arm,
+    seed: int,
+    scale: Scale,
+    substrate: Path,
+    data: Path,
+    out: Path,
+    progress: bool,
+    lr: float,
+    share: float = 1.0,
+) -> dict:
     """The `pgt grow` configuration of one arm and seed: a family's arms share everything but what the arm says."""
     blocks, per_stage = arm_budget(arm, scale)
     tokens_per_step = scale.batch_size * scale.seq_len
     per_stage = max(tokens_per_step, int(per_stage * share) // tokens_per_step * tokens_per_step)
     steps = per_stage // tokens_per_step
-    return dict(substrate=str(substrate), data=str(data), out=str(out), stages=blocks, init=arm.init,
-                baseline=arm.baseline, tokens_per_stage=per_stage, batch_size=scale.batch_size,
-                seq_len=scale.seq_len, heads=scale.heads, lr=lr, seed=seed, context=max(256, scale.seq_len),
-                eval_every=max(1, steps // 2), eval_tokens=32 * tokens_per_step,
-                checkpoint_every=max(1, steps // 2), log_every=max(1, steps // 20),
-                lora_from=0, device=scale.device, compile=scale.compile, progress=progress)
+    return dict(
+        substrate=str(substrate),
+        data=str(data),
+        out=str(out),
+        stages=blocks,
+        init=arm.init,
+        baseline=arm.baseline,
+        tokens_per_stage=per_stage,
+        batch_size=scale.batch_size,
+        seq_len=scale.seq_len,
+        heads=scale.heads,
+        lr=lr,
+        seed=seed,
+        context=max(256, scale.seq_len),
+        eval_every=max(1, steps // 2),
+        eval_tokens=32 * tokens_per_step,
+        checkpoint_every=max(1, steps // 2),
+        log_every=max(1, steps // 20),
+        lora_from=0,
+        device=scale.device,
+        compile=scale.compile,
+        progress=progress,
+    )
 
 
 def _open_study(options: StudyOptions) -> _Study:
@@ -159,13 +188,26 @@ def _open_study(options: StudyOptions) -> _Study:
         import torch
 
         torch.set_num_threads(scale.threads)
-    _check_plan(out, StudyPlan(sizes, options.seeds,
-                               [f"{k}={v}" for k, vs in languages.items() for v in vs],
-                               str(options.substrate) if options.substrate else None))
-    _say(f"== corpus: {', '.join(languages)} ({scale.heldout} held-out and {scale.validation} validation "
-         "documents per language)")
-    corpus = split_corpus(languages, out / "corpus", heldout=scale.heldout, validation=scale.validation,
-                          max_train=scale.max_train_documents)
+    _check_plan(
+        out,
+        StudyPlan(
+            sizes,
+            options.seeds,
+            [f"{k}={v}" for k, vs in languages.items() for v in vs],
+            str(options.substrate) if options.substrate else None,
+        ),
+    )
+    _say(
+        f"== corpus: {', '.join(languages)} ({scale.heldout} held-out and {scale.validation} validation "
+        "documents per language)"
+    )
+    corpus = split_corpus(
+        languages,
+        out / "corpus",
+        heldout=scale.heldout,
+        validation=scale.validation,
+        max_train=scale.max_train_documents,
+    )
     return _Study(out, options, corpus)
 
 
@@ -241,8 +283,9 @@ class _Study:
                 if self.options.substrate is not None:
                     raise PgtError(f"--substrate {full} is not a substrate directory (no {SUBSTRATE_FILE})")
                 _say(f"== substrate: {SMALL_FAMILY} at dim {scale.dim}, n-grams from the training text -> {full}")
-            path = adapter.build_substrate(self.out / "substrate", full, self._ngram_corpus(), self._train_files(),
-                                           scale.dim, progress)
+            path = adapter.build_substrate(
+                self.out / "substrate", full, self._ngram_corpus(), self._train_files(), scale.dim, progress
+            )
             lineage = adapter.substrate_lineage(path)
             _say(f"== the glyph arms stand on {path}: {lineage.describe()}")
             check_heads(lineage.dim, scale.heads)
@@ -258,13 +301,22 @@ class _Study:
         glyph = self.substrate("glyph")
         full = self._full()
         if full == glyph:
-            raise PgtError(f"the embeddings family re-trims the full substrate; --substrate {glyph} is already "
-                           "trimmed: give its full parent or let the study build one")
+            raise PgtError(
+                f"the embeddings family re-trims the full substrate; --substrate {glyph} is already "
+                "trimmed: give its full parent or let the study build one"
+            )
         if key == "visible":
             _say(f"== {full} rendered again with visible blanks -> {self.out / 'substrate-visible-full'}")
             full = adapter.visible_twin(full, self.out / "substrate-visible-full", self.options.progress)
-        path = adapter.build_substrate(self.out / f"substrate-{key}", full, self._ngram_corpus(), self._train_files(),
-                                       self.scale.dim, self.options.progress, recentre=key == "recentred")
+        path = adapter.build_substrate(
+            self.out / f"substrate-{key}",
+            full,
+            self._ngram_corpus(),
+            self._train_files(),
+            self.scale.dim,
+            self.options.progress,
+            recentre=key == "recentred",
+        )
         if adapter.substrate_lineage(path).vocab_size != adapter.substrate_lineage(glyph).vocab_size:
             raise PgtError(f"substrate variant {key} has another vocabulary than {glyph}")
         return path
@@ -277,9 +329,12 @@ class _Study:
             else:
                 other = self.experts[0 if data_key == "expert-a" else 1]
                 files = [self.corpus.language("en").train_file, self.corpus.language(other).train_file]
-            self.data_dirs[key] = adapter.prepare_data(files, self.substrate(substrate_key),
-                                                       self.out / "data" / f"{substrate_key}-{data_key}",
-                                                       self.options.progress)
+            self.data_dirs[key] = adapter.prepare_data(
+                files,
+                self.substrate(substrate_key),
+                self.out / "data" / f"{substrate_key}-{data_key}",
+                self.options.progress,
+            )
         return self.data_dirs[key]
 
     # ------------------------------------------------------------ training
@@ -301,9 +356,18 @@ class _Study:
             for arm in family_arms(family):
                 run_dir = runs / arm.name / f"seed-{seed}"
                 _say(f"== {arm.name}, seed {seed}, lr {lrs[arm.name]:g} -> {run_dir}")
-                adapter.grow(growth_settings(arm, seed, self.scale, self.substrate(arm.substrate),
-                                             self.data(arm.substrate, arm.data), run_dir, self.options.progress,
-                                             lrs[arm.name]))
+                adapter.grow(
+                    growth_settings(
+                        arm,
+                        seed,
+                        self.scale,
+                        self.substrate(arm.substrate),
+                        self.data(arm.substrate, arm.data),
+                        run_dir,
+                        self.options.progress,
+                        lrs[arm.name],
+                    )
+                )
             if family == "merging":
                 self._merge(seed)
         state.seconds += time.monotonic() - started
@@ -319,9 +383,17 @@ class _Study:
         for lr in scale.sweep_lrs:
             run_dir = self.out / "sweeps" / arm.name / f"lr-{lr:g}"
             _say(f"== sweep {arm.name}: lr {lr:g} -> {run_dir}")
-            settings = growth_settings(arm, SWEEP_SEED, scale, self.substrate(arm.substrate),
-                                       self.data(arm.substrate, arm.data), run_dir, self.options.progress, lr,
-                                       share=scale.sweep_share)
+            settings = growth_settings(
+                arm,
+                SWEEP_SEED,
+                scale,
+                self.substrate(arm.substrate),
+                self.data(arm.substrate, arm.data),
+                run_dir,
+                self.options.progress,
+                lr,
+                share=scale.sweep_share,
+            )
             adapter.grow(settings)
             final = adapter.stage_record(adapter.stage_dirs(run_dir)[-1])
             losses.append(final.val_loss)
@@ -329,8 +401,11 @@ class _Study:
         chosen = scale.sweep_lrs[min(range(len(losses)), key=losses.__getitem__)]
         record = SweepRecord(arm.name, list(scale.sweep_lrs), losses, chosen, tokens, SWEEP_SEED)
         record.save(path)
-        _say(f"   {arm.name}: lr {chosen:g} (validation loss " + ", ".join(
-            f"{lr:g}: {loss:.4f}" for lr, loss in zip(scale.sweep_lrs, losses, strict=True)) + ")")
+        _say(
+            f"   {arm.name}: lr {chosen:g} (validation loss "
+            + ", ".join(f"{lr:g}: {loss:.4f}" for lr, loss in zip(scale.sweep_lrs, losses, strict=True))
+            + ")"
+        )
         return record
 
     def _merge(self, seed: int) -> None:
@@ -339,9 +414,17 @@ class _Study:
         adapter.merge(experts, runs / MERGE / f"seed-{seed}", "mean")
         adapter.merge(experts, runs / "merge-adapter" / f"seed-{seed}", "adapter")
         _say(f"== tuning the adapter merge, seed {seed}")
-        adapter.tune(runs / "merge-adapter" / f"seed-{seed}", self.data("glyph", "all"), runs / TUNED / f"seed-{seed}",
-                     tokens=self.scale.tune_tokens, batch_size=self.scale.batch_size, seq_len=self.scale.seq_len,
-                     seed=seed, device=self.scale.device, progress=self.options.progress)
+        adapter.tune(
+            runs / "merge-adapter" / f"seed-{seed}",
+            self.data("glyph", "all"),
+            runs / TUNED / f"seed-{seed}",
+            tokens=self.scale.tune_tokens,
+            batch_size=self.scale.batch_size,
+            seq_len=self.scale.seq_len,
+            seed=seed,
+            device=self.scale.device,
+            progress=self.options.progress,
+        )
 
     # ------------------------------------------------------------ scoring
 
@@ -358,17 +441,33 @@ class _Study:
                 families[-1].seconds = state.seconds
         if not families:
             raise PgtError(f"{self.out} has no finished family yet")
-        keys = ["glyph", *(["recentred", "shuffled", "visible", "random"] if self._family_run("embeddings").finished
-                           else [])]
-        health = {key: adapter.substrate_health(self.substrate(key), self.data(key, "all"),
-                                                self.out / "health" / f"{key}.json") for key in keys}
+        keys = [
+            "glyph",
+            *(["recentred", "shuffled", "visible", "random"] if self._family_run("embeddings").finished else []),
+        ]
+        health = {
+            key: adapter.substrate_health(
+                self.substrate(key), self.data(key, "all"), self.out / "health" / f"{key}.json"
+            )
+            for key in keys
+        }
 
         return StudyResults(
-            out=str(self.out), command=command or " ".join(sys.argv), scale=scale.name, seeds=self.options.seeds,
-            created=datetime.now(UTC).isoformat(timespec="seconds"), languages=self.corpus.codes,
-            scoring_id=self.corpus.scoring_id, substrate=adapter.substrate_lineage(self.substrate("glyph")),
-            health=health, heldout_documents=scale.heldout, validation_documents=scale.validation,
-            compressors=self._compressors(), cloze_chance=CHANCE, families=families)
+            out=str(self.out),
+            command=command or " ".join(sys.argv),
+            scale=scale.name,
+            seeds=self.options.seeds,
+            created=datetime.now(UTC).isoformat(timespec="seconds"),
+            languages=self.corpus.codes,
+            scoring_id=self.corpus.scoring_id,
+            substrate=adapter.substrate_lineage(self.substrate("glyph")),
+            health=health,
+            heldout_documents=scale.heldout,
+            validation_documents=scale.validation,
+            compressors=self._compressors(),
+            cloze_chance=CHANCE,
+            families=families,
+        )
 
     def _compressors(self) -> dict[str, dict[str, float]]:
         return {s.language: adapter.compressors(s.heldout) for s in self.corpus.languages}
@@ -385,15 +484,41 @@ class _Study:
         sweeps = [self.sweep(arm) for arm in family_arms(family)]
         lrs = {s.arm: s.chosen_lr for s in sweeps}
 
-        def add(key: str, label: str, kind: str, blocks: int | None, model_dir: Path, tokens: int, spent: float,
-                trained: int, lr: float | None, languages: list[str]) -> None:
+        def add(
+            key: str,
+            label: str,
+            kind: str,
+            blocks: int | None,
+            model_dir: Path,
+            tokens: int,
+            spent: float,
+            trained: int,
+            lr: float | None,
+            languages: list[str],
+        ) -> None:
             _say(f"   scoring {model_dir}")
             score: ModelScore = score_model(model_dir, self.corpus, items, scale.device)
-            row = rows.setdefault(key, ModelRow(
-                key=key, label=label, family=family, kind=kind, blocks=blocks, runs=[], training_tokens=tokens,
-                training_flops=spent, trained_parameters=trained, lr=lr, trained_languages=languages,
-                scoring_id=score.scoring_id, bits_per_byte={}, cloze_accuracy={}, cloze_items=score.cloze_items,
-                validation_bits_per_byte={}))
+            row = rows.setdefault(
+                key,
+                ModelRow(
+                    key=key,
+                    label=label,
+                    family=family,
+                    kind=kind,
+                    blocks=blocks,
+                    runs=[],
+                    training_tokens=tokens,
+                    training_flops=spent,
+                    trained_parameters=trained,
+                    lr=lr,
+                    trained_languages=languages,
+                    scoring_id=score.scoring_id,
+                    bits_per_byte={},
+                    cloze_accuracy={},
+                    cloze_items=score.cloze_items,
+                    validation_bits_per_byte={},
+                ),
+            )
             row.runs.append(str(model_dir))
             for code in self.corpus.codes:
                 row.bits_per_byte.setdefault(code, []).append(score.bits_per_byte[code])
@@ -413,19 +538,36 @@ class _Study:
                 label = arm.label.format(a=self.experts[0], b=self.experts[1])
                 if arm.baseline != "none":
                     record = adapter.stage_record(stages[-1])
-                    add(arm.name, label, "baseline", record.blocks, stages[-1], record.tokens_total,
+                    add(
+                        arm.name,
+                        label,
+                        "baseline",
+                        record.blocks,
+                        stages[-1],
+                        record.tokens_total,
                         flops.monolithic_flops(**shape, blocks=record.blocks, tokens=record.tokens_total),
-                        trained_parameters(record), lrs[arm.name], languages)
+                        trained_parameters(record),
+                        lrs[arm.name],
+                        languages,
+                    )
                     continue
                 depths = range(1, len(stages) + 1) if arm.name == "grown-random" else [len(stages)]
                 for k in depths:
                     record = adapter.stage_record(stages[k - 1])
                     key = arm.name if k == len(stages) else f"{arm.name}@{k}"
                     kind = "expert" if arm.family == "merging" else "grown"
-                    add(key, label + (f", stage {k}" if k < len(stages) else ""), kind, k, stages[k - 1],
+                    add(
+                        key,
+                        label + (f", stage {k}" if k < len(stages) else ""),
+                        kind,
+                        k,
+                        stages[k - 1],
                         record.tokens_total,
                         flops.grown_flops(**shape, stages=k, tokens_per_stage=record.tokens_total // k),
-                        trained_parameters(record), lrs[arm.name], languages)
+                        trained_parameters(record),
+                        lrs[arm.name],
+                        languages,
+                    )
             if family == "merging":
                 tune_start_seed, tune_end_seed = self._score_merges(seed, rows, add, shape)
                 tune_start.append(tune_start_seed)
@@ -440,19 +582,41 @@ class _Study:
 
     def _score_merges(self, seed: int, rows: dict[str, ModelRow], add, shape: dict) -> tuple[float, float]:
         runs = self.out / "runs"
-        experts = [adapter.stage_record(adapter.stage_dirs(runs / name / f"seed-{seed}")[-1])
-                   for name in ("expert-a", "expert-b")]
+        experts = [
+            adapter.stage_record(adapter.stage_dirs(runs / name / f"seed-{seed}")[-1])
+            for name in ("expert-a", "expert-b")
+        ]
         tokens = sum(e.tokens_total for e in experts)
         spent = sum(rows[name].training_flops for name in ("expert-a", "expert-b"))
         trained = sum(rows[name].trained_parameters for name in ("expert-a", "expert-b"))
         a, b = self.experts
         # The merge trains nothing itself: it has learned only what both experts learned.
-        add(MERGE, f"merge of en+{a} and en+{b} (logit mean)", "merge", None, runs / MERGE / f"seed-{seed}", tokens,
-            spent, trained, None, [SHARED_LANGUAGE])
+        add(
+            MERGE,
+            f"merge of en+{a} and en+{b} (logit mean)",
+            "merge",
+            None,
+            runs / MERGE / f"seed-{seed}",
+            tokens,
+            spent,
+            trained,
+            None,
+            [SHARED_LANGUAGE],
+        )
         tuned = adapter.tune_record(runs / TUNED / f"seed-{seed}")
-        add(TUNED, f"adapter merge after `pgt tune` ({tuned.tokens:,} tokens)", "merge", None,
-            runs / TUNED / f"seed-{seed}", tokens + tuned.tokens,
-            spent + flops.adapter_tune_flops(**shape, expert_blocks=[e.blocks for e in experts],
-                                             hidden=ADAPTER_HIDDEN, tokens=tuned.tokens),
-            trained + tuned.trainable_parameters, None, self.corpus.codes)
+        add(
+            TUNED,
+            f"adapter merge after `pgt tune` ({tuned.tokens:,} tokens)",
+            "merge",
+            None,
+            runs / TUNED / f"seed-{seed}",
+            tokens + tuned.tokens,
+            spent
+            + flops.adapter_tune_flops(
+                **shape, expert_blocks=[e.blocks for e in experts], hidden=ADAPTER_HIDDEN, tokens=tuned.tokens
+            ),
+            trained + tuned.trainable_parameters,
+            None,
+            self.corpus.codes,
+        )
         return tuned.start_val_loss, tuned.end_val_loss

@@ -50,7 +50,7 @@ def cloze_accuracy(model, tokenizer, items: list[ClozeItem]) -> float:
     scores = adapter.option_logprobs(model, tokenizer, requests)
     correct, at = 0, 0
     for item in items:
-        per_byte = [logprob / max(1, n_bytes) for logprob, n_bytes in scores[at:at + len(item.options)]]
+        per_byte = [logprob / max(1, n_bytes) for logprob, n_bytes in scores[at : at + len(item.options)]]
         at += len(item.options)
         correct += max(range(len(per_byte)), key=per_byte.__getitem__) == item.answer
     return correct / len(items)

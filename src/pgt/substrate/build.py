@@ -87,16 +87,16 @@ def build_substrate(
 ) -> Path:
     """Build a substrate directory (tokenizer + frozen glyph embeddings) and return its path.
 
-    A bvv241 family takes its n-grams from any mix of `ngram_files` (the reference's list
-    format), `extra_token_files` (one token per line) and `corpus` (files or directories,
-    optionally `LANG=PATH`; mined with the reference's rules; invalid UTF-8 in it is replaced
-with a warning, or with `strict` refused). `from_tokenizer` instead
-    keeps an existing Hugging Face tokenizer's vocabulary (family `bvv241-nemo`). `dim`
-    defaults to the family's; `font` to `$PGT_FONT`, then Debian's GNU Unifont;
-    `layout_engine` is Pillow's text layout engine (`basic` or `raqm`); `visible_blanks` (beyond
-    the reference) draws invisible characters visibly and distinctly. The output appears
-    atomically; bad input (also an output overlapping an input, or one that cannot be
-    written) raises PgtError before the long render.
+        A bvv241 family takes its n-grams from any mix of `ngram_files` (the reference's list
+        format), `extra_token_files` (one token per line) and `corpus` (files or directories,
+        optionally `LANG=PATH`; mined with the reference's rules; invalid UTF-8 in it is replaced
+    with a warning, or with `strict` refused). `from_tokenizer` instead
+        keeps an existing Hugging Face tokenizer's vocabulary (family `bvv241-nemo`). `dim`
+        defaults to the family's; `font` to `$PGT_FONT`, then Debian's GNU Unifont;
+        `layout_engine` is Pillow's text layout engine (`basic` or `raqm`); `visible_blanks` (beyond
+        the reference) draws invisible characters visibly and distinctly. The output appears
+        atomically; bad input (also an output overlapping an input, or one that cannot be
+        written) raises PgtError before the long render.
     """
     preset = get_family(family)
     dim = preset.dim if dim is None else dim
@@ -190,9 +190,18 @@ def rebuild_substrate(
     if file_sha256(font_path) != meta.params.font.sha256:
         raise PgtError(f"font {font_path} is not the one {source_dir} was built with ({meta.params.font.name})")
     with output_lock(out):
-        matrix = glyph_matrix(texts, cell=meta.cell, dim=meta.dim, augment=meta.augment, font=font_path,
-                              layout_engine=meta.layout_engine, visible_blanks=visible_blanks,
-                              fit_rows=meta.params.pca_fit_rows, workers=workers, progress=progress)
+        matrix = glyph_matrix(
+            texts,
+            cell=meta.cell,
+            dim=meta.dim,
+            augment=meta.augment,
+            font=font_path,
+            layout_engine=meta.layout_engine,
+            visible_blanks=visible_blanks,
+            fit_rows=meta.params.pca_fit_rows,
+            workers=workers,
+            progress=progress,
+        )
         params = replace(meta.params, visible_blanks=visible_blanks)
         kept = ("reference_vocab_size", "byte_fallback_tokens", "ngrams", "ngrams_dropped", "from_tokenizer")
         return save_substrate(out, tokenizer, matrix, params, extra_meta={k: getattr(meta, k) for k in kept})

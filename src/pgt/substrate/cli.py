@@ -50,9 +50,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "substrate",
         help="build and inspect bvv241 tokenizers with frozen glyph embeddings",
         description="Build a substrate (tokenizer + frozen glyph-embedding matrix) or look inside one.",
-        examples=["pgt substrate build --family bvv241-2-3 --corpus en=corpus/en --dim 256 --out substrates/s",
-                  "pgt substrate show A --substrate substrates/s --png A.png",
-                  "pgt substrate trim substrates/s --corpus default --out substrates/t"],
+        examples=[
+            "pgt substrate build --family bvv241-2-3 --corpus en=corpus/en --dim 256 --out substrates/s",
+            "pgt substrate show A --substrate substrates/s --png A.png",
+            "pgt substrate trim substrates/s --corpus default --out substrates/t",
+        ],
         handler=run_substrate,
     )
     commands = substrate.add_subparsers(dest="substrate_command", metavar="COMMAND")
@@ -66,25 +68,53 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         examples=BUILD_EXAMPLES,
         handler=run_substrate_build,
     )
-    build.add_argument("--family", choices=list(FAMILIES),
-                       help="tokenizer family (default with --from-tokenizer: bvv241-nemo)")  # fmt: skip
-    build.add_argument("--ngrams", nargs="+", action="extend", default=[], metavar="FILE",
-                       help="n-gram lists in the reference's format (ngrams-2-3-4-5.txt)")  # fmt: skip
-    build.add_argument("--extra-tokens", nargs="+", action="extend", default=[], metavar="FILE",
-                       help="extra token strings, one per line (ngrams-intersection.txt)")  # fmt: skip
-    build.add_argument("--corpus", nargs="+", action="extend", default=[], metavar="[LANG=]SOURCE",
-                       help="corpora to mine n-grams from: any SOURCE of `pgt data prepare` (text, fortune, JSONL, "
-                            "parquet files, directories, hf:NAME, default; untagged: language xx)")  # fmt: skip
+    build.add_argument(
+        "--family", choices=list(FAMILIES), help="tokenizer family (default with --from-tokenizer: bvv241-nemo)"
+    )
+    build.add_argument(
+        "--ngrams",
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="FILE",
+        help="n-gram lists in the reference's format (ngrams-2-3-4-5.txt)",
+    )
+    build.add_argument(
+        "--extra-tokens",
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="FILE",
+        help="extra token strings, one per line (ngrams-intersection.txt)",
+    )
+    build.add_argument(
+        "--corpus",
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="[LANG=]SOURCE",
+        help="corpora to mine n-grams from: any SOURCE of `pgt data prepare` (text, fortune, JSONL, "
+        "parquet files, directories, hf:NAME, default; untagged: language xx)",
+    )
     options.add_strict(build)
     build.add_argument("--from-tokenizer", metavar="DIR", help="keep this Hugging Face tokenizer's vocabulary")
-    build.add_argument("--dim", type=options.positive_int, metavar="D", help="embedding dimension (default: the family's)")
+    build.add_argument(
+        "--dim", type=options.positive_int, metavar="D", help="embedding dimension (default: the family's)"
+    )
     build.add_argument("--font", metavar="PATH", help="glyph font file (default: $PGT_FONT, else GNU Unifont)")
-    build.add_argument("--layout-engine", choices=list(LAYOUT_ENGINES), default=DEFAULT_LAYOUT_ENGINE,
-                       help=f"Pillow's text layout engine (default: {DEFAULT_LAYOUT_ENGINE}; recorded in substrate.json)")  # fmt: skip
-    build.add_argument("--visible-blanks", action="store_true",
-                       help="beyond the reference: draw invisible characters (space, tab, newline, no-break space, "
-                            "other control, format and blank characters) as Control Pictures or boxed hex code "
-                            "points, so they get distinct vectors (off by default; in the fingerprint)")  # fmt: skip
+    build.add_argument(
+        "--layout-engine",
+        choices=list(LAYOUT_ENGINES),
+        default=DEFAULT_LAYOUT_ENGINE,
+        help=f"Pillow's text layout engine (default: {DEFAULT_LAYOUT_ENGINE}; recorded in substrate.json)",
+    )
+    build.add_argument(
+        "--visible-blanks",
+        action="store_true",
+        help="beyond the reference: draw invisible characters (space, tab, newline, no-break space, "
+        "other control, format and blank characters) as Control Pictures or boxed hex code "
+        "points, so they get distinct vectors (off by default; in the fingerprint)",
+    )
     options.add_workers(build, "glyph-rendering processes")
     options.add_progress(build)
     options.add_out(build, "substrate directory to create")
@@ -153,8 +183,10 @@ def run_substrate_build(args: argparse.Namespace) -> int:
         progress=options.show_progress(args),
     )
     meta = SubstrateMeta.load(out / SUBSTRATE_FILE)
-    print(f"built {out} in {time.perf_counter() - started:.1f} s: family {meta.family}, "
-          f"vocabulary {meta.vocab_size:,}, dim {meta.dim}, fingerprint {meta.fingerprint}")  # fmt: skip
+    print(
+        f"built {out} in {time.perf_counter() - started:.1f} s: family {meta.family}, "
+        f"vocabulary {meta.vocab_size:,}, dim {meta.dim}, fingerprint {meta.fingerprint}"
+    )
     if meta.ngrams is not None:
         print(f"n-grams: {meta.ngrams:,} placed, {meta.ngrams_dropped:,} dropped (no free id left)")
     return 0
@@ -162,7 +194,7 @@ def run_substrate_build(args: argparse.Namespace) -> int:
 
 def _print_tokens(tokenizer: PreTrainedTokenizerBase, ids: list[int]) -> None:
     print(f"ids: {ids}")
-    for token_id, token in zip(ids, tokenizer.convert_ids_to_tokens(ids)):
+    for token_id, token in zip(ids, tokenizer.convert_ids_to_tokens(ids), strict=True):
         print(f"{token_id:>8}  {token!r}")
 
 

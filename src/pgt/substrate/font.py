@@ -92,7 +92,10 @@ class GlyphTile:
 # Unicode's Control Pictures for the C0 controls, space and DEL, the open box for no-break space;
 # every other invisible character is drawn as its code point in hex digits inside a box.
 CONTROL_PICTURES = {chr(code): chr(0x2400 + code) for code in range(0x20)} | {
-    " ": "\u2420", "\x7f": "\u2421", "\u00a0": "\u2423"}
+    " ": "\u2420",
+    "\x7f": "\u2421",
+    "\u00a0": "\u2423",
+}
 INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Zs", "Zl", "Zp"})  # controls, format characters, separators
 
 
@@ -104,8 +107,7 @@ class GlyphFont:
     (`CONTROL_PICTURES`, else its hex code point in a box), so no two of them look alike.
     """
 
-    def __init__(self, path: Path, cell: int, layout_engine: str = DEFAULT_LAYOUT_ENGINE,
-                 visible_blanks: bool = False):
+    def __init__(self, path: Path, cell: int, layout_engine: str = DEFAULT_LAYOUT_ENGINE, visible_blanks: bool = False):
         self.cell = cell
         self.path, self.layout_engine = path, layout_engine
         self.font = _pil_font(path, cell, layout_engine)
@@ -125,8 +127,9 @@ class GlyphFont:
         self._draw_centred(draw, char, self.font, self.cell, cell_x, cell_y)
 
     @staticmethod
-    def _draw_centred(draw: ImageDraw.ImageDraw, char: str, font: ImageFont.FreeTypeFont, cell: int, cell_x: int,
-                      cell_y: int) -> None:
+    def _draw_centred(
+        draw: ImageDraw.ImageDraw, char: str, font: ImageFont.FreeTypeFont, cell: int, cell_x: int, cell_y: int
+    ) -> None:
         try:
             left, top, right, bottom = draw.textbbox((0, 0), char, font=font)
             x = cell_x + (cell - (right - left)) // 2
@@ -154,8 +157,14 @@ class GlyphFont:
         draw.rectangle((cell_x, cell_y, cell_x + self.cell - 1, cell_y + self.cell - 1), outline=BLACK)
         for index, digit in enumerate(digits):
             row, column = divmod(index, columns)
-            self._draw_centred(draw, digit, font, small, cell_x + column * small,
-                               cell_y + row * (self.cell // 2) + (self.cell // 2 - small) // 2)
+            self._draw_centred(
+                draw,
+                digit,
+                font,
+                small,
+                cell_x + column * small,
+                cell_y + row * (self.cell // 2) + (self.cell // 2 - small) // 2,
+            )
 
     def tile(self, char: str) -> GlyphTile:
         """Draw `char` alone with a one-cell margin all round and keep just its ink."""

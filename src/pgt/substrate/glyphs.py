@@ -192,8 +192,9 @@ def render_bitmap(
 class _FastRenderer:
     """`render_bitmap` for many texts: cached glyph tiles and per-width random draws."""
 
-    def __init__(self, font: Path, cell: int, augment: AugmentParams | None, layout_engine: str,
-                 visible_blanks: bool = False):
+    def __init__(
+        self, font: Path, cell: int, augment: AugmentParams | None, layout_engine: str, visible_blanks: bool = False
+    ):
         self.font = GlyphFont(font, cell, layout_engine, visible_blanks)
         self.cell = cell
         self.augment = augment
@@ -273,8 +274,9 @@ def _die_with_parent(parent: int) -> None:
         os._exit(1)
 
 
-def _init_worker(parent: int, font: Path, cell: int, augment: AugmentParams | None, layout_engine: str,
-                 visible_blanks: bool) -> None:
+def _init_worker(
+    parent: int, font: Path, cell: int, augment: AugmentParams | None, layout_engine: str, visible_blanks: bool
+) -> None:
     global _worker_renderer
     _die_with_parent(parent)
     _worker_renderer = _FastRenderer(font, cell, augment, layout_engine, visible_blanks)
@@ -357,8 +359,14 @@ def glyph_matrix(
     if not texts:
         raise PgtError("no token texts to embed")
     bits = glyph_bits(
-        texts, cell=cell, augment=augment, font=font, layout_engine=layout_engine, visible_blanks=visible_blanks,
-        workers=workers, progress=progress,
+        texts,
+        cell=cell,
+        augment=augment,
+        font=font,
+        layout_engine=layout_engine,
+        visible_blanks=visible_blanks,
+        workers=workers,
+        progress=progress,
     )
     return pca_unit_rows(bits, dim, fit_rows=fit_rows, progress=progress)
 

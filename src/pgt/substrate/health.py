@@ -67,32 +67,49 @@ class SubstrateHealth(Record):
     def summary(self, groups: int = 8) -> list[str]:
         """Plain-text lines: the figures beside random rows, then the largest identical groups."""
         share = "" if self.data_share_in_groups is None else f", carrying {self.data_share_in_groups:.1%} of its tokens"
-        lines = [f"{self.substrate} ({self.fingerprint[:19]}…): {self.vocab_size:,} ids at d = {self.dim}; "
-                 f"measured on {self.scope}",
-                 f"identical vectors: {len(self.groups):,} groups, {self.ids_in_groups:,} ids{share}",
-                 f"{'':26}{'these rows':>14}{'random rows':>14}"]
+        lines = [
+            f"{self.substrate} ({self.fingerprint[:19]}…): {self.vocab_size:,} ids at d = {self.dim}; "
+            f"measured on {self.scope}",
+            f"identical vectors: {len(self.groups):,} groups, {self.ids_in_groups:,} ids{share}",
+            f"{'':26}{'these rows':>14}{'random rows':>14}",
+        ]
         for label, ours, theirs in self.rows():
             lines.append(f"{label:<26}{ours:>14}{theirs:>14}")
         for group in self.groups[:groups]:
             carried = "" if group.data_tokens is None else f"  ({group.data_tokens:,} tokens)"
-            lines.append("  " + " ≡ ".join(repr(text) for text in group.texts[:6])
-                         + (f" … (+{len(group.texts) - 6})" if len(group.texts) > 6 else "") + carried)
+            lines.append(
+                "  "
+                + " ≡ ".join(repr(text) for text in group.texts[:6])
+                + (f" … (+{len(group.texts) - 6})" if len(group.texts) > 6 else "")
+                + carried
+            )
         return lines
 
     def largest_groups(self, groups: int = 6) -> str:
         """The largest identical groups as one line of text: `'\\n' ≡ ' ' (382,819 tokens); …`."""
-        return "; ".join(" ≡ ".join(repr(t) for t in g.texts[:4])
-                         + ("" if g.data_tokens is None else f" ({g.data_tokens:,} tokens)")
-                         for g in self.groups[:groups])
+        return "; ".join(
+            " ≡ ".join(repr(t) for t in g.texts[:4]) + ("" if g.data_tokens is None else f" ({g.data_tokens:,} tokens)")
+            for g in self.groups[:groups]
+        )
 
     def rows(self) -> list[tuple[str, str, str]]:
         """(figure, these rows, random rows) as text, for tables."""
-        figures = [("mean pairwise cosine", "mean_pairwise_cosine", "{:+.3f}"),
-                   ("participation ratio", "participation_ratio", "{:.1f}")]
-        table = [(label, fmt.format(getattr(self.glyph, key)), fmt.format(getattr(self.random, key)))
-                 for label, key, fmt in figures]
-        table += [(f"nearest cosine {name}", f"{self.glyph.nearest_cosine[name]:+.3f}",
-                   f"{self.random.nearest_cosine[name]:+.3f}") for name in QUANTILES]
+        figures = [
+            ("mean pairwise cosine", "mean_pairwise_cosine", "{:+.3f}"),
+            ("participation ratio", "participation_ratio", "{:.1f}"),
+        ]
+        table = [
+            (label, fmt.format(getattr(self.glyph, key)), fmt.format(getattr(self.random, key)))
+            for label, key, fmt in figures
+        ]
+        table += [
+            (
+                f"nearest cosine {name}",
+                f"{self.glyph.nearest_cosine[name]:+.3f}",
+                f"{self.random.nearest_cosine[name]:+.3f}",
+            )
+            for name in QUANTILES
+        ]
         return table
 
 
@@ -111,14 +128,17 @@ def geometry(matrix: np.ndarray, seed: int = 0) -> Geometry:
     mean_cosine = (float(total @ total) - squared) / (n * (n - 1)) if n > 1 else 0.0
     singular = np.linalg.svd(rows, compute_uv=False) ** 2
     ratio = float(singular.sum() ** 2 / (singular**2).sum()) if singular.any() else 0.0
-    queries = np.arange(n) if n <= NEAREST_QUERIES else np.sort(
-        np.random.default_rng(seed).choice(n, NEAREST_QUERIES, replace=False))
+    queries = (
+        np.arange(n)
+        if n <= NEAREST_QUERIES
+        else np.sort(np.random.default_rng(seed).choice(n, NEAREST_QUERIES, replace=False))
+    )
     nearest = np.empty(len(queries))
     for start in range(0, len(queries), 1024):
-        chunk = queries[start:start + 1024]
+        chunk = queries[start : start + 1024]
         cosine = rows[chunk] @ rows.T
         cosine[np.arange(len(chunk)), chunk] = -np.inf  # not itself
-        nearest[start:start + 1024] = cosine.max(axis=1) if n > 1 else 0.0
+        nearest[start : start + 1024] = cosine.max(axis=1) if n > 1 else 0.0
     quantiles = {name: float(np.quantile(nearest, q)) for name, q in QUANTILES.items()}
     return Geometry(n, mean_cosine, ratio, quantiles, len(queries))
 
@@ -147,13 +167,28 @@ def inspect_substrate(substrate_dir: str | os.PathLike, data: TokenIds | None = 
     else:
         ids, scope = np.flatnonzero(counts), f"the ids used by {data.path}"
     texts = substrate.tokenizer.convert_ids_to_tokens([int(i) for i in range(len(matrix))])
-    groups = [IdenticalGroup([int(i) for i in group], [texts[int(i)] for i in group],
-                             None if counts is None else int(counts[group].sum()))
-              for group in identical_groups(matrix, ids)]
+    groups = [
+        IdenticalGroup(
+            [int(i) for i in group],
+            [texts[int(i)] for i in group],
+            None if counts is None else int(counts[group].sum()),
+        )
+        for group in identical_groups(matrix, ids)
+    ]
     groups.sort(key=lambda g: (-(g.data_tokens or 0), -len(g.ids), g.ids[0]))
     grouped = sum(len(g.ids) for g in groups)
     share = None if counts is None else sum(g.data_tokens or 0 for g in groups) / max(1, int(counts.sum()))
     rows = matrix[ids]
-    return SubstrateHealth(str(substrate_dir), substrate.fingerprint, substrate.vocab_size, substrate.dim, scope,
-                           None if counts is None else int(counts.sum()), groups, grouped, share, geometry(rows),
-                           geometry(random_unit_matrix(rows.shape)))
+    return SubstrateHealth(
+        str(substrate_dir),
+        substrate.fingerprint,
+        substrate.vocab_size,
+        substrate.dim,
+        scope,
+        None if counts is None else int(counts.sum()),
+        groups,
+        grouped,
+        share,
+        geometry(rows),
+        geometry(random_unit_matrix(rows.shape)),
+    )

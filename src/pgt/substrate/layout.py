@@ -28,11 +28,30 @@ from pgt.errors import PgtError
 from pgt.records import Record
 
 SPECIAL_TOKENS = (
-    "<pad>", "<s>", "</s>", "<unk>", "<think>", "</think>", "<emotions>", "</emotions>",
-    "<tool_call>", "</tool_call>", "<tool_response>", "</tool_response>",
-    "[INST]", "[/INST]", "[EOT]", "[USER]", "[ASSISTANT]",
-    "[FIM_PREFIX]", "[FIM_MIDDLE]", "[FIM_SUFFIX]", "[FIM_PAD]", "[REPO_NAME]", "[FILE_SEP]",
-)  # fmt: skip
+    "<pad>",
+    "<s>",
+    "</s>",
+    "<unk>",
+    "<think>",
+    "</think>",
+    "<emotions>",
+    "</emotions>",
+    "<tool_call>",
+    "</tool_call>",
+    "<tool_response>",
+    "</tool_response>",
+    "[INST]",
+    "[/INST]",
+    "[EOT]",
+    "[USER]",
+    "[ASSISTANT]",
+    "[FIM_PREFIX]",
+    "[FIM_MIDDLE]",
+    "[FIM_SUFFIX]",
+    "[FIM_PAD]",
+    "[REPO_NAME]",
+    "[FILE_SEP]",
+)
 PAD, BOS, EOS, UNK = SPECIAL_TOKENS[:4]
 
 # Half-open id ranges [start, stop).
@@ -119,19 +138,28 @@ class Family:
         return sum(stop - start for start, stop in self.ngram_ranges or ())
 
 
-_NGRAMS_MAX = dict(layout_size=131_072, ngram_ranges=NGRAM_RANGES_128K, ngram_orders=(2, 3, 4, 5), top_k=906,
-                   extra_token_limit=65_536)  # fmt: skip
+_NGRAMS_MAX = dict(
+    layout_size=131_072, ngram_ranges=NGRAM_RANGES_128K, ngram_orders=(2, 3, 4, 5), top_k=906, extra_token_limit=65_536
+)
 FAMILIES: dict[str, Family] = {
     family.name: family
     for family in (
-        Family(name="bvv241-2-3", cell=32, dim=1024, augment=AUGMENT_CELL_32,
-               layout_size=65_536, ngram_ranges=NGRAM_RANGES_64K, ngram_orders=(2, 3), top_k=338),
+        Family(
+            name="bvv241-2-3",
+            cell=32,
+            dim=1024,
+            augment=AUGMENT_CELL_32,
+            layout_size=65_536,
+            ngram_ranges=NGRAM_RANGES_64K,
+            ngram_orders=(2, 3),
+            top_k=338,
+        ),
         # The reference's max and nemo builders used the 64-cell augmentation with a 32 cell.
         Family(name="bvv241-max", cell=32, dim=1024, augment=AUGMENT_CELL_64, **_NGRAMS_MAX),
         Family(name="bvv241-abs", cell=64, dim=4096, augment=AUGMENT_CELL_64, **_NGRAMS_MAX),
         Family(name="bvv241-nemo", cell=32, dim=1024, augment=AUGMENT_CELL_64),
     )
-}  # fmt: skip
+}
 # The smallest family (65,792 ids, n-grams of orders 2 and 3): the one the demo and the study build.
 SMALL_FAMILY = "bvv241-2-3"
 
@@ -196,7 +224,7 @@ def build_layout(family: Family, ngrams: Iterable[str]) -> Layout:
     tokens[SPECIAL_RANGE[0] : SPECIAL_RANGE[1]] = map(special_token, range(*SPECIAL_RANGE))
     ngram_ids = [i for start, stop in family.ngram_ranges for i in range(start, stop)]
     placed = ordered[: len(ngram_ids)]
-    for token_id, ngram in zip(ngram_ids, placed):
+    for token_id, ngram in zip(ngram_ids, placed, strict=False):
         tokens[token_id] = ngram
     tokens[family.layout_size :] = map(byte_token, range(BYTE_FALLBACK_COUNT))
     filled = [token if token is not None else unused_token(i) for i, token in enumerate(tokens)]

@@ -108,8 +108,14 @@ def mine_ngrams(
         for text, _ in source.pieces(stats):
             for line in text.split("\n"):  # pieces end at line ends or white space: lines stay whole
                 counter.add(line)
-        provenance.append({"kind": "corpus", "language": source.language, "name": source.name,
-                           "sha256": source.file_sha256() or stats.hasher.hexdigest()})  # fmt: skip
+        provenance.append(
+            {
+                "kind": "corpus",
+                "language": source.language,
+                "name": source.name,
+                "sha256": source.file_sha256() or stats.hasher.hexdigest(),
+            }
+        )
     mined = {language: counter.top(top) for language, counter in sorted(counters.items())}
     return {language: lists for language, lists in mined.items() if lists}, provenance
 
@@ -129,7 +135,9 @@ def read_reference_lists(path: str | os.PathLike) -> dict[str, TopNgrams]:
     try:
         data = ast.literal_eval(text)
     except (ValueError, SyntaxError, MemoryError, RecursionError) as exc:
-        raise PgtError(f"n-gram file {path} is not a Python literal in the reference's format: {one_line(exc)}") from None
+        raise PgtError(
+            f"n-gram file {path} is not a Python literal in the reference's format: {one_line(exc)}"
+        ) from None
     try:
         lists = {
             entry["lang"]: {int(n): [(str(g), int(c)) for g, c in pairs] for n, pairs in entry["top_ngrams"].items()}
@@ -137,7 +145,8 @@ def read_reference_lists(path: str | os.PathLike) -> dict[str, TopNgrams]:
         }
     except (TypeError, KeyError, ValueError, AttributeError) as exc:
         raise PgtError(
-            f"n-gram file {path} is not a list of {{'lang', 'top_ngrams': {{n: [(ngram, count), ...]}}}}: {one_line(exc)}"
+            f"n-gram file {path} is not a list of {{'lang', 'top_ngrams': {{n: [(ngram, count), ...]}}}}: "
+            f"{one_line(exc)}"
         ) from None
     if not any(pairs for per_n in lists.values() for pairs in per_n.values()):
         raise PgtError(f"n-gram file {path} holds no n-grams")

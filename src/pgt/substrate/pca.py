@@ -44,9 +44,10 @@ def principal_components(bits: np.ndarray, dim: int, *, progress: bool = False) 
 
     # One BLAS thread: LAPACK's eigenvectors depend on the thread count (so would the bytes),
     # and its threaded reduction only slows down when the cores are shared.
-    with threadpool_limits(limits=1, user_api="blas"), tqdm(
-        total=1, desc=f"pca: eigh {columns}x{columns}", disable=not progress
-    ) as bar:
+    with (
+        threadpool_limits(limits=1, user_api="blas"),
+        tqdm(total=1, desc=f"pca: eigh {columns}x{columns}", disable=not progress) as bar,
+    ):
         _, vectors = np.linalg.eigh(gram)  # ascending eigenvalues
         bar.update()
     components = vectors[:, ::-1][:, :dim]
@@ -78,7 +79,8 @@ def pca_unit_rows(bits: np.ndarray, dim: int, *, fit_rows: int | None = None, pr
     with threadpool_limits(limits=1, user_api="blas"):
         # The fitted rows are chunked on their own, so rows added after them change no fitted row's bytes.
         chunks = _chunks(fit_rows, PROJECT_CHUNK_ROWS) + [
-            slice(rows.start + fit_rows, rows.stop + fit_rows) for rows in _chunks(len(bits) - fit_rows, PROJECT_CHUNK_ROWS)
+            slice(rows.start + fit_rows, rows.stop + fit_rows)
+            for rows in _chunks(len(bits) - fit_rows, PROJECT_CHUNK_ROWS)
         ]
         for rows in tqdm(chunks, desc="pca: project", disable=not progress):
             projected = (bits[rows].astype(np.float32) - mean32) @ axes32

@@ -131,8 +131,8 @@ class SubstrateMeta(Record):
         if isinstance(data, dict) and data.get("format_version") != FORMAT_VERSION:
             raise PgtError(
                 f"{cls.WHAT} {source} has format {data.get('format_version')}, expected {FORMAT_VERSION}: it was built "
-                "by an older pgt whose glyph matrix differs from the reference's; rebuild it with `pgt substrate build` "
-                "(models trained on it must be retrained)"
+                "by an older pgt whose glyph matrix differs from the reference's; rebuild it with "
+                "`pgt substrate build` (models trained on it must be retrained)"
             )
         return super().from_json(data, source)
 

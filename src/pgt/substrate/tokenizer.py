@@ -103,7 +103,7 @@ def token_texts(tokenizer: PreTrainedTokenizerBase, ids: Sequence[int] | None = 
     special = set(tokenizer.all_special_ids)
     ids = range(len(tokenizer)) if ids is None else ids
     texts: list[str] = []
-    for token_id, token in zip(ids, tokenizer.convert_ids_to_tokens(list(ids))):
+    for token_id, token in zip(ids, tokenizer.convert_ids_to_tokens(list(ids)), strict=True):
         if token is None:
             raise PgtError(f"tokenizer has no token at id {token_id} (ids must be contiguous)")
         byte = BYTE_TOKEN.match(token)

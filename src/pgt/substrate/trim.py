@@ -116,8 +116,10 @@ def _bpe_model(backend_json: dict[str, Any], where: Path) -> dict[str, Any]:
     model = backend_json["model"]
     if model.get("type") != "BPE" or not model.get("byte_fallback"):
         kind = f"{model.get('type')}" + ("" if model.get("byte_fallback") else " without byte fallback")
-        raise PgtError(f"substrate {where}: trimming needs a BPE tokenizer with byte fallback (the bvv241 families); "
-                       f"this one is {kind}")
+        raise PgtError(
+            f"substrate {where}: trimming needs a BPE tokenizer with byte fallback (the bvv241 families); "
+            f"this one is {kind}"
+        )
     if model.get("continuing_subword_prefix") or model.get("end_of_word_suffix"):
         raise PgtError(f"substrate {where}: trimming does not support BPE subword prefixes or suffixes")
     return model
@@ -150,11 +152,13 @@ def _trimmed_backend_json(backend: dict[str, Any], kept: Sequence[int], id_to_to
     trimmed = json.loads(json.dumps(backend))  # a deep copy: normaliser, decoder etc. stay the parent's
     trimmed["model"]["vocab"] = vocab
     trimmed["model"]["merges"] = [
-        [left, right] for left, right in _merge_pairs(backend["model"]["merges"])
+        [left, right]
+        for left, right in _merge_pairs(backend["model"]["merges"])
         if left in vocab and right in vocab and left + right in vocab
-    ]  # fmt: skip
-    trimmed["added_tokens"] = [{**added, "id": new_id[added["id"]]} for added in backend["added_tokens"]
-                               if added["id"] in new_id]  # fmt: skip
+    ]
+    trimmed["added_tokens"] = [
+        {**added, "id": new_id[added["id"]]} for added in backend["added_tokens"] if added["id"] in new_id
+    ]
     return trimmed
 
 
@@ -165,9 +169,12 @@ def _build_tokenizer(parent: Substrate, backend_json: dict[str, Any]):
     source = parent.tokenizer
     return PreTrainedTokenizerFast(
         tokenizer_object=Tokenizer.from_str(json.dumps(backend_json, ensure_ascii=False)),
-        bos_token=source.bos_token, eos_token=source.eos_token, unk_token=source.unk_token,
-        pad_token=source.pad_token, clean_up_tokenization_spaces=False,
-    )  # fmt: skip
+        bos_token=source.bos_token,
+        eos_token=source.eos_token,
+        unk_token=source.unk_token,
+        pad_token=source.pad_token,
+        clean_up_tokenization_spaces=False,
+    )
 
 
 def recentre_rows(matrix: np.ndarray) -> np.ndarray:
@@ -205,8 +212,10 @@ def trim_substrate(
     refuse_existing(out, overwrite=overwrite, marker=SUBSTRATE_FILE)
     parent = Substrate.load(substrate_dir)
     if parent.meta.parent_fingerprint is not None:
-        raise PgtError(f"{substrate_dir} is already trimmed (from {parent.meta.parent_fingerprint[:19]}…): "
-                       "trim its full parent substrate instead, so the id map stays one step")  # fmt: skip
+        raise PgtError(
+            f"{substrate_dir} is already trimmed (from {parent.meta.parent_fingerprint[:19]}…): "
+            "trim its full parent substrate instead, so the id map stays one step"
+        )
     backend = json.loads(parent.tokenizer.backend_tokenizer.to_str())
     model = _bpe_model(backend, Path(substrate_dir))
     id_to_token = {token_id: token for token, token_id in model["vocab"].items()}
@@ -219,8 +228,9 @@ def trim_substrate(
         used, corpus_tokens = ids_in_corpus(corpus, parent)
     used_tokens = {id_to_token[int(i)] for i in used}
     with_merges = merge_closure(used_tokens, _merge_pairs(model["merges"]))
-    specials = {added["content"] for added in backend["added_tokens"]
-                if not PLACEHOLDER_SPECIAL.match(added["content"])} | set(SPECIAL_TOKENS).intersection(model["vocab"])
+    specials = {
+        added["content"] for added in backend["added_tokens"] if not PLACEHOLDER_SPECIAL.match(added["content"])
+    } | set(SPECIAL_TOKENS).intersection(model["vocab"])
     bytes_ = {byte_token(value) for value in range(BYTE_FALLBACK_COUNT)}
     missing = sorted(bytes_ - set(model["vocab"]))
     if missing:
@@ -229,13 +239,18 @@ def trim_substrate(
     kept = sorted(token_to_id[token] for token in with_merges | specials | bytes_)
 
     record = TrimRecord(
-        parent_fingerprint=parent.fingerprint, parent_vocab_size=parent.vocab_size,
+        parent_fingerprint=parent.fingerprint,
+        parent_vocab_size=parent.vocab_size,
         parent_path=str(Path(substrate_dir).resolve()),
         sources=[str(data.path.resolve())] if data is not None else list(corpus),
-        corpus_tokens=corpus_tokens, corpus_ids=len(used), merge_ids=len(with_merges - used_tokens),
-        special_ids=len(specials - with_merges), byte_ids=len(bytes_ - with_merges - specials), parent_ids=kept,
+        corpus_tokens=corpus_tokens,
+        corpus_ids=len(used),
+        merge_ids=len(with_merges - used_tokens),
+        special_ids=len(specials - with_merges),
+        byte_ids=len(bytes_ - with_merges - specials),
+        parent_ids=kept,
         recentred=recentre,
-    )  # fmt: skip
+    )
     tokenizer = _build_tokenizer(parent, _trimmed_backend_json(backend, kept, id_to_token))
     matrix = parent.embeddings.numpy()[np.asarray(kept)]
     if recentre:
@@ -243,10 +258,16 @@ def trim_substrate(
     # The fingerprinted params are the parent's with the trimmed token texts, so two trims differ in their
     # fingerprints whenever their vocabularies differ (identical glyphs would give identical rows).
     texts = [id_to_token[parent_id] for parent_id in kept]
-    params = replace(parent.meta.params, recentred=recentre, token_texts_sha256=hashlib.sha256(
-        json.dumps(texts, ensure_ascii=False).encode()).hexdigest())  # fmt: skip
-    extra = {"parent_fingerprint": parent.fingerprint, "byte_fallback_tokens": parent.meta.byte_fallback_tokens,
-             "from_tokenizer": parent.meta.from_tokenizer}  # fmt: skip
+    params = replace(
+        parent.meta.params,
+        recentred=recentre,
+        token_texts_sha256=hashlib.sha256(json.dumps(texts, ensure_ascii=False).encode()).hexdigest(),
+    )
+    extra = {
+        "parent_fingerprint": parent.fingerprint,
+        "byte_fallback_tokens": parent.meta.byte_fallback_tokens,
+        "from_tokenizer": parent.meta.from_tokenizer,
+    }
     with output_lock(out), atomic_dir(out, overwrite=overwrite, marker=SUBSTRATE_FILE) as tmp:
         save_substrate(tmp, tokenizer, matrix, params, overwrite=True, extra_meta=extra)
         record.save(tmp / TRIM_FILE)
