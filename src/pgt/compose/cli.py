@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from pgt import options
-from pgt.compose.merge import merge_experts
+from pgt.compose.merge import DEFAULT_ADAPTER_HIDDEN, merge_experts
 from pgt.compose.tune import TuneConfig, tune_merged
 from pgt.data.mixture import DATA_SPEC
 from pgt.io import refuse_overlap
@@ -57,9 +57,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     merge.add_argument(
         "--adapter-hidden-size",
         type=options.positive_int,
-        default=64,
+        default=DEFAULT_ADAPTER_HIDDEN,
         metavar="N",
-        help="width of the adapter's bottleneck (--mode adapter; default: 64)",
+        help=f"width of the adapter's bottleneck (--mode adapter; default: {DEFAULT_ADAPTER_HIDDEN})",
     )
 
     tune = options.add_command(

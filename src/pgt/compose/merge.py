@@ -20,6 +20,8 @@ from pgt.model.loading import CONFIG_FILE, load_model, save_model, substrate_met
 if TYPE_CHECKING:
     from transformers import ArceeForCausalLM, PreTrainedTokenizerBase
 
+DEFAULT_ADAPTER_HIDDEN = 64  # width of an adapter merge's bottleneck (`pgt merge --adapter-hidden-size`)
+
 
 def merge_experts(
     expert_dirs: Sequence[str | os.PathLike],
@@ -27,7 +29,7 @@ def merge_experts(
     *,
     weights: Sequence[float] | None = None,
     mode: str = "mean",
-    adapter_hidden_size: int = 64,
+    adapter_hidden_size: int = DEFAULT_ADAPTER_HIDDEN,
     overwrite: bool = False,
 ) -> Path:
     """Merge the model directories `expert_dirs` into a `PgtMergedForCausalLM` saved at `out`.

@@ -19,45 +19,36 @@ OUT/study.json, OUT/report.md the results and the page
 from __future__ import annotations
 
 import dataclasses
-import sys
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
 from pgt.errors import PgtError
 from pgt.io import refuse_foreign, run_lock
 from pgt.model.architecture import check_heads
 from pgt.records import Record
-from pgt.study import adapter, flops
+from pgt.study import adapter
 from pgt.study.arms import (
     FAMILIES,
     MERGE,
-    SHARED_LANGUAGE,
     TUNED,
     Arm,
     Family,
     family_arms,
 )
-from pgt.study.cloze import CHANCE
+from pgt.study.collect import StudyScoring, say
 from pgt.study.corpus import StudyCorpus, parse_corpus_specs, split_corpus
 from pgt.study.report import write_study_report
 from pgt.study.results import (
-    ANCHOR,
-    FamilyResults,
-    ModelRow,
     StudyResults,
     SweepRecord,
-    judge_family,
 )
 from pgt.study.scales import Scale
-from pgt.study.scoring import ModelScore, cloze_items, score_model
 from pgt.substrate.layout import SMALL_FAMILY
 from pgt.substrate.store import SUBSTRATE_FILE, is_substrate
 
 PLAN_FILE = "study-plan.json"
 RESULTS_FILE = "study.json"
-ADAPTER_HIDDEN = 64  # `pgt merge --mode adapter`'s default width
 SWEEP_SEED = 1000  # the sweeps' seed: none of the study's seeds, so no reported run is the one that chose its lr
 CONTROL_SEED = 0  # the random and shuffled matrices
 
@@ -92,10 +83,6 @@ class StudyOptions:
     corpus: list[str] | None = None
     substrate: Path | None = None
     progress: bool = False
-
-
-def _say(message: str) -> None:
-    print(message, flush=True)
 
 
 # The scale's fields that shape the corpus split, the substrates and the token data: a prepared study
@@ -197,7 +184,7 @@ def _open_study(options: StudyOptions) -> _Study:
             str(options.substrate) if options.substrate else None,
         ),
     )
-    _say(
+    say(
         f"== corpus: {', '.join(languages)} ({scale.heldout} held-out and {scale.validation} validation "
         "documents per language)"
     )
@@ -246,11 +233,11 @@ def run_study(options: StudyOptions, command: str = "") -> StudyResults:
         results.save(out / RESULTS_FILE)
 
         report = write_study_report(out, results)
-        _say(f"report: {report}")
+        say(f"report: {report}")
         return results
 
 
-class _Study:
+class _Study(StudyScoring):
     """One study directory: its substrates, data, runs and scores, built on demand and reused."""
 
     def __init__(self, out: Path, options: StudyOptions, corpus: StudyCorpus) -> None:
@@ -282,12 +269,12 @@ class _Study:
             if not is_substrate(full) and not is_substrate(built):
                 if self.options.substrate is not None:
                     raise PgtError(f"--substrate {full} is not a substrate directory (no {SUBSTRATE_FILE})")
-                _say(f"== substrate: {SMALL_FAMILY} at dim {scale.dim}, n-grams from the training text -> {full}")
+                say(f"== substrate: {SMALL_FAMILY} at dim {scale.dim}, n-grams from the training text -> {full}")
             path = adapter.build_substrate(
                 self.out / "substrate", full, self._ngram_corpus(), self._train_files(), scale.dim, progress
             )
             lineage = adapter.substrate_lineage(path)
-            _say(f"== the glyph arms stand on {path}: {lineage.describe()}")
+            say(f"== the glyph arms stand on {path}: {lineage.describe()}")
             check_heads(lineage.dim, scale.heads)
         elif key in ("random", "shuffled"):
             path = adapter.control_substrate(self.substrate("glyph"), self.out / f"substrate-{key}", key, CONTROL_SEED)
@@ -306,7 +293,7 @@ class _Study:
                 "trimmed: give its full parent or let the study build one"
             )
         if key == "visible":
-            _say(f"== {full} rendered again with visible blanks -> {self.out / 'substrate-visible-full'}")
+            say(f"== {full} rendered again with visible blanks -> {self.out / 'substrate-visible-full'}")
             full = adapter.visible_twin(full, self.out / "substrate-visible-full", self.options.progress)
         path = adapter.build_substrate(
             self.out / f"substrate-{key}",
@@ -349,13 +336,13 @@ class _Study:
     def train(self, family: Family) -> None:
         """Sweep every arm's learning rate, train every seed (and for merging: merge and tune)."""
         started, state = time.monotonic(), self._family_run(family)
-        _say(f"== family {family}")
+        say(f"== family {family}")
         lrs = {arm.name: self.sweep(arm).chosen_lr for arm in family_arms(family)}
         runs = self.out / "runs"
         for seed in range(self.options.seeds):
             for arm in family_arms(family):
                 run_dir = runs / arm.name / f"seed-{seed}"
-                _say(f"== {arm.name}, seed {seed}, lr {lrs[arm.name]:g} -> {run_dir}")
+                say(f"== {arm.name}, seed {seed}, lr {lrs[arm.name]:g} -> {run_dir}")
                 adapter.grow(
                     growth_settings(
                         arm,
@@ -382,7 +369,7 @@ class _Study:
         scale, losses, tokens = self.scale, [], 0
         for lr in scale.sweep_lrs:
             run_dir = self.out / "sweeps" / arm.name / f"lr-{lr:g}"
-            _say(f"== sweep {arm.name}: lr {lr:g} -> {run_dir}")
+            say(f"== sweep {arm.name}: lr {lr:g} -> {run_dir}")
             settings = growth_settings(
                 arm,
                 SWEEP_SEED,
@@ -401,7 +388,7 @@ class _Study:
         chosen = scale.sweep_lrs[min(range(len(losses)), key=losses.__getitem__)]
         record = SweepRecord(arm.name, list(scale.sweep_lrs), losses, chosen, tokens, SWEEP_SEED)
         record.save(path)
-        _say(
+        say(
             f"   {arm.name}: lr {chosen:g} (validation loss "
             + ", ".join(f"{lr:g}: {loss:.4f}" for lr, loss in zip(scale.sweep_lrs, losses, strict=True))
             + ")"
@@ -413,7 +400,7 @@ class _Study:
         experts = [adapter.stage_dirs(runs / name / f"seed-{seed}")[-1] for name in ("expert-a", "expert-b")]
         adapter.merge(experts, runs / MERGE / f"seed-{seed}", "mean")
         adapter.merge(experts, runs / "merge-adapter" / f"seed-{seed}", "adapter")
-        _say(f"== tuning the adapter merge, seed {seed}")
+        say(f"== tuning the adapter merge, seed {seed}")
         adapter.tune(
             runs / "merge-adapter" / f"seed-{seed}",
             self.data("glyph", "all"),
@@ -425,198 +412,3 @@ class _Study:
             device=self.scale.device,
             progress=self.options.progress,
         )
-
-    # ------------------------------------------------------------ scoring
-
-    def results(self, command: str) -> StudyResults:
-        scale = self.scale
-        families = []
-        for family in FAMILIES:
-            state = self._family_run(family)
-            if state.finished:
-                started = time.monotonic()
-                families.append(self._score_family(family))
-                state.seconds += time.monotonic() - started
-                self._save_family_run(state)
-                families[-1].seconds = state.seconds
-        if not families:
-            raise PgtError(f"{self.out} has no finished family yet")
-        keys = [
-            "glyph",
-            *(["recentred", "shuffled", "visible", "random"] if self._family_run("embeddings").finished else []),
-        ]
-        health = {
-            key: adapter.substrate_health(
-                self.substrate(key), self.data(key, "all"), self.out / "health" / f"{key}.json"
-            )
-            for key in keys
-        }
-
-        return StudyResults(
-            out=str(self.out),
-            command=command or " ".join(sys.argv),
-            scale=scale.name,
-            seeds=self.options.seeds,
-            created=datetime.now(UTC).isoformat(timespec="seconds"),
-            languages=self.corpus.codes,
-            scoring_id=self.corpus.scoring_id,
-            substrate=adapter.substrate_lineage(self.substrate("glyph")),
-            health=health,
-            heldout_documents=scale.heldout,
-            validation_documents=scale.validation,
-            compressors=self._compressors(),
-            cloze_chance=CHANCE,
-            families=families,
-        )
-
-    def _compressors(self) -> dict[str, dict[str, float]]:
-        return {s.language: adapter.compressors(s.heldout) for s in self.corpus.languages}
-
-    def _score_family(self, family: Family) -> FamilyResults:
-        """Score every model of every seed and gather the rows; FLOPs and tokens from the runs' records."""
-        scale, runs = self.scale, self.out / "runs"
-        lineage = adapter.substrate_lineage(self.substrate("glyph"))
-        items = cloze_items(self.corpus, scale.cloze_items)
-        shape = dict(d=lineage.dim, vocab=lineage.vocab_size, seq_len=scale.seq_len)
-        frozen_rows = lineage.dim * lineage.vocab_size
-        everywhere = self.corpus.codes
-        rows: dict[str, ModelRow] = {}
-        sweeps = [self.sweep(arm) for arm in family_arms(family)]
-        lrs = {s.arm: s.chosen_lr for s in sweeps}
-
-        def add(
-            key: str,
-            label: str,
-            kind: str,
-            blocks: int | None,
-            model_dir: Path,
-            tokens: int,
-            spent: float,
-            trained: int,
-            lr: float | None,
-            languages: list[str],
-        ) -> None:
-            _say(f"   scoring {model_dir}")
-            score: ModelScore = score_model(model_dir, self.corpus, items, scale.device)
-            row = rows.setdefault(
-                key,
-                ModelRow(
-                    key=key,
-                    label=label,
-                    family=family,
-                    kind=kind,
-                    blocks=blocks,
-                    runs=[],
-                    training_tokens=tokens,
-                    training_flops=spent,
-                    trained_parameters=trained,
-                    lr=lr,
-                    trained_languages=languages,
-                    scoring_id=score.scoring_id,
-                    bits_per_byte={},
-                    cloze_accuracy={},
-                    cloze_items=score.cloze_items,
-                    validation_bits_per_byte={},
-                ),
-            )
-            row.runs.append(str(model_dir))
-            for code in self.corpus.codes:
-                row.bits_per_byte.setdefault(code, []).append(score.bits_per_byte[code])
-                row.validation_bits_per_byte.setdefault(code, []).append(score.validation_bits_per_byte[code])
-                if code in score.cloze_accuracy:
-                    row.cloze_accuracy.setdefault(code, []).append(score.cloze_accuracy[code])
-
-        def trained_parameters(stage: object) -> int:
-            return stage.params_total - (0 if stage.embedding_trained else frozen_rows)
-
-        tune_start, tune_end = [], []
-        for seed in range(self.options.seeds):
-            _say(f"== scoring family {family}, seed {seed}, on the held-out text")
-            for arm in family_arms(family):
-                stages = adapter.stage_dirs(runs / arm.name / f"seed-{seed}")
-                languages = everywhere if arm.data == "all" else ["en", self._expert_language(arm.data)]
-                label = arm.label.format(a=self.experts[0], b=self.experts[1])
-                if arm.baseline != "none":
-                    record = adapter.stage_record(stages[-1])
-                    add(
-                        arm.name,
-                        label,
-                        "baseline",
-                        record.blocks,
-                        stages[-1],
-                        record.tokens_total,
-                        flops.monolithic_flops(**shape, blocks=record.blocks, tokens=record.tokens_total),
-                        trained_parameters(record),
-                        lrs[arm.name],
-                        languages,
-                    )
-                    continue
-                depths = range(1, len(stages) + 1) if arm.name == "grown-random" else [len(stages)]
-                for k in depths:
-                    record = adapter.stage_record(stages[k - 1])
-                    key = arm.name if k == len(stages) else f"{arm.name}@{k}"
-                    kind = "expert" if arm.family == "merging" else "grown"
-                    add(
-                        key,
-                        label + (f", stage {k}" if k < len(stages) else ""),
-                        kind,
-                        k,
-                        stages[k - 1],
-                        record.tokens_total,
-                        flops.grown_flops(**shape, stages=k, tokens_per_stage=record.tokens_total // k),
-                        trained_parameters(record),
-                        lrs[arm.name],
-                        languages,
-                    )
-            if family == "merging":
-                tune_start_seed, tune_end_seed = self._score_merges(seed, rows, add, shape)
-                tune_start.append(tune_start_seed)
-                tune_end.append(tune_end_seed)
-        ordered = list(rows.values())
-        anchors = {code: figures[ANCHOR] for code, figures in self._compressors().items()}
-        comparisons, tested = judge_family(family, ordered, self.corpus.codes, anchors, tune_start, tune_end)
-        return FamilyResults(family, ordered, sweeps, comparisons, tested, tune_start, tune_end)
-
-    def _expert_language(self, data_key: str) -> str:
-        return self.experts[0 if data_key == "expert-a" else 1]
-
-    def _score_merges(self, seed: int, rows: dict[str, ModelRow], add, shape: dict) -> tuple[float, float]:
-        runs = self.out / "runs"
-        experts = [
-            adapter.stage_record(adapter.stage_dirs(runs / name / f"seed-{seed}")[-1])
-            for name in ("expert-a", "expert-b")
-        ]
-        tokens = sum(e.tokens_total for e in experts)
-        spent = sum(rows[name].training_flops for name in ("expert-a", "expert-b"))
-        trained = sum(rows[name].trained_parameters for name in ("expert-a", "expert-b"))
-        a, b = self.experts
-        # The merge trains nothing itself: it has learned only what both experts learned.
-        add(
-            MERGE,
-            f"merge of en+{a} and en+{b} (logit mean)",
-            "merge",
-            None,
-            runs / MERGE / f"seed-{seed}",
-            tokens,
-            spent,
-            trained,
-            None,
-            [SHARED_LANGUAGE],
-        )
-        tuned = adapter.tune_record(runs / TUNED / f"seed-{seed}")
-        add(
-            TUNED,
-            f"adapter merge after `pgt tune` ({tuned.tokens:,} tokens)",
-            "merge",
-            None,
-            runs / TUNED / f"seed-{seed}",
-            tokens + tuned.tokens,
-            spent
-            + flops.adapter_tune_flops(
-                **shape, expert_blocks=[e.blocks for e in experts], hidden=ADAPTER_HIDDEN, tokens=tuned.tokens
-            ),
-            trained + tuned.trainable_parameters,
-            None,
-            self.corpus.codes,
-        )
-        return tuned.start_val_loss, tuned.end_val_loss
