@@ -14,7 +14,7 @@ import torch
 from safetensors.torch import load_file
 
 from pgt.eval.results import EvalRecord
-from pgt.growth.metrics import read_metrics
+from pgt.growth.metrics import EvalPoint, read_metrics
 from pgt.growth.records import RunRecord, StageRecord
 from pgt.io import file_sha256
 from pgt.substrate.store import Substrate
@@ -76,9 +76,9 @@ def check_small_scale_outputs(small: Path) -> None:
             assert result.tokens_budget == record.config["tokens_per_stage"]
             assert result.tokens_seen == result.tokens_budget or result.stopped_early
     for run_dir in (small / "run", small / "run-on"):  # every evaluation scores each source on its own
-        evals = [r for r in read_metrics(run_dir) if r["kind"] == "eval"]
-        assert evals and all(set(r["sources"]) == {name for name, _ in WEIGHTS} for r in evals)
-        assert all(math.isfinite(p["val_bpb"]) and p["val_bpb"] > 0 for r in evals for p in r["sources"].values())
+        evals = [r for r in read_metrics(run_dir) if isinstance(r, EvalPoint)]
+        assert evals and all(set(r.sources) == {name for name, _ in WEIGHTS} for r in evals)
+        assert all(math.isfinite(p.val_bpb) and p.val_bpb > 0 for r in evals for p in r.sources.values())
     # Frozen: the substrate's rows (trimmed, bit for bit) and block 1 of stage 1 stay as they were in stage 2;
     # growing on with LoRA leaves the embeddings and the older blocks' norms and trains their projections.
     first, second, grown = weights(small / "run" / "stage-1"), weights(source), weights(small / "run-on" / "stage-3")
