@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
+import torch._dynamo
+from torch._dynamo.utils import counters
 
 from pgt.growth import GrowthConfig, grow
+from pgt.growth.records import STAGE_FILE, StageRecord
 
 pytestmark = pytest.mark.slow  # inductor compiles a C++ kernel on first use (~20 s on 2 cores)
 
 
 def test_compiled_training_matches_eager(trimmed_substrate_dir, trimmed_token_data_dir, tmp_path):
-    losses = {}
+    losses, graphs = {}, {}
     for compiled in (False, True):
         out = tmp_path / f"compile-{compiled}"
+        torch._dynamo.reset()
+        counters.clear()
         grow(
             GrowthConfig(
                 substrate=str(trimmed_substrate_dir),
@@ -33,7 +36,9 @@ def test_compiled_training_matches_eager(trimmed_substrate_dir, trimmed_token_da
                 compile=compiled,
             )
         )
-        losses[compiled] = [json.loads((out / f"stage-{k}" / "stage.json").read_text())["val_loss"] for k in (1, 2)]
+        graphs[compiled] = counters["stats"]["unique_graphs"]
+        losses[compiled] = [StageRecord.load(out / f"stage-{k}" / STAGE_FILE).val_loss for k in (1, 2)]
+    assert graphs[False] == 0 and graphs[True] > 0  # the compiled run really went through torch.compile
     eager, compiled = losses[False], losses[True]
     assert eager[1] < eager[0]  # the run learned something worth comparing
     assert compiled == pytest.approx(eager, abs=2e-3)
