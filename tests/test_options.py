@@ -106,3 +106,37 @@ def test_a_library_names_a_setting_by_its_keyword_and_the_command_line_by_its_fl
     ]
     assert main(argv) == 2
     assert capsys.readouterr().err == "error: --val-fraction must be in [0, 1), got 1.5\n"
+
+
+def test_settings_declare_arguments_groups_aliases_and_exclusive_choices() -> None:
+    """Positional arguments, several words at once, help sections, old spellings and one-of groups all come
+    from `setting` fields, and `settings_from` checks the result once, naming flags."""
+    import dataclasses
+
+    from pgt.options import add_settings, out_setting, setting, settings_from
+
+    @dataclasses.dataclass
+    class Settings:
+        source: str = setting(help="where from", positional=True, required=True, metavar="SRC")
+        files: list[str] | None = setting(None, "files", nargs="+")
+        blocks: int | None = setting(None, "depth", hidden_flags=("--layers",), group="size")
+        data: str | None = setting(None, "token data", one_of="text", required=True)
+        corpus: list[str] | None = setting(None, "text", one_of="text", required=True, nargs="+")
+        out: str | None = out_setting("output")
+
+    parser = argparse.ArgumentParser()
+    add_settings(parser, Settings, required_text="required")
+    text = parser.format_help()
+    assert "size:" in text and "--layers" not in text and "SRC" in text
+    args = parser.parse_args(["s", "--files", "a", "b", "--layers", "4", "--corpus", "x", "y", "--out", "o"])
+    assert (args.source, args.files, args.blocks, args.corpus) == ("s", ["a", "b"], 4, ["x", "y"])
+    with pytest.raises(SystemExit):  # one of --data / --corpus, not both
+        parser.parse_args(["s", "--data", "d", "--corpus", "x", "--out", "o"])
+    settings = settings_from(Settings, args)
+    assert isinstance(settings, Settings) and settings.blocks == 4
+    with pytest.raises(PgtError, match="--corpus cannot be combined with --data"):
+        settings_from(Settings, {**vars(args), "data": "d"})
+    with pytest.raises(PgtError, match="--data or --corpus is required"):
+        settings_from(Settings, {**vars(args), "corpus": None})
+    with pytest.raises(PgtError, match="--out is required"):
+        settings_from(Settings, {**vars(args), "out": None})

@@ -253,27 +253,81 @@ def setting(
     *,
     parse: Callable[[str], Any] | None = None,
     flags: Sequence[str] = (),
+    hidden_flags: Sequence[str] = (),
     required: bool = False,
     metavar: str | None = None,
     choices: Sequence[str] | None = None,
     expects: str | None = None,
     switch: bool = False,
+    positional: bool = False,
+    nargs: str | None = None,
+    group: str | None = None,
+    one_of: str | None = None,
+    default_text: str | None = None,
 ) -> Any:
     """A settings field. `parse` reads the option's text (a `Number` also bounds values from elsewhere; an
-    int field without one is a `positive_int`); `flags` are spellings besides `--field-name`; `required`
-    fields must be given (no default, or None until a config file or an option gives one); `expects`
-    describes the value in a config file's type errors; a `switch` is a bool option that only turns on."""
+    int field without one is a `positive_int`); `flags` are spellings besides `--field-name` and
+    `hidden_flags` old ones still accepted but not listed; `required` fields must be given (no default, or
+    None until a config file or an option gives one); `expects` describes the value in a config file's type
+    errors; a `switch` is a bool option that only turns on. A `positional` field is an argument, not an
+    option; `nargs` ("+", "*", "?") takes several words at once (a list field without it repeats its
+    option); `group` titles the help section the option is listed in; the fields of one `one_of` group
+    exclude each other (with `required`, one of them must be given); `default_text` is the default as the
+    help shows it."""
     metadata = {
         "help": help,
         "parse": parse,
         "flags": tuple(flags),
+        "hidden_flags": tuple(hidden_flags),
         "required": required,
         "metavar": metavar,
         "choices": choices,
         "expects": expects,
         "switch": switch,
+        "positional": positional,
+        "nargs": nargs,
+        "group": group,
+        "one_of": one_of,
+        "default_text": default_text,
     }
     return dataclasses.field(default=default, metadata=metadata)
+
+
+# The settings most commands share, declared once (the convention at the top of this module).
+
+
+def out_setting(help: str, *, required: bool = True) -> Any:
+    """`--out DIR`: the command's output (beside it, `overwrite_setting`)."""
+    return setting(None, help, required=required, metavar="DIR")
+
+
+def overwrite_setting() -> Any:
+    return setting(False, "replace an existing --out", switch=True)
+
+
+def substrate_setting(help: str = "substrate directory (`pgt substrate build` / `trim`)", **kwargs: Any) -> Any:
+    return setting(None, help, metavar="DIR", **{"required": True, **kwargs})
+
+
+def progress_setting() -> Any:
+    return setting(None, "progress bars (default: on when stderr is a terminal)")
+
+
+def device_setting() -> Any:
+    return setting(DEVICE_AUTO, "auto (CUDA when available), cpu, cuda, cuda:1 …", metavar="DEVICE")
+
+
+def dtype_setting(default: str = DEFAULT_DTYPE) -> Any:
+    return setting(default, "weights dtype", choices=DTYPES)
+
+
+def workers_setting(what: str) -> Any:
+    return setting(None, what, parse=positive_int, metavar="N", default_text="all CPUs this process may use")
+
+
+def strict_setting() -> Any:
+    """`--strict`: the corpus reader (pgt.corpus.sources) refuses invalid UTF-8 instead of counting replacements."""
+    return setting(False, "refuse invalid UTF-8 instead of replacing it (and warning)", switch=True)
 
 
 def _scalar_type(annotation: Any) -> Any:
@@ -306,7 +360,7 @@ def add_settings(
     helps: dict[str, str] | None = None,
     required_text: str = "",
 ) -> None:
-    """One option per field of `cls` (`names`, else all but `skip`).
+    """One option (or argument) per field of `cls` (`names`, else all but `skip`), in field order.
 
     `defaults` replace fields' defaults for this command (the demo's shorter sequences); `layered`
     options default to None, so that only given ones override a config file; `default_texts` and
@@ -315,49 +369,98 @@ def add_settings(
     hints = typing.get_type_hints(cls)
     by_name = {f.name: f for f in dataclasses.fields(cls)}
     defaults, default_texts, helps = defaults or {}, default_texts or {}, helps or {}
+    sections: dict[str, Any] = {}  # argument groups and mutually exclusive groups, by title
+
+    def section(meta: Any) -> Any:
+        if meta["one_of"] is not None:
+            key = "one of: " + meta["one_of"]
+            if key not in sections:
+                sections[key] = parser.add_mutually_exclusive_group(required=meta["required"] and not layered)
+            return sections[key]
+        if meta["group"] is not None:
+            if meta["group"] not in sections:
+                sections[meta["group"]] = parser.add_argument_group(meta["group"])
+            return sections[meta["group"]]
+        return parser
+
     for name in names or [name for name in by_name if name not in skip]:
         field, annotation = by_name[name], _scalar_type(hints[name])
+        meta = field.metadata
         default = defaults.get(name, None if field.default is dataclasses.MISSING else field.default)
-        if field.metadata["required"]:
-            suffix = f" ({required_text})" if required_text else ""
-        elif name in default_texts or (default is not None and not field.metadata["switch"]):
-            suffix = f" (default: {default_texts.get(name, default)})"
+        shown = default_texts.get(name, meta.get("default_text"))
+        if meta["required"] and not meta["positional"]:
+            suffix = f" ({required_text})" if required_text and meta["one_of"] is None else ""
+        elif shown is not None or (default is not None and default != [] and not meta["switch"]):
+            suffix = f" (default: {default if shown is None else shown})"
         else:
             suffix = ""
         # argparse formats help with %: a literal one (as in "~30 %") must be doubled
-        help_text = (helps.get(name, field.metadata["help"]) + suffix).replace("%", "%%")
-        kwargs: dict[str, Any] = {"dest": name, "default": None if layered else default, "help": help_text}
-        if field.metadata["required"] and not layered:
-            kwargs["required"] = True
+        help_text = (helps.get(name, meta["help"]) + suffix).replace("%", "%%")
+        kwargs: dict[str, Any] = {"default": None if layered else default, "help": help_text}
         parse = _parser(field, annotation)
-        if field.metadata["choices"] is not None:
-            kwargs["choices"] = field.metadata["choices"]
+        if meta["choices"] is not None:
+            kwargs["choices"] = meta["choices"]
         elif typing.get_origin(annotation) is Literal:
             kwargs["choices"] = typing.get_args(annotation)
+        if meta["nargs"] is not None:
+            kwargs["nargs"] = meta["nargs"]
+            if typing.get_origin(annotation) is list and not meta["positional"]:
+                kwargs["action"] = "extend"
         elif typing.get_origin(annotation) is list:
             kwargs["action"] = "append"
         elif typing.get_origin(annotation) is tuple:
             kwargs.update(nargs=len(typing.get_args(annotation)), metavar="X")
         elif annotation is bool:
-            kwargs["action"] = "store_true" if field.metadata["switch"] else argparse.BooleanOptionalAction
+            kwargs["action"] = "store_true" if meta["switch"] else argparse.BooleanOptionalAction
         if parse is not None:
             kwargs["type"] = parse
-        if field.metadata["metavar"]:
-            kwargs["metavar"] = field.metadata["metavar"]
-        parser.add_argument(*field.metadata["flags"], "--" + name.replace("_", "-"), **kwargs)
+        if meta["metavar"]:
+            kwargs["metavar"] = meta["metavar"]
+        target = section(meta)
+        if meta["positional"]:
+            if meta["nargs"] is None and not meta["required"]:
+                kwargs["nargs"] = "?"
+            target.add_argument(name, **kwargs)
+            continue
+        if meta["required"] and meta["one_of"] is None and not layered:
+            kwargs["required"] = True
+        target.add_argument(*meta["flags"], "--" + name.replace("_", "-"), dest=name, **kwargs)
+        for hidden in meta["hidden_flags"]:  # an old spelling: parsed the same way, not listed
+            target.add_argument(hidden, **{**kwargs, "dest": name, "help": argparse.SUPPRESS, "required": False})
+
+
+def settings_from(cls: type, args: argparse.Namespace | dict[str, Any], **values: Any) -> Any:
+    """The settings of a command from its parsed options (the fields `args` has; `values` beside or over
+    them), checked once (`check_settings`), a problem said with the option's flag."""
+    from pgt.errors import SettingError
+
+    given = vars(args) if isinstance(args, argparse.Namespace) else args
+    names = {f.name for f in dataclasses.fields(cls)}
+    settings = cls(**{name: value for name, value in given.items() if name in names}, **values)
+    try:
+        check_settings(settings)
+    except SettingError as exc:
+        raise flag_error(exc, cls) from None
+    return settings
 
 
 def check_settings(settings: Any) -> None:
     """The one check of a settings dataclass, made however it was (options, a config file, Python): required
     fields are given, every value has its field's type (pgt.records' checker; converted in place, so a
     list becomes the declared tuple), within its choices, and every number within its `Number`'s bounds."""
-    from pgt.errors import MissingSetting, PgtError
+    from pgt.errors import MissingSetting, PgtError, SettingError
     from pgt.records import Mismatch, check_value
 
     hints = typing.get_type_hints(type(settings))
+    groups: dict[str, list[str]] = {}  # one_of group -> the fields of it given
     for field in dataclasses.fields(settings):
         value = getattr(settings, field.name)
-        if field.metadata.get("required") and (value is None or (isinstance(value, str | list) and not value)):
+        missing = value is None or (isinstance(value, str | list) and not value)
+        if field.metadata.get("one_of") is not None:
+            groups.setdefault(field.metadata["one_of"], [])
+            if not missing:
+                groups[field.metadata["one_of"]].append(field.name)
+        elif field.metadata.get("required") and missing:
             raise MissingSetting(field.name)
         try:
             value = check_value(value, hints[field.name], field.name)
@@ -371,6 +474,16 @@ def check_settings(settings: Any) -> None:
             for number in value if isinstance(value, tuple) else (value,):
                 if problem := parse.problem(number):
                     raise PgtError(f"{field.name} {problem} (got {value})")
+    for title, given in groups.items():
+        members = [f for f in dataclasses.fields(settings) if f.metadata.get("one_of") == title]
+        if len(given) > 1:
+            raise SettingError(given[1], f"cannot be combined with {flag(_field(members, given[0]))}")
+        if not given and any(f.metadata.get("required") for f in members):
+            raise SettingError(members[0].name, f"or {' or '.join(flag(f) for f in members[1:])} is required")
+
+
+def _field(fields: Sequence[dataclasses.Field], name: str) -> dataclasses.Field:
+    return next(f for f in fields if f.name == name)
 
 
 def flag_error(exc: SettingError, cls: type | None = None, where: str = "") -> PgtError:
