@@ -84,6 +84,17 @@ def substrate_dir(corpus_files: list[Path]) -> Path:
 
 
 @pytest.fixture(scope="session")
+def visible_substrate_dir(substrate_dir: Path) -> Path:
+    """`substrate_dir` rendered again with visible blanks (`pgt study`'s visible-blanks arm stands on it)."""
+    from pgt.substrate.build import rebuild_substrate
+
+    def build(out: Path) -> None:
+        rebuild_substrate(substrate_dir, out, visible_blanks=True, progress=False)
+
+    return cached_artifact("visible-2-3-d64", code_hash("substrate"), build)
+
+
+@pytest.fixture(scope="session")
 def byte_level_tokenizer_dir(corpus_files: list[Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small GPT-2 style byte-level BPE tokenizer (400 ids) trained on fortune text, saved for transformers."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers

@@ -22,7 +22,7 @@ pytestmark = pytest.mark.xdist_group("study")
 VERDICTS = {"holds", "reversed", "inconclusive at this scale", UNDERTRAINED, NOT_COMPARED}
 
 
-def _args(out: Path, substrate: Path, *families: str) -> list[str]:
+def _args(out: Path, substrate: Path, *families: str, twin: Path | None = None) -> list[str]:
     return [
         "study",
         *families,
@@ -30,6 +30,7 @@ def _args(out: Path, substrate: Path, *families: str) -> list[str]:
         "smoke",
         "--substrate",
         str(substrate),
+        *(["--visible-substrate", str(twin)] if twin else []),
         "--device",
         "cpu",
         "--no-progress",
@@ -39,9 +40,11 @@ def _args(out: Path, substrate: Path, *families: str) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def study(substrate_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def study(substrate_dir: Path, visible_substrate_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The study on the test substrate and its visible-blanks twin (built once, beside the substrate: the twin
+    is checked here, its rendering is tested in test_substrate_health)."""
     out = tmp_path_factory.mktemp("study") / "smoke"
-    assert main(_args(out, substrate_dir, "embeddings")) == 0  # one family alone ...
+    assert main(_args(out, substrate_dir, "embeddings", twin=visible_substrate_dir)) == 0  # one family alone ...
     assert StudyResults.load(out / RESULTS_FILE).family("growth") is None
     assert main(_args(out, substrate_dir)) == 0  # ... then the rest, reusing it
     return out

@@ -80,6 +80,30 @@ def test_visible_blanks_give_every_invisible_character_its_own_bitmap():
     )  # visible characters are drawn as before
 
 
+def test_the_visible_twin_is_rendered_once_and_a_given_one_must_be_the_twin(byte_level_tokenizer_dir, tmp_path):
+    """`pgt study`'s visible-blanks arm: the substrate rendered again with only that option on, reused when
+    present; a twin given with --visible-substrate is checked to be exactly that."""
+    from pgt.errors import PgtError
+    from pgt.study.adapter import visible_twin
+    from pgt.substrate.build import build_substrate
+
+    full, other = tmp_path / "full", tmp_path / "other"
+    for out, dim in ((full, 16), (other, 8)):
+        build_substrate(out, family="bvv241-nemo", from_tokenizer=byte_level_tokenizer_dir, dim=dim, progress=False)
+    twin = visible_twin(full, tmp_path / "twin", progress=False)
+    source, rendered = (SubstrateMeta.load(d / SUBSTRATE_FILE) for d in (full, twin))
+    assert rendered.params.visible_blanks and not source.params.visible_blanks
+    assert BuildParams.from_json({**rendered.params.to_json(), "visible_blanks": False}) == source.params
+    assert rendered.fingerprint != source.fingerprint
+    made = (twin / SUBSTRATE_FILE).stat().st_mtime_ns
+    assert visible_twin(full, twin, progress=False) == twin and (twin / SUBSTRATE_FILE).stat().st_mtime_ns == made
+    assert visible_twin(full, tmp_path / "unused", progress=False, given=twin) == twin
+    assert not (tmp_path / "unused").exists()
+    for wrong in (full, other):  # not rendered with visible blanks; another width
+        with pytest.raises(PgtError, match="is not .* built again with visible_blanks=True"):
+            visible_twin(full, tmp_path / "unused", progress=False, given=wrong)
+
+
 def test_beyond_options_enter_the_fingerprint_only_when_on(substrate_dir):
     meta = SubstrateMeta.load(substrate_dir / SUBSTRATE_FILE)
     matrix = Substrate.load(substrate_dir).embeddings.numpy()

@@ -344,7 +344,10 @@ def _parser(field: dataclasses.Field, annotation: Any) -> Callable[[str], Any] |
 
 
 def flag(field: dataclasses.Field) -> str:
-    """The option's first spelling: an alias (`--from`) or `--field-name`."""
+    """How the command line names the field: an argument by its metavar (MODEL_DIR), an option by its first
+    spelling: an alias (`--from`) or `--field-name`."""
+    if field.metadata.get("positional"):
+        return field.metadata.get("metavar") or field.name.upper()
     return (*field.metadata.get("flags", ()), "--" + field.name.replace("_", "-"))[0]
 
 
@@ -398,7 +401,7 @@ def add_settings(
         help_text = (helps.get(name, meta["help"]) + suffix).replace("%", "%%")
         kwargs: dict[str, Any] = {"default": None if layered else default, "help": help_text}
         parse = _parser(field, annotation)
-        if meta["choices"] is not None:
+        if meta["choices"] is not None and meta["nargs"] != "*":  # argparse < 3.12 refuses an empty "*" list
             kwargs["choices"] = meta["choices"]
         elif typing.get_origin(annotation) is Literal:
             kwargs["choices"] = typing.get_args(annotation)
@@ -468,8 +471,13 @@ def check_settings(settings: Any) -> None:
             raise PgtError(f"{field.name} must be {exc.expected} (got {value})") from None
         setattr(settings, field.name, value)
         choices, parse = field.metadata.get("choices"), _parser(field, _scalar_type(hints[field.name]))
-        if choices is not None and value is not None and value not in choices:
-            raise PgtError(f"{field.name} must be one of {', '.join(choices)} (got {value!r})")
+        for item in value if isinstance(value, list | tuple) else (value,):  # a list's every item
+            if choices is not None and item is not None and item not in choices:
+                if field.metadata.get("positional"):  # named by what it is (its metavar), as argparse does
+                    raise PgtError(
+                        f"unknown {field.metadata['metavar'].lower()} {item!r} (choose from {', '.join(choices)})"
+                    )
+                raise PgtError(f"{field.name} must be one of {', '.join(choices)} (got {item!r})")
         if isinstance(parse, Number) and value is not None:
             for number in value if isinstance(value, tuple) else (value,):
                 if problem := parse.problem(number):

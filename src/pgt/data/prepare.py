@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import shutil
 import sys
@@ -140,6 +141,8 @@ def _prepare(
     identities = [source.identity() for source in resolved]
     known_bytes = sum(identity["bytes"] or 0 for identity in identities)
     threshold = validation_threshold(val_fraction, min_val_bytes, known_bytes)
+    if all(identity["bytes"] is not None for identity in identities):  # a pool for one chunk only costs start-up
+        workers = max(1, min(workers, math.ceil(known_bytes / chunk_chars)))
     settings = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,

@@ -34,7 +34,7 @@ Autocast = Literal["auto", "off", "bf16"]
 # Keys that may differ between the run that wrote a checkpoint and the one resuming it:
 # they change where and how verbosely we run, never the numbers that come out.
 RESUME_NEUTRAL_KEYS = frozenset(
-    {"out", "progress", "log_every", "checkpoint_every", "device", "compile", "gradient_checkpointing"}
+    {"out", "progress", "plot", "log_every", "checkpoint_every", "device", "compile", "gradient_checkpointing"}
 )
 # Optimizer and schedule settings: after a non-finite loss stopped a run they may change on resume
 # (the change is recorded in run.json), since the usual remedy is a lower lr or a tighter clip.
@@ -126,6 +126,7 @@ class GrowthConfig:
     gradient_checkpointing: bool = setting(
         False, "recompute block activations in the backward pass (less memory, ~30 % slower)"
     )
+    plot: bool = setting(True, "draw RUN_DIR/loss.png at the end of every stage")
     progress: bool | None = setting(
         None, "tqdm progress bar (rank 0) instead of log lines (default: when stderr is a terminal)"
     )

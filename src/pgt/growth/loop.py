@@ -349,7 +349,7 @@ class StageTrainer:
                 f"{self.stage_tokens:,} tokens -> {out}",
             )
         self._checkpoint(final=True)
-        if self.ctx.is_main:
+        if self.ctx.is_main and config.plot:
             plot_loss(setup.run_dir)
 
 

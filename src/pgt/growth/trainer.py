@@ -24,7 +24,7 @@ from pgt.growth import checkpoint as ckpt
 from pgt.growth import distributed as pdist
 from pgt.growth.config import GrowthConfig
 from pgt.growth.loop import StageTrainer
-from pgt.growth.metrics import MetricsLogger, plot_loss
+from pgt.growth.metrics import MetricsLogger
 from pgt.growth.records import STAGE_FILE, StageRecord
 from pgt.growth.run import RunDirectory
 from pgt.growth.run_layout import stage_dir
@@ -129,7 +129,6 @@ class GrowthRun:
             if ctx.is_main:
                 results = [StageRecord.load(stage_dir(setup.run_dir, p.stage) / STAGE_FILE) for p in setup.plans]
                 self.directory.write_run_file(finished=True, stages=results)
-                plot_loss(setup.run_dir)
 
 
 def grow(config: GrowthConfig, *, overwrite: bool = False, allow_data_change: bool = False) -> Path:

@@ -30,7 +30,7 @@ from pgt.growth.validation import compressed_bits_per_byte
 from pgt.model import load_model
 from pgt.options import available_cpus, resolve_device
 from pgt.records import Record
-from pgt.substrate.build import rebuild_substrate
+from pgt.substrate.build import check_rebuilt, rebuild_substrate
 from pgt.substrate.health import SubstrateHealth, inspect_substrate, random_unit_matrix
 from pgt.substrate.prepared import ensure_trimmed
 from pgt.substrate.store import (
@@ -85,8 +85,12 @@ def build_substrate(
     )
 
 
-def visible_twin(full: Path, out: Path, progress: bool) -> Path:
-    """`full` rendered again with invisible characters drawn visibly (the same tokenizer and recipe otherwise)."""
+def visible_twin(full: Path, out: Path, progress: bool, given: Path | None = None) -> Path:
+    """`full` rendered again with invisible characters drawn visibly (the same tokenizer and recipe otherwise):
+    `given` once checked to be exactly that, else rendered into `out` (and reused from there)."""
+    if given is not None:
+        check_rebuilt(full, given, visible_blanks=True)
+        return given
     if not is_substrate(out):
         rebuild_substrate(full, out, visible_blanks=True, progress=progress)
     return out

@@ -1,4 +1,4 @@
-"""`pgt study`: register the command."""
+"""`pgt study`: its settings and the command."""
 
 from __future__ import annotations
 
@@ -6,10 +6,11 @@ import argparse
 import dataclasses
 import shlex
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from pgt import options
-from pgt.errors import PgtError
+from pgt.options import setting
 from pgt.study.arms import FAMILIES
 from pgt.study.scales import SCALES
 
@@ -21,6 +22,7 @@ EXAMPLES = (
     "pgt study --scale smoke --seeds 2 --out /tmp/s    # seconds: checks that everything runs",
     "pgt study --corpus en=book-en.txt --corpus ru=ru/ --corpus de=default --out runs/mine",
     "pgt study growth merging --substrate runs/substrate --out runs/study # a full substrate you built",
+    "pgt study --substrate runs/sub --visible-substrate runs/sub-visible --out runs/study  # its twin, built too",
 )
 DESCRIPTION = """Train and evaluate the comparisons the PGT papers make, in three claim families that run
 alone or together (FAMILY: embeddings, growth, merging; default all), on one substrate trimmed to
@@ -36,6 +38,50 @@ and a 4-way cloze task. Writes OUT/report.md: each comparison's difference with 
 interval, p-values Holm-corrected per family, and a verdict (holds, reversed, inconclusive at
 this scale). Every arm is a normal `pgt grow` run under OUT/runs/."""
 
+SCALE_HELP = "sizes: " + "; ".join(
+    f"{s.name}: d {s.dim}, embeddings {s.embedding_tokens:,} tokens, growth {s.growth_stages} x {s.growth_tokens:,}"
+    for s in SCALES.values()
+)
+
+
+@dataclass
+class StudySettings:
+    """`pgt study`'s options; each field's help is its option's help (pgt.options.setting)."""
+
+    families: list[str] | None = setting(
+        None,
+        f"claim families to run: {', '.join(FAMILIES)} (default: all; finished ones are reused)",
+        positional=True,
+        nargs="*",
+        metavar="FAMILY",
+        choices=FAMILIES,
+    )
+    scale: str = setting("cpu", SCALE_HELP, choices=tuple(SCALES))
+    seeds: int | None = setting(
+        None, "seeds per arm (default: the scale's, 3 for cpu and gpu; at least 2 for an interval)"
+    )
+    corpus: list[str] | None = setting(
+        None,
+        "a language's text (repeat; any `pgt data prepare` source, or `default` for that language's fortunes); "
+        "needs en and two more languages (default: the fortunes en, ru, de)",
+        metavar="LANG=SOURCE",
+    )
+    substrate: str | None = options.substrate_setting(
+        "start from this substrate instead of building one: a full one is trimmed to the training text into "
+        "OUT/substrate, a trimmed one is used as is",
+        required=False,
+    )
+    visible_substrate: str | None = setting(
+        None,
+        "the visible-blanks twin of --substrate (`pgt substrate build` with its inputs and --visible-blanks), "
+        "checked and used instead of rendering it again into OUT",
+        metavar="DIR",
+    )
+    device: str = options.device_setting()
+    threads: int | None = setting(None, "torch CPU threads (default: 1 for smoke, torch's default otherwise)")
+    progress: bool | None = options.progress_setting()
+    out: str | None = options.out_setting("study directory; rerun to resume")
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = options.add_command(
@@ -46,71 +92,29 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         examples=EXAMPLES,
         handler=run_study,
     )
-    parser.add_argument(
-        "families",
-        nargs="*",
-        metavar="FAMILY",
-        help=f"claim families to run: {', '.join(FAMILIES)} (default: all; finished ones are reused)",
-    )
-    parser.add_argument(
-        "--scale",
-        choices=tuple(SCALES),
-        default="cpu",
-        help="sizes: "
-        + "; ".join(
-            f"{s.name}: d {s.dim}, embeddings {s.embedding_tokens:,} tokens, growth {s.growth_stages} "
-            f"x {s.growth_tokens:,}"
-            for s in SCALES.values()
-        )
-        + " (default: cpu)",
-    )
-    parser.add_argument(
-        "--seeds",
-        type=options.positive_int,
-        help="seeds per arm (default: the scale's, 3 for cpu and gpu; at least 2 for an interval)",
-    )
-    parser.add_argument(
-        "--corpus",
-        action="append",
-        metavar="LANG=SOURCE",
-        help="a language's text (repeat; any `pgt data prepare` source, or `default` for that "
-        "language's fortunes); needs en and two more languages (default: the fortunes en, ru, de)",
-    )
-    options.add_substrate(
-        parser,
-        required=False,
-        help="start from this substrate instead of building one: a full "
-        "one is trimmed to the training text into OUT/substrate, a trimmed one is used as is",
-    )
-    options.add_device(parser)
-    parser.add_argument(
-        "--threads",
-        type=options.positive_int,
-        help="torch CPU threads (default: 1 for smoke, torch's default otherwise)",
-    )
-    options.add_progress(parser)
-    parser.add_argument("--out", required=True, metavar="DIR", help="study directory; rerun to resume")
+    options.add_settings(parser, StudySettings)
 
 
 def run_study(args: argparse.Namespace) -> int:
+    from pgt.errors import SettingError
     from pgt.study.runner import StudyOptions
     from pgt.study.runner import run_study as run
-    from pgt.study.scales import get_scale
 
-    unknown = [f for f in args.families if f not in FAMILIES]
-    if unknown:
-        raise PgtError(f"unknown family {unknown[0]!r} (choose from {', '.join(FAMILIES)})")
-    scale = get_scale(args.scale)
-    scale = dataclasses.replace(scale, device=args.device, threads=args.threads or scale.threads)
+    settings = options.settings_from(StudySettings, args)
+    if settings.visible_substrate and not settings.substrate:
+        raise options.flag_error(SettingError("visible_substrate", "needs --substrate (the substrate it twins)"))
+    scale = SCALES[settings.scale]
+    scale = dataclasses.replace(scale, device=settings.device, threads=settings.threads or scale.threads)
     results = run(
         StudyOptions(
-            out=Path(args.out),
+            out=Path(settings.out),
             scale=scale,
-            seeds=args.seeds or scale.seeds,
-            families=tuple(args.families) or FAMILIES,
-            corpus=args.corpus,
-            substrate=Path(args.substrate) if args.substrate else None,
-            progress=options.show_progress(args),
+            seeds=settings.seeds or scale.seeds,
+            families=tuple(settings.families or FAMILIES),
+            corpus=settings.corpus,
+            substrate=Path(settings.substrate) if settings.substrate else None,
+            visible_substrate=Path(settings.visible_substrate) if settings.visible_substrate else None,
+            progress=options.show_progress(settings),
         ),
         command="pgt " + shlex.join(sys.argv[1:]),
     )

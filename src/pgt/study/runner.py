@@ -82,6 +82,7 @@ class StudyOptions:
     families: tuple[Family, ...] = FAMILIES
     corpus: list[str] | None = None
     substrate: Path | None = None
+    visible_substrate: Path | None = None  # the substrate's visible-blanks twin, built beforehand
     progress: bool = False
 
 
@@ -161,6 +162,7 @@ def growth_settings(
         lora_from=0,
         device=scale.device,
         compile=scale.compile,
+        plot=False,  # the study's page draws every arm's loss from metrics.jsonl
         progress=progress,
     )
 
@@ -293,8 +295,10 @@ class _Study(StudyScoring):
                 "trimmed: give its full parent or let the study build one"
             )
         if key == "visible":
-            say(f"== {full} rendered again with visible blanks -> {self.out / 'substrate-visible-full'}")
-            full = adapter.visible_twin(full, self.out / "substrate-visible-full", self.options.progress)
+            twin = self.out / "substrate-visible-full"
+            if self.options.visible_substrate is None and not is_substrate(twin):
+                say(f"== {full} rendered again with visible blanks -> {twin}")
+            full = adapter.visible_twin(full, twin, self.options.progress, self.options.visible_substrate)
         path = adapter.build_substrate(
             self.out / f"substrate-{key}",
             full,

@@ -41,6 +41,7 @@ from pgt.substrate.store import (
     BuildParams,
     FontRecord,
     Substrate,
+    SubstrateMeta,
     save_substrate,
 )
 from pgt.substrate.tokenizer import (
@@ -161,6 +162,18 @@ def build_substrate(
             progress=progress,
         )
         return save_substrate(out, tokenizer, matrix, params, overwrite=overwrite, extra_meta=meta)
+
+
+def check_rebuilt(source_dir: str | os.PathLike, rebuilt_dir: str | os.PathLike, *, visible_blanks: bool) -> None:
+    """Refuse `rebuilt_dir` unless it is what `rebuild_substrate(source_dir, visible_blanks=…)` writes: the same
+    tokenizer, token texts, font, cell, augmentation, layout engine and PCA rows, only that option as given."""
+    source, rebuilt = (SubstrateMeta.load(Path(d) / SUBSTRATE_FILE) for d in (source_dir, rebuilt_dir))
+    twin = replace(source.params, visible_blanks=visible_blanks)
+    if rebuilt.params != twin or rebuilt.vocab_size != source.vocab_size or rebuilt.parent_fingerprint is not None:
+        raise PgtError(
+            f"{rebuilt_dir} is not {source_dir} built again with visible_blanks={visible_blanks} (`pgt substrate "
+            "build` with the same inputs and options, --visible-blanks as said)"
+        )
 
 
 def rebuild_substrate(
