@@ -1,4 +1,4 @@
-"""`pgt substrate build|show|trim` and `pgt tokenize`."""
+"""`pgt substrate build|show` and `pgt tokenize` (`trim` and `inspect` are added by pgt.data.substrate_cli)."""
 
 from __future__ import annotations
 
