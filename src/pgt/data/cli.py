@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 import time
+from dataclasses import dataclass
 
 from pgt import options
-from pgt.corpus.chat import RECORD_FORMATS
+from pgt.corpus.chat import RecordFormat
 from pgt.corpus.sources import TEXT_FORMATS
 from pgt.data import substrate_cli
 from pgt.data.loader import TokenData
@@ -17,6 +18,7 @@ from pgt.data.splits import (
     DEFAULT_VAL_FRACTION,
     MAX_VAL_FRACTION,
 )
+from pgt.options import setting
 
 SOURCES_HELP = f"""\
 sources (docs/data.md):
@@ -62,11 +64,69 @@ SHOW_EXAMPLES = [
     "pgt data show runs/data",
     "pgt data show runs/data --verify      # also check every shard's sha256 and token ids",
 ]
-FORMAT_HELP = (
-    "how to cut plain text files into documents: auto (fortunes if the file has %% lines, else paragraphs), "
-    "paragraphs (blank lines separate documents), text (a file is one document), lines (every non-blank "
-    "line is a document), fortunes (%% lines separate documents)"
-)
+
+
+@dataclass
+class PrepareSettings:
+    """`pgt data prepare`; each field's help is its option's help (pgt.options.setting)."""
+
+    sources: list[str] = setting(
+        help="files, directories, hf:NAME[:CONFIG], `default`, LANG=SOURCE",
+        positional=True,
+        required=True,
+        nargs="+",
+        metavar="SOURCE",
+    )
+    substrate: str | None = options.substrate_setting("substrate directory, or any directory with a fast tokenizer")
+    out: str | None = options.out_setting("output token data directory")
+    overwrite: bool = options.overwrite_setting()
+    val_fraction: float = setting(
+        DEFAULT_VAL_FRACTION,
+        "share of documents for validation, below 1",
+        parse=options.non_negative_float,
+        metavar="F",
+        default_text=f"{DEFAULT_VAL_FRACTION}; 0 = none",
+    )
+    min_val_bytes: int = setting(
+        DEFAULT_MIN_VAL_BYTES,
+        "raise the validation share of small corpora to about N bytes of text",
+        parse=options.non_negative_int,
+        metavar="N",
+    )
+    workers: int | None = options.workers_setting("tokenizer processes")
+    shard_tokens: int = setting(
+        DEFAULT_SHARD_TOKENS,
+        "tokens per shard file",
+        metavar="N",
+        default_text=f"{DEFAULT_SHARD_TOKENS} = 256 MiB",
+    )
+    text_field: str = setting("text", "JSONL field / column holding the text", metavar="NAME")
+    hub_split: str = setting("train", "split of a Hugging Face dataset to read", metavar="NAME")
+    format: str = setting(
+        "auto",
+        "how to cut plain text files into documents: auto (fortunes if the file has % lines, else paragraphs), "
+        "paragraphs (blank lines separate documents), text (a file is one document), lines (every non-blank "
+        "line is a document), fortunes (% lines separate documents)",
+        choices=TEXT_FORMATS,
+    )
+    record_format: RecordFormat = setting(
+        "auto",
+        "how a JSONL/parquet/dataset record becomes a document: auto (from its fields), text (--text-field), "
+        "messages, alpaca, sharegpt (rendered with the chat template)",
+    )
+    strict: bool = options.strict_setting()
+    progress: bool | None = options.progress_setting()
+
+
+@dataclass
+class ShowSettings:
+    """`pgt data show`."""
+
+    # `flags`: how an error names the argument (pgt.options.flag would say --data-dir)
+    data_dir: str = setting(
+        help="token data directory (`pgt data prepare`)", positional=True, required=True, metavar="DIR", flags=("DIR",)
+    )
+    verify: bool = setting(False, "check every shard's sha256 and token ids", switch=True)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -89,49 +149,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         examples=PREPARE_EXAMPLES,
         handler=run_data_prepare,
     )
-    prepare.add_argument(
-        "sources", nargs="+", metavar="SOURCE", help="files, directories, hf:NAME[:CONFIG], `default`, LANG=SOURCE"
-    )
-    options.add_substrate(prepare, help="substrate directory, or any directory with a fast tokenizer")
-    options.add_out(prepare, "output token data directory")
-    prepare.add_argument(
-        "--val-fraction",
-        type=options.non_negative_float,
-        default=DEFAULT_VAL_FRACTION,
-        metavar="F",
-        help="share of documents for validation, below 1 (default %(default)s; 0 = none)",
-    )
-    prepare.add_argument(
-        "--min-val-bytes",
-        type=options.non_negative_int,
-        default=DEFAULT_MIN_VAL_BYTES,
-        metavar="N",
-        help="raise the validation share of small corpora to about N bytes of text (default %(default)s)",
-    )
-    options.add_workers(prepare, "tokenizer processes")
-    prepare.add_argument(
-        "--shard-tokens",
-        type=options.positive_int,
-        default=DEFAULT_SHARD_TOKENS,
-        metavar="N",
-        help="tokens per shard file (default %(default)s = 256 MiB)",
-    )
-    prepare.add_argument(
-        "--text-field", default="text", metavar="NAME", help="JSONL field / column holding the text (default: text)"
-    )
-    prepare.add_argument(
-        "--hub-split", default="train", metavar="NAME", help="split of a Hugging Face dataset to read (default: train)"
-    )
-    prepare.add_argument("--format", dest="text_format", choices=TEXT_FORMATS, default="auto", help=FORMAT_HELP)
-    prepare.add_argument(
-        "--record-format",
-        choices=RECORD_FORMATS,
-        default="auto",
-        help="how a JSONL/parquet/dataset record becomes a document: auto (from its fields), text (--text-field), "
-        "messages, alpaca, sharegpt (rendered with the chat template)",
-    )
-    options.add_strict(prepare)
-    options.add_progress(prepare)
+    options.add_settings(prepare, PrepareSettings)
 
     show = options.add_command(
         commands,
@@ -141,31 +159,31 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         examples=SHOW_EXAMPLES,
         handler=run_data_show,
     )
-    show.add_argument("data_dir", metavar="DIR")
-    show.add_argument("--verify", action="store_true", help="check every shard's sha256 and token ids")
+    options.add_settings(show, ShowSettings)
 
 
 def run_data_prepare(args: argparse.Namespace) -> int:
+    settings = options.settings_from(PrepareSettings, args)
     started = time.monotonic()
     manifest = prepare_token_data(
-        args.sources,
-        args.substrate,
-        args.out,
-        val_fraction=args.val_fraction,
-        min_val_bytes=args.min_val_bytes,
-        workers=options.workers(args),
-        shard_tokens=args.shard_tokens,
-        text_field=args.text_field,
-        hub_split=args.hub_split,
-        text_format=args.text_format,
-        record_format=args.record_format,
-        strict=args.strict,
-        overwrite=args.overwrite,
-        progress=options.show_progress(args),
+        settings.sources,
+        settings.substrate,
+        settings.out,
+        val_fraction=settings.val_fraction,
+        min_val_bytes=settings.min_val_bytes,
+        workers=options.workers(settings),
+        shard_tokens=settings.shard_tokens,
+        text_field=settings.text_field,
+        hub_split=settings.hub_split,
+        text_format=settings.format,
+        record_format=settings.record_format,
+        strict=settings.strict,
+        overwrite=settings.overwrite,
+        progress=options.show_progress(settings),
     )
     seconds = time.monotonic() - started
     print(
-        f"wrote {args.out}: {manifest.tokens:,} tokens from {len(manifest.sources)} source(s) in {seconds:.1f} s "
+        f"wrote {settings.out}: {manifest.tokens:,} tokens from {len(manifest.sources)} source(s) in {seconds:.1f} s "
         f"({manifest.tokens / max(seconds, 1e-9):,.0f} tokens/s)"
     )
     _print_splits(manifest)
@@ -173,7 +191,8 @@ def run_data_prepare(args: argparse.Namespace) -> int:
 
 
 def run_data_show(args: argparse.Namespace) -> int:
-    data = TokenData(args.data_dir, verify=args.verify)
+    settings = options.settings_from(ShowSettings, args)
+    data = TokenData(settings.data_dir, verify=settings.verify)
     manifest = data.manifest
     print(f"{data.path}: tokenizer {data.tokenizer_fingerprint}, eos id {data.eos_id}, {manifest.dtype}")
     print(f"sources: {len(manifest.sources)}")
@@ -186,7 +205,7 @@ def run_data_show(args: argparse.Namespace) -> int:
     if len(manifest.sources) > 10:
         print(f"  … and {len(manifest.sources) - 10} more")
     _print_splits(manifest)
-    if args.verify:
+    if settings.verify:
         print("all shards match their sha256 and hold only token ids of the tokenizer")
     return 0
 

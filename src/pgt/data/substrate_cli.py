@@ -8,12 +8,56 @@ from __future__ import annotations
 
 import argparse
 import time
+from dataclasses import dataclass
+from typing import Any
 
 from pgt import options
 from pgt.data.loader import TokenData
+from pgt.options import setting
 from pgt.substrate.cli import substrate_commands
 from pgt.substrate.health import inspect_substrate
 from pgt.substrate.trim import trim_substrate
+
+
+def _substrate_argument(help: str) -> Any:
+    # `flags`: how an error names the argument (pgt.options.flag would say --substrate, another option)
+    return setting(help=help, positional=True, required=True, metavar="SUBSTRATE", flags=("SUBSTRATE",))
+
+
+@dataclass
+class TrimSettings:
+    """`pgt substrate trim`; each field's help is its option's help (pgt.options.setting)."""
+
+    substrate: str = _substrate_argument("the full substrate directory to trim")
+    data: str | None = setting(
+        None, "token data prepared with SUBSTRATE (`pgt data prepare`)", metavar="DIR", one_of="corpus", required=True
+    )
+    corpus: list[str] | None = setting(
+        None,
+        "text sources as `pgt data prepare` takes them (files, directories, default)",
+        nargs="+",
+        metavar="SOURCE",
+        one_of="corpus",
+        required=True,
+    )
+    recentre: bool = setting(
+        False,
+        "beyond the reference: subtract the kept rows' mean from every row and renormalise, "
+        "removing the offset the kept rows share (off by default; in trim.json and the fingerprint)",
+        switch=True,
+    )
+    out: str | None = options.out_setting("trimmed substrate directory to create")
+    overwrite: bool = options.overwrite_setting()
+
+
+@dataclass
+class InspectSettings:
+    """`pgt substrate inspect`."""
+
+    substrate: str = _substrate_argument("the substrate directory to measure")
+    data: str | None = setting(None, "token data prepared with SUBSTRATE: measure the ids it uses", metavar="DIR")
+    groups: int = setting(10, "identical groups to list", metavar="N")
+    json: str | None = setting(None, "also write every figure and group as JSON here", metavar="FILE")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -36,22 +80,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ],
         handler=run_substrate_trim,
     )
-    trim.add_argument("substrate", metavar="SUBSTRATE", help="the full substrate directory to trim")
-    corpus = trim.add_mutually_exclusive_group(required=True)
-    corpus.add_argument("--data", metavar="DIR", help="token data prepared with SUBSTRATE (`pgt data prepare`)")
-    corpus.add_argument(
-        "--corpus",
-        nargs="+",
-        metavar="SOURCE",
-        help="text sources as `pgt data prepare` takes them (files, directories, default)",
-    )
-    trim.add_argument(
-        "--recentre",
-        action="store_true",
-        help="beyond the reference: subtract the kept rows' mean from every row and renormalise, "
-        "removing the offset the kept rows share (off by default; in trim.json and the fingerprint)",
-    )
-    options.add_out(trim, "trimmed substrate directory to create")
+    options.add_settings(trim, TrimSettings)
 
     inspect = options.add_command(
         commands,
@@ -67,22 +96,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ],
         handler=run_substrate_inspect,
     )
-    inspect.add_argument("substrate", metavar="SUBSTRATE", help="the substrate directory to measure")
-    inspect.add_argument("--data", metavar="DIR", help="token data prepared with SUBSTRATE: measure the ids it uses")
-    inspect.add_argument(
-        "--groups", type=options.positive_int, default=10, metavar="N", help="identical groups to list (default 10)"
-    )
-    inspect.add_argument("--json", metavar="FILE", help="also write every figure and group as JSON here")
+    options.add_settings(inspect, InspectSettings)
 
 
 def run_substrate_trim(args: argparse.Namespace) -> int:
+    settings = options.settings_from(TrimSettings, args)
     started = time.perf_counter()
-    data = TokenData(args.data) if args.data is not None else None
+    data = TokenData(settings.data) if settings.data is not None else None
     record = trim_substrate(
-        args.substrate, args.out, data=data, corpus=args.corpus or (), recentre=args.recentre, overwrite=args.overwrite
+        settings.substrate,
+        settings.out,
+        data=data,
+        corpus=settings.corpus or (),
+        recentre=settings.recentre,
+        overwrite=settings.overwrite,
     )
     print(
-        f"trimmed {args.substrate} to {args.out} in {time.perf_counter() - started:.1f} s: "
+        f"trimmed {settings.substrate} to {settings.out} in {time.perf_counter() - started:.1f} s: "
         f"{record.vocab_size:,} of {record.parent_vocab_size:,} ids ({record.corpus_ids:,} used by "
         f"{record.corpus_tokens:,} corpus tokens, {record.merge_ids:,} merge halves, {record.special_ids} specials, "
         f"{record.byte_ids} byte tokens); parent {record.parent_fingerprint}"
@@ -91,9 +121,10 @@ def run_substrate_trim(args: argparse.Namespace) -> int:
 
 
 def run_substrate_inspect(args: argparse.Namespace) -> int:
-    health = inspect_substrate(args.substrate, TokenData(args.data) if args.data is not None else None)
-    print("\n".join(health.summary(args.groups)))
-    if args.json:
-        health.save(args.json)
-        print(f"wrote {args.json}")
+    settings = options.settings_from(InspectSettings, args)
+    health = inspect_substrate(settings.substrate, TokenData(settings.data) if settings.data is not None else None)
+    print("\n".join(health.summary(settings.groups)))
+    if settings.json:
+        health.save(settings.json)
+        print(f"wrote {settings.json}")
     return 0

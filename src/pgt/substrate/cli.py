@@ -1,15 +1,17 @@
-"""`pgt substrate build|show|trim` and `pgt tokenize`."""
+"""`pgt substrate build|show` and `pgt tokenize` (`trim` and `inspect` are added by pgt.data.substrate_cli)."""
 
 from __future__ import annotations
 
 import argparse
 import time
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from pgt import options
 from pgt.errors import PgtError
 from pgt.io import atomic_file
-from pgt.substrate.layout import DEFAULT_LAYOUT_ENGINE, FAMILIES, LAYOUT_ENGINES
+from pgt.options import setting
+from pgt.substrate.layout import DEFAULT_LAYOUT_ENGINE, FAMILIES, LayoutEngine
 from pgt.substrate.store import SUBSTRATE_FILE, Substrate, SubstrateMeta
 from pgt.substrate.tokenizer import load_tokenizer, token_texts
 
@@ -44,6 +46,76 @@ TOKENIZE_EXAMPLES = [
 ]
 
 
+def _font_setting(what: str) -> Any:
+    return setting(None, what, metavar="PATH", default_text="$PGT_FONT, else GNU Unifont")
+
+
+def _text_setting(help: str) -> Any:
+    # `flags`: how an error names the argument (pgt.options.flag would say --text)
+    return setting(help=help, positional=True, required=True, parse=options.text, metavar="TEXT", flags=("TEXT",))
+
+
+@dataclass
+class BuildSettings:
+    """`pgt substrate build`; each field's help is its option's help (pgt.options.setting)."""
+
+    family: str | None = setting(
+        None, "tokenizer family (default with --from-tokenizer: bvv241-nemo)", choices=tuple(FAMILIES)
+    )
+    ngrams: list[str] | None = setting(
+        None, "n-gram lists in the reference's format (ngrams-2-3-4-5.txt)", nargs="+", metavar="FILE"
+    )
+    extra_tokens: list[str] | None = setting(
+        None, "extra token strings, one per line (ngrams-intersection.txt)", nargs="+", metavar="FILE"
+    )
+    corpus: list[str] | None = setting(
+        None,
+        "corpora to mine n-grams from: any SOURCE of `pgt data prepare` (text, fortune, JSONL, "
+        "parquet files, directories, hf:NAME, default; untagged: language xx)",
+        nargs="+",
+        metavar="[LANG=]SOURCE",
+    )
+    strict: bool = options.strict_setting()
+    from_tokenizer: str | None = setting(None, "keep this Hugging Face tokenizer's vocabulary", metavar="DIR")
+    dim: int | None = setting(None, "embedding dimension", metavar="D", default_text="the family's")
+    font: str | None = _font_setting("glyph font file")
+    layout_engine: LayoutEngine = setting(
+        DEFAULT_LAYOUT_ENGINE,
+        "Pillow's text layout engine",
+        default_text=f"{DEFAULT_LAYOUT_ENGINE}; recorded in substrate.json",
+    )
+    visible_blanks: bool = setting(
+        False,
+        "beyond the reference: draw invisible characters (space, tab, newline, no-break space, "
+        "other control, format and blank characters) as Control Pictures or boxed hex code "
+        "points, so they get distinct vectors (off by default; in the fingerprint)",
+        switch=True,
+    )
+    workers: int | None = options.workers_setting("glyph-rendering processes")
+    progress: bool | None = options.progress_setting()
+    out: str | None = options.out_setting("substrate directory to create")
+    overwrite: bool = options.overwrite_setting()
+
+
+@dataclass
+class ShowSettings:
+    """`pgt substrate show`."""
+
+    text: str = _text_setting("a token's text")
+    substrate: str | None = options.substrate_setting()
+    png: str | None = setting(None, "write the token's rendered bitmap here", metavar="FILE")
+    k: int = setting(10, "how many neighbours", flags=("-k",), metavar="K")
+    font: str | None = _font_setting("glyph font for --png")
+
+
+@dataclass
+class TokenizeSettings:
+    """`pgt tokenize`."""
+
+    text: str = _text_setting("text to encode")
+    substrate: str | None = options.substrate_setting("substrate (or any Hugging Face tokenizer) directory")
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     substrate = options.add_command(
         subparsers,
@@ -68,56 +140,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         examples=BUILD_EXAMPLES,
         handler=run_substrate_build,
     )
-    build.add_argument(
-        "--family", choices=list(FAMILIES), help="tokenizer family (default with --from-tokenizer: bvv241-nemo)"
-    )
-    build.add_argument(
-        "--ngrams",
-        nargs="+",
-        action="extend",
-        default=[],
-        metavar="FILE",
-        help="n-gram lists in the reference's format (ngrams-2-3-4-5.txt)",
-    )
-    build.add_argument(
-        "--extra-tokens",
-        nargs="+",
-        action="extend",
-        default=[],
-        metavar="FILE",
-        help="extra token strings, one per line (ngrams-intersection.txt)",
-    )
-    build.add_argument(
-        "--corpus",
-        nargs="+",
-        action="extend",
-        default=[],
-        metavar="[LANG=]SOURCE",
-        help="corpora to mine n-grams from: any SOURCE of `pgt data prepare` (text, fortune, JSONL, "
-        "parquet files, directories, hf:NAME, default; untagged: language xx)",
-    )
-    options.add_strict(build)
-    build.add_argument("--from-tokenizer", metavar="DIR", help="keep this Hugging Face tokenizer's vocabulary")
-    build.add_argument(
-        "--dim", type=options.positive_int, metavar="D", help="embedding dimension (default: the family's)"
-    )
-    build.add_argument("--font", metavar="PATH", help="glyph font file (default: $PGT_FONT, else GNU Unifont)")
-    build.add_argument(
-        "--layout-engine",
-        choices=list(LAYOUT_ENGINES),
-        default=DEFAULT_LAYOUT_ENGINE,
-        help=f"Pillow's text layout engine (default: {DEFAULT_LAYOUT_ENGINE}; recorded in substrate.json)",
-    )
-    build.add_argument(
-        "--visible-blanks",
-        action="store_true",
-        help="beyond the reference: draw invisible characters (space, tab, newline, no-break space, "
-        "other control, format and blank characters) as Control Pictures or boxed hex code "
-        "points, so they get distinct vectors (off by default; in the fingerprint)",
-    )
-    options.add_workers(build, "glyph-rendering processes")
-    options.add_progress(build)
-    options.add_out(build, "substrate directory to create")
+    options.add_settings(build, BuildSettings)
 
     show = options.add_command(
         commands,
@@ -127,11 +150,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         examples=SHOW_EXAMPLES,
         handler=run_substrate_show,
     )
-    show.add_argument("text", type=options.text, metavar="TEXT", help="a token's text")
-    options.add_substrate(show)
-    show.add_argument("--png", metavar="FILE", help="write the token's rendered bitmap here")
-    show.add_argument("-k", type=options.positive_int, default=10, metavar="K", help="how many neighbours (default 10)")
-    show.add_argument("--font", metavar="PATH", help="glyph font for --png (default: $PGT_FONT, else GNU Unifont)")
+    options.add_settings(show, ShowSettings)
 
     tokenize = options.add_command(
         subparsers,
@@ -141,8 +160,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         examples=TOKENIZE_EXAMPLES,
         handler=run_tokenize,
     )
-    tokenize.add_argument("text", type=options.text, metavar="TEXT", help="text to encode")
-    options.add_substrate(tokenize, help="substrate (or any Hugging Face tokenizer) directory")
+    options.add_settings(tokenize, TokenizeSettings)
 
 
 def substrate_commands(subparsers: argparse._SubParsersAction) -> argparse._SubParsersAction:
@@ -162,25 +180,26 @@ def run_substrate_build(args: argparse.Namespace) -> int:
         build_substrate,
     )
 
-    family = args.family or (ANY_TOKENIZER_FAMILY if args.from_tokenizer else None)
+    settings = options.settings_from(BuildSettings, args)
+    family = settings.family or (ANY_TOKENIZER_FAMILY if settings.from_tokenizer else None)
     if family is None:
         raise PgtError("--family is required (or give --from-tokenizer DIR)")
     started = time.perf_counter()
     out = build_substrate(
-        args.out,
+        settings.out,
         family=family,
-        ngram_files=args.ngrams,
-        extra_token_files=args.extra_tokens,
-        corpus=args.corpus,
-        strict=args.strict,
-        from_tokenizer=args.from_tokenizer,
-        dim=args.dim,
-        font=args.font,
-        layout_engine=args.layout_engine,
-        visible_blanks=args.visible_blanks,
-        workers=options.workers(args),
-        overwrite=args.overwrite,
-        progress=options.show_progress(args),
+        ngram_files=settings.ngrams or (),
+        extra_token_files=settings.extra_tokens or (),
+        corpus=settings.corpus or (),
+        strict=settings.strict,
+        from_tokenizer=settings.from_tokenizer,
+        dim=settings.dim,
+        font=settings.font,
+        layout_engine=settings.layout_engine,
+        visible_blanks=settings.visible_blanks,
+        workers=options.workers(settings),
+        overwrite=settings.overwrite,
+        progress=options.show_progress(settings),
     )
     meta = SubstrateMeta.load(out / SUBSTRATE_FILE)
     print(
@@ -199,8 +218,9 @@ def _print_tokens(tokenizer: PreTrainedTokenizerBase, ids: list[int]) -> None:
 
 
 def run_tokenize(args: argparse.Namespace) -> int:
-    tokenizer = load_tokenizer(args.substrate)
-    _print_tokens(tokenizer, tokenizer.encode(args.text, add_special_tokens=False))
+    settings = options.settings_from(TokenizeSettings, args)
+    tokenizer = load_tokenizer(settings.substrate)
+    _print_tokens(tokenizer, tokenizer.encode(settings.text, add_special_tokens=False))
     return 0
 
 
@@ -210,13 +230,14 @@ def run_substrate_show(args: argparse.Namespace) -> int:
         render_bitmap,
     )
 
-    substrate = Substrate.load(args.substrate)
+    settings = options.settings_from(ShowSettings, args)
+    substrate = Substrate.load(settings.substrate)
     tokenizer = substrate.tokenizer
-    ids = tokenizer.encode(args.text, add_special_tokens=False)
+    ids = tokenizer.encode(settings.text, add_special_tokens=False)
     if not ids:
-        raise PgtError("TEXT is empty: give the text of a token")
+        raise PgtError(f"{settings.text!r} encodes to no token: give the text of a token")
     if len(ids) > 1:
-        print(f"{args.text!r} is not one token but {len(ids)}; showing the first:")
+        print(f"{settings.text!r} is not one token but {len(ids)}; showing the first:")
         _print_tokens(tokenizer, ids)
     token_id = ids[0]
     # The text that was rendered: the token string itself in a bvv241 layout, its decoded text otherwise.
@@ -225,14 +246,16 @@ def run_substrate_show(args: argparse.Namespace) -> int:
     else:
         text = tokenizer.convert_ids_to_tokens(token_id)
     print(f"token {token_id} {text!r}; nearest by cosine:")
-    for neighbour, cosine in nearest_tokens(substrate.embeddings.numpy(), token_id, args.k):
+    for neighbour, cosine in nearest_tokens(substrate.embeddings.numpy(), token_id, settings.k):
         print(f"{neighbour:>8}  {cosine:+.4f}  {tokenizer.convert_ids_to_tokens(neighbour)!r}")
-    if args.png:
+    if settings.png:
         from PIL import Image
 
         meta = substrate.meta
-        bitmap = render_bitmap(text, meta.cell, args.font, meta.augment, meta.layout_engine, meta.params.visible_blanks)
-        with atomic_file(args.png, "wb") as handle:
+        bitmap = render_bitmap(
+            text, meta.cell, settings.font, meta.augment, meta.layout_engine, meta.params.visible_blanks
+        )
+        with atomic_file(settings.png, "wb") as handle:
             Image.fromarray(((~bitmap) * 255).astype("uint8")).save(handle, format="PNG")
-        print(f"wrote {args.png}")
+        print(f"wrote {settings.png}")
     return 0
