@@ -427,7 +427,8 @@ def add_settings(
             continue
         if meta["required"] and meta["one_of"] is None and not layered:
             kwargs["required"] = True
-        target.add_argument(*meta["flags"], "--" + name.replace("_", "-"), dest=name, **kwargs)
+        spellings = [*meta["flags"], *([] if len(name) == 1 else ["--" + name.replace("_", "-")])]  # -k, not --k
+        target.add_argument(*spellings, dest=name, **kwargs)
         for hidden in meta["hidden_flags"]:  # an old spelling: parsed the same way, not listed
             target.add_argument(hidden, **{**kwargs, "dest": name, "help": argparse.SUPPRESS, "required": False})
 

@@ -122,9 +122,8 @@ class PrepareSettings:
 class ShowSettings:
     """`pgt data show`."""
 
-    # `flags`: how an error names the argument (pgt.options.flag would say --data-dir)
     data_dir: str = setting(
-        help="token data directory (`pgt data prepare`)", positional=True, required=True, metavar="DIR", flags=("DIR",)
+        help="token data directory (`pgt data prepare`)", positional=True, required=True, metavar="DIR"
     )
     verify: bool = setting(False, "check every shard's sha256 and token ids", switch=True)
 

@@ -20,8 +20,7 @@ from pgt.substrate.trim import trim_substrate
 
 
 def _substrate_argument(help: str) -> Any:
-    # `flags`: how an error names the argument (pgt.options.flag would say --substrate, another option)
-    return setting(help=help, positional=True, required=True, metavar="SUBSTRATE", flags=("SUBSTRATE",))
+    return setting(help=help, positional=True, required=True, metavar="SUBSTRATE")
 
 
 @dataclass

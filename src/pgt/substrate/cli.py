@@ -51,8 +51,7 @@ def _font_setting(what: str) -> Any:
 
 
 def _text_setting(help: str) -> Any:
-    # `flags`: how an error names the argument (pgt.options.flag would say --text)
-    return setting(help=help, positional=True, required=True, parse=options.text, metavar="TEXT", flags=("TEXT",))
+    return setting(help=help, positional=True, required=True, parse=options.text, metavar="TEXT")
 
 
 @dataclass
