@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from pgt import options
@@ -44,6 +45,7 @@ from pgt.demo.showcase import (
 from pgt.errors import PgtError
 from pgt.io import atomic_file, refuse_foreign
 from pgt.model.architecture import check_heads
+from pgt.options import setting
 from pgt.substrate.layout import SMALL_FAMILY
 
 EXAMPLES = [
@@ -66,6 +68,7 @@ STEP_DIRS = (SUBSTRATE_DIR, FULL_SUBSTRATE_DIR, DATA_DIR)  # written before the 
 __all__ = [
     "DEFAULT_DIM",
     "HEADS",
+    "DemoSettings",
     "PROMPTS",
     "demo",
     "ensure_data",
@@ -257,14 +260,52 @@ def demo(args: argparse.Namespace) -> Path:
     return report
 
 
+@dataclass
+class DemoSettings:
+    """`pgt demo`'s own options (beside `pgt grow`'s `GROWTH_OPTIONS`, with the demo's defaults)."""
+
+    out: str = setting("runs/demo", "demo directory; rerun to resume", metavar="DIR")
+    minutes: float = setting(
+        10.0,
+        "time budget; sets the tokens per stage from measured speeds (a resumed demo keeps the plan it started with)",
+        parse=options.positive_float,
+    )
+    dim: int | None = setting(None, "embedding width of the substrate built here", default_text=str(DEFAULT_DIM))
+    substrate: str | None = options.substrate_setting(
+        "reuse an existing substrate instead of building one (a full one is trimmed to the default corpus first, "
+        "unless --data or --no-trim is given)",
+        required=False,
+    )
+    trim: bool = setting(
+        True,
+        "train on the substrate trimmed to the default corpus (--no-trim trains on the full vocabulary, as a "
+        "comparison)",
+        default_text="on",
+    )
+    data: str | None = setting(
+        None, "reuse token data prepared with --substrate instead of tokenizing the default corpus", metavar="DIR"
+    )
+    eval_docs: int | None = setting(
+        None,
+        "held-out documents scored per stage (0 = skip)",
+        parse=options.non_negative_int,
+        default_text="all of the validation split",
+    )
+    threads: int | None = setting(
+        None, "torch CPU threads", default_text="1 or min(2, CPUs), whichever trains faster here"
+    )
+    progress: bool | None = options.progress_setting()
+
+
 def run_demo(args: argparse.Namespace) -> int:
-    """Handler of `pgt demo`."""
+    """Handler of `pgt demo`: its own settings checked here, `pgt grow`'s when the plan builds its config."""
+    options.settings_from(DemoSettings, args)
     demo(args)
     return 0
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add `pgt demo` to the command line."""
+    """Add `pgt demo` to the command line: its own options, then `pgt grow`'s with the demo's defaults."""
     from pgt.growth.config import GrowthConfig
 
     parser = options.add_command(
@@ -275,50 +316,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         examples=EXAMPLES,
         handler=run_demo,
     )
-    parser.add_argument("--out", default="runs/demo", help="demo directory (default: runs/demo); rerun to resume")
-    parser.add_argument(
-        "--minutes",
-        type=options.positive_float,
-        default=10.0,
-        help="time budget; sets the tokens per stage from measured speeds (default: 10; a resumed "
-        "demo keeps the plan it started with)",
-    )
-    growth = dict(
+    options.add_settings(parser, DemoSettings)
+    options.add_settings(
+        parser,
+        GrowthConfig,
+        GROWTH_OPTIONS,
         defaults=GROWTH_DEFAULTS,
         default_texts={"tokens_per_stage": "fitted to --minutes"},
         helps={"seed": "seed of training and sampling"},
-    )  # `pgt grow`'s options, the demo's defaults
-    options.add_settings(parser, GrowthConfig, GROWTH_OPTIONS[:2], **growth)
-    parser.add_argument(
-        "--dim", type=options.positive_int, help=f"embedding width of the substrate built here (default: {DEFAULT_DIM})"
     )
-    parser.add_argument(
-        "--substrate",
-        metavar="DIR",
-        help="reuse an existing substrate instead of building one (a full one is trimmed to the "
-        "default corpus first, unless --data or --no-trim is given)",
-    )
-    parser.add_argument(
-        "--trim",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="train on the substrate trimmed to the default corpus (default: on; --no-trim trains "
-        "on the full vocabulary, as a comparison)",
-    )
-    parser.add_argument(
-        "--data",
-        metavar="DIR",
-        help="reuse token data prepared with --substrate instead of tokenizing the default corpus",
-    )
-    parser.add_argument(
-        "--eval-docs",
-        type=options.non_negative_int,
-        help="held-out documents scored per stage (0 = skip; default: all of the validation split)",
-    )
-    options.add_settings(parser, GrowthConfig, GROWTH_OPTIONS[2:], **growth)
-    parser.add_argument(
-        "--threads",
-        type=options.positive_int,
-        help="torch CPU threads (default: 1 or min(2, CPUs), whichever trains faster here)",
-    )
-    options.add_progress(parser)
