@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass
 
 from pgt import options
+from pgt.options import setting
 
 EXAMPLES = [
     "pgt grow --substrate runs/sub --data runs/data --stages 3 --tokens-per-stage 2000000 --out runs/grow",
@@ -22,6 +24,23 @@ EXAMPLES = [
 ]
 
 
+@dataclass
+class GrowOptions:
+    """What `pgt grow` does with a run, beside how it trains (GrowthConfig's options)."""
+
+    config_file: str | None = setting(None, "YAML file of config keys", positional=True, metavar="CONFIG.yaml")
+    overwrite: bool = options.overwrite_setting()
+    dry_run: bool = setting(
+        False, "check every setting (the model and optimizer are built on the meta device) and exit", switch=True
+    )
+    allow_data_change: bool = setting(
+        False,
+        "resume on token data that changed since the run began (prepared again or edited); run.json and the "
+        "report record the change",
+        switch=True,
+    )
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     from pgt.growth.config import add_config_arguments
 
@@ -34,29 +53,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         examples=EXAMPLES,
         handler=run_grow,
     )
-    parser.add_argument("config_file", nargs="?", metavar="CONFIG.yaml", help="YAML file of config keys")
-    options.add_out(parser, "run directory (stage-K models, checkpoints, metrics)", required=False)
-    options.add_substrate(parser, required=False)
-    parser.add_argument(
-        "--dry-run",
-        action="store_true",
-        help="check every setting (the model and optimizer are built on the meta device) and exit",
-    )
-    parser.add_argument(
-        "--allow-data-change",
-        action="store_true",
-        help="resume on token data that changed since the run began (prepared again or edited); "
-        "run.json and the report record the change",
-    )
-    add_config_arguments(parser, skip=("out", "substrate"))
+    options.add_settings(parser, GrowOptions)
+    add_config_arguments(parser)
 
 
 def run_grow(args: argparse.Namespace) -> int:
     from pgt.growth.config import resolve_config
     from pgt.growth.trainer import check_settings, grow
 
-    config = resolve_config(args.config_file, vars(args))
-    if args.dry_run:
+    command = options.settings_from(GrowOptions, args)
+    config = resolve_config(command.config_file, vars(args))
+    if command.dry_run:
         run = check_settings(config)
         total, trainable = run.final_parameters
         print(
@@ -66,5 +73,5 @@ def run_grow(args: argparse.Namespace) -> int:
             f"nothing was written to {config.out}"
         )
         return 0
-    grow(config, overwrite=args.overwrite, allow_data_change=args.allow_data_change)
+    grow(config, overwrite=command.overwrite, allow_data_change=command.allow_data_change)
     return 0

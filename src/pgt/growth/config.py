@@ -47,8 +47,8 @@ PRESET_KEYS = ("stages", "heads", "context")
 class GrowthConfig:
     """Everything `pgt grow` needs; each field's help is its option's help (`pgt grow --help`)."""
 
-    substrate: str | None = setting(
-        None, "substrate directory (tokenizer + frozen glyph matrix); sets d_model", required=True
+    substrate: str | None = options.substrate_setting(
+        "substrate directory (tokenizer + frozen glyph matrix); sets d_model"
     )
     data: str | list[str] | None = setting(
         None,
@@ -57,7 +57,7 @@ class GrowthConfig:
         metavar=f"DIR|{DATA_SPEC}",
         expects=f"a directory or a list of {DATA_SPEC}",
     )
-    out: str | None = setting(None, "run directory (stage-K models, checkpoints, metrics)", required=True)
+    out: str | None = options.out_setting("run directory (stage-K models, checkpoints, metrics)")
     from_model: str | None = setting(
         None,
         "a saved K-block single model (any run's stage-K) to grow on: stages K+1..N on top of it",
@@ -171,11 +171,9 @@ def load_yaml(path: str | os.PathLike) -> dict[str, Any]:
     return options.read_settings_file(GrowthConfig, path, "pgt grow")
 
 
-def add_config_arguments(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
-    """One `--key` option per field (but `skip`); defaults are None so that only given options override."""
-    options.add_settings(
-        parser, GrowthConfig, skip=skip, layered=True, required_text="required: here or in CONFIG.yaml"
-    )
+def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    """One `--key` option per field; defaults are None so that only given options override."""
+    options.add_settings(parser, GrowthConfig, layered=True, required_text="required: here or in CONFIG.yaml")
 
 
 def resolve_config(yaml_path: str | os.PathLike | None = None, overrides: dict[str, Any] | None = None) -> GrowthConfig:
