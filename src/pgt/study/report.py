@@ -296,27 +296,23 @@ def plot_losses(results: StudyResults, family: FamilyResults, path: Path) -> Non
 
 def plot_tune(results: StudyResults, family: FamilyResults, path: Path) -> None:
     """Validation loss of the adapter merge during `pgt tune`, from the merge's starting loss, per seed."""
+    curves = (  # what is drawn of each seed's curve, and how
+        ("validation", "val_loss", {"marker": "o"}),
+        ("training", "train_loss", {"linewidth": 0.8, "alpha": 0.5}),
+    )
     series = []
     for index, run in enumerate(family.row("merge-tuned").runs):
         record = adapter.tune_record(Path(run))
-        points = [p for p in record.curve if p.val_loss is not None]
-        series.append(
-            Series(
-                f"{Path(run).name}: validation",
-                [p.tokens for p in points],
-                [p.val_loss for p in points],
-                style={"marker": "o", "color": PALETTE[index]},
+        for name, key, style in curves:
+            points = [p for p in record.curve if getattr(p, key) is not None]
+            series.append(
+                Series(
+                    f"{Path(run).name}: {name}",
+                    [p.tokens for p in points],
+                    [getattr(p, key) for p in points],
+                    style={**style, "color": PALETTE[index]},
+                )
             )
-        )
-        train = [p for p in record.curve if p.train_loss is not None]
-        series.append(
-            Series(
-                f"{Path(run).name}: training",
-                [p.tokens for p in train],
-                [p.train_loss for p in train],
-                style={"linewidth": 0.8, "alpha": 0.5, "color": PALETTE[index]},
-            )
-        )
     plot_panels(
         [
             Panel(
