@@ -61,7 +61,7 @@ class MergeSettings:
     )
     mode: str = setting("mean", "how logits combine", choices=MERGE_MODES)
     adapter_hidden_size: int = setting(
-        DEFAULT_ADAPTER_HIDDEN, "width of the adapter's bottleneck (--mode adapter)", metavar="N"
+        DEFAULT_ADAPTER_HIDDEN, "width of the adapter's bottleneck, with --mode adapter", metavar="N"
     )
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Literal
 
 from pgt import options
+from pgt.data.manifest import SPLITS
 from pgt.errors import PgtError
 from pgt.eval import batching
 from pgt.eval import report as report_module
@@ -72,8 +73,8 @@ class EvalSettings:
     hub_split: str | None = setting(
         None, "dataset split", metavar="SPLIT", default_text="the task's own, e.g. validation"
     )
-    split: Literal["train", "validation"] | None = setting(
-        None, "perplexity/bpb: score only pgt's train or validation documents of --data"
+    split: str | None = setting(
+        None, "perplexity/bpb: score only pgt's train or validation documents of --data", choices=SPLITS
     )
     protocol: Literal["reference", "loglik"] = setting(
         "reference", "reference: generated answers as the reference scores them; loglik: the most probable option"
