@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass
 
 from pgt import options
 from pgt.compose.merge import DEFAULT_ADAPTER_HIDDEN, merge_experts
@@ -10,6 +11,7 @@ from pgt.compose.tune import TuneConfig, tune_merged
 from pgt.data.mixture import DATA_SPEC
 from pgt.io import refuse_overlap
 from pgt.model.architecture import MERGE_MODES
+from pgt.options import setting
 
 MERGE_EXAMPLES = (
     "pgt merge runs/en-ru/stage-4 runs/en-zh/stage-4 --out runs/merged/en-ru-zh   # average two experts' logits",
@@ -33,7 +35,68 @@ frozen embedding. The validation loss is measured before the first step (the mer
 loss) and during training; the tuned model and its loss curve (tune.json) go to --out."""
 
 
-TUNE_OPTIONS = ("tokens", "full", "batch_size", "seq_len", "lr", "seed")  # the TuneConfig fields `pgt tune` sets
+def _weight_list(text: str) -> list[float]:
+    try:
+        return [float(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers such as 0.5,0.5, not {text!r}") from None
+
+
+@dataclass
+class MergeSettings:
+    """`pgt merge`."""
+
+    experts: list[str] = setting(
+        help="model directories to merge (two or more)", positional=True, nargs="+", required=True, metavar="EXPERT_DIR"
+    )
+    out: str | None = options.out_setting("merged model directory to create")
+    overwrite: bool = options.overwrite_setting()
+    # a bare `list`: one option gives them all (a `list[float]` field would repeat its option)
+    weights: list | None = setting(
+        None,
+        "one positive weight per expert, comma-separated",
+        parse=_weight_list,
+        metavar="W1,W2,…",
+        default_text="equal",
+    )
+    mode: str = setting("mean", "how logits combine", choices=MERGE_MODES)
+    adapter_hidden_size: int = setting(
+        DEFAULT_ADAPTER_HIDDEN, "width of the adapter's bottleneck, with --mode adapter", metavar="N"
+    )
+
+
+@dataclass
+class TuneSettings(TuneConfig):
+    """`pgt tune`: TuneConfig, the merged model, its data and its output."""
+
+    merged: str | None = setting(None, "a `pgt merge` output", positional=True, required=True, metavar="MERGED_DIR")
+    data: list[str] | None = setting(
+        None,
+        "token data directory (`pgt data prepare`), or NAME=DIR:WEIGHT, repeated: a weighted "
+        "mixture drawn as `pgt grow` draws it",
+        required=True,
+        metavar=f"DIR|{DATA_SPEC}",
+    )
+    progress: bool | None = options.progress_setting()  # the command's default: on when stderr is a terminal
+    out: str | None = options.out_setting("tuned model directory to create (with tune.json, its loss curve)")
+    overwrite: bool = options.overwrite_setting()
+
+
+# The options of `pgt tune`, in the order its help lists them (TuneConfig's others keep their defaults).
+TUNE_OPTIONS = (
+    "merged",
+    "data",
+    "tokens",
+    "full",
+    "batch_size",
+    "seq_len",
+    "lr",
+    "seed",
+    "device",
+    "progress",
+    "out",
+    "overwrite",
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -45,22 +108,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         examples=MERGE_EXAMPLES,
         handler=run_merge,
     )
-    merge.add_argument("experts", nargs="+", metavar="EXPERT_DIR", help="model directories to merge (two or more)")
-    options.add_out(merge, "merged model directory to create")
-    merge.add_argument(
-        "--weights",
-        type=_weight_list,
-        metavar="W1,W2,…",
-        help="one positive weight per expert, comma-separated (default: equal)",
-    )
-    merge.add_argument("--mode", choices=MERGE_MODES, default="mean", help="how logits combine (default: mean)")
-    merge.add_argument(
-        "--adapter-hidden-size",
-        type=options.positive_int,
-        default=DEFAULT_ADAPTER_HIDDEN,
-        metavar="N",
-        help=f"width of the adapter's bottleneck (--mode adapter; default: {DEFAULT_ADAPTER_HIDDEN})",
-    )
+    options.add_settings(merge, MergeSettings)
 
     tune = options.add_command(
         subparsers,
@@ -70,50 +118,31 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         examples=TUNE_EXAMPLES,
         handler=run_tune,
     )
-    tune.add_argument("merged", metavar="MERGED_DIR", help="a `pgt merge` output")
-    tune.add_argument(
-        "--data",
-        required=True,
-        action="append",
-        metavar=f"DIR|{DATA_SPEC}",
-        help="token data directory (`pgt data prepare`), or NAME=DIR:WEIGHT, repeated: a weighted "
-        "mixture drawn as `pgt grow` draws it",
-    )
-    options.add_settings(tune, TuneConfig, TUNE_OPTIONS)
-    options.add_device(tune)
-    options.add_progress(tune)
-    options.add_out(tune, "tuned model directory to create (with tune.json, its loss curve)")
-
-
-def _weight_list(text: str) -> list[float]:
-    try:
-        return [float(part) for part in text.split(",")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers such as 0.5,0.5, not {text!r}") from None
+    options.add_settings(tune, TuneSettings, TUNE_OPTIONS)
 
 
 def run_merge(args: argparse.Namespace) -> int:
-    refuse_overlap(args.out, args.experts)
+    settings = options.settings_from(MergeSettings, args)
+    refuse_overlap(settings.out, settings.experts)
     out = merge_experts(
-        args.experts,
-        args.out,
-        weights=args.weights,
-        mode=args.mode,
-        adapter_hidden_size=args.adapter_hidden_size,
-        overwrite=args.overwrite,
+        settings.experts,
+        settings.out,
+        weights=settings.weights,
+        mode=settings.mode,
+        adapter_hidden_size=settings.adapter_hidden_size,
+        overwrite=settings.overwrite,
     )
-    print(f"merged {len(args.experts)} experts ({args.mode}) into {out}")
+    print(f"merged {len(settings.experts)} experts ({settings.mode}) into {out}")
     return 0
 
 
 def run_tune(args: argparse.Namespace) -> int:
-    config = TuneConfig(
-        **{name: getattr(args, name) for name in TUNE_OPTIONS}, device=args.device, progress=options.show_progress(args)
-    )
-    record = tune_merged(args.merged, args.data, args.out, config, overwrite=args.overwrite)
+    settings = options.settings_from(TuneSettings, args)
+    settings.progress = options.show_progress(settings)
+    record = tune_merged(settings.merged, settings.data, settings.out, settings, overwrite=settings.overwrite)
     print(
-        f"tuned the {record.trains} of {args.merged} ({record.trainable_parameters:,} parameters) for "
+        f"tuned the {record.trains} of {settings.merged} ({record.trainable_parameters:,} parameters) for "
         f"{record.tokens:,} tokens: validation loss {record.start_val_loss:.4f} -> {record.end_val_loss:.4f}; "
-        f"saved to {args.out}"
+        f"saved to {settings.out}"
     )
     return 0

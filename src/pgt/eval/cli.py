@@ -6,19 +6,24 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from pgt import options
+from pgt.data.manifest import SPLITS
 from pgt.errors import PgtError
 from pgt.eval import batching
 from pgt.eval import report as report_module
 from pgt.eval.generation import DEFAULT_DECODING, SAMPLERS
 from pgt.eval.harness import harness_paths, run_harness
+from pgt.eval.protocol import REFERENCE_RUNS
 from pgt.eval.results import RESULTS_DIRNAME, EvalRecord, refuse_existing_result
 from pgt.eval.runner import evaluate_to_file, load_for_eval, planned_path, resolve_task
 from pgt.eval.tasks import MC_TASK, PERPLEXITY_TASKS
 from pgt.io import check_writable
-from pgt.model.cli import add_attn_implementation
+from pgt.model.architecture import SAMPLING, AttnImplementation, attn_implementation_setting
+from pgt.options import setting
 
 DESCRIPTION = """Evaluate saved model directories; each --task/--data pair writes MODEL_DIR/eval/<task>--<dataset>.json.
 
@@ -45,78 +50,70 @@ EXAMPLES = [
 ]
 
 
-def _add_eval_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "model_dirs",
-        metavar="MODEL_DIR",
-        nargs="+",
+@dataclass
+class EvalSettings:
+    """`pgt eval`: the models, the tasks and how they are run."""
+
+    model_dirs: list[str] = setting(
         help="saved model directories (pgt or any HF causal LM), e.g. runs/grow/stage-*",
+        positional=True,
+        nargs="+",
+        required=True,
+        metavar="MODEL_DIR",
     )
-    parser.add_argument("--task", action="append", default=[], metavar="TASK", help="task to run (repeatable)")
-    parser.add_argument(
-        "--data",
-        action="append",
-        default=[],
-        metavar="PATH",
-        help="dataset of the --task at the same position: a file (.jsonl/.json/.parquet/.csv), "
+    # repeated options: None when not given, [] once built (__post_init__)
+    task: list[str] | None = setting(None, "task to run (repeatable)", metavar="TASK")
+    data: list[str] | None = setting(
+        None,
+        "dataset of the --task at the same position: a file (.jsonl/.json/.parquet/.csv), "
         "a directory, or hf:NAME[:CONFIG]; give none (hub defaults) or one per --task",
+        metavar="PATH",
     )
-    parser.add_argument(
-        "--name",
-        action="append",
-        default=[],
-        metavar="NAME",
-        help="name of each --task mc, in order (names its results file)",
+    name: list[str] | None = setting(None, "name of each --task mc, in order (names its results file)", metavar="NAME")
+    hub_split: str | None = setting(
+        None, "dataset split", metavar="SPLIT", default_text="the task's own, e.g. validation"
     )
-    parser.add_argument("--hub-split", metavar="SPLIT", help="dataset split (default: the task's own, e.g. validation)")
-    parser.add_argument(
-        "--split",
-        choices=("train", "validation"),
-        help="perplexity/bpb: score only pgt's train or validation documents of --data",
+    split: str | None = setting(
+        None, "perplexity/bpb: score only pgt's train or validation documents of --data", choices=SPLITS
     )
-    parser.add_argument(
-        "--protocol",
-        choices=("reference", "loglik"),
-        default="reference",
-        help="reference: generated answers as the reference scores them (default); loglik: the most probable option",
+    protocol: Literal["reference", "loglik"] = setting(
+        "reference", "reference: generated answers as the reference scores them; loglik: the most probable option"
     )
-    parser.add_argument(
-        "--decoding",
+    decoding: str = setting(
+        DEFAULT_DECODING,
+        "sample: temperature-1 sampling (the reference's likeliest sampler); "
+        f"card: the model card's temperature {SAMPLING['temperature']}, top-k {SAMPLING['top_k']}, "
+        f"top-p {SAMPLING['top_p']}; greedy: deterministic",
         choices=tuple(SAMPLERS),
-        default=DEFAULT_DECODING,
-        help="sample: temperature-1 sampling (default, the reference's likeliest sampler); "
-        "card: the model card's temperature 0.8, top-k 50, top-p 0.95; greedy: deterministic",
     )
-    parser.add_argument(
-        "--temperature", type=options.positive_float, help="sampling temperature (overrides --decoding's)"
+    temperature: float | None = setting(
+        None, "sampling temperature (overrides --decoding's)", parse=options.positive_float
     )
-    parser.add_argument("--runs", type=options.positive_int, help="runs over the one fixed list (default 10)")
-    parser.add_argument(
-        "--limit",
-        type=options.positive_int,
-        help="examples in the list (default: the reference's size) / held-out documents",
+    runs: int | None = setting(None, "runs over the one fixed list", default_text=str(REFERENCE_RUNS))
+    limit: int | None = setting(None, "examples in the list (default: the reference's size) / held-out documents")
+    seed: int = setting(0, "seed of the list's shuffle and of the samples", parse=options.seed)
+    batch_size: int = setting(8, "prompts per forward pass")
+    dtype: str = options.dtype_setting()
+    device: str = options.device_setting()
+    attn_implementation: AttnImplementation = attn_implementation_setting()
+    out: str | None = options.out_setting(
+        "write results to DIR/<task>--<dataset>.json instead of MODEL_DIR/eval/", required=False
     )
-    parser.add_argument(
-        "--seed", type=options.seed, default=0, help="seed of the list's shuffle and of the samples (default 0)"
-    )
-    parser.add_argument(
-        "--batch-size", type=options.positive_int, default=8, help="prompts per forward pass (default 8)"
-    )
-    options.add_dtype(parser)
-    options.add_device(parser)
-    add_attn_implementation(parser)
-    options.add_out(parser, "write results to DIR/<task>--<dataset>.json instead of MODEL_DIR/eval/", required=False)
-    parser.add_argument(
-        "--log-samples",
-        action="store_true",
-        help="also write every example (prompt, continuation or option log-likelihoods, answer, "
+    overwrite: bool = options.overwrite_setting()
+    log_samples: bool = setting(
+        False,
+        "also write every example (prompt, continuation or option log-likelihoods, answer, "
         "correctness; for perplexity/bpb each document's index, tokens, bytes and nats) "
         "to <results>.samples.jsonl",
+        switch=True,
     )
-    options.add_progress(parser)
-    parser.add_argument("--harness", metavar="TASKS", help="run lm-evaluation-harness tasks (comma-separated)")
-    parser.add_argument("--include-path", metavar="DIR", help="extra lm-eval task YAMLs (with --harness)")
-    parser.add_argument("--num-fewshot", type=options.non_negative_int, help="few-shot examples for --harness tasks")
+    progress: bool | None = options.progress_setting()
+    harness: str | None = setting(None, "run lm-evaluation-harness tasks (comma-separated)", metavar="TASKS")
+    include_path: str | None = setting(None, "extra lm-eval task YAMLs (with --harness)", metavar="DIR")
+    num_fewshot: int | None = setting(None, "few-shot examples for --harness tasks", parse=options.non_negative_int)
+
+    def __post_init__(self) -> None:
+        self.task, self.data, self.name = self.task or [], self.data or [], self.name or []
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -129,7 +126,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         examples=EXAMPLES,
         handler=run_eval,
     )
-    _add_eval_arguments(parser)
+    options.add_settings(parser, EvalSettings)
     report = options.add_command(
         subparsers, "report", help="one Markdown page with plots for a growth run", handler=report_module.run_report
     )
@@ -155,72 +152,75 @@ def _print_result(path: Path, record: EvalRecord) -> None:
         )
 
 
-def _jobs(args: argparse.Namespace) -> list[tuple[str, str | None, str | None]]:
+def _jobs(settings: EvalSettings) -> list[tuple[str, str | None, str | None]]:
     """(task, mc name, data) per --task, checked before any model is loaded."""
-    if args.data and len(args.data) != len(args.task):
+    if settings.data and len(settings.data) != len(settings.task):
         raise PgtError(
-            f"{len(args.data)} --data for {len(args.task)} --task: give one --data per --task "
+            f"{len(settings.data)} --data for {len(settings.task)} --task: give one --data per --task "
             "(in the same order), or none for the tasks' hub datasets"
         )
-    n_mc = args.task.count(MC_TASK)
-    if len(args.name) != n_mc:
-        raise PgtError(f"{len(args.name)} --name for {n_mc} --task mc: name each of your own tasks once, in order")
-    names = iter(args.name)
+    n_mc = settings.task.count(MC_TASK)
+    if len(settings.name) != n_mc:
+        raise PgtError(f"{len(settings.name)} --name for {n_mc} --task mc: name each of your own tasks once, in order")
+    names = iter(settings.name)
     jobs = []
-    for index, task in enumerate(args.task):
+    for index, task in enumerate(settings.task):
         name = next(names) if task == MC_TASK else None
         resolve_task(task, name)  # fail on a typo before loading the model
-        jobs.append((task, name, args.data[index] if args.data else None))
+        jobs.append((task, name, settings.data[index] if settings.data else None))
     return jobs
 
 
-def _check(args: argparse.Namespace) -> None:
-    if not args.task and not args.harness:
+def _check(settings: EvalSettings) -> None:
+    if not settings.task and not settings.harness:
         raise PgtError("nothing to evaluate: give --task TASK (repeatable) and/or --harness TASKS")
-    if args.include_path and not args.harness:
+    if settings.include_path and not settings.harness:
         raise PgtError("--include-path is for lm-evaluation-harness tasks: use it with --harness")
-    if args.temperature is not None and args.decoding == "greedy":
+    if settings.temperature is not None and settings.decoding == "greedy":
         raise PgtError("--temperature is for sampling: leave it out with --decoding greedy")
-    if len(args.model_dirs) > 1 and args.out:
+    if len(settings.model_dirs) > 1 and settings.out:
         raise PgtError("--out holds the results of one model: leave it out to write each MODEL_DIR/eval/")
-    if args.out and Path(args.out).exists() and not Path(args.out).is_dir():
-        raise PgtError(f"--out {args.out} is a file: give a directory for the results")
-    for model_dir in args.model_dirs:
+    if settings.out and Path(settings.out).exists() and not Path(settings.out).is_dir():
+        raise PgtError(f"--out {settings.out} is a file: give a directory for the results")
+    for model_dir in settings.model_dirs:
         if not (Path(model_dir) / "config.json").is_file():
             raise PgtError(f"{model_dir} is not a model directory (no config.json)")
 
 
-def _split(args: argparse.Namespace, task: str) -> str | None:
+def _split(settings: EvalSettings, task: str) -> str | None:
     """pgt's train/validation split for held-out text; the dataset's own split for every other task."""
-    return args.split if task in PERPLEXITY_TASKS else args.hub_split
+    return settings.split if task in PERPLEXITY_TASKS else settings.hub_split
 
 
 def run_eval(args: argparse.Namespace) -> int:
     """`pgt eval`: evaluate each --task/--data pair (and/or --harness tasks) and write the results."""
-    _check(args)
-    jobs = _jobs(args)
+    settings = options.settings_from(EvalSettings, args)
+    _check(settings)
+    jobs = _jobs(settings)
 
-    mode = "loglik" if args.protocol == "loglik" else "generate"
-    harness_tasks = [t for t in args.harness.split(",") if t] if args.harness else []
-    for model_dir in args.model_dirs:  # refuse before any model is loaded or evaluated
+    mode = "loglik" if settings.protocol == "loglik" else "generate"
+    harness_tasks = [t for t in settings.harness.split(",") if t] if settings.harness else []
+    for model_dir in settings.model_dirs:  # refuse before any model is loaded or evaluated
         paths = [
-            planned_path(model_dir, task, name=name, data=data, split=_split(args, task), mode=mode, out_dir=args.out)
+            planned_path(
+                model_dir, task, name=name, data=data, split=_split(settings, task), mode=mode, out_dir=settings.out
+            )
             for task, name, data in jobs
         ]
-        if args.harness:
-            paths += harness_paths(model_dir, harness_tasks, include_path=args.include_path, out_dir=args.out)
+        if settings.harness:
+            paths += harness_paths(model_dir, harness_tasks, include_path=settings.include_path, out_dir=settings.out)
         for path in paths:
-            refuse_existing_result(path, overwrite=args.overwrite)
-        check_writable(Path(args.out) if args.out else Path(model_dir) / RESULTS_DIRNAME)
+            refuse_existing_result(path, overwrite=settings.overwrite)
+        check_writable(Path(settings.out) if settings.out else Path(model_dir) / RESULTS_DIRNAME)
 
-    batching.set_progress(options.show_progress(args))
-    sampler = SAMPLERS[args.decoding]
-    if args.temperature is not None:
-        sampler = dataclasses.replace(sampler, temperature=args.temperature)
-    for model_dir in args.model_dirs:
-        if len(args.model_dirs) > 1:
+    batching.set_progress(options.show_progress(settings))
+    sampler = SAMPLERS[settings.decoding]
+    if settings.temperature is not None:
+        sampler = dataclasses.replace(sampler, temperature=settings.temperature)
+    for model_dir in settings.model_dirs:
+        if len(settings.model_dirs) > 1:
             print(f"{model_dir}:")
-        model, tokenizer = load_for_eval(model_dir, args.dtype, args.device, args.attn_implementation)
+        model, tokenizer = load_for_eval(model_dir, settings.dtype, settings.device, settings.attn_implementation)
         for task, name, data in jobs:
             path, record = evaluate_to_file(
                 model,
@@ -229,31 +229,31 @@ def run_eval(args: argparse.Namespace) -> int:
                 task,
                 name=name,
                 data=data,
-                split=_split(args, task),
+                split=_split(settings, task),
                 mode=mode,
-                runs=args.runs,
-                limit=args.limit,
+                runs=settings.runs,
+                limit=settings.limit,
                 sampler=sampler,
-                seed=args.seed,
-                batch_size=args.batch_size,
-                out_dir=args.out,
-                log_samples=args.log_samples,
+                seed=settings.seed,
+                batch_size=settings.batch_size,
+                out_dir=settings.out,
+                log_samples=settings.log_samples,
             )
             _print_result(path, record)
-        if args.harness:
+        if settings.harness:
             for path, record in run_harness(
                 model,
                 tokenizer,
                 model_dir,
                 harness_tasks,
-                include_path=args.include_path,
-                limit=args.limit,
-                batch_size=args.batch_size,
-                num_fewshot=args.num_fewshot,
-                seed=args.seed,
-                out_dir=args.out,
-                log_samples=args.log_samples,
-                overwrite=args.overwrite,
+                include_path=settings.include_path,
+                limit=settings.limit,
+                batch_size=settings.batch_size,
+                num_fewshot=settings.num_fewshot,
+                seed=settings.seed,
+                out_dir=settings.out,
+                log_samples=settings.log_samples,
+                overwrite=settings.overwrite,
             ):
                 _print_result(path, record)
     return 0

@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import argparse
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
+from pgt import options
 from pgt.errors import PgtError
 from pgt.eval import published as pub
 from pgt.eval.plots import plot_comparison, plot_depth
@@ -25,6 +27,7 @@ from pgt.eval.report_discovery import RunReport, collect, growth_steps, stage_di
 from pgt.eval.report_markdown import render_markdown
 from pgt.growth.metrics import EvalPoint, TrainPoint, plot_loss
 from pgt.io import atomic_file, make_dirs, refuse_existing_file
+from pgt.options import setting
 
 __all__ = ["add_arguments", "collect", "growth_steps", "run_report", "stage_dirs", "write_report"]
 
@@ -98,50 +101,49 @@ def write_report(
 # ---------------------------------------------------------------- command line (via pgt.eval.cli)
 
 
+@dataclass
+class ReportSettings:
+    """`pgt report`."""
+
+    run_dir: str = setting(
+        help="growth run directory (from `pgt grow --out`)", positional=True, required=True, metavar="RUN_DIR"
+    )
+    out: str | None = setting(
+        None, "Markdown page to write (default RUN_DIR/report.md); its PNGs go beside it", metavar="FILE.md"
+    )
+    overwrite: bool = setting(
+        False, "replace an existing page that pgt report wrote (and its PNGs); never another file", switch=True
+    )
+    baseline: list[str] | None = setting(
+        None, "extra baseline run or model directory (RUN_DIR/baselines/* are found on their own)", metavar="DIR"
+    )
+    merged: list[str] | None = setting(
+        None, "extra merged-expert model directory (RUN_DIR/merged/* are found on their own)", metavar="DIR"
+    )
+    published: str | None = setting(
+        None,
+        "the reference's published-benchmarks.txt (default: the figures embedded in pgt, listed in docs/evaluation.md)",
+        metavar="FILE",
+    )
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of `pgt report` (the eval area's CLI registers the command and calls `run`)."""
     parser.epilog = EXAMPLES  # the options are defined here, so are their examples
-    parser.add_argument("run_dir", metavar="RUN_DIR", help="growth run directory (from `pgt grow --out`)")
-    parser.add_argument(
-        "--out", metavar="FILE.md", help="Markdown page to write (default RUN_DIR/report.md); its PNGs go beside it"
-    )
-    parser.add_argument(
-        "--overwrite",
-        action="store_true",
-        help="replace an existing page that pgt report wrote (and its PNGs); never another file",
-    )
-    parser.add_argument(
-        "--baseline",
-        metavar="DIR",
-        action="append",
-        default=[],
-        help="extra baseline run or model directory (RUN_DIR/baselines/* are found on their own)",
-    )
-    parser.add_argument(
-        "--merged",
-        metavar="DIR",
-        action="append",
-        default=[],
-        help="extra merged-expert model directory (RUN_DIR/merged/* are found on their own)",
-    )
-    parser.add_argument(
-        "--published",
-        metavar="FILE",
-        help="the reference's published-benchmarks.txt "
-        "(default: the figures embedded in pgt, listed in docs/evaluation.md)",
-    )
+    options.add_settings(parser, ReportSettings)
     parser.set_defaults(handler=run_report)
 
 
 def run_report(args: argparse.Namespace) -> int:
     """Handler of `pgt report`."""
-    figures = pub.load_published(args.published) if args.published else None
+    settings = options.settings_from(ReportSettings, args)
+    figures = pub.load_published(settings.published) if settings.published else None
     page = write_report(
-        args.run_dir,
-        args.out,
-        overwrite=args.overwrite,
-        baselines=tuple(args.baseline),
-        merged=tuple(args.merged),
+        settings.run_dir,
+        settings.out,
+        overwrite=settings.overwrite,
+        baselines=tuple(settings.baseline or ()),
+        merged=tuple(settings.merged or ()),
         published=figures,
     )
     print(f"report: {page}")

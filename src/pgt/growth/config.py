@@ -18,11 +18,11 @@ from pgt import options
 from pgt.data.mixture import DATA_SPEC, normalize_specs, parse_mixture
 from pgt.errors import PgtError, SettingError
 from pgt.model.architecture import (
-    DEFAULT_ATTN_IMPLEMENTATION,
     DEFAULT_HIDDEN_ACT,
     AttnImplementation,
     BlockInit,
     HiddenAct,
+    attn_implementation_setting,
 )
 from pgt.model.presets import PRESETS
 from pgt.options import setting
@@ -94,7 +94,7 @@ class GrowthConfig:
     hidden_act: HiddenAct = setting(
         DEFAULT_HIDDEN_ACT, "MLP activation: gelu (ours), relu2 (served natively by vLLM/SGLang)"
     )
-    attn_implementation: AttnImplementation = setting(DEFAULT_ATTN_IMPLEMENTATION, "transformers attention backend")
+    attn_implementation: AttnImplementation = attn_implementation_setting()
     seed: int = setting(0, "seeds block initialisation and the data order", parse=options.seed)
     lora_from: int = setting(
         5, "from this stage on, older blocks train through LoRA adapters (0 = never)", parse=options.non_negative_int

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from pgt.errors import PgtError
 from pgt.model.frozen import freeze_embedding
+from pgt.options import setting
 
 if TYPE_CHECKING:
     from torch import nn
@@ -37,6 +38,14 @@ DEFAULT_HIDDEN_ACT = "gelu"
 AttnImplementation = Literal["sdpa", "flash_attention_2", "flex_attention"]
 ATTN_IMPLEMENTATIONS: tuple[str, ...] = get_args(AttnImplementation)
 DEFAULT_ATTN_IMPLEMENTATION = "sdpa"
+
+
+def attn_implementation_setting() -> Any:
+    """`--attn-implementation`, a field of every command that loads a model to run it (grow, generate, eval)."""
+    return setting(
+        DEFAULT_ATTN_IMPLEMENTATION, "attention backend; flash_attention_2 needs CUDA and the flash-attn package"
+    )
+
 
 # How a block added by progressive growth starts (pgt.growth.expand).
 BlockInit = Literal["random", "identity", "copy-top"]

@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pgt import options
 from pgt.errors import PgtError
 from pgt.model.architecture import (
-    ATTN_IMPLEMENTATIONS,
-    DEFAULT_ATTN_IMPLEMENTATION,
     DEFAULT_HIDDEN_ACT,
-    HIDDEN_ACTS,
     SAMPLING,
+    AttnImplementation,
+    HiddenAct,
+    attn_implementation_setting,
 )
 from pgt.model.hub import push_model
 from pgt.model.loading import (
@@ -23,17 +24,80 @@ from pgt.model.loading import (
     read_model_config,
 )
 from pgt.model.presets import PRESETS
+from pgt.options import setting
+
+SIZE = "size (a preset, or --blocks and --heads)"
+SAMPLING_GROUP = "sampling (the model card's defaults)"
 
 
-def add_attn_implementation(parser: argparse.ArgumentParser) -> None:
-    """`--attn-implementation`: transformers' attention backend (grow, generate, eval)."""
-    parser.add_argument(
-        "--attn-implementation",
-        choices=ATTN_IMPLEMENTATIONS,
-        default=DEFAULT_ATTN_IMPLEMENTATION,
-        help=f"attention backend (default: {DEFAULT_ATTN_IMPLEMENTATION}; flash_attention_2 "
-        "needs CUDA and the flash-attn package)",
+@dataclass
+class InfoSettings:
+    """`pgt info`."""
+
+    target: str = setting(
+        help="a preset name or a model directory", positional=True, required=True, metavar="PRESET|MODEL_DIR"
     )
+
+
+@dataclass
+class InitSettings:
+    """`pgt init`."""
+
+    substrate: str | None = options.substrate_setting()
+    preset: str | None = setting(None, "named size, see `pgt info PRESET`", group=SIZE)
+    # --layers: the old name of --blocks (docs/architecture.md, "Names"), still accepted, no longer listed
+    blocks: int | None = setting(None, "number of decoder blocks", hidden_flags=("--layers",), group=SIZE)
+    heads: int | None = setting(None, "attention heads per block", group=SIZE)
+    hidden_act: HiddenAct = setting(DEFAULT_HIDDEN_ACT, "MLP activation; relu2 serves natively in vLLM/SGLang")
+    out: str | None = options.out_setting("model directory to create")
+    overwrite: bool = options.overwrite_setting()
+    seed: int = setting(0, "seed of the random initialisation", parse=options.seed)
+
+
+@dataclass
+class ModelSettings:
+    """A command on one saved model (generate, push)."""
+
+    model: str = setting(help="model directory", positional=True, required=True, metavar="MODEL_DIR")
+
+
+@dataclass
+class GenerateSettings(ModelSettings):
+    """`pgt generate`."""
+
+    prompt: str = setting(help="text to continue", parse=options.text, positional=True, required=True, metavar="PROMPT")
+    max_new_tokens: int = setting(100, "tokens to generate")
+    temperature: float = setting(
+        SAMPLING["temperature"], "temperature", parse=options.positive_float, group=SAMPLING_GROUP
+    )
+    top_k: int = setting(
+        SAMPLING["top_k"], "k likeliest tokens, 0: all", parse=options.non_negative_int, group=SAMPLING_GROUP
+    )
+    top_p: float = setting(SAMPLING["top_p"], "nucleus mass, 1.0: off", parse=options.fraction, group=SAMPLING_GROUP)
+    seed: int | None = setting(None, "random seed, for reproducible sampling", parse=options.seed, group=SAMPLING_GROUP)
+    greedy: bool = setting(False, "no sampling: always the most likely token", switch=True, group=SAMPLING_GROUP)
+    dtype: str = options.dtype_setting()
+    device: str = options.device_setting()
+    attn_implementation: AttnImplementation = attn_implementation_setting()
+    truncate: bool = setting(
+        False, "keep only the last tokens of a prompt too long for the context", switch=True, default_text="refuse it"
+    )
+
+    def sampling(self) -> dict[str, Any]:
+        """The keyword arguments of `model.generate` that choose the next token."""
+        if self.greedy:
+            return GREEDY
+        return {"do_sample": True, "temperature": self.temperature, "top_k": self.top_k, "top_p": self.top_p}
+
+
+@dataclass
+class PushSettings(ModelSettings):
+    """`pgt push`."""
+
+    repo_id: str = setting(
+        help="Hub repository, e.g. USER/NAME (created if missing)", positional=True, required=True, metavar="REPO_ID"
+    )
+    private: bool = setting(False, "create the repository as private", switch=True)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -50,7 +114,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ],
         handler=run_info,
     )
-    info.add_argument("target", metavar="PRESET|MODEL_DIR", help="a preset name or a model directory")
+    options.add_settings(info, InfoSettings)
 
     init = options.add_command(
         subparsers,
@@ -66,21 +130,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ],
         handler=run_init,
     )
-    options.add_substrate(init)
-    size = init.add_argument_group("size (a preset, or --blocks and --heads)")
-    size.add_argument("--preset", help="named size, see `pgt info PRESET`")
-    size.add_argument("--blocks", type=options.positive_int, help="number of decoder blocks")
-    # The old name of --blocks (docs/architecture.md, "Names"): still accepted, no longer listed.
-    size.add_argument("--layers", dest="blocks", type=options.positive_int, help=argparse.SUPPRESS)
-    size.add_argument("--heads", type=options.positive_int, help="attention heads per block")
-    init.add_argument(
-        "--hidden-act",
-        choices=HIDDEN_ACTS,
-        default=DEFAULT_HIDDEN_ACT,
-        help=f"MLP activation (default: {DEFAULT_HIDDEN_ACT}; relu2 serves natively in vLLM/SGLang)",
-    )
-    options.add_out(init, "model directory to create")
-    init.add_argument("--seed", type=options.seed, default=0, help="seed of the random initialisation (default: 0)")
+    options.add_settings(init, InitSettings)
 
     generate = options.add_command(
         subparsers,
@@ -96,34 +146,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ],
         handler=run_generate,
     )
-    generate.add_argument("model", type=Path, metavar="MODEL_DIR", help="model directory")
-    generate.add_argument("prompt", type=options.text, metavar="PROMPT", help="text to continue")
-    generate.add_argument(
-        "--max-new-tokens", type=options.positive_int, default=100, help="tokens to generate (default: 100)"
-    )
-    sampling = generate.add_argument_group("sampling (the model card's defaults)")
-    sampling.add_argument(
-        "--temperature", type=options.positive_float, default=SAMPLING["temperature"], help="temperature (%(default)s)"
-    )
-    sampling.add_argument(
-        "--top-k",
-        type=options.non_negative_int,
-        default=SAMPLING["top_k"],
-        help="k likeliest tokens, 0: all (%(default)s)",
-    )
-    sampling.add_argument(
-        "--top-p", type=options.fraction, default=SAMPLING["top_p"], help="nucleus mass, 1.0: off (%(default)s)"
-    )
-    sampling.add_argument("--seed", type=options.seed, help="random seed, for reproducible sampling")
-    sampling.add_argument("--greedy", action="store_true", help="no sampling: always the most likely token")
-    options.add_dtype(generate)
-    options.add_device(generate)
-    add_attn_implementation(generate)
-    generate.add_argument(
-        "--truncate",
-        action="store_true",
-        help="keep only the last tokens of a prompt too long for the context (default: refuse it)",
-    )
+    options.add_settings(generate, GenerateSettings)
 
     push = options.add_command(
         subparsers,
@@ -137,9 +160,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ],
         handler=run_push,
     )
-    push.add_argument("model", type=Path, metavar="MODEL_DIR", help="model directory")
-    push.add_argument("repo_id", metavar="REPO_ID", help="Hub repository, e.g. USER/NAME (created if missing)")
-    push.add_argument("--private", action="store_true", help="create the repository as private")
+    options.add_settings(push, PushSettings)
 
 
 def format_count(count: int) -> str:
@@ -147,7 +168,7 @@ def format_count(count: int) -> str:
 
 
 def run_info(args: argparse.Namespace) -> int:
-    target = args.target
+    target = options.settings_from(InfoSettings, args).target
     if target in PRESETS:
         preset = PRESETS[target]
         config = preset.config()
@@ -181,16 +202,17 @@ def run_info(args: argparse.Namespace) -> int:
 def run_init(args: argparse.Namespace) -> int:
     from transformers.utils import logging as hf_logging
 
+    settings = options.settings_from(InitSettings, args)
     hf_logging.disable_progress_bar()
     out = init_model_dir(
-        args.substrate,
-        args.out,
-        preset=args.preset,
-        layers=args.blocks,
-        heads=args.heads,
-        seed=args.seed,
-        overwrite=args.overwrite,
-        hidden_act=args.hidden_act,
+        settings.substrate,
+        settings.out,
+        preset=settings.preset,
+        layers=settings.blocks,
+        heads=settings.heads,
+        seed=settings.seed,
+        overwrite=settings.overwrite,
+        hidden_act=settings.hidden_act,
     )
     print(f"wrote {out}")
     return 0
@@ -218,30 +240,28 @@ def run_generate(args: argparse.Namespace) -> int:
     from transformers import TextStreamer
     from transformers.utils import logging as hf_logging
 
+    settings = options.settings_from(GenerateSettings, args)
     hf_logging.disable_progress_bar()
-    device = options.resolve_device(args.device)
     model, tokenizer = load_model(
-        args.model, dtype=options.torch_dtype(args.dtype), device=device, attn_implementation=args.attn_implementation
+        settings.model,
+        dtype=options.torch_dtype(settings.dtype),
+        device=options.resolve_device(settings.device),
+        attn_implementation=settings.attn_implementation,
     )
     input_ids = fit_prompt(
-        tokenizer(args.prompt)["input_ids"],
-        args.max_new_tokens,
+        tokenizer(settings.prompt)["input_ids"],
+        settings.max_new_tokens,
         model.config.max_position_embeddings,
-        truncate=args.truncate,
+        truncate=settings.truncate,
     )
-    if args.seed is not None:
-        torch.manual_seed(args.seed)
-    sampling = (
-        GREEDY
-        if args.greedy
-        else {"do_sample": True, "temperature": args.temperature, "top_k": args.top_k, "top_p": args.top_p}
-    )
+    if settings.seed is not None:
+        torch.manual_seed(settings.seed)
     print(tokenizer.decode(input_ids), end="", flush=True)
     stream_continuation(
         model,
         input_ids,
-        max_new_tokens=args.max_new_tokens,
-        sampling=sampling,
+        max_new_tokens=settings.max_new_tokens,
+        sampling=settings.sampling(),
         streamer=TextStreamer(tokenizer, skip_prompt=True),
     )
     return 0
@@ -270,5 +290,6 @@ def stream_continuation(
 
 
 def run_push(args: argparse.Namespace) -> int:
-    print(f"pushed {args.model} to {push_model(args.model, args.repo_id, private=args.private)}")
+    settings = options.settings_from(PushSettings, args)
+    print(f"pushed {settings.model} to {push_model(settings.model, settings.repo_id, private=settings.private)}")
     return 0
