@@ -11,9 +11,9 @@ import pgt
 
 ROOT = Path(pgt.__file__).parent
 # Each area and the areas it may import (besides itself and the bottom modules).
-BOTTOM = {"errors", "io", "records", "options", "lazy", "corpus"}
+BOTTOM = {"errors", "io", "records", "options", "settings", "lazy", "corpus"}
 ALLOWED = {
-    "corpus": {"errors", "io", "records", "options", "lazy"},
+    "corpus": {"errors", "io", "records", "options", "settings", "lazy"},
     "substrate": BOTTOM,
     "model": BOTTOM | {"substrate"},
     "data": BOTTOM | {"substrate"},

@@ -50,7 +50,7 @@ def test_one_settings_dataclass_gives_options_yaml_and_one_check(tmp_path) -> No
     import dataclasses
 
     from pgt.errors import MissingSetting
-    from pgt.options import add_settings, check_settings, read_settings_file, setting
+    from pgt.settings import add_settings, check_settings, read_settings_file, setting
 
     @dataclasses.dataclass
     class Settings:
@@ -113,7 +113,7 @@ def test_settings_declare_arguments_groups_aliases_and_exclusive_choices() -> No
     from `setting` fields, and `settings_from` checks the result once, naming flags."""
     import dataclasses
 
-    from pgt.options import add_settings, out_setting, setting, settings_from
+    from pgt.settings import add_settings, out_setting, setting, settings_from
 
     @dataclasses.dataclass
     class Settings:

@@ -13,7 +13,8 @@ import sys
 from pgt import __version__
 from pgt.errors import PgtError, SettingError
 from pgt.io import environment_error
-from pgt.options import flag_error, quiet_library_progress, show_progress
+from pgt.options import quiet_library_progress, show_progress
+from pgt.settings import flag_error
 
 # Modules that define `register(subparsers)`, in the order their commands are listed.
 COMMAND_MODULES = (

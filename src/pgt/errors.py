@@ -18,7 +18,7 @@ class PgtError(Exception):
 
 class SettingError(PgtError):
     """A bad setting, named by its keyword (`seq_len must be …`) where a library is called from Python; a
-    command line names it by its flag instead (`--seq-len must be …`: pgt.options.flag_error)."""
+    command line names it by its flag instead (`--seq-len must be …`: pgt.settings.flag_error)."""
 
     def __init__(self, key: str, detail: str) -> None:
         super().__init__(f"{key} {detail}")

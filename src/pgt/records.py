@@ -36,7 +36,7 @@ class Mismatch(PgtError):
 def check_value(value: Any, hint: Any, where: str) -> Any:
     """Return `value` converted to the type `hint` (nested records built), or raise a one-line PgtError
     (a `Mismatch` when the value is of another type) naming `where`: the one type checker of records
-    and of settings (pgt.options)."""
+    and of settings (pgt.settings)."""
     origin = typing.get_origin(hint)
     if hint is Any:
         return value

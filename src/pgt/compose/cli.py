@@ -11,7 +11,7 @@ from pgt.compose.tune import TuneConfig, tune_merged
 from pgt.data.mixture import DATA_SPEC
 from pgt.io import refuse_overlap
 from pgt.model.architecture import MERGE_MODES
-from pgt.options import setting
+from pgt.settings import add_settings, out_setting, overwrite_setting, progress_setting, setting, settings_from
 
 MERGE_EXAMPLES = (
     "pgt merge runs/en-ru/stage-4 runs/en-zh/stage-4 --out runs/merged/en-ru-zh   # average two experts' logits",
@@ -49,8 +49,8 @@ class MergeSettings:
     experts: list[str] = setting(
         help="model directories to merge (two or more)", positional=True, nargs="+", required=True, metavar="EXPERT_DIR"
     )
-    out: str | None = options.out_setting("merged model directory to create")
-    overwrite: bool = options.overwrite_setting()
+    out: str | None = out_setting("merged model directory to create")
+    overwrite: bool = overwrite_setting()
     # a bare `list`: one option gives them all (a `list[float]` field would repeat its option)
     weights: list | None = setting(
         None,
@@ -77,9 +77,9 @@ class TuneSettings(TuneConfig):
         required=True,
         metavar=f"DIR|{DATA_SPEC}",
     )
-    progress: bool | None = options.progress_setting()  # the command's default: on when stderr is a terminal
-    out: str | None = options.out_setting("tuned model directory to create (with tune.json, its loss curve)")
-    overwrite: bool = options.overwrite_setting()
+    progress: bool | None = progress_setting()  # the command's default: on when stderr is a terminal
+    out: str | None = out_setting("tuned model directory to create (with tune.json, its loss curve)")
+    overwrite: bool = overwrite_setting()
 
 
 # The options of `pgt tune`, in the order its help lists them (TuneConfig's others keep their defaults).
@@ -108,7 +108,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         examples=MERGE_EXAMPLES,
         handler=run_merge,
     )
-    options.add_settings(merge, MergeSettings)
+    add_settings(merge, MergeSettings)
 
     tune = options.add_command(
         subparsers,
@@ -118,11 +118,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         examples=TUNE_EXAMPLES,
         handler=run_tune,
     )
-    options.add_settings(tune, TuneSettings, TUNE_OPTIONS)
+    add_settings(tune, TuneSettings, TUNE_OPTIONS)
 
 
 def run_merge(args: argparse.Namespace) -> int:
-    settings = options.settings_from(MergeSettings, args)
+    settings = settings_from(MergeSettings, args)
     refuse_overlap(settings.out, settings.experts)
     out = merge_experts(
         settings.experts,
@@ -137,7 +137,7 @@ def run_merge(args: argparse.Namespace) -> int:
 
 
 def run_tune(args: argparse.Namespace) -> int:
-    settings = options.settings_from(TuneSettings, args)
+    settings = settings_from(TuneSettings, args)
     settings.progress = options.show_progress(settings)
     record = tune_merged(settings.merged, settings.data, settings.out, settings, overwrite=settings.overwrite)
     print(

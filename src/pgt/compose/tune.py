@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING
 from pgt import options
 from pgt.errors import PgtError, SettingError
 from pgt.growth.records import MixtureDraw
-from pgt.options import setting
 from pgt.records import Record
+from pgt.settings import check_settings, setting
 
 if TYPE_CHECKING:
     from pgt.data.mixture import TokenMixture
@@ -34,7 +34,7 @@ TUNE_FILE = "tune.json"
 
 @dataclass
 class TuneConfig:
-    """Settings of `pgt tune`; each field's help is its option's help (pgt.options.setting)."""
+    """Settings of `pgt tune`; each field's help is its option's help (pgt.settings.setting)."""
 
     tokens: int = setting(help="training tokens", required=True)
     full: bool = setting(False, "train the whole merged model, not only its adapter", switch=True)
@@ -110,7 +110,7 @@ def tune_merged(
     from pgt.model.loading import CONFIG_FILE
 
     merged_dir, out = Path(merged_dir), Path(out)
-    options.check_settings(config)
+    check_settings(config)
     specs = normalize_specs(str(data) if isinstance(data, Path) else data)
     mixture = TokenMixture(specs)
     refuse_overlap(out, [merged_dir, *mixture.paths])

@@ -18,7 +18,17 @@ from pgt.data.splits import (
     DEFAULT_VAL_FRACTION,
     MAX_VAL_FRACTION,
 )
-from pgt.options import setting
+from pgt.settings import (
+    add_settings,
+    out_setting,
+    overwrite_setting,
+    progress_setting,
+    setting,
+    settings_from,
+    strict_setting,
+    substrate_setting,
+    workers_setting,
+)
 
 SOURCES_HELP = f"""\
 sources (docs/data.md):
@@ -68,7 +78,7 @@ SHOW_EXAMPLES = [
 
 @dataclass
 class PrepareSettings:
-    """`pgt data prepare`; each field's help is its option's help (pgt.options.setting)."""
+    """`pgt data prepare`; each field's help is its option's help (pgt.settings.setting)."""
 
     sources: list[str] = setting(
         help="files, directories, hf:NAME[:CONFIG], `default`, LANG=SOURCE",
@@ -77,9 +87,9 @@ class PrepareSettings:
         nargs="+",
         metavar="SOURCE",
     )
-    substrate: str | None = options.substrate_setting("substrate directory, or any directory with a fast tokenizer")
-    out: str | None = options.out_setting("output token data directory")
-    overwrite: bool = options.overwrite_setting()
+    substrate: str | None = substrate_setting("substrate directory, or any directory with a fast tokenizer")
+    out: str | None = out_setting("output token data directory")
+    overwrite: bool = overwrite_setting()
     val_fraction: float = setting(
         DEFAULT_VAL_FRACTION,
         "share of documents for validation, below 1",
@@ -93,7 +103,7 @@ class PrepareSettings:
         parse=options.non_negative_int,
         metavar="N",
     )
-    workers: int | None = options.workers_setting("tokenizer processes")
+    workers: int | None = workers_setting("tokenizer processes")
     shard_tokens: int = setting(
         DEFAULT_SHARD_TOKENS,
         "tokens per shard file",
@@ -114,8 +124,8 @@ class PrepareSettings:
         "how a JSONL/parquet/dataset record becomes a document: auto (from its fields), text (--text-field), "
         "messages, alpaca, sharegpt (rendered with the chat template)",
     )
-    strict: bool = options.strict_setting()
-    progress: bool | None = options.progress_setting()
+    strict: bool = strict_setting()
+    progress: bool | None = progress_setting()
 
 
 @dataclass
@@ -148,7 +158,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         examples=PREPARE_EXAMPLES,
         handler=run_data_prepare,
     )
-    options.add_settings(prepare, PrepareSettings)
+    add_settings(prepare, PrepareSettings)
 
     show = options.add_command(
         commands,
@@ -158,11 +168,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         examples=SHOW_EXAMPLES,
         handler=run_data_show,
     )
-    options.add_settings(show, ShowSettings)
+    add_settings(show, ShowSettings)
 
 
 def run_data_prepare(args: argparse.Namespace) -> int:
-    settings = options.settings_from(PrepareSettings, args)
+    settings = settings_from(PrepareSettings, args)
     started = time.monotonic()
     manifest = prepare_token_data(
         settings.sources,
@@ -190,7 +200,7 @@ def run_data_prepare(args: argparse.Namespace) -> int:
 
 
 def run_data_show(args: argparse.Namespace) -> int:
-    settings = options.settings_from(ShowSettings, args)
+    settings = settings_from(ShowSettings, args)
     data = TokenData(settings.data_dir, verify=settings.verify)
     manifest = data.manifest
     print(f"{data.path}: tokenizer {data.tokenizer_fingerprint}, eos id {data.eos_id}, {manifest.dtype}")

@@ -13,7 +13,7 @@ from typing import Any
 
 from pgt import options
 from pgt.data.loader import TokenData
-from pgt.options import setting
+from pgt.settings import add_settings, out_setting, overwrite_setting, setting, settings_from
 from pgt.substrate.cli import substrate_commands
 from pgt.substrate.health import inspect_substrate
 from pgt.substrate.trim import trim_substrate
@@ -25,7 +25,7 @@ def _substrate_argument(help: str) -> Any:
 
 @dataclass
 class TrimSettings:
-    """`pgt substrate trim`; each field's help is its option's help (pgt.options.setting)."""
+    """`pgt substrate trim`; each field's help is its option's help (pgt.settings.setting)."""
 
     substrate: str = _substrate_argument("the full substrate directory to trim")
     data: str | None = setting(
@@ -45,8 +45,8 @@ class TrimSettings:
         "removing the offset the kept rows share (off by default; in trim.json and the fingerprint)",
         switch=True,
     )
-    out: str | None = options.out_setting("trimmed substrate directory to create")
-    overwrite: bool = options.overwrite_setting()
+    out: str | None = out_setting("trimmed substrate directory to create")
+    overwrite: bool = overwrite_setting()
 
 
 @dataclass
@@ -79,7 +79,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ],
         handler=run_substrate_trim,
     )
-    options.add_settings(trim, TrimSettings)
+    add_settings(trim, TrimSettings)
 
     inspect = options.add_command(
         commands,
@@ -95,11 +95,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ],
         handler=run_substrate_inspect,
     )
-    options.add_settings(inspect, InspectSettings)
+    add_settings(inspect, InspectSettings)
 
 
 def run_substrate_trim(args: argparse.Namespace) -> int:
-    settings = options.settings_from(TrimSettings, args)
+    settings = settings_from(TrimSettings, args)
     started = time.perf_counter()
     data = TokenData(settings.data) if settings.data is not None else None
     record = trim_substrate(
@@ -120,7 +120,7 @@ def run_substrate_trim(args: argparse.Namespace) -> int:
 
 
 def run_substrate_inspect(args: argparse.Namespace) -> int:
-    settings = options.settings_from(InspectSettings, args)
+    settings = settings_from(InspectSettings, args)
     health = inspect_substrate(settings.substrate, TokenData(settings.data) if settings.data is not None else None)
     print("\n".join(health.summary(settings.groups)))
     if settings.json:

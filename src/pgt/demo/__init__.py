@@ -45,7 +45,7 @@ from pgt.demo.showcase import (
 from pgt.errors import PgtError
 from pgt.io import atomic_file, refuse_foreign
 from pgt.model.architecture import check_heads
-from pgt.options import setting
+from pgt.settings import add_settings, progress_setting, setting, settings_from, substrate_setting
 from pgt.substrate.layout import SMALL_FAMILY
 
 EXAMPLES = [
@@ -271,7 +271,7 @@ class DemoSettings:
         parse=options.positive_float,
     )
     dim: int | None = setting(None, "embedding width of the substrate built here", default_text=str(DEFAULT_DIM))
-    substrate: str | None = options.substrate_setting(
+    substrate: str | None = substrate_setting(
         "reuse an existing substrate instead of building one (a full one is trimmed to the default corpus first, "
         "unless --data or --no-trim is given)",
         required=False,
@@ -294,12 +294,12 @@ class DemoSettings:
     threads: int | None = setting(
         None, "torch CPU threads", default_text="1 or min(2, CPUs), whichever trains faster here"
     )
-    progress: bool | None = options.progress_setting()
+    progress: bool | None = progress_setting()
 
 
 def run_demo(args: argparse.Namespace) -> int:
     """Handler of `pgt demo`: its own settings checked here, `pgt grow`'s when the plan builds its config."""
-    options.settings_from(DemoSettings, args)
+    settings_from(DemoSettings, args)
     demo(args)
     return 0
 
@@ -316,8 +316,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         examples=EXAMPLES,
         handler=run_demo,
     )
-    options.add_settings(parser, DemoSettings)
-    options.add_settings(
+    add_settings(parser, DemoSettings)
+    add_settings(
         parser,
         GrowthConfig,
         GROWTH_OPTIONS,

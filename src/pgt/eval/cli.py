@@ -23,7 +23,16 @@ from pgt.eval.runner import evaluate_to_file, load_for_eval, planned_path, resol
 from pgt.eval.tasks import MC_TASK, PERPLEXITY_TASKS
 from pgt.io import check_writable
 from pgt.model.architecture import SAMPLING, AttnImplementation, attn_implementation_setting
-from pgt.options import setting
+from pgt.settings import (
+    add_settings,
+    device_setting,
+    dtype_setting,
+    out_setting,
+    overwrite_setting,
+    progress_setting,
+    setting,
+    settings_from,
+)
 
 DESCRIPTION = """Evaluate saved model directories; each --task/--data pair writes MODEL_DIR/eval/<task>--<dataset>.json.
 
@@ -93,13 +102,13 @@ class EvalSettings:
     limit: int | None = setting(None, "examples in the list (default: the reference's size) / held-out documents")
     seed: int = setting(0, "seed of the list's shuffle and of the samples", parse=options.seed)
     batch_size: int = setting(8, "prompts per forward pass")
-    dtype: str = options.dtype_setting()
-    device: str = options.device_setting()
+    dtype: str = dtype_setting()
+    device: str = device_setting()
     attn_implementation: AttnImplementation = attn_implementation_setting()
-    out: str | None = options.out_setting(
+    out: str | None = out_setting(
         "write results to DIR/<task>--<dataset>.json instead of MODEL_DIR/eval/", required=False
     )
-    overwrite: bool = options.overwrite_setting()
+    overwrite: bool = overwrite_setting()
     log_samples: bool = setting(
         False,
         "also write every example (prompt, continuation or option log-likelihoods, answer, "
@@ -107,7 +116,7 @@ class EvalSettings:
         "to <results>.samples.jsonl",
         switch=True,
     )
-    progress: bool | None = options.progress_setting()
+    progress: bool | None = progress_setting()
     harness: str | None = setting(None, "run lm-evaluation-harness tasks (comma-separated)", metavar="TASKS")
     include_path: str | None = setting(None, "extra lm-eval task YAMLs (with --harness)", metavar="DIR")
     num_fewshot: int | None = setting(None, "few-shot examples for --harness tasks", parse=options.non_negative_int)
@@ -126,7 +135,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         examples=EXAMPLES,
         handler=run_eval,
     )
-    options.add_settings(parser, EvalSettings)
+    add_settings(parser, EvalSettings)
     report = options.add_command(
         subparsers, "report", help="one Markdown page with plots for a growth run", handler=report_module.run_report
     )
@@ -194,7 +203,7 @@ def _split(settings: EvalSettings, task: str) -> str | None:
 
 def run_eval(args: argparse.Namespace) -> int:
     """`pgt eval`: evaluate each --task/--data pair (and/or --harness tasks) and write the results."""
-    settings = options.settings_from(EvalSettings, args)
+    settings = settings_from(EvalSettings, args)
     _check(settings)
     jobs = _jobs(settings)
 

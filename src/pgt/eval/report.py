@@ -19,7 +19,6 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from pgt import options
 from pgt.errors import PgtError
 from pgt.eval import published as pub
 from pgt.eval.plots import plot_comparison, plot_depth
@@ -27,7 +26,7 @@ from pgt.eval.report_discovery import RunReport, collect, growth_steps, stage_di
 from pgt.eval.report_markdown import render_markdown
 from pgt.growth.metrics import EvalPoint, TrainPoint, plot_loss
 from pgt.io import atomic_file, make_dirs, refuse_existing_file
-from pgt.options import setting
+from pgt.settings import add_settings, setting, settings_from
 
 __all__ = ["add_arguments", "collect", "growth_steps", "run_report", "stage_dirs", "write_report"]
 
@@ -130,13 +129,13 @@ class ReportSettings:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of `pgt report` (the eval area's CLI registers the command and calls `run`)."""
     parser.epilog = EXAMPLES  # the options are defined here, so are their examples
-    options.add_settings(parser, ReportSettings)
+    add_settings(parser, ReportSettings)
     parser.set_defaults(handler=run_report)
 
 
 def run_report(args: argparse.Namespace) -> int:
     """Handler of `pgt report`."""
-    settings = options.settings_from(ReportSettings, args)
+    settings = settings_from(ReportSettings, args)
     figures = pub.load_published(settings.published) if settings.published else None
     page = write_report(
         settings.run_dir,

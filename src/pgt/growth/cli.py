@@ -6,7 +6,7 @@ import argparse
 from dataclasses import dataclass
 
 from pgt import options
-from pgt.options import setting
+from pgt.settings import add_settings, overwrite_setting, setting, settings_from
 
 EXAMPLES = [
     "pgt grow --substrate runs/sub --data runs/data --stages 3 --tokens-per-stage 2000000 --out runs/grow",
@@ -29,7 +29,7 @@ class GrowOptions:
     """What `pgt grow` does with a run, beside how it trains (GrowthConfig's options)."""
 
     config_file: str | None = setting(None, "YAML file of config keys", positional=True, metavar="CONFIG.yaml")
-    overwrite: bool = options.overwrite_setting()
+    overwrite: bool = overwrite_setting()
     dry_run: bool = setting(
         False, "check every setting (the model and optimizer are built on the meta device) and exit", switch=True
     )
@@ -53,7 +53,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         examples=EXAMPLES,
         handler=run_grow,
     )
-    options.add_settings(parser, GrowOptions)
+    add_settings(parser, GrowOptions)
     add_config_arguments(parser)
 
 
@@ -61,7 +61,7 @@ def run_grow(args: argparse.Namespace) -> int:
     from pgt.growth.config import resolve_config
     from pgt.growth.trainer import check_settings, grow
 
-    command = options.settings_from(GrowOptions, args)
+    command = settings_from(GrowOptions, args)
     config = resolve_config(command.config_file, vars(args))
     if command.dry_run:
         run = check_settings(config)

@@ -1,7 +1,7 @@
 """Growth configuration: one dataclass, loadable from YAML, every field also a CLI option.
 
 Precedence: command line > YAML file > preset (`--preset NAME`) > dataclass defaults. Each field
-is a `pgt.options.setting` (its default, help and number type beside it); the argparse options and
+is a `pgt.settings.setting` (its default, help and number type beside it); the argparse options and
 the YAML keys are generated from the fields, and `validate` checks a config once, however it was
 made (docs/growth.md).
 """
@@ -25,7 +25,15 @@ from pgt.model.architecture import (
     attn_implementation_setting,
 )
 from pgt.model.presets import PRESETS
-from pgt.options import setting
+from pgt.settings import (
+    add_settings,
+    check_settings,
+    flag_error,
+    out_setting,
+    read_settings_file,
+    setting,
+    substrate_setting,
+)
 
 Init = BlockInit
 Baseline = Literal["none", "monolithic", "trainable-embeddings"]
@@ -47,9 +55,7 @@ PRESET_KEYS = ("stages", "heads", "context")
 class GrowthConfig:
     """Everything `pgt grow` needs; each field's help is its option's help (`pgt grow --help`)."""
 
-    substrate: str | None = options.substrate_setting(
-        "substrate directory (tokenizer + frozen glyph matrix); sets d_model"
-    )
+    substrate: str | None = substrate_setting("substrate directory (tokenizer + frozen glyph matrix); sets d_model")
     data: str | list[str] | None = setting(
         None,
         "token data DIR from `pgt data prepare`, or NAME=DIR:WEIGHT, repeated: a weighted mixture",
@@ -57,7 +63,7 @@ class GrowthConfig:
         metavar=f"DIR|{DATA_SPEC}",
         expects=f"a directory or a list of {DATA_SPEC}",
     )
-    out: str | None = options.out_setting("run directory (stage-K models, checkpoints, metrics)")
+    out: str | None = out_setting("run directory (stage-K models, checkpoints, metrics)")
     from_model: str | None = setting(
         None,
         "a saved K-block single model (any run's stage-K) to grow on: stages K+1..N on top of it",
@@ -142,7 +148,7 @@ class GrowthConfig:
 
     def validate(self) -> None:
         """Raise PgtError on a missing or inconsistent setting (a SettingError where an option names it)."""
-        options.check_settings(self)  # required keys, types, each number's bounds
+        check_settings(self)  # required keys, types, each number's bounds
         parse_mixture(self.data)  # names, paths and weights (checked against the substrate when the run opens)
         if not all(0 <= b < 1 for b in self.betas):
             raise PgtError(f"betas must be two numbers in [0, 1) (got {' '.join(map(str, self.betas))})")
@@ -168,12 +174,12 @@ class GrowthConfig:
 
 def load_yaml(path: str | os.PathLike) -> dict[str, Any]:
     """Read a YAML config file into checked field values (unknown keys are an error)."""
-    return options.read_settings_file(GrowthConfig, path, "pgt grow")
+    return read_settings_file(GrowthConfig, path, "pgt grow")
 
 
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     """One `--key` option per field; defaults are None so that only given options override."""
-    options.add_settings(parser, GrowthConfig, layered=True, required_text="required: here or in CONFIG.yaml")
+    add_settings(parser, GrowthConfig, layered=True, required_text="required: here or in CONFIG.yaml")
 
 
 def resolve_config(yaml_path: str | os.PathLike | None = None, overrides: dict[str, Any] | None = None) -> GrowthConfig:
@@ -189,7 +195,7 @@ def resolve_config(yaml_path: str | os.PathLike | None = None, overrides: dict[s
     try:
         config.validate()
     except SettingError as exc:
-        raise options.flag_error(exc, GrowthConfig, " (on the command line or in the config file)") from None
+        raise flag_error(exc, GrowthConfig, " (on the command line or in the config file)") from None
     return config
 
 

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from pgt.errors import PgtError
 from pgt.model.frozen import freeze_embedding
-from pgt.options import setting
+from pgt.settings import setting
 
 if TYPE_CHECKING:
     from torch import nn

@@ -24,7 +24,16 @@ from pgt.model.loading import (
     read_model_config,
 )
 from pgt.model.presets import PRESETS
-from pgt.options import setting
+from pgt.settings import (
+    add_settings,
+    device_setting,
+    dtype_setting,
+    out_setting,
+    overwrite_setting,
+    setting,
+    settings_from,
+    substrate_setting,
+)
 
 SIZE = "size (a preset, or --blocks and --heads)"
 SAMPLING_GROUP = "sampling (the model card's defaults)"
@@ -43,14 +52,14 @@ class InfoSettings:
 class InitSettings:
     """`pgt init`."""
 
-    substrate: str | None = options.substrate_setting()
+    substrate: str | None = substrate_setting()
     preset: str | None = setting(None, "named size, see `pgt info PRESET`", group=SIZE)
     # --layers: the old name of --blocks (docs/architecture.md, "Names"), still accepted, no longer listed
     blocks: int | None = setting(None, "number of decoder blocks", hidden_flags=("--layers",), group=SIZE)
     heads: int | None = setting(None, "attention heads per block", group=SIZE)
     hidden_act: HiddenAct = setting(DEFAULT_HIDDEN_ACT, "MLP activation; relu2 serves natively in vLLM/SGLang")
-    out: str | None = options.out_setting("model directory to create")
-    overwrite: bool = options.overwrite_setting()
+    out: str | None = out_setting("model directory to create")
+    overwrite: bool = overwrite_setting()
     seed: int = setting(0, "seed of the random initialisation", parse=options.seed)
 
 
@@ -76,8 +85,8 @@ class GenerateSettings(ModelSettings):
     top_p: float = setting(SAMPLING["top_p"], "nucleus mass, 1.0: off", parse=options.fraction, group=SAMPLING_GROUP)
     seed: int | None = setting(None, "random seed, for reproducible sampling", parse=options.seed, group=SAMPLING_GROUP)
     greedy: bool = setting(False, "no sampling: always the most likely token", switch=True, group=SAMPLING_GROUP)
-    dtype: str = options.dtype_setting()
-    device: str = options.device_setting()
+    dtype: str = dtype_setting()
+    device: str = device_setting()
     attn_implementation: AttnImplementation = attn_implementation_setting()
     truncate: bool = setting(
         False, "keep only the last tokens of a prompt too long for the context", switch=True, default_text="refuse it"
@@ -114,7 +123,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ],
         handler=run_info,
     )
-    options.add_settings(info, InfoSettings)
+    add_settings(info, InfoSettings)
 
     init = options.add_command(
         subparsers,
@@ -130,7 +139,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ],
         handler=run_init,
     )
-    options.add_settings(init, InitSettings)
+    add_settings(init, InitSettings)
 
     generate = options.add_command(
         subparsers,
@@ -146,7 +155,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ],
         handler=run_generate,
     )
-    options.add_settings(generate, GenerateSettings)
+    add_settings(generate, GenerateSettings)
 
     push = options.add_command(
         subparsers,
@@ -160,7 +169,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ],
         handler=run_push,
     )
-    options.add_settings(push, PushSettings)
+    add_settings(push, PushSettings)
 
 
 def format_count(count: int) -> str:
@@ -168,7 +177,7 @@ def format_count(count: int) -> str:
 
 
 def run_info(args: argparse.Namespace) -> int:
-    target = options.settings_from(InfoSettings, args).target
+    target = settings_from(InfoSettings, args).target
     if target in PRESETS:
         preset = PRESETS[target]
         config = preset.config()
@@ -202,7 +211,7 @@ def run_info(args: argparse.Namespace) -> int:
 def run_init(args: argparse.Namespace) -> int:
     from transformers.utils import logging as hf_logging
 
-    settings = options.settings_from(InitSettings, args)
+    settings = settings_from(InitSettings, args)
     hf_logging.disable_progress_bar()
     out = init_model_dir(
         settings.substrate,
@@ -240,7 +249,7 @@ def run_generate(args: argparse.Namespace) -> int:
     from transformers import TextStreamer
     from transformers.utils import logging as hf_logging
 
-    settings = options.settings_from(GenerateSettings, args)
+    settings = settings_from(GenerateSettings, args)
     hf_logging.disable_progress_bar()
     model, tokenizer = load_model(
         settings.model,
@@ -290,6 +299,6 @@ def stream_continuation(
 
 
 def run_push(args: argparse.Namespace) -> int:
-    settings = options.settings_from(PushSettings, args)
+    settings = settings_from(PushSettings, args)
     print(f"pushed {settings.model} to {push_model(settings.model, settings.repo_id, private=settings.private)}")
     return 0

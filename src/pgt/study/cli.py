@@ -10,7 +10,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pgt import options
-from pgt.options import setting
+from pgt.settings import (
+    add_settings,
+    device_setting,
+    flag_error,
+    out_setting,
+    progress_setting,
+    setting,
+    settings_from,
+    substrate_setting,
+)
 from pgt.study.arms import FAMILIES
 from pgt.study.scales import SCALES
 
@@ -46,7 +55,7 @@ SCALE_HELP = "sizes: " + "; ".join(
 
 @dataclass
 class StudySettings:
-    """`pgt study`'s options; each field's help is its option's help (pgt.options.setting)."""
+    """`pgt study`'s options; each field's help is its option's help (pgt.settings.setting)."""
 
     families: list[str] | None = setting(
         None,
@@ -66,7 +75,7 @@ class StudySettings:
         "needs en and two more languages (default: the fortunes en, ru, de)",
         metavar="LANG=SOURCE",
     )
-    substrate: str | None = options.substrate_setting(
+    substrate: str | None = substrate_setting(
         "start from this substrate instead of building one: a full one is trimmed to the training text into "
         "OUT/substrate, a trimmed one is used as is",
         required=False,
@@ -77,10 +86,10 @@ class StudySettings:
         "checked and used instead of rendering it again into OUT",
         metavar="DIR",
     )
-    device: str = options.device_setting()
+    device: str = device_setting()
     threads: int | None = setting(None, "torch CPU threads (default: 1 for smoke, torch's default otherwise)")
-    progress: bool | None = options.progress_setting()
-    out: str | None = options.out_setting("study directory; rerun to resume")
+    progress: bool | None = progress_setting()
+    out: str | None = out_setting("study directory; rerun to resume")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -92,7 +101,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         examples=EXAMPLES,
         handler=run_study,
     )
-    options.add_settings(parser, StudySettings)
+    add_settings(parser, StudySettings)
 
 
 def run_study(args: argparse.Namespace) -> int:
@@ -100,9 +109,9 @@ def run_study(args: argparse.Namespace) -> int:
     from pgt.study.runner import StudyOptions
     from pgt.study.runner import run_study as run
 
-    settings = options.settings_from(StudySettings, args)
+    settings = settings_from(StudySettings, args)
     if settings.visible_substrate and not settings.substrate:
-        raise options.flag_error(SettingError("visible_substrate", "needs --substrate (the substrate it twins)"))
+        raise flag_error(SettingError("visible_substrate", "needs --substrate (the substrate it twins)"))
     scale = SCALES[settings.scale]
     scale = dataclasses.replace(scale, device=settings.device, threads=settings.threads or scale.threads)
     results = run(

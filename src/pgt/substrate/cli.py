@@ -10,7 +10,17 @@ from typing import TYPE_CHECKING, Any
 from pgt import options
 from pgt.errors import PgtError
 from pgt.io import atomic_file
-from pgt.options import setting
+from pgt.settings import (
+    add_settings,
+    out_setting,
+    overwrite_setting,
+    progress_setting,
+    setting,
+    settings_from,
+    strict_setting,
+    substrate_setting,
+    workers_setting,
+)
 from pgt.substrate.layout import DEFAULT_LAYOUT_ENGINE, FAMILIES, LayoutEngine
 from pgt.substrate.store import SUBSTRATE_FILE, Substrate, SubstrateMeta
 from pgt.substrate.tokenizer import load_tokenizer, token_texts
@@ -56,7 +66,7 @@ def _text_setting(help: str) -> Any:
 
 @dataclass
 class BuildSettings:
-    """`pgt substrate build`; each field's help is its option's help (pgt.options.setting)."""
+    """`pgt substrate build`; each field's help is its option's help (pgt.settings.setting)."""
 
     family: str | None = setting(
         None, "tokenizer family (default with --from-tokenizer: bvv241-nemo)", choices=tuple(FAMILIES)
@@ -74,7 +84,7 @@ class BuildSettings:
         nargs="+",
         metavar="[LANG=]SOURCE",
     )
-    strict: bool = options.strict_setting()
+    strict: bool = strict_setting()
     from_tokenizer: str | None = setting(None, "keep this Hugging Face tokenizer's vocabulary", metavar="DIR")
     dim: int | None = setting(None, "embedding dimension", metavar="D", default_text="the family's")
     font: str | None = _font_setting("glyph font file")
@@ -90,10 +100,10 @@ class BuildSettings:
         "points, so they get distinct vectors (off by default; in the fingerprint)",
         switch=True,
     )
-    workers: int | None = options.workers_setting("glyph-rendering processes")
-    progress: bool | None = options.progress_setting()
-    out: str | None = options.out_setting("substrate directory to create")
-    overwrite: bool = options.overwrite_setting()
+    workers: int | None = workers_setting("glyph-rendering processes")
+    progress: bool | None = progress_setting()
+    out: str | None = out_setting("substrate directory to create")
+    overwrite: bool = overwrite_setting()
 
 
 @dataclass
@@ -101,7 +111,7 @@ class ShowSettings:
     """`pgt substrate show`."""
 
     text: str = _text_setting("a token's text")
-    substrate: str | None = options.substrate_setting()
+    substrate: str | None = substrate_setting()
     png: str | None = setting(None, "write the token's rendered bitmap here", metavar="FILE")
     k: int = setting(10, "how many neighbours", flags=("-k",), metavar="K")
     font: str | None = _font_setting("glyph font for --png")
@@ -112,7 +122,7 @@ class TokenizeSettings:
     """`pgt tokenize`."""
 
     text: str = _text_setting("text to encode")
-    substrate: str | None = options.substrate_setting("substrate (or any Hugging Face tokenizer) directory")
+    substrate: str | None = substrate_setting("substrate (or any Hugging Face tokenizer) directory")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -139,7 +149,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         examples=BUILD_EXAMPLES,
         handler=run_substrate_build,
     )
-    options.add_settings(build, BuildSettings)
+    add_settings(build, BuildSettings)
 
     show = options.add_command(
         commands,
@@ -149,7 +159,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         examples=SHOW_EXAMPLES,
         handler=run_substrate_show,
     )
-    options.add_settings(show, ShowSettings)
+    add_settings(show, ShowSettings)
 
     tokenize = options.add_command(
         subparsers,
@@ -159,7 +169,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         examples=TOKENIZE_EXAMPLES,
         handler=run_tokenize,
     )
-    options.add_settings(tokenize, TokenizeSettings)
+    add_settings(tokenize, TokenizeSettings)
 
 
 def substrate_commands(subparsers: argparse._SubParsersAction) -> argparse._SubParsersAction:
@@ -179,7 +189,7 @@ def run_substrate_build(args: argparse.Namespace) -> int:
         build_substrate,
     )
 
-    settings = options.settings_from(BuildSettings, args)
+    settings = settings_from(BuildSettings, args)
     family = settings.family or (ANY_TOKENIZER_FAMILY if settings.from_tokenizer else None)
     if family is None:
         raise PgtError("--family is required (or give --from-tokenizer DIR)")
@@ -217,7 +227,7 @@ def _print_tokens(tokenizer: PreTrainedTokenizerBase, ids: list[int]) -> None:
 
 
 def run_tokenize(args: argparse.Namespace) -> int:
-    settings = options.settings_from(TokenizeSettings, args)
+    settings = settings_from(TokenizeSettings, args)
     tokenizer = load_tokenizer(settings.substrate)
     _print_tokens(tokenizer, tokenizer.encode(settings.text, add_special_tokens=False))
     return 0
@@ -229,7 +239,7 @@ def run_substrate_show(args: argparse.Namespace) -> int:
         render_bitmap,
     )
 
-    settings = options.settings_from(ShowSettings, args)
+    settings = settings_from(ShowSettings, args)
     substrate = Substrate.load(settings.substrate)
     tokenizer = substrate.tokenizer
     ids = tokenizer.encode(settings.text, add_special_tokens=False)
