@@ -39,7 +39,8 @@ def non_finite_part(loss: float) -> str:
 
 @dataclass(frozen=True, kw_only=True)
 class OptimizerStep:
-    """`step(i, data_step)` runs optimizer step `i` on micro-batches `data_step`.. of `data`."""
+    """Called as `step(i, data_step)`: optimizer step `i` of `total_steps` on micro-batches `data_step`,
+    `data_step + 1`, … of `data`."""
 
     model: nn.Module  # what runs forward and backward: the DDP/FSDP2/compiled wrapper, or the model itself
     loss: Callable[[nn.Module, torch.Tensor], torch.Tensor]  # mean loss of a [B, T+1] window batch
