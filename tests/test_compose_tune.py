@@ -120,3 +120,16 @@ def test_pgt_merge_refuses_an_output_overlapping_an_expert(merges, substrate_dir
         assert main(["merge", str(expert), str(other), "--out", str(out), "--overwrite"]) == 2
         assert "overlaps the input" in capsys.readouterr().err
     assert (expert / "config.json").is_file()  # the expert is intact
+
+
+def test_a_non_finite_loss_stops_tuning_with_a_one_line_error_and_writes_nothing(
+    merges, token_data_dir, tmp_path, monkeypatch
+) -> None:
+    import pgt.growth.stage
+
+    real = pgt.growth.stage.causal_lm_loss
+    monkeypatch.setattr(pgt.growth.stage, "causal_lm_loss", lambda model, batch: real(model, batch) * float("nan"))
+    config = TuneConfig(tokens=2 * 2 * 32, batch_size=2, seq_len=32, eval_tokens=1024, device="cpu")
+    with pytest.raises(PgtError, match=r"^step 1: the loss became non-finite \(loss nan, .*\); lower --lr and rerun$"):
+        tune_merged(merges["adapter"], token_data_dir, tmp_path / "nan", config)
+    assert not (tmp_path / "nan").exists()

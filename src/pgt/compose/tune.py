@@ -2,12 +2,17 @@
 
 By default only the logit adapter of a `pgt merge --mode adapter` model trains (the experts
 stay as they are); `full=True` trains the whole merged model except the frozen substrate
-embedding (for a `--mode mean` merge too). The learning rate warms up linearly and decays
-by a cosine as `pgt grow`'s does. The validation loss (nats per token) on the same fixed
-validation sample the trainer scores (whole documents spread over the data's validation
-split, `pgt.growth.validation`) is measured before the first step (the merge's starting
-loss) and every `eval_every` steps; the curve, with the training loss of every step, is
-saved as `tune.json` beside the tuned model, which is a normal merged-model directory that
+embedding (for a `--mode mean` merge too).
+
+Tuning runs `pgt grow`'s training loop in one process: each step is the trainer's own
+`pgt.growth.step.OptimizerStep` (the learning rate warming up linearly and decaying by a cosine,
+`lr_at`; one micro-batch drawn as the trainer draws it; the gradient clipped to norm 1.0; a
+non-finite loss or gradient stops the run before the update) with AdamW without weight decay.
+The validation loss (nats per token) on the same fixed validation sample the trainer scores
+(whole documents spread over the data's validation split, `pgt.growth.validation.score_sample`)
+is measured before the first step (the merge's starting loss), whenever the trainer's `Cadence`
+says for `eval_every`, and after the last step; the curve, with the training loss of every step,
+is saved as `tune.json` beside the tuned model, which is a normal merged-model directory that
 loads with `pgt.model.load_model`.
 The data may be a weighted mixture (`--data NAME=DIR:WEIGHT`, repeated; pgt.data.mixture),
 drawn exactly as `pgt grow` draws it; `tune.json` then records the tokens drawn per source.
@@ -18,7 +23,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 from pgt import options
 from pgt.errors import PgtError, SettingError
@@ -30,6 +35,7 @@ if TYPE_CHECKING:
     from pgt.data.mixture import TokenMixture
 
 TUNE_FILE = "tune.json"
+GRAD_CLIP = 1.0  # the gradient norm a step is clipped to
 
 
 @dataclass
@@ -123,15 +129,14 @@ def _tune(
     merged_dir: Path, specs: str | list[str], data: TokenMixture, out: Path, config: TuneConfig, *, overwrite: bool
 ) -> TuneRecord:
     import torch
+    from tqdm.auto import tqdm
 
+    from pgt.growth.distributed import DistContext
     from pgt.growth.records import mixture_draws
-    from pgt.growth.schedule import check_budget, lr_at
+    from pgt.growth.schedule import Cadence, check_budget
     from pgt.growth.stage import causal_lm_loss
-    from pgt.growth.validation import (
-        decoder,
-        mixture_validation_sample,
-        score_documents,
-    )
+    from pgt.growth.step import OptimizerStep, non_finite_part
+    from pgt.growth.validation import mixture_validation_sample, score_sample
     from pgt.io import atomic_dir
     from pgt.model import load_model
     from pgt.model.loading import CONFIG_FILE, save_model, substrate_meta_of
@@ -148,48 +153,54 @@ def _tune(
         raise SettingError("seq_len", f"{config.seq_len} is longer than the model's context of {context} tokens")
     data.check_tokenizer(model.config.substrate_fingerprint)
     trainable = _trainable(model, config.full, merged_dir)
-    optimizer = torch.optim.AdamW(trainable, lr=config.lr, weight_decay=0.0)
     steps = max(1, math.ceil(config.tokens / tokens_per_step))
-    eval_every = config.eval_every or max(1, steps // 8)
+    # Every step's training loss goes into the curve; nothing is checkpointed.
+    cadence = Cadence(steps, log_every=1, eval_every=config.eval_every or max(1, steps // 8), checkpoint_every=0)
     sample = mixture_validation_sample(data, config.eval_tokens)
 
-    @torch.no_grad()
+    def stop(step: int, loss: float, grad_norm: float) -> NoReturn:
+        raise PgtError(
+            f"step {step + 1}: {non_finite_part(loss)} became non-finite (loss {loss}, gradient norm {grad_norm}); "
+            "lower --lr and rerun"
+        )
+
+    optimizer_step = OptimizerStep(
+        model=model,
+        loss=causal_lm_loss,
+        optimizer=torch.optim.AdamW(trainable, lr=config.lr, weight_decay=0.0),
+        trainable=trainable,
+        data=data,
+        ctx=DistContext.single(device),
+        batch_size=config.batch_size,
+        seq_len=config.seq_len,
+        seed=config.seed,
+        total_steps=steps,
+        schedule=config,
+        grad_clip=GRAD_CLIP,
+        on_non_finite=stop,
+    )
+
     def val_loss() -> float:
-        model.eval()
-        score = score_documents(
-            lambda ids: model(input_ids=ids, use_cache=False).logits,
-            sample.documents,
-            decoder(tokenizer),
+        score = score_sample(
+            model,
+            tokenizer,
+            sample,
             context=config.seq_len + 1,
-            bos_id=tokenizer.bos_token_id,
             pad_id=data.eos_id,
             device=device,
             batch_size=config.batch_size,
         )
-        model.train()
         return score.nats_per_token
-
-    from tqdm.auto import tqdm
 
     curve = [TunePoint(0, 0, None, val_loss())]
     drawn = dict.fromkeys(data.names, 0)
-    model.train()
     for step in tqdm(range(steps), desc="tune", disable=not config.progress):
-        for group in optimizer.param_groups:
-            group["lr"] = lr_at(step, steps, config)
-        batch = data.train_batch(step, config.batch_size, config.seq_len, seed=config.seed).to(device)
-        for name, rows in zip(data.names, data.rows_per_source(step, config.batch_size, seed=config.seed), strict=True):
-            drawn[name] += rows * config.seq_len
-        loss = causal_lm_loss(model, batch)
-        if not torch.isfinite(loss):
-            raise PgtError(f"step {step + 1}: the loss became non-finite ({float(loss)}); lower --lr and rerun")
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(trainable, 1.0)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+        result = optimizer_step(step, data_step=step)
+        for name, tokens in result.source_tokens.items():
+            drawn[name] += tokens
         done = step + 1
-        evaluated = val_loss() if done % eval_every == 0 or done == steps else None
-        curve.append(TunePoint(done, done * tokens_per_step, float(loss.detach()), evaluated))
+        evaluated = val_loss() if cadence.should_evaluate(done) or done == steps else None  # and after the last
+        curve.append(TunePoint(done, done * tokens_per_step, result.loss, evaluated))
     model.eval()
     record = TuneRecord(
         str(merged_dir),

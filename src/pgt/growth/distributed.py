@@ -36,6 +36,11 @@ class DistContext:
     def is_main(self) -> bool:
         return self.rank == 0
 
+    @classmethod
+    def single(cls, device: torch.device) -> DistContext:
+        """The one process of a run without torchrun."""
+        return cls(0, 1, device, distributed=False)
+
 
 def describe_launch(device_name: str) -> DistContext:
     """This process's place in torchrun's launch (or the single process), from the environment alone:
@@ -47,7 +52,7 @@ def describe_launch(device_name: str) -> DistContext:
     if device.type == "cuda" and device.index is None:  # plain `cuda`: this rank's own GPU
         device = torch.device("cuda", local_rank)
     if world_size == 1:
-        return DistContext(0, 1, device, distributed=False)
+        return DistContext.single(device)
     return DistContext(rank, world_size, device, distributed=True)
 
 

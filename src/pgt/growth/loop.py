@@ -1,14 +1,12 @@
-"""The training loop of one stage: optimizer steps over `grad_accum` micro-batches, a log record every
-`log_every` steps, evaluations and checkpoints when the stage's `Cadence` asks, and at the end the stage
-saved as `RUN_DIR/stage-K`. Every rank runs it; collectives are marked, rank 0 alone writes."""
+"""The training loop of one stage: optimizer steps over `grad_accum` micro-batches (pgt.growth.step, which
+`pgt tune` runs too), a log record every `log_every` steps, evaluations and checkpoints when the stage's
+`Cadence` asks, and at the end the stage saved as `RUN_DIR/stage-K`. Every rank runs it; collectives are
+marked, rank 0 alone writes."""
 
 from __future__ import annotations
 
 import math
-from typing import Any
-
-import torch
-from torch.distributed.tensor import DTensor
+from typing import Any, NoReturn
 
 from pgt.errors import PgtError
 from pgt.growth import checkpoint as ckpt
@@ -29,10 +27,11 @@ from pgt.growth.records import LoraRecord, StageRecord, mixture_draws
 from pgt.growth.run import RunDirectory
 from pgt.growth.run_layout import stage_dir
 from pgt.growth.saving import save_stage_model
-from pgt.growth.schedule import Cadence, StageClock, StagePlan, lr_at
+from pgt.growth.schedule import Cadence, StageClock, StagePlan
 from pgt.growth.setup import RunSetup
 from pgt.growth.stage import StageModel
-from pgt.growth.validation import TextScore, decoder, score_documents, source_scores
+from pgt.growth.step import OptimizerStep, non_finite_part
+from pgt.growth.validation import TextScore, score_sample, source_scores
 from pgt.model.architecture import count_parameters
 
 NON_FINITE = "non-finite loss or gradient"
@@ -58,6 +57,23 @@ class StageTrainer:
             self.total_steps, self.config.log_every, self.config.eval_every, self.config.checkpoint_every
         )
         self.stage = StageModel(self.config, setup.substrate, plan, setup.below(plan), setup.ctx, resume)
+        self.stepper = OptimizerStep(
+            model=self.stage.wrapped,
+            loss=self.stage.loss,
+            optimizer=self.stage.optimizer,
+            trainable=self.stage.trainable,
+            data=self.data,
+            ctx=self.ctx,
+            batch_size=self.config.batch_size,
+            seq_len=self.config.seq_len,
+            seed=self.config.seed,
+            total_steps=self.total_steps,
+            schedule=self.config,
+            grad_accum=self.config.grad_accum,
+            grad_clip=self.config.grad_clip,
+            autocast=self.config.autocast,
+            on_non_finite=self._stop_non_finite,
+        )
         self.checkpoint_path = resume.path if resume else None  # the last good checkpoint of this stage
         self.last_eval: tuple[int, TextScore] | None = None  # (step, score) of the latest evaluation
         self.last_grad_norm = math.nan  # of the latest optimizer step
@@ -120,52 +136,18 @@ class StageTrainer:
         return s
 
     def _optimizer_step(self) -> float:
-        """One optimizer step over `grad_accum` micro-batches; returns the global mean loss."""
-        config, s, ctx, stage, data = self.config, self.state, self.ctx, self.stage, self.data
-        lr = lr_at(s.step, self.total_steps, config)
-        for group in stage.optimizer.param_groups:
-            group["lr"] = lr
-        loss_sum = torch.zeros((), device=ctx.device)
-        for micro in range(config.grad_accum):
-            batch = data.train_batch(
-                s.data_step + micro,
-                config.batch_size,
-                config.seq_len,
-                seed=config.seed,
-                rank=ctx.rank,
-                world_size=ctx.world_size,
-            )
-            batch = batch.to(ctx.device, non_blocking=True)
-            with pdist.no_sync(stage.wrapped, micro < config.grad_accum - 1):
-                with pdist.autocast(ctx.device, config.autocast):
-                    loss = stage.loss(stage.wrapped, batch) / config.grad_accum
-                loss.backward()
-            loss_sum += loss.detach()
-            if not data.bare:  # tokens drawn per source: the same on every rank (global rows)
-                counts = data.rows_per_source(s.data_step + micro, config.batch_size * ctx.world_size, seed=config.seed)
-                for name, rows in zip(data.names, counts, strict=True):
-                    s.source_tokens[name] = s.source_tokens.get(name, 0) + rows * config.seq_len
-                    s.stage_source_tokens[name] = s.stage_source_tokens.get(name, 0) + rows * config.seq_len
-        grad_norm = torch.nn.utils.clip_grad_norm_(stage.trainable, config.grad_clip or float("inf"))
-        if isinstance(grad_norm, DTensor):  # FSDP2: the norm of sharded gradients
-            grad_norm = grad_norm.full_tensor()
-        # One collective and one host sync per step: the global mean loss, a stop flag if any rank
-        # saw inf/NaN, and the gradient norm (the same on every rank).
-        bad = (~torch.isfinite(loss_sum) | ~torch.isfinite(grad_norm)).float()
-        report = torch.stack([loss_sum, bad, grad_norm.to(loss_sum.dtype)])
-        if ctx.distributed:
-            torch.distributed.all_reduce(report)
-        loss_total, bad_ranks, grad_norm_total = report.tolist()
-        mean_loss, self.last_grad_norm = loss_total / ctx.world_size, grad_norm_total / ctx.world_size
-        if bad_ranks > 0:
-            self._stop_non_finite(mean_loss, self.last_grad_norm)
-        stage.optimizer.step()
-        stage.optimizer.zero_grad(set_to_none=True)
+        """One optimizer step over `grad_accum` micro-batches and its counters; returns the global mean loss."""
+        s = self.state
+        result = self.stepper(s.step, s.data_step)
+        for name, tokens in result.source_tokens.items():
+            s.source_tokens[name] = s.source_tokens.get(name, 0) + tokens
+            s.stage_source_tokens[name] = s.stage_source_tokens.get(name, 0) + tokens
+        self.last_grad_norm = result.grad_norm
         s.step += 1
         s.global_step += 1
-        s.data_step += config.grad_accum
+        s.data_step += self.config.grad_accum
         s.tokens_total += self.tokens_per_step
-        return mean_loss
+        return result.loss
 
     def _log_train(self, clock: StageClock, bar: Any) -> None:
         """The mean loss of the steps since the last record, to metrics.jsonl, the bar or a log line."""
@@ -194,27 +176,21 @@ class StageTrainer:
         s.window_loss, s.window_steps = 0.0, 0
         clock.new_window()
 
-    @torch.no_grad()
     def _score(self) -> TextScore:
-        """The validation sample scored as `pgt eval` scores text (pgt.growth.validation.score_documents).
+        """The validation sample scored as `pgt eval` scores text (pgt.growth.validation.score_sample).
         Every rank scores the same documents (identical results, no gradient reduction). The model, not
         its DDP or compiled wrapper: FSDP2 shards it in place, and the windows' varied lengths would
         only make torch.compile recompile."""
-        tokenizer, model = self.setup.substrate.tokenizer, self.stage.model
-        model.eval()
         with pdist.autocast(self.ctx.device, self.config.autocast):
-            score = score_documents(
-                lambda ids: model(input_ids=ids, use_cache=False).logits,
-                self.setup.sample.documents,
-                decoder(tokenizer),
+            return score_sample(
+                self.stage.model,
+                self.setup.substrate.tokenizer,
+                self.setup.sample,
                 context=self.config.context,
-                bos_id=tokenizer.bos_token_id,
                 pad_id=self.data.eos_id,
                 device=self.ctx.device,
                 batch_size=self.config.batch_size,
             )
-        model.train()
-        return score
 
     def _evaluate(self) -> None:
         """Score, log, and keep the early-stopping counters."""
@@ -260,7 +236,7 @@ class StageTrainer:
             self.directory.release_set_aside()
         pdist.barrier(self.ctx)
 
-    def _stop_non_finite(self, loss: float, grad_norm: float) -> None:
+    def _stop_non_finite(self, step: int, loss: float, grad_norm: float) -> NoReturn:
         s = self.state
         self.logger.log(
             StopEvent(
@@ -272,18 +248,18 @@ class StageTrainer:
                 grad_norm=grad_norm,
             )
         )
-        self.directory.halt(self.plan.stage, s.step + 1, NON_FINITE)
+        self.directory.halt(self.plan.stage, step + 1, NON_FINITE)
         kept = (
             f"the last good checkpoint {self.checkpoint_path} is intact"
             if self.checkpoint_path
             else "no checkpoint of this stage was written yet (a rerun starts the stage again)"
         )
-        which = "the loss" if not math.isfinite(loss) else "the gradient norm"  # a finite loss can overflow it
         raise PgtError(
-            f"stage {self.plan.stage}, step {s.step + 1}: {which} became non-finite (loss {loss}, gradient norm "
-            f"{grad_norm}); training stopped before the update and {kept}. To resume, rerun the same command with a "
-            f"lower --lr (or a smaller --grad-clip, longer --warmup-steps, other --betas, --weight-decay or "
-            f"--min-lr-ratio): after a non-finite loss these may change, and run.json records the change"
+            f"stage {self.plan.stage}, step {step + 1}: {non_finite_part(loss)} became non-finite (loss {loss}, "
+            f"gradient norm {grad_norm}); training stopped before the update and {kept}. To resume, rerun the same "
+            f"command with a lower --lr (or a smaller --grad-clip, longer --warmup-steps, other --betas, "
+            f"--weight-decay or --min-lr-ratio): after a non-finite loss these may change, and run.json records "
+            f"the change"
         )
 
     def _finish(self) -> None:

@@ -8,6 +8,7 @@ import math
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Protocol
 
 from pgt.errors import PgtError
 from pgt.growth.config import GrowthConfig
@@ -52,7 +53,15 @@ def plan_stages(config: GrowthConfig, start: int = 0) -> list[StagePlan]:
     return plans
 
 
-def lr_at(step: int, total_steps: int, config: GrowthConfig) -> float:
+class LrSchedule(Protocol):
+    """The settings of `lr_at` (`pgt grow`'s GrowthConfig, `pgt tune`'s TuneConfig)."""
+
+    lr: float
+    warmup_steps: float  # below 1: a fraction of the steps
+    min_lr_ratio: float
+
+
+def lr_at(step: int, total_steps: int, config: LrSchedule) -> float:
     """Linear warmup to `lr`, then cosine decay to `min_lr_ratio * lr` at the stage's last step."""
     warmup = config.warmup_steps * total_steps if config.warmup_steps < 1 else config.warmup_steps
     warmup = min(math.ceil(warmup), max(total_steps - 1, 0))
@@ -142,4 +151,4 @@ def duration(seconds: float) -> str:
     return f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s" if rest >= 60 else f"{rest}s"
 
 
-__all__ = ["Cadence", "StageClock", "StagePlan", "check_budget", "duration", "lr_at", "plan_stages"]
+__all__ = ["Cadence", "LrSchedule", "StageClock", "StagePlan", "check_budget", "duration", "lr_at", "plan_stages"]

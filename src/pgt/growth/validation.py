@@ -197,6 +197,34 @@ def score_documents(
     )
 
 
+def score_sample(
+    model: nn.Module,
+    tokenizer: PreTrainedTokenizerBase,
+    sample: ValidationSample,
+    *,
+    context: int,
+    pad_id: int,
+    device: torch.device | str,
+    batch_size: int,
+) -> TextScore:
+    """A training run's validation sample scored with `model` in eval mode, as `pgt eval` scores text
+    (`score_documents`); the model is back in training mode after. The trainer and `pgt tune` both call it."""
+    model.eval()
+    try:
+        return score_documents(
+            default_forward(model),
+            sample.documents,
+            decoder(tokenizer),
+            context=context,
+            bos_id=tokenizer.bos_token_id,
+            pad_id=pad_id,
+            device=device,
+            batch_size=batch_size,
+        )
+    finally:
+        model.train()
+
+
 @dataclass(frozen=True)
 class SamplePart:
     """The documents [start, stop) of a mixture's validation sample that come from one source."""
@@ -298,6 +326,7 @@ __all__ = [
     "decoder",
     "default_forward",
     "score_documents",
+    "score_sample",
     "validation_sample",
     "windows",
 ]
