@@ -29,7 +29,7 @@ from pgt import options
 from pgt.errors import PgtError, SettingError
 from pgt.growth.records import MixtureDraw
 from pgt.records import Record
-from pgt.settings import check_settings, setting
+from pgt.settings import check_settings, device_setting, setting
 
 if TYPE_CHECKING:
     from pgt.data.mixture import TokenMixture
@@ -54,7 +54,7 @@ class TuneConfig:
     )
     eval_tokens: int = setting(16_384, "size of the fixed validation sample (whole documents spread over the split)")
     seed: int = setting(0, "data order", parse=options.seed)
-    device: str = setting(options.DEVICE_AUTO, "auto (CUDA when available), cpu, cuda, cuda:1 …")
+    device: str = device_setting()
     progress: bool = setting(False, "progress bar")
 
 
