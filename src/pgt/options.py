@@ -1,7 +1,7 @@
 """The one command-line convention every `pgt` command follows, defined once.
 
-- A command is registered with `add_command(subparsers, name, help=..., examples=[...])`;
-  its handler is `run_<command>(args) -> int` (`run_grow`, `run_data_prepare`), set by `handler`.
+- A command is registered with `pgt.settings.add_command(subparsers, name, help=..., examples=[...],
+  handler=..., settings=...)`; its handler is `run_<command>(args) -> int` (`run_grow`, `run_data_prepare`).
 - The output is `--out`; replacing an existing output is `--overwrite`.
 - A substrate (or tokenizer) directory is `--substrate`.
 - Progress bars: `--progress/--no-progress` (default: on when stderr is a terminal).
@@ -23,7 +23,6 @@ import argparse
 import math
 import os
 import sys
-from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -107,28 +106,6 @@ def finite_float(text: str) -> float:
     if not math.isfinite(value):
         raise argparse.ArgumentTypeError(f"{text} must be a finite number")
     return value
-
-
-def add_command(
-    subparsers: argparse._SubParsersAction,
-    name: str,
-    *,
-    help: str,
-    description: str | None = None,
-    examples: Sequence[str] = (),
-    handler: Callable[[argparse.Namespace], int | None],
-) -> argparse.ArgumentParser:
-    """Register `pgt NAME` with its one-line help, a description and an `examples:` epilog."""
-    epilog = "examples:\n" + "\n".join(f"  {line}" for line in examples) if examples else None
-    parser = subparsers.add_parser(
-        name,
-        help=help,
-        description=description or help,
-        epilog=epilog,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.set_defaults(handler=handler)
-    return parser
 
 
 def show_progress(args: Any) -> bool:

@@ -25,6 +25,32 @@ if TYPE_CHECKING:
     from pgt.errors import PgtError, SettingError
 
 
+def add_command(
+    subparsers: argparse._SubParsersAction,
+    name: str,
+    *,
+    help: str,
+    description: str | None = None,
+    examples: Sequence[str] = (),
+    handler: Callable[[argparse.Namespace], int | None],
+    settings: type | None = None,
+) -> argparse.ArgumentParser:
+    """Register `pgt NAME` with its one-line help, a description, an `examples:` epilog and the options of
+    its `settings` dataclass (more may follow with `add_settings`)."""
+    epilog = "examples:\n" + "\n".join(f"  {line}" for line in examples) if examples else None
+    parser = subparsers.add_parser(
+        name,
+        help=help,
+        description=description or help,
+        epilog=epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.set_defaults(handler=handler)
+    if settings is not None:
+        add_settings(parser, settings)
+    return parser
+
+
 def setting(
     default: Any = dataclasses.MISSING,
     help: str = "",

@@ -11,7 +11,15 @@ from pgt.compose.tune import TuneConfig, tune_merged
 from pgt.data.mixture import DATA_SPEC
 from pgt.io import refuse_overlap
 from pgt.model.architecture import MERGE_MODES
-from pgt.settings import add_settings, out_setting, overwrite_setting, progress_setting, setting, settings_from
+from pgt.settings import (
+    add_command,
+    add_settings,
+    out_setting,
+    overwrite_setting,
+    progress_setting,
+    setting,
+    settings_from,
+)
 
 MERGE_EXAMPLES = (
     "pgt merge runs/en-ru/stage-4 runs/en-zh/stage-4 --out runs/merged/en-ru-zh   # average two experts' logits",
@@ -100,17 +108,17 @@ TUNE_OPTIONS = (
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    merge = options.add_command(
+    add_command(
         subparsers,
         "merge",
         help="merge experts on one substrate into one model (logit averaging or adapter)",
         description=MERGE_DESCRIPTION,
         examples=MERGE_EXAMPLES,
         handler=run_merge,
+        settings=MergeSettings,
     )
-    add_settings(merge, MergeSettings)
 
-    tune = options.add_command(
+    tune = add_command(
         subparsers,
         "tune",
         help="train a merged model's adapter (or all of it) on token data",

@@ -19,7 +19,7 @@ from pgt.data.splits import (
     MAX_VAL_FRACTION,
 )
 from pgt.settings import (
-    add_settings,
+    add_command,
     out_setting,
     overwrite_setting,
     progress_setting,
@@ -149,7 +149,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     commands = data.add_subparsers(dest="data_command", metavar="COMMAND", required=True)
 
-    prepare = options.add_command(
+    add_command(
         commands,
         "prepare",
         help="tokenize sources into train/validation shards",
@@ -157,18 +157,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "(each document followed by eos) plus manifest.json, split into train and validation.\n\n" + SOURCES_HELP,
         examples=PREPARE_EXAMPLES,
         handler=run_data_prepare,
+        settings=PrepareSettings,
     )
-    add_settings(prepare, PrepareSettings)
 
-    show = options.add_command(
+    add_command(
         commands,
         "show",
         help="summarise a token data directory",
         description="Check a token data directory against its manifest and print its sources and splits.",
         examples=SHOW_EXAMPLES,
         handler=run_data_show,
+        settings=ShowSettings,
     )
-    add_settings(show, ShowSettings)
 
 
 def run_data_prepare(args: argparse.Namespace) -> int:

@@ -11,9 +11,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from pgt import options
 from pgt.data.loader import TokenData
-from pgt.settings import add_settings, out_setting, overwrite_setting, setting, settings_from
+from pgt.settings import add_command, out_setting, overwrite_setting, setting, settings_from
 from pgt.substrate.cli import substrate_commands
 from pgt.substrate.health import inspect_substrate
 from pgt.substrate.trim import trim_substrate
@@ -62,7 +61,7 @@ class InspectSettings:
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add `trim` and `inspect` to `pgt substrate` (registered by pgt.substrate.cli before this)."""
     commands = substrate_commands(subparsers)
-    trim = options.add_command(
+    add_command(
         commands,
         "trim",
         help="cut a substrate down to the tokens a corpus uses (lossless; a far smaller output head)",
@@ -78,10 +77,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "pgt substrate trim substrates/full --corpus corpus/en corpus/ru.jsonl --out substrates/en-ru",
         ],
         handler=run_substrate_trim,
+        settings=TrimSettings,
     )
-    add_settings(trim, TrimSettings)
 
-    inspect = options.add_command(
+    add_command(
         commands,
         "inspect",
         help="how distinct a substrate's rows are: identical vectors, nearest-neighbour cosines, effective dimension",
@@ -94,8 +93,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "pgt substrate inspect substrates/full --groups 20 --json health.json",
         ],
         handler=run_substrate_inspect,
+        settings=InspectSettings,
     )
-    add_settings(inspect, InspectSettings)
 
 
 def run_substrate_trim(args: argparse.Namespace) -> int:

@@ -45,7 +45,7 @@ from pgt.demo.showcase import (
 from pgt.errors import PgtError
 from pgt.io import atomic_file, refuse_foreign
 from pgt.model.architecture import check_heads
-from pgt.settings import add_settings, progress_setting, setting, settings_from, substrate_setting
+from pgt.settings import add_command, add_settings, progress_setting, setting, settings_from, substrate_setting
 from pgt.substrate.layout import SMALL_FAMILY
 
 EXAMPLES = [
@@ -308,15 +308,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Add `pgt demo` to the command line: its own options, then `pgt grow`'s with the demo's defaults."""
     from pgt.growth.config import GrowthConfig
 
-    parser = options.add_command(
+    parser = add_command(
         subparsers,
         "demo",
         help="the whole story on the embedded corpus in ~10 minutes on 2 CPU cores",
         description=__doc__,
         examples=EXAMPLES,
         handler=run_demo,
+        settings=DemoSettings,
     )
-    add_settings(parser, DemoSettings)
     add_settings(
         parser,
         GrowthConfig,

@@ -24,7 +24,7 @@ from pgt.eval.tasks import MC_TASK, PERPLEXITY_TASKS
 from pgt.io import check_writable
 from pgt.model.architecture import SAMPLING, AttnImplementation, attn_implementation_setting
 from pgt.settings import (
-    add_settings,
+    add_command,
     device_setting,
     dtype_setting,
     out_setting,
@@ -127,19 +127,23 @@ class EvalSettings:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add `pgt eval` and `pgt report`."""
-    parser = options.add_command(
+    add_command(
         subparsers,
         "eval",
         help="evaluate a model: reference benchmarks, log-likelihood, your own tasks, perplexity, lm-eval",
         description=DESCRIPTION,
         examples=EXAMPLES,
         handler=run_eval,
+        settings=EvalSettings,
     )
-    add_settings(parser, EvalSettings)
-    report = options.add_command(
-        subparsers, "report", help="one Markdown page with plots for a growth run", handler=report_module.run_report
+    add_command(  # the report's settings, examples and handler live with the report
+        subparsers,
+        "report",
+        help="one Markdown page with plots for a growth run",
+        examples=report_module.EXAMPLES,
+        handler=report_module.run_report,
+        settings=report_module.ReportSettings,
     )
-    report_module.add_arguments(report)  # options, examples and handler live with the report
 
 
 def _print_result(path: Path, record: EvalRecord) -> None:

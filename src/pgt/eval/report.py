@@ -26,16 +26,16 @@ from pgt.eval.report_discovery import RunReport, collect, growth_steps, stage_di
 from pgt.eval.report_markdown import render_markdown
 from pgt.growth.metrics import EvalPoint, TrainPoint, plot_loss
 from pgt.io import atomic_file, make_dirs, refuse_existing_file
-from pgt.settings import add_settings, setting, settings_from
+from pgt.settings import setting, settings_from
 
-__all__ = ["add_arguments", "collect", "growth_steps", "run_report", "stage_dirs", "write_report"]
+__all__ = ["EXAMPLES", "ReportSettings", "collect", "growth_steps", "run_report", "stage_dirs", "write_report"]
 
-EXAMPLES = """examples:
-  pgt report runs/demo/run                              # writes runs/demo/run/report.md + PNGs
-  pgt report runs/grow --out reports/grow.md
-  pgt report runs/grow --overwrite                      # rewrite runs/grow/report.md after more stages
-  pgt report runs/grow --baseline runs/mono --merged runs/merged/en-ru+en-de
-"""
+EXAMPLES = (
+    "pgt report runs/demo/run                              # writes runs/demo/run/report.md + PNGs",
+    "pgt report runs/grow --out reports/grow.md",
+    "pgt report runs/grow --overwrite                      # rewrite runs/grow/report.md after more stages",
+    "pgt report runs/grow --baseline runs/mono --merged runs/merged/en-ru+en-de",
+)
 
 
 def plot_loss_curve(report: RunReport, path: Path) -> bool:
@@ -124,13 +124,6 @@ class ReportSettings:
         "the reference's published-benchmarks.txt (default: the figures embedded in pgt, listed in docs/evaluation.md)",
         metavar="FILE",
     )
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options of `pgt report` (the eval area's CLI registers the command and calls `run`)."""
-    parser.epilog = EXAMPLES  # the options are defined here, so are their examples
-    add_settings(parser, ReportSettings)
-    parser.set_defaults(handler=run_report)
 
 
 def run_report(args: argparse.Namespace) -> int:

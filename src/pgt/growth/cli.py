@@ -5,8 +5,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass
 
-from pgt import options
-from pgt.settings import add_settings, overwrite_setting, setting, settings_from
+from pgt.settings import add_command, overwrite_setting, setting, settings_from
 
 EXAMPLES = [
     "pgt grow --substrate runs/sub --data runs/data --stages 3 --tokens-per-stage 2000000 --out runs/grow",
@@ -44,7 +43,7 @@ class GrowOptions:
 def register(subparsers: argparse._SubParsersAction) -> None:
     from pgt.growth.config import add_config_arguments
 
-    parser = options.add_command(
+    parser = add_command(
         subparsers,
         "grow",
         help="grow a model block by block on a frozen substrate (or train a baseline)",
@@ -52,8 +51,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "as its own model. Options override CONFIG.yaml, which overrides the preset and the defaults.",
         examples=EXAMPLES,
         handler=run_grow,
+        settings=GrowOptions,
     )
-    add_settings(parser, GrowOptions)
     add_config_arguments(parser)
 
 

@@ -25,7 +25,7 @@ from pgt.model.loading import (
 )
 from pgt.model.presets import PRESETS
 from pgt.settings import (
-    add_settings,
+    add_command,
     device_setting,
     dtype_setting,
     out_setting,
@@ -111,7 +111,7 @@ class PushSettings(ModelSettings):
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the model commands to the `pgt` parser."""
-    info = options.add_command(
+    add_command(
         subparsers,
         "info",
         help="sizes of a preset or a model directory",
@@ -122,10 +122,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "pgt info runs/demo/stage-2  # a model directory",
         ],
         handler=run_info,
+        settings=InfoSettings,
     )
-    add_settings(info, InfoSettings)
 
-    init = options.add_command(
+    add_command(
         subparsers,
         "init",
         help="write an untrained model on a substrate",
@@ -138,10 +138,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "pgt init --substrate runs/sub --blocks 2 --heads 4 --hidden-act relu2 --out runs/m-relu2",
         ],
         handler=run_init,
+        settings=InitSettings,
     )
-    add_settings(init, InitSettings)
 
-    generate = options.add_command(
+    add_command(
         subparsers,
         "generate",
         help="continue a prompt, streaming tokens as they come",
@@ -154,10 +154,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             'pgt generate runs/m0 "Once upon a time" --seed 7 --temperature 1.0 --top-k 0',
         ],
         handler=run_generate,
+        settings=GenerateSettings,
     )
-    add_settings(generate, GenerateSettings)
 
-    push = options.add_command(
+    add_command(
         subparsers,
         "push",
         help="upload a model directory to the Hugging Face Hub",
@@ -168,8 +168,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "pgt push runs/grow/merged/en-ru-zh me/pgt-merged --private",
         ],
         handler=run_push,
+        settings=PushSettings,
     )
-    add_settings(push, PushSettings)
 
 
 def format_count(count: int) -> str:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from pgt import options
 from pgt.settings import (
-    add_settings,
+    add_command,
     device_setting,
     flag_error,
     out_setting,
@@ -93,15 +93,15 @@ class StudySettings:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = options.add_command(
+    add_command(
         subparsers,
         "study",
         help="measure the papers' claims in miniature, with verdicts",
         description=DESCRIPTION,
         examples=EXAMPLES,
         handler=run_study,
+        settings=StudySettings,
     )
-    add_settings(parser, StudySettings)
 
 
 def run_study(args: argparse.Namespace) -> int:

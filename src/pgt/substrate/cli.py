@@ -11,7 +11,7 @@ from pgt import options
 from pgt.errors import PgtError
 from pgt.io import atomic_file
 from pgt.settings import (
-    add_settings,
+    add_command,
     out_setting,
     overwrite_setting,
     progress_setting,
@@ -126,7 +126,7 @@ class TokenizeSettings:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    substrate = options.add_command(
+    substrate = add_command(
         subparsers,
         "substrate",
         help="build and inspect bvv241 tokenizers with frozen glyph embeddings",
@@ -140,7 +140,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     commands = substrate.add_subparsers(dest="substrate_command", metavar="COMMAND")
 
-    build = options.add_command(
+    add_command(
         commands,
         "build",
         help="build a substrate directory",
@@ -148,28 +148,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "written atomically to --out.",
         examples=BUILD_EXAMPLES,
         handler=run_substrate_build,
+        settings=BuildSettings,
     )
-    add_settings(build, BuildSettings)
 
-    show = options.add_command(
+    add_command(
         commands,
         "show",
         help="render a token's glyph and list its nearest tokens",
         description="Print a token's nearest neighbours by cosine in the frozen embedding and write its glyph as PNG.",
         examples=SHOW_EXAMPLES,
         handler=run_substrate_show,
+        settings=ShowSettings,
     )
-    add_settings(show, ShowSettings)
 
-    tokenize = options.add_command(
+    add_command(
         subparsers,
         "tokenize",
         help="print the token ids and strings of a text",
         description="Encode TEXT with a substrate's tokenizer and print each id with its token string.",
         examples=TOKENIZE_EXAMPLES,
         handler=run_tokenize,
+        settings=TokenizeSettings,
     )
-    add_settings(tokenize, TokenizeSettings)
 
 
 def substrate_commands(subparsers: argparse._SubParsersAction) -> argparse._SubParsersAction:
