@@ -163,3 +163,19 @@ def test_info_on_a_merged_directory(expert_dirs, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "(pgt_merged)" in printed and "experts:    2 (merge mode mean)" in printed
     assert "(embedding frozen)" in printed
+
+
+def test_an_adapter_merge_is_drawn_from_its_seed(expert_dirs, tmp_path):
+    """The adapter's random down-projection comes from `--seed`, not from whatever the global generator held:
+    the same merge gives the same model (a tuned adapter merge is then reproducible), another seed another."""
+
+    def adapter_weights(name: str, seed: int) -> dict[str, torch.Tensor]:
+        torch.manual_seed(len(name))  # a different global state before every merge
+        out = merge_experts(expert_dirs, tmp_path / name, mode="adapter", seed=seed)
+        with safe_open(str(out / "model.safetensors"), "pt") as handle:
+            return {key: handle.get_tensor(key) for key in handle.keys() if key.startswith("adapter.")}
+
+    first, again, other = adapter_weights("a", 0), adapter_weights("bb", 0), adapter_weights("ccc", 1)
+    assert first and first.keys() == again.keys() == other.keys()
+    assert all(torch.equal(first[key], again[key]) for key in first)
+    assert not torch.equal(first["adapter.down_weight"], other["adapter.down_weight"])

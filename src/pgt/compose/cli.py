@@ -71,6 +71,7 @@ class MergeSettings:
     adapter_hidden_size: int = setting(
         DEFAULT_ADAPTER_HIDDEN, "width of the adapter's bottleneck, with --mode adapter", metavar="N"
     )
+    seed: int = setting(0, "seed of the adapter's random initialisation, with --mode adapter", parse=options.seed)
 
 
 @dataclass
@@ -138,6 +139,7 @@ def run_merge(args: argparse.Namespace) -> int:
         weights=settings.weights,
         mode=settings.mode,
         adapter_hidden_size=settings.adapter_hidden_size,
+        seed=settings.seed,
         overwrite=settings.overwrite,
     )
     print(f"merged {len(settings.experts)} experts ({settings.mode}) into {out}")

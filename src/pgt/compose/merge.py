@@ -30,16 +30,20 @@ def merge_experts(
     weights: Sequence[float] | None = None,
     mode: str = "mean",
     adapter_hidden_size: int = DEFAULT_ADAPTER_HIDDEN,
+    seed: int = 0,
     overwrite: bool = False,
 ) -> Path:
     """Merge the model directories `expert_dirs` into a `PgtMergedForCausalLM` saved at `out`.
 
     `mode="mean"` averages the experts' logits with `weights` (default equal, normalised to
-    sum to 1); `mode="adapter"` adds a trainable adapter that starts equal to that average.
+    sum to 1); `mode="adapter"` adds a trainable adapter that starts equal to that average (its
+    random down-projection drawn from `seed`, so the same merge gives the same model).
     Experts with different substrates or vocabularies are refused with a PgtError naming
     the two directories. The output appears atomically; returns its path.
     """
     # These import transformers and torch: kept off `pgt --help`, which loads this module.
+    import torch
+
     from pgt.model.configuration_pgt_merged import check_merge_mode, normalised_weights
     from pgt.model.modeling_pgt_merged import PgtMergedForCausalLM
 
@@ -59,9 +63,14 @@ def merge_experts(
 
     experts = _load_compatible_experts([Path(path) for path in expert_dirs])
     try:
-        merged = PgtMergedForCausalLM.from_experts(
-            [expert.model for expert in experts], mode=mode, weights=weights, adapter_hidden_size=adapter_hidden_size
-        )
+        with torch.random.fork_rng(devices=[]):  # the adapter's draw, not the caller's generator
+            torch.manual_seed(seed)
+            merged = PgtMergedForCausalLM.from_experts(
+                [expert.model for expert in experts],
+                mode=mode,
+                weights=weights,
+                adapter_hidden_size=adapter_hidden_size,
+            )
     except ValueError as exc:
         raise PgtError(f"cannot merge {', '.join(map(str, expert_dirs))}: {exc}") from None
 

@@ -202,10 +202,10 @@ def read_metrics(run_dir: Path) -> list[Any]:
     return read_run_metrics(run_dir)
 
 
-def merge(experts: list[Path], out: Path, mode: str) -> Path:
-    """`pgt merge` (equal weights); an existing merge is reused."""
+def merge(experts: list[Path], out: Path, mode: str, seed: int) -> Path:
+    """`pgt merge` (equal weights; an adapter drawn from `seed`); an existing merge is reused."""
     if not (out / "config.json").is_file():
-        merge_experts([str(e) for e in experts], out, mode=mode)
+        merge_experts([str(e) for e in experts], out, mode=mode, seed=seed)
     return out
 
 

@@ -402,8 +402,8 @@ class _Study(StudyScoring):
     def _merge(self, seed: int) -> None:
         runs = self.out / "runs"
         experts = [adapter.stage_dirs(runs / name / f"seed-{seed}")[-1] for name in ("expert-a", "expert-b")]
-        adapter.merge(experts, runs / MERGE / f"seed-{seed}", "mean")
-        adapter.merge(experts, runs / "merge-adapter" / f"seed-{seed}", "adapter")
+        adapter.merge(experts, runs / MERGE / f"seed-{seed}", "mean", seed)
+        adapter.merge(experts, runs / "merge-adapter" / f"seed-{seed}", "adapter", seed)
         say(f"== tuning the adapter merge, seed {seed}")
         adapter.tune(
             runs / "merge-adapter" / f"seed-{seed}",
