@@ -69,7 +69,7 @@ SCALES = {
     ),
     # 2 CPU cores, d = 128, the substrate trimmed to the training text (~2,100 ids), batch 16 x 128:
     # sized so that every seed of every arm is below bzip2 -9 on each language it trains on; a family
-    # takes 13-29 minutes of two cores with --compile (docs/study.md, "Results at cpu scale", has the measurements).
+    # takes 12-31 minutes of two cores with --compile (docs/study.md, "Results at cpu scale", has the measurements).
     "cpu": Scale(
         name="cpu",
         dim=128,
