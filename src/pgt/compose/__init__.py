@@ -1,6 +1,6 @@
 """Expert merging: models on one frozen substrate combined into one (docs/merging.md), and tuning the merge.
 
-merge_experts(expert_dirs, out, weights=None, mode="mean")   merged model directory (`pgt merge`)
+merge_experts(expert_dirs, out, weights=None, mode="mean", seed=0)   merged model directory (`pgt merge`)
 pgt.model.PgtMergedForCausalLM.from_experts(models, ...)     the same in memory
 pgt.compose.tune.tune_merged(merged_dir, data_dir, out, TuneConfig(tokens=...))   `pgt tune` (docs/study.md)
 """
