@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import tempfile
 import time
 from pathlib import Path
 
 import torch
+from model_pair import growth_config
 
 from pgt.growth.expand import frozen_prefix, set_trainable
 from pgt.growth.stage import causal_lm_loss
@@ -96,7 +96,7 @@ def ensure_inputs(args: argparse.Namespace) -> tuple[str, str]:
 def bench_trainer_overhead(args: argparse.Namespace) -> None:
     """Blocks of trainer steps and plain steps alternate on the same model in one process, so
     machine load drifts hit both alike; the median block rate of each is compared."""
-    from pgt.growth import GrowthConfig, grow
+    from pgt.growth import grow
     from pgt.growth.checkpoint import TrainState
     from pgt.growth.loop import StageTrainer
     from pgt.growth.metrics import MetricsLogger
@@ -109,22 +109,7 @@ def bench_trainer_overhead(args: argparse.Namespace) -> None:
         f"\n2. pgt grow inner loop vs plain PyTorch loop (stage 2 of a {args.dim}-wide model: 1 frozen + 1 new "
         f"block, batch {args.batch}x{args.seq}, {args.repeats} x {block} steps each, {args.device})"
     )
-    config = GrowthConfig(
-        substrate=substrate,
-        data=data_dir,
-        out=tempfile.mkdtemp(prefix="bench-growth-"),
-        stages=1,
-        tokens_per_stage=tokens_per_step,
-        batch_size=args.batch,
-        seq_len=args.seq,
-        context=args.seq,
-        heads=max(1, args.dim // 64),
-        eval_every=0,
-        eval_tokens=1024,
-        checkpoint_every=0,
-        progress=False,
-        device=args.device,
-    )
+    config = growth_config(args, substrate, data_dir, tokens_per_stage=tokens_per_step, device=args.device)
     grow(config)  # stage 1, which stage 2 grows from
     config.stages = 2
     config.tokens_per_stage = 2 * args.repeats * block * tokens_per_step

@@ -1,4 +1,4 @@
-"""Weighted mixture vs one source: `pgt grow`'s training tokens/s, side by side in one run (issue 18.2).
+"""Weighted mixture vs one source: `pgt grow`'s training tokens/s, side by side in one run.
 
 Two GrowthRuns on the same substrate and model shape differ only in `--data`: one token data
 directory, or a 0.9/0.1 mixture of it and a second one (`--data a=DIR:0.9 --data b=DIR2:0.1`).
@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import tempfile
 import time
 from pathlib import Path
 
 import torch
+from model_pair import growth_config
 
 CACHE = Path(__file__).resolve().parents[1] / ".cache" / "bench-mixture"
 
@@ -48,28 +48,12 @@ def ensure_inputs(args: argparse.Namespace) -> tuple[str, str, str]:
 
 def trainer(data: str | list[str], substrate: str, args: argparse.Namespace):
     """A stage-1 StageTrainer of a GrowthRun on `data` (nothing is written: its run directory is never opened)."""
-    from pgt.growth import GrowthConfig
     from pgt.growth.checkpoint import TrainState
     from pgt.growth.loop import StageTrainer
     from pgt.growth.metrics import MetricsLogger
     from pgt.growth.trainer import GrowthRun
 
-    config = GrowthConfig(
-        substrate=substrate,
-        data=data,
-        out=tempfile.mkdtemp(prefix="bench-mixture-"),
-        stages=1,
-        tokens_per_stage=10**9,
-        batch_size=args.batch,
-        seq_len=args.seq,
-        context=args.seq,
-        heads=max(1, args.dim // 64),
-        eval_every=0,
-        eval_tokens=1024,
-        checkpoint_every=0,
-        progress=False,
-        device="cpu",
-    )
+    config = growth_config(args, substrate, data, tokens_per_stage=10**9, device="cpu")
     run = GrowthRun(config)
     logger = MetricsLogger(run.setup.run_dir, resume_offset=None, resume_step=None, enabled=False)
     return StageTrainer(run.setup, run.directory, logger, run.setup.plans[0], TrainState(stage=1), None)

@@ -4,14 +4,17 @@ same shape, for side-by-side benchmarks.
 Same depth, width, heads and vocabulary; Llama's gated MLP (three d x i matrices) gets
 i = 8d/3 so that it costs the FLOPs of PGT's non-gated 4d MLP (two d x 4d matrices).
 Both use SDPA attention, untied heads and random weights (speed does not depend on them).
+`growth_config` is the one-stage `pgt grow` configuration the growth and mixture benchmarks time.
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
+import tempfile
 import time
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
@@ -82,3 +85,26 @@ def median_seconds(runs: dict[str, Callable[[], None]], repeats: int) -> dict[st
             run()
             times[name].append(time.process_time() - started)
     return {name: statistics.median(values) for name, values in times.items()}
+
+
+def growth_config(args: argparse.Namespace, substrate: str, data: str, *, tokens_per_stage: int, device: str) -> Any:
+    """A one-stage `pgt grow` configuration of `args.batch` x `args.seq`, `args.dim // 64` heads, no periodic
+    evaluation or checkpoint, into a fresh temporary run directory."""
+    from pgt.growth import GrowthConfig
+
+    return GrowthConfig(
+        substrate=substrate,
+        data=data,
+        out=tempfile.mkdtemp(prefix="bench-growth-"),
+        stages=1,
+        tokens_per_stage=tokens_per_stage,
+        batch_size=args.batch,
+        seq_len=args.seq,
+        context=args.seq,
+        heads=max(1, args.dim // 64),
+        eval_every=0,
+        eval_tokens=1024,
+        checkpoint_every=0,
+        progress=False,
+        device=device,
+    )
