@@ -1,4 +1,4 @@
-"""Chat and instruction data (issue 18.1): three record formats, one chat template, id-exact in plain transformers."""
+"""Chat and instruction data: three record formats, one chat template, id-exact in plain transformers."""
 
 from __future__ import annotations
 

@@ -52,7 +52,7 @@ def decode_documents(ids: np.ndarray, tokenizer) -> list[str]:
 
 
 def leftovers(directory: Path) -> list[str]:
-    """What is in `directory` (an output's lock, `.NAME.lock`, goes when its command ends: issue 20.20)."""
+    """What is in `directory` (an output's lock, `.NAME.lock`, goes when its command ends)."""
     return sorted(p.name for p in directory.iterdir())
 
 

@@ -1,4 +1,4 @@
-"""`pgt grow --from MODEL_DIR` (issue 18.3): a stage-2 model of another run grows to stage 4 on other data;
+"""`pgt grow --from MODEL_DIR`: a stage-2 model of another run grows to stage 4 on other data;
 its blocks stay bit-identical, the lineage is recorded in run.json, stage.json, the card and the report."""
 
 from __future__ import annotations

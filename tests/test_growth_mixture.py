@@ -1,4 +1,4 @@
-"""Weighted mixtures (issue 18.2): `--data NAME=DIR:WEIGHT` draws by weight, resumes bit-exactly after SIGKILL,
+"""Weighted mixtures: `--data NAME=DIR:WEIGHT` draws by weight, resumes bit-exactly after SIGKILL,
 records the mixture and scores every source; bad weights and foreign sources are one-line errors."""
 
 from __future__ import annotations

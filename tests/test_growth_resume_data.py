@@ -1,4 +1,4 @@
-"""A resume trains on the data the run trained on, and on a history it can read (issue 20.4, 20.5, 20.16),
+"""A resume trains on the data the run trained on, and on a history it can read,
 end to end through `pgt grow` and `pgt report`."""
 
 from __future__ import annotations
@@ -143,7 +143,7 @@ def test_a_truncated_or_nul_padded_history_is_cut_back_and_said(run_copy, substr
         ),
         ('{"kind": "train", "stage": 1, "global_step": 1, "tokens": 8, "loss": Infinity}\n', "line 1"),
         ('{"kind": "train", "stage": 1, "global_step": 1, "tokens": 8, "loss": NaN}\n', "line 1"),
-        ('{"kind": "train", "stage": 1, "global_step": 1, "loss": 1.0}\n', "line 1"),  # no tokens (issue 20.11)
+        ('{"kind": "train", "stage": 1, "global_step": 1, "loss": 1.0}\n', "line 1"),  # no tokens
         ('{"kind": "train", "stage": 1, "global_step": 1, "tokens": 8, "loss": 1.0}\n' + "\0" * 50, "line 2"),
     ],
 )

@@ -117,7 +117,7 @@ def test_exclusive_lock_names_the_holder(tmp_path: Path) -> None:
     with run_lock(tmp_path):  # the kernel released the dead holder's lock
         assert time.time() < deadline
         assert (tmp_path / ".lock").read_text() == f"{os.getpid()}\n"
-    assert not (tmp_path / ".lock").exists()  # issue 20.20: the holder removes its lock file
+    assert not (tmp_path / ".lock").exists()  # the holder removes its lock file
 
 
 def test_output_locks_leave_no_file(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""Never lose work (issue 20): every command that takes --out, with and without --overwrite, on a
+"""Never lose work: every command that takes --out, with and without --overwrite, on a
 directory pgt did not write, on an input, on a file, on a read-only and on a full directory: nothing
 that existed before is lost, and the error is one line. Tested in process through `pgt.cli.main`."""
 
@@ -232,13 +232,13 @@ def test_out_never_destroys_what_exists(name, world, tmp_path, capsys):
     for extra in flags:
         assert "not written by pgt" in one_line_error([*command.line(foreign), *extra], capsys) or not extra
         one_line_error([*command.line(a_file), *extra], capsys)
-        one_line_error([*command.line(a_file / _out_name(name)), *extra], capsys)  # through a file (issue 20.11)
+        one_line_error([*command.line(a_file / _out_name(name)), *extra], capsys)  # through a file
         if name == "report":  # its input is the run; the page beside a stage is the model card
             one_line_error([*command.line(world["report"].inputs[0] / "stage-1" / "README.md"), *extra], capsys)
         for source in inputs[:1]:
             one_line_error([*command.line(source), *extra], capsys)
     assert not lost(before, snapshot(tmp_path, *command.inputs))
-    assert not list(tmp_path.rglob("*.lock"))  # issue 20.20: locks go with the command
+    assert not list(tmp_path.rglob("*.lock"))  # locks go with the command
 
 
 @pytest.mark.parametrize("name", [n for n in COMMANDS if n in TAKES_OVERWRITE])

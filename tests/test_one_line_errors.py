@@ -1,4 +1,4 @@
-"""Bad input that used to end in a traceback is a one-line error (issue 20.8-20.13), through `pgt.cli.main`."""
+"""Bad input that used to end in a traceback is a one-line error, through `pgt.cli.main`."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""docs/recipe.md (issue 18.5): its small-scale command block runs as written, so the page cannot rot."""
+"""docs/recipe.md: its small-scale command block runs as written, so the page cannot rot."""
 
 from __future__ import annotations
 
