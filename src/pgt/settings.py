@@ -17,12 +17,14 @@ import os
 import types
 import typing
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, Literal
+from pathlib import Path
+from typing import Any, Literal
 
+import yaml
+
+from pgt.errors import MissingSetting, PgtError, SettingError, one_line
 from pgt.options import DEFAULT_DTYPE, DEVICE_AUTO, DTYPES, Number, positive_int
-
-if TYPE_CHECKING:
-    from pgt.errors import PgtError, SettingError
+from pgt.records import Mismatch, check_value
 
 
 def add_command(
@@ -237,14 +239,12 @@ def add_settings(
             target.add_argument(hidden, **{**kwargs, "dest": name, "help": argparse.SUPPRESS, "required": False})
 
 
-def settings_from(cls: type, args: argparse.Namespace | dict[str, Any], **values: Any) -> Any:
-    """The settings of a command from its parsed options (the fields `args` has; `values` beside or over
-    them), checked once (`check_settings`), a problem said with the option's flag."""
-    from pgt.errors import SettingError
-
+def settings_from(cls: type, args: argparse.Namespace | dict[str, Any]) -> Any:
+    """The settings of a command from its parsed options (the fields `args` has), checked once
+    (`check_settings`), a problem said with the option's flag."""
     given = vars(args) if isinstance(args, argparse.Namespace) else args
     names = {f.name for f in dataclasses.fields(cls)}
-    settings = cls(**{name: value for name, value in given.items() if name in names}, **values)
+    settings = cls(**{name: value for name, value in given.items() if name in names})
     try:
         check_settings(settings)
     except SettingError as exc:
@@ -256,9 +256,6 @@ def check_settings(settings: Any) -> None:
     """The one check of a settings dataclass, made however it was (options, a config file, Python): required
     fields are given, every value has its field's type (pgt.records' checker; converted in place, so a
     list becomes the declared tuple), within its choices, and every number within its `Number`'s bounds."""
-    from pgt.errors import MissingSetting, PgtError, SettingError
-    from pgt.records import Mismatch, check_value
-
     hints = typing.get_type_hints(type(settings))
     groups: dict[str, list[str]] = {}  # one_of group -> the fields of it given
     for field in dataclasses.fields(settings):
@@ -302,8 +299,6 @@ def _field(fields: Sequence[dataclasses.Field], name: str) -> dataclasses.Field:
 def flag_error(exc: SettingError, cls: type | None = None, where: str = "") -> PgtError:
     """A SettingError as the command line says it: the option's flag (from `cls`'s fields, else `--key-name`)
     instead of the keyword, and `where` (" (on the command line or in the config file)") after a missing one."""
-    from pgt.errors import MissingSetting, PgtError
-
     field = {f.name: f for f in dataclasses.fields(cls)}.get(exc.key) if cls else None
     name = flag(field) if field else "--" + exc.key.replace("_", "-")
     return PgtError(f"{name} {exc.detail}{where if isinstance(exc, MissingSetting) else ''}")
@@ -328,13 +323,6 @@ def _yaml_number(value: Any, annotation: Any) -> Any:
 def read_settings_file(cls: type, path: str | os.PathLike, command: str) -> dict[str, Any]:
     """A YAML file of `cls`'s keys, each value type-checked (unknown keys are an error; `command` names
     the command whose --help lists them)."""
-    from pathlib import Path
-
-    import yaml
-
-    from pgt.errors import PgtError, one_line
-    from pgt.records import Mismatch, check_value
-
     path = Path(path)
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
