@@ -97,17 +97,6 @@ def text(value: str) -> str:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def finite_float(text: str) -> float:
-    """A float that is neither infinite nor NaN."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a float") from None
-    if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"{text} must be a finite number")
-    return value
-
-
 def show_progress(args: Any) -> bool:
     """Whether to draw progress bars: the flag (for commands that have it), else whether stderr is a terminal."""
     progress = getattr(args, "progress", None)
