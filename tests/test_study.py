@@ -148,6 +148,8 @@ def test_the_page_shows_every_comparison_as_study_json_has_it(study: Path, resul
     for image in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text):
         with Image.open(study / image) as png:
             png.verify()
+    # the page draws every arm's loss from its metrics.jsonl; the arms' runs draw none of their own
+    assert list((study / "runs").rglob("metrics.jsonl")) and not list((study / "runs").rglob("loss.png"))
 
 
 def test_a_rerun_reuses_everything_and_other_settings_are_refused(study: Path, substrate_dir: Path, capsys) -> None:
