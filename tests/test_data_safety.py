@@ -178,7 +178,7 @@ def test_token_ids_beyond_the_vocabulary_are_a_one_line_error(data_dir):
 
 
 def test_a_bad_id_is_reported_where_it_is(data_dir):
-    """Issue 20.18: a bad id at index 100 of a window starting at 70 was reported "at token 70"."""
+    """A bad id at index 100 of a window starting at 70 was reported "at token 70"."""
     manifest = json.loads((data_dir / "manifest.json").read_text())
     shard = data_dir / manifest["splits"]["train"]["shards"][0]["file"]
     ids = np.fromfile(shard, dtype="<u4")
@@ -190,7 +190,7 @@ def test_a_bad_id_is_reported_where_it_is(data_dir):
 
 
 def test_nested_records_name_the_file_once(data_dir):
-    """Issue 20.18: "token data split token data manifest …" named two records for one file."""
+    """The message used to read "token data split token data manifest …", two records for one file."""
     manifest = json.loads((data_dir / "manifest.json").read_text())
     manifest["splits"]["train"]["tokens"] = "many"
     (data_dir / "manifest.json").write_text(json.dumps(manifest))

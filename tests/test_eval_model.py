@@ -517,7 +517,7 @@ def _nanogpt_generate(model, ids: list[int], n: int, context: int, generator=Non
 
 
 def test_long_prompts_are_cropped_before_every_new_token_as_the_reference_does(model_and_tokenizer) -> None:
-    """Issue 20.19: one crop of the prompt differed from the reference's sampler once the prompt and its new
+    """One crop of the prompt differed from the reference's sampler once the prompt and its new
     tokens exceed the context; each new token now sees the last `context` tokens, batched or not."""
     model, tokenizer = model_and_tokenizer
     rows = [json.loads(line) for line in (DATA / "squad_v2.jsonl").read_text(encoding="utf-8").splitlines()]

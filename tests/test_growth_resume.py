@@ -93,7 +93,7 @@ def killed_run(substrate_dir, token_data_dir, tmp_path_factory):
     """A `pgt grow` subprocess SIGKILLed in stage 2, after at least one stage-2 checkpoint."""
     out = tmp_path_factory.mktemp("resume") / "killed"
     process = grow_until_stage_checkpoint(command(substrate_dir, token_data_dir, out), out, stage=2, seconds=240)
-    # Issue 14.4: a second `pgt grow` on the same --out while the first runs is refused in one line
+    # A second `pgt grow` on the same --out while the first runs is refused in one line
     # (the first is paused meanwhile, so it is still in stage 2 when it is killed).
     process.send_signal(signal.SIGSTOP)
     second = pgt(*command(substrate_dir, token_data_dir, out))
@@ -164,7 +164,7 @@ def test_flipped_byte_and_missing_checkpoint_are_clear_errors(killed_run, tmp_pa
 def test_lost_pointer_resumes_from_the_newest_checkpoint_that_verifies(
     killed_run, uninterrupted, substrate_dir, token_data_dir, tmp_path
 ):
-    """Issue 14.3 (and 14.9): no latest.json must not restart from scratch; stale temporaries go."""
+    """No latest.json must not restart from scratch; stale temporaries go."""
     run_dir, newest = damaged_copy(killed_run, tmp_path)
     (run_dir / "checkpoints" / "latest.json").unlink()
     damaged = newest.with_name("stage-02-step-000099")  # a damaged "newer" one is skipped, not trusted
@@ -210,13 +210,13 @@ def finished_run(substrate_dir, token_data_dir, tmp_path_factory):
         ("--betas", ["1.5", "2"], "betas must be two numbers in [0, 1)"),
         ("--device", ["tpu9"], "unknown device 'tpu9'"),
         ("--seq-len", ["1000000"], "too few for sequences of 1000000"),
-        # Issue 20.1: settings that fail only in a training step, caught by the probe step before any removal.
+        # Settings that fail only in a training step, caught by the probe step before any removal.
         ("--fsdp", [], "a single process has nothing to shard over"),
         ("--attn-implementation", ["flex_attention"], "does not support backward on CPU"),
     ],
 )
 def test_overwrite_with_bad_settings_deletes_nothing(finished_run, option, values, message):
-    """Issues 14.1 and 20.1: --overwrite checks everything before it removes anything."""
+    """--overwrite checks everything before it removes anything."""
     argv, out = finished_run
     before = snapshot(out)
     changed = (
@@ -244,7 +244,7 @@ def test_overwrite_with_good_settings_trains_again(finished_run, tmp_path):
 
 
 def test_out_that_is_a_file_or_overlaps_an_input_is_refused(substrate_dir, token_data_dir, tmp_path):
-    """Issues 14.8 and 14.2: one-line errors, and the inputs are untouched."""
+    """One-line errors, and the inputs are untouched."""
     a_file = tmp_path / "notes.txt"
     a_file.write_text("mine")
     assert "is a file, not a directory" in one_line_error(pgt(*command(substrate_dir, token_data_dir, a_file)))
@@ -258,7 +258,7 @@ def test_out_that_is_a_file_or_overlaps_an_input_is_refused(substrate_dir, token
 def test_a_failed_first_start_leaves_nothing_that_blocks_the_corrected_command(
     substrate_dir, token_data_dir, tmp_path, capsys
 ):
-    """Issue 14.8: a run that fails before its first checkpoint leaves no directory behind."""
+    """A run that fails before its first checkpoint leaves no directory behind."""
     out = tmp_path / "first"
     argv = command(substrate_dir, token_data_dir, out)
     for option, value in (("--lr", "1e30"), ("--checkpoint-every", "0"), ("--eval-every", "0")):
@@ -298,7 +298,7 @@ def test_non_finite_loss_stops_with_the_last_good_checkpoint_intact(substrate_di
     for option, value in (("--lr", "1e30"), ("--checkpoint-every", "1"), ("--eval-every", "0")):
         argv[argv.index(option) + 1] = value
     assert pgt_main(argv) == 2
-    # Issue 20.18: the message names what became non-finite (a finite loss can still overflow the gradient norm).
+    # The message names what became non-finite (a finite loss can still overflow the gradient norm).
     assert re.search(
         r"stage 1, step \d+: the (loss|gradient norm) became non-finite .* last good checkpoint .* "
         r"is intact",
@@ -315,7 +315,7 @@ def test_non_finite_loss_stops_with_the_last_good_checkpoint_intact(substrate_di
     assert records[-1]["event"] == "stop"
     assert json.loads((tmp_path / "nan" / "run.json").read_text())["halted"]["reason"] == "non-finite loss or gradient"
 
-    # Issue 14.5: the advice can be followed: a lower --lr resumes from that checkpoint, and run.json says so.
+    # The advice can be followed: a lower --lr resumes from that checkpoint, and run.json says so.
     argv[argv.index("--lr") + 1] = "3e-3"
     other = [*argv]
     other[other.index("--seq-len") + 1] = "16"  # not an optimizer setting: still refused

@@ -161,7 +161,7 @@ def test_a_torn_last_line_is_skipped(tmp_path):
 
 @pytest.mark.parametrize("file", ["../train-00000.bin", "/etc/passwd", "..", ""])
 def test_a_manifest_shard_outside_the_data_directory_is_refused(token_data_dir, tmp_path, file):
-    """Issue 20.17: the manifest's shard names are read through its record, which keeps them inside."""
+    """The manifest's shard names are read through its record, which keeps them inside."""
     from pgt.data.loader import TokenData
 
     data = tmp_path / "data"
@@ -182,7 +182,7 @@ def test_a_manifest_shard_outside_the_data_directory_is_refused(token_data_dir, 
     ],
 )
 def test_a_damaged_checkpoint_state_is_refused(run_copy, substrate_dir, field, value, message, capsys):
-    """Issue 20.17: state.json goes through its record (TrainState) before a resume trusts it."""
+    """`state.json` goes through its record (TrainState) before a resume trusts it."""
     data, run = run_copy
     (state_file,) = (run / "checkpoints").glob("*/state.json")
     state = json.loads(state_file.read_text())

@@ -152,7 +152,7 @@ def test_stage_ends_when_validation_stops_improving(substrate_dir, token_data_di
     run_dir = grow(config)
     info = json.loads((run_dir / "stage-1" / "stage.json").read_text())
     assert info["stopped_early"] and info["steps"] == 4 and info["tokens_seen"] == 4 * 4 * 32
-    # Issue 18.4: convergence under a token cap, shown where it stopped in the card and the report.
+    # Convergence under a token cap, shown where it stopped in the card and the report.
     assert info["tokens_budget"] == 4 * 32 * 20
     card = (run_dir / "stage-1" / "README.md").read_text(encoding="utf-8")
     assert "stopped by --patience at 512 of 2,560 tokens" in card

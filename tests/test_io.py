@@ -121,7 +121,7 @@ def test_exclusive_lock_names_the_holder(tmp_path: Path) -> None:
 
 
 def test_output_locks_leave_no_file(tmp_path: Path) -> None:
-    """Issue 20.20: `.NAME.lock` goes with the command, also when the block fails, and locks again afterwards."""
+    """`.NAME.lock` goes with the command, also when the block fails, and locks again afterwards."""
     from pgt.io import output_lock
 
     out = tmp_path / "out"
@@ -191,7 +191,7 @@ def test_one_line_folds_a_library_message() -> None:
 
 
 def test_a_full_disk_inside_safetensors_is_an_environment_error(tmp_path: Path) -> None:
-    """Issue 20.7: safetensors reports a full disk as its own SafetensorError ("... os error 28"/27)."""
+    """`safetensors` reports a full disk as its own SafetensorError ("... os error 28"/27)."""
     import resource
 
     import torch

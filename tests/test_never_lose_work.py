@@ -276,7 +276,7 @@ def test_a_read_only_directory_is_one_line(name, world, tmp_path, capsys):
 
 
 def test_no_library_progress_bars_nor_lock_files_when_stderr_is_not_a_terminal(substrate_dir, tmp_path):
-    """Issue 20.20, as a user's pipe sees it (transformers drew a bar per model load)."""
+    """As a user's pipe sees it (transformers drew a bar per model load)."""
     import subprocess
     import sys
 
@@ -293,7 +293,7 @@ def test_no_library_progress_bars_nor_lock_files_when_stderr_is_not_a_terminal(s
 
 
 def test_report_replaces_only_its_own_page(world, tmp_path, capsys):
-    """Issue 20.2: an existing page is refused without --overwrite; --overwrite rewrites a page pgt wrote."""
+    """An existing page is refused without --overwrite; --overwrite rewrites a page pgt wrote."""
     page = tmp_path / "report.md"
     argv = world["report"].line(page)
     assert pgt_main(argv) == 0
@@ -303,7 +303,7 @@ def test_report_replaces_only_its_own_page(world, tmp_path, capsys):
 
 
 def test_a_second_eval_of_the_same_task_into_the_same_place_is_refused_while_the_first_runs(world, tmp_path, capsys):
-    """Issue 20.6: both passed the early "already exists" check and the second replaced the first; the
+    """Both passed the early "already exists" check and the second replaced the first; the
     result's lock is held from the check through the write."""
     from pgt.io import output_lock
 

@@ -97,7 +97,7 @@ def test_pickle_weights_are_refused_in_one_line(eval_model_dir, tmp_path, capsys
 
 
 def test_push_without_a_network_is_one_line(eval_model_dir, tmp_path):
-    """Issue 20.12: online mode, but nothing answers (a closed local port stands in for no network)."""
+    """Online mode, but nothing answers (a closed local port stands in for no network)."""
     import os
     import subprocess
     import sys
@@ -123,7 +123,7 @@ def test_push_without_a_network_is_one_line(eval_model_dir, tmp_path):
 
 @pytest.mark.parametrize(("option", "value"), [("--batch-size", "10000"), ("--grad-accum", "1000000")])
 def test_a_stage_budget_below_one_step_is_refused(option, value, substrate_dir, token_data_dir, tmp_path, capsys):
-    """Issue 20.15: 4,000 tokens per stage used to train 320,000 (or one 128 M-token step)."""
+    """4,000 tokens per stage used to train 320,000 (or one 128 M-token step)."""
     argv = [
         "grow",
         "--substrate",
@@ -150,7 +150,7 @@ def test_a_stage_budget_below_one_step_is_refused(option, value, substrate_dir, 
 def test_tune_refuses_a_budget_below_one_step_and_windows_beyond_the_context(
     substrate_dir, token_data_dir, tmp_path, capsys
 ):
-    """Issue 20.14: --tokens 300 trained 40,000 tokens; --seq-len beyond the context trained positions never seen."""
+    """--tokens 300 trained 40,000 tokens; --seq-len beyond the context trained positions never seen."""
     from pgt.model.loading import init_model_dir
 
     experts = [
@@ -167,14 +167,14 @@ def test_tune_refuses_a_budget_below_one_step_and_windows_beyond_the_context(
 
 
 def test_a_directory_given_for_a_file_is_named_not_a_temporary(substrate_dir, tmp_path, capsys):
-    """Issue 20.18: `--png DIR` printed the path of a hidden temporary file."""
+    """`--png DIR` printed the path of a hidden temporary file."""
     line = one_line_error(["substrate", "show", "A", "--substrate", substrate_dir, "--png", tmp_path], capsys)
     assert line == f"error: {tmp_path} is a directory; give a file name"
     assert not list(tmp_path.iterdir())
 
 
 def test_report_into_a_path_through_a_file_is_one_line(tmp_path, capsys):
-    """Issue 20.11: `--out afile/x.md` where afile is a file raised FileExistsError."""
+    """`--out afile/x.md` where afile is a file raised FileExistsError."""
     from pgt.io import make_dirs
 
     (tmp_path / "afile").write_text("mine")
@@ -186,7 +186,7 @@ def test_report_into_a_path_through_a_file_is_one_line(tmp_path, capsys):
 
 
 def test_a_directory_that_needs_custom_code_is_refused_without_asking(eval_model_dir, tmp_path):
-    """Issue 20.20: transformers asked "Do you wish to run the custom code? [y/N]" with stdin closed."""
+    """Transformers asked "Do you wish to run the custom code? [y/N]" with stdin closed."""
     import os
     import subprocess
     import sys
@@ -225,3 +225,24 @@ def test_a_directory_that_needs_custom_code_is_refused_without_asking(eval_model
     errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]
     assert len(errors) == 1 and errors[0].startswith(f"error: cannot load {model} as a causal LM")
+
+
+def test_a_torchrun_worker_ends_with_the_command_s_status_and_its_output(tmp_path):
+    """Under torchrun (WORLD_SIZE > 1) `pgt` ends with os._exit after the command: the status and every
+    printed line must still come out."""
+    import os
+    import subprocess
+    import sys
+
+    missing = tmp_path / "missing"
+    for world_size in ("1", "2"):
+        result = subprocess.run(
+            [sys.executable, "-m", "pgt", "info", str(missing)],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "WORLD_SIZE": world_size},
+            timeout=120,
+            check=False,
+        )
+        assert result.returncode == 2, (world_size, result.stderr[-2000:])
+        assert result.stderr.startswith(f"error: '{missing}' is neither a preset"), result.stderr[-2000:]

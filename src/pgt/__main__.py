@@ -1,7 +1,5 @@
 """`python -m pgt …` is the `pgt` command."""
 
-import sys
+from pgt.cli import run
 
-from pgt.cli import main
-
-sys.exit(main())
+run()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from pgt import __version__
@@ -65,5 +66,18 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+def run() -> None:
+    """The `pgt` program: `main()`'s exit status. A torchrun worker ends at once after its command (every file
+    written and closed): FSDP2's gloo group outlives `destroy_process_group` (torch's DTensor caches keep its
+    device mesh), so the interpreter's own teardown would stop its C++ threads in no set order, and a rank
+    once aborted there ("terminate called without an active exception") after a finished run."""
+    code = main()
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

@@ -69,8 +69,12 @@ def start(ctx: DistContext) -> None:
         )
 
 
-def shutdown(ctx: DistContext) -> None:
+def shutdown(ctx: DistContext, *, finished: bool) -> None:
+    """Leave the process group. After a finished run every rank first waits for the others (rank 0 writes
+    run.json last), so that no rank tears its group down while another still talks to it."""
     if ctx.distributed and dist.is_initialized():
+        if finished:
+            dist.barrier()
         dist.destroy_process_group()
 
 

@@ -74,6 +74,7 @@ class GrowthRun:
         hf_bars = hf_logging.is_progress_bar_enabled()
         hf_logging.disable_progress_bar()  # per-file load/save bars would drown the stage bars
         pdist.start(self.ctx)
+        finished = False
         try:
             with self.directory.session() as opening:
                 if opening.finished:
@@ -83,8 +84,9 @@ class GrowthRun:
                     )
                 else:
                     self._train(opening.resume)
+            finished = True
         finally:
-            pdist.shutdown(self.ctx)
+            pdist.shutdown(self.ctx, finished=finished)
             if hf_bars:
                 hf_logging.enable_progress_bar()
         return self.setup.run_dir
