@@ -211,3 +211,16 @@ def test_a_full_disk_inside_safetensors_is_an_environment_error(tmp_path: Path) 
     assert message is not None and message.startswith("File too large") and "\n" not in message
     assert environment_error(ValueError("os error 2")) is None  # not an environment errno: a real bug stays loud
     assert environment_error(SafetensorError("header too large")) is None
+
+
+def test_a_directory_pgt_did_not_write_is_refused_without_advising_overwrite(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("a user's file")
+    for overwrite in (False, True):
+        with pytest.raises(PgtError) as caught:
+            refuse_existing(tmp_path, overwrite=overwrite, marker="substrate.json")
+        assert "was not written by pgt (it holds notes.txt" in str(caught.value)
+        assert "--overwrite" not in str(caught.value)
+    (tmp_path / "substrate.json").write_text("{}")
+    with pytest.raises(PgtError, match="pass --overwrite"):
+        refuse_existing(tmp_path, marker="substrate.json")
+    refuse_existing(tmp_path, overwrite=True, marker="substrate.json")

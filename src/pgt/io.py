@@ -49,10 +49,10 @@ def refuse_existing(
     path = Path(path)
     if not os.path.lexists(path):
         return
+    if marker is not None:  # first: --overwrite would not help with what pgt did not write
+        refuse_foreign(path, marker, what=what)
     if not overwrite:
         raise PgtError(f"{what} {path} already exists (choose another --out or pass --overwrite)")
-    if marker is not None:
-        refuse_foreign(path, marker, what=what)
 
 
 def refuse_foreign(
