@@ -224,7 +224,7 @@ def test_empty_files_and_bad_lines_name_the_file_and_line(tmp_path: Path) -> Non
         load_task_data(get_task("arc_easy"), empty)
     bad = tmp_path / "bad.jsonl"
     bad.write_text((DATA / "arc.jsonl").read_text(encoding="utf-8").splitlines()[0] + "\n{not json\n", encoding="utf-8")
-    with pytest.raises(PgtError, match=r"bad.jsonl:2: not a JSON line") as error:
+    with pytest.raises(PgtError, match=r"bad.jsonl:2: malformed JSON") as error:
         load_task_data(get_task("arc_easy"), bad)
     assert "\n" not in str(error.value)
 

@@ -149,14 +149,18 @@ def cut_document(text: str) -> Iterator[Piece]:
 # --------------------------------------------------------------------------- records
 
 
+def json_line(line: str, where: str) -> Any:
+    """One line of a JSON-lines file (a corpus or a task's data), or a one-line PgtError naming `where`."""
+    try:
+        return json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise PgtError(f"{where}: malformed JSON ({exc.msg} at column {exc.colno})") from None
+
+
 def jsonl_records(path: str, decoding: Decoding) -> Iterator[tuple[str, Any]]:
     for number, (line, _) in enumerate(_read_lines(path, decoding, None), start=1):
-        if not line.strip():
-            continue
-        try:
-            yield f"{path}:{number}", json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise PgtError(f"{path}:{number}: malformed JSON ({exc.msg} at column {exc.colno})") from None
+        if line.strip():
+            yield f"{path}:{number}", json_line(line, f"{path}:{number}")
 
 
 def parquet_records(path: str, field: str, record_format: str) -> Iterator[tuple[str, Any]]:

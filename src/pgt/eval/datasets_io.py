@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from pgt.corpus.hub import hub_spec, is_hub_spec, parse_hub_spec, with_timeout
+from pgt.corpus.readers import json_line
 from pgt.errors import PgtError, one_line, refuse_surrogates
 from pgt.eval.tasks import MMLU_SUBJECTS, Example, Task
 
@@ -44,12 +45,8 @@ def _read_jsonl(path: Path) -> Iterator[Row]:
     try:
         with open(path, encoding="utf-8") as handle:
             for number, line in enumerate(handle, 1):
-                if not line.strip():
-                    continue
-                try:
-                    yield f"{path}:{number}", json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise PgtError(f"{path}:{number}: not a JSON line ({exc.msg} at column {exc.colno})") from None
+                if line.strip():
+                    yield f"{path}:{number}", json_line(line, f"{path}:{number}")
     except UnicodeDecodeError as exc:
         raise PgtError(f"{path}: not UTF-8 text (byte {exc.start})") from None
 
