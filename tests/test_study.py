@@ -5,6 +5,7 @@ everything."""
 from __future__ import annotations
 
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -163,3 +164,30 @@ def test_a_rerun_reuses_everything_and_other_settings_are_refused(study: Path, s
     assert "other settings" in capsys.readouterr().err
     assert main(_args(study, substrate_dir, "nonsense")) == 2
     assert "unknown family" in capsys.readouterr().err
+
+
+def test_jobs_change_the_wall_time_not_the_numbers(
+    results: StudyResults, substrate_dir: Path, tmp_path: Path, capsys
+) -> None:
+    """The growth family again, its runs trained two at a time in worker processes (one thread each, as the
+    smoke scale's one process): every sweep, row and comparison equals the one-process study's."""
+    out = tmp_path / "jobs"
+    assert main([*_args(out, substrate_dir, "growth"), "--jobs", "2"]) == 0
+    alone, pooled = results.family("growth"), StudyResults.load(out / RESULTS_FILE).family("growth")
+
+    def numbers(family):
+        rows = [{k: v for k, v in vars(row).items() if k != "runs"} for row in family.rows]  # runs: paths
+        return rows, family.sweeps, family.comparisons
+
+    assert numbers(pooled) == numbers(alone)
+    logs = sorted(p.name for p in (out / "logs").iterdir())
+    assert "runs-monolithic-seed-1.log" in logs and "sweeps-one-block-lr-0.004.log" in logs
+    assert "stage 2:" in (out / "logs" / "runs-monolithic-seed-1.log").read_text()
+
+    # a run that fails in a worker is the command's one-line error
+    foreign = out / "runs" / "monolithic" / "seed-1"
+    shutil.rmtree(foreign)
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("mine")
+    assert main([*_args(out, substrate_dir, "growth"), "--jobs", "2"]) == 2
+    assert f"run directory {foreign} was not written by pgt" in capsys.readouterr().err

@@ -15,6 +15,17 @@ class PgtError(Exception):
     half-written is left behind by the operation that raised it.
     """
 
+    def __reduce__(self) -> tuple:
+        # Pickled from a worker process (`pgt study --jobs`): subclasses take other arguments than the message.
+        return _rebuilt_error, (type(self), str(self), self.__dict__)
+
+
+def _rebuilt_error(cls: type, message: str, state: dict) -> PgtError:
+    error = cls.__new__(cls)
+    Exception.__init__(error, message)
+    error.__dict__.update(state)
+    return error
+
 
 class SettingError(PgtError):
     """A bad setting, named by its keyword (`seq_len must be …`) where a library is called from Python; a

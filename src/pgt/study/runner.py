@@ -8,6 +8,7 @@ OUT/substrate-{recentred,shuffled,visible,random}/   the embeddings family's oth
 OUT/data/SUBSTRATE-{all,expert-a,expert-b}/          token data (`pgt data prepare`)
 OUT/sweeps/ARM.json, OUT/sweeps/ARM/lr-X/            each arm's learning-rate sweep
 OUT/runs/ARM/seed-S/          one normal `pgt grow` run per arm and seed
+OUT/logs/                     with --jobs N > 1: each run's lines (`runs-ARM-seed-S.log`, `sweeps-...`)
 OUT/runs/merge/seed-S/        the experts' logit mean (`pgt merge`)
 OUT/runs/merge-adapter/seed-S/, OUT/runs/merge-tuned/seed-S/   `pgt merge --mode adapter`, then `pgt tune`
 OUT/families/FAMILY.json      a family's state (finished, seconds spent)
@@ -26,6 +27,7 @@ from pathlib import Path
 from pgt.errors import PgtError
 from pgt.io import refuse_foreign, run_lock
 from pgt.model.architecture import check_heads
+from pgt.options import available_cpus
 from pgt.records import Record
 from pgt.study import adapter
 from pgt.study.arms import (
@@ -38,6 +40,7 @@ from pgt.study.arms import (
 )
 from pgt.study.collect import StudyScoring, say
 from pgt.study.corpus import StudyCorpus, parse_corpus_specs, split_corpus
+from pgt.study.pool import RunJob, RunPool
 from pgt.study.report import write_study_report
 from pgt.study.results import (
     StudyResults,
@@ -171,7 +174,7 @@ def _open_study(options: StudyOptions) -> _Study:
     """Check the plan, split the corpus (or reuse the split); called under the study's lock."""
     scale, out = options.scale, options.out
     languages = parse_corpus_specs(options.corpus)
-    where = ("device", "threads", "compile")  # how it runs, not what it measures
+    where = ("device", "threads", "jobs", "compile")  # how it runs, not what it measures
     sizes = {k: v for k, v in dataclasses.asdict(scale).items() if k not in where}
     if scale.threads is not None:
         import torch
@@ -228,9 +231,12 @@ def run_study(options: StudyOptions, command: str = "") -> StudyResults:
     out.mkdir(parents=True, exist_ok=True)
     with run_lock(out):
         study = _open_study(options)
-        for family in FAMILIES:
-            if family in options.families:
-                study.train(family)
+        try:
+            for family in FAMILIES:
+                if family in options.families:
+                    study.train(family)
+        finally:
+            study.pool.close()
         results = study.results(command)
         results.save(out / RESULTS_FILE)
 
@@ -247,6 +253,9 @@ class _Study(StudyScoring):
         self.experts = tuple(code for code in corpus.codes if code != "en")[:2]
         self.substrates: dict[str, Path] = {}
         self.data_dirs: dict[tuple[str, str], Path] = {}
+        scale = options.scale
+        per_run = scale.threads or (max(1, available_cpus() // scale.jobs) if scale.jobs > 1 else None)
+        self.pool = RunPool(out, scale.jobs, per_run)
 
     # ------------------------------------------------------------ substrates and data
 
@@ -341,63 +350,72 @@ class _Study(StudyScoring):
         """Sweep every arm's learning rate, train every seed (and for merging: merge and tune)."""
         started, state = time.monotonic(), self._family_run(family)
         say(f"== family {family}")
-        lrs = {arm.name: self.sweep(arm).chosen_lr for arm in family_arms(family)}
+        lrs = self.choose_lrs(family_arms(family))
         runs = self.out / "runs"
         for seed in range(self.options.seeds):
-            for arm in family_arms(family):
-                run_dir = runs / arm.name / f"seed-{seed}"
-                say(f"== {arm.name}, seed {seed}, lr {lrs[arm.name]:g} -> {run_dir}")
-                adapter.grow(
-                    growth_settings(
-                        arm,
-                        seed,
-                        self.scale,
-                        self.substrate(arm.substrate),
-                        self.data(arm.substrate, arm.data),
-                        run_dir,
-                        self.options.progress,
-                        lrs[arm.name],
+            self.pool.run(
+                [
+                    RunJob(
+                        f"{arm.name}, seed {seed}, lr {lrs[arm.name]:g}",
+                        self._settings(arm, seed, runs / arm.name / f"seed-{seed}", lrs[arm.name]),
                     )
-                )
+                    for arm in family_arms(family)
+                ]
+            )
             if family == "merging":
                 self._merge(seed)
         state.seconds += time.monotonic() - started
         state.finished = True
         self._save_family_run(state)
 
-    def sweep(self, arm: Arm) -> SweepRecord:
-        """The arm's learning rate: the candidate with the lowest final loss on the training data's validation split."""
-        path = self.out / "sweeps" / f"{arm.name}.json"
-        if path.is_file():
-            return SweepRecord.load(path)
-        scale, losses, tokens = self.scale, [], 0
-        for lr in scale.sweep_lrs:
-            run_dir = self.out / "sweeps" / arm.name / f"lr-{lr:g}"
-            say(f"== sweep {arm.name}: lr {lr:g} -> {run_dir}")
-            settings = growth_settings(
-                arm,
-                SWEEP_SEED,
-                scale,
-                self.substrate(arm.substrate),
-                self.data(arm.substrate, arm.data),
-                run_dir,
-                self.options.progress,
-                lr,
-                share=scale.sweep_share,
-            )
-            adapter.grow(settings)
-            final = adapter.stage_record(adapter.stage_dirs(run_dir)[-1])
-            losses.append(final.val_loss)
-            tokens = final.tokens_total
-        chosen = scale.sweep_lrs[min(range(len(losses)), key=losses.__getitem__)]
-        record = SweepRecord(arm.name, list(scale.sweep_lrs), losses, chosen, tokens, SWEEP_SEED)
-        record.save(path)
-        say(
-            f"   {arm.name}: lr {chosen:g} (validation loss "
-            + ", ".join(f"{lr:g}: {loss:.4f}" for lr, loss in zip(scale.sweep_lrs, losses, strict=True))
-            + ")"
+    def _settings(self, arm: Arm, seed: int, run_dir: Path, lr: float, share: float = 1.0) -> dict:
+        return growth_settings(
+            arm,
+            seed,
+            self.scale,
+            self.substrate(arm.substrate),
+            self.data(arm.substrate, arm.data),
+            run_dir,
+            self.options.progress and self.pool.workers == 1,  # a worker's bars would only fill its log
+            lr,
+            share=share,
         )
-        return record
+
+    def sweep(self, arm: Arm) -> SweepRecord:
+        """The arm's learning-rate sweep (run now if it has not been)."""
+        self.choose_lrs([arm])
+        return SweepRecord.load(self.out / "sweeps" / f"{arm.name}.json")
+
+    def choose_lrs(self, arms: list[Arm]) -> dict[str, float]:
+        """Each arm's learning rate: the candidate with the lowest final loss on the training data's validation
+        split (OUT/sweeps/ARM.json once chosen); the sweeps of all `arms` are trained as one batch."""
+        scale, sweeps = self.scale, self.out / "sweeps"
+        to_sweep = [arm for arm in arms if not (sweeps / f"{arm.name}.json").is_file()]
+        self.pool.run(
+            [
+                RunJob(
+                    f"sweep {arm.name}: lr {lr:g}",
+                    self._settings(arm, SWEEP_SEED, sweeps / arm.name / f"lr-{lr:g}", lr, scale.sweep_share),
+                )
+                for arm in to_sweep
+                for lr in scale.sweep_lrs
+            ]
+        )
+        for arm in to_sweep:
+            finals = [
+                adapter.stage_record(adapter.stage_dirs(sweeps / arm.name / f"lr-{lr:g}")[-1]) for lr in scale.sweep_lrs
+            ]
+            losses = [final.val_loss for final in finals]
+            chosen = scale.sweep_lrs[min(range(len(losses)), key=losses.__getitem__)]
+            SweepRecord(arm.name, list(scale.sweep_lrs), losses, chosen, finals[-1].tokens_total, SWEEP_SEED).save(
+                sweeps / f"{arm.name}.json"
+            )
+            say(
+                f"   {arm.name}: lr {chosen:g} (validation loss "
+                + ", ".join(f"{lr:g}: {loss:.4f}" for lr, loss in zip(scale.sweep_lrs, losses, strict=True))
+                + ")"
+            )
+        return {arm.name: SweepRecord.load(sweeps / f"{arm.name}.json").chosen_lr for arm in arms}
 
     def _merge(self, seed: int) -> None:
         runs = self.out / "runs"

@@ -39,7 +39,8 @@ class Scale:
     tune_tokens: int  # tokens of `pgt tune` on the adapter merge
     seeds: int = 3
     device: str = "auto"
-    threads: int | None = None  # torch CPU threads (None: torch's default)
+    threads: int | None = None  # torch CPU threads per run (None: torch's default; with jobs > 1 the CPUs / jobs)
+    jobs: int = 1  # training runs at once, each in its own process (pgt.study.pool)
     compile: bool = True  # `pgt grow --compile`: one compilation per model shape, reused by every later arm
 
 
