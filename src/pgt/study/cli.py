@@ -95,8 +95,8 @@ class StudySettings:
     )
     jobs: int = setting(
         1,
-        "training runs at once, each in its own process: faster on a CPU (two one-thread processes train 1.17x "
-        "the tokens of one two-thread process on 2 cores); a run's numbers depend on its threads, not on this",
+        "training runs at once, each in its own process: faster on a CPU with many cores (1.10x for the "
+        "embeddings family on 2 cores); a run's numbers depend on its --threads, not on this",
         metavar="N",
     )
     progress: bool | None = progress_setting()

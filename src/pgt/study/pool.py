@@ -1,8 +1,8 @@
 """The study's training runs: one after another in this process, or `jobs` at a time in worker processes.
 
-A study run is a small model that many threads barely speed up: on two cores, two one-thread
-processes side by side train 1.17 times the tokens of one two-thread process (docs/study.md), and
-on a machine with many cores the gain grows with them. A run's numbers depend on its torch thread
+A study run is a small model that many threads barely speed up: on two cores, `--jobs 2` (one thread
+per run) ran the embeddings family 1.10 times faster than one two-thread process (docs/study.md), and
+on a machine with many cores the gain should grow with them. A run's numbers depend on its torch thread
 count, not on which process trains it, so `--jobs` changes the wall time, not the results, as
 long as the threads per run stay the same. Each worker's runs write their lines to OUT/logs/.
 """
@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import time
-from concurrent.futures import FIRST_EXCEPTION, Future, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,7 +53,7 @@ class RunPool:
             futures[self._pool().submit(_train, job.settings, str(log))] = job
         pending = set(futures)
         while pending:
-            done, pending = wait(pending, return_when=FIRST_EXCEPTION)
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
             for future in done:
                 job = futures[future]
                 if future.exception() is not None:
