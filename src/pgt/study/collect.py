@@ -2,7 +2,7 @@
 into rows, judged (`judge_family`), with the substrates' health: the `StudyResults` the page is made of.
 
 `StudyScoring` is the orchestrator's (`runner._Study`) scoring side; it reads what the training side
-made (`out`, `scale`, `options`, `corpus`, `experts`, `substrate()`, `data()`, `sweep()`, the family
+made (`out`, `scale`, `options`, `corpus`, `experts`, `substrate()`, `data()`, `sweeps()`, the family
 states) and trains nothing.
 """
 
@@ -80,7 +80,7 @@ class StudyScoring:
         frozen_rows = lineage.dim * lineage.vocab_size
         everywhere = self.corpus.codes
         rows: dict[str, ModelRow] = {}
-        sweeps = [self.sweep(arm) for arm in family_arms(family)]
+        sweeps = self.sweeps(family_arms(family))
         lrs = {s.arm: s.chosen_lr for s in sweeps}
 
         def add(

@@ -350,7 +350,7 @@ class _Study(StudyScoring):
         """Sweep every arm's learning rate, train every seed (and for merging: merge and tune)."""
         started, state = time.monotonic(), self._family_run(family)
         say(f"== family {family}")
-        lrs = self.choose_lrs(family_arms(family))
+        lrs = {record.arm: record.chosen_lr for record in self.sweeps(family_arms(family))}
         runs = self.out / "runs"
         for seed in range(self.options.seeds):
             self.pool.run(
@@ -381,14 +381,9 @@ class _Study(StudyScoring):
             share=share,
         )
 
-    def sweep(self, arm: Arm) -> SweepRecord:
-        """The arm's learning-rate sweep (run now if it has not been)."""
-        self.choose_lrs([arm])
-        return SweepRecord.load(self.out / "sweeps" / f"{arm.name}.json")
-
-    def choose_lrs(self, arms: list[Arm]) -> dict[str, float]:
-        """Each arm's learning rate: the candidate with the lowest final loss on the training data's validation
-        split (OUT/sweeps/ARM.json once chosen); the sweeps of all `arms` are trained as one batch."""
+    def sweeps(self, arms: list[Arm]) -> list[SweepRecord]:
+        """Each arm's learning-rate sweep (OUT/sweeps/ARM.json): its candidate with the lowest final loss on the
+        training data's validation split. The sweeps not yet run are trained now, all `arms`' as one batch."""
         scale, sweeps = self.scale, self.out / "sweeps"
         to_sweep = [arm for arm in arms if not (sweeps / f"{arm.name}.json").is_file()]
         self.pool.run(
@@ -415,7 +410,7 @@ class _Study(StudyScoring):
                 + ", ".join(f"{lr:g}: {loss:.4f}" for lr, loss in zip(scale.sweep_lrs, losses, strict=True))
                 + ")"
             )
-        return {arm.name: SweepRecord.load(sweeps / f"{arm.name}.json").chosen_lr for arm in arms}
+        return [SweepRecord.load(sweeps / f"{arm.name}.json") for arm in arms]
 
     def _merge(self, seed: int) -> None:
         runs = self.out / "runs"
