@@ -246,3 +246,18 @@ def test_a_torchrun_worker_ends_with_the_command_s_status_and_its_output(tmp_pat
         )
         assert result.returncode == 2, (world_size, result.stderr[-2000:])
         assert result.stderr.startswith(f"error: '{missing}' is neither a preset"), result.stderr[-2000:]
+
+
+def test_every_pgt_error_survives_a_trip_to_another_process() -> None:
+    """`pgt study --jobs` raises a worker's error in the study's process: the class, the message and the
+    fields a caller reads (a SettingError's key, for the flag named on the command line) all cross."""
+    import pickle
+
+    from pgt.errors import MissingSetting, SettingError
+    from pgt.records import Mismatch
+
+    for error in (PgtError("plain"), SettingError("seq_len", "must be at most 64"), MissingSetting("out")):
+        copy = pickle.loads(pickle.dumps(error))
+        assert type(copy) is type(error) and str(copy) == str(error) and vars(copy) == vars(error)
+    mismatch = pickle.loads(pickle.dumps(Mismatch("config.lr", "fast", "float")))
+    assert (type(mismatch), str(mismatch), mismatch.value) == (Mismatch, "config.lr is 'fast', expected float", "fast")
